@@ -1,0 +1,250 @@
+"""The ``textclf`` command line: thin wrappers over the library.
+
+Every verb maps onto a library call; expected failures (``TextclfError``) are
+printed as one clear message with exit code 2 (1 for a diverged training),
+and only ``--debug`` shows a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+
+from textclf.errors import TextclfError
+
+app = typer.Typer(
+    name="textclf",
+    help="Compare RNN, GRU, LSTM, stacked and bidirectional text classifiers on your data, tracked in MLflow.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+config_app = typer.Typer(help="Show the resolved configuration.", no_args_is_help=True)
+data_app = typer.Typer(help="Look at a data source before training on it.", no_args_is_help=True)
+cache_app = typer.Typer(help="List or prune the stage cache.", no_args_is_help=True)
+app.add_typer(config_app, name="config")
+app.add_typer(data_app, name="data")
+app.add_typer(cache_app, name="cache")
+
+console = Console(stderr=True)
+out = Console()
+
+SetOpt = Annotated[Optional[list[str]], typer.Option("--set", "-s", help="Override a config key: --set encoder.layers=2 (repeatable).")]
+ParamsOpt = Annotated[Optional[Path], typer.Option("--params", help="params.yaml to use (default: ./params.yaml when present).")]
+CacheOpt = Annotated[Optional[Path], typer.Option("--cache-dir", help="Stage cache directory (default: $TEXTCLF_CACHE_DIR or .textclf).")]
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="Print only results.")]
+TrackOpt = Annotated[Optional[str], typer.Option("--tracking-uri", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI or sqlite:///mlruns/mlflow.db).")]
+
+
+def _setup_logging(quiet: bool) -> None:
+    level = logging.WARNING if quiet else logging.INFO
+    logging.basicConfig(level=level, format="%(levelname)s %(message)s", force=True)
+    for noisy in ("datasets", "mlflow", "alembic", "urllib3", "filelock", "httpx", "matplotlib"):
+        logging.getLogger(noisy).setLevel(logging.WARNING if not quiet else logging.ERROR)
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    import datasets
+
+    datasets.disable_progress_bars()
+    datasets.logging.set_verbosity_error()
+
+
+def _cache(cache_dir: Optional[Path]):
+    from textclf.cache import StageCache
+
+    return StageCache(cache_dir)
+
+
+# --------------------------------------------------------------------------- config
+
+
+@config_app.command("show")
+def config_show(
+    pipeline: Annotated[Optional[str], typer.Argument(help="Pipeline path or name; without it, params.yaml + --set.")] = None,
+    variant: Annotated[Optional[str], typer.Option("--variant", help="Show only this variant of the pipeline.")] = None,
+    set_: SetOpt = None,
+    params: ParamsOpt = None,
+) -> None:
+    """Print the fully resolved config as YAML (every variant of a pipeline)."""
+    import yaml
+
+    from textclf.config import load_config
+    from textclf.pipelines import load_pipeline
+
+    if pipeline is None:
+        out.print(load_config(overrides=set_, params_file=params).to_yaml(), end="", markup=False, highlight=False)
+        return
+    pipe = load_pipeline(pipeline, overrides=set_, params_file=params, only=[variant] if variant else None)
+    doc = {
+        "pipeline": pipe.name,
+        "seeds": pipe.seeds,
+        "baseline": pipe.baseline,
+        "variants": {name: v.config.to_dict() for name, v in pipe.variants.items()},
+    }
+    out.print(yaml.safe_dump(doc, sort_keys=False), end="", markup=False, highlight=False)
+
+
+# --------------------------------------------------------------------------- data
+
+
+@data_app.command("inspect")
+def data_inspect(
+    source: Annotated[Optional[str], typer.Argument(help="A file, hf:NAME[:CONFIG] or builtin:NAME (default: data.source of the config).")] = None,
+    set_: SetOpt = None,
+    params: ParamsOpt = None,
+    cache_dir: CacheOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Row counts per split, label distribution, length percentiles and invalid rows."""
+    from textclf.config import load_config
+    from textclf.data import SPLITS, invalid_rows, prepare, read_builtin, read_file, read_hub, summarize
+
+    _setup_logging(quiet)
+    extra = [f"data.source={source}", "data.train=null"] if source else []
+    cfg = load_config(overrides=extra + list(set_ or []), params_file=params)
+    data = prepare(cfg.data, cache_dir=_cache(cache_dir).root)
+    summary = summarize(data)
+    if as_json:
+        out.print_json(json.dumps(summary))
+        return
+    from rich.table import Table
+
+    t = Table(title=f"{cfg.data.source or cfg.data.train}: {summary['rows']} rows", title_justify="left")
+    for col in ("split", "rows", *data.label_names[:8], "words p50", "p95", "max"):
+        t.add_column(col, justify="right" if col != "split" else "left")
+    for split in SPLITS:
+        s = summary["splits"][split]
+        t.add_row(split, str(s["rows"]), *[str(s["labels"][n]) for n in data.label_names[:8]], str(s["words"].get("p50")), str(s["words"].get("p95")), str(s["words"].get("max")))
+    out.print(t)
+    if len(data.label_names) > 8:
+        out.print(f"({len(data.label_names)} classes; first 8 shown)")
+    dropped = data.report.get("dropped")
+    out.print(f"invalid rows dropped: {json.dumps(dropped)}" if dropped else "invalid rows: none")
+    for k in ("overlap_validation", "overlap_test"):
+        if k in data.report:
+            out.print(f"[yellow]warning[/]: {data.report[k]} {k.split('_')[1]} texts also occur in train (leakage)")
+
+
+# --------------------------------------------------------------------------- run
+
+
+@app.command()
+def run(
+    pipeline: Annotated[Optional[str], typer.Argument(help="Pipeline path or name in pipelines/ (default: compare).")] = None,
+    set_: SetOpt = None,
+    params: ParamsOpt = None,
+    cache_dir: CacheOpt = None,
+    tracking_uri: TrackOpt = None,
+    variant: Annotated[Optional[list[str]], typer.Option("--variant", help="Run only these variants (repeatable).")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Recompute every stage, ignoring the cache.")] = False,
+    summary_out: Annotated[Optional[Path], typer.Option("--summary-out", help="Also write summary.json here.")] = None,
+    register: Annotated[Optional[str], typer.Option("--register", help="Register the best variant's model under this name (alias 'champion').")] = None,
+    system_metrics: Annotated[bool, typer.Option("--system-metrics", help="Log CPU/memory system metrics to MLflow.")] = False,
+    executor: Annotated[str, typer.Option("--executor", help="local (default) or ray.")] = "local",
+    jobs: Annotated[int, typer.Option("--jobs", help="Parallel local worker processes.")] = 1,
+    ray_address: Annotated[Optional[str], typer.Option("--ray-address", help="Ray cluster address (default: start a local instance).")] = None,
+    cpus_per_task: Annotated[float, typer.Option("--cpus-per-task")] = 1.0,
+    gpus_per_task: Annotated[float, typer.Option("--gpus-per-task")] = 0.0,
+    quiet: QuietOpt = False,
+) -> None:
+    """Run a pipeline: every variant × seed through prepare → tokenize → embed → train → evaluate → compare."""
+    from textclf.pipelines import load_pipeline
+    from textclf.runner import run_pipeline
+
+    _setup_logging(quiet)
+    pipe = load_pipeline(pipeline, overrides=set_, params_file=params, only=variant)
+    result = run_pipeline(
+        pipe,
+        cache=_cache(cache_dir),
+        tracking_uri=tracking_uri,
+        force=force,
+        register=register,
+        system_metrics=system_metrics,
+        executor=executor,
+        jobs=jobs,
+        ray_address=ray_address,
+        cpus_per_task=cpus_per_task,
+        gpus_per_task=gpus_per_task,
+        quiet=quiet,
+        console=out,
+    )
+    if summary_out:
+        summary_out.parent.mkdir(parents=True, exist_ok=True)
+        summary_out.write_text(json.dumps(result.summary, indent=1))
+
+
+# --------------------------------------------------------------------------- cache
+
+
+@cache_app.command("ls")
+def cache_ls(cache_dir: CacheOpt = None) -> None:
+    """List cached stage outputs."""
+    from rich.table import Table
+
+    cache = _cache(cache_dir)
+    entries = cache.entries()
+    t = Table(title=f"{cache.root}: {len(entries)} entries", title_justify="left")
+    for col in ("stage", "key", "size", "info"):
+        t.add_column(col)
+    for e in entries:
+        info = {k: v for k, v in e.meta.items() if k not in ("stage", "key", "created")}
+        t.add_row(e.stage, e.key, f"{e.size / 1e6:.1f} MB", json.dumps(info, default=str)[:80])
+    out.print(t)
+
+
+@cache_app.command("prune")
+def cache_prune(
+    cache_dir: CacheOpt = None,
+    older_than: Annotated[Optional[float], typer.Option("--older-than", help="Remove entries older than this many days.")] = None,
+    stage: Annotated[Optional[str], typer.Option("--stage", help="Only entries of this stage.")] = None,
+    all_: Annotated[bool, typer.Option("--all", help="Remove every entry.")] = False,
+) -> None:
+    """Remove cached stage outputs (by age, by stage, or all)."""
+    if older_than is None and not all_ and stage is None:
+        raise typer.BadParameter("say what to prune: --older-than DAYS, --stage NAME or --all")
+    n, freed = _cache(cache_dir).prune(older_than_days=older_than, stage=stage, everything=all_ or (older_than is None))
+    out.print(f"removed {n} entries, freed {freed / 1e6:.1f} MB")
+
+
+# --------------------------------------------------------------------------- entry point
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: run the app, turning expected errors into clean messages and exit codes."""
+    import click
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv or os.environ.get("TEXTCLF_DEBUG") == "1"
+    argv = [a for a in argv if a != "--debug"]
+    try:
+        app(args=argv, prog_name="textclf", standalone_mode=False)
+        return 0
+    except TextclfError as exc:
+        if debug:
+            raise
+        console.print(f"[bold red]error:[/] {exc}", markup=True, highlight=False, soft_wrap=True)
+        return exc.exit_code
+    except click.exceptions.Exit as exc:
+        return exc.exit_code
+    except click.ClickException as exc:
+        exc.show()
+        return exc.exit_code
+    except click.exceptions.Abort:
+        console.print("aborted")
+        return 130
+    except KeyboardInterrupt:
+        if debug:
+            raise
+        console.print("interrupted; re-run the same command to continue from the cache and checkpoints")
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,451 @@
+"""The prepare stage: read a data source, validate it, split it, fingerprint it.
+
+Sources (``data.source`` or ``data.train`` / ``data.validation`` / ``data.test``):
+
+* files: ``.csv``, ``.tsv``, ``.jsonl`` / ``.json``, ``.parquet``
+* ``hf:NAME[:CONFIG]``: a Hugging Face hub dataset through ``datasets.load_dataset``
+* ``builtin:NAME``: a corpus textclf generates itself (see :mod:`textclf.corpora`)
+
+Everything is read into a :class:`datasets.DatasetDict` backed by Arrow files,
+so a large file is memory-mapped rather than held in Python lists, and
+``Dataset.map`` can cache the tokenize stage by fingerprint. The result always
+has splits ``train``, ``validation``, ``test`` and columns ``text`` (str) and
+``label`` (int64 index into :attr:`PreparedData.label_names`).
+
+Bad data is never dropped silently: invalid rows are an error naming the file
+and row numbers, or (``data.on_invalid: drop``) an explicit, reported drop.
+"""
+
+from __future__ import annotations
+
+import codecs
+import hashlib
+import json
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from textclf.config import DataConfig
+from textclf.errors import DataError
+
+log = logging.getLogger(__name__)
+
+SPLITS = ("train", "validation", "test")
+FORMATS = {".csv": "csv", ".tsv": "csv", ".jsonl": "json", ".json": "json", ".parquet": "parquet"}
+_ROW_NOTE = "rows are numbered from 1, header excluded"
+
+
+@dataclass
+class PreparedData:
+    """Output of the prepare stage."""
+
+    splits: Any  # datasets.DatasetDict with train / validation / test: text (str), label (int64)
+    label_names: list[str]
+    fingerprints: dict[str, str]
+    sources: dict[str, str]  # split -> where it came from (file path, hf:..., builtin:...)
+    report: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.label_names)
+
+    def texts(self, split: str) -> list[str]:
+        return self.splits[split]["text"]
+
+    def labels(self, split: str) -> np.ndarray:
+        return np.asarray(self.splits[split].data.column("label").to_numpy(), dtype=np.int64)
+
+
+# --------------------------------------------------------------------------- reading
+
+
+def _cache_dir(cache_dir: str | Path | None) -> str:
+    base = Path(cache_dir or os.environ.get("TEXTCLF_CACHE_DIR", ".textclf"))
+    return str(base / "datasets")
+
+
+def check_utf8(path: Path, chunk_size: int = 1 << 20) -> None:
+    """Raise DataError naming the byte offset of the first undecodable byte.
+
+    Done up front because the CSV/JSON readers report decoding failures deep
+    inside their own stack, without the offset a user needs to fix the file.
+    """
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    offset = 0
+    line = 1
+    with open(path, "rb") as fh:
+        while chunk := fh.read(chunk_size):
+            try:
+                decoder.decode(chunk)
+            except UnicodeDecodeError as exc:
+                pos = offset + exc.start
+                line += chunk[: exc.start].count(b"\n")
+                raise DataError(
+                    f"{path}: not valid UTF-8 at byte offset {pos} (line {line}): byte "
+                    f"{chunk[exc.start:exc.start + 1]!r}. Re-save the file as UTF-8, e.g. "
+                    f"`iconv -f latin1 -t utf-8 {path.name} > fixed.{path.suffix.lstrip('.')}`."
+                ) from None
+            offset += len(chunk)
+            line += chunk.count(b"\n")
+        try:
+            decoder.decode(b"", final=True)
+        except UnicodeDecodeError:
+            raise DataError(f"{path}: file ends in the middle of a UTF-8 character (byte offset {offset}).") from None
+
+
+def read_file(path: str | Path, cache_dir: str | Path | None = None):
+    """Read one local file into a file-backed ``datasets.Dataset``."""
+    import datasets
+
+    p = Path(path)
+    if not p.exists():
+        raise DataError(f"Data file not found: {p}. Check the path (relative paths are resolved from {Path.cwd()}).")
+    if p.is_dir():
+        raise DataError(f"{p} is a directory; data.source / data.train must name a file.")
+    if not os.access(p, os.R_OK):
+        raise DataError(f"{p}: permission denied. Make the file readable (chmod +r).")
+    fmt = FORMATS.get(p.suffix.lower())
+    if fmt is None:
+        raise DataError(f"{p}: unsupported file type {p.suffix!r}. Use one of {', '.join(FORMATS)}.")
+    if p.stat().st_size == 0:
+        raise DataError(f"{p}: the file is empty. Expected a header and at least one row.")
+    if fmt != "parquet":
+        check_utf8(p)
+    kwargs: dict[str, Any] = {}
+    if fmt == "csv":
+        kwargs["delimiter"] = "\t" if p.suffix.lower() == ".tsv" else ","
+        kwargs["keep_default_na"] = False
+        kwargs["na_values"] = [""]
+    try:
+        ds = datasets.load_dataset(
+            fmt, data_files={"data": str(p.resolve())}, split="data", cache_dir=_cache_dir(cache_dir), **kwargs
+        )
+    except Exception as exc:  # the builders wrap parser errors; name the file and the cause
+        cause = exc
+        while cause.__cause__ is not None:
+            cause = cause.__cause__
+        if "No columns to parse" in str(cause) or isinstance(cause, pa.lib.ArrowInvalid) and "Empty" in str(cause):
+            raise DataError(f"{p}: no header or rows could be read. Expected a header line such as 'text,label'.") from None
+        raise DataError(f"{p}: could not be parsed as {fmt.upper()}: {cause}") from None
+    if len(ds) == 0:
+        raise DataError(f"{p}: the file has a header ({', '.join(ds.column_names)}) but no rows.")
+    return ds
+
+
+def read_hub(spec: str, cache_dir: str | Path | None = None) -> dict[str, Any]:
+    """``hf:NAME[:CONFIG]`` -> {split: Dataset}. Raises a DataError when the hub is unreachable."""
+    import datasets
+
+    name, _, config = spec.partition(":")
+    try:
+        dd = datasets.load_dataset(name, config or None, cache_dir=_cache_dir(cache_dir))
+    except Exception as exc:
+        text = f"{exc.__class__.__name__}: {exc}"
+        offline = any(
+            s in text
+            for s in ("ConnectionError", "Connection", "offline", "resolve", "Max retries", "Network", "timed out", "OfflineMode")
+        )
+        reason = "the Hugging Face Hub is unreachable from this machine" if offline else f"loading failed ({text.splitlines()[0][:300]})"
+        raise DataError(
+            f"Cannot load hf:{spec}: {reason}. Download it where the hub is reachable and save each split "
+            f"as a file (e.g. `datasets.load_dataset('{name}')['train'].to_csv('train.csv')`), then use "
+            f"--set data.train=train.csv --set data.validation=validation.csv --set data.test=test.csv."
+        ) from None
+    aliases = {"valid": "validation", "dev": "validation", "val": "validation"}
+    return {aliases.get(k, k): v for k, v in dd.items()}
+
+
+def read_builtin(name: str, seed: int, options: dict[str, Any], cache_dir: str | Path | None = None):
+    """Generate a built-in corpus and store it as Parquet so it is file-backed (and map-cacheable)."""
+    import datasets
+
+    from textclf import corpora
+    from textclf import __version__
+
+    key = hashlib.sha256(
+        json.dumps({"name": name, "seed": seed, "options": options, "v": __version__}, sort_keys=True, default=str).encode()
+    ).hexdigest()[:16]
+    target = Path(_cache_dir(cache_dir)) / "builtin" / f"{name}-{key}.parquet"
+    if not target.exists():
+        rows = corpora.generate(name, seed=seed, **options)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_suffix(f".tmp{os.getpid()}")
+        import pyarrow.parquet as pq
+
+        pq.write_table(pa.table({"text": rows["text"], "label": rows["label"]}), tmp)
+        os.replace(tmp, target)  # atomic: a concurrent run never sees half a file
+    return datasets.load_dataset(
+        "parquet", data_files={"data": str(target)}, split="data", cache_dir=_cache_dir(cache_dir)
+    )
+
+
+# --------------------------------------------------------------------------- validation
+
+
+def _select_columns(ds, cfg: DataConfig, where: str):
+    cols = ds.column_names
+    missing = [c for c in (cfg.text_column, cfg.label_column) if c not in cols]
+    if missing:
+        hint = ""
+        if len(cols) == 1 and any(d in cols[0] for d in ";\t|"):
+            hint = f" The only column is {cols[0]!r}: is the file using another delimiter? Save it with commas or as .tsv."
+        keys = {cfg.text_column: "data.text_column", cfg.label_column: "data.label_column"}
+        which = ", ".join(f"{m!r} ({keys[m]})" for m in missing)
+        raise DataError(
+            f"{where}: column {which} not found. Columns present: {cols}.{hint} "
+            f"Point textclf at the right ones, e.g. --set {keys[missing[0]]}={cols[0]!r}."
+        )
+    ds = ds.select_columns([cfg.text_column, cfg.label_column])
+    if cfg.text_column != "text" or cfg.label_column != "label":
+        ds = ds.rename_columns({cfg.text_column: "text", cfg.label_column: "label"}) if cfg.text_column != "label" else ds
+    # Labels as strings: a CSV column may hold "1" and "pos" side by side, hub data holds ints.
+    feat = ds.features["label"]
+    if hasattr(feat, "names"):  # datasets.ClassLabel: keep its names
+        names = feat.names
+        ds = ds.cast_column("label", __import__("datasets").Value("int64"))
+        table = ds.data.table
+        labels = pc.take(pa.array(names), table.column("label"))
+        ds = _replace_label(ds, labels)
+    elif feat.dtype != "string":
+        col = ds.data.table.column("label")
+        # pandas reads an int column with gaps as float: 1.0 must stay the label "1".
+        if pa.types.is_floating(col.type):
+            vals = col.to_numpy(zero_copy_only=False)
+            finite = vals[~np.isnan(vals)]
+            if np.all(finite == np.round(finite)):
+                col = pa.array([None if np.isnan(v) else str(int(v)) for v in vals], pa.string())
+                return _fix_text(_replace_label(ds, col))
+        ds = ds.cast_column("label", __import__("datasets").Value("string"))
+    return _fix_text(ds)
+
+
+def _fix_text(ds):
+    if ds.features["text"].dtype != "string":
+        ds = ds.cast_column("text", __import__("datasets").Value("string"))
+    return ds
+
+
+def _replace_label(ds, labels: pa.Array):
+    import datasets
+
+    table = ds.with_format(None).data.table.set_column(ds.column_names.index("label"), "label", labels.cast(pa.string()))
+    return datasets.Dataset(table)
+
+
+def invalid_rows(ds) -> dict[str, np.ndarray]:
+    """Row indices (0-based) of null/empty/whitespace-only texts and null/empty labels."""
+    table = ds.with_format(None).data.table if ds._indices is None else ds.flatten_indices().data.table
+    text = table.column("text")
+    label = table.column("label")
+    null_text = pc.is_null(text)
+    blank = pc.equal(pc.utf8_trim_whitespace(pc.fill_null(text, "")), "")
+    bad_label = pc.or_(pc.is_null(label), pc.equal(pc.utf8_trim_whitespace(pc.fill_null(label, "")), ""))
+    bad_label = pc.or_(bad_label, pc.is_in(pc.utf8_lower(pc.fill_null(label, "")), pa.array(["nan", "none", "null"])))
+    return {
+        "null_text": np.flatnonzero(null_text.to_numpy(zero_copy_only=False)),
+        "empty_text": np.flatnonzero(pc.and_(blank, pc.invert(null_text)).to_numpy(zero_copy_only=False)),
+        "missing_label": np.flatnonzero(bad_label.to_numpy(zero_copy_only=False)),
+    }
+
+
+def _check_rows(ds, where: str, on_invalid: str, report: dict[str, Any]):
+    bad = invalid_rows(ds)
+    counts = {k: int(len(v)) for k, v in bad.items() if len(v)}
+    if not counts:
+        return ds
+    described = "; ".join(
+        f"{n} {k.replace('_', ' ')} (rows {', '.join(str(i + 1) for i in bad[k][:5])}{', ...' if n > 5 else ''})"
+        for k, n in counts.items()
+    )
+    if on_invalid == "error":
+        raise DataError(
+            f"{where}: invalid rows: {described} ({_ROW_NOTE}). Fix them, or drop them explicitly with "
+            f"--set data.on_invalid=drop."
+        )
+    drop = np.unique(np.concatenate([bad[k] for k in counts]))
+    keep = np.setdiff1d(np.arange(len(ds)), drop)
+    report.setdefault("dropped", {})[where] = {"rows": int(len(drop)), **counts}
+    log.warning("%s: dropped %d invalid rows: %s", where, len(drop), described)
+    if len(keep) == 0:
+        raise DataError(f"{where}: every row is invalid ({described}); nothing is left to train on.")
+    return ds.select(keep)
+
+
+# --------------------------------------------------------------------------- splitting
+
+
+def _stratified_split(labels: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Indices (keep, held_out), stratified by label when every class can be split."""
+    from sklearn.model_selection import train_test_split
+
+    idx = np.arange(len(labels))
+    if fraction <= 0:
+        return idx, idx[:0]
+    n_held = int(round(len(labels) * fraction))
+    if n_held == 0 or n_held >= len(labels):
+        raise DataError(
+            f"Cannot hold out {fraction:.0%} of {len(labels)} rows: too few rows. Give more data or "
+            f"separate files (data.train / data.validation / data.test)."
+        )
+    _, counts = np.unique(labels, return_counts=True)
+    stratify = labels if counts.min() >= 2 and n_held >= len(counts) else None
+    if stratify is None:
+        log.warning("Some classes are too rare for a stratified split; splitting at random.")
+    keep, held = train_test_split(idx, test_size=n_held, random_state=seed, stratify=stratify)
+    return np.sort(keep), np.sort(held)
+
+
+def fingerprint(ds) -> str:
+    """Content hash of a split (texts and labels, in order): keys caches and is logged as the dataset digest."""
+    h = hashlib.sha256()
+    table = ds.with_format(None).data.table if ds._indices is None else ds.flatten_indices().data.table
+    for batch in table.select(["text", "label"]).to_batches(max_chunksize=65536):
+        for col in batch.columns:
+            arr = col if isinstance(col, pa.Array) else pa.concat_arrays(col.chunks)
+            # Hash values, not buffers: the same content can sit in differently sliced buffers.
+            if pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type):
+                lengths = pc.fill_null(pc.utf8_length(arr), -1).to_numpy(zero_copy_only=False).astype(np.int64)
+                h.update(lengths.tobytes())
+                h.update("".join(x for x in arr.to_pylist() if x is not None).encode("utf-8"))
+            else:
+                h.update(arr.to_numpy(zero_copy_only=False).astype(np.int64).tobytes())
+    return h.hexdigest()[:20]
+
+
+# --------------------------------------------------------------------------- the stage
+
+
+def _load_sources(cfg: DataConfig, cache_dir) -> tuple[dict[str, Any], dict[str, str]]:
+    if not cfg.source and not cfg.train:
+        raise DataError("No data given. Set data.source (one file, hf:NAME or builtin:NAME) or data.train, e.g. --set data.source=reviews.csv.")
+    raw: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+    if cfg.source:
+        src = cfg.source
+        if src.startswith("hf:"):
+            for split, d in read_hub(src[3:], cache_dir).items():
+                if split in SPLITS:
+                    raw[split], sources[split] = d, f"{src}[{split}]"
+        elif src.startswith("builtin:"):
+            raw["train"], sources["train"] = read_builtin(src[8:], cfg.split_seed, dict(cfg.options), cache_dir), src
+        else:
+            raw["train"], sources["train"] = read_file(src, cache_dir), src
+    else:
+        for split, path in (("train", cfg.train), ("validation", cfg.validation), ("test", cfg.test)):
+            if path:
+                raw[split], sources[split] = read_file(path, cache_dir), path
+    if "train" not in raw:
+        raise DataError(f"{cfg.source}: has no 'train' split (splits: {sorted(raw)}).")
+    return raw, sources
+
+
+def prepare(cfg: DataConfig, cache_dir: str | Path | None = None) -> PreparedData:
+    """Read, validate, label-encode and split the data described by ``cfg``."""
+    import datasets
+
+    raw, sources = _load_sources(cfg, cache_dir)
+    report: dict[str, Any] = {}
+    for split in list(raw):
+        where = sources[split]
+        ds = _select_columns(raw[split], cfg, where)
+        raw[split] = _check_rows(ds, where, cfg.on_invalid, report)
+
+    # Label vocabulary from train only; a label unseen in training can't be predicted.
+    train_labels = [x.strip() for x in raw["train"]["label"]]
+    names = sorted(set(train_labels), key=lambda s: (0, int(s)) if s.lstrip("-").isdigit() else (1, s))
+    if len(names) < 2:
+        raise DataError(
+            f"{sources['train']}: only one class ({names[0]!r}) in the training data; a classifier needs at least two. "
+            f"Check data.label_column (now {cfg.label_column!r})."
+        )
+    index = {n: i for i, n in enumerate(names)}
+    encoded: dict[str, Any] = {}
+    for split, ds in raw.items():
+        labels = [x.strip() for x in ds["label"]]
+        unknown = sorted(set(labels) - set(index))
+        if unknown:
+            raise DataError(
+                f"{sources[split]}: labels {unknown[:10]} never occur in the training data "
+                f"(training labels: {names[:20]}). Remove those rows or add examples of them to training."
+            )
+        y = np.fromiter((index[x] for x in labels), dtype=np.int64, count=len(labels))
+        table = ds.with_format(None).data.table if ds._indices is None else ds.flatten_indices().data.table
+        table = table.select(["text"]).append_column("label", pa.array(y))
+        encoded[split] = (datasets.Dataset(table), y)
+
+    # Carve validation / test from train where they were not given.
+    train_ds, y = encoded.pop("train")
+    keep = np.arange(len(y))
+    for split, fraction in (("test", cfg.test_fraction), ("validation", cfg.val_fraction)):
+        if split in encoded:
+            continue
+        if fraction == 0:
+            continue
+        rel = fraction / (len(keep) / len(y))  # fraction of the original size
+        k, held = _stratified_split(y[keep], min(rel, 0.9), cfg.split_seed)
+        encoded[split] = (train_ds.select(keep[held]), y[keep[held]])
+        keep = keep[k]
+    encoded["train"] = (train_ds.select(keep) if len(keep) < len(y) else train_ds, y[keep])
+    if "validation" not in encoded:
+        raise DataError("No validation split: give data.validation or set data.val_fraction > 0.")
+    if "test" not in encoded:
+        log.warning("No test split (data.test_fraction=0 and no data.test): test metrics are computed on validation.")
+        report["test_is_validation"] = True
+        encoded["test"] = encoded["validation"]
+
+    if cfg.max_examples:
+        rng = np.random.default_rng(cfg.split_seed)
+        for split, (ds, yy) in list(encoded.items()):
+            if len(yy) > cfg.max_examples:
+                sel = np.sort(rng.permutation(len(yy))[: cfg.max_examples])
+                encoded[split] = (ds.select(sel), yy[sel])
+
+    splits = datasets.DatasetDict({s: encoded[s][0].flatten_indices() for s in SPLITS})
+    fps = {s: fingerprint(splits[s]) for s in SPLITS}
+    report.update(_leakage(splits))
+    return PreparedData(splits=splits, label_names=names, fingerprints=fps, sources=sources, report=report)
+
+
+def _leakage(splits) -> dict[str, Any]:
+    """Count validation/test texts that also occur in train (warn: inflated scores)."""
+    train = set(hashlib.blake2b(t.encode(), digest_size=8).digest() for t in splits["train"]["text"])
+    out = {}
+    for split in ("validation", "test"):
+        n = sum(hashlib.blake2b(t.encode(), digest_size=8).digest() in train for t in splits[split]["text"])
+        if n:
+            out[f"overlap_{split}"] = n
+            log.warning("%d %s texts also occur in train: scores on %s will be optimistic (leakage).", n, split, split)
+    return out
+
+
+def summarize(data: PreparedData) -> dict[str, Any]:
+    """Row counts, label distribution and word-length percentiles per split."""
+    out: dict[str, Any] = {"label_names": data.label_names, "splits": {}}
+    for split in SPLITS:
+        ds = data.splits[split]
+        y = data.labels(split)
+        words = pc.list_value_length(pc.utf8_split_whitespace(ds.data.table.column("text"))).to_numpy(zero_copy_only=False)
+        out["splits"][split] = {
+            "rows": len(ds),
+            "labels": {data.label_names[i]: int(c) for i, c in enumerate(np.bincount(y, minlength=data.num_classes))},
+            "words": percentiles(words),
+            "fingerprint": data.fingerprints[split],
+        }
+    out["rows"] = sum(s["rows"] for s in out["splits"].values()) - (
+        out["splits"]["test"]["rows"] if data.report.get("test_is_validation") else 0
+    )
+    out.update({k: v for k, v in data.report.items()})
+    return out
+
+
+def percentiles(x: np.ndarray) -> dict[str, float]:
+    if len(x) == 0:
+        return {}
+    p = np.percentile(x, [50, 90, 95, 99])
+    return {"mean": round(float(x.mean()), 1), "p50": float(p[0]), "p90": float(p[1]), "p95": float(p[2]), "p99": float(p[3]), "max": int(x.max())}

@@ -1,0 +1,121 @@
+"""The text classifier: token embedding -> recurrent encoder -> pooled vector -> linear head.
+
+`TextClassifier(**model.hparams)` rebuilds the same architecture, so a saved
+state_dict plus the JSON-serialisable `hparams` fully describe a model.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from textclf.encoders import _check_fraction, _check_int, build_encoder
+from textclf.errors import ConfigError
+
+
+def _check_class_weights(value, num_classes: int) -> list[float] | None:
+    """None, or a (C,) sequence/tensor of finite non-negative weights -> list of floats."""
+    if value is None:
+        return None
+    try:
+        weights = torch.as_tensor(value, dtype=torch.float32).detach().cpu().reshape(-1).tolist()
+    except (TypeError, ValueError, RuntimeError):
+        weights = None
+    if (
+        weights is None
+        or len(weights) != num_classes
+        or not all(math.isfinite(w) and w >= 0.0 for w in weights)
+        or sum(weights) <= 0.0
+    ):
+        raise ConfigError(
+            f"model.class_weights must be {num_classes} finite non-negative numbers, not all zero, "
+            f"or null. Got {value!r} instead."
+        )
+    return weights
+
+
+class TextClassifier(nn.Module):
+    """Embedding + RecurrentEncoder + Linear. forward -> (logits (B, C), loss or None)."""
+
+    def __init__(
+        self,
+        vocab_size: int,
+        embedding_dim: int,
+        num_classes: int,
+        padding_idx: int | None = 0,
+        cell: str = "lstm",
+        hidden_size: int = 128,
+        layers: int = 1,
+        bidirectional: bool = False,
+        dropout: float = 0.0,
+        embedding_dropout: float = 0.0,
+        output_dropout: float = 0.5,
+        pooling: str = "max",
+        class_weights=None,
+    ):
+        super().__init__()
+        vocab_size = _check_int("model.vocab_size", vocab_size, 1)
+        embedding_dim = _check_int("embedding.dim", embedding_dim, 1)
+        num_classes = _check_int("model.num_classes", num_classes, 2)
+        if padding_idx is not None:
+            padding_idx = _check_int("model.padding_idx", padding_idx, 0)
+            if padding_idx >= vocab_size:
+                raise ConfigError(
+                    f"model.padding_idx must be in [0, {vocab_size}) or null. Got {padding_idx!r} instead."
+                )
+        embedding_dropout = _check_fraction("embedding.dropout", embedding_dropout)
+        output_dropout = _check_fraction("encoder.output_dropout", output_dropout)
+        weights = _check_class_weights(class_weights, num_classes)
+
+        # nn.Embedding keeps the padding row at zero and never gives it a gradient
+        self.embedding = nn.Embedding(vocab_size, embedding_dim, padding_idx=padding_idx)
+        self.embedding_dropout = nn.Dropout(embedding_dropout)
+        self.encoder = build_encoder(
+            cell=cell,
+            input_size=embedding_dim,
+            hidden_size=hidden_size,
+            layers=layers,
+            bidirectional=bidirectional,
+            dropout=dropout,
+            pooling=pooling,
+        )
+        self.output_dropout = nn.Dropout(output_dropout)
+        self.head = nn.Linear(self.encoder.output_size, num_classes)
+        # A buffer so it follows .to(device); not persistent so a model trained with
+        # weights loads strictly into one built without them (e.g. for inference).
+        self.register_buffer(
+            "class_weights", None if weights is None else torch.tensor(weights), persistent=False
+        )
+
+        enc = self.encoder
+        self.hparams = {
+            "vocab_size": vocab_size,
+            "embedding_dim": embedding_dim,
+            "num_classes": num_classes,
+            "padding_idx": padding_idx,
+            "cell": enc.cell,
+            "hidden_size": enc.hidden_size,
+            "layers": enc.layers,
+            "bidirectional": enc.bidirectional,
+            "dropout": enc.dropout,
+            "embedding_dropout": embedding_dropout,
+            "output_dropout": output_dropout,
+            "pooling": enc.pooling,
+            "class_weights": weights,
+        }
+
+    def embed(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """tokens (B, T) int64 right-padded, lengths (B,) -> pooled encoder output (B, D)."""
+        x = self.embedding_dropout(self.embedding(tokens))  # (B, T, E)
+        return self.encoder(x, lengths)  # (B, D)
+
+    def forward(self, tokens: torch.Tensor, lengths: torch.Tensor, labels: torch.Tensor | None = None):
+        """-> logits (B, C) and the mean (optionally class-weighted) cross-entropy, or None without labels."""
+        logits = self.head(self.output_dropout(self.embed(tokens, lengths)))  # (B, C)
+        loss = None
+        if labels is not None:
+            loss = F.cross_entropy(logits, labels.to(logits.device), weight=self.class_weights)
+        return logits, loss

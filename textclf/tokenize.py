@@ -1,0 +1,180 @@
+"""The tokenize stage: train a Hugging Face ``tokenizers`` tokenizer on the
+training split only, then encode every split.
+
+``tokenizer.kind``:
+
+* ``word``      WordLevel over whitespace + punctuation pieces (the classic RNN setup)
+* ``bpe``       byte-pair encoding over the same pieces
+* ``wordpiece`` BERT-style WordPiece
+* ``unigram``   SentencePiece-style unigram LM
+* ``char``      one token per character
+
+All normalise with NFKC (and lower-case when ``tokenizer.lowercase``). Id 0 is
+``[PAD]`` and id 1 is ``[UNK]`` for every kind, so padding and the
+unknown-token rate mean the same thing everywhere. A token that only occurs in
+validation or test maps to ``[UNK]``: the vocabulary never sees held-out data.
+
+Encoding runs through ``Dataset.map(batched=True)`` with a cache file whose
+name is derived from the split's content fingerprint and the tokenizer's hash,
+so re-encoding the same data with the same tokenizer reads the cached Arrow
+file instead of tokenizing again.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow.compute as pc
+from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
+
+from textclf.batching import EncodedSplit
+from textclf.config import TokenizerConfig
+from textclf.data import percentiles
+from textclf.errors import ConfigError
+
+PAD, UNK = "[PAD]", "[UNK]"
+PAD_ID, UNK_ID = 0, 1
+SPECIALS = [PAD, UNK]
+
+
+def build_tokenizer(cfg: TokenizerConfig) -> tuple[Tokenizer, Any]:
+    """An untrained tokenizer and its trainer for ``cfg.kind``."""
+    norm = [normalizers.NFKC()] + ([normalizers.Lowercase()] if cfg.lowercase else [])
+    common = dict(vocab_size=cfg.vocab_size, special_tokens=SPECIALS, show_progress=False)
+    if cfg.kind == "word":
+        tok = Tokenizer(models.WordLevel(unk_token=UNK))
+        tok.pre_tokenizer = pre_tokenizers.Whitespace()
+        trainer = trainers.WordLevelTrainer(min_frequency=cfg.min_frequency, **common)
+    elif cfg.kind == "bpe":
+        tok = Tokenizer(models.BPE(unk_token=UNK))
+        tok.pre_tokenizer = pre_tokenizers.Whitespace()
+        trainer = trainers.BpeTrainer(min_frequency=cfg.min_frequency, **common)
+    elif cfg.kind == "wordpiece":
+        tok = Tokenizer(models.WordPiece(unk_token=UNK))
+        tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+        tok.decoder = decoders.WordPiece()
+        trainer = trainers.WordPieceTrainer(min_frequency=cfg.min_frequency, **common)
+    elif cfg.kind == "unigram":
+        tok = Tokenizer(models.Unigram())
+        tok.pre_tokenizer = pre_tokenizers.Metaspace()
+        tok.decoder = decoders.Metaspace()
+        trainer = trainers.UnigramTrainer(unk_token=UNK, **common)
+    elif cfg.kind == "char":
+        tok = Tokenizer(models.WordLevel(unk_token=UNK))
+        # Every character (spaces included) is its own piece.
+        tok.pre_tokenizer = pre_tokenizers.Split(Regex(r"(?s)."), behavior="isolated")
+        trainer = trainers.WordLevelTrainer(min_frequency=cfg.min_frequency, **common)
+    else:  # the schema already rejects this; kept so a new kind can't be half-added
+        raise ConfigError(f"tokenizer.kind must be one of word, bpe, wordpiece, unigram, char. Got {cfg.kind!r}.")
+    tok.normalizer = normalizers.Sequence(norm)
+    return tok, trainer
+
+
+def train_tokenizer(cfg: TokenizerConfig, texts_iter, length: int | None = None) -> Tokenizer:
+    """Train on an iterator of text batches (the training split only)."""
+    tok, trainer = build_tokenizer(cfg)
+    tok.train_from_iterator(texts_iter, trainer=trainer, length=length)
+    vocab = tok.get_vocab()
+    if vocab.get(PAD) != PAD_ID or vocab.get(UNK) != UNK_ID:
+        raise RuntimeError(f"special tokens landed at unexpected ids: {PAD}={vocab.get(PAD)}, {UNK}={vocab.get(UNK)}")
+    return tok
+
+
+def tokenizer_hash(tok: Tokenizer) -> str:
+    return hashlib.sha256(tok.to_str().encode()).hexdigest()[:16]
+
+
+@functools.lru_cache(maxsize=8)
+def _from_str(tokenizer_json: str) -> Tokenizer:
+    return Tokenizer.from_str(tokenizer_json)
+
+
+def _encode_batch(batch: dict[str, list], tokenizer_json: str, max_length: int) -> dict[str, list]:
+    # A plain function of (batch, json string, int) so that datasets can hash it
+    # stably; a Tokenizer object with mutable state would defeat the map cache.
+    tok = _from_str(tokenizer_json)
+    encs = tok.encode_batch_fast(batch["text"]) if hasattr(tok, "encode_batch_fast") else tok.encode_batch(batch["text"])
+    # An empty encoding (e.g. only characters the normaliser removes) becomes
+    # one [UNK] so every sequence has length >= 1.
+    ids = [e.ids or [UNK_ID] for e in encs]
+    full = [len(x) for x in ids]
+    return {
+        "input_ids": [x[:max_length] if len(x) > max_length else x for x in ids],
+        "full_length": full,
+    }
+
+
+@dataclass
+class Tokenized:
+    """Output of the tokenize stage."""
+
+    tokenizer: Tokenizer
+    splits: dict[str, EncodedSplit]
+    stats: dict[str, Any]
+
+
+def encode_dataset(ds, tok: Tokenizer, max_length: int, cache_file: str | None = None, desc: str = "tokenize"):
+    """``Dataset.map`` the tokenizer over a split; returns a Dataset with input_ids / full_length."""
+    return ds.map(
+        _encode_batch,
+        batched=True,
+        batch_size=2000,
+        fn_kwargs={"tokenizer_json": tok.to_str(), "max_length": max_length},
+        remove_columns=[c for c in ds.column_names if c != "label"],
+        cache_file_name=cache_file,
+        load_from_cache_file=cache_file is not None,
+        desc=desc,
+    )
+
+
+def to_encoded_split(ds) -> EncodedSplit:
+    """Arrow list column -> CSR arrays, zero-copy where Arrow allows."""
+    table = ds.with_format(None).data.table if ds._indices is None else ds.flatten_indices().data.table
+    col = table.column("input_ids").combine_chunks()
+    offsets = col.offsets.to_numpy().astype(np.int64)
+    ids = col.values.to_numpy(zero_copy_only=False).astype(np.int32)
+    # A sliced list array keeps its parent's offsets: rebase them.
+    ids = ids[offsets[0] : offsets[-1]]
+    offsets = offsets - offsets[0]
+    labels = table.column("label").to_numpy().astype(np.int64)
+    return EncodedSplit(ids=ids, offsets=offsets, labels=labels)
+
+
+def tokenize(data, cfg: TokenizerConfig, cache_dir: str | Path | None = None, quiet: bool = True) -> Tokenized:
+    """Train the tokenizer on ``data.splits['train']`` and encode all splits."""
+    import datasets
+
+    train = data.splits["train"]
+    batches = (b["text"] for b in train.select_columns(["text"]).iter(batch_size=2000))
+    tok = train_tokenizer(cfg, batches, length=len(train))
+    if quiet:
+        datasets.disable_progress_bars()
+    th = tokenizer_hash(tok)
+    base = Path(cache_dir or os.environ.get("TEXTCLF_CACHE_DIR", ".textclf")) / "datasets" / "encoded"
+    base.mkdir(parents=True, exist_ok=True)
+    splits, stats = {}, {"vocab_size": tok.get_vocab_size(), "kind": cfg.kind, "splits": {}}
+    for name in ("train", "validation", "test"):
+        fp = data.fingerprints[name]
+        cache_file = str(base / f"{name}-{fp}-{th}-{cfg.max_length}.arrow")
+        enc = encode_dataset(data.splits[name], tok, cfg.max_length, cache_file, desc=f"tokenize {name}")
+        split = to_encoded_split(enc)
+        full = enc.data.table.column("full_length").to_numpy()
+        n_tok = max(int(split.num_tokens), 1)
+        stats["splits"][name] = {
+            "texts": len(split),
+            "tokens": int(split.num_tokens),
+            "unk_rate": round(float(np.count_nonzero(split.ids == UNK_ID)) / n_tok, 5),
+            "truncated_rate": round(float(np.mean(full > cfg.max_length)) if len(full) else 0.0, 5),
+            "length": percentiles(split.lengths),
+        }
+        splits[name] = split
+    empty = int(np.count_nonzero(splits["train"].lengths == 0))
+    if empty:
+        stats["empty_after_tokenize"] = empty
+    return Tokenized(tokenizer=tok, splits=splits, stats=stats)
