@@ -1,0 +1,368 @@
+"""Tests for textclf.compare (summary, hierarchical paired bootstrap, table, report).
+
+Records are synthetic: each run is correct on a chosen set of test examples,
+so expected accuracies, macro-F1 and standard deviations are recomputed here
+with numpy / sklearn rather than copied from the code under test.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+
+import numpy as np
+import pytest
+from sklearn.metrics import f1_score
+
+from textclf.compare import RunRecord, _scores, compare, render_table, write_report
+
+N = 400
+C = 3
+LABELS = ["neg", "neu", "pos"]
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def make_y(n: int = N, n_classes: int = C, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, n_classes, n)
+
+
+def proba_for(y: np.ndarray, correct: np.ndarray, n_classes: int = C, seed: int = 0) -> np.ndarray:
+    """Probabilities whose argmax is y where ``correct`` and (y + 1) % C elsewhere."""
+    rng = np.random.default_rng(seed)
+    pred = np.where(correct, y, (y + 1) % n_classes)
+    p = rng.random((y.size, n_classes)) * 0.5
+    p[np.arange(y.size), pred] += 1.0
+    return p / p.sum(axis=1, keepdims=True)
+
+
+def neural(variant, seed, y, proba, *, cell="rnn", layers=1, bidirectional=False, metrics=None, history=None):
+    return RunRecord(
+        variant=variant, seed=seed, kind="neural", cell=cell, layers=layers, bidirectional=bidirectional,
+        metrics=metrics if metrics is not None else {}, history=history if history is not None else [],
+        y_true=y, proba=proba, run_id=f"{variant}-{seed}",
+    )
+
+
+def runs_with_rates(variant, y, rates, base_seed, **kw):
+    """One record per seed; seed k is correct on a random fraction rates[k] of the examples."""
+    records = []
+    for k, rate in enumerate(rates):
+        rng = np.random.default_rng(base_seed + k)
+        correct = rng.random(y.size) < rate
+        history = [{"epoch": e, "val_accuracy": rate - 0.1 / e, "val_loss": 1.0 / e} for e in range(1, 4)]
+        metrics = {"params": 1000 * (base_seed + 1), "train_seconds": 10.0 + k, "tokens_per_second": 5000.0 * (k + 1)}
+        records.append(neural(variant, k + 1, y, proba_for(y, correct, seed=base_seed + k), metrics=metrics, history=history, **kw))
+    return records
+
+
+@pytest.fixture(scope="module")
+def y():
+    return make_y()
+
+
+@pytest.fixture(scope="module")
+def records(y):
+    a = runs_with_rates("a", y, [0.68, 0.70, 0.72], base_seed=10)
+    b = runs_with_rates("b", y, [0.83, 0.85, 0.87], base_seed=20, cell="lstm", bidirectional=True)
+    # "c" makes exactly the baseline's predictions, seed for seed.
+    c = [neural("c", r.seed, y, r.proba.copy(), cell="gru", metrics=dict(r.metrics)) for r in a]
+    return a + b + c
+
+
+@pytest.fixture(scope="module")
+def summary(records):
+    return compare(records, "a", label_names=LABELS, n_boot=2000, seed=0)
+
+
+def accuracy(record) -> float:
+    return float(np.mean(np.asarray(record.proba).argmax(axis=1) == record.y_true))
+
+
+def macro_f1(record) -> float:
+    pred = np.asarray(record.proba).argmax(axis=1)
+    return float(f1_score(record.y_true, pred, labels=list(range(C)), average="macro", zero_division=0))
+
+
+# --------------------------------------------------------------------------- #
+# Summary statistics
+# --------------------------------------------------------------------------- #
+
+
+def test_means_and_sds_match_numpy(records, summary):
+    for name in ("a", "b", "c"):
+        recs = [r for r in records if r.variant == name]
+        v = summary["variants"][name]
+        accs = np.array([accuracy(r) for r in recs])
+        f1s = np.array([macro_f1(r) for r in recs])
+        assert v["test_accuracy"]["mean"] == pytest.approx(accs.mean(), abs=1e-12)
+        assert v["test_accuracy"]["sd"] == pytest.approx(accs.std(ddof=1), abs=1e-12)
+        assert v["test_macro_f1"]["mean"] == pytest.approx(f1s.mean(), abs=1e-12)
+        assert v["test_macro_f1"]["sd"] == pytest.approx(f1s.std(ddof=1), abs=1e-12)
+        secs = np.array([r.metrics["train_seconds"] for r in recs])
+        assert v["train_seconds"]["mean"] == pytest.approx(secs.mean())
+        assert v["train_seconds"]["sd"] == pytest.approx(secs.std(ddof=1))
+        assert v["params"] == recs[0].metrics["params"]
+        assert v["seeds"] == [1, 2, 3] and v["n_seeds"] == 3
+        assert v["run_ids"] == [f"{name}-{s}" for s in (1, 2, 3)]
+        # Never supplied: reported as missing rather than as a number.
+        assert v["latency_p50_ms"] == {"mean": None, "sd": None}
+    assert summary["variants"]["b"]["cell"] == "lstm" and summary["variants"]["b"]["bidirectional"] is True
+    assert summary["n_test"] == N
+    assert summary["best_variant"] == "b"
+
+
+def test_single_seed_sd_is_zero_and_missing_values_are_skipped(y):
+    correct = np.random.default_rng(1).random(N) < 0.7
+    recs = [
+        neural("solo", 1, y, proba_for(y, correct), metrics={"train_seconds": 3.0}),
+        neural("pair", 1, y, proba_for(y, correct), metrics={"train_seconds": 2.0, "params": 10}),
+        neural("pair", 2, y, proba_for(y, ~correct), metrics={"train_seconds": float("nan"), "params": 20}),
+    ]
+    s = compare(recs, None, label_names=LABELS, n_boot=10)
+    assert s["variants"]["solo"]["test_accuracy"]["sd"] == 0.0
+    assert s["variants"]["solo"]["params"] is None
+    # NaN is dropped, so the pair's train time is the one finite value.
+    assert s["variants"]["pair"]["train_seconds"] == {"mean": 2.0, "sd": 0.0}
+    assert s["variants"]["pair"]["params"] == 15
+    assert all(v["delta_accuracy"] is None and v["delta_macro_f1"] is None for v in s["variants"].values())
+
+
+def test_cached_only_when_every_record_cached(y):
+    correct = np.ones(N, bool)
+    recs = [neural("x", s, y, proba_for(y, correct)) for s in (1, 2)]
+    recs[0].cached = True
+    assert compare(recs, None, label_names=LABELS, n_boot=0)["variants"]["x"]["cached"] is False
+    recs[1].cached = True
+    assert compare(recs, None, label_names=LABELS, n_boot=0)["variants"]["x"]["cached"] is True
+
+
+# --------------------------------------------------------------------------- #
+# Significance
+# --------------------------------------------------------------------------- #
+
+
+def test_better_variant_is_significant(records, summary):
+    d = summary["variants"]["b"]["delta_accuracy"]
+    observed = np.mean([accuracy(r) for r in records if r.variant == "b"]) - np.mean(
+        [accuracy(r) for r in records if r.variant == "a"]
+    )
+    assert d["mean"] == pytest.approx(observed, abs=1e-12)
+    assert d["mean"] > 0.1
+    assert 0 < d["ci_low"] < d["mean"] < d["ci_high"]
+    assert d["p_value"] < 0.05
+    f = summary["variants"]["b"]["delta_macro_f1"]
+    assert f["ci_low"] > 0 and f["p_value"] < 0.05
+
+
+def test_identical_variant_is_not_significant(summary):
+    for key in ("delta_accuracy", "delta_macro_f1"):
+        d = summary["variants"]["c"][key]
+        assert d["mean"] == 0.0
+        assert d["ci_low"] <= 0.0 <= d["ci_high"]
+        assert d["p_value"] > 0.5
+
+
+def test_baseline_has_no_delta(summary):
+    assert summary["baseline"] == "a"
+    assert summary["variants"]["a"]["delta_accuracy"] is None
+    assert summary["variants"]["a"]["delta_macro_f1"] is None
+    assert isinstance(summary["significance"], str) and "bootstrap" in summary["significance"]
+
+
+def test_deterministic_given_seed(records, summary):
+    again = compare(records, "a", label_names=LABELS, n_boot=2000, seed=0)
+    assert json.dumps(again, sort_keys=True) == json.dumps(summary, sort_keys=True)
+    other = compare(records, "a", label_names=LABELS, n_boot=2000, seed=1)
+    assert other["variants"]["b"]["delta_accuracy"]["ci_low"] != summary["variants"]["b"]["delta_accuracy"]["ci_low"]
+
+
+def test_one_seed_ci_matches_paired_analytic_width():
+    """With one seed each, only examples are resampled: the CI should match the paired (McNemar) variance.
+
+    For per-example differences d_i in {-1, 0, 1}, var(mean d) = (p10 + p01 - (p10 - p01)^2) / n.
+    An unpaired bootstrap would give a visibly wider interval here because the
+    two runs agree on most examples.
+    """
+    n = 2000
+    y = make_y(n, seed=5)
+    rng = np.random.default_rng(6)
+    base = rng.random(n) < 0.75
+    flip = rng.random(n) < 0.12  # the other run disagrees on ~12% of examples
+    other = base ^ flip
+    recs = [neural("base", 1, y, proba_for(y, base)), neural("other", 1, y, proba_for(y, other))]
+    d = compare(recs, "base", label_names=LABELS, n_boot=4000, seed=3)["variants"]["other"]["delta_accuracy"]
+    p10 = np.mean(other & ~base)
+    p01 = np.mean(base & ~other)
+    sd = math.sqrt((p10 + p01 - (p10 - p01) ** 2) / n)
+    assert d["mean"] == pytest.approx(p10 - p01, abs=1e-12)
+    assert (d["ci_high"] - d["ci_low"]) / (2 * 1.96 * sd) == pytest.approx(1.0, abs=0.12)
+
+
+def test_seed_variance_widens_the_interval(y):
+    """The seed level is resampled: the same mean with spread-out seeds gives a much wider CI."""
+    base = runs_with_rates("base", y, [0.7, 0.7, 0.7], base_seed=30)
+    steady = runs_with_rates("v", y, [0.85, 0.85, 0.85], base_seed=40)
+    noisy = runs_with_rates("v", y, [0.70, 0.85, 1.0], base_seed=40)
+
+    def width(recs):
+        d = compare(base + recs, "base", label_names=LABELS, n_boot=1000, seed=0)["variants"]["v"]["delta_accuracy"]
+        return d["ci_high"] - d["ci_low"]
+
+    assert width(noisy) > 2 * width(steady)
+
+
+def test_n_boot_zero_gives_point_estimate_only(records):
+    s = compare(records, "a", label_names=LABELS, n_boot=0)
+    d = s["variants"]["b"]["delta_accuracy"]
+    assert d["mean"] > 0 and d["ci_low"] is None and d["p_value"] is None
+
+
+# --------------------------------------------------------------------------- #
+# Vectorised scores
+# --------------------------------------------------------------------------- #
+
+
+def test_vectorised_scores_agree_with_sklearn():
+    n, k = 300, 4
+    y = make_y(n, k, seed=7)
+    rng = np.random.default_rng(8)
+    preds = np.stack([
+        np.where(rng.random(n) < 0.6, y, rng.integers(0, k, n)),
+        np.where(rng.random(n) < 0.9, y, 0),
+        np.minimum(y, 2),  # class 3 is never predicted: its F1 is 0 and still averaged in
+    ])
+    idx = rng.integers(0, n, n)
+    weights = np.stack([np.ones(n), np.bincount(idx, minlength=n)]).astype(float)
+    acc, f1 = _scores(weights, y, preds, k)
+    for r, pred in enumerate(preds):
+        assert acc[0, r] == pytest.approx(np.mean(pred == y), abs=1e-12)
+        assert f1[0, r] == pytest.approx(f1_score(y, pred, average="macro", labels=list(range(k)), zero_division=0), abs=1e-12)
+        # The second row is one bootstrap resample: scores on y[idx], pred[idx].
+        assert acc[1, r] == pytest.approx(np.mean(pred[idx] == y[idx]), abs=1e-12)
+        expected = f1_score(y[idx], pred[idx], average="macro", labels=list(range(k)), zero_division=0)
+        assert f1[1, r] == pytest.approx(expected, abs=1e-12)
+
+
+def test_summary_macro_f1_agrees_with_sklearn(records, summary):
+    # All classes occur in y here, so this is sklearn's plain average="macro".
+    for name in ("a", "b"):
+        recs = [r for r in records if r.variant == name]
+        expected = np.mean([f1_score(r.y_true, r.proba.argmax(1), average="macro") for r in recs])
+        assert summary["variants"][name]["test_macro_f1"]["mean"] == pytest.approx(expected, abs=1e-12)
+
+
+def test_compare_is_fast_enough():
+    n, k = 1000, 4
+    y = make_y(n, k, seed=9)
+    rng = np.random.default_rng(10)
+    recs = []
+    for v in range(8):
+        for s in range(3):
+            correct = rng.random(n) < 0.6 + 0.03 * v
+            recs.append(neural(f"v{v}", s, y, proba_for(y, correct, k, seed=v * 10 + s)))
+    compare(recs[:6], "v0", label_names=list("abcd"), n_boot=50)  # warm-up imports
+    start = time.perf_counter()
+    compare(recs, "v0", label_names=list("abcd"), n_boot=2000)
+    assert time.perf_counter() - start < 3.0
+
+
+# --------------------------------------------------------------------------- #
+# Validation
+# --------------------------------------------------------------------------- #
+
+
+def test_rejects_bad_input(records, y):
+    with pytest.raises(ValueError, match="baseline"):
+        compare(records, "nope", label_names=LABELS)
+    shuffled = neural("d", 1, y[::-1].copy(), records[0].proba)
+    with pytest.raises(ValueError, match="same"):
+        compare(records + [shuffled], "a", label_names=LABELS)
+    duplicate = neural("a", 1, y, records[0].proba)
+    with pytest.raises(ValueError, match="duplicate"):
+        compare(records + [duplicate], "a", label_names=LABELS)
+    with pytest.raises(ValueError, match="columns"):
+        compare(records, "a", label_names=LABELS + ["extra"])
+    with pytest.raises(ValueError):
+        compare([], None, label_names=LABELS)
+
+
+# --------------------------------------------------------------------------- #
+# Table and report
+# --------------------------------------------------------------------------- #
+
+
+def rendered(summary) -> str:
+    from rich.console import Console
+
+    console = Console(width=250, record=True, color_system=None)
+    console.print(render_table(summary))
+    return console.export_text()
+
+
+def test_render_table(summary):
+    table = render_table(summary)
+    assert table.row_count == len(summary["variants"])
+    text = rendered(summary)
+    assert "a (baseline)" in text
+    b_line = next(line for line in text.splitlines() if line.strip("│ ").startswith("b "))
+    c_line = next(line for line in text.splitlines() if line.strip("│ ").startswith("c "))
+    d = summary["variants"]["b"]["delta_accuracy"]
+    # CI brackets survive rendering (not eaten as markup) and b carries the p < 0.05 marker; c does not.
+    assert f"[{100 * d['ci_low']:+.1f}, {100 * d['ci_high']:+.1f}] *" in b_line
+    assert "*" not in c_line
+
+
+def png_ok(path) -> bool:
+    return path.exists() and path.read_bytes()[:8] == PNG_MAGIC
+
+
+def test_write_report(records, summary, tmp_path):
+    out = write_report(summary, records, tmp_path / "cmp", title="Test comparison", command="textclf run compare")
+    report = out["report"].read_text()
+    assert report.startswith("# Test comparison")
+    assert "textclf run compare" in report
+    for name in ("a", "b", "c"):
+        assert f"| {name}" in report
+    assert "a (baseline)" in report
+    assert "b vs a" in report and "c vs a" in report
+    assert summary["significance"] in report
+    assert json.loads(out["summary"].read_text()) == summary
+    names = {p.name for p in out["plots"]}
+    # All neural variants have one layer, so there is no depth trend to plot.
+    assert names == {"accuracy_vs_params.png", "accuracy_vs_train_time.png", "learning_curves.png"}
+    assert all(png_ok(p) for p in out["plots"])
+    for p in out["plots"]:
+        assert f"]({p.name})" in report
+
+
+def test_report_with_tfidf_and_depths(y, tmp_path):
+    recs = runs_with_rates("rnn", y, [0.7, 0.72], base_seed=50)
+    recs += runs_with_rates("lstm2", y, [0.8, 0.82], base_seed=60, cell="lstm", layers=2)
+    recs += runs_with_rates("lstm1", y, [0.78], base_seed=70, cell="lstm", layers=1)
+    recs += runs_with_rates("bilstm2", y, [0.85], base_seed=80, cell="lstm", layers=2, bidirectional=True)
+    for k, rate in enumerate([0.75, 0.76]):
+        correct = np.random.default_rng(90 + k).random(N) < rate
+        recs.append(RunRecord(
+            variant="tfidf", seed=k + 1, kind="tfidf", cell=None, layers=None, bidirectional=None,
+            metrics={"params": 50_000, "train_seconds": 0.5}, history=[],
+            y_true=y, proba=proba_for(y, correct, seed=90 + k), run_id=None, cached=True,
+        ))
+    s = compare(recs, "rnn", label_names=LABELS, n_boot=200)
+    assert s["variants"]["tfidf"]["cell"] is None and s["variants"]["tfidf"]["run_ids"] == [None, None]
+    out = write_report(s, recs, tmp_path, title="Mixed")
+    names = {p.name for p in out["plots"]}
+    assert "accuracy_by_depth.png" in names and len(names) == 4
+    assert all(png_ok(p) for p in out["plots"])
+    report = out["report"].read_text()
+    assert "tfidf" in report and "single seed" in report  # lstm1 and bilstm2 have one seed
+
+
+def test_report_when_nothing_has_history(y, tmp_path):
+    correct = np.random.default_rng(0).random(N) < 0.8
+    recs = [RunRecord(variant="tfidf", seed=1, kind="tfidf", y_true=y, proba=proba_for(y, correct))]
+    s = compare(recs, None, label_names=LABELS)
+    out = write_report(s, recs, tmp_path, title="Only tfidf")
+    assert all(png_ok(p) for p in out["plots"])
+    assert "learning_curves.png" in {p.name for p in out["plots"]}
+    assert "Baseline: none" in out["report"].read_text()

@@ -1,0 +1,290 @@
+"""Common checks for every encoder configuration: shapes, exact masking, gradients,
+loss, rebuilding from hparams, and argument validation."""
+
+from __future__ import annotations
+
+import itertools
+import json
+
+import pytest
+import torch
+from torch import nn
+
+from textclf.encoders import ENCODERS, POOLINGS, RecurrentEncoder, build_encoder
+from textclf.errors import ConfigError
+from textclf.model import TextClassifier
+
+VOCAB, EMB, HIDDEN, CLASSES = 50, 8, 6, 3
+LENGTHS = [5, 3, 7, 1]  # B = 4, T = 7, includes a length-1 text
+
+ALL = list(itertools.product(ENCODERS, (1, 2), (False, True), POOLINGS))
+IDS = [f"{c}-L{n}-{'bi' if b else 'uni'}-{p}" for c, n, b, p in ALL]
+every_config = pytest.mark.parametrize("cell,layers,bidirectional,pooling", ALL, ids=IDS)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny tensors gain nothing from intra-op threads, and on a busy machine the
+    thread hand-offs dominate; restore the setting for other test modules."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def make_model(cell, layers, bidirectional, pooling, **kw):
+    torch.manual_seed(0)
+    args = dict(vocab_size=VOCAB, embedding_dim=EMB, num_classes=CLASSES, padding_idx=0, cell=cell,
+                hidden_size=HIDDEN, layers=layers, bidirectional=bidirectional, dropout=0.1,
+                embedding_dropout=0.1, output_dropout=0.1, pooling=pooling)
+    args.update(kw)
+    return TextClassifier(**args)
+
+
+def make_batch(lengths=LENGTHS, extra=0, seed=1):
+    """Right-padded tokens (B, max(lengths) + extra) with ids in [1, VOCAB), padding 0."""
+    g = torch.Generator().manual_seed(seed)
+    T = max(lengths)
+    tokens = torch.randint(1, VOCAB, (len(lengths), T), generator=g)
+    lengths = torch.tensor(lengths)
+    tokens[torch.arange(T) >= lengths[:, None]] = 0
+    return nn.functional.pad(tokens, (0, extra)), lengths
+
+
+def pooled(model, tokens, lengths):
+    with torch.no_grad():
+        return model.embed(tokens, lengths)
+
+
+@every_config
+def test_shapes(cell, layers, bidirectional, pooling):
+    model = make_model(cell, layers, bidirectional, pooling).eval()
+    tokens, lengths = make_batch()
+    D = HIDDEN * (2 if bidirectional else 1)
+    assert model.encoder.output_size == D
+    x = model.embedding(tokens)
+    assert model.encoder(x, lengths).shape == (4, D)
+    states = model.encoder.sequence(x, lengths)
+    assert states.shape == (4, 7, D)
+    pad = torch.arange(7) >= lengths[:, None]
+    assert torch.all(states[pad] == 0)
+    logits, loss = model(tokens, lengths)
+    assert logits.shape == (4, CLASSES) and loss is None
+    assert model.embed(tokens, lengths).shape == (4, D)
+
+
+@every_config
+def test_extra_padding_changes_nothing(cell, layers, bidirectional, pooling):
+    model = make_model(cell, layers, bidirectional, pooling).eval()
+    tokens, lengths = make_batch()
+    longer, _ = make_batch(extra=5)
+    assert torch.equal(longer[:, :7], tokens)
+    assert torch.allclose(pooled(model, tokens, lengths), pooled(model, longer, lengths), atol=1e-6)
+    # the per-token states too (these are not trimmed, so masking is exercised here)
+    with torch.no_grad():
+        a = model.encoder.sequence(model.embedding(tokens), lengths)
+        b = model.encoder.sequence(model.embedding(longer), lengths)
+    assert torch.allclose(a, b[:, :7], atol=1e-6) and torch.all(b[:, 7:] == 0)
+
+
+@every_config
+def test_alone_equals_in_batch(cell, layers, bidirectional, pooling):
+    """A short text gives the same output alone as padded inside a batch of longer texts."""
+    model = make_model(cell, layers, bidirectional, pooling).eval()
+    tokens, lengths = make_batch()
+    batch = pooled(model, tokens, lengths)
+    for b, n in enumerate(LENGTHS):
+        alone = pooled(model, tokens[b : b + 1, :n], lengths[b : b + 1])
+        assert torch.allclose(alone, batch[b : b + 1], atol=1e-6), f"row {b} (length {n})"
+
+
+@every_config
+def test_first_token_matters_padding_does_not(cell, layers, bidirectional, pooling):
+    model = make_model(cell, layers, bidirectional, pooling).eval()
+    tokens, lengths = make_batch(extra=2)
+    base = pooled(model, tokens, lengths)
+    first = tokens.clone()
+    first[:, 0] = torch.where(first[:, 0] == 1, 2, 1)
+    changed = pooled(model, first, lengths)
+    padding = tokens.clone()
+    padding[torch.arange(tokens.size(1)) >= lengths[:, None]] = 7  # junk where padding was
+    assert torch.allclose(pooled(model, padding, lengths), base, atol=1e-6)
+    if pooling == "max":
+        # a changed state need not win a max: compare the reverse states at position 0
+        with torch.no_grad():
+            base = model.encoder.sequence(model.embedding(tokens), lengths)[:, 0]
+            changed = model.encoder.sequence(model.embedding(first), lengths)[:, 0]
+    if bidirectional:
+        # the reverse half must see the first token (its final state is there) ...
+        assert (changed[:, HIDDEN:] - base[:, HIDDEN:]).abs().amax(1).min() > 1e-6
+        if pooling == "last":
+            # ... and its final state must also include the last real token
+            last = tokens.clone()
+            last[2, 6] = 1 if last[2, 6] != 1 else 2  # row 2 has length 7
+            delta = pooled(model, last, lengths) - base
+            assert delta[2, HIDDEN:].abs().max() > 1e-6
+    else:
+        assert (changed - base).abs().amax(1).min() > 1e-6
+
+
+@pytest.mark.parametrize("cell,layers", list(itertools.product(ENCODERS, (1, 2))))
+def test_bidirectional_matches_torch_on_unpadded_texts(cell, layers):
+    """Reference: torch's fused bidirectional module on each text alone (no padding)."""
+    model = make_model(cell, layers, True, "last").eval()
+    enc = model.encoder
+    ref = ENCODERS[cell](EMB, HIDDEN, num_layers=layers, bidirectional=True).eval()
+    with torch.no_grad():
+        for i, layer in enumerate(enc.stack):
+            for suffix, direction in (("", "fwd"), ("_reverse", "bwd")):
+                for name, p in layer[direction].named_parameters():
+                    getattr(ref, name.replace("_l0", f"_l{i}{suffix}")).copy_(p)
+        tokens, lengths = make_batch()
+        x = model.embedding(tokens)
+        states = enc.sequence(x, lengths)
+        last = enc(x, lengths)
+        for b, n in enumerate(LENGTHS):
+            out, h = ref(x[b : b + 1, :n])
+            h = h[0] if cell == "lstm" else h  # (layers * 2, 1, H)
+            assert torch.allclose(states[b, :n], out[0], atol=1e-6)
+            assert torch.allclose(last[b], torch.cat([h[-2, 0], h[-1, 0]]), atol=1e-6)
+
+
+@every_config
+def test_gradients_reach_embedding(cell, layers, bidirectional, pooling):
+    model = make_model(cell, layers, bidirectional, pooling).train()
+    tokens, lengths = make_batch()
+    _, loss = model(tokens, lengths, labels=torch.tensor([0, 1, 2, 1]))
+    loss.backward()
+    grad = model.embedding.weight.grad
+    row_norm = grad.abs().sum(1)
+    assert row_norm[0] == 0  # padding row
+    used = tokens[tokens != 0].unique()
+    unused = torch.ones(VOCAB, dtype=torch.bool)
+    unused[used] = False
+    unused[0] = False
+    assert torch.all(row_norm[unused] == 0)
+    # Max pooling may route no gradient to a token whose states never win a max;
+    # the first token feeds every forward state, so it always gets one.
+    must = tokens[:, 0].unique() if pooling == "max" else used
+    assert torch.all(row_norm[must] > 0)
+
+
+@every_config
+def test_loss_and_class_weights(cell, layers, bidirectional, pooling):
+    tokens, lengths = make_batch()
+    labels = torch.tensor([0, 1, 2, 1])
+    plain = make_model(cell, layers, bidirectional, pooling).eval()
+    weighted = make_model(cell, layers, bidirectional, pooling, class_weights=[1.0, 5.0, 0.5]).eval()
+    logits, loss = plain(tokens, lengths, labels)
+    assert loss is not None and loss.dim() == 0
+    assert torch.allclose(loss, nn.functional.cross_entropy(logits, labels))
+    assert plain(tokens, lengths)[1] is None
+    logits_w, loss_w = weighted(tokens, lengths, labels)
+    assert torch.equal(logits, logits_w)  # same seed, same parameters
+    assert not torch.allclose(loss, loss_w)
+
+
+@every_config
+def test_rebuild_from_hparams(cell, layers, bidirectional, pooling):
+    model = make_model(cell, layers, bidirectional, pooling, class_weights=torch.tensor([1.0, 2.0, 3.0]))
+    hparams = json.loads(json.dumps(model.hparams))
+    assert hparams == model.hparams and hparams["class_weights"] == [1.0, 2.0, 3.0]
+    clone = TextClassifier(**hparams)
+    clone.load_state_dict(model.state_dict(), strict=True)
+    model.eval(), clone.eval()
+    tokens, lengths = make_batch()
+    labels = torch.tensor([0, 1, 2, 1])
+    a, b = model(tokens, lengths, labels), clone(tokens, lengths, labels)
+    assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
+    # deterministic given the seed
+    again = make_model(cell, layers, bidirectional, pooling)
+    for (k, p), (_, q) in zip(model.state_dict().items(), again.state_dict().items()):
+        assert torch.equal(p, q), k
+
+
+def test_lstm_forget_gate_bias_is_one():
+    for bidirectional in (False, True):
+        enc = build_encoder(cell="lstm", input_size=EMB, hidden_size=HIDDEN, bidirectional=bidirectional)
+        modules = [enc.rnn] if not bidirectional else [m for layer in enc.stack for m in layer.values()]
+        for m in modules:
+            bias = m.bias_ih_l0 + m.bias_hh_l0
+            assert torch.all(bias[HIDDEN : 2 * HIDDEN] == 1) and torch.all(bias[:HIDDEN] == 0)
+
+
+def test_registry_and_factory():
+    assert set(ENCODERS) == {"rnn", "gru", "lstm"}
+    assert POOLINGS == ("last", "mean", "max", "attention")
+    rnn = build_encoder(cell="rnn", input_size=EMB, hidden_size=HIDDEN)
+    assert isinstance(rnn, RecurrentEncoder) and isinstance(rnn.rnn, nn.RNN) and rnn.rnn.nonlinearity == "tanh"
+    assert rnn.rnn.batch_first
+
+
+@pytest.mark.parametrize(
+    "kwargs,key",
+    [
+        ({"cell": "lstn"}, "encoder.cell"),
+        ({"pooling": "avg"}, "encoder.pooling"),
+        ({"layers": 0}, "encoder.layers"),
+        ({"layers": 1.5}, "encoder.layers"),
+        ({"hidden_size": 0}, "encoder.hidden_size"),
+        ({"dropout": 1.0}, "encoder.dropout"),
+        ({"dropout": -0.1}, "encoder.dropout"),
+        ({"dropout": float("nan")}, "encoder.dropout"),
+        ({"bidirectional": "yes"}, "encoder.bidirectional"),
+    ],
+)
+def test_invalid_encoder_args(kwargs, key):
+    args = dict(cell="lstm", input_size=EMB, hidden_size=HIDDEN, layers=1, bidirectional=False,
+                dropout=0.0, pooling="last")
+    with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+        build_encoder(**{**args, **kwargs})
+    model_args = dict(vocab_size=VOCAB, embedding_dim=EMB, num_classes=CLASSES, cell="lstm",
+                      hidden_size=HIDDEN, layers=1, bidirectional=False, dropout=0.0, pooling="last")
+    with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+        TextClassifier(**{**model_args, **kwargs})
+
+
+def test_error_message_format():
+    with pytest.raises(ConfigError) as err:
+        build_encoder(cell="lstn")
+    assert str(err.value) == "encoder.cell must be one of rnn, gru, lstm. Got 'lstn' instead."
+
+
+@pytest.mark.parametrize(
+    "kwargs,key",
+    [
+        ({"class_weights": [1.0, 2.0]}, "model.class_weights"),
+        ({"class_weights": [1.0, -2.0, 1.0]}, "model.class_weights"),
+        ({"class_weights": "balanced"}, "model.class_weights"),
+        ({"embedding_dropout": 1.5}, "embedding.dropout"),
+        ({"output_dropout": -1}, "encoder.output_dropout"),
+        ({"num_classes": 1}, "model.num_classes"),
+        ({"padding_idx": VOCAB}, "model.padding_idx"),
+        ({"vocab_size": 0}, "model.vocab_size"),
+        ({"embedding_dim": 0}, "embedding.dim"),
+    ],
+)
+def test_invalid_model_args(kwargs, key):
+    with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+        make_model("gru", 1, True, "mean", **kwargs)
+
+
+def test_bad_lengths_raise_value_error():
+    model = make_model("lstm", 1, True, "mean").eval()
+    tokens, _ = make_batch()
+    with pytest.raises(ValueError):
+        model(tokens, torch.tensor([5, 0, 7, 1]))
+    with pytest.raises(ValueError):
+        model(tokens, torch.tensor([5, 3, 8, 1]))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("bidirectional", [False, True])
+def test_cuda_matches_cpu(bidirectional):
+    model = make_model("lstm", 2, bidirectional, "attention").eval()
+    tokens, lengths = make_batch()
+    expected = pooled(model, tokens, lengths)
+    model.cuda()
+    for lens in (lengths, lengths.cuda()):  # lengths on the CPU or on the device
+        got = pooled(model, tokens.cuda(), lens)
+        assert torch.allclose(got.cpu(), expected, atol=1e-4)
