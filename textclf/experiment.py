@@ -1,0 +1,286 @@
+"""A pipeline run: every (variant, seed), tracked in MLflow, then compared.
+
+One parent run per ``textclf run``; one nested child run per (variant, seed).
+A child whose result came from the stage cache is still a full child of the
+new parent (same params, metrics and small artifacts), tagged
+``cached=true`` and ``cached_from=<run that computed it>``; its model is not
+logged again — the ``model_uri`` tag points at the source run's model.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shlex
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from textclf import tracking
+from textclf.cache import StageCache
+from textclf.pipelines import Pipeline, Variant
+from textclf.runner import VariantOutput, run_variant
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class PipelineResult:
+    summary: dict[str, Any]
+    parent_run_id: str
+    outputs: list[VariantOutput]
+
+
+def _child_tags(variant: Variant, seed: int, out: VariantOutput | None = None) -> dict[str, str]:
+    cfg = variant.config
+    tags = {"variant": variant.name, "seed": str(seed), "kind": cfg.kind, "textclf.role": "child"}
+    if cfg.kind == "neural":
+        tags.update(cell=cfg.encoder.cell, layers=str(cfg.encoder.layers), bidirectional=str(cfg.encoder.bidirectional).lower())
+        if cfg.encoder.init_from:
+            tags["init_from"] = cfg.encoder.init_from
+    return tags
+
+
+def _dataset_source(source: str):
+    """An MLflow DatasetSource for where a split came from."""
+    from mlflow.data.code_dataset_source import CodeDatasetSource
+    from mlflow.data.huggingface_dataset_source import HuggingFaceDatasetSource
+
+    if source.startswith("hf:"):
+        spec, _, split = source[3:].partition("[")
+        name, _, config = spec.partition(":")
+        return HuggingFaceDatasetSource(path=name, config_name=config or None, split=split.rstrip("]") or None)
+    if source.startswith("builtin:"):
+        return CodeDatasetSource(tags={"textclf.builtin": source})
+    return CodeDatasetSource(tags={"textclf.file": str(Path(source).resolve())})
+
+
+def log_datasets(out: VariantOutput) -> None:
+    """``mlflow.log_input`` for each split with our content fingerprint as the digest."""
+    import mlflow
+
+    d = out.data.value
+    for split, context in (("train", "training"), ("validation", "validation"), ("test", "testing")):
+        source = d.sources.get(split) or d.sources.get("train", "")
+        ds = mlflow.data.from_huggingface(
+            d.splits[split], targets="label", name=split, digest=d.fingerprints[split], source=_dataset_source(str(source))
+        )
+        mlflow.log_input(ds, context=context)
+
+
+def log_child(client, run_id: str, out: VariantOutput, *, exp_id: str, example_texts: list[str]) -> dict[str, str]:
+    """Params, per-epoch and final metrics, artifacts and (when freshly computed) the model."""
+    import mlflow
+    from mlflow.entities import Metric
+
+    tracking.log_params_flat(out.config.flat())
+    tracking.log_history(client, run_id, out.history)
+    now = int(time.time() * 1000)
+    finals = [Metric(k, float(v), now, 0) for k, v in out.metrics.items() if isinstance(v, (int, float)) and v == v]
+    for i in range(0, len(finals), 1000):
+        client.log_batch(run_id, metrics=finals[i : i + 1000])
+    log_datasets(out)
+    tags = {"stage_key": out.stage_key, "cached": str(out.cached).lower()}
+    with tempfile.TemporaryDirectory() as tmp:
+        (Path(tmp) / "config.yaml").write_text(out.config.to_yaml())
+        mlflow.log_artifact(str(Path(tmp) / "config.yaml"))
+    for name in ("confusion_matrix.png", "learning_curves.png", "classification_report.txt"):
+        if (out.eval_dir / name).is_file():
+            mlflow.log_artifact(str(out.eval_dir / name))
+    if out.tokenized is not None:
+        mlflow.log_artifact(str(out.tokenized.path / "tokenizer.json"))
+        mlflow.log_dict(out.extra.get("token_stats", {}), "tokenize_stats.json")
+    if out.extra.get("embedding_coverage"):
+        mlflow.log_metrics({f"embedding_{k}": float(v) for k, v in out.extra["embedding_coverage"].items()})
+    source = tracking.find_source_run(exp_id, out.stage_key) if out.cached else None
+    if source and source != run_id:
+        tags["cached_from"] = source
+        tags["model_uri"] = f"runs:/{source}/model"
+    else:
+        tags["model_uri"] = tracking.log_model(out.model_dir, example_texts)
+        tags["cached"] = "false" if not source else tags["cached"]
+    mlflow.set_tags(tags)
+    return tags
+
+
+def _record(variant: Variant, seed: int, out: VariantOutput, run_id: str):
+    from textclf.compare import RunRecord
+
+    cfg = out.config
+    y, proba = out.test_arrays()
+    neural = cfg.kind == "neural"
+    return RunRecord(
+        variant=variant.name,
+        seed=seed,
+        kind=cfg.kind,
+        cell=cfg.encoder.cell if neural else None,
+        layers=cfg.encoder.layers if neural else None,
+        bidirectional=cfg.encoder.bidirectional if neural else None,
+        metrics=dict(out.metrics),
+        history=out.history,
+        y_true=y,
+        proba=proba,
+        run_id=run_id,
+        cached=out.cached,
+    )
+
+
+def _compute(variant: Variant, seed: int, cache_root: str, force: bool, quiet: bool) -> VariantOutput:
+    """Worker entry point (also used in-process): compute one (variant, seed)."""
+    log_fn = None if quiet else (lambda line: print(f"  [{variant.name} s{seed}] {line}", file=sys.stderr, flush=True))
+    return run_variant(variant.for_seed(seed), StageCache(cache_root), force=force, log_fn=log_fn)
+
+
+def run_pipeline(
+    pipe: Pipeline,
+    *,
+    cache: StageCache,
+    tracking_uri: str | None = None,
+    force: bool = False,
+    register: str | None = None,
+    system_metrics: bool = False,
+    executor: str = "local",
+    jobs: int = 1,
+    ray_address: str | None = None,
+    cpus_per_task: float = 1.0,
+    gpus_per_task: float = 0.0,
+    quiet: bool = False,
+    console=None,
+) -> PipelineResult:
+    import mlflow
+    from mlflow.tracking import MlflowClient
+
+    from textclf.compare import compare, render_table, write_report
+
+    if executor not in ("local", "ray"):
+        from textclf.errors import ConfigError
+
+        raise ConfigError(f"--executor must be local or ray. Got {executor!r} instead.")
+    uri = tracking.setup(tracking_uri)
+    exp_id = tracking.experiment_id(pipe.name)
+    tracking.mark_stale_runs(exp_id)
+    client = MlflowClient()
+    tasks = [(v, s) for v in pipe.variants.values() for s in pipe.seeds]
+    command = "textclf " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv and "textclf" in sys.argv[0] else None
+    say = (lambda *a, **k: None) if quiet or console is None else console.print
+
+    outputs: list[VariantOutput] = []
+    records = []
+    t_start = time.perf_counter()
+    with mlflow.start_run(
+        experiment_id=exp_id,
+        run_name=f"{pipe.name}-{time.strftime('%Y%m%d-%H%M%S')}",
+        tags={**tracking.base_tags(), "textclf.role": "parent", "pipeline": pipe.name},
+        log_system_metrics=system_metrics,
+    ) as parent:
+        parent_id = parent.info.run_id
+        if pipe.path is not None:
+            mlflow.log_artifact(str(pipe.path), "pipeline")
+        mlflow.log_dict({n: v.config.to_dict() for n, v in pipe.variants.items()}, "pipeline/resolved_variants.json")
+        mlflow.log_params({"pipeline": pipe.name, "seeds": json.dumps(pipe.seeds), "baseline": pipe.baseline or "", "variants": json.dumps(list(pipe.variants))})
+        say(f"[bold]{pipe.name}[/]: {len(pipe.variants)} variants × {len(pipe.seeds)} seeds → MLflow {uri} (parent run {parent_id})")
+
+        def finish(variant: Variant, seed: int, out: VariantOutput, run_id: str) -> None:
+            outputs.append(out)
+            records.append(_record(variant, seed, out, run_id))
+            acc = out.metrics.get("test_accuracy", float("nan"))
+            say(f"  {'[dim]cached[/]' if out.cached else '[green]trained[/]'} {variant.name:<14} seed {seed}: test accuracy {acc:.4f}")
+
+        results = _execute(tasks, pipe, cache, force, quiet, executor, jobs, ray_address, cpus_per_task, gpus_per_task)
+        example_texts = None
+        for (variant, seed), get in zip(tasks, results):
+            with mlflow.start_run(experiment_id=exp_id, run_name=f"{variant.name}-s{seed}", nested=True, tags={**tracking.base_tags(), **_child_tags(variant, seed)}) as child:
+                out = get()
+                if example_texts is None:
+                    example_texts = out.data.value.splits["test"]["text"][:3]
+                log_child(client, child.info.run_id, out, exp_id=exp_id, example_texts=example_texts)
+                finish(variant, seed, out, child.info.run_id)
+
+        label_names = outputs[0].label_names
+        result = compare(records, pipe.baseline, label_names=label_names)
+        summary = result["summary"] if "summary" in result else result
+        summary.update(
+            pipeline=pipe.name,
+            parent_run_id=parent_id,
+            experiment_id=exp_id,
+            tracking_uri=uri,
+            wall_seconds=round(time.perf_counter() - t_start, 2),
+            data=_data_info(outputs[0]),
+        )
+        with tempfile.TemporaryDirectory() as tmp:
+            write_report(summary, records, Path(tmp), title=f"textclf · {pipe.name}", command=command)
+            mlflow.log_artifacts(tmp, "comparison")
+        for name, row in summary["variants"].items():
+            for metric in ("test_accuracy", "test_macro_f1"):
+                if isinstance(row.get(metric), dict):
+                    mlflow.log_metric(f"{name}.{metric}_mean", row[metric]["mean"])
+        if register:
+            summary["registered"] = _register(client, summary, register)
+        if console is not None:
+            console.print(render_table(summary))
+            say(f"report: MLflow parent run {parent_id} (artifacts/comparison); `textclf ui` to browse")
+    return PipelineResult(summary=summary, parent_run_id=parent_id, outputs=outputs)
+
+
+def _data_info(out: VariantOutput) -> dict[str, Any]:
+    d = out.data.value
+    return {
+        "sources": d.sources,
+        "fingerprints": d.fingerprints,
+        "rows": {s: len(d.splits[s]) for s in ("train", "validation", "test")},
+        "labels": d.label_names,
+    }
+
+
+def _execute(tasks, pipe, cache, force, quiet, executor, jobs, ray_address, cpus_per_task, gpus_per_task):
+    """One zero-argument getter per task, in task order.
+
+    Local, one job: compute lazily (in task order) so output streams as it goes.
+    Local, several jobs: a process pool. Ray: one task per (variant, seed).
+    """
+    root = str(cache.root)
+    if executor == "ray":
+        from textclf.distributed import ray_getters
+
+        return ray_getters(tasks, root, force, quiet, ray_address, cpus_per_task, gpus_per_task)
+    if jobs <= 1:
+        return [lambda v=v, s=s: _compute(v, s, root, force, quiet) for v, s in tasks]
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor
+
+    import os
+
+    os.environ["TOKENIZERS_PARALLELISM"] = "false"
+    # Upstream stages are shared: compute them once here, so workers only train.
+    for v in {id(v): v for v, _ in tasks}.values():
+        from textclf.runner import embed_stage
+        from textclf.stages import prepare_stage, tokenize_stage
+
+        data = prepare_stage(v.config, cache, force=force)
+        if v.config.kind == "neural":
+            embed_stage(v.config, tokenize_stage(v.config, data, cache, force=force), cache)
+    pool = ProcessPoolExecutor(max_workers=jobs, mp_context=mp.get_context("spawn"))
+    futures = [pool.submit(_compute, v, s, root, False, quiet) for v, s in tasks]
+    return [f.result for f in futures]
+
+
+def _register(client, summary: dict[str, Any], name: str) -> dict[str, Any]:
+    """Register the best variant's best-seed model and point alias ``champion`` at it."""
+    import mlflow
+
+    best = summary["best_variant"]
+    run_ids = summary["variants"][best]["run_ids"]
+    best_run, best_acc = None, -1.0
+    for rid in run_ids:
+        run = client.get_run(rid)
+        acc = run.data.metrics.get("test_accuracy", -1.0)
+        if acc > best_acc:
+            best_run, best_acc = run, acc
+    model_uri = best_run.data.tags.get("model_uri") or f"runs:/{best_run.info.run_id}/model"
+    mv = mlflow.register_model(model_uri, name)
+    client.set_registered_model_alias(name, "champion", mv.version)
+    client.set_model_version_tag(name, mv.version, "variant", best)
+    return {"name": name, "version": mv.version, "alias": "champion", "variant": best, "model_uri": model_uri}

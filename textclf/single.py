@@ -1,0 +1,78 @@
+"""``textclf train``: one variant end to end, optionally tracked as one MLflow run."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+from textclf.cache import StageCache
+from textclf.config import Config
+from textclf.runner import run_variant
+
+# Keys every --metrics-out file carries (other tools read them).
+REQUIRED = ("val_accuracy", "test_accuracy", "test_macro_f1", "params", "train_seconds", "tokens_per_second")
+
+
+def train_one(
+    cfg: Config,
+    *,
+    cache: StageCache,
+    tracking_uri: str | None = "",
+    experiment: str = "train",
+    output: Path | None = None,
+    force: bool = False,
+    quiet: bool = False,
+    console=None,
+) -> dict[str, Any]:
+    """Train ``cfg``; returns the metrics dict (with ``model_dir`` and, when tracked, ``run_id``).
+
+    ``tracking_uri=None`` disables MLflow; ``""`` uses the default store.
+    """
+    import sys
+
+    log_fn = None if quiet else (lambda line: print(f"  {line}", file=sys.stderr, flush=True))
+    run_id = None
+    if tracking_uri is None:
+        out = run_variant(cfg, cache, force=force, log_fn=log_fn)
+    else:
+        import mlflow
+        from mlflow.tracking import MlflowClient
+
+        from textclf import tracking
+        from textclf.experiment import log_child
+
+        tracking.setup(tracking_uri or None)
+        exp_id = tracking.experiment_id(experiment)
+        tracking.mark_stale_runs(exp_id)
+        tags = {**tracking.base_tags(), "textclf.role": "train", "kind": cfg.kind}
+        if cfg.kind == "neural":
+            e = cfg.encoder
+            tags.update(cell=e.cell, layers=str(e.layers), bidirectional=str(e.bidirectional).lower(), seed=str(cfg.train.seed))
+        with mlflow.start_run(experiment_id=exp_id, tags=tags) as run:
+            out = run_variant(cfg, cache, force=force, log_fn=log_fn)
+            log_child(MlflowClient(), run.info.run_id, out, exp_id=exp_id, example_texts=out.data.value.splits["test"]["text"][:3])
+            run_id = run.info.run_id
+    model_dir = out.model_dir
+    if output is not None:
+        output = Path(output)
+        if output.exists():
+            shutil.rmtree(output)
+        shutil.copytree(out.model_dir, output)
+        model_dir = output
+    result: dict[str, Any] = {k: out.metrics.get(k) for k in REQUIRED}
+    result.update({k: v for k, v in out.metrics.items() if k not in result})
+    result.update(model_dir=str(Path(model_dir).resolve()), run_id=run_id, cached=out.cached, kind=cfg.kind)
+    if console is not None:
+        from rich.table import Table
+
+        t = Table(title="metrics", title_justify="left")
+        t.add_column("metric")
+        t.add_column("value", justify="right")
+        for k in ("val_accuracy", "test_accuracy", "test_macro_f1", "test_log_loss", "test_roc_auc", "test_ece", "params", "train_seconds", "tokens_per_second", "latency_p50_ms", "texts_per_s_b256", "generalization_gap"):
+            v = result.get(k)
+            if v is not None:
+                t.add_row(k, f"{v:,.4f}" if isinstance(v, float) and abs(v) < 1000 else f"{v:,.0f}")
+        console.print(t)
+        console.print(f"model: {model_dir}" + (f"  ·  MLflow run {run_id}" if run_id else "") + ("  (cached)" if out.cached else ""))
+    return result

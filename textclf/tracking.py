@@ -1,0 +1,193 @@
+"""MLflow tracking: the store, parent/child runs, and what each run logs.
+
+Layout (see the README): one experiment per pipeline, one parent run per
+``textclf run``, one nested child run per (variant, seed). Params are logged
+flattened with dotted names (``encoder.layers``) so MLflow's
+parallel-coordinates chart works as is. The default store is SQLite at
+``mlruns/mlflow.db`` with artifacts under ``mlruns/``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+from textclf.errors import TextclfError
+
+log = logging.getLogger(__name__)
+
+DEFAULT_TRACKING_URI = "sqlite:///mlruns/mlflow.db"
+PIP_REQUIREMENTS = ["textclf", "torch", "tokenizers", "safetensors", "pandas", "numpy", "scikit-learn"]
+
+
+def resolve_uri(explicit: str | None = None) -> str:
+    return explicit or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
+
+
+def setup(explicit: str | None = None) -> str:
+    """Point MLflow at the store; create the local SQLite folder; fail fast on an unreachable server."""
+    import mlflow
+
+    uri = resolve_uri(explicit)
+    if uri.startswith("sqlite:///"):
+        db = Path(uri[len("sqlite:///") :])
+        db.parent.mkdir(parents=True, exist_ok=True)
+    elif uri.startswith(("http://", "https://")):
+        _check_server(uri)
+    mlflow.set_tracking_uri(uri)
+    return uri
+
+
+def _check_server(uri: str, timeout: float = 5.0) -> None:
+    import urllib.error
+    import urllib.request
+
+    try:
+        urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=timeout)
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        raise TextclfError(
+            f"Cannot reach the MLflow tracking server at {uri} ({getattr(exc, 'reason', exc)}). Start it "
+            f"(`mlflow server ...`), fix --tracking-uri / MLFLOW_TRACKING_URI, or unset it to use the local "
+            f"store {DEFAULT_TRACKING_URI}."
+        ) from None
+
+
+def experiment_id(name: str) -> str:
+    import mlflow
+
+    exp = mlflow.get_experiment_by_name(name)
+    if exp is not None:
+        return exp.experiment_id
+    try:
+        return mlflow.create_experiment(name)
+    except Exception:  # created concurrently by another process
+        exp = mlflow.get_experiment_by_name(name)
+        if exp is None:
+            raise
+        return exp.experiment_id
+
+
+def git_commit() -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5)
+        return out.stdout.strip() or None if out.returncode == 0 else None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def base_tags() -> dict[str, str]:
+    from textclf import __version__
+
+    tags = {"textclf_version": __version__, "textclf.host": socket.gethostname(), "textclf.pid": str(os.getpid())}
+    commit = git_commit()
+    if commit:
+        tags["mlflow.source.git.commit"] = commit
+        tags["git_commit"] = commit
+    return tags
+
+
+def mark_stale_runs(exp_id: str) -> int:
+    """Runs left RUNNING by a killed textclf process on this host become KILLED.
+
+    A process that is SIGKILLed cannot close its runs; we recognise them by the
+    host/pid tags we set and a pid that is no longer alive.
+    """
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient()
+    host = socket.gethostname()
+    n = 0
+    for run in client.search_runs([exp_id], filter_string="attributes.status = 'RUNNING'", max_results=1000):
+        tags = run.data.tags
+        if tags.get("textclf.host") != host:
+            continue
+        try:
+            pid = int(tags.get("textclf.pid", "0"))
+        except ValueError:
+            continue
+        if pid and not _alive(pid):
+            client.set_terminated(run.info.run_id, status="KILLED")
+            n += 1
+    if n:
+        log.info("marked %d run(s) of killed processes as KILLED", n)
+    return n
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def find_source_run(exp_id: str, stage_key: str) -> str | None:
+    """The finished run that originally computed a cached result (tag ``stage_key``)."""
+    from mlflow.tracking import MlflowClient
+
+    runs = MlflowClient().search_runs(
+        [exp_id],
+        filter_string=f"tags.stage_key = '{stage_key}' and tags.cached = 'false' and attributes.status = 'FINISHED'",
+        max_results=1,
+        order_by=["attributes.start_time ASC"],
+    )
+    return runs[0].info.run_id if runs else None
+
+
+def log_params_flat(params: dict[str, Any]) -> None:
+    import mlflow
+
+    clean = {k: (json.dumps(v) if isinstance(v, (dict, list)) else v) for k, v in params.items()}
+    items = list(clean.items())
+    for i in range(0, len(items), 100):
+        mlflow.log_params(dict(items[i : i + 100]))
+
+
+def log_history(client, run_id: str, history: list[dict[str, Any]]) -> None:
+    from mlflow.entities import Metric
+
+    now = int(time.time() * 1000)
+    metrics = [
+        Metric(key=k, value=float(v), timestamp=now, step=int(row["epoch"]))
+        for row in history
+        for k, v in row.items()
+        if k != "epoch" and isinstance(v, (int, float)) and v == v
+    ]
+    for i in range(0, len(metrics), 1000):
+        client.log_batch(run_id, metrics=metrics[i : i + 1000])
+
+
+def log_model(model_dir: Path, example_texts: list[str]) -> str:
+    """Log the model folder as an MLflow pyfunc model from code (no pickle); returns the model URI."""
+    import mlflow
+    import pandas as pd
+    from mlflow.models import infer_signature
+
+    from textclf.inference import Classifier
+    from textclf.serving import model_code
+
+    example = pd.DataFrame({"text": example_texts[:3]})
+    clf = Classifier.from_folder(model_dir)
+    proba = clf.predict_proba(example["text"].tolist())
+    out = pd.DataFrame({"label": [clf.labels[i] for i in proba.argmax(1)]})
+    for j, name in enumerate(clf.labels):
+        out[f"proba_{name}"] = proba[:, j].astype(float)
+    info = mlflow.pyfunc.log_model(
+        name="model",
+        python_model=model_code.__file__,
+        artifacts={"model_dir": str(model_dir)},
+        signature=infer_signature(example, out),
+        input_example=example,
+        pip_requirements=PIP_REQUIREMENTS,
+    )
+    return info.model_uri
