@@ -68,7 +68,7 @@ def log_datasets(out: VariantOutput) -> None:
         ds = mlflow.data.from_huggingface(
             d.splits[split], targets="label", name=split, digest=d.fingerprints[split], source=_dataset_source(str(source))
         )
-        mlflow.log_input(ds, context=context)
+        tracking.retry(mlflow.log_input, ds, context=context)
 
 
 def log_child(client, run_id: str, out: VariantOutput, *, exp_id: str, example_texts: list[str]) -> dict[str, str]:

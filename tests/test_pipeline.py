@@ -1,0 +1,205 @@
+"""End-to-end pipeline runs through the real CLI: MLflow layout, cache reuse, reports."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from textclf.cli import main
+
+pytestmark = pytest.mark.slow
+
+WORDS_POS = ["good", "great", "fine", "lovely", "superb"]
+WORDS_NEG = ["bad", "awful", "poor", "dull", "weak"]
+FILLER = ["the", "film", "was", "a", "plot", "and", "it", "story", "cast", "really"]
+
+
+def write_corpus(path: Path, n: int = 160, seed: int = 0) -> Path:
+    """A tiny two-class corpus: the label is the polarity of the one sentiment word."""
+    import random
+
+    rng = random.Random(seed)
+    rows = ["text,label"]
+    for i in range(n):
+        pos = i % 2 == 0
+        words = [rng.choice(FILLER) for _ in range(rng.randint(3, 8))]
+        words.insert(rng.randrange(len(words) + 1), rng.choice(WORDS_POS if pos else WORDS_NEG))
+        rows.append(f"{' '.join(words)},{'pos' if pos else 'neg'}")
+    path.write_text("\n".join(rows) + "\n")
+    return path
+
+
+def write_pipeline(path: Path, data: Path, **params) -> Path:
+    spec = {
+        "name": "tiny",
+        "data": {"source": str(data)},
+        "params": {
+            "train": {"epochs": 2, "batch_size": 16, "num_threads": 1, **params.get("train", {})},
+            "encoder": {"hidden_size": 8, **params.get("encoder", {})},
+            "embedding": {"dim": 8},
+            "tokenizer": {"min_frequency": 1},
+            "evaluate": {"latency_samples": 3},
+        },
+        "seeds": [1, 2],
+        "baseline": "rnn",
+        "variants": {"rnn": {"encoder": {"cell": "rnn"}}, "bilstm": {"encoder": {"cell": "lstm", "bidirectional": True}}},
+    }
+    path.write_text(yaml.safe_dump(spec))
+    return path
+
+
+@pytest.fixture
+def project(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("TEXTCLF_CACHE_DIR", str(tmp_path / ".textclf"))
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/mlruns/mlflow.db")
+    monkeypatch.setenv("HF_DATASETS_CACHE", str(tmp_path / "hf"))
+    data = write_corpus(tmp_path / "reviews.csv")
+    return tmp_path, write_pipeline(tmp_path / "tiny.yaml", data)
+
+
+def runs_of(parent_id: str):
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient()
+    parent = client.get_run(parent_id)
+    children = client.search_runs([parent.info.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{parent_id}'")
+    return client, parent, children
+
+
+def run_cli(*args: str) -> int:
+    import mlflow
+
+    code = main(list(args))
+    mlflow.set_tracking_uri(os.environ["MLFLOW_TRACKING_URI"])
+    return code
+
+
+def test_pipeline_records_parent_children_and_reuses_cache(project):
+    tmp, pipe = project
+    assert run_cli("run", str(pipe), "-q", "--summary-out", "s1.json") == 0
+    s1 = json.loads(Path("s1.json").read_text())
+    client, parent, children = runs_of(s1["parent_run_id"])
+
+    # one parent, four nested children: (rnn, bilstm) x seeds (1, 2)
+    assert parent.data.tags["textclf.role"] == "parent"
+    got = sorted((c.data.tags["variant"], c.data.tags["seed"]) for c in children)
+    assert got == [("bilstm", "1"), ("bilstm", "2"), ("rnn", "1"), ("rnn", "2")]
+    for c in children:
+        assert c.info.status == "FINISHED"
+        assert c.data.params["encoder.cell"] == ("rnn" if c.data.tags["variant"] == "rnn" else "lstm")
+        assert c.data.params["train.seed"] == c.data.tags["seed"]
+        assert c.data.tags["bidirectional"] == ("true" if c.data.tags["variant"] == "bilstm" else "false")
+        assert c.data.tags["cached"] == "false"
+        assert {"test_accuracy", "test_macro_f1", "params", "train_seconds", "latency_p50_ms"} <= set(c.data.metrics)
+        history = client.get_metric_history(c.info.run_id, "val_loss")
+        assert sorted(m.step for m in history) == [1, 2]  # step = epoch
+        arts = {a.path for a in client.list_artifacts(c.info.run_id)}
+        assert {"config.yaml", "tokenizer.json", "confusion_matrix.png", "learning_curves.png", "classification_report.txt"} <= arts
+        assert c.data.tags["model_uri"]
+        assert len(c.inputs.dataset_inputs) == 3
+    parent_arts = {a.path for a in client.list_artifacts(parent.info.run_id, "comparison")}
+    assert {"comparison/report.md", "comparison/summary.json"} <= parent_arts
+
+    # summary.json content
+    assert set(s1["variants"]) == {"rnn", "bilstm"}
+    for name, row in s1["variants"].items():
+        assert set(row["test_accuracy"]) >= {"mean", "sd"} and 0.0 <= row["test_accuracy"]["mean"] <= 1.0
+        assert len(row["run_ids"]) == 2 and row["cached"] is False
+        assert row["params"] > 0
+    assert s1["variants"]["rnn"]["delta_accuracy"] is None
+    assert set(s1["variants"]["bilstm"]["delta_accuracy"]) >= {"mean", "ci_low", "ci_high", "p_value"}
+    report = Path(client.download_artifacts(parent.info.run_id, "comparison/report.md")).read_text()
+    assert "rnn" in report and "bilstm" in report and "baseline" in report.lower()
+
+    # a re-run with nothing changed trains nothing and reports the same metrics
+    assert run_cli("run", str(pipe), "-q", "--summary-out", "s2.json") == 0
+    s2 = json.loads(Path("s2.json").read_text())
+    assert s2["parent_run_id"] != s1["parent_run_id"]
+    _, _, children2 = runs_of(s2["parent_run_id"])
+    assert len(children2) == 4
+    first = {(c.data.tags["variant"], c.data.tags["seed"]): c for c in children}
+    for c in children2:
+        assert c.data.tags["cached"] == "true"
+        src = first[(c.data.tags["variant"], c.data.tags["seed"])]
+        assert c.data.tags["cached_from"] == src.info.run_id
+        assert c.data.metrics["test_accuracy"] == src.data.metrics["test_accuracy"]
+    for name in s1["variants"]:
+        assert s2["variants"][name]["test_accuracy"] == s1["variants"][name]["test_accuracy"]
+        assert s2["variants"][name]["cached"] is True
+
+    # changing one variant's param re-runs exactly that variant
+    spec = yaml.safe_load(pipe.read_text())
+    spec["variants"]["bilstm"]["encoder"]["hidden_size"] = 6
+    pipe.write_text(yaml.safe_dump(spec))
+    assert run_cli("run", str(pipe), "-q", "--summary-out", "s3.json") == 0
+    s3 = json.loads(Path("s3.json").read_text())
+    _, _, children3 = runs_of(s3["parent_run_id"])
+    fresh = sorted((c.data.tags["variant"], c.data.tags["cached"]) for c in children3)
+    assert fresh == [("bilstm", "false"), ("bilstm", "false"), ("rnn", "true"), ("rnn", "true")]
+
+    # textclf report re-prints the latest parent's table
+    assert run_cli("report", s3["parent_run_id"], "--json") == 0
+
+
+def test_same_seed_same_metrics_and_force_recomputes(project):
+    tmp, pipe = project
+    assert run_cli("run", str(pipe), "-q", "--variant", "rnn", "--summary-out", "a.json") == 0
+    a = json.loads(Path("a.json").read_text())
+    # --force recomputes every stage; same config + seed on the same machine => same metrics
+    assert run_cli("run", str(pipe), "-q", "--variant", "rnn", "--force", "--summary-out", "b.json") == 0
+    b = json.loads(Path("b.json").read_text())
+    _, _, children = runs_of(b["parent_run_id"])
+    assert all(c.data.tags["cached"] == "false" for c in children)
+    assert a["variants"]["rnn"]["test_accuracy"] == b["variants"]["rnn"]["test_accuracy"]
+
+
+def test_concurrent_runs_share_store_and_cache(project):
+    tmp, pipe = project
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "textclf.cli", "run", str(pipe), "-q", "--variant", "rnn", "--summary-out", f"c{i}.json"],
+            cwd=tmp, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )
+        for i in range(2)
+    ]
+    results = [p.communicate(timeout=300) for p in procs]
+    for p, (out, err) in zip(procs, results):
+        assert p.returncode == 0, err[-2000:]
+    parents = [json.loads((tmp / f"c{i}.json").read_text())["parent_run_id"] for i in range(2)]
+    assert parents[0] != parents[1]
+    for pid in parents:
+        _, parent, children = runs_of(pid)
+        assert parent.info.status == "FINISHED"
+        assert len(children) == 2 and all(c.info.status == "FINISHED" for c in children)
+    # the cache holds exactly one train entry per seed: the second process reused the first's work
+    entries = [p for p in (tmp / ".textclf" / "train").iterdir() if not p.name.startswith(".")]
+    assert len(entries) == 2
+
+
+def test_train_cli_writes_model_folder_and_metrics(project):
+    tmp, _ = project
+    data = tmp / "reviews.csv"
+    args = ["train", "-q", "--set", f"data.source={data}", "--set", "train.epochs=2", "--set", "encoder.hidden_size=8",
+            "--set", "embedding.dim=8", "--set", "train.num_threads=1", "--set", "evaluate.latency_samples=2",
+            "--output", "model", "--metrics-out", "m.json"]
+    assert run_cli(*args) == 0
+    m = json.loads(Path("m.json").read_text())
+    for key in ("val_accuracy", "test_accuracy", "test_macro_f1", "params", "train_seconds", "tokens_per_second", "model_dir", "run_id"):
+        assert m[key] is not None, key
+    assert sorted(p.name for p in Path("model").iterdir()) == ["config.json", "labels.json", "model.safetensors", "tokenizer.json"]
+    assert json.loads(Path("model/labels.json").read_text()) == ["neg", "pos"]
+    from textclf.inference import Classifier
+
+    clf = Classifier.from_folder("model")
+    proba = clf.predict_proba(["the film was great", "the film was awful", "zzz unseen"])
+    assert proba.shape == (3, 2)
+    assert abs(proba.sum(axis=1) - 1).max() < 1e-5
+    assert set(clf.predict(["the film was great", "the film was awful"])) <= {"neg", "pos"}
