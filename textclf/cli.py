@@ -110,12 +110,13 @@ def data_inspect(
     quiet: QuietOpt = False,
 ) -> None:
     """Row counts per split, label distribution, length percentiles and invalid rows."""
-    from textclf.config import load_config
-    from textclf.data import SPLITS, invalid_rows, prepare, read_builtin, read_file, read_hub, summarize
+    from textclf.config import resolve
+    from textclf.data import SPLITS, prepare, summarize
 
     _setup_logging(quiet)
-    extra = [f"data.source={source}", "data.train=null"] if source else []
-    cfg = load_config(overrides=extra + list(set_ or []), params_file=params)
+    # SOURCE is set as a layer, not through --set parsing: a file named "2020" or "null" stays a path.
+    layer = {"data": {"source": source, "train": None, "validation": None, "test": None}} if source else None
+    cfg = resolve(layer, overrides=set_, params_file=params)
     data = prepare(cfg.data, cache_dir=_cache(cache_dir).root)
     summary = summarize(data)
     if as_json:
@@ -312,7 +313,9 @@ def main(argv: list[str] | None = None) -> int:
     except TextclfError as exc:
         if debug:
             raise
-        console.print(f"[bold red]error:[/] {exc}", markup=True, highlight=False, soft_wrap=True)
+        # The message itself may hold brackets ("variant 'b' [..]"): never parse it as markup.
+        console.print("[bold red]error:[/] ", end="")
+        console.print(str(exc), markup=False, highlight=False, soft_wrap=True)
         return exc.exit_code
     except click.exceptions.Exit as exc:
         return exc.exit_code

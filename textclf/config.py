@@ -19,20 +19,39 @@ from __future__ import annotations
 import copy
 import difflib
 import re
+import types
+import typing
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from textclf.errors import ConfigError
 
 SECTIONS = ("data", "tokenizer", "embedding", "encoder", "train", "evaluate", "tfidf")
 
 
+def _accepted_types(annotation: Any) -> tuple[Any, ...]:
+    args = typing.get_args(annotation)
+    return args if args and typing.get_origin(annotation) in (typing.Union, types.UnionType) else (annotation,)
+
+
 class _Section(BaseModel):
     # extra="forbid" turns a typo into an error instead of a silently ignored key.
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_bool_as_number(cls, value: Any, info: ValidationInfo) -> Any:
+        # pydantic's lax mode reads `layers: true` as 1 and `lr: yes` as 1.0; a
+        # boolean where a number belongs is a mistake, so report it.
+        if isinstance(value, bool):
+            accepted = _accepted_types(cls.model_fields[info.field_name].annotation)
+            if bool not in accepted and any(t in (int, float) for t in accepted):
+                kind = "an integer" if float not in accepted else "a number"
+                raise ValueError(f"expected {kind}, not true/false")
+        return value
 
 
 class DataConfig(_Section):
@@ -180,8 +199,10 @@ def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]
 
 
 def parse_value(text: str) -> Any:
-    """Type a ``--set`` value the way YAML would: int, float, bool, list, null, str."""
+    """Type a ``--set`` value the way YAML would: int, float, bool, list, null, str ({...} for a mapping)."""
     value = yaml.safe_load(text) if text.strip() else ""
+    if isinstance(value, dict) and not text.lstrip().startswith("{"):
+        return text  # "my file: v2.csv" is a file name, not a mapping
     if isinstance(value, str):
         # YAML 1.1 reads "1e-3" as a string; users mean a float.
         try:
@@ -268,7 +289,7 @@ def _describe(err: dict[str, Any]) -> str:
         allowed = _allowed_keys(loc[:-1])
         close = difflib.get_close_matches(str(loc[-1]), allowed, n=1, cutoff=0.6)
         hint = f" Did you mean '{'.'.join(map(str, loc[:-1] + (close[0],)))}'?" if close else ""
-        return f"{key}: unknown key.{hint} Allowed keys here: {', '.join(allowed)}."
+        return f"{key}: unknown key (given {value!r}).{hint} Allowed keys here: {', '.join(allowed)}."
     if kind == "literal_error":
         allowed = err.get("ctx", {}).get("expected", "")
         return f"{key}: must be one of {allowed}. Got {value!r} instead."

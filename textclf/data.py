@@ -130,33 +130,96 @@ def read_file(path: str | Path, cache_dir: str | Path | None = None):
         cause = exc
         while cause.__cause__ is not None:
             cause = cause.__cause__
-        if "No columns to parse" in str(cause) or isinstance(cause, pa.lib.ArrowInvalid) and "Empty" in str(cause):
+        msg = str(cause)
+        if "No columns to parse" in msg or isinstance(cause, pa.lib.ArrowInvalid) and "Empty" in msg:
             raise DataError(f"{p}: no header or rows could be read. Expected a header line such as 'text,label'.") from None
-        raise DataError(f"{p}: could not be parsed as {fmt.upper()}: {cause}") from None
+        if "corresponds to no data" in msg:  # the reader produced zero rows
+            if fmt == "csv":
+                with open(p, encoding="utf-8", errors="replace") as fh:
+                    header = fh.readline().strip()
+                raise DataError(f"{p}: the file has a header ({header}) but no rows.") from None
+            raise DataError(f"{p}: the file holds no rows.") from None
+        hint = ""
+        if fmt == "csv" and "Expected" in msg and "fields" in msg:
+            sep = "tab" if kwargs["delimiter"] == "\t" else "comma"
+            hint = (
+                f" Rows have different numbers of fields: is the file {sep}-separated (as its extension says)? "
+                f"Fields that contain the delimiter must be quoted."
+            )
+        raise DataError(f"{p}: could not be parsed as {fmt.upper()}: {msg}.{hint}") from None
     if len(ds) == 0:
         raise DataError(f"{p}: the file has a header ({', '.join(ds.column_names)}) but no rows.")
     return ds
 
 
-def read_hub(spec: str, cache_dir: str | Path | None = None) -> dict[str, Any]:
-    """``hf:NAME[:CONFIG]`` -> {split: Dataset}. Raises a DataError when the hub is unreachable."""
+def _hub_offline() -> bool:
+    """True when offline mode is on (HF_HUB_OFFLINE=1) or the hub cannot be reached within a few seconds.
+
+    Probing first matters: without it, ``load_dataset`` on a machine without
+    network retries for about half a minute before giving up.
+    """
+    import socket
+    from urllib.parse import urlparse
+
     import datasets
+    from huggingface_hub import constants
+
+    if datasets.config.HF_HUB_OFFLINE or constants.HF_HUB_OFFLINE:
+        return True
+    if os.environ.get("HF_HUB_OFFLINE", "").strip().upper() in ("1", "ON", "YES", "TRUE"):  # set after import
+        return True
+    url = urlparse(constants.ENDPOINT)
+    try:
+        socket.create_connection((url.hostname, url.port or (443 if url.scheme == "https" else 80)), timeout=3).close()
+    except OSError:
+        return True
+    return False
+
+
+def _is_connection_error(exc: BaseException) -> bool:
+    seen: set[int] = set()
+    e: BaseException | None = exc
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        name = type(e).__name__
+        if isinstance(e, ConnectionError) or name in ("OfflineModeIsEnabled", "LocalEntryNotFoundError", "ConnectError", "ConnectTimeout"):
+            return True
+        e = e.__cause__ or e.__context__
+    return False
+
+
+def read_hub(spec: str, cache_dir: str | Path | None = None) -> dict[str, Any]:
+    """``hf:NAME[:CONFIG]`` -> {split: Dataset}. Raises a DataError when the hub is unreachable.
+
+    A local dataset folder (``hf:path/to/dir``) is read without touching the network.
+    """
+    import datasets
+    from huggingface_hub import constants
 
     name, _, config = spec.partition(":")
+    offline = not Path(name).is_dir() and _hub_offline()
+    saved = (datasets.config.HF_HUB_OFFLINE, constants.HF_HUB_OFFLINE)
     try:
+        if offline:  # still serve a dataset that is already in the local cache, without retries
+            datasets.config.HF_HUB_OFFLINE = constants.HF_HUB_OFFLINE = True
         dd = datasets.load_dataset(name, config or None, cache_dir=_cache_dir(cache_dir))
     except Exception as exc:
         text = f"{exc.__class__.__name__}: {exc}"
-        offline = any(
-            s in text
-            for s in ("ConnectionError", "Connection", "offline", "resolve", "Max retries", "Network", "timed out", "OfflineMode")
-        )
-        reason = "the Hugging Face Hub is unreachable from this machine" if offline else f"loading failed ({text.splitlines()[0][:300]})"
+        if offline or _is_connection_error(exc):
+            reason = "the Hugging Face Hub is unreachable from this machine (no network, or HF_HUB_OFFLINE=1) and the dataset is not in the local cache"
+        else:
+            reason = f"loading failed ({text.splitlines()[0][:300]})"
+        call = f"'{name}'" + (f", '{config}'" if config else "")
         raise DataError(
-            f"Cannot load hf:{spec}: {reason}. Download it where the hub is reachable and save each split "
-            f"as a file (e.g. `datasets.load_dataset('{name}')['train'].to_csv('train.csv')`), then use "
-            f"--set data.train=train.csv --set data.validation=validation.csv --set data.test=test.csv."
+            f"Cannot load hf:{spec}: {reason}. Use a local file instead: where the hub is reachable, save each split "
+            f"(e.g. `datasets.load_dataset({call})['train'].to_csv('train.csv')`), copy the files here, then use "
+            f"--set data.train=train.csv --set data.validation=validation.csv --set data.test=test.csv "
+            f"(or one file: --set data.source=train.csv)."
         ) from None
+    finally:
+        datasets.config.HF_HUB_OFFLINE, constants.HF_HUB_OFFLINE = saved
+    if not isinstance(dd, datasets.DatasetDict):
+        dd = datasets.DatasetDict({"train": dd})
     aliases = {"valid": "validation", "dev": "validation", "val": "validation"}
     return {aliases.get(k, k): v for k, v in dd.items()}
 
@@ -188,59 +251,73 @@ def read_builtin(name: str, seed: int, options: dict[str, Any], cache_dir: str |
 # --------------------------------------------------------------------------- validation
 
 
-def _select_columns(ds, cfg: DataConfig, where: str):
-    cols = ds.column_names
-    missing = [c for c in (cfg.text_column, cfg.label_column) if c not in cols]
-    if missing:
-        hint = ""
-        if len(cols) == 1 and any(d in cols[0] for d in ";\t|"):
-            hint = f" The only column is {cols[0]!r}: is the file using another delimiter? Save it with commas or as .tsv."
-        keys = {cfg.text_column: "data.text_column", cfg.label_column: "data.label_column"}
-        which = ", ".join(f"{m!r} ({keys[m]})" for m in missing)
-        raise DataError(
-            f"{where}: column {which} not found. Columns present: {cols}.{hint} "
-            f"Point textclf at the right ones, e.g. --set {keys[missing[0]]}={cols[0]!r}."
-        )
-    ds = ds.select_columns([cfg.text_column, cfg.label_column])
-    if cfg.text_column != "text" or cfg.label_column != "label":
-        ds = ds.rename_columns({cfg.text_column: "text", cfg.label_column: "label"}) if cfg.text_column != "label" else ds
-    # Labels as strings: a CSV column may hold "1" and "pos" side by side, hub data holds ints.
-    feat = ds.features["label"]
-    if hasattr(feat, "names"):  # datasets.ClassLabel: keep its names
-        names = feat.names
-        ds = ds.cast_column("label", __import__("datasets").Value("int64"))
-        table = ds.data.table
-        labels = pc.take(pa.array(names), table.column("label"))
-        ds = _replace_label(ds, labels)
-    elif feat.dtype != "string":
-        col = ds.data.table.column("label")
+def _table(ds) -> pa.Table:
+    """The Arrow table behind ``ds`` with any index mapping applied."""
+    return ds.with_format(None).data.table if ds._indices is None else ds.flatten_indices().data.table
+
+
+def _label_strings(col: pa.ChunkedArray, feature, where: str) -> pa.Array:
+    """Labels as strings (null = missing): a CSV column may hold "1" and "pos" side by side, hub data holds ints."""
+    col = col.combine_chunks()
+    names = getattr(feature, "names", None)
+    if names is not None:  # datasets.ClassLabel: ints indexing its names; -1 means "no label"
+        idx = col.cast(pa.int64())
+        valid = pc.and_(pc.greater_equal(idx, 0), pc.less(idx, len(names)))
+        return pc.take(pa.array(names, pa.string()), pc.if_else(valid, idx, pa.scalar(None, pa.int64())))
+    if pa.types.is_floating(col.type):
+        vals = col.to_numpy(zero_copy_only=False)
+        finite = vals[np.isfinite(vals)]
         # pandas reads an int column with gaps as float: 1.0 must stay the label "1".
-        if pa.types.is_floating(col.type):
-            vals = col.to_numpy(zero_copy_only=False)
-            finite = vals[~np.isnan(vals)]
-            if np.all(finite == np.round(finite)):
-                col = pa.array([None if np.isnan(v) else str(int(v)) for v in vals], pa.string())
-                return _fix_text(_replace_label(ds, col))
-        ds = ds.cast_column("label", __import__("datasets").Value("string"))
-    return _fix_text(ds)
+        if np.all(finite == np.round(finite)):
+            return pa.array([str(int(v)) if np.isfinite(v) else None for v in vals], pa.string())
+        return pa.array([repr(float(v)) if np.isfinite(v) else None for v in vals], pa.string())
+    try:
+        return col.cast(pa.string())
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        raise DataError(f"{where}: the label column has type {col.type}; expected strings or integers.") from None
 
 
-def _fix_text(ds):
-    if ds.features["text"].dtype != "string":
-        ds = ds.cast_column("text", __import__("datasets").Value("string"))
-    return ds
-
-
-def _replace_label(ds, labels: pa.Array):
+def _select_columns(ds, cfg: DataConfig, where: str):
+    """Keep the text and label columns as ``text`` (str) and ``label`` (str, label names)."""
     import datasets
 
-    table = ds.with_format(None).data.table.set_column(ds.column_names.index("label"), "label", labels.cast(pa.string()))
-    return datasets.Dataset(table)
+    cols = ds.column_names
+    if cfg.text_column == cfg.label_column:
+        raise DataError(f"{where}: data.text_column and data.label_column are both {cfg.text_column!r}; they must differ.")
+    missing = [c for c in (cfg.text_column, cfg.label_column) if c not in cols]
+    if missing:
+        keys = {cfg.text_column: "data.text_column", cfg.label_column: "data.label_column"}
+        which = ", ".join(f"{m!r} ({keys[m]})" for m in missing)
+        # pandas turns a surplus leading field into an index column: one more sign of a wrong delimiter.
+        named = [c for c in cols if not c.startswith("__index_level_")]
+        glued = [c for c in named if any(d in c for d in ",;\t|")]
+        if glued and len(named) <= 2:
+            hint = (
+                f" Column {glued[0]!r} looks like several names glued together: is the file using another delimiter? "
+                f"textclf reads .csv as comma- and .tsv as tab-separated; save it that way (or rename it)."
+            )
+        else:
+            # Suggest a column that is not already taken, preferring strings for the text.
+            free = [c for c in named if c not in (cfg.text_column, cfg.label_column)] or named
+            is_str = lambda c: getattr(ds.features.get(c), "dtype", None) in ("string", "large_string")  # noqa: E731
+            pick = sorted(free, key=lambda c: not is_str(c))[0] if missing[0] == cfg.text_column else free[0]
+            hint = f" Point textclf at the right ones, e.g. --set {keys[missing[0]]}={pick}."
+        raise DataError(f"{where}: column {which} not found. Columns present: {cols}.{hint}")
+    table = _table(ds)
+    text = table.column(cfg.text_column)
+    if not (pa.types.is_string(text.type) or pa.types.is_large_string(text.type)):
+        try:
+            text = text.cast(pa.string())
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            raise DataError(f"{where}: the text column {cfg.text_column!r} has type {text.type}; expected strings.") from None
+    label = _label_strings(table.column(cfg.label_column), ds.features[cfg.label_column], where)
+    # Built by position, so a swap (text_column: label, label_column: text) renames correctly.
+    return datasets.Dataset(pa.table({"text": text.cast(pa.string()), "label": label}))
 
 
 def invalid_rows(ds) -> dict[str, np.ndarray]:
     """Row indices (0-based) of null/empty/whitespace-only texts and null/empty labels."""
-    table = ds.with_format(None).data.table if ds._indices is None else ds.flatten_indices().data.table
+    table = _table(ds)
     text = table.column("text")
     label = table.column("label")
     null_text = pc.is_null(text)
@@ -294,17 +371,22 @@ def _stratified_split(labels: np.ndarray, fraction: float, seed: int) -> tuple[n
             f"separate files (data.train / data.validation / data.test)."
         )
     _, counts = np.unique(labels, return_counts=True)
-    stratify = labels if counts.min() >= 2 and n_held >= len(counts) else None
+    stratify = labels if counts.min() >= 2 and min(n_held, len(labels) - n_held) >= len(counts) else None
     if stratify is None:
         log.warning("Some classes are too rare for a stratified split; splitting at random.")
     keep, held = train_test_split(idx, test_size=n_held, random_state=seed, stratify=stratify)
     return np.sort(keep), np.sort(held)
 
 
-def fingerprint(ds) -> str:
-    """Content hash of a split (texts and labels, in order): keys caches and is logged as the dataset digest."""
+def fingerprint(ds, label_names: list[str] | None = None) -> str:
+    """Content hash of a split (texts and labels, in order): keys caches and is logged as the dataset digest.
+
+    With ``label_names``, what the integer labels mean is hashed too, so renaming a class changes it.
+    """
     h = hashlib.sha256()
-    table = ds.with_format(None).data.table if ds._indices is None else ds.flatten_indices().data.table
+    if label_names is not None:
+        h.update(json.dumps(list(label_names)).encode("utf-8"))
+    table = _table(ds)
     for batch in table.select(["text", "label"]).to_batches(max_chunksize=65536):
         for col in batch.columns:
             arr = col if isinstance(col, pa.Array) else pa.concat_arrays(col.chunks)
@@ -375,8 +457,7 @@ def prepare(cfg: DataConfig, cache_dir: str | Path | None = None) -> PreparedDat
                 f"(training labels: {names[:20]}). Remove those rows or add examples of them to training."
             )
         y = np.fromiter((index[x] for x in labels), dtype=np.int64, count=len(labels))
-        table = ds.with_format(None).data.table if ds._indices is None else ds.flatten_indices().data.table
-        table = table.select(["text"]).append_column("label", pa.array(y))
+        table = _table(ds).select(["text"]).append_column("label", pa.array(y))
         encoded[split] = (datasets.Dataset(table), y)
 
     # Carve validation / test from train where they were not given.
@@ -407,7 +488,7 @@ def prepare(cfg: DataConfig, cache_dir: str | Path | None = None) -> PreparedDat
                 encoded[split] = (ds.select(sel), yy[sel])
 
     splits = datasets.DatasetDict({s: encoded[s][0].flatten_indices() for s in SPLITS})
-    fps = {s: fingerprint(splits[s]) for s in SPLITS}
+    fps = {s: fingerprint(splits[s], names) for s in SPLITS}
     report.update(_leakage(splits))
     return PreparedData(splits=splits, label_names=names, fingerprints=fps, sources=sources, report=report)
 

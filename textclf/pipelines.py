@@ -93,8 +93,11 @@ def expand_dotted(d: dict[str, Any] | None) -> dict[str, Any]:
         if isinstance(value, dict) and key != "options":
             value = expand_dotted(value)
         node, parts = out, str(key).split(".")
-        for p in parts[:-1]:
+        for i, p in enumerate(parts[:-1]):
             node = node.setdefault(p, {})
+            if not isinstance(node, dict):
+                section = ".".join(parts[: i + 1])
+                raise ConfigError(f"{key}: {section!r} is set to a value ({node!r}) and also used as a section.")
         node[parts[-1]] = deep_merge(node.get(parts[-1], {}), value) if isinstance(value, dict) and isinstance(node.get(parts[-1]), dict) else value
     return out
 
@@ -152,22 +155,38 @@ def load_pipeline(
         for e in exc.errors():
             key = ".".join(map(str, e["loc"]))
             if e["type"] == "extra_forbidden":
-                lines.append(f"{key}: unknown pipeline key. Allowed: {', '.join(PipelineSpec.model_fields)}.")
+                import difflib
+
+                close = difflib.get_close_matches(key, list(PipelineSpec.model_fields), n=1)
+                hint = f" Did you mean '{close[0]}'?" if close else ""
+                lines.append(f"{key}: unknown pipeline key (given {e.get('input')!r}).{hint} Allowed: {', '.join(PipelineSpec.model_fields)}.")
             else:
-                lines.append(f"{key}: {e['msg']}. Got {e.get('input')!r}.")
+                lines.append(f"{key}: {e['msg'].removeprefix('Value error, ')}. Got {e.get('input')!r}.")
         raise ConfigError(f"Invalid pipeline {path}:\n" + "\n".join(f"  - {x}" for x in lines)) from None
     return build_pipeline(spec, path=path, overrides=overrides, params_file=params_file, only=only)
 
 
 def build_pipeline(spec: PipelineSpec, *, path=None, overrides=None, params_file=None, only=None) -> Pipeline:
+    where = path or spec.name
+    try:
+        return _build(spec, where, path=path, overrides=overrides, params_file=params_file, only=only)
+    except ConfigError as exc:
+        if str(where) in str(exc):
+            raise
+        raise ConfigError(f"Invalid pipeline {where}: {exc}") from None
+
+
+def _build(spec: PipelineSpec, where, *, path, overrides, params_file, only) -> Pipeline:
     declared: dict[str, dict[str, Any]] = {name: expand_dotted(v) for name, v in spec.variants.items()}
     if spec.grid:
         keys = list(spec.grid)
         for values in itertools.product(*(spec.grid[k] for k in keys)):
             assignment = dict(zip(keys, values))
             name = grid_name(assignment)
+            if name in spec.variants:
+                raise ConfigError(f"{where}: grid variant {name!r} clashes with a variant of the same name in 'variants'.")
             if name in declared:
-                raise ConfigError(f"{path}: grid variant {name!r} clashes with a variant of the same name in 'variants'.")
+                raise ConfigError(f"{where}: the grid yields variant {name!r} twice; remove the repeated value from 'grid'.")
             declared[name] = expand_dotted(assignment)
     if not declared:
         declared = {"default": {}}
@@ -177,16 +196,28 @@ def build_pipeline(spec: PipelineSpec, *, path=None, overrides=None, params_file
             raise ConfigError(f"Unknown variant(s) {unknown}. Variants of {spec.name}: {', '.join(declared)}.")
         declared = {k: v for k, v in declared.items() if k in only}
     base = deep_merge(expand_dotted(spec.params), {"data": expand_dotted(spec.data)} if spec.data else {})
-    variants, problems = {}, []
+    variants: dict[str, Variant] = {}
+    failed: dict[str, list[str]] = {}  # one problem line -> the variants that have it
     for name, ov in declared.items():
         try:
-            cfg = resolve(base, ov, params_file=params_file, overrides=overrides, source=f"variant {name!r}")
+            cfg = resolve(base, ov, params_file=params_file, overrides=overrides, source="config")
         except ConfigError as exc:
-            problems.append(str(exc))
+            # resolve lists one problem per "  - " line; a problem shared by several
+            # variants (a typo in params or --set) is reported once, naming them.
+            lines = [x.removeprefix("  - ") for x in str(exc).splitlines() if x.startswith("  - ")] or [str(exc)]
+            for line in lines:
+                failed.setdefault(line, []).append(name)
             continue
         variants[name] = Variant(name=name, overrides=ov, config=cfg)
+    problems = []
+    for line, names in failed.items():
+        who = "every variant" if len(names) == len(declared) > 1 else ("variant " if len(names) == 1 else "variants ") + ", ".join(map(repr, names))
+        problems.append(f"{who}: {line}")
     if spec.baseline and spec.baseline not in declared and not only:
         problems.append(f"baseline: {spec.baseline!r} is not a variant. Variants: {', '.join(declared)}.")
     if problems:
-        raise ConfigError(f"Invalid pipeline {path or spec.name}:\n" + "\n".join(problems))
+        n = len(problems)
+        raise ConfigError(
+            f"Invalid pipeline {where} ({n} problem{'s' if n > 1 else ''}):\n" + "\n".join(f"  - {x}" for x in problems)
+        )
     return Pipeline(spec=spec, path=Path(path) if path else None, variants=variants)

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,7 +53,8 @@ def build_tokenizer(cfg: TokenizerConfig) -> tuple[Tokenizer, Any]:
         tok.pre_tokenizer = pre_tokenizers.Whitespace()
         trainer = trainers.WordLevelTrainer(min_frequency=cfg.min_frequency, **common)
     elif cfg.kind == "bpe":
-        tok = Tokenizer(models.BPE(unk_token=UNK))
+        # fuse_unk: a run of unseen characters is one [UNK], not one per character.
+        tok = Tokenizer(models.BPE(unk_token=UNK, fuse_unk=True))
         tok.pre_tokenizer = pre_tokenizers.Whitespace()
         trainer = trainers.BpeTrainer(min_frequency=cfg.min_frequency, **common)
     elif cfg.kind == "wordpiece":
@@ -68,7 +70,8 @@ def build_tokenizer(cfg: TokenizerConfig) -> tuple[Tokenizer, Any]:
     elif cfg.kind == "char":
         tok = Tokenizer(models.WordLevel(unk_token=UNK))
         # Every character (spaces included) is its own piece.
-        tok.pre_tokenizer = pre_tokenizers.Split(Regex(r"(?s)."), behavior="isolated")
+        # (Oniguruma has no (?s) flag; [\s\S] matches any character, newlines included.)
+        tok.pre_tokenizer = pre_tokenizers.Split(Regex(r"[\s\S]"), behavior="isolated")
         trainer = trainers.WordLevelTrainer(min_frequency=cfg.min_frequency, **common)
     else:  # the schema already rejects this; kept so a new kind can't be half-added
         raise ConfigError(f"tokenizer.kind must be one of word, bpe, wordpiece, unigram, char. Got {cfg.kind!r}.")
@@ -80,6 +83,9 @@ def train_tokenizer(cfg: TokenizerConfig, texts_iter, length: int | None = None)
     """Train on an iterator of text batches (the training split only)."""
     tok, trainer = build_tokenizer(cfg)
     tok.train_from_iterator(texts_iter, trainer=trainer, length=length)
+    # Round-trip once: a freshly trained Unigram serialises its scores slightly
+    # differently from the same tokenizer loaded back, which would change its hash.
+    tok = Tokenizer.from_str(tok.to_str())
     vocab = tok.get_vocab()
     if vocab.get(PAD) != PAD_ID or vocab.get(UNK) != UNK_ID:
         raise RuntimeError(f"special tokens landed at unexpected ids: {PAD}={vocab.get(PAD)}, {UNK}={vocab.get(UNK)}")
@@ -146,17 +152,44 @@ def to_encoded_split(ds) -> EncodedSplit:
     return EncodedSplit(ids=ids, offsets=offsets, labels=labels)
 
 
+def _trained_tokenizer(data, cfg: TokenizerConfig, store: Path) -> Tokenizer:
+    """Train on the training split, or reuse the tokenizer trained before on the same content and config.
+
+    Reuse matters beyond speed: the WordPiece and Unigram trainers of
+    ``tokenizers`` break ties in hash-map order, so retraining can yield a
+    different vocabulary, and with it a different tokenizer hash that would
+    miss the encoding cache below.
+    """
+    from textclf import __version__
+
+    key = hashlib.sha256(
+        json.dumps(
+            {"train": data.fingerprints["train"], "tokenizer": cfg.model_dump(mode="json"), "v": __version__}, sort_keys=True
+        ).encode()
+    ).hexdigest()[:16]
+    path = store / f"{cfg.kind}-{key}.json"
+    if path.is_file():
+        return Tokenizer.from_file(str(path))
+    train = data.splits["train"]
+    batches = (b["text"] for b in train.select_columns(["text"]).iter(batch_size=2000))
+    tok = train_tokenizer(cfg, batches, length=len(train))
+    store.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".tmp{os.getpid()}")
+    tok.save(str(tmp))
+    os.replace(tmp, path)  # atomic: a concurrent run never reads half a file
+    return tok
+
+
 def tokenize(data, cfg: TokenizerConfig, cache_dir: str | Path | None = None, quiet: bool = True) -> Tokenized:
     """Train the tokenizer on ``data.splits['train']`` and encode all splits."""
     import datasets
 
-    train = data.splits["train"]
-    batches = (b["text"] for b in train.select_columns(["text"]).iter(batch_size=2000))
-    tok = train_tokenizer(cfg, batches, length=len(train))
+    root = Path(cache_dir or os.environ.get("TEXTCLF_CACHE_DIR", ".textclf")) / "datasets"
+    tok = _trained_tokenizer(data, cfg, root / "tokenizers")
     if quiet:
         datasets.disable_progress_bars()
     th = tokenizer_hash(tok)
-    base = Path(cache_dir or os.environ.get("TEXTCLF_CACHE_DIR", ".textclf")) / "datasets" / "encoded"
+    base = root / "encoded"
     base.mkdir(parents=True, exist_ok=True)
     splits, stats = {}, {"vocab_size": tok.get_vocab_size(), "kind": cfg.kind, "splits": {}}
     for name in ("train", "validation", "test"):

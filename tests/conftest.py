@@ -1,0 +1,105 @@
+"""Shared fixtures: an isolated working directory and tiny data files.
+
+Every test runs inside its own ``tmp_path`` with the stage cache, the MLflow
+store and the Hugging Face datasets cache pointed there, and with the hub in
+offline mode, so no test reads or writes the repository or the network.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+
+# Three classes, each with its own words, so a stratified split and a
+# tokenizer both have something to find. Row i has label LABELS[i % 3].
+LABELS = ("neg", "neu", "pos")
+WORDS = {
+    "neg": ["bad", "awful", "dull", "boring", "weak"],
+    "neu": ["okay", "plain", "average", "fine", "usual"],
+    "pos": ["good", "great", "superb", "lovely", "fun"],
+}
+
+
+def make_rows(n: int = 60, labels: tuple[str, ...] = LABELS) -> list[dict[str, str]]:
+    """``n`` rows of {text, label}; deterministic, every text distinct."""
+    rows = []
+    for i in range(n):
+        label = labels[i % len(labels)]
+        words = WORDS.get(label, WORDS["neu"])
+        text = " ".join(words[(i + k) % len(words)] for k in range(3 + i % 4)) + f" movie{i}"
+        rows.append({"text": text, "label": label})
+    return rows
+
+
+def write_csv(path: Path, rows: list[dict], columns: tuple[str, ...] = ("text", "label"), sep: str = ",") -> Path:
+    import pandas as pd
+
+    pd.DataFrame(rows, columns=list(columns)).to_csv(path, index=False, sep=sep)
+    return path
+
+
+def write_jsonl(path: Path, rows: list[dict]) -> Path:
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    return path
+
+
+def write_parquet(path: Path, rows: list[dict]) -> Path:
+    import pandas as pd
+
+    pd.DataFrame(rows).to_parquet(path, index=False)
+    return path
+
+
+@pytest.fixture(autouse=True)
+def isolated(tmp_path, monkeypatch):
+    """Run in tmp_path; caches, MLflow store and HF cache live there; the hub is offline."""
+    import datasets
+    from huggingface_hub import constants
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("TEXTCLF_CACHE_DIR", str(tmp_path / ".textclf"))
+    # textclf.tracking creates the mlruns/ folder when it first opens the store.
+    uri = f"sqlite:///{tmp_path}/mlruns/mlflow.db"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    if "mlflow" in sys.modules:  # an earlier test may have set mlflow's process-wide URI
+        sys.modules["mlflow"].set_tracking_uri(uri)
+    monkeypatch.setenv("HF_DATASETS_CACHE", str(tmp_path / "hf-datasets"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("TOKENIZERS_PARALLELISM", "false")
+    monkeypatch.delenv("TEXTCLF_DEBUG", raising=False)
+    # datasets / huggingface_hub read these once, at import: set them for this process too.
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", tmp_path / "hf-datasets")
+    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    datasets.disable_progress_bars()
+    return tmp_path
+
+
+@pytest.fixture
+def rows():
+    return make_rows(60)
+
+
+@pytest.fixture
+def csv_file(tmp_path, rows):
+    return write_csv(tmp_path / "reviews.csv", rows)
+
+
+@pytest.fixture
+def tsv_file(tmp_path, rows):
+    return write_csv(tmp_path / "reviews.tsv", rows, sep="\t")
+
+
+@pytest.fixture
+def jsonl_file(tmp_path, rows):
+    return write_jsonl(tmp_path / "reviews.jsonl", rows)
+
+
+@pytest.fixture
+def parquet_file(tmp_path, rows):
+    return write_parquet(tmp_path / "reviews.parquet", rows)
