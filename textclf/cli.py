@@ -54,8 +54,8 @@ def _setup_logging(quiet: bool) -> None:
     import warnings
 
     # MLflow's hints about integer columns and type hints concern its own inference, not the user.
-    warnings.filterwarnings("ignore", category=UserWarning, module=r"mlflow\..*")
-    warnings.filterwarnings("ignore", category=FutureWarning, module=r"mlflow\..*")
+    for pattern in (r".*Add type hints to the .predict. method", r"Hint: Inferred schema contains integer", r".*noload.*", r"Operation with range is deprecated"):
+        warnings.filterwarnings("ignore", message=pattern)
     import datasets
 
     datasets.disable_progress_bars()

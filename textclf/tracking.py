@@ -38,6 +38,9 @@ def setup(explicit: str | None = None) -> str:
     if uri.startswith(("http://", "https://")):
         _check_server(uri)
     mlflow.set_tracking_uri(uri)
+    # MLflow configures its own logger at import; its INFO lines (input-example
+    # validation, store migrations) are noise in a comparison printout.
+    logging.getLogger("mlflow").setLevel(logging.WARNING)
     if uri.startswith("sqlite:///"):
         _init_sqlite(Path(uri[len("sqlite:///") :]))
     return uri
