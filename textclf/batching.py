@@ -26,12 +26,14 @@ import shutil
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import TYPE_CHECKING, Iterator, Sequence
 
 import numpy as np
-import torch
 
 from textclf.errors import DataError
+
+if TYPE_CHECKING:  # torch is imported where tensors are made, so a fully cached run never loads it
+    import torch
 
 _FILES = ("ids", "offsets", "labels")
 _FORMAT = {"format": "textclf-encoded-split", "version": 1}
@@ -223,6 +225,8 @@ def collate(
     ``T`` is the longest example in the batch (at least 1, so an all-empty
     batch still has a valid shape).
     """
+    import torch
+
     idx = np.asarray(indices, dtype=np.int64)
     lengths = split.lengths[idx]  # (B,)
     T = max(int(lengths.max(initial=0)), 1)
