@@ -264,6 +264,14 @@ def ui(
         raise typer.Exit(0)
 
 
+# predict / embed / export live in cli_reuse.py (model references, file formats).
+from textclf.cli_reuse import embed, export, predict  # noqa: E402
+
+app.command()(predict)
+app.command()(embed)
+app.command()(export)
+
+
 # --------------------------------------------------------------------------- cache
 
 

@@ -42,6 +42,7 @@ class Classifier:
         self.labels: list[str] = list(folder["labels"])
         self.config: dict[str, Any] = folder["config"].get("config", {})
         self.path = Path(folder["dir"])
+        self.ref = None  # the textclf.refs.ResolvedModel it was loaded from (set by textclf.load_model)
         if self.kind == "tfidf":
             from textclf.baseline import TfidfBaseline
 
@@ -80,6 +81,16 @@ class Classifier:
         proba = self.predict_proba(texts, batch_size=batch_size)
         return [self.labels[i] for i in proba.argmax(axis=1)]
 
+    def predict_table(self, texts: Sequence[str], batch_size: int = 256):
+        """A DataFrame with ``label`` and one ``proba_<class>`` column per class (the serving output)."""
+        import pandas as pd
+
+        proba = self.predict_proba(texts, batch_size=batch_size)
+        out = pd.DataFrame({"label": [self.labels[i] for i in proba.argmax(axis=1)]})
+        for j, name in enumerate(self.labels):
+            out[f"proba_{name}"] = proba[:, j].astype(float)
+        return out
+
     def __repr__(self) -> str:
         return f"Classifier(kind={self.kind!r}, labels={self.labels}, path={str(self.path)!r})"
 
@@ -106,6 +117,8 @@ class Encoder:
 
         split = encode_texts(self.tokenizer, texts, self.classifier.max_length)
         out = np.zeros((len(split), self.dim), dtype=np.float32)
+        if len(split) == 0:
+            return out
         self.module.eval()
         with torch.inference_mode():
             for idx in bucket_batches(split.lengths, batch_size, shuffle=False, rng=None):

@@ -25,20 +25,17 @@ class TextclfModel(PythonModel):
     def predict(self, context, model_input, params=None):
         if isinstance(model_input, pd.DataFrame):
             if "text" in model_input.columns:
-                texts = model_input["text"].astype(str).tolist()
+                col = model_input["text"]
             elif model_input.shape[1] == 1:
-                texts = model_input.iloc[:, 0].astype(str).tolist()
+                col = model_input.iloc[:, 0]
             else:
                 raise ValueError(f"expected a 'text' column; got columns {list(model_input.columns)}")
+            texts = ["" if pd.isna(t) else str(t) for t in col.tolist()]  # a missing text is empty, not "nan"
         elif isinstance(model_input, str):
             texts = [model_input]
         else:
-            texts = [str(t) for t in model_input]
-        proba = self.clf.predict_proba(texts)
-        out = pd.DataFrame({"label": [self.clf.labels[i] for i in proba.argmax(axis=1)]})
-        for j, name in enumerate(self.clf.labels):
-            out[f"proba_{name}"] = proba[:, j].astype(float)
-        return out
+            texts = ["" if t is None else str(t) for t in model_input]
+        return self.clf.predict_table(texts)
 
 
 mlflow.models.set_model(TextclfModel())
