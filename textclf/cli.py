@@ -240,7 +240,10 @@ def report(
         out.print_json(json.dumps(summary))
     else:
         out.print(f"pipeline {summary.get('pipeline')} · parent run {summary.get('parent_run_id')}")
-        out.print(render_table(summary))
+        for task, s in (summary.get("tasks") or {None: summary}).items():
+            if task:
+                out.print(f"[bold]{task}[/]")
+            out.print(render_table(s))
 
 
 @app.command()

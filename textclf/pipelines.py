@@ -46,6 +46,7 @@ class PipelineSpec(BaseModel):
     baseline: str | None = None
     variants: dict[str, dict[str, Any] | None] = Field(default_factory=dict)
     grid: dict[str, list[Any]] = Field(default_factory=dict)
+    tasks: dict[str, "TaskSpec"] = Field(default_factory=dict)
 
     @field_validator("seeds")
     @classmethod
@@ -55,11 +56,34 @@ class PipelineSpec(BaseModel):
         return v
 
 
+class TaskSpec(BaseModel):
+    """One dataset of a multi-task pipeline (e.g. a diagnostic at one distance).
+
+    Each task is compared on its own (its own test set, its own baseline).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    description: str | None = None
+    data: dict[str, Any] = Field(default_factory=dict)
+    params: dict[str, Any] = Field(default_factory=dict)
+    variants: list[str] | None = None  # a subset of the pipeline's variants (default: all)
+    baseline: str | None = None  # default: the pipeline's baseline
+
+
+PipelineSpec.model_rebuild()
+
+
 @dataclass
 class Variant:
     name: str
     overrides: dict[str, Any]  # what this variant changes, nested
     config: Config  # fully resolved; train.seed is replaced per seed at run time
+    task: str | None = None  # the task of a multi-task pipeline
+
+    @property
+    def key(self) -> str:
+        return f"{self.task}/{self.name}" if self.task else self.name
 
     def for_seed(self, seed: int) -> Config:
         cfg = self.config.model_copy(deep=True)
@@ -83,6 +107,18 @@ class Pipeline:
 
     @property
     def baseline(self) -> str | None:
+        return self.spec.baseline
+
+    def groups(self) -> dict[str | None, list[Variant]]:
+        """Variants grouped by task (one group, ``None``, without tasks)."""
+        out: dict[str | None, list[Variant]] = {}
+        for v in self.variants.values():
+            out.setdefault(v.task, []).append(v)
+        return out
+
+    def baseline_for(self, task: str | None) -> str | None:
+        if task and self.spec.tasks[task].baseline:
+            return self.spec.tasks[task].baseline
         return self.spec.baseline
 
 
@@ -196,24 +232,41 @@ def _build(spec: PipelineSpec, where, *, path, overrides, params_file, only) -> 
             raise ConfigError(f"Unknown variant(s) {unknown}. Variants of {spec.name}: {', '.join(declared)}.")
         declared = {k: v for k, v in declared.items() if k in only}
     base = deep_merge(expand_dotted(spec.params), {"data": expand_dotted(spec.data)} if spec.data else {})
+    jobs: list[tuple[str | None, str, dict[str, Any], dict[str, Any]]] = []  # (task, variant, task layer, overrides)
+    task_problems = []
+    for task, t in (spec.tasks or {None: None}).items():
+        names = list(declared)
+        layer: dict[str, Any] = {}
+        if t is not None:
+            layer = deep_merge(expand_dotted(t.params), {"data": expand_dotted(t.data)} if t.data else {})
+            if t.variants is not None:
+                unknown = [v for v in t.variants if v not in declared and not only]
+                if unknown:
+                    task_problems.append(f"tasks.{task}.variants: {unknown} are not variants. Variants: {', '.join(declared)}.")
+                names = [v for v in t.variants if v in declared]
+            b = t.baseline or spec.baseline
+            if b and b not in names and not only:
+                task_problems.append(f"tasks.{task}: baseline {b!r} is not among its variants {names}.")
+        jobs += [(task, name, layer, declared[name]) for name in names]
     variants: dict[str, Variant] = {}
     failed: dict[str, list[str]] = {}  # one problem line -> the variants that have it
-    for name, ov in declared.items():
+    for task, name, layer, ov in jobs:
         try:
-            cfg = resolve(base, ov, params_file=params_file, overrides=overrides, source="config")
+            cfg = resolve(deep_merge(base, layer), ov, params_file=params_file, overrides=overrides, source="config")
         except ConfigError as exc:
             # resolve lists one problem per "  - " line; a problem shared by several
             # variants (a typo in params or --set) is reported once, naming them.
             lines = [x.removeprefix("  - ") for x in str(exc).splitlines() if x.startswith("  - ")] or [str(exc)]
             for line in lines:
-                failed.setdefault(line, []).append(name)
+                failed.setdefault(line, []).append(f"{task}/{name}" if task else name)
             continue
-        variants[name] = Variant(name=name, overrides=ov, config=cfg)
-    problems = []
+        v = Variant(name=name, overrides=ov, config=cfg, task=task)
+        variants[v.key] = v
+    problems = list(task_problems)
     for line, names in failed.items():
-        who = "every variant" if len(names) == len(declared) > 1 else ("variant " if len(names) == 1 else "variants ") + ", ".join(map(repr, names))
+        who = "every variant" if len(names) == len(jobs) > 1 else ("variant " if len(names) == 1 else "variants ") + ", ".join(map(repr, names))
         problems.append(f"{who}: {line}")
-    if spec.baseline and spec.baseline not in declared and not only:
+    if spec.baseline and spec.baseline not in declared and not only and not spec.tasks:
         problems.append(f"baseline: {spec.baseline!r} is not a variant. Variants: {', '.join(declared)}.")
     if problems:
         n = len(problems)
