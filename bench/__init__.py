@@ -1,0 +1,1 @@
+"""textclf's benchmarks (not part of the installed package; see bench/README.md)."""

@@ -1,0 +1,268 @@
+"""Shared helpers of the benchmarks: options, threads, sgemm peak, timing, FLOP counts, data, JSON.
+
+Nothing here measures textclf by itself; each ``bench/*.py`` script imports
+what it needs. Data always goes through textclf's own cached stages
+(:func:`textclf.stages.prepare_stage`, :func:`textclf.stages.tokenize_stage`),
+so the benchmarks see exactly the arrays a ``textclf run`` would train on.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+REPO = Path(__file__).resolve().parents[1]
+RT_TRAIN = REPO.parent / "shared" / "data" / "rt" / "rt_train.csv"
+RESULTS = REPO / "bench" / "results"
+
+# FLOPs per token per layer-direction of the *forward* pass, as a multiple of H·(I+H):
+# every gate is an (I+H)->H matrix-vector product (2 FLOPs per multiply-add),
+# LSTM 4 gates, GRU 3, tanh RNN 1. Element-wise gate maths is not counted.
+FORWARD_FACTOR = {"lstm": 8, "gru": 6, "rnn": 2}
+TRAINING_MULTIPLIER = 3  # backward ≈ 2 × forward (gradients w.r.t. inputs and weights)
+
+
+# --------------------------------------------------------------------------- options
+
+
+def default_data() -> str:
+    """The Rotten Tomatoes training file next to the repository when present, else the built-in reviews."""
+    return str(RT_TRAIN) if RT_TRAIN.is_file() else "builtin:reviews"
+
+
+def all_cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def base_parser(doc: str | None, name: str) -> argparse.ArgumentParser:
+    """A parser with the options every benchmark takes: --smoke, --threads, --json, --reps."""
+    parser = argparse.ArgumentParser(
+        description=(doc or "").strip().splitlines()[0] if doc else None,
+        epilog="See bench/README.md for what is measured and how.",
+    )
+    parser.add_argument("--smoke", action="store_true",
+                        help="Seconds-long run on tiny data with 1 repetition: checks every code path, numbers are meaningless.")
+    parser.add_argument("--threads", type=int, default=None,
+                        help=f"torch CPU threads (and tokenizer threads); default: all cores ({all_cores()}), 1 with --smoke.")
+    parser.add_argument("--json", type=Path, default=RESULTS / f"{name}.json", help="Where to write the results (default: %(default)s).")
+    return parser
+
+
+def default_threads(threads: int | None, smoke: bool) -> int:
+    """``--threads`` as given, else 1 for a smoke run (immune to busy cores: OpenMP threads spin), else all cores."""
+    if threads is None:
+        return 1 if smoke else all_cores()
+    if threads < 1:
+        raise SystemExit(f"--threads must be >= 1, got {threads}")
+    return threads
+
+
+def setup_threads(threads: int) -> int:
+    """Use ``threads`` torch threads and ``threads`` HF-tokenizers (rayon) threads.
+
+    Call before any torch or tokenizers work: both pools are sized on first use.
+    """
+    os.environ.setdefault("RAYON_NUM_THREADS", str(threads))
+    from textclf.train import set_num_threads
+
+    return set_num_threads(threads)
+
+
+# --------------------------------------------------------------------------- timing
+
+
+def timed(fn: Callable[[], Any]) -> tuple[float, Any]:
+    """(seconds, result) of one call."""
+    t0 = time.perf_counter()
+    out = fn()
+    return time.perf_counter() - t0, out
+
+
+def median(values: list[float]) -> float:
+    return float(statistics.median(values)) if values else float("nan")
+
+
+def sgemm_gflops(n: int = 4096, reps: int = 5, dtype: str = "float32") -> float:
+    """Best-of-``reps`` GFLOP/s of an ``n``×``n`` by ``n``×``n`` ``torch.mm`` (2·n³ FLOPs), after one warm-up call."""
+    import torch
+
+    dt = getattr(torch, dtype)
+    a = torch.randn(n, n).to(dt)
+    b = torch.randn(n, n).to(dt)
+    out = torch.empty(n, n, dtype=dt)
+    torch.mm(a, b, out=out)  # warm-up: thread pool, page faults
+    best = float("inf")
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        torch.mm(a, b, out=out)
+        best = min(best, time.perf_counter() - t0)
+    return 2.0 * n**3 / best / 1e9
+
+
+# --------------------------------------------------------------------------- FLOPs
+
+
+def layer_inputs(input_size: int, hidden: int, layers: int, bidirectional: bool) -> list[int]:
+    """Input size I of each layer: the embedding for layer 1, H (or 2H when bidirectional) above."""
+    upper = hidden * (2 if bidirectional else 1)
+    return [input_size] + [upper] * (layers - 1)
+
+
+def flops_per_token(cell: str, input_size: int, hidden: int, layers: int, bidirectional: bool, *, training: bool) -> float:
+    """Recurrent-layer FLOPs per real token: Σ over layers and directions of factor·H·(I+H).
+
+    factor = 8 (LSTM), 6 (GRU), 2 (RNN) for the forward pass; ×3 for training.
+    The embedding lookup (no FLOPs) and the linear head (2·D·C per *text*, not
+    per token; ~0.1% of the total here) are left out.
+    """
+    factor = FORWARD_FACTOR[cell] * (TRAINING_MULTIPLIER if training else 1)
+    directions = 2 if bidirectional else 1
+    return float(sum(directions * factor * hidden * (i + hidden) for i in layer_inputs(input_size, hidden, layers, bidirectional)))
+
+
+FLOP_FORMULA = (
+    "FLOPs per real token = sum over layers and directions of k*H*(I+H), I = that layer's input size "
+    "(embedding dim for layer 1, H or 2H (bidirectional) above); forward k = 8 LSTM, 6 GRU, 2 RNN; "
+    "training k = 3x forward (24 LSTM, 18 GRU, 6 RNN). Embedding lookup and linear head not counted (head < 0.1%)."
+)
+
+
+# --------------------------------------------------------------------------- data
+
+
+def data_overrides(data: str, *, smoke: bool = False, size: int | None = None, max_examples: int | None = None) -> list[str]:
+    """``--set``-style overrides that point textclf's prepare stage at ``data``.
+
+    ``data``: a file (split 80/10/10 by textclf) or ``builtin:NAME``.
+    ``size`` is the number of texts a built-in corpus generates; ``max_examples``
+    caps every split. ``smoke`` picks tiny values for both unless given.
+    """
+    if data.startswith(("builtin:", "hf:")):
+        sets = [f"data.source={data}"]
+    else:
+        path = Path(data)
+        if not path.is_absolute():
+            path = (REPO / path) if (REPO / path).exists() else path.resolve()
+        sets = [f"data.source={path}"]
+    if smoke:
+        size = size or 400
+        max_examples = max_examples or 320
+    if size is not None and data.startswith("builtin:"):
+        sets.append(f"data.options.size={size}")
+    if max_examples is not None:
+        sets.append(f"data.max_examples={max_examples}")
+    return sets
+
+
+def load_config(overrides: list[str]):
+    """textclf's config: schema defaults ⊕ the repository's params.yaml ⊕ ``overrides``."""
+    from textclf.config import resolve
+
+    params = REPO / "params.yaml"
+    return resolve(params_file=params if params.is_file() else None, overrides=overrides, source="benchmark config")
+
+
+def prepare_and_tokenize(cfg, cache_dir: str | Path):
+    """Run textclf's prepare and tokenize stages (cached in ``cache_dir``): (prepared, tokenized) StageResults."""
+    import datasets
+
+    from textclf.cache import StageCache
+    from textclf.stages import prepare_stage, tokenize_stage
+
+    datasets.disable_progress_bars()
+    cache = StageCache(cache_dir)
+    data = prepare_stage(cfg, cache)
+    tok = tokenize_stage(cfg, data, cache)
+    return data, tok
+
+
+def split_summary(split) -> dict[str, Any]:
+    """Examples, real tokens, mean and max length of an EncodedSplit."""
+    lengths = split.lengths
+    return {
+        "examples": int(len(split)),
+        "tokens": int(split.num_tokens),
+        "mean_length": round(float(lengths.mean()), 2) if len(lengths) else 0.0,
+        "max_length": int(lengths.max()) if len(lengths) else 0,
+    }
+
+
+# --------------------------------------------------------------------------- reporting
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def _cpu_flags() -> list[str]:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                flags = set(line.split(":", 1)[1].split())
+                return sorted(f for f in flags if f.startswith(("avx512", "amx", "avx2", "fma")))
+    except OSError:
+        pass
+    return []
+
+
+def machine_info(threads: int) -> dict[str, Any]:
+    """What the numbers depend on: CPU, threads, library versions, and the load when the benchmark started.
+
+    Reads versions from the installed metadata, so it imports nothing heavy itself.
+    """
+    from importlib import metadata
+
+    info: dict[str, Any] = {
+        "threads": threads,
+        "cores": all_cores(),
+        "cpu": _cpu_model(),
+        "cpu_flags": _cpu_flags(),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+    }
+    for dist in ("textclf", "torch", "tokenizers", "datasets", "mlflow"):
+        try:
+            info[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            info[dist] = None
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        info["torch_threads"] = torch.get_num_threads()
+        info["mkldnn"] = bool(torch.backends.mkldnn.is_available())
+    if hasattr(os, "getloadavg"):
+        info["loadavg_at_start"] = [round(x, 2) for x in os.getloadavg()]
+    return info
+
+
+def write_json(path: str | Path, obj: dict[str, Any]) -> Path:
+    """Write ``obj`` as indented JSON (atomically: temp file + rename) and say where."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp.write_text(json.dumps(obj, indent=2, default=str) + "\n")
+    os.replace(tmp, path)
+    print(f"wrote {path}", file=sys.stderr)
+    return path
+
+
+def fmt_rate(x: float) -> str:
+    """12345.6 -> '12.3k'."""
+    if x != x:  # nan
+        return "nan"
+    for unit, div in (("M", 1e6), ("k", 1e3)):
+        if abs(x) >= div:
+            return f"{x / div:.1f}{unit}"
+    return f"{x:.1f}"

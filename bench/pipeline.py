@@ -1,0 +1,176 @@
+"""Pipeline wall time: ``textclf run`` cold (empty cache and MLflow store) and fully cached (the same command again).
+
+Runs the real CLI in a subprocess, twice, with identical arguments:
+
+    textclf run PIPELINE --params <repo>/params.yaml --cache-dir <tmp>/cache
+                --tracking-uri sqlite:///<tmp>/mlruns/mlflow.db [--set ...] [--variant ...]
+
+in a fresh temporary working directory (so MLflow's artifacts and any
+relative path land there, not in the repository). ``cold_s`` is the wall time
+of the first run, ``cached_s`` of the second, both including interpreter
+start-up and imports (``cold_cpu_s`` / ``cached_cpu_s``: their user + system
+CPU seconds, a steadier figure on a busy machine); ``cli_startup_s`` is the wall time of ``textclf --help``
+for scale. Each run's "trained" / "cached" lines are counted, so the JSON
+shows whether the second run really recomputed nothing.
+
+Default pipeline: ``pipelines/compare.yaml`` (7 variants × 3 seeds: long).
+``--smoke`` instead writes a tiny pipeline (rnn and lstm, 1 seed, on
+``builtin:reviews``) and adds ``--set data.options.size=300 --set
+train.epochs=1 --set evaluate.latency_samples=5``. ``--set KEY=VALUE`` and
+``--variant NAME`` are passed through to both runs. ``--threads`` sets
+``OMP_NUM_THREADS`` (which textclf's trainer follows) for the runs.
+
+    python -m bench.pipeline [--smoke] [--threads N] [--pipeline PATH] [--set KEY=VALUE ...] [--json PATH]
+"""
+
+from __future__ import annotations
+
+if not __package__:  # run as a file (python bench/x.py): import the bench package from the repository root
+    import os
+    import sys
+
+    _here = os.path.dirname(os.path.abspath(__file__))
+    sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != _here]
+    sys.path.insert(0, os.path.dirname(_here))
+
+import os
+import re
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from bench import _common as C
+
+SMOKE_PIPELINE = """\
+# Written by bench/pipeline.py --smoke: the smallest pipeline that still runs every stage.
+name: bench-smoke
+data: {source: "builtin:reviews"}
+seeds: [1]
+baseline: rnn
+variants:
+  rnn:  {encoder: {cell: rnn}}
+  lstm: {encoder: {cell: lstm}}
+"""
+SMOKE_SETS = ["data.options.size=300", "train.epochs=1", "evaluate.latency_samples=5"]
+_LINE = re.compile(r"^\s*(cached|trained)\s+(\S+)\s+seed\s+(\d+)", re.MULTILINE)
+
+
+def parse_args(argv=None):
+    p = C.base_parser(__doc__, "pipeline")
+    p.add_argument("--pipeline", default=str(C.REPO / "pipelines" / "compare.yaml"), help="Pipeline file (default: %(default)s).")
+    p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE", help="Passed to `textclf run` (repeatable).")
+    p.add_argument("--variant", dest="variants", action="append", default=[], metavar="NAME", help="Passed to `textclf run` (repeatable).")
+    p.add_argument("--textclf", default=None, help="The CLI to run (default: the `textclf` next to this Python, else on PATH).")
+    p.add_argument("--keep", type=Path, default=None, help="Work in this directory and keep it (it must not exist yet).")
+    args = p.parse_args(argv)
+    args.threads = C.default_threads(args.threads, args.smoke)
+    return args
+
+
+def find_cli(explicit: str | None) -> str:
+    if explicit:
+        return explicit
+    beside = Path(sys.executable).parent / "textclf"
+    if beside.is_file():
+        return str(beside)
+    found = shutil.which("textclf")
+    if not found:
+        raise SystemExit("textclf CLI not found: install the package (pip install -e .) or pass --textclf PATH")
+    return found
+
+
+def run_cli(cmd: list[str], cwd: Path, env: dict[str, str], log: Path) -> tuple[float, float]:
+    """(wall seconds, CPU seconds (user + system)) of ``cmd``; its output goes to ``log``.
+
+    A failure raises with the output's tail. CPU seconds come from the
+    children's resource usage, which is less disturbed by other jobs than the
+    wall time (but still not immune to them).
+    """
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t0 = time.perf_counter()
+    with open(log, "w") as fh:
+        proc = subprocess.run(cmd, cwd=cwd, env=env, stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    seconds = time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if proc.returncode != 0:
+        tail = "\n".join(log.read_text(errors="replace").splitlines()[-30:])
+        raise SystemExit(f"command failed with exit code {proc.returncode}: {' '.join(cmd)}\n{tail}")
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return seconds, cpu
+
+
+def counts(log: Path) -> dict[str, int]:
+    found = [m.group(1) for m in _LINE.finditer(log.read_text(errors="replace"))]
+    return {"trained": found.count("trained"), "cached": found.count("cached")}
+
+
+def main(argv=None) -> dict:
+    args = parse_args(argv)
+    cli = find_cli(args.textclf)
+    if args.keep:
+        args.keep.mkdir(parents=True)
+        work, cleanup = args.keep.resolve(), None
+    else:
+        cleanup = tempfile.TemporaryDirectory(prefix="textclf-bench-pipeline-")
+        work = Path(cleanup.name)
+    try:
+        result = measure(args, cli, work)
+    finally:
+        if cleanup is not None:
+            cleanup.cleanup()
+    C.write_json(args.json, result)
+    return result
+
+
+def measure(args, cli: str, work: Path) -> dict:
+    pipeline = Path(args.pipeline).resolve()
+    sets = list(args.sets)
+    if args.smoke:
+        pipeline = work / "bench-smoke.yaml"
+        pipeline.write_text(SMOKE_PIPELINE)
+        sets = SMOKE_SETS + sets
+    cmd = [cli, "run", str(pipeline), "--cache-dir", str(work / "cache"), "--tracking-uri", f"sqlite:///{work}/mlruns/mlflow.db"]
+    params = C.REPO / "params.yaml"
+    if params.is_file():
+        cmd += ["--params", str(params)]
+    for s in sets:
+        cmd += ["--set", s]
+    for v in args.variants:
+        cmd += ["--variant", v]
+    env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "RAYON_NUM_THREADS": str(args.threads)}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    env.pop("TEXTCLF_CACHE_DIR", None)
+
+    startup, _ = run_cli([cli, "--help"], work, env, work / "help.log")
+    print(f"cold run: {' '.join(cmd)}", file=sys.stderr, flush=True)
+    cold, cold_cpu = run_cli(cmd, work, env, work / "cold.log")
+    print(f"  {cold:.1f}s; cached run ...", file=sys.stderr, flush=True)
+    cached, cached_cpu = run_cli(cmd, work, env, work / "cached.log")
+    cold_counts, cached_counts = counts(work / "cold.log"), counts(work / "cached.log")
+    print(f"pipeline {pipeline.name}: cold {cold:.1f}s ({cold_counts['trained']} trained), cached {cached:.2f}s "
+          f"({cached_counts['cached']} cached, {cached_counts['trained']} trained) | CPU s: cold {cold_cpu:.1f}, "
+          f"cached {cached_cpu:.1f} | CLI start-up {startup:.2f}s", flush=True)
+    return {
+        "cold_s": round(cold, 3),
+        "cached_s": round(cached, 3),
+        "cold_cpu_s": round(cold_cpu, 3),
+        "cached_cpu_s": round(cached_cpu, 3),
+        "cli_startup_s": round(startup, 3),
+        "cold_runs": cold_counts,
+        "cached_runs": cached_counts,
+        "fully_cached": cached_counts["trained"] == 0 and cached_counts["cached"] > 0,
+        "machine": C.machine_info(args.threads),
+        "setup": {
+            "pipeline": str(pipeline) if not args.smoke else "bench-smoke (generated)", "smoke": args.smoke,
+            "set": sets, "variants": args.variants, "command": cmd[1:], "threads_env": {"OMP_NUM_THREADS": args.threads},
+            "timing": "wall time of the CLI subprocess, interpreter start-up included",
+        },
+    }
+
+
+if __name__ == "__main__":
+    main()
