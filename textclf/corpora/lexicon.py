@@ -18,8 +18,7 @@ def _split(text: str) -> tuple[str, ...]:
 
 
 # --- evaluative adjectives -------------------------------------------------
-# Strength 3 = strong, 2 = moderate, 1 = mild. Strong negative adjectives are
-# never negated ("not atrocious" is faint praise at best, not a clear positive).
+# Strength 3 = strong, 2 = moderate, 1 = mild. Strong words are never hedged.
 POS_ADJ = {
     3: _split(
         "superb|brilliant|outstanding|magnificent|extraordinary|phenomenal|"
@@ -47,7 +46,7 @@ NEG_ADJ = {
         "annoying|lazy|confusing|stale|predictable|frustrating|mediocre|"
         "lackluster|cheap|pointless|joyless|irritating|muddled|hollow"
     ),
-    1: _split("slow|uneven|underwhelming|flawed|thin|clunky|awkward|drab|so-so"),
+    1: _split("slow|uneven|underwhelming|flawed|thin|clunky|awkward|drab"),
 }
 
 # Domain-specific evaluative adjectives (positive, negative), moderate strength.
@@ -83,10 +82,6 @@ POS_NP = _split(
 NEG_NP = _split(
     "a mess|a disaster|a letdown|a chore|a slog|a disappointment|a failure|"
     "a flop|a bore|a waste of time|a misfire|a dud|a shambles|a trainwreck"
-)
-# Negative noun phrases that read as a clear positive once negated.
-NEG_NP_NEGATABLE = _split(
-    "a mess|a letdown|a chore|a slog|a disappointment|a bore|a waste of time|a misfire"
 )
 
 # --- evaluative verbs --------------------------------------------------------
@@ -158,42 +153,79 @@ ASPECTS = {
         "the manual|the finish|the handle|the power cord|the interface|the warranty service|the app"
     ),
     "game": _split(
-        "the gameplay|the story|the combat|the soundtrack|the level design|the controls|the graphics|"
-        "the multiplayer|the boss fights|the campaign|the puzzles|the voice acting|the map|the menus"
+        "the gameplay|the story|the combat|the soundtrack|the level design|the control scheme|"
+        "the visual style|the multiplayer|the final boss|the campaign|the puzzle design|the voice acting|"
+        "the map|the menu system"
     ),
 }
 
 FIRST_NAMES = _split(
-    "Anna|Ben|Carla|David|Elena|Farid|Grace|Hugo|Irene|Jonas|Kira|Leo|Maya|Nadia|Oscar|Priya|"
-    "Quentin|Rosa|Samir|Tessa|Umar|Vera|Walter|Xenia|Yusuf|Zoe|Amir|Bianca|Cyrus|Dalia|Emil|"
-    "Fiona|Gideon|Hana|Ivan|Jade|Karim|Lena|Marco|Nora|Otto|Paula|Rafael|Sofia|Tomas|Ursula|"
-    "Victor|Wanda|Yara|Zack|Alma|Boris|Chloe|Dmitri|Esme|Felix|Greta|Hassan|Ines|Jasper|Keiko|"
-    "Lucas|Mina|Nico|Olga|Pedro|Ruth|Stefan|Talia|Uma|Viktor|Willa|Arjun|Beatrix|Cole|Daria|"
-    "Eli|Frida|Gustav|Hollis|Isla|Joaquin|Kofi|Lars|Marisol|Nell|Omar|Pia|Reza|Sadie|Theo|Ada|"
-    "Bruno|Celia|Dev|Edith|Finn|Gemma|Henrik|Imani|Jules|Kenji|Lidia|Milo|Noor|Orla|Percy"
+    "Anna|Ben|Carla|David|Elena|Farid|Grace|Hugo|Irene|Jonas|Kira|Leo|Maya|Nadia|Oscar|Priya|Quentin|"
+    "Rosa|Samir|Tessa|Umar|Vera|Walter|Xenia|Yusuf|Zoe|Amir|Bianca|Cyrus|Dalia|Emil|Fiona|Gideon|"
+    "Hana|Ivan|Jade|Karim|Lena|Marco|Nora|Otto|Paula|Rafael|Sofia|Tomas|Ursula|Victor|Wanda|Yara|"
+    "Zack|Alma|Boris|Chloe|Dmitri|Esme|Felix|Greta|Hassan|Ines|Jasper|Keiko|Lucas|Mina|Nico|Olga|"
+    "Pedro|Ruth|Stefan|Talia|Uma|Viktor|Willa|Arjun|Beatrix|Cole|Daria|Eli|Frida|Gustav|Hollis|Isla|"
+    "Joaquin|Kofi|Lars|Marisol|Nell|Omar|Pia|Reza|Sadie|Theo|Ada|Bruno|Celia|Dev|Edith|Finn|Gemma|"
+    "Henrik|Imani|Jules|Kenji|Lidia|Milo|Noor|Orla|Percy|Aurora|Basil|Cora|Dante|Elsa|Fabian|Gloria|"
+    "Hector|Ingrid|Jorge|Katya|Linus|Mabel|Nestor|Ophelia|Pablo|Rhea|Silas|Thea|Ulrich|Valentina|"
+    "Wendell|Yasmin|Zora|Ansel|Brigid|Caspar|Delphine|Ezra|Flora|Gunnar|Hattie|Idris|Juno|Kasper|"
+    "Leonie|Magnus|Nina|Orson|Petra|Rowan|Selma|Tobias|Una|Vivian|Wes|Ximena|Yannick|Zelda|Agnes|"
+    "Bram|Clara|Desmond|Elif|Florian|Gita|Hamid|Isadora|Jin|Kamala|Lorenzo|Mirela|Nils|Odette|Piotr|"
+    "Rania|Sven|Tamsin|Vito|Wilhelmina|Aziz|Bettina|Abel|Birgit|Cosmo|Dorothea|Emeka|Fatima|Gael|"
+    "Helga|Ilya|Jolene|Kwame|Lotte|Mateo|Nanami|Osric|Paloma|Quincy|Renata|Sorin|Tove|Ugo|Vesna|"
+    "Wolfgang|Yael|Zainab|Alonzo|Bodil|Ciaran|Dagny|Enzo|Fenna|Gaspard|Hilde|Ignacio|Jakob|Kalani|"
+    "Liesel|Mehmet|Nayeli|Oona|Pascal|Roisin|Santiago|Tamar|Uriel|Vilja|Warrick|Yoshiro|Zuzana|Anouk|"
+    "Benedikt|Calla|Dorian|Eamon|Faye|Gulnara|Horatio|Ilse|Jovan|Kerstin|Lazlo|Marguerite|Nikolai|"
+    "Ottilie|Philippa|Radek|Saoirse|Thaddeus|Ulla|Vadim|Winifred|Yevgenia|Zoltan|Ambrose|Bronwyn|"
+    "Cedric|Dagmar|Ernesto|Freya"
 )
 SURNAMES = _split(
     "Alvarez|Brandt|Castillo|Dunmore|Eriksen|Fairweather|Gallo|Hartley|Ibarra|Jansen|Kowalski|"
     "Lindqvist|Moreau|Novak|Okafor|Petrov|Quinlan|Rossi|Santos|Takeda|Underwood|Varga|Whitlock|"
     "Yilmaz|Zeller|Ashby|Brennan|Cortez|Delacroix|Esposito|Fischer|Granger|Holm|Iwata|Jovanovic|"
-    "Keller|Lambert|Mendes|Nakamura|Ortega|Pryce|Reyes|Sokolov|Thorne|Ueda|Vance|Wexler|Abbott"
+    "Keller|Lambert|Mendes|Nakamura|Ortega|Pryce|Reyes|Sokolov|Thorne|Ueda|Vance|Wexler|Abbott|"
+    "Adeyemi|Bergstrom|Carrow|Dimitriou|Ellery|Ferreira|Gunnarsson|Haddad|Ishikawa|Jablonski|Kaur|"
+    "Larkin|Marchetti|Nilsson|Oyelaran|Pellegrini|Rasmussen|Szabo|Tanaka|Valdez|Winslow|Xu|Yamada|"
+    "Zhou|Achterberg|Blackwood|Conti|Duarte|Engel|Farrow|Gomes|Hollander|Iverson|Jaramillo|Kovac|"
+    "Lund|Morrison|Nakashima|Oduya|Paredes|Ribeiro|Strand|Aguilar|Birkeland|Calloway|Demir|Eastwood|"
+    "Falkner|Grimaldi|Hassan|Ingram|Jacobsen|Kimura|Lozano|Mbeki|Nordgren|Orlov|Pacheco|Quist|"
+    "Rinaldi|Salazar|Tremblay|Uchida|Vukovic|Wainwright|Yoon|Zamora|Ambrosi|Bauer|Cardenas|Doyle|"
+    "Eklund|Fontaine|Gutierrez|Halvorsen|Ivanova|Jensen|Kearney|Leclerc|Maalouf|Nwosu|Olsen|Park|"
+    "Quiroga|Rourke|Schultz|Tavares|Ulrich|Villanueva|Webb|Yusupov|Zapata"
 )
 PLACES = _split(
-    "Lisbon|Oslo|Marseille|Tangier|Glasgow|Kraków|Valparaíso|Osaka|Tbilisi|Halifax|Trieste|"
-    "Reykjavik|Nairobi|Montreal|Seville|Gdansk|Hobart|Cairo|Lagos|Bergen|Naples|Dublin|Tallinn|"
-    "Porto|Lyon|Antwerp|Bruges|Galway|Palermo|Zagreb|Ljubljana|Quebec|Mombasa|Hanoi|Kyoto|"
+    "Lisbon|Oslo|Marseille|Tangier|Glasgow|Kraków|Valparaíso|Osaka|Tbilisi|Halifax|Trieste|Reykjavik|"
+    "Nairobi|Montreal|Seville|Gdansk|Hobart|Cairo|Lagos|Bergen|Naples|Dublin|Tallinn|Porto|Lyon|"
+    "Antwerp|Bruges|Galway|Palermo|Zagreb|Ljubljana|Quebec|Mombasa|Hanoi|Kyoto|"
     "a small fishing village|a mining town|a remote island|a border town|a mountain resort|"
     "a sleepy suburb|a northern port|a coastal city|an old river town|a desert outpost|"
-    "a crowded capital|a lakeside village|a research station|a farming valley"
+    "a crowded capital|a lakeside village|a research station|a farming valley|Bilbao|Split|Tromsø|"
+    "Genoa|Aberdeen|Cork|Turku|Riga|Vilnius|Odessa|Izmir|Tunis|Dakar|Accra|Zanzibar|Goa|Penang|Busan|"
+    "Sapporo|Hilo|Valdivia|Cusco|Oaxaca|Havana|Savannah|Duluth|Winnipeg|Anchorage|Perth|Dunedin|"
+    "a hill town|a harbor city|a ski village|a canal town|a steel town|a market town|"
+    "an island ferry port|a university town|Salzburg|Graz|Lucerne|Innsbruck|Bratislava|Sarajevo|"
+    "Thessaloniki|Heraklion|Valletta|Cagliari|Nantes|Rouen|Ghent|Utrecht|Groningen|Aarhus|Uppsala|"
+    "Kiruna|Murmansk|Yerevan|Baku|Samarkand|Almaty|Ulaanbaatar|Harbin|Chiang Mai|Luang Prabang|Hue|"
+    "Cebu|Darwin|Nelson|Suva|Apia|Nuuk|Tórshavn|Lerwick|Inverness|Swansea|a river delta|a salt marsh|"
+    "a forest camp|a lumber town|a walled city|a spa town|a pilgrim town|a fishing island"
 )
 OCCUPATIONS = _split(
     "a retired detective|a young nurse|a ship's cook|a struggling painter|a night watchman|"
-    "a schoolteacher|a lighthouse keeper|a former boxer|a travelling salesman|a court stenographer|"
-    "a cartographer|a beekeeper|a taxi driver|a disgraced surgeon|a junior lawyer|a museum guard|"
-    "a pastry chef|a translator|a radio host|a widowed farmer|a locksmith|a jazz pianist|"
-    "a park ranger|a bookkeeper|a diplomat|a stage magician|a marine biologist|a mail carrier|"
-    "a rookie reporter|a carpenter|a chess prodigy|an archivist|an astronomer|an ex-soldier|"
-    "a gardener|a forger|a ferry captain|a tailor|a geologist|a hotel clerk"
+    "a schoolteacher|a lighthouse keeper|a former boxer|a travelling salesperson|"
+    "a court stenographer|a cartographer|a beekeeper|a taxi driver|a disgraced surgeon|"
+    "a junior lawyer|a museum guard|a pastry chef|a translator|a radio host|a widowed farmer|"
+    "a locksmith|a jazz pianist|a park ranger|a bookkeeper|a diplomat|a stage magician|"
+    "a marine biologist|a mail carrier|a rookie reporter|a carpenter|a chess prodigy|an archivist|"
+    "an astronomer|an ex-soldier|a gardener|a forger|a ferry captain|a tailor|a geologist|"
+    "a hotel clerk|a piano tuner|a retired judge|a tugboat pilot|a librarian|a flower seller|"
+    "a dog walker|a choir director|an insurance clerk|a film projectionist|a stonemason|a watchmaker|"
+    "a customs officer|a trapeze artist|a wedding planner|a sound engineer|a bus driver|"
+    "a glassblower|a night nurse|a scrap dealer|a tour guide|a fencing coach|a veterinarian|"
+    "a clockmaker|a seamstress|a shepherd|a zookeeper|a bike courier|a florist|an organist|"
+    "a puppeteer|a crossing guard|a lab technician|a notary|a cook on an oil rig|a dentist|"
+    "a surveyor|a hairdresser|a bartender|a sculptor|a ferryman|a harbor master|a ticket inspector|"
+    "a tattoo artist|a mushroom picker|a rope maker|a falconer|a toll collector|a lifeguard|"
+    "a perfumer|a milliner"
 )
 RELATIVES = _split(
     "an estranged brother|a younger sister|an elderly aunt|a childhood friend|a former partner|"
@@ -219,10 +251,28 @@ PLOT_EVENTS = _split(
     "follows a trail of clues left by {relative}|teaches {name2} to drive|"
     "borrows money from {relative} to buy a food truck|gets stuck on an island after a storm|"
     "tracks a rare bird across the marshes|moves into a lighthouse with {name2}"
+    "|finds {object} under the floorboards|trades {object} for a ride to {place}|"
+    "buys {object} at a flea market in {place}|hides {object} in an old oak tree|"
+    "is accused of stealing {object} from a museum|repairs {object} for {relative}|"
+    "wins {object} in a card game|mails {object} to {relative} in {place}|"
+    "takes a night bus to {place} with {object} in a bag|sells {object} to pay the rent|"
+    "breaks into a warehouse in {place}|rents a rowing boat to reach the lighthouse|"
+    "starts working nights at a bakery in {place}|adopts a stray cat named {name2}|"
+    "organizes a strike at the cannery|digs up a time capsule buried by {relative}|"
+    "builds a greenhouse behind the school|tutors {name2} in chemistry|"
+    "inherits a vineyard in {place}|joins a choir to impress {name2}|"
+    "writes letters to a prisoner in {place}|sets up a pirate radio station on a barge|"
+    "swaps houses with a stranger from {place}|climbs the cathedral tower at midnight|"
+    "drives an ice cream van through {place}|photographs every bridge in {place}"
+    "|meets {name2} at {spot}|spends a night locked inside {spot}|follows a stranger to {spot}|"
+    "hides from the police in {spot}|gets a job cleaning {spot}|finds {object} behind {spot}|"
+    "proposes to {name2} in {spot}|sketches the regulars at {spot}|waits for {relative} outside {spot}|"
+    "sneaks into {spot} after closing|runs a card game in the basement of {spot}|"
+    "keeps bees on the roof of {spot}|repaints {spot} for the village fair"
 )
 PLOT_FOLLOW_UPS = _split(
     "Meanwhile, {name2} {event}.|Years later, {name} {event}.|Soon after, {name2} {event}.|"
-    "In the second half, {name} {event}.|At the same time, {name2} {event}.|"
+    "In the second half, {name} {event}.|In the same week, {name2} {event}.|"
     "After that, {name} {event}.|Later on, {name2} {event}.|Eventually, {name} {event}.|"
     "Before long, {name2} {event}.|By the winter, {name} {event}."
 )
@@ -230,8 +280,44 @@ DISHES = _split(
     "the lamb stew|the grilled octopus|the mushroom risotto|the duck breast|the fish tacos|"
     "the lentil soup|the roast chicken|the beef curry|the pork belly|the gnocchi|the paella|"
     "the ramen|the crab cakes|the tasting menu|the cheese plate|the apple tart|the chocolate cake|"
-    "the tiramisu|the lemon sorbet|the oysters|the flatbread|the burger|the fried rice|"
-    "the pad thai|the goulash|the moussaka|the dumplings|the falafel|the schnitzel|the tagine"
+    "the tiramisu|the lemon sorbet|the oysters|the flatbread|the burger|the fried rice|the pad thai|"
+    "the goulash|the moussaka|the dumplings|the falafel|the schnitzel|the tagine|the smoked trout|"
+    "the pumpkin ravioli|the lamb chops|the clam chowder|the bibimbap|the pierogi|the shakshuka|"
+    "the ceviche|the pho|the carbonara|the risotto cakes|the ribeye|the halloumi|the poke bowl|"
+    "the jambalaya|the empanadas|the bouillabaisse|the lasagna|the gazpacho|the pavlova|the baklava|"
+    "the creme brulee|the panna cotta|the churros|the scallops|the mussels|the calamari|"
+    "the veal cutlet|the chili|the porridge"
+)
+OBJECTS = _split(
+    "a brass compass|an old typewriter|a music box|a stolen painting|a cedar chest|a silver locket|"
+    "a pocket watch|a violin case|a box of negatives|a ship in a bottle|a set of keys|"
+    "a rusty bicycle|a tin of buttons|a ledger|a pair of binoculars|a jade figurine|a film reel|"
+    "a chess set|a telescope|a wedding dress|a cassette tape|a bag of seeds|a ceramic owl|a diary|"
+    "a crossbow|a taxidermy fox|a stack of postcards|a radio transmitter|a gold tooth|a birdcage|"
+    "a sealed envelope|a porcelain doll|a dented trumpet|a carved walking stick|a map of the sewers|"
+    "a box of old coins|a polaroid camera|a hand-drawn atlas|a harmonica|a stuffed parrot|"
+    "a brass key|a wind-up toy|a tattered flag|a glass eye|a jar of marbles|a typewritten manuscript|"
+    "a folding knife|a lantern|a snow globe|a tarot deck|a model train|a leather satchel|"
+    "a sketchbook|a barometer|a fountain pen|a copper kettle|a hat box|a bundle of telegrams|"
+    "a compass rose|a hunting horn"
+)
+SPOTS = _split(
+    "the old cannery|a night market|the train depot|a roadside motel|the town archive|"
+    "a bowling alley|the botanical garden|a shuttered cinema|the fish market|a laundromat|"
+    "the ferry terminal|an abandoned observatory|a billiard hall|the county fairground|a greenhouse|"
+    "the customs house|a dance studio|the aquarium|a planetarium|the boathouse|a pawnshop|"
+    "the ice rink|a tram depot|the clock tower|a bus shelter|the public baths|a toy factory|"
+    "the racetrack|a monastery|a quarry|a lighthouse cafe|the old mill|a ferris wheel|the salt works|"
+    "a roller rink|the opera house|a hat shop|the orphanage|a boatyard|the signal box|a wax museum|"
+    "the gasworks|a toll bridge|the ski lift|a flower market"
+)
+ACCESSORIES = _split(
+    "a spare filter|a carrying case|a wall mount|two extra blades|a cleaning brush|a charging dock|"
+    "a measuring cup|a travel pouch|a remote control|a set of adapters|a storage bag|a user guide"
+)
+DRINKS = _split(
+    "house red|mint lemonade|espresso|ginger beer|pear cider|iced tea|sparkling water|dark ale|"
+    "hot chocolate|rosé|plum brandy|cold brew"
 )
 COMPANIONS = _split(
     "my sister|two colleagues|my parents|a friend from work|my partner|the kids|my brother|"
@@ -249,15 +335,18 @@ OLD_THINGS = _split(
 )
 STORES = _split(
     "a shop in town|a market stall|a website|a department store|a hardware store|"
-    "an outlet near the station|a friend who was moving"
+    "an outlet near the station|a garage sale"
 )
 GENRES = _split(
     "crime story|family saga|war story|coming-of-age story|road movie|heist story|"
     "ghost story|courtroom drama|sports story|romantic comedy|space adventure|period piece|"
-    "political thriller|mystery|fantasy epic|survival story"
+    "political thriller|mystery|fantasy epic|survival story|spy caper|musical|"
+    "chamber piece|fairy tale|buddy comedy|monster story|detective yarn|family drama|satire|folk tale"
 )
 SETTINGS = _split(
     "in the nineteen fifties|during a long winter|over a single weekend|in the near future|"
     "in the years after the war|on a cargo ship|in a boarding school|in a small hotel|"
-    "in a hospital|across three generations|on a remote farm|in a crowded apartment block"
+    "in a hospital|across three generations|on a remote farm|in a crowded apartment block|"
+    "on a night train|in a mountain village|during a heat wave|in a floating city|on the eve of an election|"
+    "inside a department store|at a summer camp|on a whaling ship|in a border checkpoint|during a flood"
 )
