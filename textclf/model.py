@@ -72,6 +72,13 @@ class TextClassifier(nn.Module):
 
         # nn.Embedding keeps the padding row at zero and never gives it a gradient
         self.embedding = nn.Embedding(vocab_size, embedding_dim, padding_idx=padding_idx)
+        # torch's default N(0, 1) makes random word vectors ~10x larger than
+        # pretrained ones and saturates the first gates; N(0, 0.1) learns faster
+        # and generalises better from scratch (measured on Rotten Tomatoes).
+        with torch.no_grad():
+            nn.init.normal_(self.embedding.weight, std=0.1)
+            if padding_idx is not None:
+                self.embedding.weight[padding_idx].zero_()
         self.embedding_dropout = nn.Dropout(embedding_dropout)
         self.encoder = build_encoder(
             cell=cell,
