@@ -203,3 +203,27 @@ def test_train_cli_writes_model_folder_and_metrics(project):
     assert proba.shape == (3, 2)
     assert abs(proba.sum(axis=1) - 1).max() < 1e-5
     assert set(clf.predict(["the film was great", "the film was awful"])) <= {"neg", "pos"}
+
+
+def test_multi_task_pipeline_compares_each_task_on_its_own(project):
+    tmp, _ = project
+    write_corpus(tmp / "other.csv", n=120, seed=7)
+    spec = yaml.safe_load((tmp / "tiny.yaml").read_text())
+    spec.pop("data")
+    spec["seeds"] = [1]
+    spec["tasks"] = {
+        "first": {"data": {"source": str(tmp / "reviews.csv")}},
+        "second": {"data": {"source": str(tmp / "other.csv")}, "variants": ["rnn"], "baseline": "rnn"},
+    }
+    (tmp / "multi.yaml").write_text(yaml.safe_dump(spec))
+    assert run_cli("run", "multi.yaml", "-q", "--summary-out", "m.json") == 0
+    s = json.loads(Path("m.json").read_text())
+    assert set(s["tasks"]) == {"first", "second"}
+    assert set(s["tasks"]["first"]["variants"]) == {"rnn", "bilstm"}
+    assert set(s["tasks"]["second"]["variants"]) == {"rnn"}
+    # each task is scored on its own test set
+    assert s["tasks"]["first"]["n_test"] != s["tasks"]["second"]["n_test"]
+    _, _, children = runs_of(s["parent_run_id"])
+    assert sorted((c.data.tags["task"], c.data.tags["variant"]) for c in children) == [
+        ("first", "bilstm"), ("first", "rnn"), ("second", "rnn")
+    ]

@@ -201,6 +201,8 @@ def train(
     experiment: Annotated[str, typer.Option("--experiment", help="MLflow experiment of the run.")] = "train",
     no_track: Annotated[bool, typer.Option("--no-track", help="Do not log to MLflow.")] = False,
     force: Annotated[bool, typer.Option("--force", help="Recompute every stage, ignoring the cache.")] = False,
+    ddp: Annotated[bool, typer.Option("--ddp", help="Train data-parallel (DDP). Under torchrun this is automatic; otherwise starts --nproc-per-node processes here.")] = False,
+    nproc_per_node: Annotated[Optional[int], typer.Option("--nproc-per-node", help="Processes for --ddp outside torchrun (default: visible GPUs, else 2).")] = None,
     quiet: QuietOpt = False,
 ) -> None:
     """Train one variant end to end (prepare → tokenize → embed → train → evaluate) and print its metrics."""
@@ -216,10 +218,18 @@ def train(
         if variant:
             raise typer.BadParameter("--variant needs a PIPELINE argument")
         cfg = load_config(overrides=set_, params_file=params)
-    result = train_one(
-        cfg, cache=_cache(cache_dir), tracking_uri=None if no_track else (tracking_uri or ""), experiment=experiment,
+    from textclf import distributed
+
+    kwargs = dict(
+        cache=_cache(cache_dir), tracking_uri=None if no_track else (tracking_uri or ""), experiment=experiment,
         output=output, force=force, quiet=quiet, console=out,
     )
+    if ddp or distributed.under_torchrun():
+        result = distributed.train_data_parallel(cfg, nproc_per_node=nproc_per_node, **kwargs)
+        if result is None:  # a rank other than 0: rank 0 reports
+            return
+    else:
+        result = train_one(cfg, **kwargs)
     if metrics_out:
         metrics_out.parent.mkdir(parents=True, exist_ok=True)
         metrics_out.write_text(json.dumps(result, indent=1))

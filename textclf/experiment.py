@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import shlex
 import sys
 import tempfile
@@ -83,7 +84,7 @@ def log_child(client, run_id: str, out: VariantOutput, *, exp_id: str, example_t
     for i in range(0, len(finals), 1000):
         client.log_batch(run_id, metrics=finals[i : i + 1000])
     log_datasets(out)
-    tags = {"stage_key": out.stage_key, "cached": str(out.cached).lower()}
+    tags = {"stage_key": out.stage_key, "cached": str(out.cached).lower(), **out.extra.get("lineage_tags", {})}
     with tempfile.TemporaryDirectory() as tmp:
         (Path(tmp) / "config.yaml").write_text(out.config.to_yaml())
         mlflow.log_artifact(str(Path(tmp) / "config.yaml"))
@@ -128,10 +129,17 @@ def _record(variant: Variant, seed: int, out: VariantOutput, run_id: str):
     )
 
 
-def _compute(variant: Variant, seed: int, cache_root: str, force: bool, quiet: bool) -> VariantOutput:
+def _compute(variant: Variant, seed: int, cache_root: str, force: bool, quiet: bool, reuse_upstream: bool = False) -> VariantOutput:
     """Worker entry point (also used in-process): compute one (variant, seed)."""
     log_fn = None if quiet else (lambda line: print(f"  [{variant.name} s{seed}] {line}", file=sys.stderr, flush=True))
-    return run_variant(variant.for_seed(seed), StageCache(cache_root), force=force, log_fn=log_fn)
+    return run_variant(variant.for_seed(seed), StageCache(cache_root), force=force, log_fn=log_fn, reuse_upstream=reuse_upstream)
+
+
+def _pool_worker(threads: str) -> None:
+    """Pool initializer: torch threads per worker (train.num_threads: null follows OMP_NUM_THREADS)."""
+    import os
+
+    os.environ.setdefault("OMP_NUM_THREADS", threads)
 
 
 def run_pipeline(
@@ -160,6 +168,8 @@ def run_pipeline(
 
         raise ConfigError(f"--executor must be local or ray. Got {executor!r} instead.")
     uri = tracking.setup(tracking_uri)
+    # Worker processes (--jobs, Ray) resolve init_from model references against the same store.
+    os.environ["MLFLOW_TRACKING_URI"] = uri
     exp_id = tracking.experiment_id(pipe.name)
     tracking.mark_stale_runs(exp_id)
     client = MlflowClient()
@@ -168,7 +178,8 @@ def run_pipeline(
     say = (lambda *a, **k: None) if quiet or console is None else console.print
 
     outputs: list[VariantOutput] = []
-    records = []
+    records: dict[str | None, list] = {}  # task -> RunRecords (None: a single-task pipeline)
+    first_out: dict[str | None, VariantOutput] = {}
     t_start = time.perf_counter()
     with mlflow.start_run(
         experiment_id=exp_id,
@@ -180,47 +191,62 @@ def run_pipeline(
         if pipe.path is not None:
             mlflow.log_artifact(str(pipe.path), "pipeline")
         mlflow.log_dict({n: v.config.to_dict() for n, v in pipe.variants.items()}, "pipeline/resolved_variants.json")
-        mlflow.log_params({"pipeline": pipe.name, "seeds": json.dumps(pipe.seeds), "baseline": pipe.baseline or "", "variants": json.dumps(list(pipe.variants))})
+        mlflow.log_params({"pipeline": pipe.name, "seeds": json.dumps(pipe.seeds), "baseline": pipe.baseline or "", "variants": json.dumps(list(pipe.variants))[:6000]})
         say(f"[bold]{pipe.name}[/]: {len(pipe.variants)} variants × {len(pipe.seeds)} seeds → MLflow {uri} (parent run {parent_id})")
 
-        def finish(variant: Variant, seed: int, out: VariantOutput, run_id: str) -> None:
-            outputs.append(out)
-            records.append(_record(variant, seed, out, run_id))
-            acc = out.metrics.get("test_accuracy", float("nan"))
-            say(f"  {'[dim]cached[/]' if out.cached else '[green]trained[/]'} {variant.name:<14} seed {seed}: test accuracy {acc:.4f}")
-
         results = _execute(tasks, pipe, cache, force, quiet, executor, jobs, ray_address, cpus_per_task, gpus_per_task)
-        example_texts = None
         for (variant, seed), get in zip(tasks, results):
-            with mlflow.start_run(experiment_id=exp_id, run_name=f"{variant.name}-s{seed}", nested=True, tags={**tracking.base_tags(), **_child_tags(variant, seed)}) as child:
+            tags = {**tracking.base_tags(), **_child_tags(variant, seed)}
+            if variant.task:
+                tags["task"] = variant.task
+            with mlflow.start_run(experiment_id=exp_id, run_name=f"{variant.key}-s{seed}", nested=True, tags=tags) as child:
                 out = get()
-                if example_texts is None:
-                    example_texts = out.data.value.splits["test"]["text"][:3]
-                log_child(client, child.info.run_id, out, exp_id=exp_id, example_texts=example_texts)
-                finish(variant, seed, out, child.info.run_id)
+                first_out.setdefault(variant.task, out)
+                examples = first_out[variant.task].data.value.splits["test"]["text"][:3]
+                log_child(client, child.info.run_id, out, exp_id=exp_id, example_texts=examples)
+            outputs.append(out)
+            records.setdefault(variant.task, []).append(_record(variant, seed, out, child.info.run_id))
+            acc = out.metrics.get("test_accuracy", float("nan"))
+            say(f"  {'[dim]cached[/]' if out.cached else '[green]trained[/]'} {variant.key:<16} seed {seed}: test accuracy {acc:.4f}")
 
-        label_names = outputs[0].label_names
-        result = compare(records, pipe.baseline, label_names=label_names)
-        summary = result["summary"] if "summary" in result else result
-        summary.update(
-            pipeline=pipe.name,
-            parent_run_id=parent_id,
-            experiment_id=exp_id,
-            tracking_uri=uri,
-            wall_seconds=round(time.perf_counter() - t_start, 2),
-            data=_data_info(outputs[0]),
-        )
+        summaries: dict[str | None, dict[str, Any]] = {}
         with tempfile.TemporaryDirectory() as tmp:
-            write_report(summary, records, Path(tmp), title=f"textclf · {pipe.name}", command=command)
+            for task, recs in records.items():
+                s = compare(recs, pipe.baseline_for(task), label_names=first_out[task].label_names)
+                s = s["summary"] if "summary" in s else s
+                s["data"] = _data_info(first_out[task])
+                if task:
+                    s["task"] = task
+                out_dir = Path(tmp) / task if task else Path(tmp)
+                write_report(s, recs, out_dir, title=f"textclf · {pipe.name}" + (f" · {task}" if task else ""), command=command)
+                summaries[task] = s
+                for name, row in s["variants"].items():
+                    for metric in ("test_accuracy", "test_macro_f1"):
+                        if isinstance(row.get(metric), dict) and row[metric].get("mean") is not None:
+                            mlflow.log_metric(f"{task + '.' if task else ''}{name}.{metric}_mean", row[metric]["mean"])
+            if None in summaries:
+                summary = summaries[None]
+            else:
+                summary = {"tasks": {t: summaries[t] for t in summaries}}
+            summary.update(
+                pipeline=pipe.name,
+                parent_run_id=parent_id,
+                experiment_id=exp_id,
+                tracking_uri=uri,
+                wall_seconds=round(time.perf_counter() - t_start, 2),
+            )
+            if register:
+                if "tasks" in summary:
+                    log.warning("--register picks one best model; a multi-task pipeline has one per task: skipped")
+                else:
+                    summary["registered"] = _register(client, summary, register)
+            (Path(tmp) / "summary.json").write_text(json.dumps(summary, indent=1, default=str))
             mlflow.log_artifacts(tmp, "comparison")
-        for name, row in summary["variants"].items():
-            for metric in ("test_accuracy", "test_macro_f1"):
-                if isinstance(row.get(metric), dict):
-                    mlflow.log_metric(f"{name}.{metric}_mean", row[metric]["mean"])
-        if register:
-            summary["registered"] = _register(client, summary, register)
         if console is not None:
-            console.print(render_table(summary))
+            for task, s in summaries.items():
+                if task:
+                    console.print(f"[bold]{task}[/]")
+                console.print(render_table(s))
             say(f"report: MLflow parent run {parent_id} (artifacts/comparison); `textclf ui` to browse")
     return PipelineResult(summary=summary, parent_run_id=parent_id, outputs=outputs)
 
@@ -253,17 +279,15 @@ def _execute(tasks, pipe, cache, force, quiet, executor, jobs, ray_address, cpus
 
     import os
 
-    os.environ["TOKENIZERS_PARALLELISM"] = "false"
-    # Upstream stages are shared: compute them once here, so workers only train.
-    for v in {id(v): v for v, _ in tasks}.values():
-        from textclf.runner import embed_stage
-        from textclf.stages import prepare_stage, tokenize_stage
+    from textclf.distributed import compute_upstream
 
-        data = prepare_stage(v.config, cache, force=force)
-        if v.config.kind == "neural":
-            embed_stage(v.config, tokenize_stage(v.config, data, cache, force=force), cache)
-    pool = ProcessPoolExecutor(max_workers=jobs, mp_context=mp.get_context("spawn"))
-    futures = [pool.submit(_compute, v, s, root, False, quiet) for v, s in tasks]
+    os.environ["TOKENIZERS_PARALLELISM"] = "false"
+    # Upstream stages are shared: compute them once here (honouring --force), so
+    # workers only train and evaluate (forced too, but never upstream: see run_variant).
+    compute_upstream({id(v): v.config for v, _ in tasks}.values(), cache, force=force)
+    threads = str(max(1, (os.cpu_count() or 1) // jobs))  # jobs workers share the cores
+    pool = ProcessPoolExecutor(max_workers=jobs, mp_context=mp.get_context("spawn"), initializer=_pool_worker, initargs=(threads,))
+    futures = [pool.submit(_compute, v, s, root, force, quiet, True) for v, s in tasks]
     return [f.result for f in futures]
 
 

@@ -85,7 +85,7 @@ def embed_stage(cfg: Config, tok: StageResult, cache: StageCache) -> StageResult
     return StageResult(key, hit, cached, {"matrix": np.load(hit / "matrix.npy"), "coverage": coverage})
 
 
-def _build_model(cfg: Config, vocab_size: int, num_classes: int, emb: StageResult | None):
+def _build_model(cfg: Config, vocab_size: int, num_classes: int, emb: StageResult | None, source=None):
     import torch
 
     from textclf.model import TextClassifier
@@ -109,21 +109,29 @@ def _build_model(cfg: Config, vocab_size: int, num_classes: int, emb: StageResul
     if emb is not None:
         with torch.no_grad():
             model.embedding.weight.copy_(torch.from_numpy(emb.value["matrix"]))
+    if source is not None:  # encoder.init_from: embedding + encoder from the source, new head
+        from textclf.transfer import load_pretrained
+
+        load_pretrained(model, source, freeze=cfg.encoder.freeze)
     if not cfg.embedding.trainable:
         model.embedding.weight.requires_grad_(False)
     return model
 
 
-def train_stage(cfg: Config, tok: StageResult, emb: StageResult | None, label_names: list[str], cache: StageCache, *, force=False, on_epoch=None, log_fn=None) -> StageResult:
+def train_stage(cfg: Config, tok: StageResult, emb: StageResult | None, label_names: list[str], cache: StageCache, *, force=False, on_epoch=None, log_fn=None, source=None) -> StageResult:
     """Train (or resume, or reuse) the model; the entry holds the model folder and the history."""
     from textclf import artifacts
-    from textclf.train import Trainer
+    from textclf.distributed import data_parallel_size
 
     params = {
         "embedding": cfg.embedding.model_dump(mode="json"),
         "encoder": cfg.encoder.model_dump(mode="json"),
         "train": cfg.train.model_dump(mode="json"),
     }
+    if source is not None:  # the source's content, not its (movable) reference
+        params["init_from"] = source.identity()
+    if (world := data_parallel_size()) > 1:  # DDP matches one process within a tolerance, not bitwise
+        params["data_parallel"] = world
     key = stage_key("train", params, [tok.key] + ([emb.key] if emb else []))
     with cache.lock("train", key):
         hit = None if force else cache.get("train", key)
@@ -131,8 +139,10 @@ def train_stage(cfg: Config, tok: StageResult, emb: StageResult | None, label_na
         if hit is None:
             if force and cache.get("train", key):
                 shutil.rmtree(cache.path("train", key), ignore_errors=True)
+            from textclf.train import Trainer  # torch: only when something is trained
+
             work = cache.scratch("train", key)  # checkpoints survive a kill; resumed on re-run
-            model = _build_model(cfg, tok.value.tokenizer.get_vocab_size(), len(label_names), emb)
+            model = _build_model(cfg, tok.value.tokenizer.get_vocab_size(), len(label_names), emb, source)
             trainer = Trainer(model, cfg.train, checkpoint_dir=work, on_epoch=on_epoch, eval_batch_size=cfg.evaluate.batch_size, log=log_fn)
             result = trainer.fit(tok.value.splits["train"], tok.value.splits["validation"])
             info = result.to_dict()
@@ -141,7 +151,8 @@ def train_stage(cfg: Config, tok: StageResult, emb: StageResult | None, label_na
             info["params_total"] = sum(p.numel() for p in model.parameters())
             with cache.write("train", key, {"variant": _describe(cfg)}) as tmp:
                 artifacts.save_neural(
-                    tmp / "model", model=model, tokenizer=tok.value.tokenizer, label_names=label_names, config=cfg.to_dict()
+                    tmp / "model", model=model, tokenizer=tok.value.tokenizer, label_names=label_names, config=cfg.to_dict(),
+                    extra={"init_from": source.describe()} if source is not None else None,
                 )
                 (tmp / "history.json").write_text(json.dumps(result.history, indent=1))
                 (tmp / "train.json").write_text(json.dumps(info, indent=1, default=str))
@@ -261,20 +272,47 @@ def _fit_tfidf(cfg: Config, data: StageResult, out: Path) -> None:
     (ev / "metrics.json").write_text(json.dumps(metrics, indent=1))
 
 
-def run_variant(cfg: Config, cache: StageCache, *, force: bool = False, on_epoch: Callable | None = None, log_fn: Callable | None = None) -> VariantOutput:
-    """One resolved config end to end, reusing every cached stage."""
-    data = prepare_stage(cfg, cache, force=force)
+def tokenize_for(cfg: Config, data: StageResult, cache: StageCache, *, force: bool = False, source=None) -> StageResult:
+    """The tokenize stage for ``cfg``: train a tokenizer, or (encoder.init_from) encode with the source's."""
+    if source is None and cfg.encoder.init_from:
+        from textclf.transfer import source_for
+
+        source = source_for(cfg)
+    if source is not None:
+        from textclf.transfer import tokenize_stage as transfer_tokenize_stage
+
+        return transfer_tokenize_stage(cfg, data, source, cache, force=force)
+    return tokenize_stage(cfg, data, cache, force=force)
+
+
+def run_variant(cfg: Config, cache: StageCache, *, force: bool = False, on_epoch: Callable | None = None, log_fn: Callable | None = None, reuse_upstream: bool = False) -> VariantOutput:
+    """One resolved config end to end, reusing every cached stage.
+
+    ``reuse_upstream=True``: ``force`` recomputes only the model stages (train,
+    evaluate, tfidf); the caller has already (re)computed prepare / tokenize /
+    embed. Parallel workers use it: a forced upstream stage replaces an entry
+    that other workers may be reading.
+    """
+    from textclf.transfer import source_for
+
+    # encoder.init_from: resolved and checked against this config before any work; None from scratch.
+    source = source_for(cfg) if cfg.kind == "neural" else None
+    upstream_force = force and not reuse_upstream
+    data = prepare_stage(cfg, cache, force=upstream_force)
     if cfg.kind == "tfidf":
         res = tfidf_stage(cfg, data, cache, force=force)
         return VariantOutput(
             config=cfg, kind="tfidf", metrics=res.value, history=[], model_dir=res.path / "model", eval_dir=res.path / "eval",
             stage_key=res.key, cached=res.cached, data=data,
         )
-    tok = tokenize_stage(cfg, data, cache, force=force)
+    tok = tokenize_for(cfg, data, cache, force=upstream_force, source=source)
     emb = embed_stage(cfg, tok, cache)
-    trained = train_stage(cfg, tok, emb, data.value.label_names, cache, force=force, on_epoch=on_epoch, log_fn=log_fn)
+    trained = train_stage(cfg, tok, emb, data.value.label_names, cache, force=force, on_epoch=on_epoch, log_fn=log_fn, source=source)
     ev = evaluate_stage(cfg, trained, tok, data, cache, force=force and not trained.cached)
     extra = {"token_stats": tok.value.stats, "train_info": trained.value["info"]}
+    if source is not None:
+        extra["init_from"] = source.describe()
+        extra["lineage_tags"] = source.lineage_tags()
     if emb is not None:
         extra["embedding_coverage"] = emb.value["coverage"]
     return VariantOutput(

@@ -24,17 +24,19 @@ def train_one(
     force: bool = False,
     quiet: bool = False,
     console=None,
+    reuse_upstream: bool = False,
 ) -> dict[str, Any]:
     """Train ``cfg``; returns the metrics dict (with ``model_dir`` and, when tracked, ``run_id``).
 
     ``tracking_uri=None`` disables MLflow; ``""`` uses the default store.
+    ``reuse_upstream``: see :func:`textclf.runner.run_variant`.
     """
     import sys
 
     log_fn = None if quiet else (lambda line: print(f"  {line}", file=sys.stderr, flush=True))
     run_id = None
     if tracking_uri is None:
-        out = run_variant(cfg, cache, force=force, log_fn=log_fn)
+        out = run_variant(cfg, cache, force=force, log_fn=log_fn, reuse_upstream=reuse_upstream)
     else:
         import mlflow
         from mlflow.tracking import MlflowClient
@@ -50,7 +52,7 @@ def train_one(
             e = cfg.encoder
             tags.update(cell=e.cell, layers=str(e.layers), bidirectional=str(e.bidirectional).lower(), seed=str(cfg.train.seed))
         with mlflow.start_run(experiment_id=exp_id, tags=tags) as run:
-            out = run_variant(cfg, cache, force=force, log_fn=log_fn)
+            out = run_variant(cfg, cache, force=force, log_fn=log_fn, reuse_upstream=reuse_upstream)
             log_child(MlflowClient(), run.info.run_id, out, exp_id=exp_id, example_texts=out.data.value.splits["test"]["text"][:3])
             run_id = run.info.run_id
     model_dir = out.model_dir

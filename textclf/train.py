@@ -37,6 +37,18 @@ Decisions worth knowing:
   same metrics as an uninterrupted run. ``on_epoch`` is called *before* the
   epoch's checkpoint is written, so a crash in between re-reports that epoch
   on resume rather than losing it.
+* **Data-parallel** (``distributed=True``, inside an initialised
+  ``torch.distributed`` process group, e.g. under ``torchrun``): every rank
+  draws the *same* global batches (same seed) as a single process would and
+  trains on every ``world_size``-th example of each, so ``train.batch_size``
+  stays the global batch. Each rank's mean loss is scaled by its share of the
+  batch, which makes DDP's gradient average exactly the single-process batch
+  mean (also when the last batch does not split evenly). Rank 0 evaluates and
+  broadcasts the validation metrics, so every rank takes the same
+  early-stopping decisions; only rank 0 logs, calls ``on_epoch`` and writes
+  checkpoints (a resume is read by rank 0 and broadcast). Dropout streams
+  differ per rank (``seed + rank``), so results match single-process training
+  within a tolerance, not bitwise.
 """
 
 from __future__ import annotations
@@ -55,6 +67,7 @@ from typing import Any, Callable
 
 import numpy as np
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
@@ -117,9 +130,18 @@ def seed_everything(seed: int) -> None:
 
 
 def set_num_threads(num_threads: int | None) -> int:
-    """Use ``num_threads`` torch CPU threads (default: the cores this process may use)."""
+    """Use ``num_threads`` torch CPU threads.
+
+    Default: ``OMP_NUM_THREADS`` when set (Ray sets it to a task's CPUs and
+    torchrun to 1 per process, so parallel workers don't oversubscribe the
+    cores), else the cores this process may use.
+    """
     if num_threads is None:
-        num_threads = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        env = os.environ.get("OMP_NUM_THREADS", "")
+        if env.isdigit() and int(env) > 0:
+            num_threads = int(env)
+        else:
+            num_threads = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     if torch.get_num_threads() != num_threads:
         torch.set_num_threads(num_threads)
     return num_threads
@@ -187,6 +209,7 @@ class TrainResult:
     device: str
     metric: str = "val_accuracy"  # history key that best_metric refers to
     checkpoint_path: str | None = None
+    world_size: int = 1  # data-parallel processes that trained the model
 
     def to_dict(self) -> dict[str, Any]:
         return {k: copy.deepcopy(v) for k, v in self.__dict__.items()}
@@ -209,6 +232,20 @@ class _Progress:
 # --------------------------------------------------------------------------- trainer
 
 
+class TrainingSkipped(Exception):
+    """Raised by a data-parallel ``fit`` on ranks other than 0 when rank 0 will not train."""
+
+
+def skip_distributed_training() -> None:
+    """On rank 0: release the other ranks waiting in ``Trainer.fit`` (they raise :class:`TrainingSkipped`).
+
+    Call it when rank 0 did not train after all (e.g. the trained model was
+    in the cache), so the other ranks don't wait for a training that never
+    starts. Its message takes the place of the one ``fit`` broadcasts first.
+    """
+    dist.broadcast_object_list([{"skip": True}], src=0)
+
+
 class Trainer:
     """Train ``model`` with ``cfg``; see the module docstring for the decisions.
 
@@ -217,6 +254,15 @@ class Trainer:
     metrics)`` is called after every epoch (for MLflow, with step = epoch).
     ``log`` receives a one-line summary per epoch; ``progress(epoch, step,
     steps)`` is called every few dozen steps.
+
+    ``distributed=True`` trains data-parallel in the current
+    ``torch.distributed`` process group (see the module docstring); pass the
+    same arguments on every rank (``checkpoint_dir`` matters on rank 0 only).
+    The default ``None`` means: data-parallel when a process group with more
+    than one rank is initialised. On the other ranks ``fit`` first waits for
+    rank 0, which either starts training or calls
+    :func:`skip_distributed_training` (it found the result cached); then
+    ``fit`` raises :class:`TrainingSkipped`.
     """
 
     def __init__(
@@ -231,6 +277,7 @@ class Trainer:
         eval_batch_size: int = 256,
         log: Callable[[str], None] | None = None,
         progress: Callable[[int, int, int], None] | None = None,
+        distributed: bool | None = None,
     ) -> None:
         self.model = model
         self.cfg = cfg
@@ -242,6 +289,22 @@ class Trainer:
         self.log = log
         self.progress = progress
         self.device = resolve_device(cfg.device)  # fail on a bad device before any work
+        if distributed is None:  # under torchrun (see textclf.distributed) every trainer joins the group
+            distributed = dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+        self.distributed = distributed
+        self.rank, self.world_size = 0, 1
+        if distributed:
+            if not (dist.is_available() and dist.is_initialized()):
+                raise ConfigError(
+                    "Data-parallel training needs an initialised torch.distributed process group: "
+                    "launch with torchrun (see textclf.distributed)."
+                )
+            self.rank, self.world_size = dist.get_rank(), dist.get_world_size()
+            if self.device.type == "cuda" and self.device.index is None:  # one GPU per local rank
+                self.device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", self.rank % torch.cuda.device_count())))
+            if self.rank != 0:  # rank 0 reports for the group
+                self.log = self.on_epoch = self.progress = None
+                self.checkpoint_dir = None
         self.amp_dtype = _amp_dtype(self.device, cfg.mixed_precision)
         self.metric = f"val_{cfg.early_stopping_metric}"
         self.higher_is_better = cfg.early_stopping_metric != "loss"
@@ -258,8 +321,8 @@ class Trainer:
             raise TrainingError(f"Cannot train on an empty split (train: {len(train)} examples, validation: {len(val)}).")
         set_num_threads(cfg.num_threads)
         model = self.model.to(device)
-        torch.manual_seed(cfg.seed)  # dropout stream
-        self.rng = np.random.default_rng(cfg.seed)  # batch order
+        torch.manual_seed(cfg.seed + self.rank)  # dropout stream (its own per rank)
+        self.rng = np.random.default_rng(cfg.seed)  # batch order: the same on every rank
 
         steps_per_epoch = math.ceil(len(train) / cfg.batch_size)  # bucket_batches always gives this many
         total_steps = cfg.epochs * steps_per_epoch
@@ -271,12 +334,25 @@ class Trainer:
         # Loss scaling is only needed for fp16; a disabled scaler is a pass-through.
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
         self.class_weight = _balanced_weights(train, val, model, device) if cfg.class_weights == "balanced" else None
+        # Per-class loss weights as the loss sees them (None = plain mean), to split a
+        # global batch's weight between ranks exactly.
+        w = self.class_weight if self.class_weight is not None else getattr(model, "class_weights", None)
+        self._loss_weights = w.detach().cpu().double().numpy() if isinstance(w, torch.Tensor) else None
         # Hashing the data costs a pass over it, so only when checkpoints are kept.
         self._identity = self._run_identity(train, val) if self.checkpoint_path is not None else None
 
         state, resumed_from = _Progress(), None
-        if self.checkpoint_path is not None and self.checkpoint_path.exists():
-            state = self._resume(load_checkpoint(self.checkpoint_path))
+        # Data-parallel: this is the first collective, so a rank 0 that skips training
+        # (skip_distributed_training) meets the other ranks here.
+        ckpt, self._checkpointing = self._start_checkpoint()
+        self._net = model
+        if self.distributed:
+            from torch.nn.parallel import DistributedDataParallel
+
+            # DDP broadcasts rank 0's weights now and averages gradients in backward().
+            self._net = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+        if ckpt is not None:
+            state = self._resume(ckpt, check=not self.distributed)  # distributed: rank 0 checked it
             resumed_from = state.epoch
             if self.log:
                 self.log(f"resuming from {self.checkpoint_path} after epoch {state.epoch}")
@@ -292,7 +368,7 @@ class Trainer:
                 )
             # ---- validate
             metrics = {"epoch": epoch, "train_loss": train_loss, "train_accuracy": train_accuracy}
-            metrics.update(self.evaluate(val))
+            metrics.update(self._evaluate_for_all(val))
             metrics.update(lr=lr, epoch_seconds=seconds, tokens_per_second=train.num_tokens / max(seconds, 1e-9))
             # ---- early-stopping bookkeeping
             score = metrics[self.metric]
@@ -313,7 +389,7 @@ class Trainer:
                 self.log(_summary(metrics, cfg.epochs, improved))
             if self.on_epoch:
                 self.on_epoch(epoch, dict(metrics))
-            if self.checkpoint_path is not None:
+            if self._checkpointing:
                 self._save_checkpoint(state)
             if state.stopped_early:
                 if self.log:
@@ -321,6 +397,7 @@ class Trainer:
                              f"best was epoch {state.best_epoch}")
                 break
 
+        self._net = None  # drop the DDP wrapper (and its gradient hooks' reducer)
         # Hand back the best weights, ready for inference.
         if state.best_state is not None:
             model.load_state_dict(state.best_state)
@@ -338,6 +415,7 @@ class Trainer:
             device=str(device),
             metric=self.metric,
             checkpoint_path=str(self.checkpoint_path) if self.checkpoint_path is not None else None,
+            world_size=self.world_size,
         )
 
     def _train_epoch(self, train: EncodedSplit, epoch: int) -> tuple[float, float, float, float]:
@@ -347,17 +425,18 @@ class Trainer:
         model.train()
         t0 = time.perf_counter()
         batches = bucket_batches(train.lengths, cfg.batch_size, shuffle=True, rng=self.rng, chunk_batches=cfg.bucket_chunk)
-        n = len(batches)
+        parts, scales, sizes = self._rank_parts(train, batches)  # data-parallel: this rank's share
+        n = len(parts)
         # Per-step mean loss and correct count stay on the device (no .item() per step).
         step_loss = torch.zeros(n, device=device)
         step_hits = torch.zeros(n, dtype=torch.long, device=device)
         checked = 0
-        for step, idx in enumerate(batches):
+        for step, idx in enumerate(parts):
             lr = opt.param_groups[0]["lr"]  # set by the scheduler after the previous step
             tokens, lengths, labels = collate(train, idx, self.pad_id, device)  # (B, T), (B,), (B,)
             with _autocast(device, self.amp_dtype):
                 logits, loss = self._forward(tokens, lengths, labels)  # (B, C), ()
-            scaler.scale(loss).backward()
+            scaler.scale(loss if scales is None else loss * scales[step]).backward()
             if cfg.grad_clip > 0:
                 scaler.unscale_(opt)  # clip the true gradients, not the scaled ones
                 torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
@@ -375,28 +454,72 @@ class Trainer:
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         seconds = time.perf_counter() - t0
-        # Batch-size-weighted means over the epoch; float64 on the host.
-        sizes = torch.tensor([len(b) for b in batches], dtype=torch.float64)
-        loss_sum = (step_loss.to("cpu", torch.float64) * sizes).sum().item()
-        hits = step_hits.sum().item()
+        # Batch-size-weighted means over the epoch; float64 on the host. Data-parallel:
+        # a rank's mean loss weighs its share of the global batch (exact with class weights too).
+        weights = [len(b) for b in batches] if scales is None else [sc * len(b) / self.world_size for sc, b in zip(scales, batches)]
+        loss_sum = (step_loss.to("cpu", torch.float64) * torch.tensor(weights, dtype=torch.float64)).sum().item()
+        real = torch.tensor(sizes, dtype=torch.float64) > 0  # a filler step counts no hits
+        hits = (step_hits.to("cpu", torch.float64) * real).sum().item()
+        if self.distributed:  # sums over all ranks: the epoch's numbers for the whole training set
+            sums = torch.tensor([loss_sum, hits], dtype=torch.float64, device=device)
+            dist.all_reduce(sums)
+            loss_sum, hits = sums.tolist()
         return loss_sum / len(train), hits / len(train), lr, seconds
 
+    def _rank_parts(self, train: EncodedSplit, batches: list[np.ndarray]):
+        """(this rank's indices per step, loss scale per step or None, examples per step).
+
+        Single process: the batches themselves. Data-parallel: every
+        ``world_size``-th example of each global batch (strided, so all ranks get
+        similar lengths and pad alike), and a scale ``world_size * share`` where
+        ``share`` is this rank's part of the batch's loss denominator (its
+        examples, or their class weights): DDP averages gradients over ranks, so
+        the sum of scaled per-rank means is exactly the global batch mean. A rank
+        left without examples (a short last batch) still steps with the group
+        on one example scaled by 0, as DDP needs every rank in every backward.
+        """
+        if not self.distributed:
+            return batches, None, [len(b) for b in batches]
+        world, rank, w = self.world_size, self.rank, self._loss_weights
+        parts, scales, sizes = [], [], []
+        for batch in batches:
+            mine = batch[rank::world]
+            if len(mine) == 0:
+                parts.append(batch[:1])
+                scales.append(0.0)
+                sizes.append(0)
+                continue
+            share = len(mine) / len(batch)
+            if w is not None:
+                total = w[train.labels[batch]].sum()
+                share = w[train.labels[mine]].sum() / total if total > 0 else share
+            parts.append(mine)
+            scales.append(world * share)
+            sizes.append(len(mine))
+        return parts, scales, sizes
+
     def _forward(self, tokens: torch.Tensor, lengths: torch.Tensor, labels: torch.Tensor):
+        # Through the DDP wrapper when data-parallel, so backward() averages gradients.
         if self.class_weight is None:
-            return self.model(tokens, lengths, labels)
+            return self._net(tokens, lengths, labels)
         # Balanced classes: the model's own (unweighted) loss is not used.
-        logits, _ = self.model(tokens, lengths)
+        logits, _ = self._net(tokens, lengths)
         return logits, F.cross_entropy(logits.float(), labels, weight=self.class_weight)
 
     def _check_loss(self, step_loss: torch.Tensor, lo: int, hi: int, steps: int, epoch: int) -> None:
         """Raise if any loss in ``step_loss[lo:hi]`` is nan/inf, naming the first such step."""
         window = step_loss[lo:hi]
         bad = ~torch.isfinite(window)
-        if bool(bad.any()):
-            step = lo + int(bad.nonzero()[0, 0])
+        step = lo + int(bad.nonzero()[0, 0]) if bool(bad.any()) else steps
+        if self.distributed:  # every rank stops at the same check, at the first bad step of any rank
+            first = torch.tensor([step], device=self.device)
+            dist.all_reduce(first, op=dist.ReduceOp.MIN)
+            step = int(first.item())
+        if step < steps:
             value = float(step_loss[step])
+            what = str(value) if not math.isfinite(value) else "non-finite on another rank"
             raise TrainingError(
-                f"Loss became {value} at epoch {epoch}, step {step + 1} (of {steps}); {self._last_good()}. "
+                f"Loss became {what} at epoch {epoch}, step {step + 1} (of {steps}); {self._last_good()}. "
                 "Lower train.lr or set train.grad_clip."
             )
 
@@ -409,6 +532,14 @@ class Trainer:
         return f"the last good checkpoint is kept at {path} (a changed config needs it deleted first)"
 
     # ------------------------------------------------------------------ evaluation
+
+    def _evaluate_for_all(self, split: EncodedSplit) -> dict[str, float]:
+        """:meth:`evaluate`; data-parallel: on rank 0, broadcast, so all ranks decide alike."""
+        if not self.distributed:
+            return self.evaluate(split)
+        box = [self.evaluate(split) if self.rank == 0 else None]
+        dist.broadcast_object_list(box, src=0)
+        return box[0]
 
     def evaluate(self, split: EncodedSplit) -> dict[str, float]:
         """``val_loss`` (mean unweighted cross-entropy), ``val_accuracy``, ``val_macro_f1`` (+ metric_fn's)."""
@@ -450,13 +581,48 @@ class Trainer:
             "data": {"train": _fingerprint(train), "validation": _fingerprint(val)},
         }
 
+    def _start_checkpoint(self) -> tuple[dict[str, Any] | None, bool]:
+        """(checkpoint to resume or None, whether checkpoints are written).
+
+        Data-parallel: rank 0 reads and checks the checkpoint and broadcasts it
+        (or the reason it cannot be used), so the ranks never disagree about
+        resuming and the other ranks need no access to the file.
+        """
+        path = self.checkpoint_path
+        if not self.distributed:
+            return (load_checkpoint(path) if path is not None and path.exists() else None), path is not None
+        box: list[Any] = [None]  # the first collective of a data-parallel fit
+        if self.rank == 0:
+            msg: dict[str, Any] = {"ckpt": None, "error": None, "checkpointing": path is not None}
+            try:
+                if path is not None and path.exists():
+                    msg["ckpt"] = load_checkpoint(path)
+                    self._check_identity(msg["ckpt"])
+            except TrainingError as exc:
+                msg = {"ckpt": None, "error": str(exc), "checkpointing": False}
+            box = [msg]
+        dist.broadcast_object_list(box, src=0)
+        if box[0].get("skip"):
+            raise TrainingSkipped("rank 0 has nothing to train")
+        if box[0]["error"]:
+            raise TrainingError(box[0]["error"])
+        return box[0]["ckpt"], box[0]["checkpointing"]
+
     def _save_checkpoint(self, state: _Progress) -> None:
+        by_rank = None
+        if self.distributed:  # every rank's dropout stream, so a resume continues each one (a collective)
+            by_rank = [None] * self.world_size
+            dist.all_gather_object(by_rank, torch.get_rng_state())
+            if self.rank != 0:
+                return
         rng = {
             "torch": torch.get_rng_state(),
             "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
             "numpy": _plain(self.rng.bit_generator.state),  # PCG64: dict of (big) ints
             "python": _python_rng_state(),
         }
+        if by_rank is not None:
+            rng["torch_by_rank"] = by_rank
         obj = {
             "format": CHECKPOINT_FORMAT,
             "version": CHECKPOINT_VERSION,
@@ -479,7 +645,7 @@ class Trainer:
         }
         _atomic_save(obj, self.checkpoint_path)
 
-    def _resume(self, ckpt: dict[str, Any]) -> _Progress:
+    def _check_identity(self, ckpt: dict[str, Any]) -> None:
         path = self.checkpoint_path
         diff = _diff(ckpt.get("identity"), self._identity)
         if diff:
@@ -488,6 +654,11 @@ class Trainer:
                 f"Checkpoint {path} belongs to another run configuration (differs in: {shown}). "
                 f"Delete it to start fresh (rm {path}) or use another checkpoint directory."
             )
+
+    def _resume(self, ckpt: dict[str, Any], *, check: bool = True) -> _Progress:
+        path = self.checkpoint_path
+        if check:
+            self._check_identity(ckpt)
         try:
             self.model.load_state_dict(ckpt["model"])
             self.optimizer.load_state_dict(ckpt["optimizer"])
@@ -495,7 +666,8 @@ class Trainer:
             if self.scaler.is_enabled() and ckpt.get("scaler"):
                 self.scaler.load_state_dict(ckpt["scaler"])
             rng = ckpt["rng"]
-            torch.set_rng_state(rng["torch"])
+            by_rank = rng.get("torch_by_rank") or []
+            torch.set_rng_state(by_rank[self.rank] if len(by_rank) == self.world_size else rng["torch"])
             if torch.cuda.is_available() and len(rng["cuda"]) == torch.cuda.device_count():
                 torch.cuda.set_rng_state_all(rng["cuda"])
             self.rng.bit_generator.state = rng["numpy"]
@@ -572,7 +744,8 @@ def predict_proba(
         device = next(model.parameters()).device
     else:
         device = torch.device(device)
-        model.to(device)
+        if next(model.parameters()).device != device:  # .to() walks every module: skip it per call
+            model.to(device)
     was_training = model.training
     batches = bucket_batches(split.lengths, batch_size, shuffle=False)  # sorted by length
     out, pos = None, 0  # (N, C) on the device, rows in sorted order
