@@ -16,23 +16,8 @@ from typing import Any
 
 __all__ = ["plot_accuracy_by_depth", "plot_accuracy_vs_cost", "plot_mean_learning_curves"]
 
-_DPI = 120
-
-
-def _new_figure(width: float, height: float):
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(width, height), dpi=_DPI)
-    FigureCanvasAgg(fig)
-    return fig
-
-
-def _save(fig, path: str | Path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, format="png", bbox_inches="tight")
-    return path
+# One figure/canvas recipe for every plot textclf draws.
+from textclf.plots import _new_figure, _save  # noqa: E402
 
 
 def _no_data(ax, message: str = "no data") -> None:
