@@ -31,7 +31,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pyarrow.compute as pc
 from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
 
 from textclf.batching import EncodedSplit
@@ -180,6 +179,28 @@ def _trained_tokenizer(data, cfg: TokenizerConfig, store: Path) -> Tokenizer:
     return tok
 
 
+def encode_splits(data, tok: Tokenizer, max_length: int, cache_dir: Path) -> tuple[dict[str, EncodedSplit], dict[str, Any]]:
+    """Encode train / validation / test with ``tok`` (map-cached per split fingerprint) and report their stats."""
+    th = tokenizer_hash(tok)
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    splits, stats = {}, {"vocab_size": tok.get_vocab_size(), "splits": {}}
+    for name in ("train", "validation", "test"):
+        cache_file = str(cache_dir / f"{name}-{data.fingerprints[name]}-{th}-{max_length}.arrow")
+        enc = encode_dataset(data.splits[name], tok, max_length, cache_file, desc=f"tokenize {name}")
+        split = to_encoded_split(enc)
+        full = enc.data.table.column("full_length").to_numpy()
+        n_tok = max(int(split.num_tokens), 1)
+        stats["splits"][name] = {
+            "texts": len(split),
+            "tokens": int(split.num_tokens),
+            "unk_rate": round(float(np.count_nonzero(split.ids == UNK_ID)) / n_tok, 5),
+            "truncated_rate": round(float(np.mean(full > max_length)) if len(full) else 0.0, 5),
+            "length": percentiles(split.lengths),
+        }
+        splits[name] = split
+    return splits, stats
+
+
 def tokenize(data, cfg: TokenizerConfig, cache_dir: str | Path | None = None, quiet: bool = True) -> Tokenized:
     """Train the tokenizer on ``data.splits['train']`` and encode all splits."""
     import datasets
@@ -188,26 +209,6 @@ def tokenize(data, cfg: TokenizerConfig, cache_dir: str | Path | None = None, qu
     tok = _trained_tokenizer(data, cfg, root / "tokenizers")
     if quiet:
         datasets.disable_progress_bars()
-    th = tokenizer_hash(tok)
-    base = root / "encoded"
-    base.mkdir(parents=True, exist_ok=True)
-    splits, stats = {}, {"vocab_size": tok.get_vocab_size(), "kind": cfg.kind, "splits": {}}
-    for name in ("train", "validation", "test"):
-        fp = data.fingerprints[name]
-        cache_file = str(base / f"{name}-{fp}-{th}-{cfg.max_length}.arrow")
-        enc = encode_dataset(data.splits[name], tok, cfg.max_length, cache_file, desc=f"tokenize {name}")
-        split = to_encoded_split(enc)
-        full = enc.data.table.column("full_length").to_numpy()
-        n_tok = max(int(split.num_tokens), 1)
-        stats["splits"][name] = {
-            "texts": len(split),
-            "tokens": int(split.num_tokens),
-            "unk_rate": round(float(np.count_nonzero(split.ids == UNK_ID)) / n_tok, 5),
-            "truncated_rate": round(float(np.mean(full > cfg.max_length)) if len(full) else 0.0, 5),
-            "length": percentiles(split.lengths),
-        }
-        splits[name] = split
-    empty = int(np.count_nonzero(splits["train"].lengths == 0))
-    if empty:
-        stats["empty_after_tokenize"] = empty
+    splits, stats = encode_splits(data, tok, cfg.max_length, root / "encoded")
+    stats["kind"] = cfg.kind
     return Tokenized(tokenizer=tok, splits=splits, stats=stats)

@@ -28,7 +28,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 
 from textclf.cache import StageCache, stage_key
 from textclf.config import Config
@@ -188,31 +187,14 @@ def tokenize_stage(cfg: Config, prepared: StageResult, source: Source, cache: St
 
 
 def _encode(data, tok, max_length: int, cache_root: Path):
-    """Encode the three splits (same Arrow cache files as a trained tokenizer would use) and their stats."""
+    """Encode the three splits with the source's tokenizer (same Arrow cache files as the tokenize stage)."""
     import datasets
 
-    from textclf.data import percentiles
-    from textclf.tokenize import UNK_ID, encode_dataset, to_encoded_split, tokenizer_hash
+    from textclf.tokenize import encode_splits
 
     datasets.disable_progress_bars()
-    base = Path(cache_root) / "datasets" / "encoded"
-    base.mkdir(parents=True, exist_ok=True)
-    th = tokenizer_hash(tok)
-    splits, stats = {}, {"vocab_size": tok.get_vocab_size(), "kind": "init_from", "splits": {}}
-    for name in ("train", "validation", "test"):
-        cache_file = str(base / f"{name}-{data.fingerprints[name]}-{th}-{max_length}.arrow")
-        enc = encode_dataset(data.splits[name], tok, max_length, cache_file, desc=f"tokenize {name}")
-        split = to_encoded_split(enc)
-        full = enc.data.table.column("full_length").to_numpy()
-        n_tok = max(int(split.num_tokens), 1)
-        stats["splits"][name] = {
-            "texts": len(split),
-            "tokens": int(split.num_tokens),
-            "unk_rate": round(float(np.count_nonzero(split.ids == UNK_ID)) / n_tok, 5),
-            "truncated_rate": round(float(np.mean(full > max_length)) if len(full) else 0.0, 5),
-            "length": percentiles(split.lengths),
-        }
-        splits[name] = split
+    splits, stats = encode_splits(data, tok, max_length, Path(cache_root) / "datasets" / "encoded")
+    stats["kind"] = "init_from"
     return splits, stats
 
 
