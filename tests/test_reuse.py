@@ -185,7 +185,7 @@ def test_bad_references_name_the_ref_and_the_fix(store):
         assert ref.split("/")[0] in str(info.value) and needle in str(info.value), (ref, str(info.value))
     with pytest.raises(ModelError, match="use the id of one of its child runs"):
         textclf.load_model(f"runs:/{store.parent}")
-    with pytest.raises(ModelError, match="No MLflow store"):
+    with pytest.raises(ModelError, match="no MLflow store"):
         textclf.load_model("runs:/abc", tracking_uri="sqlite:///does/not/exist.db")
 
 

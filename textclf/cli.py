@@ -321,10 +321,25 @@ def cache_prune(
 # --------------------------------------------------------------------------- entry point
 
 
+def _click_exceptions():
+    """(usage error, Exit, Abort) classes of click *and* of typer ≥ 0.29, which vendors its own copy."""
+    import click
+    import typer
+
+    errors, exits, aborts = [click.ClickException], [click.exceptions.Exit, typer.Exit], [click.exceptions.Abort]
+    try:
+        from typer import _click as vendored
+
+        errors.append(vendored.exceptions.ClickException)
+        aborts += [getattr(typer.exceptions, "Abort", click.exceptions.Abort)]
+    except ImportError:  # older typer uses click itself
+        pass
+    return tuple(errors), tuple(exits), tuple(aborts)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: run the app, turning expected errors into clean messages and exit codes."""
-    import click
-
+    click_error, click_exit, click_abort = _click_exceptions()
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv or os.environ.get("TEXTCLF_DEBUG") == "1"
     argv = [a for a in argv if a != "--debug"]
@@ -338,12 +353,14 @@ def main(argv: list[str] | None = None) -> int:
         console.print("[bold red]error:[/] ", end="")
         console.print(str(exc), markup=False, highlight=False, soft_wrap=True)
         return exc.exit_code
-    except click.exceptions.Exit as exc:
+    except click_exit as exc:
         return exc.exit_code
-    except click.ClickException as exc:
+    except click_error as exc:  # usage errors: unknown option, missing argument (exit 2)
+        if debug:
+            raise
         exc.show()
         return exc.exit_code
-    except click.exceptions.Abort:
+    except click_abort:
         console.print("aborted")
         return 130
     except KeyboardInterrupt:

@@ -354,6 +354,23 @@ def _check_rows(ds, where: str, on_invalid: str, report: dict[str, Any]):
     return ds.select(keep)
 
 
+_INTEGER = r"^-?[0-9]+$"
+
+
+def _check_label_kinds(labels, where: str) -> None:
+    """Refuse a label column that mixes integers and words ("1" next to "pos"): almost always two label schemes."""
+    numeric = pc.match_substring_regex(labels, _INTEGER).to_numpy(zero_copy_only=False)
+    if numeric.all() or not numeric.any():
+        return
+    first_num, first_word = int(np.argmax(numeric)), int(np.argmin(numeric))
+    raise DataError(
+        f"{where}: the label column mixes numbers and words: {int(numeric.sum())} rows hold numbers "
+        f"(e.g. {labels[first_num].as_py()!r} at row {first_num + 1}) and {int((~numeric).sum())} hold words "
+        f"(e.g. {labels[first_word].as_py()!r} at row {first_word + 1}) ({_ROW_NOTE}). "
+        f"Use one label scheme: map the numbers to names (or the names to numbers) before training."
+    )
+
+
 # --------------------------------------------------------------------------- splitting
 
 
@@ -439,24 +456,28 @@ def prepare(cfg: DataConfig, cache_dir: str | Path | None = None) -> PreparedDat
         raw[split] = _check_rows(ds, where, cfg.on_invalid, report)
 
     # Label vocabulary from train only; a label unseen in training can't be predicted.
-    train_labels = [x.strip() for x in raw["train"]["label"]]
-    names = sorted(set(train_labels), key=lambda s: (0, int(s)) if s.lstrip("-").isdigit() else (1, s))
+    # Arrow compute throughout: a million labels never become Python strings.
+    labels = {split: pc.utf8_trim_whitespace(_table(ds).column("label")) for split, ds in raw.items()}
+    for split, col in labels.items():
+        _check_label_kinds(col, sources[split])
+    uniq = pc.unique(labels["train"]).to_pylist()
+    names = sorted(uniq, key=lambda s: (0, int(s)) if s.lstrip("-").isdigit() else (1, s))
     if len(names) < 2:
         raise DataError(
             f"{sources['train']}: only one class ({names[0]!r}) in the training data; a classifier needs at least two. "
             f"Check data.label_column (now {cfg.label_column!r})."
         )
-    index = {n: i for i, n in enumerate(names)}
+    value_set = pa.array(names, pa.string())
     encoded: dict[str, Any] = {}
     for split, ds in raw.items():
-        labels = [x.strip() for x in ds["label"]]
-        unknown = sorted(set(labels) - set(index))
-        if unknown:
+        idx = pc.index_in(labels[split], value_set=value_set)
+        if idx.null_count:
+            unknown = sorted(set(pc.unique(pc.filter(labels[split], pc.is_null(idx))).to_pylist()))
             raise DataError(
                 f"{sources[split]}: labels {unknown[:10]} never occur in the training data "
                 f"(training labels: {names[:20]}). Remove those rows or add examples of them to training."
             )
-        y = np.fromiter((index[x] for x in labels), dtype=np.int64, count=len(labels))
+        y = idx.to_numpy(zero_copy_only=False).astype(np.int64)
         table = _table(ds).select(["text"]).append_column("label", pa.array(y))
         encoded[split] = (datasets.Dataset(table), y)
 

@@ -86,10 +86,10 @@ class Classifier:
         import pandas as pd
 
         proba = self.predict_proba(texts, batch_size=batch_size)
-        out = pd.DataFrame({"label": [self.labels[i] for i in proba.argmax(axis=1)]})
-        for j, name in enumerate(self.labels):
-            out[f"proba_{name}"] = proba[:, j].astype(float)
-        return out
+        # All columns at once: one insert per class is slow (and warned about) with 1,000 classes.
+        columns = {"label": [self.labels[i] for i in proba.argmax(axis=1)]}
+        columns.update({f"proba_{name}": proba[:, j].astype(float) for j, name in enumerate(self.labels)})
+        return pd.DataFrame(columns)
 
     def __repr__(self) -> str:
         return f"Classifier(kind={self.kind!r}, labels={self.labels}, path={str(self.path)!r})"

@@ -148,7 +148,7 @@ def _model_dir_path(mlmodel: Path, ref: str) -> str:
 # --------------------------------------------------------------------------- MLflow
 
 
-def _setup(tracking_uri: str | None) -> str:
+def _setup(tracking_uri: str | None, ref: str) -> str:
     """Point MLflow at the store: the explicit URI, else the one already in use, else env / default."""
     import mlflow
 
@@ -158,19 +158,19 @@ def _setup(tracking_uri: str | None) -> str:
         from mlflow.tracking._tracking_service.utils import is_tracking_uri_set
 
         if is_tracking_uri_set():  # set by the caller (e.g. a pipeline run's --tracking-uri) or MLFLOW_TRACKING_URI
-            return _check_store(mlflow.get_tracking_uri())
+            return _check_store(mlflow.get_tracking_uri(), ref)
     uri = tracking.resolve_uri(tracking_uri)
-    _check_store(uri)
+    _check_store(uri, ref)
     return tracking.setup(uri)
 
 
-def _check_store(uri: str) -> str:
+def _check_store(uri: str, ref: str) -> str:
     # Opening a missing SQLite file would silently create an empty store; say where we looked instead.
     if uri.startswith("sqlite:///"):
         db = Path(uri[len("sqlite:///") :])
         if not db.is_file():
             raise ModelError(
-                f"No MLflow store at {db} (tracking URI {uri}). Run from the project folder, or pass "
+                f"Model reference {ref!r}: no MLflow store at {db} (tracking URI {uri}). Run from the project folder, or pass "
                 "--tracking-uri / set MLFLOW_TRACKING_URI to the store that holds the model."
             )
     return uri
@@ -203,7 +203,7 @@ def _fix_hint(ref: str) -> str:
 def _resolve_mlflow(ref: str, tracking_uri: str | None, cache_dir: str | Path | None, _depth: int = 0) -> ResolvedModel:
     from mlflow.tracking import MlflowClient
 
-    uri = _setup(tracking_uri)
+    uri = _setup(tracking_uri, ref)
     client = MlflowClient()
     if ref.startswith("runs:/"):
         rest = ref[len("runs:/") :].strip("/")

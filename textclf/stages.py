@@ -11,12 +11,15 @@ The stage functions themselves (:func:`textclf.data.prepare`,
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from textclf.cache import StageCache, stage_key
 from textclf.config import Config
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -96,7 +99,22 @@ def tokenize_stage(cfg: Config, prepared: StageResult, cache: StageCache, *, for
     tok = Tokenizer.from_file(str(hit / "tokenizer.json"))
     splits = {s: EncodedSplit.load(hit / s) for s in ("train", "validation", "test")}
     stats = json.loads((hit / "stats.json").read_text())
+    _warn_truncation(stats, cfg.tokenizer.max_length)
     return StageResult(key, hit, cached, Tokenized(tokenizer=tok, splits=splits, stats=stats))
+
+
+def _warn_truncation(stats: dict, max_length: int) -> None:
+    """Say when texts were cut at tokenizer.max_length: the model never sees their ends."""
+    parts = [
+        f"{st['truncated']} {name} ({st['truncated_rate']:.1%}, longest {st['longest']:,} tokens)"
+        for name, st in stats.get("splits", {}).items()
+        if st.get("truncated")
+    ]
+    if parts:
+        log.warning(
+            "texts longer than tokenizer.max_length=%d tokens were truncated: %s. Raise tokenizer.max_length "
+            "if their ends matter.", max_length, ", ".join(parts),
+        )
 
 
 def _remove(path: Path) -> None:

@@ -195,6 +195,8 @@ def encode_splits(data, tok: Tokenizer, max_length: int, cache_dir: Path) -> tup
             "tokens": int(split.num_tokens),
             "unk_rate": round(float(np.count_nonzero(split.ids == UNK_ID)) / n_tok, 5),
             "truncated_rate": round(float(np.mean(full > max_length)) if len(full) else 0.0, 5),
+            "truncated": int(np.count_nonzero(full > max_length)),
+            "longest": int(full.max()) if len(full) else 0,
             "length": percentiles(split.lengths),
         }
         splits[name] = split

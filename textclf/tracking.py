@@ -230,10 +230,7 @@ def log_model(model_dir: Path, example_texts: list[str]) -> str:
 
     example = pd.DataFrame({"text": example_texts[:3]})
     clf = Classifier.from_folder(model_dir)
-    proba = clf.predict_proba(example["text"].tolist())
-    out = pd.DataFrame({"label": [clf.labels[i] for i in proba.argmax(1)]})
-    for j, name in enumerate(clf.labels):
-        out[f"proba_{name}"] = proba[:, j].astype(float)
+    out = clf.predict_table(example["text"].tolist())
     info = mlflow.pyfunc.log_model(
         name="model",
         python_model=model_code.__file__,

@@ -696,9 +696,15 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # truncated file, foreign pickle refused by weights_only, ...
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        import pickle
+
+        if isinstance(exc, pickle.UnpicklingError):  # torch's own text is about changing weights_only: not advice to give
+            why = "it holds Python objects whose loading would run code; textclf only loads tensors (weights_only=True)"
+        else:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+            why = f"{type(exc).__name__}: {first[:200]}"
         raise TrainingError(
-            f"Checkpoint {path} is corrupt or not a textclf checkpoint ({type(exc).__name__}: {first[:200]}). "
+            f"Checkpoint {path} is corrupt or not a textclf checkpoint ({why}). "
             f"It was not loaded. Delete it to start fresh (rm {path})."
         ) from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:

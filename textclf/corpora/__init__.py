@@ -57,7 +57,7 @@ def corpus_names() -> list[str]:
 def _lookup(name: str) -> Callable[..., dict[str, list[str]]]:
     key = name.removeprefix(_PREFIX) if isinstance(name, str) else None
     if key not in CORPORA:
-        raise DataError(f"unknown built-in corpus {name!r}; available: {', '.join(corpus_names())}")
+        raise DataError(f"builtin:{name}: unknown built-in corpus {name!r}; available: {', '.join(corpus_names())}")
     return CORPORA[key]
 
 

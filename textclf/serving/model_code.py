@@ -22,7 +22,9 @@ class TextclfModel(PythonModel):
 
         self.clf = Classifier.from_folder(context.artifacts["model_dir"])
 
-    def predict(self, context, model_input, params=None):
+    # The pd.DataFrame hint tells MLflow not to infer a schema from the hint (the
+    # signature is logged with the model); lists and str are still accepted.
+    def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
         if isinstance(model_input, pd.DataFrame):
             if "text" in model_input.columns:
                 col = model_input["text"]
