@@ -79,6 +79,7 @@ class StageCache:
     def write(self, stage: str, key: str, meta: dict[str, Any] | None = None) -> Iterator[Path]:
         """Yield a temporary directory; on success it becomes the entry, atomically."""
         final = self.path(stage, key)
+        _remove_dead_temporaries(final.parent, key)
         tmp = final.parent / f".tmp-{key}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         tmp.mkdir(parents=True)
         try:
@@ -131,3 +132,32 @@ class StageCache:
                 if everything or now - tmp.stat().st_mtime > 3600:
                     shutil.rmtree(tmp, ignore_errors=True)
         return removed, freed
+
+
+def _remove_dead_temporaries(stage_dir: Path, key: str) -> None:
+    """Delete this key's temporaries left by killed processes (their pid is in the name).
+
+    Called under the key's lock, so no live writer of this key can be mid-way.
+    """
+    if not stage_dir.is_dir():
+        return
+    for tmp in stage_dir.glob(f".tmp-{key}-*"):
+        try:
+            pid = int(tmp.name.split("-")[2])
+        except (IndexError, ValueError):
+            continue
+        if not pid_alive(pid):
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def pid_alive(pid: int) -> bool:
+    """True when a process with this pid exists on this host (ours always does)."""
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's live process
+        return True
+    return True

@@ -337,14 +337,37 @@ def _click_exceptions():
     return tuple(errors), tuple(exits), tuple(aborts)
 
 
+def _terminate_like_ctrl_c() -> None:
+    """SIGTERM (a scheduler, `kill`, a container stop) unwinds like Ctrl-C: runs end KILLED, temporaries are removed."""
+    import signal
+    import threading
+
+    def handler(signum, frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, handler)
+
+
+def _interrupted() -> None:
+    console.print("interrupted; re-run the same command to continue from the cache and checkpoints")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: run the app, turning expected errors into clean messages and exit codes."""
     click_error, click_exit, click_abort = _click_exceptions()
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv or os.environ.get("TEXTCLF_DEBUG") == "1"
     argv = [a for a in argv if a != "--debug"]
+    _terminate_like_ctrl_c()
     try:
-        app(args=argv, prog_name="textclf", standalone_mode=False)
+        # Non-standalone typer returns the code of an Exit raised inside a command,
+        # and turns Ctrl-C into Exit(130): both must reach the shell.
+        code = app(args=argv, prog_name="textclf", standalone_mode=False)
+        if isinstance(code, int) and code:
+            if code == 130:
+                _interrupted()
+            return code
         return 0
     except TextclfError as exc:
         if debug:
@@ -366,7 +389,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         if debug:
             raise
-        console.print("interrupted; re-run the same command to continue from the cache and checkpoints")
+        _interrupted()
         return 130
 
 

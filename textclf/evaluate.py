@@ -73,7 +73,6 @@ def expected_calibration_error(y_true: Any, proba: Any, n_bins: int = 15) -> flo
     # to bin i, and clipping folds conf == 0 into the first bin.
     edges = np.linspace(0.0, 1.0, n_bins + 1)
     bins = np.clip(np.searchsorted(edges[1:-1], confidence, side="left"), 0, n_bins - 1)
-    counts = np.bincount(bins, minlength=n_bins).astype(np.float64)
     conf_sum = np.bincount(bins, weights=confidence, minlength=n_bins)
     acc_sum = np.bincount(bins, weights=correct, minlength=n_bins)
     # |acc_b - conf_b| * n_b / N == |acc_sum_b - conf_sum_b| / N

@@ -181,7 +181,7 @@ def run_pipeline(
     records: dict[str | None, list] = {}  # task -> RunRecords (None: a single-task pipeline)
     first_out: dict[str | None, VariantOutput] = {}
     t_start = time.perf_counter()
-    with mlflow.start_run(
+    with tracking.start_run(
         experiment_id=exp_id,
         run_name=f"{pipe.name}-{time.strftime('%Y%m%d-%H%M%S')}",
         tags={**tracking.base_tags(), "textclf.role": "parent", "pipeline": pipe.name},
@@ -199,7 +199,7 @@ def run_pipeline(
             tags = {**tracking.base_tags(), **_child_tags(variant, seed)}
             if variant.task:
                 tags["task"] = variant.task
-            with mlflow.start_run(experiment_id=exp_id, run_name=f"{variant.key}-s{seed}", nested=True, tags=tags) as child:
+            with tracking.start_run(experiment_id=exp_id, run_name=f"{variant.key}-s{seed}", nested=True, tags=tags) as child:
                 out = get()
                 first_out.setdefault(variant.task, out)
                 examples = first_out[variant.task].data.value.splits["test"]["text"][:3]

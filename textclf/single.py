@@ -38,7 +38,6 @@ def train_one(
     if tracking_uri is None:
         out = run_variant(cfg, cache, force=force, log_fn=log_fn, reuse_upstream=reuse_upstream)
     else:
-        import mlflow
         from mlflow.tracking import MlflowClient
 
         from textclf import tracking
@@ -51,7 +50,7 @@ def train_one(
         if cfg.kind == "neural":
             e = cfg.encoder
             tags.update(cell=e.cell, layers=str(e.layers), bidirectional=str(e.bidirectional).lower(), seed=str(cfg.train.seed))
-        with mlflow.start_run(experiment_id=exp_id, tags=tags) as run:
+        with tracking.start_run(experiment_id=exp_id, tags=tags) as run:
             out = run_variant(cfg, cache, force=force, log_fn=log_fn, reuse_upstream=reuse_upstream)
             log_child(MlflowClient(), run.info.run_id, out, exp_id=exp_id, example_texts=out.data.value.splits["test"]["text"][:3])
             run_id = run.info.run_id

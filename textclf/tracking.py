@@ -9,6 +9,7 @@ parallel-coordinates chart works as is. The default store is SQLite at
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -133,6 +134,26 @@ def git_commit() -> str | None:
         return None
 
 
+@contextlib.contextmanager
+def start_run(**kwargs):
+    """``mlflow.start_run`` that records an interruption (Ctrl-C, SIGTERM) as KILLED, not FAILED.
+
+    A failure means the run itself went wrong; an interrupted run did not, and
+    re-running the same command continues it from the cache and checkpoints.
+    (A SIGKILLed process cannot record anything: :func:`mark_stale_runs` marks
+    its runs KILLED when the work resumes.)
+    """
+    import mlflow
+
+    with mlflow.start_run(**kwargs) as run:
+        try:
+            yield run
+        except KeyboardInterrupt:
+            # Ends this run (the innermost active one); mlflow's own exit then leaves it alone.
+            mlflow.end_run("KILLED")
+            raise
+
+
 def base_tags() -> dict[str, str]:
     from textclf import __version__
 
@@ -152,6 +173,8 @@ def mark_stale_runs(exp_id: str) -> int:
     """
     from mlflow.tracking import MlflowClient
 
+    from textclf.cache import pid_alive
+
     client = MlflowClient()
     host = socket.gethostname()
     n = 0
@@ -163,24 +186,12 @@ def mark_stale_runs(exp_id: str) -> int:
             pid = int(tags.get("textclf.pid", "0"))
         except ValueError:
             continue
-        if pid and not _alive(pid):
+        if pid and not pid_alive(pid):
             client.set_terminated(run.info.run_id, status="KILLED")
             n += 1
     if n:
         log.info("marked %d run(s) of killed processes as KILLED", n)
     return n
-
-
-def _alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def find_source_run(exp_id: str, stage_key: str) -> str | None:

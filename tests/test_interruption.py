@@ -1,0 +1,195 @@
+"""Interruption: SIGINT and SIGKILL during tokenization, training and a multi-variant run.
+
+Each case runs the real CLI in a subprocess through a small launcher that
+sends the signal to its own process at a chosen point (after the train split
+is tokenized, after epoch 1's checkpoint, after the second child run is
+logged). Then the same command runs again and must:
+
+* complete with the same final metrics as an uninterrupted run;
+* leave no MLflow run RUNNING: the interrupted runs end KILLED (recorded by
+  the process on Ctrl-C, by the next run after a SIGKILL);
+* give the new parent exactly one child per (variant, seed);
+* leave no half-written stage-cache entry or temporary behind.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+from conftest import make_rows, write_csv
+
+LAUNCHER = textwrap.dedent(
+    """
+    import os, signal, sys
+
+    point = os.environ.get("KILL_POINT")  # unset: a plain, uninterrupted run
+    sig, after = getattr(signal, os.environ.get("KILL_SIGNAL", "SIGKILL")), int(os.environ.get("KILL_AFTER", "0"))
+    calls = [0]
+
+    def wrap(module, name):
+        original = getattr(module, name)
+
+        def patched(*args, **kwargs):
+            out = original(*args, **kwargs)
+            calls[0] += 1
+            if calls[0] == after:
+                os.kill(os.getpid(), sig)
+            return out
+
+        setattr(module, name, patched)
+
+    if point == "tokenize":
+        import textclf.tokenize as m
+        wrap(m, "encode_dataset")  # after the train split is encoded, before validation
+    elif point == "train":
+        import textclf.train as m
+        wrap(m.Trainer, "_save_checkpoint")  # right after an epoch's checkpoint
+    elif point == "children":
+        import textclf.experiment as m
+        wrap(m, "log_child")  # after a child run's params, metrics and model are logged
+
+    from textclf.cli import main
+    sys.exit(main(sys.argv[1:]))
+    """
+)
+
+TINY = [
+    "--set", "embedding.dim=8", "--set", "encoder.hidden_size=8", "--set", "evaluate.latency_samples=2",
+    "--set", "train.num_threads=1", "--set", "train.patience=0",
+]
+TRAIN = ["train", "--set", "data.source=data.csv", "--set", "train.epochs=3", *TINY, "--metrics-out", "metrics.json"]
+PIPELINE = """\
+name: p
+data: {source: data.csv}
+seeds: [1, 2]
+baseline: rnn
+params: {train.epochs: 2}
+variants:
+  rnn: {encoder.cell: rnn}
+  lstm: {encoder.cell: lstm}
+"""
+RUN = ["run", "p", *TINY, "--summary-out", "summary.json"]
+# What must not change between an uninterrupted and an interrupted-then-resumed run.
+FINAL = ("val_accuracy", "test_accuracy", "test_macro_f1", "test_log_loss", "test_ece", "train_accuracy", "params")
+
+
+def prepare(d: Path) -> None:
+    d.mkdir(parents=True, exist_ok=True)
+    write_csv(d / "data.csv", make_rows(90))
+    (d / "pipelines").mkdir(exist_ok=True)
+    (d / "pipelines" / "p.yaml").write_text(PIPELINE)
+    (d / "launch.py").write_text(LAUNCHER)
+
+
+def cli(d: Path, args: list[str], kill: tuple[str, str, int] | None = None) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KILL_")}
+    env.update(
+        TEXTCLF_CACHE_DIR=str(d / ".textclf"), MLFLOW_TRACKING_URI=f"sqlite:///{d}/mlruns/mlflow.db",
+        HF_DATASETS_CACHE=str(d / "hf-datasets"), HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false",
+        PYTHONPATH=os.pathsep.join([str(Path(__file__).resolve().parents[1]), env.get("PYTHONPATH", "")]),
+    )
+    if kill:
+        env.update(KILL_POINT=kill[0], KILL_SIGNAL=kill[1], KILL_AFTER=str(kill[2]))
+    return subprocess.run([sys.executable, str(d / "launch.py"), *args], cwd=d, env=env, capture_output=True, text=True, timeout=600)
+
+
+def runs(d: Path) -> list[dict]:
+    with sqlite3.connect(d / "mlruns" / "mlflow.db") as con:
+        rows = con.execute("SELECT run_uuid, status FROM runs").fetchall()
+        tags = {}
+        for run_id, key, value in con.execute("SELECT run_uuid, key, value FROM tags"):
+            tags.setdefault(run_id, {})[key] = value
+    return [{"id": r, "status": s, **tags.get(r, {})} for r, s in rows]
+
+
+def half_written(d: Path) -> list[str]:
+    root = d / ".textclf"
+    bad = [str(t) for t in root.glob("*/.tmp-*")]
+    for stage in (s for s in root.iterdir() if s.is_dir() and not s.name.startswith(".") and s.name != "datasets"):
+        bad += [str(e) for e in stage.iterdir() if e.is_dir() and not e.name.startswith(".") and not (e / "_entry.json").is_file()]
+    return bad
+
+
+def final_train(d: Path) -> dict:
+    m = json.loads((d / "metrics.json").read_text())
+    return {k: m.get(k) for k in FINAL}
+
+
+def final_pipeline(d: Path) -> dict:
+    s = json.loads((d / "summary.json").read_text())
+    return {name: {k: row[k] for k in ("seeds", "test_accuracy", "test_macro_f1", "delta_accuracy")} for name, row in s["variants"].items()}
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory) -> dict:
+    d = tmp_path_factory.mktemp("uninterrupted")
+    prepare(d)
+    for args in (TRAIN, RUN):
+        res = cli(d, args)
+        assert res.returncode == 0, res.stderr
+    return {"train": final_train(d), "pipeline": final_pipeline(d)}
+
+
+EXPECTED_EXIT = {"SIGINT": 130, "SIGKILL": -signal.SIGKILL}
+
+
+@pytest.mark.parametrize("sig", ["SIGINT", "SIGKILL"])
+@pytest.mark.parametrize("point,after", [("tokenize", 1), ("train", 1)])
+def test_interrupted_train_resumes_to_the_same_metrics(point, after, sig, uninterrupted, tmp_path):
+    d = tmp_path / "w"
+    prepare(d)
+    killed = cli(d, TRAIN, kill=(point, sig, after))
+    assert killed.returncode == EXPECTED_EXIT[sig], killed.stderr
+    if sig == "SIGINT":
+        assert "interrupted; re-run the same command" in killed.stdout + killed.stderr
+        assert "Traceback" not in killed.stderr
+        assert [r["status"] for r in runs(d)] == ["KILLED"]  # recorded by the process itself
+    else:
+        assert [r["status"] for r in runs(d)] == ["RUNNING"]  # nobody could record anything
+    if point == "train":  # epoch 1's checkpoint is there to resume from
+        assert list((d / ".textclf" / "train" / ".work").glob("*/checkpoint.pt"))
+
+    again = cli(d, TRAIN)
+    assert again.returncode == 0, again.stderr
+    assert final_train(d) == uninterrupted["train"]
+    if point == "train":
+        assert "resuming from" in again.stderr and "after epoch 1" in again.stderr
+    statuses = sorted(r["status"] for r in runs(d))
+    assert statuses == ["FINISHED", "KILLED"], statuses
+    assert not half_written(d)
+    assert not list((d / ".textclf" / "train" / ".work").glob("*/checkpoint.pt"))  # finished: scratch removed
+
+
+@pytest.mark.parametrize("sig", ["SIGINT", "SIGKILL"])
+def test_interrupted_pipeline_resumes_without_duplicate_children(sig, uninterrupted, tmp_path):
+    d = tmp_path / "w"
+    prepare(d)
+    killed = cli(d, RUN, kill=("children", sig, 2))  # after 2 of the 4 (variant, seed) children
+    assert killed.returncode == EXPECTED_EXIT[sig], killed.stderr
+    first = runs(d)
+    assert len(first) == 3  # parent + two children (the second was being closed)
+
+    again = cli(d, RUN)
+    assert again.returncode == 0, again.stderr
+    assert final_pipeline(d) == uninterrupted["pipeline"]
+
+    after = runs(d)
+    assert not [r for r in after if r["status"] == "RUNNING"]
+    old_parent = next(r for r in first if r.get("textclf.role") == "parent")
+    assert next(r for r in after if r["id"] == old_parent["id"])["status"] == "KILLED"
+    new_parent = json.loads((d / "summary.json").read_text())["parent_run_id"]
+    children = [r for r in after if r.get("mlflow.parentRunId") == new_parent]
+    pairs = [(r["variant"], r["seed"]) for r in children]
+    assert sorted(pairs) == sorted({(v, s) for v in ("rnn", "lstm") for s in ("1", "2")})  # each exactly once
+    assert all(r["status"] == "FINISHED" for r in children)
+    # The two finished before the interruption are reused from the cache, not trained again.
+    assert sum(r.get("cached") == "true" for r in children) >= 1
+    assert not half_written(d)
