@@ -144,6 +144,16 @@ def pickled_model(p: Path) -> None:
     (p / "model" / "model.safetensors").write_bytes(pickle.dumps(Evil()))
 
 
+def pickled_baseline(p: Path) -> None:
+    """A real TF-IDF baseline folder whose coefficients are replaced by a pickled object array."""
+    import numpy as np
+
+    _train_tiny(p, "--set", "kind=tfidf", "--output", "model")
+    evil = np.empty(1, dtype=object)
+    evil[0] = Evil()
+    np.save(p / "model" / "tfidf" / "coef.npy", evil, allow_pickle=True)
+
+
 def pickled_checkpoint(p: Path) -> None:
     """A crafted pickle exactly where the next run looks for its resume checkpoint."""
     import shutil
@@ -206,6 +216,7 @@ CASES = [
     Case("unknown-run-reference", empty_store, ["predict", "--model", "runs:/0123456789abcdef0123456789abcdef/model", "some text"], expect=["runs:/0123456789abcdef0123456789abcdef/model", "textclf ui"]),
     Case("unknown-registered-model", empty_store, ["predict", "--model", "models:/nobody@champion", "some text"], expect=["nobody"]),
     Case("pickle-as-model", pickled_model, ["predict", "--model", "model", "some text"], expect=["model.safetensors", "safetensors"]),
+    Case("pickle-in-baseline", pickled_baseline, ["predict", "--model", "model", "some text"], expect=["coef.npy", "allow_pickle=false"]),
     Case("pickle-as-checkpoint", pickled_checkpoint, ["train", "--set", "data.source=good.csv", *TINY, "--set", "train.epochs=2", "--no-track"], code=1, expect=["checkpoint.pt", "not loaded", "weights_only=true", "rm "]),
     Case("unreachable-tracking-server", good, ["train", "--set", "data.source=good.csv", *TINY, "--tracking-uri", "http://127.0.0.1:9"], expect=["127.0.0.1:9", "mlflow server"]),
     # ---- legitimate but extreme: textclf must cope (exit 0)

@@ -82,7 +82,7 @@ def embed_stage(cfg: Config, tok: StageResult, cache: StageCache) -> StageResult
                 (tmp / "coverage.json").write_text(json.dumps(coverage))
             hit = cache.get("embed", key)
     coverage = json.loads((hit / "coverage.json").read_text())
-    return StageResult(key, hit, cached, {"matrix": np.load(hit / "matrix.npy"), "coverage": coverage})
+    return StageResult(key, hit, cached, {"matrix": np.load(hit / "matrix.npy", allow_pickle=False), "coverage": coverage})
 
 
 def _build_model(cfg: Config, vocab_size: int, num_classes: int, emb: StageResult | None, source=None):
