@@ -19,7 +19,7 @@ from pathlib import Path
 
 from bench import _common as C
 
-BENCHMARKS = ("train_throughput", "inference", "tokenize", "pipeline")
+BENCHMARKS = ("train_throughput", "inference", "tokenize", "pipeline", "scale")
 
 
 def main(argv=None) -> int:

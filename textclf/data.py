@@ -256,6 +256,22 @@ def _table(ds) -> pa.Table:
     return ds.with_format(None).data.table if ds._indices is None else ds.flatten_indices().data.table
 
 
+def _dataset(table: pa.Table):
+    """An in-memory ``datasets.Dataset`` over ``table`` without hashing its content.
+
+    ``datasets`` otherwise fingerprints a new in-memory dataset by serialising
+    the whole table (a transient copy several times the data: +280 MiB at a
+    million rows). textclf keys its caches on its own content fingerprints,
+    so the library's fingerprint only has to be unique.
+    """
+    import uuid
+
+    import datasets
+    from datasets.table import InMemoryTable
+
+    return datasets.Dataset(InMemoryTable(table), fingerprint=uuid.uuid4().hex[:16])
+
+
 def _label_strings(col: pa.ChunkedArray, feature, where: str) -> pa.Array:
     """Labels as strings (null = missing): a CSV column may hold "1" and "pos" side by side, hub data holds ints."""
     col = col.combine_chunks()
@@ -279,8 +295,6 @@ def _label_strings(col: pa.ChunkedArray, feature, where: str) -> pa.Array:
 
 def _select_columns(ds, cfg: DataConfig, where: str):
     """Keep the text and label columns as ``text`` (str) and ``label`` (str, label names)."""
-    import datasets
-
     cols = ds.column_names
     if cfg.text_column == cfg.label_column:
         raise DataError(f"{where}: data.text_column and data.label_column are both {cfg.text_column!r}; they must differ.")
@@ -312,7 +326,7 @@ def _select_columns(ds, cfg: DataConfig, where: str):
             raise DataError(f"{where}: the text column {cfg.text_column!r} has type {text.type}; expected strings.") from None
     label = _label_strings(table.column(cfg.label_column), ds.features[cfg.label_column], where)
     # Built by position, so a swap (text_column: label, label_column: text) renames correctly.
-    return datasets.Dataset(pa.table({"text": text.cast(pa.string()), "label": label}))
+    return _dataset(pa.table({"text": text.cast(pa.string()), "label": label}))
 
 
 def invalid_rows(ds) -> dict[str, np.ndarray]:
@@ -479,7 +493,7 @@ def prepare(cfg: DataConfig, cache_dir: str | Path | None = None) -> PreparedDat
             )
         y = idx.to_numpy(zero_copy_only=False).astype(np.int64)
         table = _table(ds).select(["text"]).append_column("label", pa.array(y))
-        encoded[split] = (datasets.Dataset(table), y)
+        encoded[split] = (_dataset(table), y)
 
     # Carve validation / test from train where they were not given.
     train_ds, y = encoded.pop("train")
@@ -515,11 +529,15 @@ def prepare(cfg: DataConfig, cache_dir: str | Path | None = None) -> PreparedDat
 
 
 def _leakage(splits) -> dict[str, Any]:
-    """Count validation/test texts that also occur in train (warn: inflated scores)."""
-    train = set(hashlib.blake2b(t.encode(), digest_size=8).digest() for t in splits["train"]["text"])
+    """Count validation/test texts that also occur in train (warn: inflated scores).
+
+    Arrow's hash-based ``is_in`` does the matching: no Python string per row.
+    """
+    train = _table(splits["train"]).column("text").combine_chunks()
     out = {}
     for split in ("validation", "test"):
-        n = sum(hashlib.blake2b(t.encode(), digest_size=8).digest() in train for t in splits[split]["text"])
+        found = pc.is_in(_table(splits[split]).column("text"), value_set=train)
+        n = int(pc.sum(found).as_py() or 0)
         if n:
             out[f"overlap_{split}"] = n
             log.warning("%d %s texts also occur in train: scores on %s will be optimistic (leakage).", n, split, split)
