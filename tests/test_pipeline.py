@@ -246,3 +246,25 @@ def test_multi_task_pipeline_compares_each_task_on_its_own(project):
     assert sorted((c.data.tags["task"], c.data.tags["variant"]) for c in children) == [
         ("first", "bilstm"), ("first", "rnn"), ("second", "rnn")
     ]
+
+
+def test_cached_rerun_reuses_rendered_comparison_plots(project, monkeypatch):
+    """Plots depend only on the results: an unchanged re-run copies them instead of re-rendering."""
+    from mlflow.tracking import MlflowClient
+
+    import textclf.compare
+
+    tmp, pipe = project
+    calls = []
+    real = textclf.compare._make_plots
+    monkeypatch.setattr(textclf.compare, "_make_plots", lambda *a, **k: calls.append(1) or real(*a, **k))
+    assert run_cli("run", str(pipe), "-q", "--variant", "rnn", "--summary-out", "a.json") == 0
+    assert run_cli("run", str(pipe), "-q", "--variant", "rnn", "--summary-out", "b.json") == 0
+    assert len(calls) == 1  # rendered once, for the first run
+    for name in ("a.json", "b.json"):
+        parent = json.loads(Path(name).read_text())["parent_run_id"]
+        files = {f.path for f in MlflowClient().list_artifacts(parent, "comparison")}
+        assert {"comparison/learning_curves.png", "comparison/report.md"} <= files
+    # A changed result is plotted afresh.
+    assert run_cli("run", str(pipe), "-q", "--variant", "rnn", "--set", "train.epochs=1", "--summary-out", "c.json") == 0
+    assert len(calls) == 2

@@ -490,6 +490,35 @@ def _make_plots(summary: dict[str, Any], records: Sequence[RunRecord], out_dir: 
     return [p for p in plots if p is not None]
 
 
+def _cached_plots(summary: dict[str, Any], records: Sequence[RunRecord], out_dir: Path, cache) -> list[Path]:
+    """The plots of ``_make_plots``, from the stage cache when the same results were plotted before.
+
+    Rendering is most of a fully cached re-run's time (~2–4 s of matplotlib);
+    the plots depend only on the per-variant figures and learning curves, so
+    those (without run ids) are the key.
+    """
+    import shutil
+
+    from textclf.cache import stage_key
+
+    stable = {
+        name: {k: v for k, v in row.items() if k not in ("run_ids", "cached")} for name, row in summary.get("variants", {}).items()
+    }
+    curves = [[r.variant, r.seed, r.history] for r in records]
+    key = stage_key("compare_plots", {"variants": stable, "baseline": summary.get("baseline"), "curves": curves})
+    with cache.lock("compare_plots", key):
+        hit = cache.get("compare_plots", key)
+        if hit is None:
+            with cache.write("compare_plots", key) as tmp:
+                _make_plots(summary, records, tmp)
+            hit = cache.get("compare_plots", key)
+    paths = []
+    for png in sorted(hit.glob("*.png")):
+        shutil.copyfile(png, out_dir / png.name)
+        paths.append(out_dir / png.name)
+    return paths
+
+
 def write_report(
     summary: dict[str, Any],
     records: Sequence[RunRecord],
@@ -497,8 +526,12 @@ def write_report(
     *,
     title: str,
     command: str | None = None,
+    cache=None,
 ) -> dict[str, Any]:
     """Write ``report.md``, ``summary.json`` and the comparison PNGs into ``out_dir``.
+
+    With ``cache`` (a :class:`~textclf.cache.StageCache`), plots of a
+    comparison whose results were plotted before are copied, not re-rendered.
 
     Returns ``{"report": path, "summary": path, "plots": [paths]}``. The
     depth plot is left out when the neural variants span a single depth.
@@ -510,7 +543,7 @@ def write_report(
     # allow_nan=False: a NaN that slipped through must fail here, not in a JSON reader later.
     summary_path.write_text(json.dumps(summary, indent=2, allow_nan=False) + "\n", encoding="utf-8")
 
-    plots = _make_plots(summary, records, out_dir)
+    plots = _cached_plots(summary, records, out_dir, cache) if cache is not None else _make_plots(summary, records, out_dir)
 
     variants = summary["variants"]
     seeds = sorted({s for v in variants.values() for s in v.get("seeds", [])})

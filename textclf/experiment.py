@@ -64,12 +64,15 @@ def log_datasets(out: VariantOutput) -> None:
     import mlflow
 
     d = out.data.value
+    datasets, contexts = [], []
     for split, context in (("train", "training"), ("validation", "validation"), ("test", "testing")):
         source = d.sources.get(split) or d.sources.get("train", "")
-        ds = mlflow.data.from_huggingface(
+        datasets.append(mlflow.data.from_huggingface(
             d.splits[split], targets="label", name=split, digest=d.fingerprints[split], source=_dataset_source(str(source))
-        )
-        tracking.retry(mlflow.log_input, ds, context=context)
+        ))
+        contexts.append(context)
+    # One store transaction for the three splits (three log_input calls cost ~3× on SQLite).
+    tracking.retry(mlflow.log_inputs, datasets=datasets, contexts=contexts, tags_list=[None] * len(datasets))
 
 
 def log_child(client, run_id: str, out: VariantOutput, *, exp_id: str, example_texts: list[str]) -> dict[str, str]:
@@ -218,7 +221,9 @@ def run_pipeline(
                 if task:
                     s["task"] = task
                 out_dir = Path(tmp) / task if task else Path(tmp)
-                write_report(s, recs, out_dir, title=f"textclf · {pipe.name}" + (f" · {task}" if task else ""), command=command)
+                write_report(
+                    s, recs, out_dir, title=f"textclf · {pipe.name}" + (f" · {task}" if task else ""), command=command, cache=cache
+                )
                 summaries[task] = s
                 for name, row in s["variants"].items():
                     for metric in ("test_accuracy", "test_macro_f1"):
