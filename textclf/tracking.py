@@ -194,40 +194,67 @@ def mark_stale_runs(exp_id: str) -> int:
     return n
 
 
+_SOURCES: dict[str, dict[str, str]] = {}  # exp_id -> {stage_key: first run that computed it}
+
+
 def find_source_run(exp_id: str, stage_key: str) -> str | None:
-    """The finished run that originally computed a cached result (tag ``stage_key``)."""
+    """The finished run that originally computed a cached result (tag ``stage_key``).
+
+    One search per experiment and process answers every child of a cached
+    re-run; a key not in it (computed since) falls back to its own search.
+    """
     from mlflow.tracking import MlflowClient
 
-    runs = MlflowClient().search_runs(
-        [exp_id],
-        filter_string=f"tags.stage_key = '{stage_key}' and tags.cached = 'false' and attributes.status = 'FINISHED'",
-        max_results=1,
-        order_by=["attributes.start_time ASC"],
+    finished = "tags.cached = 'false' and attributes.status = 'FINISHED'"
+    client = MlflowClient()
+    if exp_id not in _SOURCES:
+        found: dict[str, str] = {}
+        for run in client.search_runs([exp_id], filter_string=finished, max_results=5000, order_by=["attributes.start_time DESC"]):
+            key = run.data.tags.get("stage_key")
+            if key:
+                found[key] = run.info.run_id  # ascending overwrite order: the earliest wins
+        _SOURCES[exp_id] = found
+    if stage_key in _SOURCES[exp_id]:
+        return _SOURCES[exp_id][stage_key]
+    runs = client.search_runs(
+        [exp_id], filter_string=f"tags.stage_key = '{stage_key}' and {finished}", max_results=1, order_by=["attributes.start_time ASC"]
     )
     return runs[0].info.run_id if runs else None
 
 
-def log_params_flat(params: dict[str, Any]) -> None:
-    import mlflow
-
-    clean = {k: (json.dumps(v) if isinstance(v, (dict, list)) else v) for k, v in params.items()}
-    items = list(clean.items())
-    for i in range(0, len(items), 100):
-        mlflow.log_params(dict(items[i : i + 100]))
+def flat_params(params: dict[str, Any]) -> dict[str, Any]:
+    """Config values as MLflow params: nested values as JSON."""
+    return {k: (json.dumps(v) if isinstance(v, (dict, list)) else v) for k, v in params.items()}
 
 
-def log_history(client, run_id: str, history: list[dict[str, Any]]) -> None:
+def history_metrics(history: list[dict[str, Any]]) -> list:
+    """Per-epoch metrics (step = epoch) as MLflow Metric entities."""
     from mlflow.entities import Metric
 
     now = int(time.time() * 1000)
-    metrics = [
+    return [
         Metric(key=k, value=float(v), timestamp=now, step=int(row["epoch"]))
         for row in history
         for k, v in row.items()
         if k != "epoch" and isinstance(v, (int, float)) and v == v
     ]
-    for i in range(0, len(metrics), 1000):
-        client.log_batch(run_id, metrics=metrics[i : i + 1000])
+
+
+def log_batch(client, run_id: str, *, params: dict[str, Any] | None = None, metrics: list | None = None) -> None:
+    """Params and metrics in as few store transactions as MLflow's batch limits allow.
+
+    (≤ 100 params and ≤ 1,000 entities per call; one call per child run instead
+    of one per kind is most of what makes a fully cached re-run quick.)
+    """
+    from mlflow.entities import Param
+
+    ps = [Param(k, str(v)) for k, v in (params or {}).items()]
+    ms = list(metrics or [])
+    while ps or ms:
+        p_chunk, ps = ps[:100], ps[100:]
+        room = 1000 - len(p_chunk)
+        m_chunk, ms = ms[:room], ms[room:]
+        client.log_batch(run_id, metrics=m_chunk, params=p_chunk)
 
 
 def log_model(model_dir: Path, example_texts: list[str]) -> str:
