@@ -176,3 +176,21 @@ def test_iterate_batches_covers_split():
         assert tokens.shape[0] == len(idx) and tokens.shape[1] == lengths.max().clamp(min=1)
         seen += idx.tolist()
     assert sorted(seen) == list(range(70))
+
+
+def test_inference_batches_cover_everything_with_bounded_padding():
+    from textclf.batching import inference_batches
+
+    rng = np.random.default_rng(0)
+    lengths = rng.integers(1, 60, 1000)
+    batches = inference_batches(lengths, 256, waste=1.25, min_rows=16)
+    flat = np.concatenate(batches)
+    assert sorted(flat.tolist()) == list(range(1000))  # every row exactly once
+    assert np.all(np.diff(lengths[flat]) >= 0)  # length-sorted
+    for b in batches:
+        assert 1 <= len(b) <= 256
+        if len(b) > 16:  # above the floor, padding stays within the budget
+            assert len(b) * lengths[b].max() <= 1.25 * lengths[b].sum()
+    # Equal lengths waste nothing: batches are simply max_rows long.
+    same = inference_batches(np.full(600, 7), 256)
+    assert [len(b) for b in same] == [256, 256, 88]

@@ -71,7 +71,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
-from textclf.batching import EncodedSplit, bucket_batches, collate
+from textclf.batching import EncodedSplit, bucket_batches, collate, inference_batches
 from textclf.config import TrainConfig
 from textclf.errors import ConfigError, TrainingError
 
@@ -753,7 +753,7 @@ def predict_proba(
         if next(model.parameters()).device != device:  # .to() walks every module: skip it per call
             model.to(device)
     was_training = model.training
-    batches = bucket_batches(split.lengths, batch_size, shuffle=False)  # sorted by length
+    batches = inference_batches(split.lengths, batch_size)  # sorted by length, little padding
     out, pos = None, 0  # (N, C) on the device, rows in sorted order
     try:
         with torch.inference_mode():
