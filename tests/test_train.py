@@ -339,3 +339,18 @@ def test_resume_after_kill_matches_uninterrupted_run(tmp_path):
     for key in ("best_epoch", "best_metric", "stopped_early"):
         assert a["result"][key] == b["result"][key]
     assert a["weights"] == b["weights"]
+
+
+def test_pretrained_embeddings_are_not_decayed_toward_zero():
+    from textclf.model import TextClassifier
+    from textclf.train import param_groups
+
+    model = TextClassifier(50, 8, 2, hidden_size=8)
+    decayed = lambda groups: {id(p) for g in groups if g["weight_decay"] > 0 for p in g["params"]}  # noqa: E731
+    assert id(model.embedding.weight) in decayed(param_groups(model, 0.1))  # random init: regularised like any matrix
+    model.pretrained_embedding = True
+    groups = param_groups(model, 0.1)
+    assert id(model.embedding.weight) not in decayed(groups)
+    others = [p for name, p in model.named_parameters() if p.ndim == 2 and not name.startswith("embedding")]
+    assert others and all(id(p) in decayed(groups) for p in others)  # the encoder and head still are
+    assert sum(len(g["params"]) for g in groups) == sum(1 for p in model.parameters() if p.requires_grad)

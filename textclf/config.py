@@ -110,7 +110,7 @@ class TrainConfig(_Section):
     epochs: int = Field(10, ge=1)
     batch_size: int = Field(64, ge=1)
     lr: float = Field(2e-3, gt=0.0)
-    weight_decay: float = Field(0.01, ge=0.0)
+    weight_decay: float = Field(0.1, ge=0.0, description="AdamW decoupled weight decay (pretrained embeddings are not decayed).")
     schedule: Literal["constant", "linear", "cosine"] = "linear"
     warmup_ratio: float = Field(0.05, ge=0.0, lt=1.0)
     grad_clip: float = Field(1.0, ge=0.0, description="Max gradient norm; 0 disables clipping.")

@@ -109,6 +109,7 @@ def _build_model(cfg: Config, vocab_size: int, num_classes: int, emb: StageResul
     if emb is not None:
         with torch.no_grad():
             model.embedding.weight.copy_(torch.from_numpy(emb.value["matrix"]))
+        model.pretrained_embedding = True  # not decayed toward zero (see train.param_groups)
     if source is not None:  # encoder.init_from: embedding + encoder from the source, new head
         from textclf.transfer import load_pretrained
 

@@ -151,10 +151,16 @@ def set_num_threads(num_threads: int | None) -> int:
 
 
 def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
-    """AdamW groups: decay matrices (``ndim >= 2``), not biases / norm scales."""
+    """AdamW groups: decay matrices (``ndim >= 2``), not biases / norm scales.
+
+    Nor pretrained embeddings (``model.pretrained_embedding``): decay pulls
+    weights toward zero, which for GloVe vectors means toward *no* meaning,
+    not toward where they started.
+    """
     params = [p for p in model.parameters() if p.requires_grad]
-    decay = [p for p in params if p.ndim >= 2]
-    no_decay = [p for p in params if p.ndim < 2]
+    keep = model.embedding.weight if getattr(model, "pretrained_embedding", False) else None
+    decay = [p for p in params if p.ndim >= 2 and p is not keep]
+    no_decay = [p for p in params if p.ndim < 2 or p is keep]
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 
