@@ -179,7 +179,7 @@ def test_final_model_scores_best_metric():
     noisy = EncodedSplit(TRAIN.ids, TRAIN.offsets, np.random.default_rng(0).permutation(TRAIN.labels))
     seed_everything(0)
     model = TinyRNN()
-    config = cfg(epochs=8, lr=0.02, schedule="constant", early_stopping_metric="loss", patience=2)
+    config = cfg(epochs=8, lr=0.02, weight_decay=0.0, schedule="constant", early_stopping_metric="loss", patience=2)
     result = Trainer(model, config).fit(noisy, VAL)
     assert result.stopped_early and result.best_epoch < len(result.history)
     assert result.best_metric == min(h["val_loss"] for h in result.history)
