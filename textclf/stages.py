@@ -99,8 +99,13 @@ def tokenize_stage(cfg: Config, prepared: StageResult, cache: StageCache, *, for
     tok = Tokenizer.from_file(str(hit / "tokenizer.json"))
     splits = {s: EncodedSplit.load(hit / s) for s in ("train", "validation", "test")}
     stats = json.loads((hit / "stats.json").read_text())
-    _warn_truncation(stats, cfg.tokenizer.max_length)
+    if key not in _WARNED:  # once per tokenized dataset, not once per variant using it
+        _WARNED.add(key)
+        _warn_truncation(stats, cfg.tokenizer.max_length)
     return StageResult(key, hit, cached, Tokenized(tokenizer=tok, splits=splits, stats=stats))
+
+
+_WARNED: set[str] = set()
 
 
 def _warn_truncation(stats: dict, max_length: int) -> None:
