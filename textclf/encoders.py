@@ -164,7 +164,8 @@ class RecurrentEncoder(nn.Module):
 
     def sequence(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """Per-token outputs of the top layer, (B, T, output_size), zeros at padding."""
-        states, _, _ = self._encode(x, lengths)
+        states, mask, _ = self._encode(x, lengths)
+        states = states.masked_fill(~mask.unsqueeze(-1), 0.0)
         return F.pad(states, (0, 0, 0, x.size(1) - states.size(1)))  # undo the trimming
 
     # -- internals ----------------------------------------------------------------
@@ -185,7 +186,12 @@ class RecurrentEncoder(nn.Module):
         return x, lengths
 
     def _encode(self, x: torch.Tensor, lengths: torch.Tensor):
-        """-> states (B, T', D) zeroed at padding, mask (B, T') True at real tokens, lengths (B,)."""
+        """-> states (B, T', D), mask (B, T') True at real tokens, lengths (B,).
+
+        States at padding positions are left as computed (finite junk): each
+        pooling masks them its own way, so none pays for a second full-size
+        masked copy (max pooling would otherwise fill twice).
+        """
         x, lengths = self._prepare(x, lengths)
         positions = torch.arange(x.size(1), device=x.device)  # (T',)
         mask = positions < lengths[:, None]  # (B, T')
@@ -204,8 +210,7 @@ class RecurrentEncoder(nn.Module):
                 h = torch.cat([fwd, _reorder(bwd, rev)], dim=-1)  # (B, T', 2H), original order
             # Padding positions of h hold junk, but it only ever flows into later padding
             # positions of the next layer (in both directions), never into real tokens.
-        states = h.masked_fill(~mask.unsqueeze(-1), 0.0)
-        return states, mask, lengths
+        return h, mask, lengths
 
     def _pool(self, states: torch.Tensor, mask: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         if self.pooling == "last":
@@ -218,10 +223,11 @@ class RecurrentEncoder(nn.Module):
             H = self.hidden_size
             return torch.cat([last[:, :H], states[:, 0, H:]], dim=-1)  # (B, 2H)
         if self.pooling == "mean":
-            return states.sum(1) / lengths.unsqueeze(-1).to(states.dtype)  # padding is zero
+            return states.masked_fill(~mask.unsqueeze(-1), 0.0).sum(1) / lengths.unsqueeze(-1).to(states.dtype)
         if self.pooling == "max":
             return states.masked_fill(~mask.unsqueeze(-1), float("-inf")).amax(1)
         # attention
+        states = states.masked_fill(~mask.unsqueeze(-1), 0.0)  # 0 × junk must stay 0 in the bmm
         scores = self.attention(states).squeeze(-1)  # (B, T')
         weights = scores.masked_fill(~mask, float("-inf")).softmax(dim=1)  # exactly 0 at padding
         return torch.bmm(weights.unsqueeze(1).to(states.dtype), states).squeeze(1)  # (B, D)
