@@ -349,3 +349,10 @@ def test_expand_dotted_merges_nested_and_dotted_forms():
         "encoder": {"cell": "rnn", "layers": 2},
         "data": {"options": {"a.b": 1}},
     }
+
+
+def test_named_vectors_with_the_wrong_dim_fail_at_config_time():
+    # No vectors are loaded (the [glove] extra need not be installed): the size of glove-6b-50d is known.
+    with pytest.raises(ConfigError, match=r"embedding.dim is 100 but glove-6b-50d vectors have 50 dimensions; set --set embedding.dim=50"):
+        load_config(overrides=["embedding.pretrained=glove-6b-50d", "embedding.dim=100"])
+    assert load_config(overrides=["embedding.pretrained=glove-6b-50d", "embedding.dim=50"]).embedding.dim == 50

@@ -93,6 +93,14 @@ class EmbeddingConfig(_Section):
     trainable: bool = True
     dropout: float = Field(0.25, ge=0.0, lt=1.0)
 
+    @model_validator(mode="after")
+    def _known_dim(self) -> "EmbeddingConfig":
+        # Named vectors have a known size: say so at config time, before (and without) loading them.
+        known = {"glove-6b-50d": 50}.get(self.pretrained or "")
+        if known is not None and self.dim != known:
+            raise ValueError(f"embedding.dim is {self.dim} but {self.pretrained} vectors have {known} dimensions; set --set embedding.dim={known}")
+        return self
+
 
 class EncoderConfig(_Section):
     cell: Literal["rnn", "gru", "lstm"] = "lstm"
