@@ -30,6 +30,9 @@ LAUNCHER = textwrap.dedent(
     """
     import os, signal, sys
 
+    # A shell starts background jobs with SIGINT ignored, and Python then never
+    # raises KeyboardInterrupt: give this process the Ctrl-C of a terminal.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     point = os.environ.get("KILL_POINT")  # unset: a plain, uninterrupted run
     sig, after = getattr(signal, os.environ.get("KILL_SIGNAL", "SIGKILL")), int(os.environ.get("KILL_AFTER", "0"))
     calls = [0]
