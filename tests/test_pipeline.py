@@ -268,3 +268,23 @@ def test_cached_rerun_reuses_rendered_comparison_plots(project, monkeypatch):
     # A changed result is plotted afresh.
     assert run_cli("run", str(pipe), "-q", "--variant", "rnn", "--set", "train.epochs=1", "--summary-out", "c.json") == 0
     assert len(calls) == 2
+
+
+def test_a_cached_result_in_another_store_gets_its_own_model(project):
+    """Experiment ids repeat across MLflow stores: a cached child must never point at another store's run."""
+    from mlflow.tracking import MlflowClient
+
+    tmp, pipe = project
+    store_b = f"sqlite:///{tmp}/other/mlflow.db"
+    for _ in range(2):  # the second run looks up store A's source runs (cached children)
+        assert run_cli("run", str(pipe), "-q", "--variant", "rnn", "--summary-out", "a.json") == 0
+    assert run_cli("run", str(pipe), "-q", "--variant", "rnn", "--tracking-uri", store_b, "--summary-out", "b.json") == 0
+    b = json.loads(Path("b.json").read_text())
+    client = MlflowClient(tracking_uri=store_b)
+    parent = client.get_run(b["parent_run_id"])
+    children = client.search_runs([parent.info.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{parent.info.run_id}'")
+    assert len(children) == 2
+    for c in children:
+        # The stage cache is shared, but store B never saw store A's runs: B logs the model itself.
+        assert "cached_from" not in c.data.tags
+        assert not c.data.tags["model_uri"].startswith("runs:/")  # logged here, not a pointer to store A

@@ -194,7 +194,7 @@ def mark_stale_runs(exp_id: str) -> int:
     return n
 
 
-_SOURCES: dict[str, dict[str, str]] = {}  # exp_id -> {stage_key: first run that computed it}
+_SOURCES: dict[tuple[str, str], dict[str, str]] = {}  # (store, exp_id) -> {stage_key: first run that computed it}
 
 
 def find_source_run(exp_id: str, stage_key: str) -> str | None:
@@ -203,19 +203,21 @@ def find_source_run(exp_id: str, stage_key: str) -> str | None:
     One search per experiment and process answers every child of a cached
     re-run; a key not in it (computed since) falls back to its own search.
     """
+    import mlflow
     from mlflow.tracking import MlflowClient
 
     finished = "tags.cached = 'false' and attributes.status = 'FINISHED'"
     client = MlflowClient()
-    if exp_id not in _SOURCES:
+    memo = (mlflow.get_tracking_uri(), exp_id)  # experiment ids repeat across stores
+    if memo not in _SOURCES:
         found: dict[str, str] = {}
         for run in client.search_runs([exp_id], filter_string=finished, max_results=5000, order_by=["attributes.start_time DESC"]):
             key = run.data.tags.get("stage_key")
             if key:
                 found[key] = run.info.run_id  # ascending overwrite order: the earliest wins
-        _SOURCES[exp_id] = found
-    if stage_key in _SOURCES[exp_id]:
-        return _SOURCES[exp_id][stage_key]
+        _SOURCES[memo] = found
+    if stage_key in _SOURCES[memo]:
+        return _SOURCES[memo][stage_key]
     runs = client.search_runs(
         [exp_id], filter_string=f"tags.stage_key = '{stage_key}' and {finished}", max_results=1, order_by=["attributes.start_time ASC"]
     )
