@@ -89,6 +89,16 @@ def median(values: list[float]) -> float:
     return float(statistics.median(values)) if values else float("nan")
 
 
+def start(args) -> tuple[int, dict[str, Any], float]:
+    """Threads, machine info and this machine's measured sgemm GFLOP/s: the opening of the FLOP benchmarks."""
+    threads = setup_threads(args.threads)
+    machine = machine_info(threads)
+    print(f"sgemm {args.sgemm_size}x{args.sgemm_size} fp32 on {threads} thread(s) ...", file=sys.stderr)
+    sgemm = sgemm_gflops(args.sgemm_size, reps=2 if args.smoke else 5)
+    print(f"  {sgemm:.1f} GFLOP/s", file=sys.stderr)
+    return threads, machine, sgemm
+
+
 def sgemm_gflops(n: int = 4096, reps: int = 5, dtype: str = "float32") -> float:
     """Best-of-``reps`` GFLOP/s of an ``n``×``n`` by ``n``×``n`` ``torch.mm`` (2·n³ FLOPs), after one warm-up call."""
     import torch

@@ -227,11 +227,7 @@ def profile(clf, texts: list[str], batch_size: int, n_single: int) -> dict:
 
 def main(argv=None) -> dict:
     args = parse_args(argv)
-    threads = C.setup_threads(args.threads)
-    machine = C.machine_info(threads)
-    print(f"sgemm {args.sgemm_size}x{args.sgemm_size} fp32 on {threads} thread(s) ...", file=sys.stderr)
-    sgemm = C.sgemm_gflops(args.sgemm_size, reps=2 if args.smoke else 5)
-    print(f"  {sgemm:.1f} GFLOP/s", file=sys.stderr)
+    threads, machine, sgemm = C.start(args)
     sets = C.data_overrides(args.data, smoke=args.smoke) + [
         f"embedding.dim={EMBEDDING}", f"encoder.hidden_size={HIDDEN}", f"encoder.layers={LAYERS}",
         "encoder.cell=lstm", "encoder.bidirectional=true", f"train.epochs={args.epochs}", "train.device=cpu",

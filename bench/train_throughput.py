@@ -173,11 +173,7 @@ def run_naive(spec: dict, data, vocab_size: int, num_classes: int, cfg) -> float
 
 def main(argv=None) -> dict:
     args = parse_args(argv)
-    threads = C.setup_threads(args.threads)
-    machine = C.machine_info(threads)
-    print(f"sgemm {args.sgemm_size}x{args.sgemm_size} fp32 on {threads} thread(s) ...", file=sys.stderr)
-    sgemm = C.sgemm_gflops(args.sgemm_size, reps=2 if args.smoke else 5)
-    print(f"  {sgemm:.1f} GFLOP/s", file=sys.stderr)
+    threads, machine, sgemm = C.start(args)
 
     fixed = [f"embedding.dim={EMBEDDING}", f"encoder.hidden_size={HIDDEN}", f"train.batch_size={BATCH}",
              "train.epochs=1", "train.device=cpu", f"train.num_threads={threads}"]
