@@ -98,6 +98,25 @@ def test_alone_equals_in_batch(cell, layers, bidirectional, pooling):
         assert torch.allclose(alone, batch[b : b + 1], atol=1e-6), f"row {b} (length {n})"
 
 
+@pytest.mark.parametrize("cell,layers,bidirectional,pooling", [c for c in ALL if c[3] != "attention"], ids=[i for c, i in zip(ALL, IDS) if c[3] != "attention"])
+def test_pooling_matches_the_per_token_states(cell, layers, bidirectional, pooling):
+    """forward() pools the reverse half in reversed order; it must equal pooling the in-order states."""
+    model = make_model(cell, layers, bidirectional, pooling).eval()
+    tokens, lengths = make_batch(extra=2)
+    with torch.no_grad():
+        states = model.encoder.sequence(model.embedding(tokens), lengths)  # (B, T, D), in order
+    real = torch.arange(tokens.size(1)) < lengths[:, None]
+    rows = [states[b, : lengths[b]] for b in range(len(lengths))]
+    if pooling == "max":
+        expected = torch.stack([r.amax(0) for r in rows])
+    elif pooling == "mean":
+        expected = torch.stack([r.mean(0) for r in rows])
+    else:  # last: forward at the last real token, reverse at the first
+        expected = torch.stack([torch.cat([r[-1, :HIDDEN], r[0, HIDDEN:]]) if bidirectional else r[-1] for r in rows])
+    assert real.sum() == sum(LENGTHS)
+    torch.testing.assert_close(pooled(model, tokens, lengths), expected, atol=1e-6, rtol=1e-5)
+
+
 @every_config
 def test_first_token_matters_padding_does_not(cell, layers, bidirectional, pooling):
     model = make_model(cell, layers, bidirectional, pooling).eval()

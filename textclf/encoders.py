@@ -159,7 +159,9 @@ class RecurrentEncoder(nn.Module):
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """x (B, T, I) float, lengths (B,) int on any device -> pooled (B, output_size)."""
-        states, mask, lengths = self._encode(x, lengths)
+        # Max, mean and last pooling never look across directions at one position, so
+        # the top layer's reverse states can stay in reversed order (see _encode).
+        states, mask, lengths = self._encode(x, lengths, ordered=self.pooling == "attention")
         return self._pool(states, mask, lengths)
 
     def sequence(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
@@ -185,8 +187,14 @@ class RecurrentEncoder(nn.Module):
         lengths = lengths.to(device=x.device, dtype=torch.long, non_blocking=True)
         return x, lengths
 
-    def _encode(self, x: torch.Tensor, lengths: torch.Tensor):
+    def _encode(self, x: torch.Tensor, lengths: torch.Tensor, ordered: bool = True):
         """-> states (B, T', D), mask (B, T') True at real tokens, lengths (B,).
+
+        ``ordered=False`` (bidirectional only) leaves the top layer's reverse half
+        in within-length reversed order: reversal only permutes real positions
+        among themselves, so the mask is the same, max and mean over time are
+        unchanged, and the reverse direction's final state sits at ``length - 1``
+        like the forward one's. It saves a gather and its backward scatter.
 
         States at padding positions are left as computed (finite junk): each
         pooling masks them its own way, so none pays for a second full-size
@@ -207,21 +215,20 @@ class RecurrentEncoder(nn.Module):
                     h = self.layer_dropout(h)
                 fwd, _ = layer["fwd"](h)  # (B, T', H)
                 bwd, _ = layer["bwd"](_reorder(h, rev))  # (B, T', H) in reversed order
-                h = torch.cat([fwd, _reorder(bwd, rev)], dim=-1)  # (B, T', 2H), original order
+                if ordered or i < self.layers - 1:
+                    bwd = _reorder(bwd, rev)  # back to the original order
+                h = torch.cat([fwd, bwd], dim=-1)  # (B, T', 2H)
             # Padding positions of h hold junk, but it only ever flows into later padding
             # positions of the next layer (in both directions), never into real tokens.
         return h, mask, lengths
 
     def _pool(self, states: torch.Tensor, mask: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         if self.pooling == "last":
-            # forward direction ends at the last real token ...
+            # The forward direction ends at the last real token; so does the reverse one,
+            # kept in reversed order by _encode: its final state is the one at the true
+            # first token.
             index = (lengths - 1).view(-1, 1, 1).expand(-1, 1, states.size(-1))  # (B, 1, D)
-            last = states.gather(1, index).squeeze(1)  # (B, D)
-            if not self.bidirectional:
-                return last
-            # ... the reverse direction ends at the first token
-            H = self.hidden_size
-            return torch.cat([last[:, :H], states[:, 0, H:]], dim=-1)  # (B, 2H)
+            return states.gather(1, index).squeeze(1)  # (B, D)
         if self.pooling == "mean":
             return states.masked_fill(~mask.unsqueeze(-1), 0.0).sum(1) / lengths.unsqueeze(-1).to(states.dtype)
         if self.pooling == "max":
