@@ -135,10 +135,11 @@ def read_folder(directory: str | Path) -> dict[str, Any]:
         raise ModelError(
             f"{d / 'labels.json'}: lists {len(labels)} classes but the model head in {weights.name} has {head.shape[0]} outputs."
         )
-    if tokenizer.get_vocab_size() != emb.shape[0] or hp.get("vocab_size") != emb.shape[0]:
+    rows = emb.shape[0] + (state["embedding.frozen"].shape[0] if "embedding.frozen" in state else 0)
+    if tokenizer.get_vocab_size() != rows or hp.get("vocab_size") != rows:
         raise ModelError(
             f"{tok_path}: vocabulary of {tokenizer.get_vocab_size()} tokens does not match the embedding in "
-            f"{weights.name} ({emb.shape[0]} rows); the tokenizer belongs to another model."
+            f"{weights.name} ({rows} rows); the tokenizer belongs to another model."
         )
     return {"kind": "neural", "config": config, "labels": labels, "tokenizer": tokenizer, "state": state, "dir": d}
 

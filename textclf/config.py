@@ -92,6 +92,11 @@ class EmbeddingConfig(_Section):
     pretrained: str | None = Field(None, description="glove-6b-50d, or a GloVe/word2vec text file.")
     trainable: bool = True
     dropout: float = Field(0.25, ge=0.0, lt=1.0)
+    extend_vocab: int = Field(
+        100000, ge=0,
+        description="Word tokenizer + pretrained vectors: add up to this many of the most frequent pretrained "
+        "words missing from the trained vocabulary, with their vectors kept frozen. 0 turns it off.",
+    )
 
     @model_validator(mode="after")
     def _known_dim(self) -> "EmbeddingConfig":

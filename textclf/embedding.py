@@ -80,12 +80,47 @@ def load_text_vectors(path: str | Path) -> Vectors:
     return Vectors(words=words, matrix=np.stack(rows))
 
 
+def pretrained_words(spec: str) -> list[str]:
+    """The vectors' words in file order (GloVe and word2vec files: most frequent first), without the vectors."""
+    if spec == "glove-6b-50d":
+        return load_glove_package().words
+    p = Path(spec)
+    if not p.is_file():
+        raise ConfigError(f"embedding.pretrained: file not found: {p}. Use glove-6b-50d or a path to a vectors .txt file.")
+    words = []
+    with open(p, encoding="utf-8", errors="strict") as fh:
+        for lineno, line in enumerate(fh, 1):
+            parts = line.split(" ", 2)
+            if lineno == 1 and len(parts) == 2 and all(x.strip().isdigit() for x in parts):
+                continue  # word2vec header
+            if len(parts) >= 2:
+                words.append(parts[0])
+    return words
+
+
+def source_identity(spec: str) -> dict:
+    """What a cache key needs to know about ``embedding.pretrained``: the name, and a file's size + mtime."""
+    out: dict = {"pretrained": spec}
+    p = Path(spec)
+    if spec != "glove-6b-50d" and p.is_file():
+        out["file"] = {"size": p.stat().st_size, "mtime_ns": p.stat().st_mtime_ns}
+    return out
+
+
 def load_vectors(spec: str) -> Vectors:
     return load_glove_package() if spec == "glove-6b-50d" else load_text_vectors(spec)
 
 
-def align(vocab: dict[str, int], vectors: Vectors, *, dim: int, seed: int, token_counts: np.ndarray | None = None):
-    """Build a (V, dim) matrix for ``vocab`` from ``vectors``; returns (matrix, coverage dict)."""
+def align(
+    vocab: dict[str, int], vectors: Vectors, *, dim: int, seed: int, token_counts: np.ndarray | None = None,
+    trained_size: int | None = None,
+):
+    """Build a (V, dim) matrix for ``vocab`` from ``vectors``; returns (matrix, coverage dict).
+
+    ``trained_size``: ids from there on were appended from the vectors
+    themselves (``embedding.extend_vocab``); vocabulary coverage is reported
+    over the trained part, where it says something.
+    """
     if vectors.dim != dim:
         raise ConfigError(
             f"embedding.dim is {dim} but the pretrained vectors have dimension {vectors.dim}. "
@@ -109,9 +144,11 @@ def align(vocab: dict[str, int], vectors: Vectors, *, dim: int, seed: int, token
             hit[i] = True
     out[0] = 0.0  # [PAD]
     specials = 2  # [PAD], [UNK] never have vectors; don't count them against coverage
+    trained = len(vocab) if trained_size is None else trained_size
     coverage = {
-        "vocab_coverage": round(float(hit[specials:].mean()) if len(vocab) > specials else 0.0, 4),
-        "vocab_covered": int(hit.sum()),
+        "vocab_coverage": round(float(hit[specials:trained].mean()) if trained > specials else 0.0, 4),
+        "vocab_covered": int(hit[:trained].sum()),
+        "vocab_extension": len(vocab) - trained,
     }
     if token_counts is not None and token_counts.sum() > 0:
         counts = token_counts[: len(vocab)].astype(np.float64)
@@ -126,8 +163,10 @@ def align(vocab: dict[str, int], vectors: Vectors, *, dim: int, seed: int, token
     return out, coverage
 
 
-def pretrained_matrix(cfg: EmbeddingConfig, vocab: dict[str, int], token_counts: np.ndarray | None, seed: int = 0):
+def pretrained_matrix(
+    cfg: EmbeddingConfig, vocab: dict[str, int], token_counts: np.ndarray | None, seed: int = 0, trained_size: int | None = None
+):
     """The embed stage: None for random initialisation, else (matrix, coverage)."""
     if not cfg.pretrained:
         return None
-    return align(vocab, load_vectors(cfg.pretrained), dim=cfg.dim, seed=seed, token_counts=token_counts)
+    return align(vocab, load_vectors(cfg.pretrained), dim=cfg.dim, seed=seed, token_counts=token_counts, trained_size=trained_size)

@@ -37,6 +37,50 @@ def _check_class_weights(value, num_classes: int) -> list[float] | None:
     return weights
 
 
+class TokenEmbedding(nn.Module):
+    """Token ids -> vectors, with an optional frozen tail of the vocabulary.
+
+    Rows ``[0, vocab_size - frozen_rows)`` are the parameter ``weight`` (the
+    vocabulary the tokenizer learned from training text). The last
+    ``frozen_rows`` rows are the buffer ``frozen``: words added to the
+    vocabulary only because pretrained vectors know them (see
+    ``embedding.extend_vocab``). They keep their pretrained vectors: such a
+    word occurs at most once in training, too rarely to fine-tune, and its
+    point is to carry the pretrained meaning into validation, test and serving
+    text. As a buffer it costs no gradient and no optimizer state.
+    """
+
+    def __init__(self, vocab_size: int, dim: int, padding_idx: int | None = 0, frozen_rows: int = 0):
+        super().__init__()
+        self.padding_idx = padding_idx
+        self.weight = nn.Parameter(torch.empty(vocab_size - frozen_rows, dim))
+        nn.init.normal_(self.weight)  # as nn.Embedding does: same RNG draws, so seeded results match it
+        self.register_buffer("frozen", torch.zeros(frozen_rows, dim) if frozen_rows else None)
+
+    @property
+    def num_embeddings(self) -> int:
+        return self.weight.shape[0] + (0 if self.frozen is None else self.frozen.shape[0])
+
+    def load_matrix(self, matrix: torch.Tensor) -> None:
+        """Copy a full (vocab_size, dim) matrix in: the head into ``weight``, the tail into ``frozen``."""
+        n = self.weight.shape[0]
+        with torch.no_grad():
+            self.weight.copy_(matrix[:n])
+            if self.frozen is not None:
+                self.frozen.copy_(matrix[n:])
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        if self.frozen is None:
+            return F.embedding(tokens, self.weight, self.padding_idx)
+        n = self.weight.shape[0]
+        tail = tokens >= n
+        # Two lookups and a select: cheaper than concatenating a (V, D) table every
+        # step, and the select gives the trainable rows no gradient from tail tokens.
+        head = F.embedding(tokens.clamp(max=n - 1), self.weight, self.padding_idx)
+        rest = F.embedding((tokens - n).clamp(min=0), self.frozen)
+        return torch.where(tail.unsqueeze(-1), rest, head)
+
+
 class TextClassifier(nn.Module):
     """Embedding + RecurrentEncoder + Linear. forward -> (logits (B, C), loss or None)."""
 
@@ -55,6 +99,7 @@ class TextClassifier(nn.Module):
         output_dropout: float = 0.5,
         pooling: str = "max",
         class_weights=None,
+        frozen_rows: int = 0,
     ):
         super().__init__()
         vocab_size = _check_int("model.vocab_size", vocab_size, 1)
@@ -69,9 +114,13 @@ class TextClassifier(nn.Module):
         embedding_dropout = _check_fraction("embedding.dropout", embedding_dropout)
         output_dropout = _check_fraction("encoder.output_dropout", output_dropout)
         weights = _check_class_weights(class_weights, num_classes)
+        frozen_rows = _check_int("model.frozen_rows", frozen_rows, 0)
+        limit = vocab_size - 1 - (padding_idx or 0)  # the padding row (and at least one row) stays trainable
+        if frozen_rows > limit:
+            raise ConfigError(f"model.frozen_rows must be in [0, {limit}] for vocab_size {vocab_size}. Got {frozen_rows!r} instead.")
 
-        # nn.Embedding keeps the padding row at zero and never gives it a gradient
-        self.embedding = nn.Embedding(vocab_size, embedding_dim, padding_idx=padding_idx)
+        # padding_idx keeps the padding row at zero and never gives it a gradient
+        self.embedding = TokenEmbedding(vocab_size, embedding_dim, padding_idx=padding_idx, frozen_rows=frozen_rows)
         # torch's default N(0, 1) makes random word vectors ~10x larger than
         # pretrained ones and saturates the first gates; N(0, 0.1) learns faster
         # and generalises better from scratch (measured on Rotten Tomatoes).
@@ -112,6 +161,7 @@ class TextClassifier(nn.Module):
             "output_dropout": output_dropout,
             "pooling": enc.pooling,
             "class_weights": weights,
+            "frozen_rows": frozen_rows,
         }
 
     def embed(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:

@@ -63,12 +63,9 @@ def embed_stage(cfg: Config, tok: StageResult, cache: StageCache) -> StageResult
     """Pretrained vectors aligned to the vocabulary; None for random initialisation."""
     if not cfg.embedding.pretrained:
         return None
-    from textclf.embedding import pretrained_matrix
+    from textclf.embedding import pretrained_matrix, source_identity
 
-    params = {"pretrained": cfg.embedding.pretrained, "dim": cfg.embedding.dim}
-    p = Path(cfg.embedding.pretrained)
-    if p.is_file():
-        params["file"] = {"size": p.stat().st_size, "mtime_ns": p.stat().st_mtime_ns}
+    params = {**source_identity(cfg.embedding.pretrained), "dim": cfg.embedding.dim}
     key = stage_key("embed", params, [tok.key])
     with cache.lock("embed", key):
         hit = cache.get("embed", key)
@@ -76,7 +73,9 @@ def embed_stage(cfg: Config, tok: StageResult, cache: StageCache) -> StageResult
         if hit is None:
             train = tok.value.splits["train"]
             counts = np.bincount(train.ids, minlength=tok.value.tokenizer.get_vocab_size())
-            matrix, coverage = pretrained_matrix(cfg.embedding, tok.value.tokenizer.get_vocab(), counts)
+            matrix, coverage = pretrained_matrix(
+                cfg.embedding, tok.value.tokenizer.get_vocab(), counts, trained_size=tok.value.stats.get("trained_vocab_size")
+            )
             with cache.write("embed", key, coverage) as tmp:
                 np.save(tmp / "matrix.npy", matrix)
                 (tmp / "coverage.json").write_text(json.dumps(coverage))
@@ -85,7 +84,7 @@ def embed_stage(cfg: Config, tok: StageResult, cache: StageCache) -> StageResult
     return StageResult(key, hit, cached, {"matrix": np.load(hit / "matrix.npy", allow_pickle=False), "coverage": coverage})
 
 
-def _build_model(cfg: Config, vocab_size: int, num_classes: int, emb: StageResult | None, source=None):
+def _build_model(cfg: Config, vocab_size: int, num_classes: int, emb: StageResult | None, source=None, frozen_rows: int = 0):
     import torch
 
     from textclf.model import TextClassifier
@@ -105,10 +104,10 @@ def _build_model(cfg: Config, vocab_size: int, num_classes: int, emb: StageResul
         embedding_dropout=cfg.embedding.dropout,
         output_dropout=cfg.encoder.output_dropout,
         pooling=cfg.encoder.pooling,
+        frozen_rows=source.folder["config"]["model"].get("frozen_rows", 0) if source is not None else frozen_rows,
     )
     if emb is not None:
-        with torch.no_grad():
-            model.embedding.weight.copy_(torch.from_numpy(emb.value["matrix"]))
+        model.embedding.load_matrix(torch.from_numpy(emb.value["matrix"]))
         model.pretrained_embedding = True  # not decayed toward zero (see train.param_groups)
     if source is not None:  # encoder.init_from: embedding + encoder from the source, new head
         from textclf.transfer import load_pretrained
@@ -143,7 +142,10 @@ def train_stage(cfg: Config, tok: StageResult, emb: StageResult | None, label_na
             from textclf.train import Trainer  # torch: only when something is trained
 
             work = cache.scratch("train", key)  # checkpoints survive a kill; resumed on re-run
-            model = _build_model(cfg, tok.value.tokenizer.get_vocab_size(), len(label_names), emb, source)
+            model = _build_model(
+                cfg, tok.value.tokenizer.get_vocab_size(), len(label_names), emb, source,
+                frozen_rows=tok.value.stats.get("vocab_extension", 0) if emb is not None else 0,
+            )
             trainer = Trainer(model, cfg.train, checkpoint_dir=work, on_epoch=on_epoch, eval_batch_size=cfg.evaluate.batch_size, log=log_fn)
             result = trainer.fit(tok.value.splits["train"], tok.value.splits["validation"])
             info = result.to_dict()

@@ -82,12 +82,23 @@ def tokenize_stage(cfg: Config, prepared: StageResult, cache: StageCache, *, for
     from textclf.batching import EncodedSplit
     from textclf.tokenize import Tokenized, tokenize
 
-    key = stage_key("tokenize", {"tokenizer": cfg.tokenizer.model_dump(mode="json")}, [prepared.key])
+    params = {"tokenizer": cfg.tokenizer.model_dump(mode="json")}
+    extend = extends_vocabulary(cfg)
+    if extend:  # only then: variants without pretrained vectors keep sharing one entry
+        from textclf.embedding import source_identity
+
+        params["extend_vocab"] = {**source_identity(cfg.embedding.pretrained), "limit": cfg.embedding.extend_vocab}
+    key = stage_key("tokenize", params, [prepared.key])
     with cache.lock("tokenize", key):
         hit = None if force else cache.get("tokenize", key)
         cached = hit is not None
         if hit is None:
-            result = tokenize(prepared.value, cfg.tokenizer, cache_dir=cache.root)
+            words = None
+            if extend:
+                from textclf.embedding import pretrained_words
+
+                words = pretrained_words(cfg.embedding.pretrained)
+            result = tokenize(prepared.value, cfg.tokenizer, cache_dir=cache.root, extend_with=words, extend_limit=cfg.embedding.extend_vocab)
             if cache.get("tokenize", key):
                 _remove(cache.path("tokenize", key))
             with cache.write("tokenize", key) as tmp:
@@ -106,6 +117,16 @@ def tokenize_stage(cfg: Config, prepared: StageResult, cache: StageCache, *, for
 
 
 _WARNED: set[str] = set()
+
+
+def extends_vocabulary(cfg: Config) -> bool:
+    """Whether the tokenize stage appends pretrained words to the vocabulary (``embedding.extend_vocab``).
+
+    The one place the tokenize stage reads beyond its own section: the
+    vocabulary is the tokenizer's, but which words to add comes from the
+    embedding. Word tokenizers only; subword pieces rarely match word vectors.
+    """
+    return bool(cfg.embedding.pretrained) and cfg.embedding.extend_vocab > 0 and cfg.tokenizer.kind == "word"
 
 
 def _warn_truncation(stats: dict, max_length: int) -> None:

@@ -91,6 +91,40 @@ def train_tokenizer(cfg: TokenizerConfig, texts_iter, length: int | None = None)
     return tok
 
 
+def extend_vocabulary(tok: Tokenizer, words, limit: int) -> tuple[Tokenizer, int]:
+    """Append up to ``limit`` of ``words`` (in their order) that ``tok`` would emit whole but maps to [UNK].
+
+    For a word-level tokenizer paired with pretrained vectors: ``words`` are the
+    vectors' vocabulary, most frequent first. Each is normalised as the
+    tokenizer normalises text (NFKC, lower-case) and kept only if the
+    pre-tokenizer leaves it as one piece, so no id is spent on a word the
+    tokenizer can never produce. New ids follow the trained ones, so the
+    trained vocabulary keeps its ids. Returns (tokenizer, words added).
+    """
+    vocab = tok.get_vocab()
+    data = json.loads(tok.to_str())
+    if data["model"]["type"] != "WordLevel":
+        raise ConfigError(f"embedding.extend_vocab needs tokenizer.kind=word, not a {data['model']['type']} tokenizer; set embedding.extend_vocab=0.")
+    norm, pre = tok.normalizer, tok.pre_tokenizer
+    added: dict[str, int] = {}
+    next_id = len(vocab)
+    for w in words:
+        if len(added) >= limit:
+            break
+        w = norm.normalize_str(w) if norm is not None else w
+        if not w or w in vocab or w in added:
+            continue
+        pieces = pre.pre_tokenize_str(w) if pre is not None else [(w, None)]
+        if len(pieces) != 1 or pieces[0][0] != w:
+            continue
+        added[w] = next_id
+        next_id += 1
+    if not added:
+        return tok, 0
+    data["model"]["vocab"].update(added)
+    return Tokenizer.from_str(json.dumps(data)), len(added)
+
+
 def tokenizer_hash(tok: Tokenizer) -> str:
     return hashlib.sha256(tok.to_str().encode()).hexdigest()[:16]
 
@@ -203,14 +237,29 @@ def encode_splits(data, tok: Tokenizer, max_length: int, cache_dir: Path) -> tup
     return splits, stats
 
 
-def tokenize(data, cfg: TokenizerConfig, cache_dir: str | Path | None = None, quiet: bool = True) -> Tokenized:
-    """Train the tokenizer on ``data.splits['train']`` and encode all splits."""
+def tokenize(
+    data, cfg: TokenizerConfig, cache_dir: str | Path | None = None, quiet: bool = True,
+    extend_with=None, extend_limit: int = 0,
+) -> Tokenized:
+    """Train the tokenizer on ``data.splits['train']`` and encode all splits.
+
+    ``extend_with``: pretrained vectors' words, most frequent first; up to
+    ``extend_limit`` of those the trained vocabulary lacks get ids after it
+    (:func:`extend_vocabulary`), so text outside the training split can still
+    reach their vectors instead of [UNK].
+    """
     import datasets
 
     root = Path(cache_dir or os.environ.get("TEXTCLF_CACHE_DIR", ".textclf")) / "datasets"
     tok = _trained_tokenizer(data, cfg, root / "tokenizers")
+    trained_size = tok.get_vocab_size()
+    added = 0
+    if extend_with is not None and extend_limit > 0:
+        tok, added = extend_vocabulary(tok, extend_with, extend_limit)
     if quiet:
         datasets.disable_progress_bars()
     splits, stats = encode_splits(data, tok, cfg.max_length, root / "encoded")
     stats["kind"] = cfg.kind
+    stats["trained_vocab_size"] = trained_size
+    stats["vocab_extension"] = added  # ids [trained_vocab_size, vocab_size) came from pretrained vectors
     return Tokenized(tokenizer=tok, splits=splits, stats=stats)
