@@ -9,6 +9,9 @@ prepare + tokenize stages):
   counts real tokens only and times the training steps only (batching,
   forward, backward, clipping, optimizer, schedule; not the validation pass,
   which runs on 64 texts).
+* unbucketed: the same ``Trainer`` with ``train.bucket_chunk=1``: random
+  batches, each padded to its own longest text. textclf ÷ unbucketed is what
+  length bucketing alone buys, everything else equal.
 * naive: what a typical tutorial writes. Every text padded to the *dataset's*
   maximum length once up front, ``DataLoader(TensorDataset, shuffle=True)``,
   ``nn.Embedding`` → ``nn.RNN``/``nn.LSTM`` (stacked / bidirectional as the
@@ -16,7 +19,7 @@ prepare + tokenize stages):
   ``nn.Linear``, ``Adam``, ``loss.item()`` every step. Same sizes and dropouts
   as textclf's model, same texts, same real-token count.
 
-The two are run alternately (textclf, naive, textclf, naive, ...) after
+The sides are run alternately (textclf, unbucketed, naive, textclf, ...) after
 ``--warmup`` untimed rounds, ``--reps`` times each; medians are reported.
 Useful GFLOP/s = real tokens/s × training FLOPs per token (formula in
 ``bench/_common.py`` and the JSON), compared with this machine's sgemm
@@ -209,9 +212,11 @@ def measure(args, threads, sgemm, data_sets, fixed, prepared, tokenized) -> dict
     for name in args.variants:
         spec = VARIANTS[name]
         cfg = C.load_config(data_sets + fixed + [f"encoder.{k}={str(v).lower()}" for k, v in spec.items()])
-        runs = {"textclf": [], "naive": []}
+        unbucketed = cfg.model_copy(update={"train": cfg.train.model_copy(update={"bucket_chunk": 1})})
+        runs = {"textclf": [], "unbucketed": [], "naive": []}
         sides = {
             "textclf": lambda: run_textclf(cfg, train, val, vocab_size, num_classes),
+            "unbucketed": lambda: run_textclf(unbucketed, train, val, vocab_size, num_classes),
             "naive": lambda: run_naive(spec, padded, vocab_size, num_classes, cfg),
         }
         for rnd in range(args.warmup + args.reps):
@@ -219,13 +224,15 @@ def measure(args, threads, sgemm, data_sets, fixed, prepared, tokenized) -> dict
                 rate = fn()
                 if rnd >= args.warmup:
                     runs[side].append(rate)
-        tps, naive = C.median(runs["textclf"]), C.median(runs["naive"])
+        tps, naive, flat = C.median(runs["textclf"]), C.median(runs["naive"]), C.median(runs["unbucketed"])
         fpt = C.flops_per_token(spec["cell"], EMBEDDING, HIDDEN, spec["layers"], spec["bidirectional"], training=True)
         useful = tps * fpt / 1e9
         variants[name] = {
             "tokens_per_s": round(tps, 1),
             "naive_tokens_per_s": round(naive, 1),
             "speedup_vs_naive": round(tps / naive, 3),
+            "unbucketed_tokens_per_s": round(flat, 1),
+            "speedup_vs_unbucketed": round(tps / flat, 3),
             "useful_gflops": round(useful, 3),
             "sgemm_gflops": round(sgemm, 1),
             "fraction_of_sgemm": round(useful / sgemm, 4),
@@ -234,9 +241,10 @@ def measure(args, threads, sgemm, data_sets, fixed, prepared, tokenized) -> dict
             **spec, "training_flops_per_token": fpt,
             "textclf_tokens_per_s_runs": [round(r, 1) for r in runs["textclf"]],
             "naive_tokens_per_s_runs": [round(r, 1) for r in runs["naive"]],
+            "unbucketed_tokens_per_s_runs": [round(r, 1) for r in runs["unbucketed"]],
         }
-        print(f"{name:<10} textclf {C.fmt_rate(tps):>7} tok/s | naive {C.fmt_rate(naive):>7} tok/s | "
-              f"x{tps / naive:.2f} | useful {useful:.1f} GFLOP/s = {useful / sgemm:.1%} of sgemm {sgemm:.0f}", flush=True)
+        print(f"{name:<10} textclf {C.fmt_rate(tps):>7} tok/s | unbucketed {C.fmt_rate(flat):>7} (x{tps / flat:.2f}) | "
+              f"naive {C.fmt_rate(naive):>7} (x{tps / naive:.2f}) | useful {useful:.1f} GFLOP/s = {useful / sgemm:.1%} of sgemm {sgemm:.0f}", flush=True)
 
     result = {
         "variants": variants,
