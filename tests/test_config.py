@@ -38,12 +38,15 @@ def test_repository_params_yaml_validates_and_has_every_section():
     for section in ("data", "tokenizer", "embedding", "encoder", "train", "evaluate", "tfidf"):
         assert isinstance(raw.get(section), dict), f"params.yaml lacks section {section}"
     cfg = load_config(params_file=REPO / "params.yaml")
-    # Every key written in params.yaml made it into the resolved config unchanged.
+    # Every key written in params.yaml made it into the resolved config unchanged
+    # (embedding.dim: null is filled in: 100 without pretrained vectors).
     resolved = cfg.to_dict()
+    assert raw["embedding"]["dim"] is None and resolved["embedding"]["dim"] == 100
     for section, values in raw.items():
         if isinstance(values, dict):
             for key, value in values.items():
-                assert resolved[section][key] == value, f"{section}.{key}"
+                if (section, key) != ("embedding", "dim"):
+                    assert resolved[section][key] == value, f"{section}.{key}"
         else:
             assert resolved[section] == values
 
@@ -356,3 +359,14 @@ def test_named_vectors_with_the_wrong_dim_fail_at_config_time():
     with pytest.raises(ConfigError, match=r"embedding.dim is 100 but glove-6b-50d vectors have 50 dimensions; set --set embedding.dim=50"):
         load_config(overrides=["embedding.pretrained=glove-6b-50d", "embedding.dim=100"])
     assert load_config(overrides=["embedding.pretrained=glove-6b-50d", "embedding.dim=50"]).embedding.dim == 50
+
+
+def test_embedding_dim_defaults_to_the_vectors_size(tmp_path):
+    assert load_config().embedding.dim == 100
+    assert load_config(overrides=["embedding.pretrained=glove-6b-50d"]).embedding.dim == 50
+    (tmp_path / "g.txt").write_text("the 0.1 0.2 0.3\nmovie 1 2 3\n")
+    (tmp_path / "w.txt").write_text("2 4\nthe 0.1 0.2 0.3 0.4\nmovie 1 2 3 4\n")
+    assert load_config(overrides=[f"embedding.pretrained={tmp_path / 'g.txt'}"]).embedding.dim == 3
+    assert load_config(overrides=[f"embedding.pretrained={tmp_path / 'w.txt'}"]).embedding.dim == 4  # word2vec header
+    with pytest.raises(ConfigError, match=r"embedding.dim is 8 but .*g.txt vectors have 3 dimensions; set --set embedding.dim=3"):
+        load_config(overrides=[f"embedding.pretrained={tmp_path / 'g.txt'}", "embedding.dim=8"])

@@ -87,8 +87,26 @@ class TokenizerConfig(_Section):
     max_length: int = Field(256, ge=1, description="Longer texts are truncated (reported per split).")
 
 
+KNOWN_VECTORS = {"glove-6b-50d": 50}  # named vector sets and their dimension
+
+
+def vectors_file_dim(path: str) -> int | None:
+    """The dimension of a GloVe / word2vec text file from its first lines; None if unreadable."""
+    try:
+        with open(path, encoding="utf-8") as fh:
+            for _ in range(2):
+                parts = fh.readline().rstrip().split(" ")
+                if len(parts) == 2 and all(x.isdigit() for x in parts):
+                    return int(parts[1])  # word2vec header: "count dim"
+                if len(parts) > 1:
+                    return len(parts) - 1
+    except (OSError, UnicodeDecodeError):
+        pass
+    return None
+
+
 class EmbeddingConfig(_Section):
-    dim: int = Field(100, ge=1)
+    dim: int | None = Field(None, ge=1, description="null: the pretrained vectors' dimension, or 100 without them.")
     pretrained: str | None = Field(None, description="glove-6b-50d, or a GloVe/word2vec text file.")
     trainable: bool = True
     dropout: float = Field(0.25, ge=0.0, lt=1.0)
@@ -99,11 +117,19 @@ class EmbeddingConfig(_Section):
     )
 
     @model_validator(mode="after")
-    def _known_dim(self) -> "EmbeddingConfig":
-        # Named vectors have a known size: say so at config time, before (and without) loading them.
-        known = {"glove-6b-50d": 50}.get(self.pretrained or "")
-        if known is not None and self.dim != known:
-            raise ValueError(f"embedding.dim is {self.dim} but {self.pretrained} vectors have {known} dimensions; set --set embedding.dim={known}")
+    def _resolve_dim(self) -> "EmbeddingConfig":
+        # The vectors' size is known at config time (named sets: by name; files: from
+        # their first line): fill it in, or report a disagreement before anything runs.
+        known = None
+        if self.pretrained:
+            known = KNOWN_VECTORS.get(self.pretrained) or vectors_file_dim(self.pretrained)
+        if self.dim is None:
+            object.__setattr__(self, "dim", known or 100)  # not an assignment: no re-validation
+        elif known is not None and self.dim != known:
+            raise ValueError(
+                f"embedding.dim is {self.dim} but {self.pretrained} vectors have {known} dimensions; "
+                f"set --set embedding.dim={known} (or leave embedding.dim null to take the vectors' size)"
+            )
         return self
 
 
@@ -182,7 +208,10 @@ class Config(BaseModel):
 
 
 def defaults() -> dict[str, Any]:
-    return Config().to_dict()
+    d = Config().to_dict()
+    # Derived at validation from embedding.pretrained; a default layer must not pin it.
+    d["embedding"]["dim"] = None
+    return d
 
 
 # --------------------------------------------------------------------------- merging
