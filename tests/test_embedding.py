@@ -163,6 +163,13 @@ def test_train_cli_extends_the_vocabulary_with_pretrained_words(tmp_path, csv_fi
     # the trainable-parameter count excludes the frozen rows
     metrics = json.loads((tmp_path / "m.json").read_text())
     assert metrics["params"] == sum(p.numel() for p in module.parameters())
+    # Fine-tuning from it keeps its tokenizer and its frozen rows (the source's vectors)
+    assert main(["train", "--no-track", "--quiet", "--set", f"data.source={csv_file}", "--set", "train.epochs=1",
+                 "--set", f"encoder.init_from={tmp_path / 'm'}", "--set", "embedding.dim=8", "--set", "encoder.hidden_size=8",
+                 "--output", str(tmp_path / "ft")]) == 0
+    tuned = load_model(tmp_path / "ft")
+    assert tuned.tokenizer.get_vocab() == vocab
+    torch.testing.assert_close(tuned.model.embedding.frozen, module.embedding.frozen)
     # extend_vocab=0 is the old behaviour: the unseen words are [UNK]
     assert main(args[:-4] + ["--set", "embedding.extend_vocab=0", "--output", str(tmp_path / "m0")]) == 0
     plain = json.loads((tmp_path / "m0" / "config.json").read_text())

@@ -369,8 +369,12 @@ class Trainer:
         if self.distributed:
             from torch.nn.parallel import DistributedDataParallel
 
-            # DDP broadcasts rank 0's weights now and averages gradients in backward().
-            self._net = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+            # DDP broadcasts rank 0's weights (and buffers) now and averages gradients in
+            # backward(). No buffer changes in training (the frozen embedding rows, class
+            # weights), so re-broadcasting them every step would only cost time.
+            self._net = DistributedDataParallel(
+                model, device_ids=[device.index] if device.type == "cuda" else None, broadcast_buffers=False
+            )
         if ckpt is not None:
             state = self._resume(ckpt, check=not self.distributed)  # distributed: rank 0 checked it
             resumed_from = state.epoch
