@@ -163,6 +163,9 @@ def test_train_cli_extends_the_vocabulary_with_pretrained_words(tmp_path, csv_fi
     # the trainable-parameter count excludes the frozen rows
     metrics = json.loads((tmp_path / "m.json").read_text())
     assert metrics["params"] == sum(p.numel() for p in module.parameters())
+    # coverage is reported with the metrics: every trained word has a vector here
+    assert metrics["embedding_vocab_extension"] == 3 and metrics["embedding_vocab_coverage"] == 1.0
+    assert 0.5 < metrics["embedding_token_coverage"] <= 1.0
     # Fine-tuning from it keeps its tokenizer and its frozen rows (the source's vectors)
     assert main(["train", "--no-track", "--quiet", "--set", f"data.source={csv_file}", "--set", "train.epochs=1",
                  "--set", f"encoder.init_from={tmp_path / 'm'}", "--set", "embedding.dim=8", "--set", "encoder.hidden_size=8",

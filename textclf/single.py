@@ -63,6 +63,8 @@ def train_one(
         model_dir = output
     result: dict[str, Any] = {k: out.metrics.get(k) for k in REQUIRED}
     result.update({k: v for k, v in out.metrics.items() if k not in result})
+    coverage = (out.extra or {}).get("embedding_coverage") or {}
+    result.update({f"embedding_{k}": v for k, v in coverage.items()})
     result.update(model_dir=str(Path(model_dir).resolve()), run_id=run_id, cached=out.cached, kind=cfg.kind)
     if console is not None:
         from rich.table import Table
@@ -75,5 +77,18 @@ def train_one(
             if v is not None:
                 t.add_row(k, f"{v:,.4f}" if isinstance(v, float) and abs(v) < 1000 else f"{v:,.0f}")
         console.print(t)
+        if coverage:
+            console.print(_coverage_line(cfg.embedding.pretrained, coverage))
         console.print(f"model: {model_dir}" + (f"  ·  MLflow run {run_id}" if run_id else "") + ("  (cached)" if out.cached else ""))
     return result
+
+
+def _coverage_line(pretrained: str, cov: dict[str, Any]) -> str:
+    """One line on how well the pretrained vectors fit the vocabulary."""
+    parts = [f"{cov['vocab_coverage']:.1%} of the trained vocabulary"]
+    if "token_coverage" in cov:
+        parts.append(f"{cov['token_coverage']:.1%} of training tokens")
+    line = f"embedding: {pretrained} covers {' and '.join(parts)}"
+    if cov.get("vocab_extension"):
+        line += f"; {cov['vocab_extension']:,} more of its words joined the vocabulary, frozen (embedding.extend_vocab)"
+    return line
