@@ -288,3 +288,21 @@ def test_a_cached_result_in_another_store_gets_its_own_model(project):
         # The stage cache is shared, but store B never saw store A's runs: B logs the model itself.
         assert "cached_from" not in c.data.tags
         assert not c.data.tags["model_uri"].startswith("runs:/")  # logged here, not a pointer to store A
+
+
+def test_mlflow_shows_final_metrics_not_the_last_epochs():
+    """val_accuracy is logged per epoch and as the restored best epoch's: the run must show the latter."""
+    from mlflow.tracking import MlflowClient
+
+    from textclf import tracking
+
+    tracking.setup(None)
+    client = MlflowClient()
+    run = client.create_run(tracking.experiment_id("t"))
+    history = [{"epoch": 1, "val_accuracy": 0.6, "val_loss": 0.7}, {"epoch": 2, "val_accuracy": 0.9, "val_loss": 0.5},
+               {"epoch": 3, "val_accuracy": 0.7, "val_loss": 0.6}]
+    tracking.log_batch(client, run.info.run_id, metrics=tracking.run_metrics(history, {"val_accuracy": 0.9, "test_accuracy": 0.8}))
+    got = client.get_run(run.info.run_id).data.metrics
+    assert got["val_accuracy"] == 0.9 and got["test_accuracy"] == 0.8 and got["val_loss"] == 0.6
+    curve = sorted((m.step, m.value) for m in client.get_metric_history(run.info.run_id, "val_loss"))
+    assert curve == [(1, 0.7), (2, 0.5), (3, 0.6)]  # the per-epoch curve is intact

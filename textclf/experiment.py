@@ -91,12 +91,10 @@ def log_datasets(out: VariantOutput, run_id: str) -> None:
 def log_child(client, run_id: str, out: VariantOutput, *, exp_id: str, example_texts: list[str]) -> dict[str, str]:
     """Params, per-epoch and final metrics, artifacts and (when freshly computed) the model."""
     import mlflow
-    from mlflow.entities import Metric
 
-    now = int(time.time() * 1000)
-    metrics = tracking.history_metrics(out.history)
-    metrics += [Metric(k, float(v), now, 0) for k, v in out.metrics.items() if isinstance(v, (int, float)) and v == v]
-    metrics += [Metric(f"embedding_{k}", float(v), now, 0) for k, v in (out.extra.get("embedding_coverage") or {}).items()]
+    final = {k: v for k, v in out.metrics.items() if isinstance(v, (int, float))}
+    final.update({f"embedding_{k}": v for k, v in (out.extra.get("embedding_coverage") or {}).items()})
+    metrics = tracking.run_metrics(out.history, final)
     tracking.log_batch(client, run_id, params=tracking.flat_params(out.config.flat()), metrics=metrics)
     log_datasets(out, run_id)
     tags = {"stage_key": out.stage_key, "cached": str(out.cached).lower(), **out.extra.get("lineage_tags", {})}

@@ -229,17 +229,25 @@ def flat_params(params: dict[str, Any]) -> dict[str, Any]:
     return {k: (json.dumps(v) if isinstance(v, (dict, list)) else v) for k, v in params.items()}
 
 
-def history_metrics(history: list[dict[str, Any]]) -> list:
-    """Per-epoch metrics (step = epoch) as MLflow Metric entities."""
+def run_metrics(history: list[dict[str, Any]], final: dict[str, float]) -> list:
+    """Per-epoch metrics (step = epoch), then the final ones, as MLflow Metric entities.
+
+    MLflow shows a metric's value at its highest step, then latest timestamp. Some
+    final metrics share a name with a per-epoch one (``val_accuracy`` of the
+    restored best epoch, not of the last), so they go at the last epoch's step with
+    a later timestamp: the run shows the final value, the curve keeps every epoch.
+    """
     from mlflow.entities import Metric
 
     now = int(time.time() * 1000)
-    return [
+    metrics = [
         Metric(key=k, value=float(v), timestamp=now, step=int(row["epoch"]))
         for row in history
         for k, v in row.items()
         if k != "epoch" and isinstance(v, (int, float)) and v == v
     ]
+    last = max((int(row["epoch"]) for row in history), default=0)
+    return metrics + [Metric(key=k, value=float(v), timestamp=now + 1, step=last) for k, v in final.items() if v == v]
 
 
 def log_batch(client, run_id: str, *, params: dict[str, Any] | None = None, metrics: list | None = None) -> None:
