@@ -87,24 +87,6 @@ class TokenizerConfig(_Section):
     max_length: int = Field(256, ge=1, description="Longer texts are truncated (reported per split).")
 
 
-KNOWN_VECTORS = {"glove-6b-50d": 50}  # named vector sets and their dimension
-
-
-def vectors_file_dim(path: str) -> int | None:
-    """The dimension of a GloVe / word2vec text file from its first lines; None if unreadable."""
-    try:
-        with open(path, encoding="utf-8") as fh:
-            for _ in range(2):
-                parts = fh.readline().rstrip().split(" ")
-                if len(parts) == 2 and all(x.isdigit() for x in parts):
-                    return int(parts[1])  # word2vec header: "count dim"
-                if len(parts) > 1:
-                    return len(parts) - 1
-    except (OSError, UnicodeDecodeError):
-        pass
-    return None
-
-
 class EmbeddingConfig(_Section):
     dim: int | None = Field(None, ge=1, description="null: the pretrained vectors' dimension, or 100 without them.")
     pretrained: str | None = Field(None, description="glove-6b-50d, or a GloVe/word2vec text file.")
@@ -122,7 +104,9 @@ class EmbeddingConfig(_Section):
         # their first line): fill it in, or report a disagreement before anything runs.
         known = None
         if self.pretrained:
-            known = KNOWN_VECTORS.get(self.pretrained) or vectors_file_dim(self.pretrained)
+            from textclf.embedding import vectors_dim
+
+            known = vectors_dim(self.pretrained)
         if self.dim is None:
             object.__setattr__(self, "dim", known or 100)  # not an assignment: no re-validation
         elif known is not None and self.dim != known:

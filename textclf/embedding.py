@@ -16,11 +16,14 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from textclf.config import EmbeddingConfig
 from textclf.errors import ConfigError
+
+if TYPE_CHECKING:  # textclf.config reads this module's dimension helpers while validating
+    from textclf.config import EmbeddingConfig
 
 log = logging.getLogger(__name__)
 
@@ -53,17 +56,48 @@ def load_glove_package() -> Vectors:
     return Vectors(words=words, matrix=matrix)
 
 
-def load_text_vectors(path: str | Path) -> Vectors:
-    """GloVe format (``word v1 v2 ...``) or word2vec text format (same, with a ``count dim`` header)."""
-    p = Path(path)
+NAMED_DIMS = {"glove-6b-50d": 50}  # vector sets known by name, and their dimension
+
+
+def _vectors_file(spec: str | Path) -> Path:
+    p = Path(spec)
     if not p.is_file():
         raise ConfigError(f"embedding.pretrained: file not found: {p}. Use glove-6b-50d or a path to a vectors .txt file.")
+    return p
+
+
+def _is_word2vec_header(parts: list[str]) -> bool:
+    """word2vec text files start with "count dim"; GloVe files with a vector."""
+    return len(parts) == 2 and all(x.strip().isdigit() for x in parts)
+
+
+def vectors_dim(spec: str) -> int | None:
+    """The dimension of ``embedding.pretrained`` without loading it: by name, or from a file's
+    first line (the header's dim, or the values of the first vector); None if unreadable."""
+    if spec in NAMED_DIMS:
+        return NAMED_DIMS[spec]
+    try:
+        with open(spec, encoding="utf-8") as fh:
+            for _ in range(2):  # a blank first line is skipped, as load_text_vectors does
+                parts = fh.readline().rstrip().split(" ")
+                if _is_word2vec_header(parts):
+                    return int(parts[1])
+                if len(parts) > 1:
+                    return len(parts) - 1
+    except (OSError, UnicodeDecodeError):
+        pass
+    return None
+
+
+def load_text_vectors(path: str | Path) -> Vectors:
+    """GloVe format (``word v1 v2 ...``) or word2vec text format (same, with a ``count dim`` header)."""
+    p = _vectors_file(path)
     words, rows, dim = [], [], None
     with open(p, encoding="utf-8", errors="strict") as fh:
         for lineno, line in enumerate(fh, 1):
             parts = line.rstrip("\n").rstrip().split(" ")
-            if lineno == 1 and len(parts) == 2 and all(x.isdigit() for x in parts):
-                continue  # word2vec header: "count dim"
+            if lineno == 1 and _is_word2vec_header(parts):
+                continue
             if len(parts) < 2:
                 continue
             if dim is None:
@@ -84,15 +118,12 @@ def pretrained_words(spec: str) -> list[str]:
     """The vectors' words in file order (GloVe and word2vec files: most frequent first), without the vectors."""
     if spec == "glove-6b-50d":
         return load_glove_package().words
-    p = Path(spec)
-    if not p.is_file():
-        raise ConfigError(f"embedding.pretrained: file not found: {p}. Use glove-6b-50d or a path to a vectors .txt file.")
     words = []
-    with open(p, encoding="utf-8", errors="strict") as fh:
+    with open(_vectors_file(spec), encoding="utf-8", errors="strict") as fh:
         for lineno, line in enumerate(fh, 1):
             parts = line.split(" ", 2)
-            if lineno == 1 and len(parts) == 2 and all(x.strip().isdigit() for x in parts):
-                continue  # word2vec header
+            if lineno == 1 and _is_word2vec_header(line.split()):
+                continue
             if len(parts) >= 2:
                 words.append(parts[0])
     return words
@@ -102,7 +133,7 @@ def source_identity(spec: str) -> dict:
     """What a cache key needs to know about ``embedding.pretrained``: the name, and a file's size + mtime."""
     out: dict = {"pretrained": spec}
     p = Path(spec)
-    if spec != "glove-6b-50d" and p.is_file():
+    if spec not in NAMED_DIMS and p.is_file():
         out["file"] = {"size": p.stat().st_size, "mtime_ns": p.stat().st_mtime_ns}
     return out
 

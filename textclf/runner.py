@@ -144,7 +144,7 @@ def train_stage(cfg: Config, tok: StageResult, emb: StageResult | None, label_na
             work = cache.scratch("train", key)  # checkpoints survive a kill; resumed on re-run
             model = _build_model(
                 cfg, tok.value.tokenizer.get_vocab_size(), len(label_names), emb, source,
-                frozen_rows=tok.value.stats.get("vocab_extension", 0) if emb is not None else 0,
+                frozen_rows=tok.value.stats.get("vocab_extension", 0),
             )
             trainer = Trainer(model, cfg.train, checkpoint_dir=work, on_epoch=on_epoch, eval_batch_size=cfg.evaluate.batch_size, log=log_fn)
             result = trainer.fit(tok.value.splits["train"], tok.value.splits["validation"])

@@ -63,7 +63,7 @@ def train_one(
         model_dir = output
     result: dict[str, Any] = {k: out.metrics.get(k) for k in REQUIRED}
     result.update({k: v for k, v in out.metrics.items() if k not in result})
-    coverage = (out.extra or {}).get("embedding_coverage") or {}
+    coverage = out.extra.get("embedding_coverage") or {}
     result.update({f"embedding_{k}": v for k, v in coverage.items()})
     result.update(model_dir=str(Path(model_dir).resolve()), run_id=run_id, cached=out.cached, kind=cfg.kind)
     if console is not None:
