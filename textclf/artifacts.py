@@ -32,17 +32,118 @@ FILES = ("config.json", "tokenizer.json", "model.safetensors", "labels.json")
 FORMAT_VERSION = 1
 
 
+# What a model folder may hold: the files above, the TF-IDF baseline's folder and
+# what `textclf export --onnx` adds. A folder holding anything else is not ours to replace.
+MODEL_ENTRIES = frozenset(FILES) | {"tfidf", "model.onnx", "onnx.json"}
+
+
 def _atomic_dir(target: Path):
-    tmp = target.parent / f".{target.name}.tmp-{uuid.uuid4().hex[:6]}"
+    tmp = target.parent / f".{target.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:6]}"
     tmp.mkdir(parents=True)
     return tmp
 
 
 def _publish(tmp: Path, target: Path) -> Path:
-    if target.exists():
-        shutil.rmtree(target)
-    os.replace(tmp, target)
+    """Move the finished folder ``tmp`` to ``target``, replacing what is there, never leaving half of either.
+
+    An existing ``target`` is renamed aside first and removed only once ``tmp``
+    is in place; if the second rename fails the old folder is put back.
+    """
+    _fsync_tree(tmp)
+    if not target.exists():
+        os.replace(tmp, target)
+        return target
+    old = target.parent / f".{target.name}.old-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+    os.replace(target, old)
+    try:
+        os.replace(tmp, target)
+    except BaseException:
+        os.replace(old, target)
+        raise
+    shutil.rmtree(old, ignore_errors=True)
     return target
+
+
+def _fsync_tree(root: Path) -> None:
+    """Flush every file of ``root`` to disk, so a crash after the rename never leaves empty files behind."""
+    for path in [*root.rglob("*"), root]:
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except OSError:
+            continue
+        try:
+            os.fsync(fd)
+        except OSError:  # some filesystems refuse fsync on directories
+            pass
+        finally:
+            os.close(fd)
+
+
+def is_model_folder(path: str | Path) -> bool:
+    """True for a folder written by textclf: a textclf ``config.json`` and nothing but model files."""
+    p = Path(path)
+    if not (p.is_dir() and (p / "config.json").is_file()):
+        return False
+    try:
+        doc = json.loads((p / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(doc, dict) and doc.get("kind") in ("neural", "tfidf") and "format_version" in doc and all(
+        child.name in MODEL_ENTRIES for child in p.iterdir()
+    )
+
+
+def check_output(target: str | Path, *, force: bool, option: str = "--output") -> Path:
+    """Refuse, before any work, an output folder that writing a model there would destroy.
+
+    A missing or empty folder is fine; a textclf model folder is replaced only
+    with ``force``; anything else (a file, a folder holding other files) is
+    never replaced, ``force`` or not.
+    """
+    target = Path(target)
+    if not target.exists() and not target.is_symlink():
+        return target
+    if not target.is_dir() or target.is_symlink():
+        raise ModelError(f"{option} {target}: a file (or link) is in the way; textclf writes a model folder there. Choose another {option}.")
+    if not any(target.iterdir()):
+        return target
+    if not is_model_folder(target):
+        others = sorted(c.name for c in target.iterdir() if c.name not in MODEL_ENTRIES)[:5]
+        raise ModelError(
+            f"{option} {target} is a folder that is not a textclf model ({'it holds ' + ', '.join(others) if others else 'its config.json is not a textclf one'}); "
+            f"textclf never replaces it. Choose another {option} (a new or empty folder)."
+        )
+    if not force:
+        raise ModelError(f"{option} {target} already holds a textclf model. Pass --force to replace it, or choose another {option}.")
+    return target
+
+
+def copy_model(src: str | Path, target: str | Path, *, force: bool, extra: dict[str, Path] | None = None) -> Path:
+    """Copy the model files of folder ``src`` (plus ``extra``: name -> file) to ``target`` atomically.
+
+    :func:`check_output` decides whether ``target`` may be replaced; a failure
+    (a full disk, an interruption) leaves ``target`` as it was.
+    """
+    src, target = Path(src), Path(target)
+    check_output(target, force=force)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = _atomic_dir(target)
+    try:
+        for child in src.iterdir():
+            if child.name not in MODEL_ENTRIES:
+                continue
+            if child.is_dir():
+                shutil.copytree(child, tmp / child.name)
+            else:
+                shutil.copy2(child, tmp / child.name)
+        for name, path in (extra or {}).items():
+            shutil.copy2(path, tmp / name)
+        if target.exists() and not any(target.iterdir()):
+            target.rmdir()  # an empty folder: nothing to keep
+        return _publish(tmp, target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
 
 
 def save_neural(directory: str | Path, *, model, tokenizer, label_names: list[str], config: dict[str, Any], extra: dict | None = None) -> Path:
@@ -169,27 +270,9 @@ def as_numpy(x) -> np.ndarray:
 # --------------------------------------------------------------------------- export
 
 
-def export_folder(folder: dict[str, Any], target: str | Path, *, force: bool = False) -> Path:
+def export_folder(folder: dict[str, Any], target: str | Path, *, force: bool = False, extra: dict[str, Path] | None = None) -> Path:
     """Copy a validated model folder (only the files that make up the model) to ``target``, atomically."""
-    target = Path(target)
-    if target.exists() and (not target.is_dir() or any(target.iterdir())):
-        if not force:
-            raise ModelError(f"{target} already exists and is not empty. Choose another --output, or pass --force to replace it.")
-    src = Path(folder["dir"])
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _atomic_dir(target)
-    try:
-        if folder["kind"] == "tfidf":
-            shutil.copy2(src / "config.json", tmp / "config.json")
-            shutil.copy2(src / "labels.json", tmp / "labels.json")
-            shutil.copytree(src / "tfidf", tmp / "tfidf")
-        else:
-            for name in FILES:
-                shutil.copy2(src / name, tmp / name)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return _publish(tmp, target)
+    return copy_model(Path(folder["dir"]), target, force=force, extra=extra)
 
 
 def _logits_module(model):

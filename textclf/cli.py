@@ -196,11 +196,12 @@ def train(
     params: ParamsOpt = None,
     cache_dir: CacheOpt = None,
     tracking_uri: TrackOpt = None,
-    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Copy the trained model folder here.")] = None,
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Copy the trained model folder here (a new or empty folder; a textclf model folder only with --overwrite or --force).")] = None,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace --output if it holds a textclf model (other folders are never replaced).")] = False,
     metrics_out: Annotated[Optional[Path], typer.Option("--metrics-out", help="Write final metrics as JSON here.")] = None,
     experiment: Annotated[str, typer.Option("--experiment", help="MLflow experiment of the run.")] = "train",
     no_track: Annotated[bool, typer.Option("--no-track", help="Do not log to MLflow.")] = False,
-    force: Annotated[bool, typer.Option("--force", help="Recompute every stage, ignoring the cache.")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Recompute every stage, ignoring the cache (implies --overwrite).")] = False,
     ddp: Annotated[bool, typer.Option("--ddp", help="Train data-parallel (DDP). Under torchrun this is automatic; otherwise starts --nproc-per-node processes here.")] = False,
     nproc_per_node: Annotated[Optional[int], typer.Option("--nproc-per-node", help="Processes for --ddp outside torchrun (default: visible GPUs, else 2).")] = None,
     quiet: QuietOpt = False,
@@ -218,11 +219,13 @@ def train(
         if variant:
             raise typer.BadParameter("--variant needs a PIPELINE argument")
         cfg = load_config(overrides=set_, params_file=params)
-    from textclf import distributed
+    from textclf import artifacts, distributed
 
+    if output is not None:  # before any work, on every path (DDP included)
+        artifacts.check_output(output, force=force or overwrite)
     kwargs = dict(
         cache=_cache(cache_dir), tracking_uri=None if no_track else (tracking_uri or ""), experiment=experiment,
-        output=output, force=force, quiet=quiet, console=out,
+        output=output, force=force, overwrite=overwrite, quiet=quiet, console=out,
     )
     if ddp or distributed.under_torchrun():
         result = distributed.train_data_parallel(cfg, nproc_per_node=nproc_per_node, **kwargs)
@@ -314,8 +317,11 @@ def cache_prune(
     """Remove cached stage outputs (by age, by stage, or all)."""
     if older_than is None and not all_ and stage is None:
         raise typer.BadParameter("say what to prune: --older-than DAYS, --stage NAME or --all")
-    n, freed = _cache(cache_dir).prune(older_than_days=older_than, stage=stage, everything=all_ or (older_than is None))
-    out.print(f"removed {n} entries, freed {freed / 1e6:.1f} MB")
+    res = _cache(cache_dir).prune(older_than_days=older_than, stage=stage, everything=all_ or (older_than is None))
+    out.print(f"removed {res.removed} entries, freed {res.freed / 1e6:.1f} MB")
+    if res.in_use:
+        shown = ", ".join(res.in_use[:5]) + (", ..." if len(res.in_use) > 5 else "")
+        out.print(f"kept {len(res.in_use)} entries a running textclf process is using or writing ({shown}); prune again when it has finished")
 
 
 # --------------------------------------------------------------------------- entry point

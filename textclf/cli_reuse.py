@@ -14,7 +14,6 @@ input column that would collide with an output column (``label``,
 from __future__ import annotations
 
 import json
-import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -266,7 +265,7 @@ def export(
     output: Annotated[Path, typer.Option("--output", "-o", help="Folder to write (config.json, tokenizer.json, model.safetensors, labels.json).")],
     onnx: Annotated[bool, typer.Option("--onnx", help="Also write model.onnx (tokens, lengths -> logits) and onnx.json describing it.")] = False,
     opset: Annotated[int, typer.Option("--opset", min=9, help="ONNX opset for --onnx.")] = 17,
-    force: Annotated[bool, typer.Option("--force", help="Replace --output if it exists.")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Replace --output if it holds a textclf model (other folders are never replaced).")] = False,
     tracking_uri: TrackOpt = None,
     quiet: QuietOpt = False,
 ) -> None:
@@ -278,16 +277,14 @@ def export(
     folder, _ = load_folder(model, tracking_uri=tracking_uri)
     if onnx and folder["kind"] != "neural":
         raise ModelError(f"{model}: a TF-IDF baseline cannot be exported to ONNX; drop --onnx to copy its folder.")
-    if output.exists() and not force and (not output.is_dir() or any(output.iterdir())):
-        raise ModelError(f"{output} already exists and is not empty. Choose another --output, or pass --force to replace it.")
+    artifacts.check_output(output, force=force)  # before any work
     with tempfile.TemporaryDirectory() as tmp:
-        info = None
-        if onnx:  # before touching --output, so a failed export changes nothing
+        info, extra = None, {}
+        if onnx:  # into the same atomic publish as the folder: a failed export changes nothing
             info = artifacts.export_onnx(folder, Path(tmp) / "model.onnx", opset=opset)
-        target = artifacts.export_folder(folder, output, force=force)
-        if info is not None:
-            shutil.move(str(Path(tmp) / "model.onnx"), target / "model.onnx")
-            (target / "onnx.json").write_text(json.dumps(info, indent=1))
+            (Path(tmp) / "onnx.json").write_text(json.dumps(info, indent=1))
+            extra = {"model.onnx": Path(tmp) / "model.onnx", "onnx.json": Path(tmp) / "onnx.json"}
+        target = artifacts.export_folder(folder, output, force=force, extra=extra)
     if info is not None and not quiet:
         v = info["verified"]
         check = f"checked with {v['runtime']}: max |diff| {v['max_abs_diff']:.1e}" if v.get("checked") else f"not checked ({v['reason']})"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +21,7 @@ def train_one(
     experiment: str = "train",
     output: Path | None = None,
     force: bool = False,
+    overwrite: bool = False,
     quiet: bool = False,
     console=None,
     reuse_upstream: bool = False,
@@ -29,14 +29,25 @@ def train_one(
     """Train ``cfg``; returns the metrics dict (with ``model_dir`` and, when tracked, ``run_id``).
 
     ``tracking_uri=None`` disables MLflow; ``""`` uses the default store.
-    ``reuse_upstream``: see :func:`textclf.runner.run_variant`.
+    ``reuse_upstream``: see :func:`textclf.runner.run_variant`. ``output``
+    receives a copy of the model folder: checked before any work (a model
+    folder there is replaced only with ``force`` or ``overwrite``; any other
+    non-empty folder never) and written atomically, inside the MLflow run, so
+    a failed copy fails the run.
     """
     import sys
 
+    from textclf import artifacts
+
+    replace = force or overwrite
+    if output is not None:
+        artifacts.check_output(output, force=replace)
     log_fn = None if quiet else (lambda line: print(f"  {line}", file=sys.stderr, flush=True))
     run_id = None
     if tracking_uri is None:
         out = run_variant(cfg, cache, force=force, log_fn=log_fn, reuse_upstream=reuse_upstream)
+        if output is not None:
+            artifacts.copy_model(out.model_dir, output, force=replace)
     else:
         from mlflow.tracking import MlflowClient
 
@@ -52,15 +63,11 @@ def train_one(
             tags.update(cell=e.cell, layers=str(e.layers), bidirectional=str(e.bidirectional).lower(), seed=str(cfg.train.seed))
         with tracking.start_run(experiment_id=exp_id, tags=tags) as run:
             out = run_variant(cfg, cache, force=force, log_fn=log_fn, reuse_upstream=reuse_upstream)
+            if output is not None:
+                artifacts.copy_model(out.model_dir, output, force=replace)
             log_child(MlflowClient(), run.info.run_id, out, exp_id=exp_id, example_texts=out.data.value.splits["test"]["text"][:3])
             run_id = run.info.run_id
-    model_dir = out.model_dir
-    if output is not None:
-        output = Path(output)
-        if output.exists():
-            shutil.rmtree(output)
-        shutil.copytree(out.model_dir, output)
-        model_dir = output
+    model_dir = Path(output) if output is not None else out.model_dir
     result: dict[str, Any] = {k: out.metrics.get(k) for k in REQUIRED}
     result.update({k: v for k, v in out.metrics.items() if k not in result})
     coverage = out.extra.get("embedding_coverage") or {}
