@@ -2,7 +2,7 @@
 
 Nothing here measures textclf by itself; each ``bench/*.py`` script imports
 what it needs. Data always goes through textclf's own cached stages
-(:func:`textclf.stages.prepare_stage`, :func:`textclf.stages.tokenize_stage`),
+(:func:`textclf.pipeline.variant.upstream`: prepare → tokenize),
 so the benchmarks see exactly the arrays a ``textclf run`` would train on.
 """
 
@@ -70,7 +70,7 @@ def setup_threads(threads: int) -> int:
     Call before any torch or tokenizers work: both pools are sized on first use.
     """
     os.environ.setdefault("RAYON_NUM_THREADS", str(threads))
-    from textclf.train import set_num_threads
+    from textclf.training.device import set_num_threads
 
     return set_num_threads(threads)
 
@@ -173,7 +173,7 @@ def data_overrides(data: str, *, smoke: bool = False, size: int | None = None, m
 
 def load_config(overrides: list[str]):
     """textclf's config: schema defaults ⊕ the repository's params.yaml ⊕ ``overrides``."""
-    from textclf.config import resolve
+    from textclf.pipeline.config import resolve
 
     params = REPO / "params.yaml"
     return resolve(params_file=params if params.is_file() else None, overrides=overrides, source="benchmark config")
@@ -183,14 +183,12 @@ def prepare_and_tokenize(cfg, cache_dir: str | Path):
     """Run textclf's prepare and tokenize stages (cached in ``cache_dir``): (prepared, tokenized) StageResults."""
     import datasets
 
-    from textclf.cache import StageCache
-    from textclf.stages import prepare_stage, tokenize_stage
+    from textclf.core.cache import StageCache
+    from textclf.pipeline.variant import upstream
 
     datasets.disable_progress_bars()
-    cache = StageCache(cache_dir)
-    data = prepare_stage(cfg, cache)
-    tok = tokenize_stage(cfg, data, cache)
-    return data, tok
+    up = upstream(cfg, StageCache(cache_dir))
+    return up.data, up.tok
 
 
 def split_summary(split) -> dict[str, Any]:

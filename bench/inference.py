@@ -86,9 +86,10 @@ def parse_args(argv=None):
 
 def train_and_save(cfg, prepared, tokenized, folder: Path) -> None:
     """Train the BiLSTM with textclf's Trainer and save it as a textclf model folder."""
-    from textclf import artifacts
-    from textclf.model import TextClassifier
-    from textclf.train import Trainer, seed_everything
+    from textclf.models import folder as artifacts
+    from textclf.models.classifier import TextClassifier
+    from textclf.training.device import seed_everything
+    from textclf.training.trainer import Trainer
 
     seed_everything(cfg.train.seed)
     e = cfg.encoder
@@ -165,9 +166,9 @@ def profile(clf, texts: list[str], batch_size: int, n_single: int) -> dict:
 
     import torch
 
-    from textclf.batching import collate
-    from textclf.inference import encode_texts
-    from textclf.train import predict_proba
+    from textclf.models.predict import predict_proba
+    from textclf.serving.classifier import encode_texts
+    from textclf.text.batching import collate
 
     out = {}
     for label, calls in (("batch_1", [[t] for t in texts[:n_single]]),
@@ -246,7 +247,7 @@ def main(argv=None) -> dict:
 
 
 def measure(args, folder: Path, prepared, sgemm: float) -> dict:
-    from textclf.inference import Classifier, encode_texts
+    from textclf.serving.classifier import Classifier, encode_texts
 
     clf = Classifier.from_folder(folder)
     base = clf.model

@@ -45,8 +45,8 @@ STAGES = """
 import json, os, sys, time
 import datasets
 from bench import _common as C
-from textclf.cache import StageCache
-from textclf.stages import prepare_stage, tokenize_stage
+from textclf.core.cache import StageCache
+from textclf.pipeline.stages import prepare_stage, tokenize_stage
 
 datasets.disable_progress_bars()
 C.setup_threads(int(sys.argv[3]))
@@ -63,7 +63,7 @@ print(json.dumps({"prepare_s": t1 - t0, "tokenize_s": t2 - t1, "rows": rows, "to
                   "vocab_size": tok.value.tokenizer.get_vocab_size()}))
 """
 
-IMPORTS = "import torch, datasets, tokenizers, pyarrow, textclf.stages, textclf.data, textclf.tokenize; print('{}')"
+IMPORTS = "import torch, datasets, tokenizers, pyarrow, textclf.pipeline.stages, textclf.data.prepare, textclf.text.tokenize; print('{}')"
 
 PY_LIST = """
 import csv, sys

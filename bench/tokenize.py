@@ -90,12 +90,13 @@ def main(argv=None) -> dict:
 def measure(args, cfg, cache_dir: Path, scratch: Path) -> dict:
     import datasets
 
-    from textclf.cache import StageCache
-    from textclf.stages import prepare_stage
-    from textclf.tokenize import encode_dataset, to_encoded_split, train_tokenizer
+    from textclf.core.cache import StageCache
+    from textclf.pipeline.data_stages import prepare_spec, prepare_stage
+    from textclf.text.tokenize import encode_dataset, to_encoded_split, train_tokenizer
 
     datasets.disable_progress_bars()
-    data = prepare_stage(cfg, StageCache(cache_dir)).value
+    cache = StageCache(cache_dir)
+    data = prepare_stage(prepare_spec(cfg.data, cache.root), cache).value
     tcfg = cfg.tokenizer
     texts = {s: list(data.texts(s)) for s in SPLITS}
     all_texts = [t for s in SPLITS for t in texts[s]]

@@ -83,8 +83,8 @@ def parse_args(argv=None):
 
 def textclf_model(cfg, vocab_size: int, num_classes: int):
     """The model ``textclf run`` builds for ``cfg`` (seeded)."""
-    from textclf.model import TextClassifier
-    from textclf.train import seed_everything
+    from textclf.models.classifier import TextClassifier
+    from textclf.training.device import seed_everything
 
     seed_everything(cfg.train.seed)
     e = cfg.encoder
@@ -98,7 +98,7 @@ def textclf_model(cfg, vocab_size: int, num_classes: int):
 
 def run_textclf(cfg, train, val, vocab_size: int, num_classes: int) -> float:
     """Real tokens/s of one ``Trainer.fit`` epoch (training steps only)."""
-    from textclf.train import Trainer
+    from textclf.training.trainer import Trainer
 
     model = textclf_model(cfg, vocab_size, num_classes)
     result = Trainer(model, cfg.train, eval_batch_size=256).fit(train, val)

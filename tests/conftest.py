@@ -63,7 +63,7 @@ def isolated(tmp_path, monkeypatch):
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("TEXTCLF_CACHE_DIR", str(tmp_path / ".textclf"))
-    # textclf.tracking creates the mlruns/ folder when it first opens the store.
+    # textclf.tracking.store creates the mlruns/ folder when it first opens the store.
     uri = f"sqlite:///{tmp_path}/mlruns/mlflow.db"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     if "mlflow" in sys.modules:  # an earlier test may have set mlflow's process-wide URI

@@ -66,7 +66,7 @@ def nothing(p: Path) -> None:
 
 def empty_store(p: Path) -> None:
     """An MLflow store that exists but holds no runs or models."""
-    code = "from textclf import tracking; tracking.setup(None)"
+    code = "from textclf.tracking import store; store.setup(None)"
     subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, timeout=120)
 
 

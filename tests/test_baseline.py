@@ -7,8 +7,8 @@ import json
 import numpy as np
 import pytest
 
-from textclf.baseline import C_GRID, TfidfBaseline
-from textclf.errors import ModelError
+from textclf.core.errors import ModelError
+from textclf.models.tfidf import C_GRID, TfidfBaseline
 
 NOISE = [f"noise{i}" for i in range(40)]
 SIGNAL = ["good", "bad", "meh"]

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from textclf.batching import EncodedSplit, bucket_batches, collate, iterate_batches, shard
-from textclf.errors import DataError
+from textclf.core.errors import DataError
+from textclf.text.batching import EncodedSplit, bucket_batches, collate
 
 
 def random_split(n: int = 500, seed: int = 0, max_len: int = 40, min_len: int = 0) -> EncodedSplit:
@@ -131,19 +131,6 @@ def test_shuffled_order_follows_the_generator():
     assert not np.array_equal(run(7), run(8))
 
 
-def test_shard_gives_equal_disjoint_parts():
-    batches = bucket_batches(np.arange(1, 106), 10, shuffle=True, rng=np.random.default_rng(0))  # 11 batches
-    parts = [shard(batches, r, 3) for r in range(3)]
-    assert [len(p) for p in parts] == [3, 3, 3]
-    ids = [id(b) for p in parts for b in p]
-    assert len(set(ids)) == 9
-    with pytest.raises(ValueError):
-        shard(batches, 3, 3)
-
-
-# --------------------------------------------------------------------------- collate
-
-
 def naive_collate(split, idx, pad_id):
     seqs = [split[i].tolist() for i in idx]
     T = max(max((len(s) for s in seqs), default=0), 1)
@@ -169,17 +156,8 @@ def test_collate_empty_sequences_and_device():
     assert tokens.shape == (2, 1) and tokens.tolist() == [[5], [5]] and lengths.tolist() == [0, 0]
 
 
-def test_iterate_batches_covers_split():
-    split = random_split(70, seed=5)
-    seen = []
-    for idx, (tokens, lengths, labels) in iterate_batches(split, 16, shuffle=True, rng=np.random.default_rng(0)):
-        assert tokens.shape[0] == len(idx) and tokens.shape[1] == lengths.max().clamp(min=1)
-        seen += idx.tolist()
-    assert sorted(seen) == list(range(70))
-
-
 def test_inference_batches_cover_everything_with_bounded_padding():
-    from textclf.batching import inference_batches
+    from textclf.text.batching import inference_batches
 
     rng = np.random.default_rng(0)
     lengths = rng.integers(1, 60, 1000)

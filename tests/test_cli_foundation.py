@@ -12,8 +12,8 @@ import pytest
 import yaml
 from conftest import LABELS, make_rows, write_csv
 
-from textclf.cli import main
-from textclf.errors import ConfigError
+from textclf.cli.main import main
+from textclf.core.errors import ConfigError
 
 
 def cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
@@ -79,10 +79,10 @@ def test_config_show_bad_key_with_debug_shows_the_traceback():
 
 
 def test_config_errors_in_process_are_exit_2_and_raise_with_debug(capsys):
-    assert main(["config", "show", "--set", "encoder.cell=cnn"]) == 2
+    assert main(["config", "show", "--set", "encoder.cell=transformer"]) == 2
     assert "encoder.cell" in capsys.readouterr().err
     with pytest.raises(ConfigError):
-        main(["config", "show", "--set", "encoder.cell=cnn", "--debug"])
+        main(["config", "show", "--set", "encoder.cell=transformer", "--debug"])
     assert main(["config", "show", "no-such-pipeline"]) == 2
     assert "Unknown pipeline 'no-such-pipeline'" in capsys.readouterr().err
 

@@ -1,4 +1,4 @@
-"""Tests for textclf.compare (summary, hierarchical paired bootstrap, table, report).
+"""Tests for textclf.analysis.compare (summary, hierarchical paired bootstrap, table, report).
 
 Records are synthetic: each run is correct on a chosen set of test examples,
 so expected accuracies, macro-F1 and standard deviations are recomputed here
@@ -15,7 +15,8 @@ import numpy as np
 import pytest
 from sklearn.metrics import f1_score
 
-from textclf.compare import RunRecord, _scores, compare, render_table, write_report
+from textclf.analysis.compare import RunRecord, _scores, compare
+from textclf.analysis.report import render_table, write_report
 
 N = 400
 C = 3

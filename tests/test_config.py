@@ -7,18 +7,18 @@ import pytest
 import yaml
 from conftest import REPO
 
-from textclf.config import (
+from textclf.core.errors import ConfigError
+from textclf.pipeline.config import (
     Config,
-    defaults,
     deep_merge,
+    defaults,
     load_config,
     parse_overrides,
     parse_value,
     read_yaml,
     validate,
 )
-from textclf.errors import ConfigError
-from textclf.pipelines import expand_dotted, grid_name, load_pipeline
+from textclf.pipeline.spec import expand_dotted, grid_name, load_pipeline
 
 
 def write_yaml(path, doc) -> str:

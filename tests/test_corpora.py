@@ -1,8 +1,9 @@
-"""Tests for the generated built-in corpora (textclf.corpora)."""
+"""Tests for the generated built-in corpora (textclf.data.corpora)."""
 
 from __future__ import annotations
 
 import inspect
+import itertools
 import random
 import re
 import subprocess
@@ -12,35 +13,30 @@ from collections import Counter
 
 import pytest
 
-from textclf.corpora import (
+from textclf.core.errors import DataError
+from textclf.data.corpora import (
     CORPORA,
-    context_label,
     corpus_names,
-    evaluate_listops,
     generate,
-    long_range_label,
+    order_label,
     review_label,
 )
-from textclf.corpora import lexicon as lx
-from textclf.corpora.diagnostics import FILLER, FLIP_MARKER, SIGNALS
-from textclf.corpora.reviews import (
-    DOMAINS,
-    Clause,
-    Contrast,
-    neutral_sentences,
-    reviews_with_plans,
-    write_clause,
-)
-from textclf.errors import DataError
+from textclf.data.corpora import lexicon as lx
+from textclf.data.corpora.diagnostics import FLIP_MARKER, NEGATIVE_CUES, POSITIVE_CUES
+from textclf.data.corpora.review_plan import DOMAINS, Clause, Contrast
+from textclf.data.corpora.review_text import neutral_sentences, write_clause
+from textclf.data.corpora.reviews import reviews_with_plans
 
-SMALL = {"reviews": 300, "long-range": 200, "listops": 200, "context": 200}
+# The diagnostic corpora have their own tests in test_diagnostic_corpora.py;
+# this file checks the API they share with reviews.
+SMALL = {"reviews": 300, "long-range": 200, "ends": 200, "context": 200, "order": 200, "listops": 200}
 
 
 # --------------------------------------------------------------------------
 # API and determinism
 # --------------------------------------------------------------------------
 def test_names_and_docstrings():
-    assert corpus_names() == sorted(["reviews", "long-range", "listops", "context"])
+    assert corpus_names() == sorted(["reviews", "long-range", "ends", "context", "order", "listops"])
     for name, fn in CORPORA.items():
         doc = fn.__doc__ or ""
         assert "Label" in doc or "label" in doc, name
@@ -51,8 +47,9 @@ def test_shape_and_determinism(name):
     a = generate(name, seed=7, size=SMALL[name])
     b = generate(name, seed=7, size=SMALL[name])
     c = generate(name, seed=8, size=SMALL[name])
-    assert set(a) == {"text", "label"}
-    assert len(a["text"]) == len(a["label"]) == SMALL[name]
+    # Extra columns (listops: depth) are allowed, one value per row.
+    assert {"text", "label"} <= set(a)
+    assert all(len(column) == SMALL[name] for column in a.values())
     assert all(isinstance(t, str) and t for t in a["text"])
     assert all(isinstance(label, str) for label in a["label"])
     assert a == b
@@ -61,8 +58,8 @@ def test_shape_and_determinism(name):
 
 def test_same_output_in_another_process():
     code = (
-        "import hashlib, json; from textclf.corpora import generate; "
-        "rows = [generate(n, seed=3, size=50) for n in ('reviews', 'long-range', 'listops', 'context')]; "
+        "import hashlib, json; from textclf.data.corpora import corpus_names, generate; "
+        "rows = [generate(n, seed=3, size=50) for n in corpus_names()]; "
         "print(hashlib.sha256(json.dumps(rows).encode()).hexdigest())"
     )
     digests = {
@@ -78,19 +75,21 @@ def test_default_sizes():
     assert len(generate("context", seed=0)["label"]) == 3000
 
 
-@pytest.mark.parametrize("name,options", [
-    ("reviews", {}), ("reviews", {"classes": 3}), ("long-range", {"classes": 4}),
-    ("listops", {}), ("context", {}),
+@pytest.mark.parametrize("name,options,classes", [
+    ("reviews", {}, 2), ("reviews", {"classes": 3}, 3),
+    ("long-range", {}, 10), ("long-range", {"classes": 3}, 3),
+    ("ends", {}, 16), ("ends", {"classes": 3, "rule": "sum"}, 3), ("ends", {"classes": 2}, 4),
+    ("context", {}, 2), ("context", {"cues": 1, "length": 7, "window": 3}, 2),
+    ("order", {}, 2),
+    ("listops", {}, 10), ("listops", {"max_depth": 3}, 10),
 ])
-def test_balanced_and_shuffled(name, options):
-    labels = generate(name, seed=1, size=301, **options)["label"]
+def test_balanced_and_shuffled(name, options, classes):
+    labels = generate(name, seed=1, size=997, **options)["label"]
     counts = Counter(labels)
     assert max(counts.values()) - min(counts.values()) <= 1
-    expected = {"reviews": 2 + (options.get("classes", 2) == 3), "long-range": options.get("classes"),
-                "listops": 10, "context": 2}[name]
-    assert len(counts) == expected
+    assert len(counts) == classes
     # Shuffled: far more label changes between neighbours than a grouped list.
-    changes = sum(x != y for x, y in zip(labels, labels[1:]))
+    changes = sum(x != y for x, y in itertools.pairwise(labels))
     assert changes > len(labels) // 3
 
 
@@ -128,15 +127,32 @@ def test_unknown_option(name):
     ("reviews", {"mix": {"plain": 1, "sarcasm": 1}}, "sarcasm"),
     ("reviews", {"mix": {"plain": -1}}, "plain"),
     ("reviews", {"domains": ["film", "poetry"]}, "poetry"),
-    ("long-range", {"distance": 0}, "distance"),
-    ("long-range", {"distance": 2001}, "distance"),
-    ("listops", {"max_depth": 0}, "max_depth"),
-    ("listops", {"max_args": 1}, "max_args"),
-    ("context", {"length": 3}, "length"),
+    # Diagnostics: the message names the option and the value.
+    ("long-range", {"distance": 0}, "distance=0"),
+    ("long-range", {"distance": 2001}, "distance=2001"),
+    ("long-range", {"classes": 1}, "classes=1"),
+    ("long-range", {"classes": 11}, "classes=11"),
+    ("long-range", {"distance": 2.5}, "distance=2.5"),
+    ("ends", {"length": 0}, "length=0"),
+    ("ends", {"classes": 11}, "classes=11"),
+    ("ends", {"rule": "xor"}, "rule='xor'"),
+    ("context", {"cues": 4}, "cues=4"),
+    ("context", {"cues": 0}, "cues=0"),
+    ("context", {"window": 0}, "window=0"),
+    ("context", {"window": 51}, "window=51"),
+    ("context", {"length": 2}, "length=2"),
+    ("context", {"length": 34, "cues": 5, "window": 3}, "length=34"),
+    ("order", {"length": 4}, "length=4"),
+    ("listops", {"max_depth": 0}, "max_depth=0"),
+    ("listops", {"max_depth": 21}, "max_depth=21"),
+    ("listops", {"max_args": 1}, "max_args=1"),
+    ("listops", {"max_length": 3}, "max_length=3"),
+    ("listops", {"max_depth": 6, "max_length": 18}, "max_length=18"),
 ])
 def test_bad_option_value(name, options, culprit):
-    with pytest.raises(DataError, match=culprit):
+    with pytest.raises(DataError) as err:
         generate(name, seed=0, size=10, **options)
+    assert culprit in str(err.value)
 
 
 @pytest.mark.parametrize("size", [-5, 0, 2.5, True])
@@ -149,103 +165,61 @@ def test_builtin_prefix_is_accepted():
     assert generate("builtin:context", seed=0, size=5) == generate("context", seed=0, size=5)
 
 
-# --------------------------------------------------------------------------
-# long-range
-# --------------------------------------------------------------------------
-@pytest.mark.parametrize("distance", [1, 25, 400])
-def test_long_range_distance_sets_length(distance):
-    rows = generate("long-range", seed=0, size=60, distance=distance)
-    for text, label in zip(rows["text"], rows["label"]):
-        tokens = text.split()
-        assert distance + 1 <= len(tokens) <= distance + 3
-        assert tokens.index(label) <= 2                      # signal near the start
-        assert len(tokens) - 1 - tokens.index(label) == distance  # then `distance` distractors
-        assert long_range_label(tokens) == label
-        assert all(t in FILLER for t in tokens if t != label)
-    positions = {text.split().index(label) for text, label in zip(rows["text"], rows["label"])}
-    assert positions == {0, 1, 2}
-
-
-def test_long_range_label_helper():
-    assert long_range_label("bako alpha dipu") == "alpha"
-    assert long_range_label(["beta", "bako"]) == "beta"
-    with pytest.raises(ValueError):
-        long_range_label("bako dipu")
-    assert set(generate("long-range", seed=0, size=30, classes=3)["label"]) == set(SIGNALS[:3])
-
-
-# --------------------------------------------------------------------------
-# listops
-# --------------------------------------------------------------------------
-@pytest.mark.parametrize("expr,value", [
-    ("[MAX 2 [MIN 4 7 ] 0 ]", 4),
-    ("[SM 5 6 ]", 1),
-    ("[MED 1 9 3 ]", 3),
-    ("[MED 1 2 ]", 1),         # even count: floor of the mean of the middle two
-    ("[MED 2 9 4 7 ]", 5),
-    ("[MIN [MAX 1 8 ] [SM 9 9 ] 9 ]", 8),
-    ("[SM [SM 9 9 ] [MAX 0 3 ] 1 ]", 2),
+@pytest.mark.parametrize("name,options", [
+    ("long-range", {}), ("ends", {}), ("ends", {"rule": "sum"}), ("context", {}), ("order", {}), ("listops", {}),
 ])
-def test_evaluate_listops(expr, value):
-    assert evaluate_listops(expr) == value
-
-
-@pytest.mark.parametrize("bad", ["[MAX 2 3", "[MAX 2 3 ] ]", "[FOO 1 2 ]", "[MAX 12 3 ]", "5"])
-def test_evaluate_listops_rejects_malformed(bad):
-    with pytest.raises(ValueError):
-        evaluate_listops(bad)
-
-
-def test_listops_rows_match_evaluator_and_options():
-    rows = generate("listops", seed=4, size=200, max_depth=3, max_args=4, max_length=40)
-    depths = []
-    for text, label in zip(rows["text"], rows["label"]):
-        tokens = text.split()
-        assert len(tokens) <= 40
-        assert str(evaluate_listops(text)) == label
-        depth = max_depth = 0
-        for tok in tokens:
-            depth += tok.startswith("[")
-            depth -= tok == "]"
-            max_depth = max(max_depth, depth)
-        depths.append(max_depth)
-        # No operator ever gets more than max_args arguments: check the flat ones.
-        for flat in re.findall(r"\[[A-Z]+((?: \d)+) \]", text):
-            assert 2 <= len(flat.split()) <= 4
-    assert max(depths) == 3 and min(depths) >= 1
-    flat_only = generate("listops", seed=4, size=50, max_depth=1)["text"]
-    assert all(t.count("[") == 1 for t in flat_only)
+def test_diagnostics_are_fast(name, options):
+    # About 0.15-0.6 s for 20k rows on an idle core; the bound leaves room for
+    # a busy machine and still catches anything worse than linear.
+    start = time.perf_counter()
+    generate(name, seed=0, size=20_000, **options)
+    assert time.perf_counter() - start < 6.0
 
 
 # --------------------------------------------------------------------------
-# context
+# order (a control for context; context itself: test_diagnostic_corpora.py)
 # --------------------------------------------------------------------------
+def _cues(tokens):
+    return [i for i, t in enumerate(tokens) if t in POSITIVE_CUES or t in NEGATIVE_CUES]
+
+
+P, N, M = POSITIVE_CUES[0], NEGATIVE_CUES[2], FLIP_MARKER
+
+
 @pytest.mark.parametrize("text,label", [
-    ("bako good dipu", "positive"),
-    ("bako good reversed dipu", "negative"),
-    ("reversed bako good dipu", "positive"),      # marker before the cue: a decoy
-    ("bad bako reversed reversed", "negative"),   # two flips cancel
-    ("reversed bad dipu", "negative"),
-    ("bako awful reversed", "positive"),
+    (f"bako {P} dipu", "positive"),
+    (f"bako {P} {M} dipu", "negative"),
+    (f"{M} bako {P} dipu", "positive"),     # marker before the cue: a decoy
+    (f"{N} bako {M} {M}", "negative"),       # two flips cancel
+    (f"{M} {N} dipu", "negative"),
+    (f"bako {N} {M}", "positive"),
 ])
-def test_context_label(text, label):
-    assert context_label(text) == label
+def test_order_label(text, label):
+    assert order_label(text) == label
 
 
-def test_context_label_needs_one_cue():
+def test_order_label_brute_force():
+    alphabet = ("bako", P, N, M)
+    for length in range(1, 7):
+        for tokens in itertools.product(alphabet, repeat=length):
+            if len(_cues(tokens)) != 1:
+                continue
+            cue = _cues(tokens)[0]
+            later = sum(t == M for t in tokens[cue + 1:])
+            expected = "positive" if (tokens[cue] == P) ^ (later % 2 == 1) else "negative"
+            assert order_label(tokens) == expected
     with pytest.raises(ValueError):
-        context_label("good bad reversed")
+        order_label(f"{P} {N} {M}")
 
 
-def test_context_rows():
-    rows = generate("context", seed=5, size=300, length=20)
+def test_order_rows():
+    rows = generate("order", seed=5, size=300, length=20)
     before = after = 0
     for text, label in zip(rows["text"], rows["label"]):
         tokens = text.split()
-        assert len(tokens) == 20
-        assert tokens.count(FLIP_MARKER) == 1
-        assert context_label(tokens) == label
-        cue = next(i for i, t in enumerate(tokens) if t not in FILLER and t != FLIP_MARKER)
+        assert len(tokens) == 20 and tokens.count(FLIP_MARKER) == 1
+        assert order_label(tokens) == label
+        (cue,) = _cues(tokens)
         assert 5 <= cue <= 15
         after += tokens.index(FLIP_MARKER) > cue
         before += tokens.index(FLIP_MARKER) < cue

@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 from conftest import LABELS, make_rows, write_csv, write_jsonl, write_parquet
 
-from textclf.config import DataConfig
-from textclf.data import SPLITS, fingerprint, prepare, summarize
-from textclf.errors import DataError
+from textclf.core.errors import DataError
+from textclf.data.config import DataConfig
+from textclf.data.prepare import SPLITS, fingerprint, prepare, summarize
 
 
 def cfg(**kw) -> DataConfig:
@@ -312,7 +312,7 @@ def test_hub_style_local_dataset_keeps_classlabel_names(tmp_path):
 
 
 def test_builtin_source_is_generated_once_and_split(monkeypatch):
-    import textclf.corpora
+    import textclf.data.corpora
 
     calls = []
 
@@ -321,7 +321,7 @@ def test_builtin_source_is_generated_once_and_split(monkeypatch):
         rows = make_rows(options.get("size", 30))
         return {"text": [r["text"] for r in rows], "label": [r["label"] for r in rows]}
 
-    monkeypatch.setattr(textclf.corpora, "generate", fake_generate)
+    monkeypatch.setattr(textclf.data.corpora, "generate", fake_generate)
     a = prepare(cfg(source="builtin:fake", options={"size": 50}, split_seed=2))
     b = prepare(cfg(source="builtin:fake", options={"size": 50}, split_seed=2))
     assert calls == [("fake", 2, {"size": 50})]  # the second run reads the stored Parquet file

@@ -20,9 +20,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-
 from test_pipeline import write_corpus, write_pipeline
-from textclf.cli import main
+
+from textclf.cli.main import main
 
 pytestmark = pytest.mark.slow
 
@@ -207,7 +207,7 @@ def test_torchrun_two_processes_match_one_and_only_rank_0_writes(tmp_path):
 
 
 def _tiny_data(n: int, seed: int):
-    from textclf.batching import EncodedSplit
+    from textclf.text.batching import EncodedSplit
 
     rng = np.random.default_rng(seed)
     seqs = [list(rng.integers(1, 12, size=rng.integers(2, 12))) for _ in range(n)]
@@ -219,8 +219,9 @@ def _fit_tiny(ckpt: str | None) -> dict:
     """Train a tiny GRU classifier; data-parallel when called inside a process group."""
     from torch import nn
 
-    from textclf.config import TrainConfig
-    from textclf.train import Trainer, seed_everything
+    from textclf.training.config import TrainConfig
+    from textclf.training.device import seed_everything
+    from textclf.training.trainer import Trainer
 
     class Tiny(nn.Module):  # no dropout: ranks and a single process compute the same thing
         def __init__(self):
@@ -258,7 +259,7 @@ def _ddp_worker(rank: int, world: int, port: int, out: str, ckpt: str) -> None:
 def test_trainer_ddp_gradients_equal_the_single_process_batch_mean(tmp_path):
     import torch.multiprocessing as mp
 
-    from textclf.distributed import _free_port
+    from textclf.pipeline.ddp import free_port as _free_port
 
     single = _fit_tiny(None)
     mp.spawn(_ddp_worker, args=(2, _free_port(), str(tmp_path), str(tmp_path / "ckpt")), nprocs=2, join=True)

@@ -9,14 +9,13 @@ import logging
 import numpy as np
 import pytest
 import torch
-
-import textclf.embedding as E
-import textclf.tokenize as T
-from textclf.config import EmbeddingConfig, TokenizerConfig
-from textclf.errors import ConfigError
-from textclf.model import TextClassifier
-
 from test_tokenize import prepared
+
+import textclf.text.embedding as E
+import textclf.text.tokenize as T
+from textclf.core.errors import ConfigError
+from textclf.models.classifier import TextClassifier
+from textclf.text.config import TokenizerConfig
 
 
 def write_vectors(path, vectors: dict[str, list[float]], header: bool = False):
@@ -131,10 +130,10 @@ def test_frozen_tail_gets_no_gradient_through_the_clamped_row():
 
 
 def test_train_cli_extends_the_vocabulary_with_pretrained_words(tmp_path, csv_file):
-    from textclf import load_model
-    from textclf.cli import main
-
     from conftest import WORDS
+
+    from textclf import load_model
+    from textclf.cli.main import main
 
     # Vectors for every training word, plus words training never saw.
     rng = np.random.default_rng(0)
@@ -156,7 +155,8 @@ def test_train_cli_extends_the_vocabulary_with_pretrained_words(tmp_path, csv_fi
     np.testing.assert_allclose(row.detach().numpy(), expected, atol=1e-6)  # the pretrained vector, untouched
     assert clf.predict(["a dreadful movie"]) and clf.predict(["marvellous"])
     # ONNX carries the frozen rows too (the check feeds ids from the whole vocabulary)
-    from textclf.artifacts import export_onnx, read_folder
+    from textclf.models.folder import read_folder
+    from textclf.models.onnx import export_onnx
 
     info = export_onnx(read_folder(tmp_path / "m"), tmp_path / "model.onnx")
     assert info["verified"]["checked"]
@@ -177,7 +177,3 @@ def test_train_cli_extends_the_vocabulary_with_pretrained_words(tmp_path, csv_fi
     assert main(args[:-4] + ["--set", "embedding.extend_vocab=0", "--output", str(tmp_path / "m0")]) == 0
     plain = json.loads((tmp_path / "m0" / "config.json").read_text())
     assert plain["model"]["frozen_rows"] == 0 and plain["model"]["vocab_size"] == n
-
-
-def test_pretrained_matrix_is_none_without_vectors():
-    assert E.pretrained_matrix(EmbeddingConfig(), {"[PAD]": 0}, None) is None

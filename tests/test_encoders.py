@@ -1,5 +1,8 @@
-"""Common checks for every encoder configuration: shapes, exact masking, gradients,
-loss, rebuilding from hparams, and argument validation."""
+"""Common checks for every registered encoder family and configuration: shapes, exact
+masking, gradients, loss, rebuilding from hparams, and argument validation.
+
+The configurations come from the registry (textclf.models.registry.ENCODERS):
+a family added there is checked here without a new test."""
 
 from __future__ import annotations
 
@@ -10,14 +13,24 @@ import pytest
 import torch
 from torch import nn
 
-from textclf.encoders import ENCODERS, POOLINGS, RecurrentEncoder, build_encoder
-from textclf.errors import ConfigError
-from textclf.model import TextClassifier
+from textclf.core.errors import ConfigError
+from textclf.models.classifier import TextClassifier
+from textclf.models.recurrent import CELLS, POOLINGS, RecurrentEncoder
+from textclf.models.registry import ENCODERS, build_encoder
 
 VOCAB, EMB, HIDDEN, CLASSES = 50, 8, 6, 3
 LENGTHS = [5, 3, 7, 1]  # B = 4, T = 7, includes a length-1 text
 
-ALL = list(itertools.product(ENCODERS, (1, 2), (False, True), POOLINGS))
+ALL = [
+    combo
+    for cell, family in ENCODERS.items()
+    for combo in (
+        itertools.product([cell], (1, 2), (False, True), POOLINGS)
+        if family.recurrent
+        else [(cell, *(dict(family.fixed)[k] for k in ("layers", "bidirectional", "pooling")))]
+    )
+]
+RECURRENT = [c for c in ALL if ENCODERS[c[0]].recurrent]
 IDS = [f"{c}-L{n}-{'bi' if b else 'uni'}-{p}" for c, n, b, p in ALL]
 every_config = pytest.mark.parametrize("cell,layers,bidirectional,pooling", ALL, ids=IDS)
 
@@ -60,8 +73,9 @@ def pooled(model, tokens, lengths):
 def test_shapes(cell, layers, bidirectional, pooling):
     model = make_model(cell, layers, bidirectional, pooling).eval()
     tokens, lengths = make_batch()
-    D = HIDDEN * (2 if bidirectional else 1)
-    assert model.encoder.output_size == D
+    D = model.encoder.output_size
+    if ENCODERS[cell].recurrent:
+        assert D == HIDDEN * (2 if bidirectional else 1)
     x = model.embedding(tokens)
     assert model.encoder(x, lengths).shape == (4, D)
     states = model.encoder.sequence(x, lengths)
@@ -98,7 +112,7 @@ def test_alone_equals_in_batch(cell, layers, bidirectional, pooling):
         assert torch.allclose(alone, batch[b : b + 1], atol=1e-6), f"row {b} (length {n})"
 
 
-@pytest.mark.parametrize("cell,layers,bidirectional,pooling", [c for c in ALL if c[3] != "attention"], ids=[i for c, i in zip(ALL, IDS) if c[3] != "attention"])
+@pytest.mark.parametrize("cell,layers,bidirectional,pooling", [c for c in RECURRENT if c[3] != "attention"], ids=[i for c, i in zip(ALL, IDS) if c in RECURRENT and c[3] != "attention"])
 def test_pooling_matches_the_per_token_states(cell, layers, bidirectional, pooling):
     """forward() pools the reverse half in reversed order; it must equal pooling the in-order states."""
     model = make_model(cell, layers, bidirectional, pooling).eval()
@@ -146,12 +160,12 @@ def test_first_token_matters_padding_does_not(cell, layers, bidirectional, pooli
         assert (changed - base).abs().amax(1).min() > 1e-6
 
 
-@pytest.mark.parametrize("cell,layers", list(itertools.product(ENCODERS, (1, 2))))
+@pytest.mark.parametrize("cell,layers", list(itertools.product(CELLS, (1, 2))))
 def test_bidirectional_matches_torch_on_unpadded_texts(cell, layers):
     """Reference: torch's fused bidirectional module on each text alone (no padding)."""
     model = make_model(cell, layers, True, "last").eval()
     enc = model.encoder
-    ref = ENCODERS[cell](EMB, HIDDEN, num_layers=layers, bidirectional=True).eval()
+    ref = CELLS[cell](EMB, HIDDEN, num_layers=layers, bidirectional=True).eval()
     with torch.no_grad():
         for i, layer in enumerate(enc.stack):
             for suffix, direction in (("", "fwd"), ("_reverse", "bwd")):
@@ -231,7 +245,7 @@ def test_lstm_forget_gate_bias_is_one():
 
 
 def test_registry_and_factory():
-    assert set(ENCODERS) == {"rnn", "gru", "lstm"}
+    assert set(ENCODERS) == {"rnn", "gru", "lstm", "cnn"}
     assert POOLINGS == ("last", "mean", "max", "attention")
     rnn = build_encoder(cell="rnn", input_size=EMB, hidden_size=HIDDEN)
     assert isinstance(rnn, RecurrentEncoder) and isinstance(rnn.rnn, nn.RNN) and rnn.rnn.nonlinearity == "tanh"
@@ -266,7 +280,7 @@ def test_invalid_encoder_args(kwargs, key):
 def test_error_message_format():
     with pytest.raises(ConfigError) as err:
         build_encoder(cell="lstn")
-    assert str(err.value) == "encoder.cell must be one of rnn, gru, lstm. Got 'lstn' instead."
+    assert str(err.value) == "encoder.cell must be one of rnn, gru, lstm, cnn. Got 'lstn' instead."
 
 
 @pytest.mark.parametrize(

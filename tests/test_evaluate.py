@@ -1,4 +1,4 @@
-"""Tests for textclf.evaluate (metrics, latency) and textclf.plots.
+"""Tests for textclf.core.metrics (metrics, latency) and textclf.plots.
 
 Expected values are worked out by hand in the comments, not taken from the
 code under test.
@@ -13,14 +13,14 @@ import time
 import numpy as np
 import pytest
 
-from textclf.evaluate import (
+from textclf.analysis.cost import measure_latency
+from textclf.analysis.plots import plot_confusion_matrix, plot_learning_curves
+from textclf.core.metrics import (
     classification_metrics,
     classification_report_text,
     expected_calibration_error,
     flatten_metrics,
-    measure_latency,
 )
-from textclf.plots import plot_confusion_matrix, plot_learning_curves
 
 # y = [0, 0, 1, 1]; argmax predictions = [0, 0, 1, 0]
 Y_BIN = np.array([0, 0, 1, 1])

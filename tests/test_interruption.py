@@ -50,16 +50,16 @@ LAUNCHER = textwrap.dedent(
         setattr(module, name, patched)
 
     if point == "tokenize":
-        import textclf.tokenize as m
+        import textclf.text.tokenize as m
         wrap(m, "encode_dataset")  # after the train split is encoded, before validation
     elif point == "train":
-        import textclf.train as m
+        import textclf.training.trainer as m
         wrap(m.Trainer, "_save_checkpoint")  # right after an epoch's checkpoint
     elif point == "children":
-        import textclf.experiment as m
-        wrap(m, "log_child")  # after a child run's params, metrics and model are logged
+        import textclf.pipeline.experiment as m
+        wrap(m, "log_child")  # the name run_pipeline calls  # after a child run's params, metrics and model are logged
 
-    from textclf.cli import main
+    from textclf.cli.main import main
     sys.exit(main(sys.argv[1:]))
     """
 )

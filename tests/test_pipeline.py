@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from textclf.cli import main
+from textclf.cli.main import main
 
 pytestmark = pytest.mark.slow
 
@@ -81,7 +81,7 @@ def run_cli(*args: str) -> int:
     return code
 
 
-def test_pipeline_records_parent_children_and_reuses_cache(project):
+def test_pipeline_records_parent_children_and_reuses_cache(project, capsys):
     tmp, pipe = project
     assert run_cli("run", str(pipe), "-q", "--summary-out", "s1.json") == 0
     s1 = json.loads(Path("s1.json").read_text())
@@ -144,8 +144,15 @@ def test_pipeline_records_parent_children_and_reuses_cache(project):
     fresh = sorted((c.data.tags["variant"], c.data.tags["cached"]) for c in children3)
     assert fresh == [("bilstm", "false"), ("bilstm", "false"), ("rnn", "true"), ("rnn", "true")]
 
-    # textclf report re-prints the latest parent's table
+    # textclf report re-prints a past parent's comparison
+    capsys.readouterr()
     assert run_cli("report", s3["parent_run_id"], "--json") == 0
+    reported = json.loads(capsys.readouterr().out)
+    assert reported["parent_run_id"] == s3["parent_run_id"]
+    assert reported["variants"]["bilstm"]["test_accuracy"] == s3["variants"]["bilstm"]["test_accuracy"]
+    assert run_cli("report", s1["parent_run_id"]) == 0
+    table = capsys.readouterr().out
+    assert s1["parent_run_id"] in table and "bilstm" in table and "rnn (baseline)" in table
 
 
 def test_same_seed_same_metrics_and_force_recomputes(project):
@@ -193,7 +200,7 @@ def test_four_concurrent_runs_share_store_and_cache(project):
     # Same (variant, seed) => same result, whichever process computed it.
     assert len({json.dumps(s["variants"]["rnn"]["test_accuracy"]) for s in summaries}) == 1
     # One train entry per (variant, seed), each complete and loadable; no temporaries left.
-    from textclf.inference import Classifier
+    from textclf.serving.classifier import Classifier
 
     entries = [p for p in (tmp / ".textclf" / "train").iterdir() if not p.name.startswith(".")]
     assert len(entries) == 4
@@ -206,7 +213,7 @@ def test_four_concurrent_runs_share_store_and_cache(project):
 def test_train_cli_writes_model_folder_and_metrics(project):
     tmp, _ = project
     data = tmp / "reviews.csv"
-    args = ["train", "-q", "--set", f"data.source={data}", "--set", "train.epochs=2", "--set", "encoder.hidden_size=8",
+    args = ["train", "-q", "--set", f"data.source={data}", "--set", "train.epochs=8", "--set", "train.lr=0.02", "--set", "encoder.hidden_size=8",
             "--set", "embedding.dim=8", "--set", "train.num_threads=1", "--set", "evaluate.latency_samples=2",
             "--output", "model", "--metrics-out", "m.json"]
     assert run_cli(*args) == 0
@@ -215,13 +222,17 @@ def test_train_cli_writes_model_folder_and_metrics(project):
         assert m[key] is not None, key
     assert sorted(p.name for p in Path("model").iterdir()) == ["config.json", "labels.json", "model.safetensors", "tokenizer.json"]
     assert json.loads(Path("model/labels.json").read_text()) == ["neg", "pos"]
-    from textclf.inference import Classifier
+    from textclf.serving.classifier import Classifier
 
     clf = Classifier.from_folder("model")
     proba = clf.predict_proba(["the film was great", "the film was awful", "zzz unseen"])
     assert proba.shape == (3, 2)
     assert abs(proba.sum(axis=1) - 1).max() < 1e-5
-    assert set(clf.predict(["the film was great", "the film was awful"])) <= {"neg", "pos"}
+    # the copied folder is the trained model: it labels unseen texts of the same task
+    fresh = [line.rsplit(",", 1) for line in write_corpus(tmp / "fresh.csv", n=60, seed=99).read_text().splitlines()[1:]]
+    predicted = clf.predict([t for t, _ in fresh])
+    assert predicted == [clf.labels[i] for i in clf.predict_proba([t for t, _ in fresh]).argmax(1)]
+    assert sum(p == y for p, (_, y) in zip(predicted, fresh)) / len(fresh) >= 0.85
 
 
 def test_multi_task_pipeline_compares_each_task_on_its_own(project):
@@ -252,12 +263,12 @@ def test_cached_rerun_reuses_rendered_comparison_plots(project, monkeypatch):
     """Plots depend only on the results: an unchanged re-run copies them instead of re-rendering."""
     from mlflow.tracking import MlflowClient
 
-    import textclf.compare
+    import textclf.analysis.report
 
     tmp, pipe = project
     calls = []
-    real = textclf.compare._make_plots
-    monkeypatch.setattr(textclf.compare, "_make_plots", lambda *a, **k: calls.append(1) or real(*a, **k))
+    real = textclf.analysis.report._make_plots
+    monkeypatch.setattr(textclf.analysis.report, "_make_plots", lambda *a, **k: calls.append(1) or real(*a, **k))
     assert run_cli("run", str(pipe), "-q", "--variant", "rnn", "--summary-out", "a.json") == 0
     assert run_cli("run", str(pipe), "-q", "--variant", "rnn", "--summary-out", "b.json") == 0
     assert len(calls) == 1  # rendered once, for the first run
@@ -294,14 +305,14 @@ def test_mlflow_shows_final_metrics_not_the_last_epochs():
     """val_accuracy is logged per epoch and as the restored best epoch's: the run must show the latter."""
     from mlflow.tracking import MlflowClient
 
-    from textclf import tracking
+    from textclf.tracking import runs, store
 
-    tracking.setup(None)
+    store.setup(None)
     client = MlflowClient()
-    run = client.create_run(tracking.experiment_id("t"))
+    run = client.create_run(store.experiment_id("t"))
     history = [{"epoch": 1, "val_accuracy": 0.6, "val_loss": 0.7}, {"epoch": 2, "val_accuracy": 0.9, "val_loss": 0.5},
                {"epoch": 3, "val_accuracy": 0.7, "val_loss": 0.6}]
-    tracking.log_batch(client, run.info.run_id, metrics=tracking.run_metrics(history, {"val_accuracy": 0.9, "test_accuracy": 0.8}))
+    runs.log_batch(client, run.info.run_id, metrics=runs.run_metrics(history, {"val_accuracy": 0.9, "test_accuracy": 0.8}))
     got = client.get_run(run.info.run_id).data.metrics
     assert got["val_accuracy"] == 0.9 and got["test_accuracy"] == 0.8 and got["val_loss"] == 0.6
     curve = sorted((m.step, m.value) for m in client.get_metric_history(run.info.run_id, "val_loss"))

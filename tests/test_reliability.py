@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import errno
 import json
-import os
 import subprocess
 import sys
 import textwrap
@@ -73,7 +72,7 @@ def test_a_failed_copy_leaves_the_old_model_and_no_temporary(tmp_path, monkeypat
     """A write that fails half-way (a full disk) never leaves a half-written model where the old one was."""
     import shutil
 
-    from textclf import artifacts
+    from textclf.models import folder as artifacts
 
     src = _model_folder(tmp_path / "src", marker="new")
     (src / "tokenizer.json").write_text("{}")
@@ -95,8 +94,8 @@ def test_a_failed_copy_leaves_the_old_model_and_no_temporary(tmp_path, monkeypat
 
 
 def test_export_refuses_a_users_folder_even_with_force(tmp_path):
-    from textclf import artifacts
-    from textclf.errors import ModelError
+    from textclf.core.errors import ModelError
+    from textclf.models import folder as artifacts
 
     mine = tmp_path / "notes"
     mine.mkdir()
@@ -114,7 +113,7 @@ def test_export_refuses_a_users_folder_even_with_force(tmp_path):
 _HOLDER = textwrap.dedent(
     """
     import os, sys, time
-    from textclf.cache import StageCache
+    from textclf.core.cache import StageCache
     cache = StageCache(sys.argv[1])
     with cache.lock("train", "k1"):
         with cache.write("train", "k1") as tmp:
@@ -137,7 +136,7 @@ def test_prune_all_never_touches_what_a_live_process_uses(tmp_path):
     try:
         assert holder.stdout.readline().strip() == "ready"
         # an entry nobody uses, and a temporary of a dead writer
-        from textclf.cache import StageCache
+        from textclf.core.cache import StageCache
 
         other = StageCache(root)
         with other.write("prepare", "old") as tmp:
@@ -166,7 +165,7 @@ def test_prune_all_never_touches_what_a_live_process_uses(tmp_path):
 
 def test_prune_keeps_entries_of_a_running_pipeline_until_it_ends(tmp_path):
     """In-process: a cache object that used an entry keeps it from prune until it is closed."""
-    from textclf.cache import StageCache
+    from textclf.core.cache import StageCache
 
     user, pruner = StageCache(tmp_path / "c"), StageCache(tmp_path / "c")
     with user.lock("tokenize", "k"):

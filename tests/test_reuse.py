@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 import yaml
 
-from textclf.errors import ConfigError, ModelError
+from textclf.core.errors import ConfigError, ModelError
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from test_pipeline import write_corpus  # noqa: E402  (the tiny two-class corpus generator)
@@ -58,18 +58,13 @@ def _isolate(mp: pytest.MonkeyPatch, root: Path) -> None:
 
 
 def cli(*args: str) -> int:
-    """Run the real ``textclf`` entry point (registering the reuse verbs if cli.py doesn't yet)."""
+    """Run the real ``textclf`` entry point in this process."""
     import mlflow
 
-    from textclf import cli as cli_mod
-    from textclf import cli_reuse
+    from textclf.cli.main import main
 
-    names = {c.name or c.callback.__name__ for c in cli_mod.app.registered_commands}
-    for fn in (cli_reuse.predict, cli_reuse.embed, cli_reuse.export):
-        if fn.__name__ not in names:
-            cli_mod.app.command()(fn)
     uri = os.environ["MLFLOW_TRACKING_URI"]
-    code = cli_mod.main(list(args))
+    code = main(list(args))
     mlflow.set_tracking_uri(uri)
     return code
 
@@ -132,7 +127,7 @@ def store(world, monkeypatch):
 
 def test_every_reference_kind_gives_bitwise_identical_probabilities(store, monkeypatch):
     import textclf
-    from textclf.inference import Classifier
+    from textclf.serving.classifier import Classifier
 
     w = store
     champion = w.registered["variant"]
@@ -268,7 +263,7 @@ def test_embed_and_export_cli(store, tmp_path, capsys):
     import pyarrow.parquet as pq
 
     import textclf
-    from textclf.artifacts import read_folder
+    from textclf.models.folder import read_folder
 
     ref = f"runs:/{store.children['bilstm']}"
     (tmp_path / "in.txt").write_text("\n".join(TEXTS) + "\n")
@@ -317,16 +312,18 @@ def test_onnx_export_matches_torch(arch, tmp_path):
     ort = pytest.importorskip("onnxruntime")
     import torch
 
-    from textclf import artifacts
-    from textclf.inference import encode_texts
-    from textclf.model import TextClassifier
+    from textclf.models import folder as artifacts
+    from textclf.models.classifier import TextClassifier
+    from textclf.serving.classifier import encode_texts
 
     tok = _tokenizer(["good bad film plot great awful story"])
     torch.manual_seed(0)
     model = TextClassifier(vocab_size=tok.get_vocab_size(), embedding_dim=6, num_classes=3, hidden_size=5, **arch)
     artifacts.save_neural(tmp_path / "m", model=model.eval(), tokenizer=tok, label_names=["a", "b", "c"], config={"tokenizer": {"max_length": 32}})
     folder = artifacts.read_folder(tmp_path / "m")
-    info = artifacts.export_onnx(folder, tmp_path / "model.onnx")
+    from textclf.models.onnx import export_onnx
+
+    info = export_onnx(folder, tmp_path / "model.onnx")
     assert info["verified"]["checked"] and info["verified"]["max_abs_diff"] < 1e-4
     # real texts of different lengths in one padded batch, as a consumer of the ONNX file would feed them
     split = encode_texts(tok, ["good film", "bad bad plot story awful great", "zzz"], 32)
@@ -336,7 +333,7 @@ def test_onnx_export_matches_torch(arch, tmp_path):
         tokens[i, : lengths[i]] = split.ids[split.offsets[i] : split.offsets[i + 1]]
     sess = ort.InferenceSession(str(tmp_path / "model.onnx"), providers=["CPUExecutionProvider"])
     logits = sess.run(["logits"], {"tokens": tokens, "lengths": lengths})[0]
-    from textclf.train import predict_proba
+    from textclf.models.predict import predict_proba
 
     want = predict_proba(artifacts.build_model(folder), split)
     got = np.exp(logits - logits.max(1, keepdims=True))
@@ -345,8 +342,8 @@ def test_onnx_export_matches_torch(arch, tmp_path):
 
 
 def _tokenizer(corpus: list[str], vocab_size: int = 100):
-    from textclf.config import TokenizerConfig
-    from textclf.tokenize import train_tokenizer
+    from textclf.text.config import TokenizerConfig
+    from textclf.text.tokenize import train_tokenizer
 
     return train_tokenizer(TokenizerConfig(kind="word", vocab_size=vocab_size, min_frequency=1), iter([corpus]))
 
@@ -376,8 +373,8 @@ def test_tampered_folders_are_refused_with_clear_errors(folder_copy, tmp_path):
     from safetensors.torch import save_file
 
     import textclf
-    from textclf.artifacts import read_folder
-    from textclf.model import TextClassifier
+    from textclf.models.classifier import TextClassifier
+    from textclf.models.folder import read_folder
 
     original = {p.name: p.read_bytes() for p in folder_copy.iterdir()}
     cfg = json.loads(original["config.json"])
@@ -431,13 +428,13 @@ def test_tampered_folders_are_refused_with_clear_errors(folder_copy, tmp_path):
 def test_transfer_pipeline_scratch_frozen_finetuned(store, tmp_path):
     """A new 3-class task started from the 2-class LSTM: scratch vs frozen vs fine-tuned in one pipeline."""
     import torch
+    from conftest import make_rows, write_csv
     from mlflow.tracking import MlflowClient
 
     import textclf
-    from conftest import make_rows, write_csv
-    from textclf.config import Config
-    from textclf.runner import _build_model
-    from textclf.transfer import source_for
+    from textclf.pipeline.config import Config
+    from textclf.pipeline.model_stages import TrainSpec, build_model
+    from textclf.pipeline.transfer import source_for
 
     src_run = store.children["lstm"]
     src_ref = f"runs:/{src_run}"
@@ -476,7 +473,8 @@ def test_transfer_pipeline_scratch_frozen_finetuned(store, tmp_path):
     assert not all(torch.equal(tuned[k], src_state[k]) for k in body)  # fine-tuned: moved
     # the head trained in both (compare with its seeded initial value)
     cfg = Config.model_validate(json.loads((models["frozen"].path / "config.json").read_text())["config"])
-    start = _build_model(cfg, source.tokenizer.get_vocab_size(), 3, None, source_for(cfg)).state_dict()
+    spec = TrainSpec(tokenizer=cfg.tokenizer, embedding=cfg.embedding, encoder=cfg.encoder, train=cfg.train, eval_batch_size=256)
+    start = build_model(spec, source.tokenizer.get_vocab_size(), 3, source=source_for(cfg)).state_dict()
     assert not torch.equal(frozen["head.weight"], start["head.weight"])
     assert runs["frozen"].data.metrics["params"] == 3 * 8 + 3  # only the head is trainable
     # stage keys carry the source's identity: three different trainings
@@ -484,9 +482,9 @@ def test_transfer_pipeline_scratch_frozen_finetuned(store, tmp_path):
 
 
 def test_transfer_config_conflicts_are_config_errors(store, tmp_path):
-    from textclf.cache import StageCache
-    from textclf.config import resolve
-    from textclf.runner import run_variant
+    from textclf.core.cache import StageCache
+    from textclf.pipeline.config import resolve
+    from textclf.pipeline.variant import run_variant
 
     ref = str(store.folders["lstm"])
     base = {**COMMON, "data": {"source": str(store.data)}, "encoder": {**COMMON["encoder"], "init_from": ref}}

@@ -9,9 +9,9 @@ import datasets
 import numpy as np
 import pytest
 
-import textclf.tokenize as T
-from textclf.config import TokenizerConfig
-from textclf.data import PreparedData, fingerprint
+import textclf.text.tokenize as T
+from textclf.data.prepare import PreparedData, fingerprint
+from textclf.text.config import TokenizerConfig
 
 KINDS = ["word", "bpe", "wordpiece", "unigram", "char"]
 

@@ -17,19 +17,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from textclf.batching import EncodedSplit
-from textclf.config import TrainConfig
-from textclf.errors import ConfigError, TrainingError
-from textclf.train import (
-    CHECKPOINT_NAME,
-    TIMING_KEYS,
-    Trainer,
-    load_checkpoint,
-    lr_lambda,
-    predict_proba,
-    resolve_device,
-    seed_everything,
-)
+from textclf.core.errors import ConfigError, TrainingError
+from textclf.models.predict import predict_proba
+from textclf.text.batching import EncodedSplit
+from textclf.training.checkpoint import CHECKPOINT_NAME, load_checkpoint
+from textclf.training.config import TrainConfig
+from textclf.training.device import resolve_device, seed_everything
+from textclf.training.optim import lr_lambda
+from textclf.training.trainer import Trainer
+
+TIMING_KEYS = ("epoch_seconds", "tokens_per_second")  # differ between identical runs
 
 VOCAB = 20
 
@@ -186,15 +183,48 @@ def test_final_model_scores_best_metric():
     assert Trainer(model, config).evaluate(VAL)["val_loss"] == result.best_metric
 
 
-def test_balanced_class_weights_and_metric_fn():
+def _imbalanced(n: int, seed: int) -> EncodedSplit:
+    """10% positives; token 3 is more frequent in positives (0.6) than in negatives (0.25): a weak signal."""
+    rng = np.random.default_rng(seed)
+    seqs, labels = [], []
+    for _ in range(n):
+        label = int(rng.random() < 0.1)
+        seq = rng.integers(4, VOCAB, size=int(rng.integers(3, 8)))
+        if rng.random() < (0.6 if label else 0.25):
+            seq[0] = 3
+        seqs.append(seq.tolist())
+        labels.append(label)
+    return EncodedSplit.from_sequences(seqs, labels)
+
+
+def test_balanced_class_weights_change_what_is_learned():
+    """train.class_weights=balanced reweights the loss: on imbalanced data the minority class gets predicted."""
+    from sklearn.utils.class_weight import compute_class_weight
+
+    train, val = _imbalanced(800, 0), _imbalanced(400, 1)
+    rates = {}
+    for weights in ("none", "balanced"):
+        seed_everything(0)
+        trainer = Trainer(TinyRNN(), cfg(epochs=6, class_weights=weights, early_stopping_metric="macro_f1"))
+        trainer.fit(train, val)
+        rates[weights] = float(predict_proba(trainer.model, val).argmax(1).mean())
+        if weights == "balanced":
+            expected = compute_class_weight("balanced", classes=np.array([0, 1]), y=train.labels)
+            np.testing.assert_allclose(trainer.class_weight.numpy(), expected, rtol=1e-6)
+        else:
+            assert trainer.class_weight is None
+    assert rates["none"] < 0.05  # the plain loss learns "always negative"
+    assert rates["balanced"] > rates["none"] + 0.15
+
+
+def test_a_registered_metric_is_computed_every_epoch_and_can_stop_early(monkeypatch):
+    """Adding a metric is one registry entry: it shows up in every epoch's validation metrics."""
+    from textclf.core import metrics
+
+    monkeypatch.setitem(metrics.METRICS, "positives", metrics.Metric(lambda y, pred, proba, n: float((pred == 1).mean()), per_epoch=True))
     calls = []
-    _, result = fit(
-        cfg(epochs=1, class_weights="balanced"),
-        metric_fn=lambda y, p: {"positives": float((p == 1).mean())},
-        on_epoch=lambda e, m: calls.append((e, m)),
-        log=lambda line: calls.append(line),
-    )
-    assert "val_positives" in result.history[0]
+    _, result = fit(cfg(epochs=1, early_stopping_metric="positives"), on_epoch=lambda e, m: calls.append((e, m)), log=calls.append)
+    assert "val_positives" in result.history[0] and result.metric == "val_positives"
     assert calls[0].startswith("epoch 1/1") and calls[1][0] == 1
 
 
@@ -291,7 +321,8 @@ SCRIPT = """
 import json, os, signal, sys
 sys.path.insert(0, {tests!r})
 from test_train import TinyRNN, TRAIN, VAL, cfg
-from textclf.train import Trainer, seed_everything
+from textclf.training.device import seed_everything
+from textclf.training.trainer import Trainer
 
 ckpt_dir, out = sys.argv[1], sys.argv[2]
 kill_at = int(os.environ.get("KILL_AT_EPOCH", "0"))
@@ -342,8 +373,8 @@ def test_resume_after_kill_matches_uninterrupted_run(tmp_path):
 
 
 def test_pretrained_embeddings_are_not_decayed_toward_zero():
-    from textclf.model import TextClassifier
-    from textclf.train import param_groups
+    from textclf.models.classifier import TextClassifier
+    from textclf.training.optim import param_groups
 
     model = TextClassifier(50, 8, 2, hidden_size=8)
     decayed = lambda groups: {id(p) for g in groups if g["weight_decay"] > 0 for p in g["params"]}  # noqa: E731

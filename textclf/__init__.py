@@ -1,27 +1,37 @@
-"""textclf: compare RNN, GRU, LSTM, stacked and bidirectional text classifiers.
+"""textclf: compare RNN, GRU, LSTM, stacked and bidirectional text classifiers (and a CNN) on your data.
 
-The library surface for using trained models::
+The library surface::
 
     import textclf
+    result = textclf.run_pipeline("compare", overrides=["data.source=reviews.csv"])   # as `textclf run`
+    result.summary["best_variant"], result.parent_run_id
+
     clf = textclf.load_model("models:/reviews@champion")   # or a folder, runs:/RUN_ID, ...
     clf.predict(["a lovely film"]), clf.predict_proba(["a lovely film"])
     enc = textclf.load_encoder("runs:/RUN_ID")
-    enc.embed(["a lovely film"])                           # (1, hidden * directions)
+    enc.embed(["a lovely film"])                           # (1, encoder output size)
+
+    cfg = textclf.load_config(overrides=["encoder.cell=gru"])   # a resolved, validated config
 
 Imports are lazy so ``import textclf`` (and the CLI's start-up) stays fast.
+The package is layered (see the README's Layout section): ``cli`` → ``pipeline``
+→ ``tracking`` / ``analysis`` → ``serving`` → ``training`` → ``models`` →
+``text`` → ``data`` → ``core``.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
+from textclf._version import __version__
 
 if TYPE_CHECKING:  # pragma: no cover
-    from textclf.config import Config
-    from textclf.inference import Classifier, Encoder
+    from textclf.pipeline.config import Config
+    from textclf.pipeline.experiment import PipelineResult
+    from textclf.serving.classifier import Classifier, Encoder
 
-__all__ = ["__version__", "load_model", "load_encoder", "load_config"]
+__all__ = ["__version__", "load_config", "load_encoder", "load_model", "run_pipeline"]
 
 
 def load_model(ref: str, *, tracking_uri: str | None = None, device: str | None = None) -> "Classifier":
@@ -31,11 +41,11 @@ def load_model(ref: str, *, tracking_uri: str | None = None, device: str | None 
     ``models:/NAME/VERSION`` or ``models:/m-ID``. MLflow references use
     ``tracking_uri`` (default: ``MLFLOW_TRACKING_URI``, else the project store).
     Loading reads JSON and safetensors only; it never unpickles or runs code
-    from the artifact. Raises :class:`textclf.errors.ModelError` when the
+    from the artifact. Raises :class:`textclf.core.errors.ModelError` when the
     reference or the folder is wrong.
     """
-    from textclf.inference import Classifier
-    from textclf.refs import load_folder
+    from textclf.serving.classifier import Classifier
+    from textclf.tracking.refs import load_folder
 
     folder, resolved = load_folder(ref, tracking_uri=tracking_uri)
     clf = Classifier(folder, device=device)
@@ -44,14 +54,45 @@ def load_model(ref: str, *, tracking_uri: str | None = None, device: str | None 
 
 
 def load_encoder(ref: str, *, tracking_uri: str | None = None, device: str | None = None) -> "Encoder":
-    """The trained embedding + recurrent encoder of a neural model, for ``embed(texts)``."""
-    from textclf.inference import Encoder
+    """The trained embedding + encoder of a neural model, for ``embed(texts)``."""
+    from textclf.serving.classifier import Encoder
 
     return Encoder(load_model(ref, tracking_uri=tracking_uri, device=device))
 
 
 def load_config(*args: Any, **kwargs: Any) -> "Config":
-    """Resolve a variant config: defaults ⊕ params.yaml ⊕ a YAML file ⊕ ``overrides`` (see :func:`textclf.config.load_config`)."""
-    from textclf.config import load_config as _load_config
+    """Resolve a variant config: defaults ⊕ params.yaml ⊕ a YAML file ⊕ ``overrides`` (see :func:`textclf.pipeline.config.load_config`)."""
+    from textclf.pipeline.config import load_config as _load_config
 
     return _load_config(*args, **kwargs)
+
+
+def run_pipeline(
+    pipeline: str | Path | None = None,
+    *,
+    overrides: list[str] | None = None,
+    params_file: str | Path | None = None,
+    variants: list[str] | None = None,
+    cache_dir: str | Path | None = None,
+    tracking_uri: str | None = None,
+    force: bool = False,
+    register: str | None = None,
+    executor: str = "local",
+    jobs: int = 1,
+    quiet: bool = True,
+) -> "PipelineResult":
+    """Run a pipeline exactly as ``textclf run PIPELINE --set ... --variant ...`` does.
+
+    ``pipeline``: a path or the name of a file in ``pipelines/`` (default:
+    ``compare``); ``overrides``: ``["key=value", ...]`` as ``--set``;
+    ``variants``: run only these. Returns the :class:`~textclf.pipeline.experiment.PipelineResult`
+    (``summary`` as in summary.json, ``parent_run_id``, per-(variant, seed) ``outputs``).
+    Bad input raises :class:`textclf.core.errors.TextclfError` naming the key or file.
+    """
+    from textclf.core.cache import StageCache
+    from textclf.pipeline.experiment import run_pipeline as _run
+    from textclf.pipeline.spec import load_pipeline
+
+    pipe = load_pipeline(pipeline, overrides=overrides, params_file=params_file, only=variants)
+    return _run(pipe, cache=StageCache(cache_dir), tracking_uri=tracking_uri, force=force, register=register,
+                executor=executor, jobs=jobs, quiet=quiet)

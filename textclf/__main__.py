@@ -2,7 +2,7 @@
 
 import sys
 
-from textclf.cli import main
+from textclf.cli.main import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -1,1 +1,1 @@
-"""MLflow pyfunc wrapper of a textclf model folder (logged from code, no pickle)."""
+"""Trained models in use: a classifier and an encoder on raw text, and the MLflow pyfunc that serves them (logged from code, no pickle)."""

@@ -18,7 +18,7 @@ from mlflow.pyfunc import PythonModel
 
 class TextclfModel(PythonModel):
     def load_context(self, context) -> None:
-        from textclf.inference import Classifier
+        from textclf.serving.classifier import Classifier
 
         self.clf = Classifier.from_folder(context.artifacts["model_dir"])
 

@@ -1,0 +1,251 @@
+"""Calibration: false-positive rate and power of the seed-aware paired t-test vs a hierarchical bootstrap.
+
+Simulated comparisons of two variants scored under a few seeds each on the
+same test set (no training, no torch). Each repetition draws a fresh test set
+of ``n`` examples: example ``i`` has a correctness logit
+``z_i ~ Normal(2.569, 2.5)`` shared by both variants (mean accuracy 0.80,
+from near-certain to hopeless examples); every seed of each variant gets its
+own logit offset, with an sd chosen so that a seed moves accuracy by the
+stated number of points; outcomes are Bernoulli(logistic(z_i + offset)).
+Under the null both variants are equal in distribution, so every p < 0.05 is
+a false positive. The power cell raises the variant's logits so its mean
+accuracy is 5 points higher (seed sd 1 point, 3 seeds each, 800 examples).
+
+Two tests see the same simulated runs:
+
+* **t (seed + example)**: :func:`textclf.analysis.stats.paired_comparison`
+  (via ``paired_comparison_batch``, the same computation over repetitions).
+* **hierarchical bootstrap**: ``--n-boot`` draws (default 1000), each
+  resampling the test examples with replacement (paired: the same draw for
+  both variants) and each variant's seeds with replacement, statistic = the
+  difference of seed-averaged accuracies; percentile interval, two-sided
+  p = 2 * min(P(<= 0), P(>= 0)) with the +1 correction. It is vectorised by
+  drawing one block of example multiplicities per chunk of repetitions and
+  reusing it across that chunk (each repetition's test is still a valid
+  bootstrap; this only saves drawing reps x n_boot x n indices). It costs
+  reps x n_boot x seeds x n multiply-adds per cell, so it gets its own,
+  smaller number of repetitions (``--boot-reps``).
+
+A correctly calibrated test rejects 5 % of null repetitions; with R
+repetitions the binomial sd of a rate is sqrt(0.05 * 0.95 / R) (0.49 points
+at R = 2000, 0.69 at R = 1000). The table prints the rates in percent and
+marks (!) any outside [1 %, 7 %].
+
+    python -m bench.calibration [--smoke] [--reps N] [--boot-reps N] [--n-boot N] [--seed N] [--json PATH]
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from bench import _common as C
+from textclf.analysis.stats import paired_comparison_batch
+
+MU, TAU = 2.569, 2.5
+ALPHA = 0.05
+SEED_SDS = (0, 1, 3, 5)  # accuracy points
+SEEDS = (3, 5)
+EXAMPLES = (500, 2000)
+POWER = {"seed_sd": 1, "seeds": 3, "n": 800, "delta_points": 5}
+CHUNK_ELEMENTS = 6_000_000  # simulated predictions per chunk (reps x seeds x n), bounds memory
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0], epilog="See the module docstring for the simulation.")
+    p.add_argument("--smoke", action="store_true", help="A few repetitions per cell: checks every code path in seconds; rates are meaningless.")
+    p.add_argument("--reps", type=int, default=4000, help="Null repetitions per cell for the t-test (default: %(default)s).")
+    p.add_argument("--boot-reps", type=int, default=1000, help="Repetitions per cell for the bootstrap, a prefix of the same runs (default: %(default)s).")
+    p.add_argument("--n-boot", type=int, default=1000, help="Bootstrap draws per test (default: %(default)s).")
+    p.add_argument("--seed", type=int, default=0, help="Seed of the simulation (default: %(default)s).")
+    p.add_argument("--json", type=Path, default=C.RESULTS / "calibration.json", help="Where to write the results (default: %(default)s).")
+    args = p.parse_args(argv)
+    if args.smoke:
+        args.reps, args.boot_reps, args.n_boot = 40, 20, 200
+    for name in ("reps", "boot_reps", "n_boot"):
+        if getattr(args, name) < 1:
+            p.error(f"--{name.replace('_', '-')} must be >= 1")
+    args.boot_reps = min(args.boot_reps, args.reps)
+    return args
+
+
+# --------------------------------------------------------------------------- simulation
+
+_NODES, _WEIGHTS = np.polynomial.hermite_e.hermegauss(80)
+_WEIGHTS = _WEIGHTS / _WEIGHTS.sum()
+
+
+def _logistic(x):
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+def _mean_accuracy(shift: float = 0.0) -> float:
+    return float((_WEIGHTS * _logistic(MU + TAU * _NODES + shift)).sum())
+
+
+# d(mean accuracy) / d(logit offset): converts a seed sd in accuracy points to a logit sd.
+SLOPE = float((_WEIGHTS * _logistic(MU + TAU * _NODES) * (1 - _logistic(MU + TAU * _NODES))).sum())
+
+
+def shift_for(points: float) -> float:
+    """Logit shift that raises the mean accuracy by ``points`` percentage points."""
+    lo, hi = 0.0, 5.0
+    for _ in range(60):
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if _mean_accuracy(mid) - _mean_accuracy() < points / 100 else (lo, mid)
+    return (lo + hi) / 2
+
+
+def simulate(rng, reps: int, seeds: int, n: int, seed_sd_points: float, shift: float = 0.0):
+    """(variant, baseline) 0/1 outcomes, each (reps, seeds, n); the variant's logits are raised by ``shift``."""
+    z = rng.normal(MU, TAU, size=(reps, 1, n)).astype(np.float32)
+    sd = seed_sd_points / 100 / SLOPE
+    out = []
+    for extra in (shift, 0.0):
+        offsets = (rng.normal(0.0, sd, size=(reps, seeds, 1)) + extra).astype(np.float32)
+        out.append(rng.random((reps, seeds, n), dtype=np.float32) < _logistic(z + offsets))
+    return out
+
+
+# --------------------------------------------------------------------------- hierarchical bootstrap
+
+
+def bootstrap_pvalues(rng, a: np.ndarray, b: np.ndarray, n_boot: int) -> tuple[np.ndarray, np.ndarray]:
+    """Hierarchical paired bootstrap of every repetition in (reps, seeds, n) arrays: (p-values, zero outside the CI)."""
+    reps, s_a, n = a.shape
+    s_b = b.shape[1]
+    idx = rng.integers(0, n, size=(n_boot, n))
+    idx += np.arange(n_boot)[:, None] * n
+    weights = np.bincount(idx.ravel(), minlength=n_boot * n).reshape(n_boot, n).astype(np.float32)
+    # Accuracy of every run on every example resample: one (reps*seeds, n) x (n, n_boot) product.
+    acc_a = (a.reshape(-1, n).astype(np.float32) @ weights.T).reshape(reps, s_a, n_boot) / n
+    acc_b = (b.reshape(-1, n).astype(np.float32) @ weights.T).reshape(reps, s_b, n_boot) / n
+    rep = np.arange(reps)[:, None, None]
+    draw = np.arange(n_boot)[None, None, :]
+    pick_a = rng.integers(0, s_a, size=(reps, s_a, n_boot))
+    pick_b = rng.integers(0, s_b, size=(reps, s_b, n_boot))
+    deltas = acc_a[rep, pick_a, draw].mean(axis=1) - acc_b[rep, pick_b, draw].mean(axis=1)  # (reps, n_boot)
+    p_le = (np.count_nonzero(deltas <= 0, axis=1) + 1) / (n_boot + 1)
+    p_ge = (np.count_nonzero(deltas >= 0, axis=1) + 1) / (n_boot + 1)
+    low, high = np.percentile(deltas, [100 * ALPHA / 2, 100 * (1 - ALPHA / 2)], axis=1)
+    return np.minimum(1.0, 2.0 * np.minimum(p_le, p_ge)), (low > 0) | (high < 0)
+
+
+# --------------------------------------------------------------------------- cells
+
+
+def run_cell(seed_seq, *, seed_sd, seeds, n, reps, boot_reps, n_boot, shift=0.0) -> dict:
+    rng = np.random.default_rng(seed_seq)
+    chunk = max(1, CHUNK_ELEMENTS // (2 * seeds * n))
+    t_reject, t_delta, b_reject, b_outside = [], [], [], []
+    t_time = b_time = 0.0
+    done = 0
+    while done < reps:
+        r = min(chunk, reps - done)
+        a, b = simulate(rng, r, seeds, n, seed_sd, shift)
+        t0 = time.perf_counter()
+        res = paired_comparison_batch(a, b, ALPHA)
+        t_time += time.perf_counter() - t0
+        t_reject.append(res["p_value"] < ALPHA)
+        t_delta.append(res["delta"])
+        k = min(r, boot_reps - done)
+        if k > 0:
+            t0 = time.perf_counter()
+            # Keep the bootstrap's (k*seeds, n_boot) products small whatever the chunk.
+            for s in range(0, k, 50):
+                p, outside = bootstrap_pvalues(rng, a[s:min(k, s + 50)], b[s:min(k, s + 50)], n_boot)
+                b_reject.append(p < ALPHA)
+                b_outside.append(outside)
+            b_time += time.perf_counter() - t0
+        done += r
+    t_reject = np.concatenate(t_reject)
+    t_delta = np.concatenate(t_delta)
+    b_reject = np.concatenate(b_reject)
+    positive = shift > 0
+    return {
+        "seed_sd_points": seed_sd, "seeds": seeds, "n": n, "reps": reps, "boot_reps": int(b_reject.size),
+        # In the power cell only a rejection in the right direction counts.
+        "t_rate": float(np.mean(t_reject & (t_delta > 0))) if positive else float(np.mean(t_reject)),
+        "boot_rate": float(np.mean(b_reject & (t_delta[: b_reject.size] > 0))) if positive else float(np.mean(b_reject)),
+        "boot_ci_excludes_zero": float(np.mean(np.concatenate(b_outside))),
+        "mean_delta": float(t_delta.mean()),
+        "t_seconds": round(t_time, 3), "boot_seconds": round(b_time, 3),
+    }
+
+
+def _pct(rate: float, check: bool) -> str:
+    text = f"{100 * rate:.1f}"
+    if check and not 0.01 <= rate <= 0.07:
+        text += " (!)"
+    return text
+
+
+def render(cells: list[dict], power: dict, args) -> str:
+    sd_t = 100 * math.sqrt(ALPHA * (1 - ALPHA) / args.reps)
+    sd_b = 100 * math.sqrt(ALPHA * (1 - ALPHA) / args.boot_reps)
+    smoke = " Smoke run: too few repetitions, the rates mean nothing." if args.smoke else ""
+    lines = [
+        f"False-positive rate (%) at alpha = {ALPHA}; t-test: {args.reps} repetitions per cell (binomial sd {sd_t:.2f} points), "
+        f"hierarchical bootstrap: {args.boot_reps} of the same repetitions, {args.n_boot} draws each (sd {sd_b:.2f}). "
+        "(!) marks a rate outside [1, 7]." + smoke,
+        "",
+        "| seed sd (acc. points) | seeds per variant | test examples | t (seed + example) | hierarchical bootstrap |",
+        "| ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for c in cells:
+        lines.append(f"| {c['seed_sd_points']} | {c['seeds']} | {c['n']} | {_pct(c['t_rate'], not args.smoke)} | "
+                     f"{_pct(c['boot_rate'], not args.smoke)} |")
+    lines += [
+        "",
+        f"Power (%): true difference +{POWER['delta_points']} points (observed mean {100 * power['mean_delta']:.2f}), "
+        f"seed sd {POWER['seed_sd']} point, {POWER['seeds']} seeds each, {POWER['n']} examples; "
+        "detected = p < 0.05 with the variant ahead.",
+        "",
+        "| cell | t (seed + example) | hierarchical bootstrap |",
+        "| --- | ---: | ---: |",
+        f"| +{POWER['delta_points']} points | {100 * power['t_rate']:.1f} | {100 * power['boot_rate']:.1f} |",
+    ]
+    return "\n".join(lines)
+
+
+def main(argv=None) -> dict:
+    args = parse_args(argv)
+    start = time.perf_counter()
+    root = np.random.SeedSequence(args.seed)
+    grid = [(sd, s, n) for sd in SEED_SDS for s in SEEDS for n in EXAMPLES]
+    children = root.spawn(len(grid) + 1)
+    cells = []
+    for (sd, s, n), child in zip(grid, children):
+        cells.append(run_cell(child, seed_sd=sd, seeds=s, n=n, reps=args.reps, boot_reps=args.boot_reps, n_boot=args.n_boot))
+        print(f"  sd {sd} seeds {s} n {n}: t {100 * cells[-1]['t_rate']:.1f}% bootstrap {100 * cells[-1]['boot_rate']:.1f}%",
+              file=sys.stderr, flush=True)
+    power = run_cell(children[-1], seed_sd=POWER["seed_sd"], seeds=POWER["seeds"], n=POWER["n"], reps=args.reps,
+                     boot_reps=args.boot_reps, n_boot=args.n_boot, shift=shift_for(POWER["delta_points"]))
+    table = render(cells, power, args)
+    print(table, flush=True)
+    elapsed = time.perf_counter() - start
+    print(f"total {elapsed:.1f}s (t-test {sum(c['t_seconds'] for c in cells + [power]):.1f}s, "
+          f"bootstrap {sum(c['boot_seconds'] for c in cells + [power]):.1f}s, the rest simulation)", file=sys.stderr)
+    result = {
+        "cells": cells,
+        "power": power,
+        "table_markdown": table,
+        "seconds": round(elapsed, 2),
+        "setup": {
+            "smoke": args.smoke, "reps": args.reps, "boot_reps": args.boot_reps, "n_boot": args.n_boot, "seed": args.seed,
+            "alpha": ALPHA, "difficulty_logit": {"mean": MU, "sd": TAU}, "mean_accuracy": round(_mean_accuracy(), 4),
+            "seed_offsets": "logit scale, sd = points / 100 / E[p(1-p)]", "power_cell": POWER,
+        },
+        "machine": C.machine_info(1),
+    }
+    C.write_json(args.json, result)
+    return result
+
+
+if __name__ == "__main__":
+    main()

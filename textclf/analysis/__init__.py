@@ -1,0 +1,1 @@
+"""Statistics, reports and plots that turn trained runs into a comparison."""

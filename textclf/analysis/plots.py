@@ -1,0 +1,357 @@
+"""Every figure textclf draws: per-run confusion matrices and learning curves,
+and the comparison's accuracy-vs-cost, depth and mean-learning-curve plots.
+
+Figures are drawn on :class:`matplotlib.figure.Figure` objects rendered by the
+Agg canvas instead of through ``pyplot``: that needs no display, never changes
+the process-wide backend, and leaves no figures open in a global registry when
+many runs are plotted in one process. matplotlib is imported inside the
+functions so ``import textclf`` stays fast. The comparison plots read the
+summary dict built by :func:`textclf.analysis.compare.compare` (and, for
+learning curves, the run records' per-epoch histories).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "plot_accuracy_by_depth",
+    "plot_accuracy_vs_cost",
+    "plot_confusion_matrix",
+    "plot_learning_curves",
+    "plot_mean_learning_curves",
+]
+
+_DPI = 120
+
+
+def _new_figure(width: float, height: float):
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(width, height), dpi=_DPI)
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def _save(fig, path: str | Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, format="png", bbox_inches="tight")
+    return path
+
+
+def plot_confusion_matrix(
+    cm: Sequence[Sequence[int]],
+    label_names: Sequence[str],
+    path: str | Path,
+    title: str | None = None,
+) -> Path:
+    """Draw a confusion matrix (rows = true, columns = predicted) to a PNG.
+
+    Cells show raw counts; colours show each row normalised by its total
+    (i.e. per-class recall) so that rare classes remain readable next to
+    frequent ones. Returns the written path.
+    """
+    import numpy as np
+
+    counts = np.asarray(cm, dtype=np.int64)
+    n = len(label_names)
+    if counts.shape != (n, n):
+        raise ValueError(f"confusion matrix has shape {counts.shape}, expected ({n}, {n}) for {n} labels")
+    row_totals = counts.sum(axis=1, keepdims=True)
+    # Classes absent from y_true have an all-zero row: show it as 0, not NaN.
+    normalised = np.divide(counts, row_totals, out=np.zeros(counts.shape, dtype=np.float64), where=row_totals > 0)
+
+    side = min(max(4.0, 0.6 * n + 2.5), 24.0)
+    fig = _new_figure(side + 1.0, side)
+    ax = fig.add_subplot(1, 1, 1)
+    image = ax.imshow(normalised, cmap="Blues", vmin=0.0, vmax=1.0, interpolation="nearest")
+    fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="fraction of true class")
+
+    ax.set_xticks(range(n))
+    ax.set_yticks(range(n))
+    ax.set_xticklabels([str(x) for x in label_names], rotation=45, ha="right", rotation_mode="anchor")
+    ax.set_yticklabels([str(x) for x in label_names])
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(title or "Confusion matrix")
+
+    # Past ~30 classes the numbers would overlap; colours alone remain useful.
+    if n <= 30:
+        fontsize = 10 if n <= 10 else 7
+        for i in range(n):
+            for j in range(n):
+                # Dark text on light cells, light text on dark cells.
+                colour = "white" if normalised[i, j] > 0.5 else "black"
+                ax.text(j, i, f"{counts[i, j]:d}", ha="center", va="center", color=colour, fontsize=fontsize)
+    return _save(fig, path)
+
+
+def _series(history: Sequence[dict[str, Any]], key: str) -> tuple[list[float], list[float]]:
+    xs: list[float] = []
+    ys: list[float] = []
+    for index, row in enumerate(history):
+        value = row.get(key)
+        if value is None:
+            continue
+        try:
+            value = float(value)
+        except (TypeError, ValueError):
+            continue
+        if not math.isfinite(value):
+            continue
+        epoch = row.get("epoch", index + 1)
+        xs.append(float(epoch if epoch is not None else index + 1))
+        ys.append(value)
+    return xs, ys
+
+
+def plot_learning_curves(history: Sequence[dict[str, Any]], path: str | Path, title: str | None = None) -> Path:
+    """Draw train vs validation loss and accuracy per epoch to a PNG.
+
+    ``history`` holds one dict per epoch (``epoch``, ``train_loss``,
+    ``val_loss``, ``train_accuracy``, ``val_accuracy``, ...). Missing,
+    ``None`` or non-finite values are skipped; a panel with no data says so
+    instead of failing. Returns the written path.
+    """
+    panels = (
+        ("loss", ("train_loss", "val_loss")),
+        ("accuracy", ("train_accuracy", "val_accuracy")),
+    )
+    fig = _new_figure(10.0, 4.0)
+    axes = fig.subplots(1, 2)
+    for ax, (quantity, keys) in zip(axes, panels):
+        plotted = False
+        for key in keys:
+            xs, ys = _series(history, key)
+            if not xs:
+                continue
+            style = "-" if key.startswith("train") else "--"
+            ax.plot(xs, ys, style, marker="o", markersize=3, label=key.split("_", 1)[0])
+            plotted = True
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(quantity)
+        ax.set_title(quantity)
+        if plotted:
+            ax.legend()
+            ax.grid(True, alpha=0.3)
+            # Epochs are whole numbers; fractional ticks would be misleading.
+            from matplotlib.ticker import MaxNLocator
+
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        else:
+            ax.text(0.5, 0.5, "no data", ha="center", va="center", transform=ax.transAxes)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def _no_data(ax, message: str = "no data") -> None:
+    ax.text(0.5, 0.5, message, ha="center", va="center", transform=ax.transAxes)
+
+
+def _finite(value: Any) -> float | None:
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        return None
+    return value if math.isfinite(value) else None
+
+
+def _stat(entry: dict[str, Any], key: str) -> tuple[float | None, float]:
+    """(mean, sd) of a summary entry that is either {"mean", "sd"} or a bare number."""
+    value = entry.get(key)
+    if isinstance(value, dict):
+        return _finite(value.get("mean")), _finite(value.get("sd")) or 0.0
+    return _finite(value), 0.0
+
+
+def _colours(n: int) -> list:
+    from matplotlib import colormaps
+
+    # tab10 stays distinguishable for the usual handful of variants; tab20 beyond that.
+    cmap = colormaps["tab10" if n <= 10 else "tab20"]
+    return [cmap(i % cmap.N) for i in range(n)]
+
+
+def _marker(entry: dict[str, Any]) -> str:
+    if entry.get("kind") != "neural":
+        return "s"
+    return "^" if entry.get("bidirectional") else "o"
+
+
+def plot_accuracy_vs_cost(
+    summary: dict[str, Any],
+    cost_key: str,
+    path: str | Path,
+    *,
+    xlabel: str,
+    log_x: bool | None = None,
+    title: str | None = None,
+) -> Path:
+    """Scatter mean test accuracy (± sd over seeds) against a cost metric, one labelled point per variant.
+
+    ``cost_key`` names a summary field (``params``, ``train_seconds``, ...).
+    Variants without that value are left out. ``log_x=None`` picks a log axis
+    when the costs are positive and span more than a factor of 20, since
+    parameter counts and training times of different models differ by orders
+    of magnitude. Markers: circle = unidirectional, triangle = bidirectional,
+    square = non-neural.
+    """
+    variants = summary.get("variants", {})
+    points = []
+    for name, entry in variants.items():
+        x, x_sd = _stat(entry, cost_key)
+        y, y_sd = _stat(entry, "test_accuracy")
+        if x is None or y is None:
+            continue
+        points.append((name, entry, x, x_sd, 100 * y, 100 * y_sd))
+
+    fig = _new_figure(7.0, 5.0)
+    ax = fig.add_subplot(1, 1, 1)
+    baseline = summary.get("baseline")
+    for (name, entry, x, x_sd, y, y_sd), colour in zip(points, _colours(len(points))):
+        ax.errorbar(
+            x, y, yerr=y_sd, xerr=x_sd or None, fmt=_marker(entry), color=colour,
+            markersize=8 if name == baseline else 6, capsize=3,
+        )
+        ax.annotate(
+            name + (" (baseline)" if name == baseline else ""),
+            (x, y), textcoords="offset points", xytext=(5, 5), fontsize=8,
+        )
+    if points:
+        xs = [p[2] for p in points]
+        if log_x is None:
+            log_x = min(xs) > 0 and max(xs) / min(xs) > 20
+        if log_x and min(xs) > 0:
+            ax.set_xscale("log")
+        ax.grid(True, alpha=0.3)
+    else:
+        _no_data(ax)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("test accuracy (%)")
+    ax.set_title(title or f"Test accuracy vs {xlabel.split(' (')[0]}")
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def plot_accuracy_by_depth(summary: dict[str, Any], path: str | Path, title: str | None = None) -> Path | None:
+    """Mean test accuracy (± sd) against number of layers, per cell and direction.
+
+    Only neural variants are drawn: one solid line per cell for
+    unidirectional and one dashed line for bidirectional encoders. When
+    several variants share a cell, direction and depth (e.g. they differ in
+    another setting), every one is drawn as a point and the line joins the
+    best of them at each depth. Returns ``None`` without writing anything when
+    the neural variants span fewer than two depths, as there is no trend to show.
+    """
+    series: dict[tuple[str, bool], dict[int, list[tuple[str, float, float]]]] = {}
+    for name, entry in summary.get("variants", {}).items():
+        if entry.get("kind") != "neural" or entry.get("layers") is None:
+            continue
+        y, y_sd = _stat(entry, "test_accuracy")
+        if y is None:
+            continue
+        key = (str(entry.get("cell")), bool(entry.get("bidirectional")))
+        series.setdefault(key, {}).setdefault(int(entry["layers"]), []).append((name, 100 * y, 100 * y_sd))
+    depths = {d for by_depth in series.values() for d in by_depth}
+    if len(depths) < 2:
+        return None
+
+    from matplotlib.ticker import MaxNLocator
+
+    cells = sorted({cell for cell, _ in series})
+    colour_of = dict(zip(cells, _colours(len(cells))))
+    fig = _new_figure(7.0, 5.0)
+    ax = fig.add_subplot(1, 1, 1)
+    for (cell, bidirectional), by_depth in sorted(series.items()):
+        colour = colour_of[cell]
+        style = "--" if bidirectional else "-"
+        marker = "^" if bidirectional else "o"
+        label = f"{cell} ({'bidirectional' if bidirectional else 'unidirectional'})"
+        line_x, line_y = [], []
+        for depth in sorted(by_depth):
+            entries = by_depth[depth]
+            for name, y, y_sd in entries:
+                ax.errorbar(depth, y, yerr=y_sd, fmt=marker, color=colour, capsize=3)
+                if len(entries) > 1:
+                    ax.annotate(name, (depth, y), textcoords="offset points", xytext=(5, 3), fontsize=7)
+            best = max(entries, key=lambda e: e[1])
+            line_x.append(depth)
+            line_y.append(best[1])
+        # Markers on the line itself so a single-depth series still shows (and its legend entry matches).
+        ax.plot(line_x, line_y, style, marker=marker, color=colour, label=label)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_xlabel("layers")
+    ax.set_ylabel("test accuracy (%)")
+    ax.set_title(title or "Test accuracy by depth")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def _epoch_values(history: Sequence[dict[str, Any]], key: str) -> dict[int, float]:
+    values: dict[int, float] = {}
+    for index, row in enumerate(history or []):
+        value = _finite(row.get(key))
+        if value is None:
+            continue
+        epoch = row.get("epoch")
+        values[int(epoch) if epoch is not None else index + 1] = value
+    return values
+
+
+def plot_mean_learning_curves(
+    records: Sequence[Any],
+    path: str | Path,
+    *,
+    key: str = "val_accuracy",
+    title: str | None = None,
+) -> Path:
+    """Per-epoch ``key`` averaged over seeds, one line per variant (shaded ± sd when there are several seeds).
+
+    ``records`` need ``variant`` and ``history`` attributes. Runs without a
+    history (the TF-IDF baseline) are skipped. Seeds that stopped early
+    contribute only to the epochs they reached, so late epochs may average
+    fewer seeds.
+    """
+    import numpy as np
+    from matplotlib.ticker import MaxNLocator
+
+    per_variant: dict[str, list[dict[int, float]]] = {}
+    for rec in records:
+        values = _epoch_values(getattr(rec, "history", None) or [], key)
+        if values:
+            per_variant.setdefault(rec.variant, []).append(values)
+
+    fig = _new_figure(8.0, 5.0)
+    ax = fig.add_subplot(1, 1, 1)
+    for (name, runs), colour in zip(per_variant.items(), _colours(len(per_variant))):
+        epochs = sorted({e for run in runs for e in run})
+        means, sds = [], []
+        for e in epochs:
+            at_epoch = np.array([run[e] for run in runs if e in run])
+            means.append(at_epoch.mean())
+            sds.append(at_epoch.std(ddof=1) if at_epoch.size > 1 else 0.0)
+        means_arr, sds_arr = np.array(means), np.array(sds)
+        scale = 100.0 if "accuracy" in key else 1.0
+        ax.plot(epochs, scale * means_arr, marker="o", markersize=3, color=colour, label=f"{name} (n={len(runs)})")
+        if len(runs) > 1:
+            ax.fill_between(epochs, scale * (means_arr - sds_arr), scale * (means_arr + sds_arr), color=colour, alpha=0.15)
+    if per_variant:
+        ax.legend(fontsize=8)
+        ax.grid(True, alpha=0.3)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    else:
+        _no_data(ax, "no per-epoch history")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel(key.replace("_", " ") + (" (%)" if "accuracy" in key else ""))
+    ax.set_title(title or f"{key.replace('_', ' ')} per epoch (mean over seeds)")
+    fig.tight_layout()
+    return _save(fig, path)

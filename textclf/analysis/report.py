@@ -1,0 +1,235 @@
+"""How a comparison is shown: the terminal table, report.md, summary.json and the comparison plots.
+
+All of it reads the summary dict built by :func:`textclf.analysis.compare.compare`.
+Accuracy-like quantities are fractions in the summary and percentage points
+in the table and the report.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from textclf.analysis.compare import RunRecord
+
+_ALPHA = 0.05
+
+
+_MISSING = "—"
+
+
+def _pct(stat: dict[str, Any] | None) -> str:
+    if not stat or stat.get("mean") is None:
+        return _MISSING
+    return f"{100 * stat['mean']:.1f} ± {100 * (stat.get('sd') or 0.0):.1f}"
+
+
+def _delta_cell(delta: dict[str, Any] | None) -> str:
+    if not delta or delta.get("mean") is None:
+        return _MISSING
+    text = f"{100 * delta['mean']:+.1f}"
+    if delta.get("ci_low") is not None and delta.get("ci_high") is not None:
+        text += f" [{100 * delta['ci_low']:+.1f}, {100 * delta['ci_high']:+.1f}]"
+    p = delta.get("p_value")
+    if p is not None and p < _ALPHA:
+        text += " *"
+    return text
+
+
+def _plain(stat: dict[str, Any] | None, fmt: str) -> str:
+    if not stat or stat.get("mean") is None:
+        return _MISSING
+    return format(stat["mean"], fmt)
+
+
+def _table_cells(summary: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
+    baseline = summary.get("baseline")
+    headers = ["variant", "seeds", "acc % (±sd)", "macro-F1 % (±sd)"]
+    if baseline is not None:
+        headers.append(f"Δacc vs {baseline} [95% CI]")
+    headers += ["params", "train s", "tokens/s", "p50 ms", "gap"]
+    rows = []
+    for name, v in summary["variants"].items():
+        label = name + (" (baseline)" if name == baseline else "")
+        row = [label, str(v.get("n_seeds", "")), _pct(v.get("test_accuracy")), _pct(v.get("test_macro_f1"))]
+        if baseline is not None:
+            row.append("baseline" if name == baseline else _delta_cell(v.get("delta_accuracy")))
+        row += [
+            _MISSING if v.get("params") is None else f"{v['params']:,}",
+            _plain(v.get("train_seconds"), ".1f"),
+            _plain(v.get("tokens_per_second"), ",.0f"),
+            _plain(v.get("latency_p50_ms"), ".2f"),
+            _plain(v.get("generalization_gap"), ".3f"),
+        ]
+        rows.append(row)
+    return headers, rows
+
+
+def render_table(summary: dict[str, Any]):
+    """A :class:`rich.table.Table` with one row per variant (baseline marked, * = p < 0.05)."""
+    from rich.table import Table
+    from rich.text import Text
+
+    headers, rows = _table_cells(summary)
+    caption = f"test set: {summary.get('n_test')} examples; sd over seeds"
+    if summary.get("baseline") is not None:
+        caption += "; * = p < 0.05 (hierarchical paired bootstrap)"
+    table = Table(title="Variant comparison", caption=caption)
+    for i, header in enumerate(headers):
+        table.add_column(header, justify="left" if i == 0 else "right", no_wrap=i == 0)
+    best = summary.get("best_variant")
+    for name, row in zip(summary["variants"], rows):
+        # Text cells are never parsed as markup, so "[1.2, 3.4]" prints literally.
+        style = "bold" if name == best else ""
+        table.add_row(*(Text(cell, style=style) for cell in row))
+    return table
+
+
+def _markdown_table(summary: dict[str, Any]) -> str:
+    headers, rows = _table_cells(summary)
+
+    def line(cells: Sequence[str]) -> str:
+        return "| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |"
+
+    align = ["---"] + ["---:"] * (len(headers) - 1)
+    return "\n".join([line(headers), "| " + " | ".join(align) + " |", *(line(r) for r in rows)])
+
+
+def _format_p(p: float | None) -> str:
+    if p is None:
+        return "p=n/a"
+    return "p<0.001" if p < 0.001 else f"p={p:.3f}"
+
+
+def _delta_note(delta: dict[str, Any] | None) -> str:
+    if not delta or delta.get("mean") is None:
+        return "n/a"
+    text = f"{100 * delta['mean']:+.1f} points"
+    if delta.get("ci_low") is not None:
+        text += f" [{100 * delta['ci_low']:.1f}, {100 * delta['ci_high']:.1f}]"
+    return f"{text}, {_format_p(delta.get('p_value'))}"
+
+
+def _variant_notes(summary: dict[str, Any]) -> list[str]:
+    baseline = summary.get("baseline")
+    if baseline is None:
+        return []
+    base_seeds = summary["variants"][baseline]["n_seeds"]
+    notes = []
+    for name, v in summary["variants"].items():
+        if name == baseline:
+            continue
+        note = (
+            f"- **{name} vs {baseline}**: accuracy {_delta_note(v.get('delta_accuracy'))}; "
+            f"macro-F1 {_delta_note(v.get('delta_macro_f1'))} ({v['n_seeds']} vs {base_seeds} seeds)"
+        )
+        if v["n_seeds"] == 1 or base_seeds == 1:
+            note += " — a single seed on one side: seed-to-seed variation is not fully reflected"
+        notes.append(note)
+    return notes
+
+
+def _make_plots(summary: dict[str, Any], records: Sequence[RunRecord], out_dir: Path) -> list[Path]:
+    from textclf.analysis import plots as cp
+
+    plots = [
+        cp.plot_accuracy_vs_cost(
+            summary, "params", out_dir / "accuracy_vs_params.png", xlabel="parameters (log scale)", log_x=True
+        ),
+        cp.plot_accuracy_vs_cost(summary, "train_seconds", out_dir / "accuracy_vs_train_time.png", xlabel="training time (s)"),
+        cp.plot_accuracy_by_depth(summary, out_dir / "accuracy_by_depth.png"),
+        cp.plot_mean_learning_curves(records, out_dir / "learning_curves.png"),
+    ]
+    return [p for p in plots if p is not None]
+
+
+def _cached_plots(summary: dict[str, Any], records: Sequence[RunRecord], out_dir: Path, cache) -> list[Path]:
+    """The plots of ``_make_plots``, from the stage cache when the same results were plotted before.
+
+    Rendering is most of a fully cached re-run's time (~2–4 s of matplotlib);
+    the plots depend only on the per-variant figures and learning curves, so
+    those (without run ids) are the key.
+    """
+    import shutil
+
+    from textclf.core.cache import stage_key
+
+    stable = {
+        name: {k: v for k, v in row.items() if k not in ("run_ids", "cached")} for name, row in summary.get("variants", {}).items()
+    }
+    curves = [[r.variant, r.seed, r.history] for r in records]
+    key = stage_key("compare_plots", {"variants": stable, "baseline": summary.get("baseline"), "curves": curves})
+    with cache.lock("compare_plots", key):
+        hit = cache.get("compare_plots", key)
+        if hit is None:
+            with cache.write("compare_plots", key) as tmp:
+                _make_plots(summary, records, tmp)
+            hit = cache.get("compare_plots", key)
+    paths = []
+    for png in sorted(hit.glob("*.png")):
+        shutil.copyfile(png, out_dir / png.name)
+        paths.append(out_dir / png.name)
+    return paths
+
+
+def write_report(
+    summary: dict[str, Any],
+    records: Sequence[RunRecord],
+    out_dir: Path,
+    *,
+    title: str,
+    command: str | None = None,
+    cache=None,
+) -> dict[str, Any]:
+    """Write ``report.md``, ``summary.json`` and the comparison PNGs into ``out_dir``.
+
+    With ``cache`` (a :class:`~textclf.cache.StageCache`), plots of a
+    comparison whose results were plotted before are copied, not re-rendered.
+
+    Returns ``{"report": path, "summary": path, "plots": [paths]}``. The
+    depth plot is left out when the neural variants span a single depth.
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+
+    summary_path = out_dir / "summary.json"
+    # allow_nan=False: a NaN that slipped through must fail here, not in a JSON reader later.
+    summary_path.write_text(json.dumps(summary, indent=2, allow_nan=False) + "\n", encoding="utf-8")
+
+    plots = _cached_plots(summary, records, out_dir, cache) if cache is not None else _make_plots(summary, records, out_dir)
+
+    variants = summary["variants"]
+    seeds = sorted({s for v in variants.values() for s in v.get("seeds", [])})
+    lines = [f"# {title}", ""]
+    if command:
+        lines += ["```", command, "```", ""]
+    facts = [
+        f"- Test set: {summary.get('n_test')} examples, {summary.get('n_classes', len(summary.get('label_names', [])))} classes",
+        f"- Variants: {len(variants)}; seeds: {', '.join(str(s) for s in seeds) or 'n/a'}",
+        f"- Baseline: {summary.get('baseline') or 'none'}",
+        f"- Best mean test accuracy: {summary.get('best_variant')}",
+    ]
+    if summary.get("data"):
+        facts.insert(0, f"- Data: {summary['data']}")
+    lines += facts + ["", "## Results", "", _markdown_table(summary), ""]
+    lines += [
+        "Accuracy and macro-F1 are in percent, mean ± sd over seeds. "
+        "Δacc is in percentage points; * marks p < 0.05.",
+        "",
+        "## Significance",
+        "",
+        summary.get("significance", ""),
+        "",
+    ]
+    notes = _variant_notes(summary)
+    if notes:
+        lines += ["## Differences from the baseline", "", *notes, ""]
+    if plots:
+        lines += ["## Plots", ""]
+        lines += [f"![{p.stem.replace('_', ' ')}]({p.name})" for p in plots]
+        lines.append("")
+    report_path = out_dir / "report.md"
+    report_path.write_text("\n".join(lines), encoding="utf-8")
+    return {"report": report_path, "summary": summary_path, "plots": plots}

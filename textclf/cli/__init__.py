@@ -1,0 +1,1 @@
+"""The ``textclf`` command line: thin wrappers over the library, assembled in :mod:`textclf.cli.main`."""

@@ -1,0 +1,295 @@
+"""CLI verbs that use trained models: ``predict``, ``embed`` and ``export``.
+
+Plain functions with typer annotations, registered on the main app in
+:mod:`textclf.cli.main`. Every verb takes ``--model REF`` (a folder, ``runs:/``,
+``models:/NAME@ALIAS``, ``models:/NAME/VERSION``; see :mod:`textclf.tracking.refs`).
+
+Input files: ``.txt`` (one text per line; ``-`` reads lines from stdin),
+``.csv``, ``.tsv``, ``.jsonl`` and ``.parquet`` (text in ``--text-column``).
+The other columns of a table are kept in the output, so ids travel along; an
+input column that would collide with an output column (``label``,
+``proba_<class>``, ``embedding``) is kept as ``input_<name>``.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import tempfile
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+
+from textclf.core.errors import DataError, ModelError
+
+ModelOpt = Annotated[
+    str,
+    typer.Option("--model", "-m", help="Model: a folder, runs:/RUN_ID[/model], models:/NAME@ALIAS or models:/NAME/VERSION."),
+]
+TextColOpt = Annotated[str, typer.Option("--text-column", help="Column holding the text in .csv/.tsv/.jsonl/.parquet input.")]
+BatchOpt = Annotated[int, typer.Option("--batch-size", min=1, help="Texts per forward pass.")]
+TrackOpt = Annotated[Optional[str], typer.Option("--tracking-uri", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI or sqlite:///mlruns/mlflow.db).")]
+DeviceOpt = Annotated[Optional[str], typer.Option("--device", help="cpu (default), cuda, cuda:N or mps.")]
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="Print only results.")]
+
+INPUT_KINDS = (".txt", ".csv", ".tsv", ".jsonl", ".parquet")
+
+
+def _quiet_libs() -> None:
+    import logging
+    import os
+    import warnings
+
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    for noisy in ("mlflow", "alembic", "urllib3", "httpx"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", category=UserWarning, module=r"mlflow\..*")
+    warnings.filterwarnings("ignore", category=FutureWarning, module=r"mlflow\..*")
+
+
+def _err(msg: str) -> None:
+    from rich.console import Console
+
+    Console(stderr=True).print(msg, highlight=False, markup=False, soft_wrap=True)
+
+
+# --------------------------------------------------------------------------- input / output files
+
+
+def read_texts(path: Path | str, text_column: str = "text"):
+    """``(table, texts)``: the input rows as a DataFrame and the list of texts to use.
+
+    Raises DataError naming the file, the line / row and the fix.
+    """
+    import pandas as pd
+
+    if str(path) == "-":
+        lines = sys.stdin.read().splitlines()
+        return pd.DataFrame({"text": lines}), lines
+    p = Path(path)
+    if not p.is_file():
+        raise DataError(f"Input file not found: {p}.")
+    ext = p.suffix.lower()
+    try:
+        if ext == ".txt":
+            lines = p.read_text(encoding="utf-8").splitlines()
+            return pd.DataFrame({"text": lines}), lines
+        if ext in (".csv", ".tsv"):
+            # dtype=str + no NA parsing: a text like "NA" or "null" stays a text.
+            table = pd.read_csv(p, sep="\t" if ext == ".tsv" else ",", dtype=str, keep_default_na=False)
+        elif ext == ".jsonl":
+            table = _read_jsonl(p, text_column)
+        elif ext == ".parquet":
+            table = pd.read_parquet(p)
+        else:
+            raise DataError(f"{p}: unsupported input type {ext or '(no extension)'!r}. Use one of {', '.join(INPUT_KINDS)}.")
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{p}: not UTF-8 text (byte offset {exc.start}).") from None
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, OSError, ValueError) as exc:
+        if isinstance(exc, DataError):
+            raise
+        raise DataError(f"{p}: cannot be read as {ext[1:]} ({str(exc).splitlines()[0]}).") from None
+    if text_column not in table.columns:
+        raise DataError(
+            f"{p}: no column {text_column!r}; columns are {list(map(str, table.columns))}. Pass --text-column NAME."
+        )
+    col = table[text_column]
+    missing = [int(i) for i in col.index[col.isna()]]
+    if missing:
+        rows = ", ".join(str(i + 1) for i in missing[:10]) + (" ..." if len(missing) > 10 else "")
+        raise DataError(f"{p}: {len(missing)} row(s) have no text in column {text_column!r} (data rows {rows}). Fill or drop them.")
+    return table, [str(t) for t in col.tolist()]
+
+
+def _read_jsonl(p: Path, text_column: str):
+    import pandas as pd
+
+    rows = []
+    with open(p, encoding="utf-8") as fh:
+        for n, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise DataError(f"{p}, line {n}: not valid JSON ({exc.msg}).") from None
+            if isinstance(row, str):  # a bare JSON string per line is a text
+                row = {text_column: row}
+            if not isinstance(row, dict):
+                raise DataError(f"{p}, line {n}: expected a JSON object with a {text_column!r} field.")
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _merge(table, added):
+    """Input columns + the new ones; colliding input columns are kept as input_<name>."""
+    import pandas as pd
+
+    table = table.reset_index(drop=True)
+    clash = {c: f"input_{c}" for c in table.columns if c in set(added.columns)}
+    return pd.concat([table.rename(columns=clash), added.reset_index(drop=True)], axis=1)
+
+
+def write_table(df, path: Path) -> None:
+    """.csv / .tsv / .jsonl / .parquet by extension (floats written at full precision)."""
+    ext = path.suffix.lower()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if ext in (".csv", ".tsv"):
+        df.to_csv(path, index=False, sep="\t" if ext == ".tsv" else ",")
+    elif ext == ".jsonl":
+        with open(path, "w", encoding="utf-8") as fh:
+            _write_jsonl(df, fh)
+    elif ext == ".parquet":
+        df.to_parquet(path, index=False)
+    else:
+        raise DataError(f"--output {path}: unsupported type {ext or '(no extension)'!r}. Use .csv, .tsv, .jsonl or .parquet.")
+
+
+def _write_jsonl(df, fh) -> None:
+    for row in df.to_dict(orient="records"):
+        fh.write(json.dumps({k: _plain(v) for k, v in row.items()}, ensure_ascii=False) + "\n")
+
+
+def _plain(v: Any) -> Any:
+    return v.item() if hasattr(v, "item") and not isinstance(v, (list, dict, str)) else v
+
+
+def _load(model: str, tracking_uri: Optional[str], device: Optional[str]):
+    import textclf
+
+    return textclf.load_model(model, tracking_uri=tracking_uri, device=device)
+
+
+# --------------------------------------------------------------------------- verbs
+
+
+def predict(
+    model: ModelOpt,
+    texts: Annotated[Optional[list[str]], typer.Argument(help="Texts to classify (or use --input).", show_default=False)] = None,
+    input: Annotated[Optional[Path], typer.Option("--input", "-i", help="Texts from a .txt (one per line; - for stdin), .csv, .tsv, .jsonl or .parquet file.")] = None,
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Write predictions to .csv, .tsv, .jsonl or .parquet (default: print them).")] = None,
+    text_column: TextColOpt = "text",
+    batch_size: BatchOpt = 256,
+    format_: Annotated[str, typer.Option("--format", help="Printed output without --output: auto (a table on a terminal, else jsonl), table, jsonl or csv.")] = "auto",
+    tracking_uri: TrackOpt = None,
+    device: DeviceOpt = None,
+    quiet: QuietOpt = False,
+) -> None:
+    """Predict labels and class probabilities for texts with a trained model."""
+    _quiet_libs()
+    if texts and input is not None:
+        raise DataError("Give texts as arguments or --input FILE, not both.")
+    if not texts and input is None:
+        raise DataError("Nothing to predict: pass texts (textclf predict --model REF \"some text\") or --input FILE.")
+    if format_ not in ("auto", "table", "jsonl", "csv"):
+        raise DataError(f"--format must be auto, table, jsonl or csv. Got {format_!r} instead.")
+    if output is not None:  # fail on a bad output type before the model loads
+        _check_ext(output, (".csv", ".tsv", ".jsonl", ".parquet"))
+    import pandas as pd
+
+    table, items = (pd.DataFrame({"text": list(texts)}), list(texts)) if texts else read_texts(input, text_column)
+    clf = _load(model, tracking_uri, device)
+    result = _merge(table, clf.predict_table(items, batch_size=batch_size))
+    if output is not None:
+        write_table(result, output)
+        if not quiet:
+            _err(f"wrote {len(result)} predictions to {output}")
+        return
+    fmt = format_ if format_ != "auto" else ("table" if sys.stdout.isatty() else "jsonl")
+    if fmt == "jsonl":
+        _write_jsonl(result, sys.stdout)
+    elif fmt == "csv":
+        result.to_csv(sys.stdout, index=False)
+    else:
+        _print_table(result, text_column if text_column in result.columns else "text", clf.labels)
+
+
+def _print_table(df, text_col: str, labels: list[str]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    t = Table(title_justify="left")
+    t.add_column(text_col, overflow="ellipsis", max_width=60)
+    t.add_column("label")
+    for name in labels:
+        t.add_column(f"proba_{name}", justify="right")
+    for _, row in df.iterrows():
+        t.add_row(str(row.get(text_col, "")), str(row["label"]), *[f"{row[f'proba_{n}']:.4f}" for n in labels])
+    Console().print(t)
+
+
+def _check_ext(path: Path, allowed: tuple[str, ...]) -> None:
+    if path.suffix.lower() not in allowed:
+        raise DataError(f"--output {path}: unsupported type {path.suffix or '(no extension)'!r}. Use {', '.join(allowed)}.")
+
+
+def embed(
+    model: ModelOpt,
+    input: Annotated[Path, typer.Option("--input", "-i", help="Texts: .txt (one per line; - for stdin), .csv, .tsv, .jsonl or .parquet.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help=".npy (float32 matrix, one row per text) or .parquet (input columns + an 'embedding' list column).")],
+    text_column: TextColOpt = "text",
+    batch_size: BatchOpt = 256,
+    tracking_uri: TrackOpt = None,
+    device: DeviceOpt = None,
+    quiet: QuietOpt = False,
+) -> None:
+    """Embed texts with a trained encoder (the pooled recurrent state: hidden size x directions)."""
+    import numpy as np
+
+    from textclf.serving.classifier import Encoder
+
+    _quiet_libs()
+    _check_ext(output, (".npy", ".parquet"))
+    table, items = read_texts(input, text_column)
+    enc = Encoder(_load(model, tracking_uri, device))
+    vectors = enc.embed(items, batch_size=batch_size)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    if output.suffix.lower() == ".npy":
+        np.save(output, vectors, allow_pickle=False)
+    else:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        base = table.reset_index(drop=True).rename(columns={"embedding": "input_embedding"})
+        arr = pa.FixedSizeListArray.from_arrays(pa.array(vectors.reshape(-1), type=pa.float32()), vectors.shape[1])
+        tbl = pa.Table.from_pandas(base, preserve_index=False).append_column("embedding", arr)
+        pq.write_table(tbl, output)
+    if not quiet:
+        _err(f"wrote {vectors.shape[0]} x {vectors.shape[1]} embeddings to {output}")
+
+
+def export(
+    model: ModelOpt,
+    output: Annotated[Path, typer.Option("--output", "-o", help="Folder to write (config.json, tokenizer.json, model.safetensors, labels.json).")],
+    onnx: Annotated[bool, typer.Option("--onnx", help="Also write model.onnx (tokens, lengths -> logits) and onnx.json describing it.")] = False,
+    opset: Annotated[int, typer.Option("--opset", min=9, help="ONNX opset for --onnx.")] = 17,
+    force: Annotated[bool, typer.Option("--force", help="Replace --output if it holds a textclf model (other folders are never replaced).")] = False,
+    tracking_uri: TrackOpt = None,
+    quiet: QuietOpt = False,
+) -> None:
+    """Copy a model out as a self-contained safetensors folder, optionally with an ONNX graph."""
+    from textclf.models import folder as artifacts
+    from textclf.tracking.refs import load_folder
+
+    _quiet_libs()
+    folder, _ = load_folder(model, tracking_uri=tracking_uri)
+    if onnx and folder["kind"] != "neural":
+        raise ModelError(f"{model}: a TF-IDF baseline cannot be exported to ONNX; drop --onnx to copy its folder.")
+    artifacts.check_output(output, force=force)  # before any work
+    with tempfile.TemporaryDirectory() as tmp:
+        info, extra = None, {}
+        if onnx:  # into the same atomic publish as the folder: a failed export changes nothing
+            from textclf.models.onnx import export_onnx
+
+            info = export_onnx(folder, Path(tmp) / "model.onnx", opset=opset)
+            (Path(tmp) / "onnx.json").write_text(json.dumps(info, indent=1))
+            extra = {"model.onnx": Path(tmp) / "model.onnx", "onnx.json": Path(tmp) / "onnx.json"}
+        target = artifacts.export_folder(folder, output, force=force, extra=extra)
+    if info is not None and not quiet:
+        v = info["verified"]
+        check = f"checked with {v['runtime']}: max |diff| {v['max_abs_diff']:.1e}" if v.get("checked") else f"not checked ({v['reason']})"
+        _err(f"wrote {target / 'model.onnx'} ({check})")
+    if not quiet:
+        _err(f"exported {model} to {target}")

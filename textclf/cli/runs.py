@@ -1,0 +1,209 @@
+"""``textclf run``, ``train``, ``report`` and ``ui``: run a comparison or one variant, and look at the results."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from textclf.cli.common import (
+    CacheOpt,
+    ParamsOpt,
+    QuietOpt,
+    SetOpt,
+    TrackOpt,
+    open_cache,
+    out,
+)
+from textclf.core.logs import setup_logging
+
+
+def run(
+    pipeline: Annotated[Optional[str], typer.Argument(help="Pipeline path or name in pipelines/ (default: compare).")] = None,
+    set_: SetOpt = None,
+    params: ParamsOpt = None,
+    cache_dir: CacheOpt = None,
+    tracking_uri: TrackOpt = None,
+    variant: Annotated[Optional[list[str]], typer.Option("--variant", help="Run only these variants (repeatable).")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Recompute every stage, ignoring the cache.")] = False,
+    summary_out: Annotated[Optional[Path], typer.Option("--summary-out", help="Also write summary.json here.")] = None,
+    register: Annotated[Optional[str], typer.Option("--register", help="Register the best variant's model under this name (alias 'champion').")] = None,
+    system_metrics: Annotated[bool, typer.Option("--system-metrics", help="Log CPU/memory system metrics to MLflow.")] = False,
+    executor: Annotated[str, typer.Option("--executor", help="local (default) or ray.")] = "local",
+    jobs: Annotated[int, typer.Option("--jobs", help="Parallel local worker processes.")] = 1,
+    ray_address: Annotated[Optional[str], typer.Option("--ray-address", help="Ray cluster address (default: start a local instance).")] = None,
+    cpus_per_task: Annotated[float, typer.Option("--cpus-per-task")] = 1.0,
+    gpus_per_task: Annotated[float, typer.Option("--gpus-per-task")] = 0.0,
+    quiet: QuietOpt = False,
+) -> None:
+    """Run a pipeline: every variant × seed through prepare → tokenize → embed → train → evaluate → compare."""
+    from textclf.pipeline.experiment import run_pipeline
+    from textclf.pipeline.spec import load_pipeline
+
+    setup_logging(quiet)
+    pipe = load_pipeline(pipeline, overrides=set_, params_file=params, only=variant)
+    result = run_pipeline(
+        pipe,
+        cache=open_cache(cache_dir),
+        tracking_uri=tracking_uri,
+        force=force,
+        register=register,
+        system_metrics=system_metrics,
+        executor=executor,
+        jobs=jobs,
+        ray_address=ray_address,
+        cpus_per_task=cpus_per_task,
+        gpus_per_task=gpus_per_task,
+        quiet=quiet,
+        on_event=None if quiet else _print_event,
+    )
+    from textclf.analysis.report import render_table
+
+    for task, s in (result.summary.get("tasks") or {None: result.summary}).items():
+        if task:
+            out.print(f"[bold]{task}[/]")
+        out.print(render_table(s))
+    if not quiet:
+        out.print(f"report: MLflow parent run {result.parent_run_id} (artifacts/comparison); `textclf ui` to browse")
+    if summary_out:
+        summary_out.parent.mkdir(parents=True, exist_ok=True)
+        summary_out.write_text(json.dumps(result.summary, indent=1))
+
+
+def train(
+    pipeline: Annotated[Optional[str], typer.Argument(help="Optional pipeline to take the config from (with --variant).")] = None,
+    variant: Annotated[Optional[str], typer.Option("--variant", help="Variant of PIPELINE to train (default: its first).")] = None,
+    set_: SetOpt = None,
+    params: ParamsOpt = None,
+    cache_dir: CacheOpt = None,
+    tracking_uri: TrackOpt = None,
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Copy the trained model folder here (a new or empty folder; a textclf model folder only with --overwrite or --force).")] = None,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace --output if it holds a textclf model (other folders are never replaced).")] = False,
+    metrics_out: Annotated[Optional[Path], typer.Option("--metrics-out", help="Write final metrics as JSON here.")] = None,
+    experiment: Annotated[str, typer.Option("--experiment", help="MLflow experiment of the run.")] = "train",
+    no_track: Annotated[bool, typer.Option("--no-track", help="Do not log to MLflow.")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Recompute every stage, ignoring the cache (implies --overwrite).")] = False,
+    ddp: Annotated[bool, typer.Option("--ddp", help="Train data-parallel (DDP). Under torchrun this is automatic; otherwise starts --nproc-per-node processes here.")] = False,
+    nproc_per_node: Annotated[Optional[int], typer.Option("--nproc-per-node", help="Processes for --ddp outside torchrun (default: visible GPUs, else 2).")] = None,
+    quiet: QuietOpt = False,
+) -> None:
+    """Train one variant end to end (prepare → tokenize → embed → train → evaluate) and print its metrics."""
+    from textclf.pipeline.config import load_config
+    from textclf.pipeline.spec import load_pipeline
+    from textclf.pipeline.train_one import train_one
+
+    setup_logging(quiet)
+    if pipeline:
+        pipe = load_pipeline(pipeline, overrides=set_, params_file=params, only=[variant] if variant else None)
+        cfg = next(iter(pipe.variants.values())).config
+    else:
+        if variant:
+            raise typer.BadParameter("--variant needs a PIPELINE argument")
+        cfg = load_config(overrides=set_, params_file=params)
+    from textclf.models import folder as artifacts
+    from textclf.pipeline.ddp import train_data_parallel
+    from textclf.training.ddp import under_torchrun
+
+    if output is not None:  # before any work, on every path (DDP included)
+        artifacts.check_output(output, force=force or overwrite)
+    kwargs = dict(
+        cache=open_cache(cache_dir), tracking_uri=None if no_track else (tracking_uri or ""), experiment=experiment,
+        output=output, force=force, overwrite=overwrite, quiet=quiet,
+    )
+    if ddp or under_torchrun():
+        result = train_data_parallel(cfg, nproc_per_node=nproc_per_node, **kwargs)
+        if result is None:  # a rank other than 0: rank 0 reports
+            return
+    else:
+        result = train_one(cfg, **kwargs)
+    _print_metrics(result, cfg.embedding.pretrained)
+    if metrics_out:
+        metrics_out.parent.mkdir(parents=True, exist_ok=True)
+        metrics_out.write_text(json.dumps(result, indent=1))
+
+
+def report(
+    run_id: Annotated[Optional[str], typer.Argument(help="Parent run id of a `textclf run` (default: the latest).")] = None,
+    tracking_uri: TrackOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print summary.json instead of the table.")] = False,
+) -> None:
+    """Re-print the comparison table of a past `textclf run`."""
+    from textclf.analysis.report import render_table
+    from textclf.tracking.past import load_summary
+
+    summary = load_summary(run_id, tracking_uri)
+    if as_json:
+        out.print_json(json.dumps(summary))
+    else:
+        out.print(f"pipeline {summary.get('pipeline')} · parent run {summary.get('parent_run_id')}")
+        for task, s in (summary.get("tasks") or {None: summary}).items():
+            if task:
+                out.print(f"[bold]{task}[/]")
+            out.print(render_table(s))
+
+
+def ui(
+    port: Annotated[int, typer.Option("--port", help="Port on 127.0.0.1.")] = 5000,
+    tracking_uri: TrackOpt = None,
+) -> None:
+    """Start the MLflow UI on the project's store, bound to 127.0.0.1."""
+    import subprocess
+
+    from textclf.tracking import store
+
+    uri = store.resolve_uri(tracking_uri)
+    if uri.startswith("sqlite:///"):
+        Path(uri[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
+    cmd = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri, "--host", "127.0.0.1", "--port", str(port)]
+    out.print(f"MLflow UI for {uri}: http://127.0.0.1:{port}  (Ctrl-C to stop)")
+    try:
+        raise typer.Exit(subprocess.call(cmd))
+    except KeyboardInterrupt:
+        raise typer.Exit(0)
+
+
+
+
+# --------------------------------------------------------------------------- printing
+
+
+def _print_event(kind: str, info: dict) -> None:
+    if kind == "start":
+        out.print(f"[bold]{info['pipeline']}[/]: {info['variants']} variants × {info['seeds']} seeds → MLflow {info['uri']} (parent run {info['parent_run_id']})")
+    elif kind == "task":
+        acc = info.get("test_accuracy")
+        acc_text = f"{acc:.4f}" if isinstance(acc, (int, float)) else "n/a"
+        out.print(f"  {'[dim]cached[/]' if info['cached'] else '[green]trained[/]'} {info['variant']:<16} seed {info['seed']}: test accuracy {acc_text}")
+
+
+def _print_metrics(result: dict, pretrained: str | None) -> None:
+    from rich.table import Table
+
+    t = Table(title="metrics", title_justify="left")
+    t.add_column("metric")
+    t.add_column("value", justify="right")
+    for k in ("val_accuracy", "test_accuracy", "test_macro_f1", "test_log_loss", "test_roc_auc", "test_ece", "params", "train_seconds",
+              "tokens_per_second", "latency_p50_ms", "texts_per_s_b256", "generalization_gap"):
+        v = result.get(k)
+        if v is not None:
+            t.add_row(k, f"{v:,.4f}" if isinstance(v, float) and abs(v) < 1000 else f"{v:,.0f}")
+    out.print(t)
+    coverage = {k[len("embedding_"):]: v for k, v in result.items() if k.startswith("embedding_")}
+    if coverage and pretrained:
+        out.print(_coverage_line(pretrained, coverage))
+    run_id = result.get("run_id")
+    out.print(f"model: {result['model_dir']}" + (f"  ·  MLflow run {run_id}" if run_id else "") + ("  (cached)" if result.get("cached") else ""))
+
+
+def _coverage_line(pretrained: str, cov: dict) -> str:
+    """One line on how well the pretrained vectors fit the vocabulary."""
+    parts = [f"{cov['vocab_coverage']:.1%} of the trained vocabulary"]
+    if "token_coverage" in cov:
+        parts.append(f"{cov['token_coverage']:.1%} of training tokens")
+    line = f"embedding: {pretrained} covers {' and '.join(parts)}"
+    if cov.get("vocab_extension"):
+        line += f"; {cov['vocab_extension']:,} more of its words joined the vocabulary, frozen (embedding.extend_vocab)"
+    return line

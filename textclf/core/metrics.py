@@ -1,0 +1,268 @@
+"""The metrics every model is scored with, one registry: :data:`METRICS`.
+
+All classifiers (neural and baseline), the trainer's per-epoch validation and
+the comparison score predictions with the functions registered here, so a
+number means the same thing everywhere. Adding a metric is one entry in
+:data:`METRICS`: it is then logged as ``val_<name>`` / ``test_<name>`` for
+every run; with ``per_epoch=True`` (it must then need only the predicted
+classes) it is also computed on validation after every epoch, logged as a
+curve, and accepted as ``train.early_stopping_metric``.
+
+:func:`classification_metrics` adds per-class precision / recall / F1 and the
+confusion matrix; :func:`flatten_metrics` turns that into MLflow scalars.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+__all__ = [
+    "METRICS",
+    "Metric",
+    "classification_metrics",
+    "classification_report_text",
+    "epoch_metrics",
+    "expected_calibration_error",
+    "flatten_metrics",
+    "macro_f1",
+]
+
+# MLflow accepts alphanumerics, "_", "-", ".", " " and "/" in metric names; "/"
+# is excluded for label fragments because MLflow also rejects names that are
+# not already normalised paths (e.g. "a//b", "x/../y").
+_UNSAFE_LABEL_CHARS = re.compile(r"[^A-Za-z0-9_\-. ]")
+
+
+@dataclass(frozen=True)
+class Metric:
+    """One registered metric.
+
+    ``fn(y, pred, proba, n_classes)`` gets integer labels ``y`` (N,), predicted
+    classes ``pred`` (N,) and, when ``from_proba``, row-normalised class
+    probabilities ``proba`` (N, C) (else ``None``); it returns a float, or
+    ``None`` when the metric is undefined on this data.
+    """
+
+    fn: Callable[[np.ndarray, np.ndarray, np.ndarray | None, int], float | None]
+    higher_is_better: bool = True
+    from_proba: bool = False  # needs probabilities, not only the predicted class
+    per_epoch: bool = False  # computed on validation after every epoch (needs only predicted classes)
+    description: str = ""
+
+
+def _confusion(y: np.ndarray, pred: np.ndarray, n_classes: int) -> np.ndarray:
+    """(C, C) counts, rows = true class, columns = predicted class."""
+    return np.bincount(y * n_classes + pred, minlength=n_classes * n_classes).reshape(n_classes, n_classes)
+
+
+def _f1_per_class(y: np.ndarray, pred: np.ndarray, n_classes: int) -> tuple[np.ndarray, np.ndarray]:
+    """(f1 per class, support per class); a class never true nor predicted scores 0 (sklearn's zero_division=0)."""
+    cm = _confusion(y, pred, n_classes)
+    tp = np.diag(cm).astype(np.float64)
+    support = cm.sum(axis=1).astype(np.float64)
+    predicted = cm.sum(axis=0).astype(np.float64)
+    denom = support + predicted
+    return np.divide(2 * tp, denom, out=np.zeros_like(tp), where=denom > 0), support
+
+
+def macro_f1(y: np.ndarray, pred: np.ndarray, n_classes: int) -> float:
+    """Unweighted mean of per-class F1 over all ``n_classes`` (sklearn ``average="macro"``, ``zero_division=0``)."""
+    f1, _ = _f1_per_class(np.asarray(y, np.int64), np.asarray(pred, np.int64), n_classes)
+    return float(f1.mean())
+
+
+def _weighted_f1(y, pred, proba, n):
+    f1, support = _f1_per_class(y, pred, n)
+    return float((f1 * support).sum() / support.sum())
+
+
+def _log_loss(y, pred, proba, n):
+    eps = np.finfo(np.float64).eps  # as sklearn clips
+    return float(-np.mean(np.log(np.clip(proba[np.arange(len(y)), y], eps, 1.0))))
+
+
+METRICS: dict[str, Metric] = {
+    "accuracy": Metric(lambda y, pred, proba, n: float(np.mean(pred == y)), per_epoch=True, description="share of texts classified correctly"),
+    "macro_f1": Metric(lambda y, pred, proba, n: macro_f1(y, pred, n), per_epoch=True, description="mean F1 over classes, each class counting equally"),
+    "micro_f1": Metric(lambda y, pred, proba, n: float(np.mean(pred == y)), description="F1 over all decisions (equals accuracy for single-label data)"),
+    "weighted_f1": Metric(_weighted_f1, description="per-class F1 weighted by class frequency"),
+    "log_loss": Metric(_log_loss, higher_is_better=False, from_proba=True, description="mean negative log-probability of the true class"),
+    "roc_auc": Metric(lambda y, pred, proba, n: _roc_auc(y, proba), from_proba=True, description="binary: AUC of class 1; multi-class: macro one-vs-rest"),
+    "ece": Metric(lambda y, pred, proba, n: expected_calibration_error(y, proba), higher_is_better=False, from_proba=True,
+                  description="expected calibration error of the top-class confidence (15 bins)"),
+}
+
+
+def epoch_metric_names() -> list[str]:
+    """Metrics computed on validation after every epoch (and allowed as the early-stopping metric)."""
+    return [name for name, m in METRICS.items() if m.per_epoch and not m.from_proba]
+
+
+def epoch_metrics(y: np.ndarray, pred: np.ndarray, n_classes: int) -> dict[str, float]:
+    """Every per-epoch metric (the trainer's validation after each epoch)."""
+    y, pred = np.asarray(y, np.int64), np.asarray(pred, np.int64)
+    out = {}
+    for name in epoch_metric_names():
+        value = METRICS[name].fn(y, pred, None, n_classes)
+        if value is not None:
+            out[name] = float(value)
+    return out
+
+
+def _check_inputs(y_true: Any, proba: Any, n_labels: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    y = np.asarray(y_true)
+    p = np.asarray(proba, dtype=np.float64)
+    if y.ndim != 1:
+        raise ValueError(f"y_true must be 1-D, got shape {y.shape}")
+    if p.ndim != 2:
+        raise ValueError(f"proba must be 2-D (N, C), got shape {p.shape}")
+    if p.shape[0] != y.shape[0]:
+        raise ValueError(f"y_true has {y.shape[0]} rows but proba has {p.shape[0]}")
+    if y.shape[0] == 0:
+        raise ValueError("cannot compute metrics on an empty set")
+    if n_labels is not None and p.shape[1] != n_labels:
+        raise ValueError(f"proba has {p.shape[1]} columns but {n_labels} label names were given")
+    if not np.all(np.isfinite(p)):
+        raise ValueError("proba contains NaN or infinite values")
+    if not np.issubdtype(y.dtype, np.integer):
+        if not np.all(np.mod(y, 1) == 0):
+            raise ValueError("y_true must hold integer class indices")
+        y = y.astype(np.int64)
+    if y.min() < 0 or y.max() >= p.shape[1]:
+        raise ValueError(f"y_true holds class indices outside [0, {p.shape[1] - 1}]")
+    return y, p
+
+
+def expected_calibration_error(y_true: Any, proba: Any, n_bins: int = 15) -> float:
+    """Expected calibration error of the top-class confidence.
+
+    The max probability of each row is placed in one of ``n_bins`` equal-width
+    bins over (0, 1] (bin ``i`` holds ``i/n < conf <= (i+1)/n``); the result is
+    ``sum_b |accuracy_b - mean_confidence_b| * n_b / N``.
+    """
+    if n_bins < 1:
+        raise ValueError("n_bins must be >= 1")
+    y, p = _check_inputs(y_true, proba)
+    confidence = p.max(axis=1)
+    correct = (p.argmax(axis=1) == y).astype(np.float64)
+    # Interior edges only: searchsorted(side="left") maps conf in (e_i, e_{i+1}]
+    # to bin i, and clipping folds conf == 0 into the first bin.
+    edges = np.linspace(0.0, 1.0, n_bins + 1)
+    bins = np.clip(np.searchsorted(edges[1:-1], confidence, side="left"), 0, n_bins - 1)
+    conf_sum = np.bincount(bins, weights=confidence, minlength=n_bins)
+    acc_sum = np.bincount(bins, weights=correct, minlength=n_bins)
+    # |acc_b - conf_b| * n_b / N == |acc_sum_b - conf_sum_b| / N
+    return float(np.abs(acc_sum - conf_sum).sum() / len(y))
+
+
+def _roc_auc(y: np.ndarray, p: np.ndarray) -> float | None:
+    from sklearn.metrics import roc_auc_score
+
+    n_classes = p.shape[1]
+    # AUC is undefined unless every class appears in y_true; sklearn would raise.
+    if len(np.unique(y)) != n_classes:
+        return None
+    try:
+        if n_classes == 2:
+            return float(roc_auc_score(y, p[:, 1]))
+        return float(roc_auc_score(y, p, multi_class="ovr", average="macro", labels=list(range(n_classes))))
+    except ValueError:
+        return None
+
+
+def classification_metrics(y_true: Any, proba: Any, label_names: Sequence[str]) -> dict[str, Any]:
+    """Score class probabilities against integer labels with every metric in :data:`METRICS`.
+
+    Returns the registered scalars (``None`` where undefined, e.g. ``roc_auc``
+    when a class is absent from ``y_true``), plus ``per_class`` (label ->
+    precision, recall, f1, support) and ``confusion_matrix`` (rows = true,
+    columns = predicted, in ``label_names`` order). Classes that are missing
+    from ``y_true`` or never predicted score 0 rather than raising.
+    """
+    label_names = [str(name) for name in label_names]
+    n_classes = len(label_names)
+    if n_classes < 2:
+        raise ValueError("need at least two classes")
+    y, p = _check_inputs(y_true, proba, n_classes)
+    y_pred = p.argmax(axis=1)
+    # Models emit float32 softmax outputs whose rows sum to 1 only up to
+    # rounding; renormalise so probability-based metrics see a distribution.
+    row_sums = p.sum(axis=1, keepdims=True)
+    p_norm = p / np.where(row_sums > 0, row_sums, 1.0)
+    out: dict[str, Any] = {}
+    for name, metric in METRICS.items():
+        value = metric.fn(y, y_pred, p_norm if metric.from_proba else None, n_classes)
+        out[name] = None if value is None else float(value)
+    cm = _confusion(y, y_pred, n_classes)
+    tp = np.diag(cm).astype(np.float64)
+    support = cm.sum(axis=1)
+    predicted = cm.sum(axis=0)
+    precision = np.divide(tp, predicted, out=np.zeros_like(tp), where=predicted > 0)
+    recall = np.divide(tp, support, out=np.zeros_like(tp), where=support > 0)
+    f1, _ = _f1_per_class(y, y_pred, n_classes)
+    out["per_class"] = {
+        name: {"precision": float(precision[i]), "recall": float(recall[i]), "f1": float(f1[i]), "support": int(support[i])}
+        for i, name in enumerate(label_names)
+    }
+    out["confusion_matrix"] = cm.astype(int).tolist()
+    return out
+
+
+def _sanitise_label(label: str) -> str:
+    cleaned = _UNSAFE_LABEL_CHARS.sub("_", str(label)).strip()
+    return cleaned or "_"
+
+
+def _is_scalar(value: Any) -> bool:
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
+
+
+def flatten_metrics(m: dict[str, Any], prefix: str = "test_") -> dict[str, float]:
+    """Flatten a :func:`classification_metrics` dict into MLflow metrics.
+
+    Scalars become ``f"{prefix}{key}"``; per-class values become
+    ``f"{prefix}{stat}__{label}"`` (e.g. ``test_f1__sports``) with the label
+    reduced to characters MLflow accepts. ``None`` values, the confusion
+    matrix and other non-scalars are skipped.
+    """
+    out: dict[str, float] = {}
+    for key, value in m.items():
+        if key == "per_class" or value is None or not _is_scalar(value):
+            continue
+        out[f"{prefix}{key}"] = float(value)
+
+    per_class = m.get("per_class") or {}
+    used: set[str] = set()
+    for index, (label, stats) in enumerate(per_class.items()):
+        safe = _sanitise_label(label)
+        # Two labels can sanitise to the same text ("a/b", "a?b"); keep both.
+        if safe in used:
+            safe = f"{safe}_{index}"
+        used.add(safe)
+        for stat, value in stats.items():
+            if value is None or not _is_scalar(value):
+                continue
+            out[f"{prefix}{stat}__{safe}"] = float(value)
+    return out
+
+
+def classification_report_text(y_true: Any, y_pred: Any, label_names: Sequence[str]) -> str:
+    """sklearn's text classification report (4 digits) over all ``label_names``."""
+    from sklearn.metrics import classification_report
+
+    label_names = [str(name) for name in label_names]
+    return classification_report(
+        np.asarray(y_true),
+        np.asarray(y_pred),
+        labels=list(range(len(label_names))),
+        target_names=label_names,
+        digits=4,
+        zero_division=0,
+    )
+
+

@@ -1,0 +1,34 @@
+"""The ``data`` section: where the data comes from and how it is split (read by the prepare stage)."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import Field, model_validator
+
+from textclf.core.schema import Section
+
+
+class DataConfig(Section):
+    source: str | None = Field(None, description="One file / hf:NAME[:CONFIG] / builtin:NAME, split by the fractions below.")
+    train: str | None = Field(None, description="Training file (instead of source).")
+    validation: str | None = None
+    test: str | None = None
+    text_column: str = "text"
+    label_column: str = "label"
+    val_fraction: float = Field(0.1, ge=0.0, lt=1.0)
+    test_fraction: float = Field(0.1, ge=0.0, lt=1.0)
+    split_seed: int = Field(0, description="Seed of the train/validation/test split; fixed across training seeds so comparisons are paired.")
+    max_examples: int | None = Field(None, ge=1, description="Keep at most this many rows per split (quick runs).")
+    on_invalid: Literal["error", "drop"] = "error"
+    options: dict[str, Any] = Field(default_factory=dict, description="Options of a builtin: corpus (size, noise, ...).")
+
+    @model_validator(mode="after")
+    def _one_source(self) -> "DataConfig":
+        if self.source and self.train:
+            raise ValueError("set either data.source (one input, split automatically) or data.train (+ data.validation / data.test), not both")
+        if self.val_fraction + self.test_fraction >= 1.0:
+            raise ValueError(
+                f"data.val_fraction + data.test_fraction must be < 1 (got {self.val_fraction} + {self.test_fraction})"
+            )
+        return self

@@ -1,0 +1,337 @@
+"""Where data comes from: one registry, :data:`SOURCES`, of the kinds of ``data.source``.
+
+Each kind (``file``, ``hf``, ``builtin``) says, in one :class:`Source` entry:
+
+* how to recognise a spec (``reviews.csv``, ``hf:rotten_tomatoes``, ``builtin:reviews``);
+* how to read it into ``{split: datasets.Dataset}`` (Arrow-backed, so a large
+  file is memory-mapped rather than held in Python lists);
+* its *identity* for the prepare stage's cache key: a local file by the hash of
+  its content (re-hashed only when its size, mtime, ctime or inode change), so
+  a file edited in place is never served from the cache;
+* the MLflow dataset source that records where a split came from.
+
+Adding a kind of source is one entry here (plus its tests).
+"""
+
+from __future__ import annotations
+
+import codecs
+import hashlib
+import json
+import os
+import stat
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+
+from textclf.core.errors import DataError
+
+FORMATS = {".csv": "csv", ".tsv": "csv", ".jsonl": "json", ".json": "json", ".parquet": "parquet"}
+
+
+def _cache_dir(cache_dir: str | Path | None) -> str:
+    base = Path(cache_dir or os.environ.get("TEXTCLF_CACHE_DIR", ".textclf"))
+    return str(base / "datasets")
+
+
+def check_utf8(path: Path, chunk_size: int = 1 << 20) -> None:
+    """Raise DataError naming the byte offset of the first undecodable byte.
+
+    Done up front because the CSV/JSON readers report decoding failures deep
+    inside their own stack, without the offset a user needs to fix the file.
+    """
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    offset = 0
+    line = 1
+    with open(path, "rb") as fh:
+        while chunk := fh.read(chunk_size):
+            try:
+                decoder.decode(chunk)
+            except UnicodeDecodeError as exc:
+                pos = offset + exc.start
+                line += chunk[: exc.start].count(b"\n")
+                raise DataError(
+                    f"{path}: not valid UTF-8 at byte offset {pos} (line {line}): byte "
+                    f"{chunk[exc.start:exc.start + 1]!r}. Re-save the file as UTF-8, e.g. "
+                    f"`iconv -f latin1 -t utf-8 {path.name} > fixed.{path.suffix.lstrip('.')}`."
+                ) from None
+            offset += len(chunk)
+            line += chunk.count(b"\n")
+        try:
+            decoder.decode(b"", final=True)
+        except UnicodeDecodeError:
+            raise DataError(f"{path}: file ends in the middle of a UTF-8 character (byte offset {offset}).") from None
+
+
+def read_file(path: str | Path, cache_dir: str | Path | None = None):
+    """Read one local file into a file-backed ``datasets.Dataset``."""
+    import datasets
+
+    p = Path(path)
+    if not p.exists():
+        raise DataError(f"Data file not found: {p}. Check the path (relative paths are resolved from {Path.cwd()}).")
+    if p.is_dir():
+        raise DataError(f"{p} is a directory; data.source / data.train must name a file.")
+    if not p.is_file():
+        raise DataError(f"{p} is {_file_kind(p)}, not a regular file; data.source / data.train must name a data file (copy the data into one).")
+    if not os.access(p, os.R_OK):
+        raise DataError(f"{p}: permission denied. Make the file readable (chmod +r).")
+    fmt = FORMATS.get(p.suffix.lower())
+    if fmt is None:
+        raise DataError(f"{p}: unsupported file type {p.suffix!r}. Use one of {', '.join(FORMATS)}.")
+    if p.stat().st_size == 0:
+        raise DataError(f"{p}: the file is empty. Expected a header and at least one row.")
+    if fmt != "parquet":
+        check_utf8(p)
+    kwargs: dict[str, Any] = {}
+    if fmt == "csv":
+        kwargs["delimiter"] = "\t" if p.suffix.lower() == ".tsv" else ","
+        kwargs["keep_default_na"] = False
+        kwargs["na_values"] = [""]
+    try:
+        ds = datasets.load_dataset(
+            fmt, data_files={"data": str(p.resolve())}, split="data", cache_dir=_cache_dir(cache_dir), **kwargs
+        )
+    except Exception as exc:  # the builders wrap parser errors; name the file and the cause
+        cause = exc
+        while cause.__cause__ is not None:
+            cause = cause.__cause__
+        msg = str(cause)
+        if "No columns to parse" in msg or isinstance(cause, pa.lib.ArrowInvalid) and "Empty" in msg:
+            raise DataError(f"{p}: no header or rows could be read. Expected a header line such as 'text,label'.") from None
+        if "corresponds to no data" in msg:  # the reader produced zero rows
+            if fmt == "csv":
+                with open(p, encoding="utf-8", errors="replace") as fh:
+                    header = fh.readline().strip()
+                raise DataError(f"{p}: the file has a header ({header}) but no rows.") from None
+            raise DataError(f"{p}: the file holds no rows.") from None
+        hint = ""
+        if fmt == "csv" and "Expected" in msg and "fields" in msg:
+            sep = "tab" if kwargs["delimiter"] == "\t" else "comma"
+            hint = (
+                f" Rows have different numbers of fields: is the file {sep}-separated (as its extension says)? "
+                f"Fields that contain the delimiter must be quoted."
+            )
+        raise DataError(f"{p}: could not be parsed as {fmt.upper()}: {msg}.{hint}") from None
+    if len(ds) == 0:
+        raise DataError(f"{p}: the file has a header ({', '.join(ds.column_names)}) but no rows.")
+    return ds
+
+
+def _hub_offline() -> bool:
+    """True when offline mode is on (HF_HUB_OFFLINE=1) or the hub cannot be reached within a few seconds.
+
+    Probing first matters: without it, ``load_dataset`` on a machine without
+    network retries for about half a minute before giving up.
+    """
+    import socket
+    from urllib.parse import urlparse
+
+    import datasets
+    from huggingface_hub import constants
+
+    if datasets.config.HF_HUB_OFFLINE or constants.HF_HUB_OFFLINE:
+        return True
+    if os.environ.get("HF_HUB_OFFLINE", "").strip().upper() in ("1", "ON", "YES", "TRUE"):  # set after import
+        return True
+    url = urlparse(constants.ENDPOINT)
+    try:
+        socket.create_connection((url.hostname, url.port or (443 if url.scheme == "https" else 80)), timeout=3).close()
+    except OSError:
+        return True
+    return False
+
+
+def _is_connection_error(exc: BaseException) -> bool:
+    seen: set[int] = set()
+    e: BaseException | None = exc
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        name = type(e).__name__
+        if isinstance(e, ConnectionError) or name in ("OfflineModeIsEnabled", "LocalEntryNotFoundError", "ConnectError", "ConnectTimeout"):
+            return True
+        e = e.__cause__ or e.__context__
+    return False
+
+
+def read_hub(spec: str, cache_dir: str | Path | None = None) -> dict[str, Any]:
+    """``hf:NAME[:CONFIG]`` -> {split: Dataset}. Raises a DataError when the hub is unreachable.
+
+    A local dataset folder (``hf:path/to/dir``) is read without touching the network.
+    """
+    import datasets
+    from huggingface_hub import constants
+
+    name, _, config = spec.partition(":")
+    offline = not Path(name).is_dir() and _hub_offline()
+    saved = (datasets.config.HF_HUB_OFFLINE, constants.HF_HUB_OFFLINE)
+    try:
+        if offline:  # still serve a dataset that is already in the local cache, without retries
+            datasets.config.HF_HUB_OFFLINE = constants.HF_HUB_OFFLINE = True
+        dd = datasets.load_dataset(name, config or None, cache_dir=_cache_dir(cache_dir))
+    except Exception as exc:
+        text = f"{exc.__class__.__name__}: {exc}"
+        if offline or _is_connection_error(exc):
+            reason = "the Hugging Face Hub is unreachable from this machine (no network, or HF_HUB_OFFLINE=1) and the dataset is not in the local cache"
+        else:
+            reason = f"loading failed ({text.splitlines()[0][:300]})"
+        call = f"'{name}'" + (f", '{config}'" if config else "")
+        raise DataError(
+            f"Cannot load hf:{spec}: {reason}. Use a local file instead: where the hub is reachable, save each split "
+            f"(e.g. `datasets.load_dataset({call})['train'].to_csv('train.csv')`), copy the files here, then use "
+            f"--set data.train=train.csv --set data.validation=validation.csv --set data.test=test.csv "
+            f"(or one file: --set data.source=train.csv)."
+        ) from None
+    finally:
+        datasets.config.HF_HUB_OFFLINE, constants.HF_HUB_OFFLINE = saved
+    if not isinstance(dd, datasets.DatasetDict):
+        dd = datasets.DatasetDict({"train": dd})
+    aliases = {"valid": "validation", "dev": "validation", "val": "validation"}
+    return {aliases.get(k, k): v for k, v in dd.items()}
+
+
+def read_builtin(name: str, seed: int, options: dict[str, Any], cache_dir: str | Path | None = None):
+    """Generate a built-in corpus and store it as Parquet so it is file-backed (and map-cacheable)."""
+    import datasets
+
+    from textclf._version import __version__
+    from textclf.data import corpora
+
+    key = hashlib.sha256(
+        json.dumps({"name": name, "seed": seed, "options": options, "v": __version__}, sort_keys=True, default=str).encode()
+    ).hexdigest()[:16]
+    target = Path(_cache_dir(cache_dir)) / "builtin" / f"{name}-{key}.parquet"
+    if not target.exists():
+        rows = corpora.generate(name, seed=seed, **options)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_suffix(f".tmp{os.getpid()}")
+        import pyarrow.parquet as pq
+
+        pq.write_table(pa.table({"text": rows["text"], "label": rows["label"]}), tmp)
+        os.replace(tmp, target)  # atomic: a concurrent run never sees half a file
+    return datasets.load_dataset(
+        "parquet", data_files={"data": str(target)}, split="data", cache_dir=_cache_dir(cache_dir)
+    )
+
+
+def _file_kind(p: Path) -> str:
+    mode = p.stat().st_mode
+    if stat.S_ISFIFO(mode):
+        return "a named pipe (FIFO)"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device"
+    return "not a regular file"
+
+
+# --------------------------------------------------------------------------- identity of local files
+
+_HASHES: dict[tuple, str] = {}  # (path, size, mtime_ns, ctime_ns, inode) -> sha256, for this process
+
+
+def file_sha256(path: str | Path, cache_root: str | Path | None = None) -> str:
+    """Content hash of a local file, memoised on its stat.
+
+    The memo key holds ``st_ctime_ns``, which no user tool can set back: a file
+    rewritten with its size and mtime restored still gets a new ctime, so it is
+    hashed again. A touched but unchanged file is hashed again and keeps its
+    hash. With ``cache_root`` the memo is also kept on disk, so a new process
+    does not re-read an unchanged large file.
+    """
+    p = Path(path).resolve()
+    st = p.stat()
+    memo = (str(p), st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
+    if memo in _HASHES:
+        return _HASHES[memo]
+    disk = Path(cache_root) / ".file-hashes" / (hashlib.sha256(str(p).encode()).hexdigest()[:24] + ".json") if cache_root else None
+    if disk is not None and disk.is_file():
+        try:
+            saved = json.loads(disk.read_text())
+            if saved.get("stat") == list(memo):
+                _HASHES[memo] = saved["sha256"]
+                return saved["sha256"]
+        except (OSError, ValueError, AttributeError):
+            pass  # a damaged memo only costs a re-hash
+    h = hashlib.sha256()
+    with open(p, "rb") as fh:
+        while block := fh.read(1 << 20):
+            h.update(block)
+    digest = h.hexdigest()
+    _HASHES[memo] = digest
+    if disk is not None:
+        try:
+            disk.parent.mkdir(parents=True, exist_ok=True)
+            tmp = disk.with_suffix(f".tmp{os.getpid()}")
+            tmp.write_text(json.dumps({"stat": list(memo), "sha256": digest}))
+            os.replace(tmp, disk)
+        except OSError:
+            pass
+    return digest
+
+
+def _file_identity(spec: str, cache_root: str | Path | None) -> dict[str, Any]:
+    p = Path(spec)
+    if not p.is_file():
+        return {"path": str(p)}  # reading it raises the clear error
+    return {"path": str(p.resolve()), "sha256": file_sha256(p, cache_root)}
+
+
+# --------------------------------------------------------------------------- MLflow dataset sources
+
+
+def _file_dataset_source(spec: str, split: str):
+    from mlflow.data.code_dataset_source import CodeDatasetSource
+
+    return CodeDatasetSource(tags={"textclf.file": str(Path(spec).resolve())})
+
+
+def _hub_dataset_source(spec: str, split: str):
+    from mlflow.data.huggingface_dataset_source import HuggingFaceDatasetSource
+
+    name, _, config = spec[3:].partition(":")
+    return HuggingFaceDatasetSource(path=name, config_name=config or None, split=split or None)
+
+
+def _builtin_dataset_source(spec: str, split: str):
+    from mlflow.data.code_dataset_source import CodeDatasetSource
+
+    return CodeDatasetSource(tags={"textclf.builtin": spec})
+
+
+# --------------------------------------------------------------------------- the registry
+
+
+@dataclass(frozen=True)
+class Source:
+    """One kind of ``data.source``."""
+
+    name: str
+    matches: Callable[[str], bool]
+    # (spec, data config, cache dir) -> {split: Dataset}; a source without a split structure returns {"train": ...}
+    read: Callable[[str, Any, Any], dict[str, Any]]
+    identity: Callable[[str, Any], dict[str, Any]]  # (spec, cache root) -> what the prepare key holds
+    mlflow_source: Callable[[str, str], Any]  # (spec, split) -> mlflow DatasetSource
+
+
+SOURCES: dict[str, Source] = {
+    "hf": Source(
+        "hf", lambda s: s.startswith("hf:"), lambda s, cfg, cache: read_hub(s[3:], cache),
+        lambda s, root: {"hf": s}, _hub_dataset_source,
+    ),
+    "builtin": Source(
+        "builtin", lambda s: s.startswith("builtin:"),
+        lambda s, cfg, cache: {"train": read_builtin(s[8:], cfg.split_seed, dict(cfg.options), cache)},
+        lambda s, root: {"builtin": s}, _builtin_dataset_source,
+    ),
+    # Last: anything else is a path.
+    "file": Source("file", lambda s: True, lambda s, cfg, cache: {"train": read_file(s, cache)}, _file_identity, _file_dataset_source),
+}
+
+
+def source_of(spec: str) -> Source:
+    """The registry entry that reads ``spec``."""
+    return next(src for src in SOURCES.values() if src.matches(spec))

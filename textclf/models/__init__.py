@@ -1,0 +1,1 @@
+"""Encoder families, the classifier and the TF-IDF baseline."""

@@ -1,0 +1,272 @@
+"""The trained-model folder: the product every variant leaves behind.
+
+::
+
+    model/
+      config.json        resolved config + model hyper-parameters + textclf version
+      tokenizer.json     the HF tokenizer (no code)
+      model.safetensors  weights (no pickle)
+      labels.json        class names in head order
+
+A TF-IDF baseline folder has ``config.json`` (``kind: tfidf``), ``labels.json``
+and the baseline's own JSON / ``.npy`` files. Loading never unpickles and
+never executes code from the folder; every inconsistency (missing file, wrong
+tensor shapes, labels that disagree with the head, a tokenizer that disagrees
+with the embedding) is a :class:`~textclf.errors.ModelError` naming the file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import uuid
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from textclf.core.errors import ModelError
+
+FILES = ("config.json", "tokenizer.json", "model.safetensors", "labels.json")
+FORMAT_VERSION = 1
+
+
+# What a model folder may hold: the files above, the TF-IDF baseline's folder and
+# what `textclf export --onnx` adds. A folder holding anything else is not ours to replace.
+MODEL_ENTRIES = frozenset(FILES) | {"tfidf", "model.onnx", "onnx.json"}
+
+
+def _atomic_dir(target: Path):
+    tmp = target.parent / f".{target.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+    tmp.mkdir(parents=True)
+    return tmp
+
+
+def _publish(tmp: Path, target: Path) -> Path:
+    """Move the finished folder ``tmp`` to ``target``, replacing what is there, never leaving half of either.
+
+    An existing ``target`` is renamed aside first and removed only once ``tmp``
+    is in place; if the second rename fails the old folder is put back.
+    """
+    _fsync_tree(tmp)
+    if not target.exists():
+        os.replace(tmp, target)
+        return target
+    old = target.parent / f".{target.name}.old-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+    os.replace(target, old)
+    try:
+        os.replace(tmp, target)
+    except BaseException:
+        os.replace(old, target)
+        raise
+    shutil.rmtree(old, ignore_errors=True)
+    return target
+
+
+def _fsync_tree(root: Path) -> None:
+    """Flush every file of ``root`` to disk, so a crash after the rename never leaves empty files behind."""
+    for path in [*root.rglob("*"), root]:
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except OSError:
+            continue
+        try:
+            os.fsync(fd)
+        except OSError:  # some filesystems refuse fsync on directories
+            pass
+        finally:
+            os.close(fd)
+
+
+def is_model_folder(path: str | Path) -> bool:
+    """True for a folder written by textclf: a textclf ``config.json`` and nothing but model files."""
+    p = Path(path)
+    if not (p.is_dir() and (p / "config.json").is_file()):
+        return False
+    try:
+        doc = json.loads((p / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(doc, dict) and doc.get("kind") in ("neural", "tfidf") and "format_version" in doc and all(
+        child.name in MODEL_ENTRIES for child in p.iterdir()
+    )
+
+
+def check_output(target: str | Path, *, force: bool, option: str = "--output") -> Path:
+    """Refuse, before any work, an output folder that writing a model there would destroy.
+
+    A missing or empty folder is fine; a textclf model folder is replaced only
+    with ``force``; anything else (a file, a folder holding other files) is
+    never replaced, ``force`` or not.
+    """
+    target = Path(target)
+    if not target.exists() and not target.is_symlink():
+        return target
+    if not target.is_dir() or target.is_symlink():
+        raise ModelError(f"{option} {target}: a file (or link) is in the way; textclf writes a model folder there. Choose another {option}.")
+    if not any(target.iterdir()):
+        return target
+    if not is_model_folder(target):
+        others = sorted(c.name for c in target.iterdir() if c.name not in MODEL_ENTRIES)[:5]
+        raise ModelError(
+            f"{option} {target} is a folder that is not a textclf model ({'it holds ' + ', '.join(others) if others else 'its config.json is not a textclf one'}); "
+            f"textclf never replaces it. Choose another {option} (a new or empty folder)."
+        )
+    if not force:
+        raise ModelError(f"{option} {target} already holds a textclf model. Pass --force to replace it, or choose another {option}.")
+    return target
+
+
+def copy_model(src: str | Path, target: str | Path, *, force: bool, extra: dict[str, Path] | None = None) -> Path:
+    """Copy the model files of folder ``src`` (plus ``extra``: name -> file) to ``target`` atomically.
+
+    :func:`check_output` decides whether ``target`` may be replaced; a failure
+    (a full disk, an interruption) leaves ``target`` as it was.
+    """
+    src, target = Path(src), Path(target)
+    check_output(target, force=force)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = _atomic_dir(target)
+    try:
+        for child in src.iterdir():
+            if child.name not in MODEL_ENTRIES:
+                continue
+            if child.is_dir():
+                shutil.copytree(child, tmp / child.name)
+            else:
+                shutil.copy2(child, tmp / child.name)
+        for name, path in (extra or {}).items():
+            shutil.copy2(path, tmp / name)
+        if target.exists() and not any(target.iterdir()):
+            target.rmdir()  # an empty folder: nothing to keep
+        return _publish(tmp, target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def save_neural(directory: str | Path, *, model, tokenizer, label_names: list[str], config: dict[str, Any], extra: dict | None = None) -> Path:
+    """Write the model folder atomically (temp dir + rename)."""
+    from safetensors.torch import save_file
+
+    target = Path(directory)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = _atomic_dir(target)
+    try:
+        from textclf._version import __version__
+
+        state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+        save_file(state, str(tmp / "model.safetensors"), metadata={"format": "textclf", "format_version": str(FORMAT_VERSION)})
+        tokenizer.save(str(tmp / "tokenizer.json"))
+        (tmp / "labels.json").write_text(json.dumps(list(label_names), indent=1))
+        doc = {"format_version": FORMAT_VERSION, "textclf_version": __version__, "kind": "neural", "model": model.hparams, "config": config, **(extra or {})}
+        (tmp / "config.json").write_text(json.dumps(doc, indent=1))
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return _publish(tmp, target)
+
+
+def save_tfidf(directory: str | Path, *, baseline, label_names: list[str], config: dict[str, Any]) -> Path:
+    target = Path(directory)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = _atomic_dir(target)
+    try:
+        from textclf._version import __version__
+
+        baseline.save(tmp / "tfidf")
+        (tmp / "labels.json").write_text(json.dumps(list(label_names), indent=1))
+        doc = {"format_version": FORMAT_VERSION, "textclf_version": __version__, "kind": "tfidf", "config": config}
+        (tmp / "config.json").write_text(json.dumps(doc, indent=1))
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return _publish(tmp, target)
+
+
+def _read_json(path: Path, what: str) -> Any:
+    if not path.is_file():
+        raise ModelError(f"{path}: missing. A textclf model folder holds {', '.join(FILES)}; is {path.parent} one?")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ModelError(f"{path}: not valid JSON ({exc}); the {what} file is corrupt. Re-export the model.") from None
+
+
+def read_folder(directory: str | Path) -> dict[str, Any]:
+    """Validate a model folder and return its parsed pieces (weights as a state dict)."""
+    d = Path(directory)
+    if not d.is_dir():
+        raise ModelError(f"Model folder not found: {d}.")
+    config = _read_json(d / "config.json", "config")
+    labels = _read_json(d / "labels.json", "labels")
+    if not isinstance(labels, list) or not all(isinstance(x, str) for x in labels) or len(labels) < 2:
+        raise ModelError(f"{d / 'labels.json'}: expected a JSON list of at least two class names.")
+    kind = config.get("kind")
+    if kind == "tfidf":
+        return {"kind": "tfidf", "config": config, "labels": labels, "dir": d}
+    if kind != "neural" or "model" not in config:
+        raise ModelError(f"{d / 'config.json'}: not a textclf model config (kind={kind!r}).")
+    tok_path = d / "tokenizer.json"
+    if not tok_path.is_file():
+        raise ModelError(f"{tok_path}: missing. A textclf model folder holds {', '.join(FILES)}.")
+    from tokenizers import Tokenizer
+
+    try:
+        tokenizer = Tokenizer.from_file(str(tok_path))
+    except Exception as exc:
+        raise ModelError(f"{tok_path}: cannot be read as a tokenizer ({exc}).") from None
+    weights = d / "model.safetensors"
+    if not weights.is_file():
+        raise ModelError(f"{weights}: missing.")
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    try:
+        state = load_file(str(weights))
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise ModelError(f"{weights}: not a valid safetensors file ({exc}). Only safetensors weights are loaded (never pickle).") from None
+    hp = config["model"]
+    emb = state.get("embedding.weight")
+    head = state.get("head.weight")
+    if emb is None or head is None:
+        raise ModelError(f"{weights}: expected tensors embedding.weight and head.weight; found {sorted(state)[:6]}...")
+    if head.shape[0] != len(labels):
+        raise ModelError(
+            f"{d / 'labels.json'}: lists {len(labels)} classes but the model head in {weights.name} has {head.shape[0]} outputs."
+        )
+    rows = emb.shape[0] + (state["embedding.frozen"].shape[0] if "embedding.frozen" in state else 0)
+    if tokenizer.get_vocab_size() != rows or hp.get("vocab_size") != rows:
+        raise ModelError(
+            f"{tok_path}: vocabulary of {tokenizer.get_vocab_size()} tokens does not match the embedding in "
+            f"{weights.name} ({rows} rows); the tokenizer belongs to another model."
+        )
+    return {"kind": "neural", "config": config, "labels": labels, "tokenizer": tokenizer, "state": state, "dir": d}
+
+
+def build_model(folder: dict[str, Any]):
+    """A TextClassifier with the folder's weights, in eval mode (strict shapes)."""
+    from textclf.models.classifier import TextClassifier
+
+    hp = dict(folder["config"]["model"])
+    try:
+        model = TextClassifier(**hp)
+    except TypeError as exc:
+        raise ModelError(f"{folder['dir'] / 'config.json'}: model hyper-parameters do not fit this textclf version ({exc}).") from None
+    try:
+        model.load_state_dict(folder["state"], strict=True)
+    except RuntimeError as exc:
+        first = str(exc).splitlines()[0:3]
+        raise ModelError(f"{folder['dir'] / 'model.safetensors'}: tensors do not fit the architecture in config.json: {' '.join(first)}") from None
+    model.eval()
+    return model
+
+
+def as_numpy(x) -> np.ndarray:
+    return x.detach().cpu().numpy() if hasattr(x, "detach") else np.asarray(x)
+
+
+def export_folder(folder: dict[str, Any], target: str | Path, *, force: bool = False, extra: dict[str, Path] | None = None) -> Path:
+    """Copy a validated model folder (only the files that make up the model) to ``target``, atomically."""
+    return copy_model(Path(folder["dir"]), target, force=force, extra=extra)

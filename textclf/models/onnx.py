@@ -1,0 +1,113 @@
+"""ONNX export of a neural model folder (``textclf export --onnx``), checked against torch with onnxruntime."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from textclf.core.errors import ModelError
+from textclf.models.folder import build_model
+
+
+def _logits_module(model):
+    """(tokens, lengths) -> logits: the graph an ONNX runtime serves (no labels, no loss)."""
+    import torch
+
+    class Logits(torch.nn.Module):
+        def __init__(self, inner):
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, tokens, lengths):
+            return self.inner(tokens, lengths)[0]
+
+    # eval() on the wrapper too: the exporter traces in the wrapper's mode, and dropout must be off.
+    return Logits(model).eval()
+
+
+def _sample_batch(vocab_size: int, batch: int, time: int, seed: int):
+    import torch
+
+    g = torch.Generator().manual_seed(seed)
+    lengths = torch.randint(1, time + 1, (batch,), generator=g)
+    lengths[0] = time
+    tokens = torch.randint(min(2, vocab_size - 1), vocab_size, (batch, time), generator=g)
+    tokens[torch.arange(time)[None, :] >= lengths[:, None]] = 0
+    return tokens, lengths
+
+
+def export_onnx(folder: dict[str, Any], path: str | Path, *, opset: int = 17, verify: bool = True) -> dict[str, Any]:
+    """Write ``model.onnx``: inputs ``tokens`` int64 (batch, time) right-padded with 0 and
+    ``lengths`` int64 (batch,); output ``logits`` float32 (batch, classes).
+
+    Uses torch's TorchScript-based exporter, which maps nn.RNN / nn.GRU / nn.LSTM
+    onto ONNX's own RNN / GRU / LSTM operators and keeps batch *and* time dynamic
+    (the encoder skips its host read of the lengths while tracing, so nothing
+    data-dependent is baked in). The torch.export-based exporter unrolls the
+    recurrent cells over time and fixes the sequence length for several of our
+    variants, so it is not used. With ``onnxruntime`` installed the file is
+    checked against torch on two batches of other shapes than the traced one.
+    """
+    import warnings
+
+    import torch
+
+    if folder["kind"] != "neural":
+        raise ModelError(f"{folder['dir']}: a TF-IDF baseline cannot be exported to ONNX (only rnn/gru/lstm models).")
+    model = build_model(folder).to("cpu")
+    wrapped = _logits_module(model)
+    hp = folder["config"]["model"]
+    path = Path(path)
+    example = _sample_batch(hp["vocab_size"], 3, 6, seed=0)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # deprecation / tracer / batch-size notices of the legacy exporter
+            torch.onnx.export(
+                wrapped, example, str(path), input_names=["tokens", "lengths"], output_names=["logits"],
+                dynamic_axes={"tokens": {0: "batch", 1: "time"}, "lengths": {0: "batch"}, "logits": {0: "batch"}},
+                opset_version=opset, dynamo=False,
+            )
+    except ImportError as exc:
+        raise ModelError(f"ONNX export needs extra packages ({exc}). Install them with: pip install 'textclf[onnx]'.") from None
+    except Exception as exc:  # an exporter failure is a limitation to report, not a crash
+        path.unlink(missing_ok=True)
+        if "not installed" in str(exc):  # torch reports a missing `onnx` package this way
+            raise ModelError(f"ONNX export needs the onnx package ({exc}). Install it with: pip install 'textclf[onnx]'.") from None
+        raise ModelError(f"ONNX export of {folder['dir']} failed: {exc.__class__.__name__}: {str(exc).splitlines()[0][:300]}") from None
+    info: dict[str, Any] = {
+        "file": path.name,
+        "opset": opset,
+        "exporter": "torch.onnx (TorchScript)",
+        "inputs": {
+            "tokens": "int64 [batch, time]: ids from tokenizer.json, right-padded with 0 ([PAD]); empty text -> [1] ([UNK])",
+            "lengths": "int64 [batch]: real tokens per row, 1 <= length <= time",
+        },
+        "outputs": {"logits": "float32 [batch, classes]: softmax gives probabilities in labels.json order"},
+        "max_length": int((folder["config"].get("config") or {}).get("tokenizer", {}).get("max_length", 256)),
+        "labels": folder["labels"],
+    }
+    info["verified"] = _verify_onnx(wrapped, path, hp["vocab_size"]) if verify else {"checked": False, "reason": "not requested"}
+    return info
+
+
+def _verify_onnx(wrapped, path: Path, vocab_size: int, atol: float = 1e-4) -> dict[str, Any]:
+    import torch
+
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        return {"checked": False, "reason": "onnxruntime is not installed (pip install onnxruntime)"}
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    worst = 0.0
+    for batch, time, seed in ((5, 11, 1), (1, 3, 2), (4, 17, 3)):
+        tokens, lengths = _sample_batch(vocab_size, batch, time, seed)
+        with torch.inference_mode():
+            want = wrapped(tokens, lengths).numpy()
+        got = sess.run(["logits"], {"tokens": tokens.numpy(), "lengths": lengths.numpy()})[0]
+        worst = max(worst, float(np.abs(got - want).max()))
+    if not worst <= atol:
+        path.unlink(missing_ok=True)
+        raise ModelError(f"ONNX export check failed: onnxruntime differs from torch by {worst:.2e} (> {atol}); {path.name} was removed.")
+    return {"checked": True, "runtime": f"onnxruntime {ort.__version__}", "max_abs_diff": worst, "atol": atol}

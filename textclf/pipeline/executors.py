@@ -1,0 +1,238 @@
+"""Where the (variant, seed) tasks of a pipeline run: inline, a local process pool, or Ray.
+
+Every executor first computes the stages variants share (prepare → tokenize
+→ embed) into the stage cache, once, in this process; each task then trains
+and evaluates one (variant, seed) into the same cache. The driver reads the
+results back (all cache hits, cheap) and does every MLflow call itself, so
+every executor leaves the same record. :func:`execute` returns one
+zero-argument getter per task, in task order.
+
+Local, one job (``--jobs 1``)
+    Tasks run lazily in this process, in order, so output streams as it goes.
+Local, several jobs (``--jobs N``)
+    A spawn-based process pool; each worker gets its share of the cores
+    (``OMP_NUM_THREADS``; ``train.num_threads: null`` follows it).
+Ray (``--executor ray``)
+    One Ray task per (variant, seed). The cache must be one directory every
+    node sees (one machine, or a shared filesystem); its atomic entries and
+    per-key locks make concurrent and retried tasks safe. A task whose worker
+    process dies (OOM kill, lost node) is retried by Ray (``max_retries``);
+    the retry resumes training from the checkpoint in
+    ``<cache>/train/.work/<key>/`` and the driver records the (variant, seed)
+    once. Exceptions raised by textclf itself (a bad config, a diverged
+    training) are not retried: they would fail again.
+
+``TEXTCLF_TEST_KILL_WORKER_DIR`` (tests only): when set, each Ray task
+SIGKILLs its own worker once, after its first epoch's checkpoint was written
+(a marker file in that directory remembers it), to exercise retry + resume.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import signal
+import sys
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any, Callable
+
+from textclf.core.cache import StageCache
+from textclf.core.errors import ConfigError, TextclfError, TrainingError
+from textclf.pipeline.config import Config
+
+log = logging.getLogger(__name__)
+
+MAX_RETRIES = 3  # attempts after the first when a Ray worker dies
+KILL_ENV = "TEXTCLF_TEST_KILL_WORKER_DIR"
+EXECUTORS = ("local", "ray")
+
+
+def compute_upstream(configs: Iterable[Config], cache: StageCache, *, force: bool = False) -> None:
+    """prepare → tokenize → embed for every config, each distinct entry once.
+
+    Run before fanning out so parallel workers find these shared stages in the
+    cache. With ``force`` each distinct entry is recomputed once (not once per
+    variant); workers then run with ``reuse_upstream=True``.
+    """
+    from textclf.pipeline.data_stages import embed_stage, prepare_stage, tokenize_stage
+    from textclf.pipeline.transfer import source_for
+    from textclf.pipeline.variant import plan
+
+    forced: set[str] = set()
+
+    def first(stage: str, spec) -> bool:
+        sig = stage + json.dumps(spec.model_dump(mode="json"), sort_keys=True, default=str)
+        seen = sig in forced
+        forced.add(sig)
+        return force and not seen
+
+    for cfg in configs:
+        source = source_for(cfg) if cfg.kind == "neural" else None
+        p = plan(cfg, cache, source=source)
+        data = prepare_stage(p.prepare, cache, force=first("prepare", p.prepare))
+        if p.tokenize is None:
+            continue
+        tok = tokenize_stage(p.tokenize, data, cache, force=first("tokenize" + data.key, p.tokenize),
+                             source_tokenizer=source.tokenizer if source is not None else None)
+        if p.embed is not None:
+            embed_stage(p.embed, tok, cache, force=first("embed" + tok.key, p.embed))
+
+
+def compute(variant, seed: int, cache_root: str, force: bool, quiet: bool, reuse_upstream: bool = False):
+    """One (variant, seed): the task every executor runs (in this process or a worker)."""
+    from textclf.core.logs import progress_logger
+    from textclf.pipeline.variant import run_variant
+
+    log_fn = None if quiet else progress_logger(f"{variant.name} s{seed}")
+    return run_variant(variant.for_seed(seed), StageCache(cache_root), force=force, log_fn=log_fn, reuse_upstream=reuse_upstream)
+
+
+def _pool_worker(threads: str, quiet: bool) -> None:
+    """Pool initializer: torch threads per worker (train.num_threads: null follows OMP_NUM_THREADS), logging."""
+    from textclf.core.logs import setup_logging
+
+    os.environ.setdefault("OMP_NUM_THREADS", threads)
+    setup_logging(quiet)
+
+
+def execute(tasks, cache: StageCache, *, force: bool, quiet: bool, executor: str = "local", jobs: int = 1,
+            ray_address: str | None = None, cpus_per_task: float = 1.0, gpus_per_task: float = 0.0) -> list[Callable[[], Any]]:
+    """One zero-argument getter per (variant, seed) task, in task order (see the module docstring)."""
+    if executor not in EXECUTORS:
+        raise ConfigError(f"--executor must be one of {', '.join(EXECUTORS)}. Got {executor!r} instead.")
+    root = str(cache.root)
+    if executor == "ray":
+        return ray_getters(tasks, root, force, quiet, ray_address, cpus_per_task, gpus_per_task)
+    if jobs <= 1:
+        return [lambda v=v, s=s: compute(v, s, root, force, quiet) for v, s in tasks]
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor
+
+    os.environ["TOKENIZERS_PARALLELISM"] = "false"
+    # Upstream stages are shared: compute them once here (honouring --force), so
+    # workers only train and evaluate (forced too, but never upstream: see run_variant).
+    compute_upstream({id(v): v.config for v, _ in tasks}.values(), cache, force=force)
+    threads = str(max(1, (os.cpu_count() or 1) // jobs))  # jobs workers share the cores
+    pool = ProcessPoolExecutor(max_workers=jobs, mp_context=mp.get_context("spawn"), initializer=_pool_worker, initargs=(threads, quiet))
+    futures = [pool.submit(compute, v, s, root, force, quiet, True) for v, s in tasks]
+    return [f.result for f in futures]
+
+
+# --------------------------------------------------------------------------- Ray
+
+
+def _import_ray():
+    try:
+        import ray
+    except ImportError:
+        raise ConfigError(
+            "--executor ray needs Ray, an optional extra: pip install 'textclf[ray]' "
+            "(in a checkout: pip install -e '.[ray]'). Or use --executor local [--jobs N]."
+        ) from None
+    return ray
+
+
+def _ensure_ray(ray, address: str | None, quiet: bool) -> None:
+    """Connect to ``address`` (or $RAY_ADDRESS, as set by ``ray job submit``), else start a local instance."""
+    if ray.is_initialized():  # e.g. a notebook or a test that started Ray itself
+        return
+    address = address or os.environ.get("RAY_ADDRESS") or None
+    opts: dict[str, Any] = {"include_dashboard": False, "log_to_driver": not quiet, "logging_level": logging.WARNING}
+    if address is None:
+        opts["num_cpus"] = os.cpu_count()  # only a new local instance takes a size
+    ray.init(address=address, **opts)
+
+
+def ray_getters(
+    tasks: list[tuple[Any, int]],
+    cache_root: str,
+    force: bool,
+    quiet: bool,
+    ray_address: str | None,
+    cpus_per_task: float,
+    gpus_per_task: float,
+) -> list[Callable[[], Any]]:
+    """Submit one Ray task per (variant, seed); return one zero-argument getter per task, in order.
+
+    Each getter waits for its task and returns the :class:`VariantOutput`
+    rebuilt in this process from the cache.
+    """
+    ray = _import_ray()
+    if cpus_per_task <= 0 or gpus_per_task < 0:
+        raise ConfigError(f"--cpus-per-task must be > 0 and --gpus-per-task >= 0. Got {cpus_per_task} and {gpus_per_task} instead.")
+    cache = StageCache(Path(cache_root).resolve())  # workers may start in another directory
+    compute_upstream({id(v): v.config for v, _ in tasks}.values(), cache, force=force)
+    _ensure_ray(ray, ray_address, quiet)
+
+    env = {"TOKENIZERS_PARALLELISM": "false"}  # tokenizers' own threads would fight the worker's
+    if "mlflow" in sys.modules:  # encoder.init_from may name MLflow models: resolve them where the driver does
+        env["MLFLOW_TRACKING_URI"] = sys.modules["mlflow"].get_tracking_uri()
+    kill_dir = os.environ.get(KILL_ENV)
+    remote = ray.remote(_ray_task)
+    refs = []
+    for variant, seed in tasks:
+        label = f"{variant.key}-s{seed}"
+        # Ray sets OMP_NUM_THREADS to the task's CPUs; train.num_threads: null follows it.
+        opts = remote.options(
+            name=f"textclf:{label}", num_cpus=cpus_per_task, num_gpus=gpus_per_task,
+            max_retries=MAX_RETRIES, retry_exceptions=False, runtime_env={"env_vars": env},
+        )
+        refs.append(opts.remote(variant.for_seed(seed), label, str(cache.root), force, quiet, os.getcwd(), kill_dir))
+
+    def getter(ref, variant, seed) -> Callable[[], Any]:
+        def get():
+            from textclf.pipeline.variant import run_variant
+
+            try:
+                info = ray.get(ref)
+            except ray.exceptions.RayTaskError as exc:
+                if isinstance(exc.cause, TextclfError):
+                    raise exc.cause from None  # the worker's own message, no remote traceback
+                raise
+            except ray.exceptions.RayError as exc:
+                raise TrainingError(
+                    f"{variant.key} seed {seed}: the Ray task failed {MAX_RETRIES + 1} times "
+                    f"({type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''})."
+                ) from None
+            if cache.get(info["stage"], info["key"]) is None:
+                raise ConfigError(
+                    f"{variant.key} seed {seed}: a Ray worker stored its result in {cache.root} on its node, "
+                    "but this machine cannot see it. Put the stage cache on a filesystem every node mounts at "
+                    "the same path (--cache-dir or TEXTCLF_CACHE_DIR)."
+                )
+            out = run_variant(variant.for_seed(seed), cache)  # every stage a cache hit
+            return dataclasses.replace(out, cached=info["cached"])
+
+        return get
+
+    return [getter(ref, v, s) for ref, (v, s) in zip(refs, tasks)]
+
+
+def _ray_task(cfg: Config, label: str, cache_root: str, force: bool, quiet: bool, cwd: str, kill_dir: str | None) -> dict[str, Any]:
+    """One (variant, seed) in a Ray worker: train + evaluate into the cache; return where the result is."""
+    from textclf.pipeline.variant import run_variant
+
+    if os.path.isdir(cwd):  # relative data paths resolve as in the driver (same machine, or same mount)
+        os.chdir(cwd)
+    from textclf.core.logs import progress_logger, setup_logging
+
+    setup_logging(quiet)
+    log_fn = progress_logger(label)
+    on_epoch = _killer(Path(kill_dir) / label) if kill_dir else None
+    out = run_variant(cfg, StageCache(cache_root), force=force, reuse_upstream=True, log_fn=log_fn, on_epoch=on_epoch)
+    return {"stage": "tfidf" if cfg.kind == "tfidf" else "train", "key": out.stage_key, "cached": out.cached}
+
+
+def _killer(marker: Path) -> Callable[[int, dict], None]:
+    """on_epoch for tests: SIGKILL this worker once, at epoch 2 (epoch 1's checkpoint exists by then)."""
+
+    def on_epoch(epoch: int, metrics: dict) -> None:
+        if epoch == 2 and not marker.exists():
+            marker.parent.mkdir(parents=True, exist_ok=True)
+            marker.touch()
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    return on_epoch

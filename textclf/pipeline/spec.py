@@ -1,0 +1,270 @@
+"""Pipeline files: which data, which variants, which seeds.
+
+A pipeline (``pipelines/*.yaml``) names the data, the seeds, the baseline
+variant and the variants, as an explicit map and/or a grid over dotted keys::
+
+    name: compare
+    data: {source: builtin:reviews}
+    params: {train: {epochs: 8}}      # optional: overrides for every variant
+    seeds: [1, 2, 3]
+    baseline: rnn
+    variants:
+      rnn:    {encoder: {cell: rnn}}
+      tfidf:  {kind: tfidf}
+    grid:                             # optional: every combination becomes a variant
+      encoder.cell: [gru, lstm]
+      encoder.layers: [1, 2]
+
+Each variant's config is ``params.yaml ⊕ pipeline data/params ⊕ variant ⊕ --set``
+(see :func:`textclf.config.resolve`); every variant is validated before
+anything runs, and all problems are reported together.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from textclf.core.errors import ConfigError
+from textclf.core.bounded import short_repr
+from textclf.pipeline.config import Config, deep_merge, read_yaml, resolve
+
+DEFAULT_PIPELINE = "compare"
+
+
+class PipelineSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(..., min_length=1)
+    description: str | None = None
+    data: dict[str, Any] = Field(default_factory=dict)
+    params: dict[str, Any] = Field(default_factory=dict)
+    seeds: list[int] = Field(default_factory=lambda: [1], min_length=1)
+    baseline: str | None = None
+    variants: dict[str, dict[str, Any] | None] = Field(default_factory=dict)
+    grid: dict[str, list[Any]] = Field(default_factory=dict)
+    tasks: dict[str, "TaskSpec"] = Field(default_factory=dict)
+
+    @field_validator("seeds")
+    @classmethod
+    def _unique(cls, v: list[int]) -> list[int]:
+        if len(set(v)) != len(v):
+            raise ValueError(f"seeds must be unique, got {v}")
+        return v
+
+
+class TaskSpec(BaseModel):
+    """One dataset of a multi-task pipeline (e.g. a diagnostic at one distance).
+
+    Each task is compared on its own (its own test set, its own baseline).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    description: str | None = None
+    data: dict[str, Any] = Field(default_factory=dict)
+    params: dict[str, Any] = Field(default_factory=dict)
+    variants: list[str] | None = None  # a subset of the pipeline's variants (default: all)
+    baseline: str | None = None  # default: the pipeline's baseline
+
+
+PipelineSpec.model_rebuild()
+
+
+@dataclass
+class Variant:
+    name: str
+    overrides: dict[str, Any]  # what this variant changes, nested
+    config: Config  # fully resolved; train.seed is replaced per seed at run time
+    task: str | None = None  # the task of a multi-task pipeline
+
+    @property
+    def key(self) -> str:
+        return f"{self.task}/{self.name}" if self.task else self.name
+
+    def for_seed(self, seed: int) -> Config:
+        cfg = self.config.model_copy(deep=True)
+        cfg.train.seed = seed
+        return cfg
+
+
+@dataclass
+class Pipeline:
+    spec: PipelineSpec
+    path: Path | None
+    variants: dict[str, Variant]
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def seeds(self) -> list[int]:
+        return self.spec.seeds
+
+    @property
+    def baseline(self) -> str | None:
+        return self.spec.baseline
+
+    def baseline_for(self, task: str | None) -> str | None:
+        if task and self.spec.tasks[task].baseline:
+            return self.spec.tasks[task].baseline
+        return self.spec.baseline
+
+
+def expand_dotted(d: dict[str, Any] | None) -> dict[str, Any]:
+    """``{"encoder.cell": "rnn"}`` -> ``{"encoder": {"cell": "rnn"}}`` (nested dicts pass through)."""
+    out: dict[str, Any] = {}
+    for key, value in (d or {}).items():
+        if isinstance(value, dict) and key != "options":
+            value = expand_dotted(value)
+        node, parts = out, str(key).split(".")
+        for i, p in enumerate(parts[:-1]):
+            node = node.setdefault(p, {})
+            if not isinstance(node, dict):
+                section = ".".join(parts[: i + 1])
+                raise ConfigError(f"{key}: {section!r} is set to a value ({node!r}) and also used as a section.")
+        node[parts[-1]] = deep_merge(node.get(parts[-1], {}), value) if isinstance(value, dict) and isinstance(node.get(parts[-1]), dict) else value
+    return out
+
+
+def grid_name(assignment: dict[str, Any]) -> str:
+    """A readable variant name: ``bilstm-x2`` for the encoder keys, ``key=value`` for the rest."""
+    a = dict(assignment)
+    cell = a.pop("encoder.cell", None)
+    layers = a.pop("encoder.layers", None)
+    bi = a.pop("encoder.bidirectional", None)
+    parts = []
+    if cell is not None or bi is not None:
+        parts.append(("bi" if bi else "") + (str(cell) if cell is not None else "enc"))
+    if layers is not None:
+        parts.append(f"x{layers}")
+    parts += [f"{k.split('.')[-1]}={v}" for k, v in a.items()]
+    return "-".join(parts) if parts else "default"
+
+
+def find_pipeline(ref: str | Path | None) -> Path:
+    """A path, or the name of a file in ``./pipelines`` (then the repository's ``pipelines/``)."""
+    ref = str(ref or DEFAULT_PIPELINE)
+    p = Path(ref)
+    if p.suffix in (".yaml", ".yml") or p.is_file():
+        if not p.is_file():
+            raise ConfigError(f"Pipeline file not found: {p}.")
+        return p
+    roots = [Path.cwd() / "pipelines", Path(__file__).resolve().parents[2] / "pipelines"]
+    for root in roots:
+        for ext in (".yaml", ".yml"):
+            if (root / f"{ref}{ext}").is_file():
+                return root / f"{ref}{ext}"
+    known = sorted({q.stem for r in roots if r.is_dir() for q in r.glob("*.y*ml")})
+    import difflib
+
+    close = difflib.get_close_matches(ref, known, n=1)
+    hint = f" Did you mean '{close[0]}'?" if close else ""
+    raise ConfigError(f"Unknown pipeline {ref!r}.{hint} Known pipelines: {', '.join(known) or 'none'}; or pass a path to a YAML file.")
+
+
+def load_pipeline(
+    ref: str | Path | None = None,
+    *,
+    overrides: list[str] | None = None,
+    params_file: str | Path | None = None,
+    only: list[str] | None = None,
+) -> Pipeline:
+    """Read, expand and validate a pipeline; every variant's config is resolved."""
+    path = find_pipeline(ref)
+    raw = read_yaml(path, "pipeline")
+    try:
+        spec = PipelineSpec.model_validate(raw)
+    except ValidationError as exc:
+        lines = []
+        for e in exc.errors():
+            key = ".".join(map(str, e["loc"]))
+            if e["type"] == "extra_forbidden":
+                import difflib
+
+                close = difflib.get_close_matches(key, list(PipelineSpec.model_fields), n=1)
+                hint = f" Did you mean '{close[0]}'?" if close else ""
+                lines.append(f"{key}: unknown pipeline key (given {short_repr(e.get('input'))}).{hint} Allowed: {', '.join(PipelineSpec.model_fields)}.")
+            else:
+                lines.append(f"{key}: {e['msg'].removeprefix('Value error, ')}. Got {short_repr(e.get('input'))}.")
+        raise ConfigError(f"Invalid pipeline {path}:\n" + "\n".join(f"  - {x}" for x in lines)) from None
+    return build_pipeline(spec, path=path, overrides=overrides, params_file=params_file, only=only)
+
+
+def build_pipeline(spec: PipelineSpec, *, path=None, overrides=None, params_file=None, only=None) -> Pipeline:
+    where = path or spec.name
+    try:
+        return _build(spec, where, path=path, overrides=overrides, params_file=params_file, only=only)
+    except ConfigError as exc:
+        if str(where) in str(exc):
+            raise
+        raise ConfigError(f"Invalid pipeline {where}: {exc}") from None
+
+
+def _build(spec: PipelineSpec, where, *, path, overrides, params_file, only) -> Pipeline:
+    declared: dict[str, dict[str, Any]] = {name: expand_dotted(v) for name, v in spec.variants.items()}
+    if spec.grid:
+        keys = list(spec.grid)
+        for values in itertools.product(*(spec.grid[k] for k in keys)):
+            assignment = dict(zip(keys, values))
+            name = grid_name(assignment)
+            if name in spec.variants:
+                raise ConfigError(f"{where}: grid variant {name!r} clashes with a variant of the same name in 'variants'.")
+            if name in declared:
+                raise ConfigError(f"{where}: the grid yields variant {name!r} twice; remove the repeated value from 'grid'.")
+            declared[name] = expand_dotted(assignment)
+    if not declared:
+        declared = {"default": {}}
+    if only:
+        unknown = [v for v in only if v not in declared]
+        if unknown:
+            raise ConfigError(f"Unknown variant(s) {unknown}. Variants of {spec.name}: {', '.join(declared)}.")
+        declared = {k: v for k, v in declared.items() if k in only}
+    base = deep_merge(expand_dotted(spec.params), {"data": expand_dotted(spec.data)} if spec.data else {})
+    jobs: list[tuple[str | None, str, dict[str, Any], dict[str, Any]]] = []  # (task, variant, task layer, overrides)
+    task_problems = []
+    for task, t in (spec.tasks or {None: None}).items():
+        names = list(declared)
+        layer: dict[str, Any] = {}
+        if t is not None:
+            layer = deep_merge(expand_dotted(t.params), {"data": expand_dotted(t.data)} if t.data else {})
+            if t.variants is not None:
+                unknown = [v for v in t.variants if v not in declared and not only]
+                if unknown:
+                    task_problems.append(f"tasks.{task}.variants: {unknown} are not variants. Variants: {', '.join(declared)}.")
+                names = [v for v in t.variants if v in declared]
+            b = t.baseline or spec.baseline
+            if b and b not in names and not only:
+                task_problems.append(f"tasks.{task}: baseline {b!r} is not among its variants {names}.")
+        jobs += [(task, name, layer, declared[name]) for name in names]
+    variants: dict[str, Variant] = {}
+    failed: dict[str, list[str]] = {}  # one problem line -> the variants that have it
+    for task, name, layer, ov in jobs:
+        try:
+            cfg = resolve(deep_merge(base, layer), ov, params_file=params_file, overrides=overrides, source="config")
+        except ConfigError as exc:
+            # resolve lists one problem per "  - " line; a problem shared by several
+            # variants (a typo in params or --set) is reported once, naming them.
+            lines = [x.removeprefix("  - ") for x in str(exc).splitlines() if x.startswith("  - ")] or [str(exc)]
+            for line in lines:
+                failed.setdefault(line, []).append(f"{task}/{name}" if task else name)
+            continue
+        v = Variant(name=name, overrides=ov, config=cfg, task=task)
+        variants[v.key] = v
+    problems = list(task_problems)
+    for line, names in failed.items():
+        who = "every variant" if len(names) == len(jobs) > 1 else ("variant " if len(names) == 1 else "variants ") + ", ".join(map(repr, names))
+        problems.append(f"{who}: {line}")
+    if spec.baseline and spec.baseline not in declared and not only and not spec.tasks:
+        problems.append(f"baseline: {spec.baseline!r} is not a variant. Variants: {', '.join(declared)}.")
+    if problems:
+        n = len(problems)
+        raise ConfigError(
+            f"Invalid pipeline {where} ({n} problem{'s' if n > 1 else ''}):\n" + "\n".join(f"  - {x}" for x in problems)
+        )
+    return Pipeline(spec=spec, path=Path(path) if path else None, variants=variants)

@@ -1,0 +1,75 @@
+"""The one cached-stage helper every stage goes through.
+
+A stage is described by a *spec*: a small pydantic model holding exactly what
+the stage reads (its config section, the identity of its inputs). The spec is
+both the stage's only input and, with the upstream keys, its cache key, so a
+stage can never read something its key does not cover::
+
+    key = stage_key(name, spec, upstream keys)
+    lock(key) → hit? load it : (remove a forced entry) → compute into a temp folder → publish → load
+
+Entries are written atomically by :class:`~textclf.core.cache.StageCache`; a
+forced stage replaces its entry, every other stage reuses it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Generic, TypeVar
+
+from pydantic import BaseModel
+
+from textclf.core.cache import StageCache, stage_key
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class StageResult(Generic[T]):
+    """A stage's output: its cache key, its entry folder, whether it came from the cache, and the loaded value."""
+
+    key: str
+    path: Path
+    cached: bool
+    value: T
+
+
+def spec_params(spec: BaseModel | dict[str, Any]) -> dict[str, Any]:
+    return spec.model_dump(mode="json") if isinstance(spec, BaseModel) else dict(spec)
+
+
+def key_of(stage: str, spec: BaseModel | dict[str, Any], upstream: Sequence[StageResult | None] = ()) -> str:
+    """The cache key of ``stage`` run on ``spec`` after ``upstream`` (None entries are skipped)."""
+    return stage_key(stage, spec_params(spec), [u.key for u in upstream if u is not None])
+
+
+def run_stage(
+    cache: StageCache,
+    stage: str,
+    spec: BaseModel | dict[str, Any],
+    upstream: Sequence[StageResult | None],
+    *,
+    compute: Callable[[Path], dict[str, Any] | None],
+    load: Callable[[Path], T],
+    force: bool = False,
+) -> StageResult[T]:
+    """Load ``stage``'s entry for ``spec``, or ``compute(tmp_dir)`` it (under the key's lock) and store it.
+
+    ``compute`` writes the entry's files into the folder it is given and may
+    return extra metadata for the entry's ``_entry.json``. ``force`` recomputes
+    and replaces an existing entry.
+    """
+    key = key_of(stage, spec, upstream)
+    with cache.lock(stage, key):
+        hit = None if force else cache.get(stage, key)
+        cached = hit is not None
+        if hit is None:
+            cache.remove(stage, key)  # a forced entry is replaced, not kept beside the new one
+            with cache.write(stage, key) as tmp:
+                meta = compute(tmp)
+                if meta:
+                    cache.annotate(tmp, meta)
+            hit = cache.get(stage, key)
+    return StageResult(key, hit, cached, load(hit))

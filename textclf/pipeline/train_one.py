@@ -1,0 +1,74 @@
+"""``textclf train``: one variant end to end, optionally tracked as one MLflow run, its metrics returned."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from textclf.core.cache import StageCache
+from textclf.pipeline.config import Config
+from textclf.pipeline.variant import run_variant
+
+# Keys every --metrics-out file carries (other tools read them).
+REQUIRED = ("val_accuracy", "test_accuracy", "test_macro_f1", "params", "train_seconds", "tokens_per_second")
+
+
+def train_one(
+    cfg: Config,
+    *,
+    cache: StageCache,
+    tracking_uri: str | None = "",
+    experiment: str = "train",
+    output: Path | None = None,
+    force: bool = False,
+    overwrite: bool = False,
+    quiet: bool = False,
+    reuse_upstream: bool = False,
+) -> dict[str, Any]:
+    """Train ``cfg``; returns the metrics dict (with ``model_dir`` and, when tracked, ``run_id``).
+
+    ``tracking_uri=None`` disables MLflow; ``""`` uses the default store.
+    ``reuse_upstream``: see :func:`textclf.pipeline.variant.run_variant`. ``output``
+    receives a copy of the model folder: checked before any work (a model
+    folder there is replaced only with ``force`` or ``overwrite``; any other
+    non-empty folder never) and written atomically, inside the MLflow run, so
+    a failed copy fails the run.
+    """
+    from textclf.core.logs import progress_logger
+    from textclf.models import folder as artifacts
+
+    replace = force or overwrite
+    if output is not None:
+        artifacts.check_output(output, force=replace)
+    log_fn = None if quiet else progress_logger()
+    run_id = None
+    if tracking_uri is None:
+        out = run_variant(cfg, cache, force=force, log_fn=log_fn, reuse_upstream=reuse_upstream)
+        if output is not None:
+            artifacts.copy_model(out.model_dir, output, force=replace)
+    else:
+        from mlflow.tracking import MlflowClient
+
+        from textclf.pipeline.record import log_child
+        from textclf.tracking import runs, store
+
+        store.setup(tracking_uri or None)
+        exp_id = store.experiment_id(experiment)
+        runs.mark_stale_runs(exp_id)
+        tags = {**runs.base_tags(), "textclf.role": "train", "kind": cfg.kind}
+        if cfg.kind == "neural":
+            e = cfg.encoder
+            tags.update(cell=e.cell, layers=str(e.layers), bidirectional=str(e.bidirectional).lower(), seed=str(cfg.train.seed))
+        with runs.start_run(experiment_id=exp_id, tags=tags) as run:
+            out = run_variant(cfg, cache, force=force, log_fn=log_fn, reuse_upstream=reuse_upstream)
+            if output is not None:
+                artifacts.copy_model(out.model_dir, output, force=replace)
+            log_child(MlflowClient(), run.info.run_id, out, exp_id=exp_id, example_texts=out.data.value.splits["test"]["text"][:3])
+            run_id = run.info.run_id
+    model_dir = Path(output) if output is not None else out.model_dir
+    result: dict[str, Any] = {k: out.metrics.get(k) for k in REQUIRED}
+    result.update({k: v for k, v in out.metrics.items() if k not in result})
+    coverage = out.extra.get("embedding_coverage") or {}
+    result.update({f"embedding_{k}": v for k, v in coverage.items()})
+    result.update(model_dir=str(Path(model_dir).resolve()), run_id=run_id, cached=out.cached, kind=cfg.kind)
+    return result

@@ -1,0 +1,38 @@
+"""Past pipeline runs: find a parent run and read back its comparison."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from textclf.core.errors import TextclfError
+
+
+def latest_parent_run(tracking_uri: str | None = None) -> str:
+    from mlflow.tracking import MlflowClient
+
+    from textclf.tracking import store as tracking
+
+    tracking.setup(tracking_uri)
+    client = MlflowClient()
+    exps = [e.experiment_id for e in client.search_experiments()]
+    runs = client.search_runs(exps, filter_string="tags.`textclf.role` = 'parent' and attributes.status = 'FINISHED'", order_by=["attributes.start_time DESC"], max_results=1) if exps else []
+    if not runs:
+        raise TextclfError(f"No finished `textclf run` in {tracking.resolve_uri(tracking_uri)}. Run `textclf run` first, or pass --tracking-uri.")
+    return runs[0].info.run_id
+
+
+def load_summary(run_id: str | None = None, tracking_uri: str | None = None) -> dict[str, Any]:
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    from textclf.tracking import store as tracking
+
+    tracking.setup(tracking_uri)
+    run_id = run_id or latest_parent_run(tracking_uri)
+    try:
+        path = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="comparison/summary.json")
+    except MlflowException as exc:
+        raise TextclfError(f"Run {run_id}: no comparison/summary.json ({str(exc).splitlines()[0]}). Is it the parent run of a finished `textclf run`?") from None
+    with open(path, encoding="utf-8") as fh:
+        return json.load(fh)

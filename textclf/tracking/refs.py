@@ -1,0 +1,292 @@
+"""Model references: turn what a user types into a local, validated model folder.
+
+A reference is one of::
+
+    path/to/model            a textclf model folder (config.json, tokenizer.json, ...)
+    path/to/mlflow-model     a downloaded MLflow model folder (MLmodel + artifacts/)
+    runs:/RUN_ID             the model of a run (a cached child run points at the
+                             run that trained it through its ``model_uri`` tag)
+    runs:/RUN_ID/model       the same, spelled out
+    models:/NAME@ALIAS       a registered model version by alias (e.g. champion)
+    models:/NAME/VERSION     a registered model version by number
+    models:/m-ID             an MLflow logged model by id
+
+MLflow references are resolved against ``--tracking-uri`` /
+``MLFLOW_TRACKING_URI`` (else the project's default store). Only two things
+are downloaded: the model's ``MLmodel`` file, read as plain YAML to find where
+the pyfunc keeps the ``model_dir`` artifact, and that folder itself. The
+pyfunc is never loaded, so no code from an artifact runs; the folder is then
+validated by :func:`textclf.artifacts.read_folder` (safetensors + JSON only).
+
+Downloads land in ``<cache>/models/<hash>`` where the hash covers the tracking
+URI and the *resolved* immutable location (a run id, a model version's
+source), never the alias: moving ``@champion`` to a new version downloads the
+new version instead of reusing the old one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import shutil
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from textclf.core.errors import ModelError
+
+FORMS = "a model folder, runs:/RUN_ID[/model], models:/NAME@ALIAS, models:/NAME/VERSION or models:/m-ID"
+_DONE = ".textclf-download.json"
+
+
+@dataclass
+class ResolvedModel:
+    """Where a reference led: the local folder plus the MLflow lineage, when there is one."""
+
+    ref: str
+    path: Path  # the local textclf model folder
+    kind: str  # folder | run | registered | logged
+    run_id: str | None = None  # the run that logged the model
+    model_uri: str | None = None  # the canonical MLflow URI of the model
+    registered: dict[str, Any] | None = None  # {"name", "version", "alias"}
+    details: dict[str, Any] = field(default_factory=dict)
+
+    def lineage_tags(self) -> dict[str, str]:
+        """Tags a run started from this model records (``init_from_run`` / ``init_from_model``)."""
+        tags: dict[str, str] = {}
+        if self.run_id:
+            tags["init_from_run"] = self.run_id
+        if self.registered:
+            tags["init_from_model"] = f"models:/{self.registered['name']}/{self.registered['version']}"
+        elif self.model_uri:
+            tags["init_from_model"] = self.model_uri
+        return tags
+
+
+def is_mlflow_ref(ref: str) -> bool:
+    return ref.startswith(("runs:/", "models:/"))
+
+
+def resolve(ref: str, *, tracking_uri: str | None = None, cache_dir: str | Path | None = None) -> ResolvedModel:
+    """Resolve ``ref`` to a local model folder (downloading from MLflow when needed).
+
+    The folder is not validated here; :func:`load_folder` does that.
+    """
+    if not isinstance(ref, (str, os.PathLike)) or not str(ref).strip():
+        raise ModelError(f"Empty model reference. Pass {FORMS}.")
+    ref = str(ref).strip()
+    if is_mlflow_ref(ref):
+        return _resolve_mlflow(ref, tracking_uri, cache_dir)
+    if re.match(r"^[a-zA-Z][\w+.-]*:/", ref) and not Path(ref).exists():
+        raise ModelError(f"Model reference {ref!r}: unsupported scheme. Pass {FORMS}.")
+    return _resolve_path(ref)
+
+
+def load_folder(ref: str, *, tracking_uri: str | None = None, cache_dir: str | Path | None = None) -> tuple[dict[str, Any], ResolvedModel]:
+    """Resolve and validate: ``(artifacts.read_folder(...), ResolvedModel)``."""
+    from textclf.models.folder import read_folder
+
+    resolved = resolve(ref, tracking_uri=tracking_uri, cache_dir=cache_dir)
+    return read_folder(resolved.path), resolved
+
+
+# --------------------------------------------------------------------------- local paths
+
+
+def _resolve_path(ref: str) -> ResolvedModel:
+    p = Path(ref).expanduser()
+    if not p.exists():
+        raise ModelError(
+            f"Model reference {ref!r}: no such folder, and not an MLflow URI. Pass {FORMS} "
+            f"(e.g. the --output folder of `textclf train`, or runs:/<run id> from the MLflow UI)."
+        )
+    if not p.is_dir():
+        raise ModelError(f"Model reference {ref!r} is a file; pass the model folder that holds it (config.json, model.safetensors, ...).")
+    if (p / "config.json").is_file():
+        return ResolvedModel(ref=ref, path=p, kind="folder")
+    if (p / "MLmodel").is_file():
+        # A model downloaded with `mlflow artifacts download` (or found under mlruns/): use its model_dir artifact.
+        return ResolvedModel(ref=ref, path=_model_dir_in(p, p / "MLmodel", ref), kind="folder")
+    raise ModelError(
+        f"Model reference {ref!r}: {p} is neither a textclf model folder (config.json, tokenizer.json, "
+        f"model.safetensors, labels.json) nor an MLflow model folder (MLmodel)."
+    )
+
+
+def _model_dir_in(root: Path, mlmodel: Path, ref: str) -> Path:
+    """The ``model_dir`` artifact's folder inside a local MLflow model folder (MLmodel read as data only)."""
+    rel = _model_dir_path(mlmodel, ref)
+    target = (root / rel).resolve()
+    if not target.is_relative_to(root.resolve()):
+        raise ModelError(f"{mlmodel}: artifact path {rel!r} points outside the model folder; refusing to read it.")
+    if not target.is_dir():
+        raise ModelError(f"{mlmodel}: names artifact folder {rel!r}, but {target} does not exist.")
+    return target
+
+
+def _model_dir_path(mlmodel: Path, ref: str) -> str:
+    from textclf.core.errors import ConfigError
+    from textclf.core.yamlio import load_yaml_file
+
+    try:  # read with limits: an MLmodel from a store is input like any other
+        doc = load_yaml_file(mlmodel, "MLmodel") or {}
+    except ConfigError as exc:
+        raise ModelError(f"{ref}: its MLmodel file cannot be read ({exc}).") from None
+    try:
+        rel = doc["flavors"]["python_function"]["artifacts"]["model_dir"]["path"]
+    except (KeyError, TypeError):
+        raise ModelError(
+            f"{ref}: not a textclf model (its MLmodel has no python_function artifact 'model_dir'). "
+            "Only models logged by textclf can be loaded."
+        ) from None
+    if not isinstance(rel, str) or not rel or rel.startswith("/") or ".." in Path(rel).parts:
+        raise ModelError(f"{ref}: MLmodel names an unsafe artifact path {rel!r}; refusing to read it.")
+    return rel
+
+
+# --------------------------------------------------------------------------- MLflow
+
+
+def _setup(tracking_uri: str | None, ref: str) -> str:
+    """Point MLflow at the store: the explicit URI, else the one already in use, else env / default."""
+    import mlflow
+
+    from textclf.tracking import store as tracking
+
+    if tracking_uri is None:
+        from mlflow.tracking._tracking_service.utils import is_tracking_uri_set
+
+        if is_tracking_uri_set():  # set by the caller (e.g. a pipeline run's --tracking-uri) or MLFLOW_TRACKING_URI
+            return _check_store(mlflow.get_tracking_uri(), ref)
+    uri = tracking.resolve_uri(tracking_uri)
+    _check_store(uri, ref)
+    return tracking.setup(uri)
+
+
+def _check_store(uri: str, ref: str) -> str:
+    # Opening a missing SQLite file would silently create an empty store; say where we looked instead.
+    if uri.startswith("sqlite:///"):
+        db = Path(uri[len("sqlite:///") :])
+        if not db.is_file():
+            raise ModelError(
+                f"Model reference {ref!r}: no MLflow store at {db} (tracking URI {uri}). Run from the project folder, or pass "
+                "--tracking-uri / set MLFLOW_TRACKING_URI to the store that holds the model."
+            )
+    return uri
+
+
+def _mlflow_call(ref: str, fn, *args, hint: str | None = None, **kwargs):
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return fn(*args, **kwargs)
+    except MlflowException as exc:
+        if hint:
+            raise ModelError(f"Model reference {ref!r}: {hint}") from None
+        msg = str(exc).splitlines()[0].rstrip(". ")
+        code = getattr(exc, "error_code", "")
+        if code == "RESOURCE_DOES_NOT_EXIST" or "not found" in msg.lower() or "does not exist" in msg.lower():
+            raise ModelError(f"Model reference {ref!r}: {msg}. {_fix_hint(ref)}") from None
+        raise ModelError(f"Model reference {ref!r}: MLflow error: {msg}") from None
+
+
+def _fix_hint(ref: str) -> str:
+    if ref.startswith("runs:/"):
+        return "Check the run id in the MLflow UI (`textclf ui`) and that --tracking-uri / MLFLOW_TRACKING_URI points at its store."
+    return (
+        "Check the name, version and alias in the MLflow UI (`textclf ui`, Models tab); register a model with "
+        "`textclf run --register NAME`, and point --tracking-uri / MLFLOW_TRACKING_URI at the store that holds it."
+    )
+
+
+def _resolve_mlflow(ref: str, tracking_uri: str | None, cache_dir: str | Path | None, _depth: int = 0) -> ResolvedModel:
+    from mlflow.tracking import MlflowClient
+
+    uri = _setup(tracking_uri, ref)
+    client = MlflowClient()
+    if ref.startswith("runs:/"):
+        rest = ref[len("runs:/") :].strip("/")
+        run_id, _, sub = rest.partition("/")
+        if not run_id:
+            raise ModelError(f"Model reference {ref!r}: missing run id. Use runs:/RUN_ID or runs:/RUN_ID/model.")
+        run = _mlflow_call(ref, client.get_run, run_id)
+        tag = run.data.tags.get("model_uri")
+        if sub in ("", "model") and tag and tag != ref and _depth < 3:
+            # The run's own logged model, or (a cached child) the run that trained it.
+            inner = _resolve_mlflow(tag, tracking_uri, cache_dir, _depth + 1)
+            inner.ref = ref
+            return inner
+        sub = sub or "model"
+        base = f"runs:/{run_id}/{sub}"
+        hint = (
+            f"run {run_id} has no MLflow model at {sub!r}. A parent run of `textclf run` logs none: use the id of one "
+            "of its child runs (one per variant and seed), or the model registered with --register."
+        )
+        path = _download(ref, base, identity=f"{uri}|{base}", cache_dir=cache_dir, hint=hint)
+        return ResolvedModel(ref=ref, path=path, kind="run", run_id=run_id, model_uri=base)
+
+    rest = ref[len("models:/") :].strip("/")
+    if rest.startswith("m-") and "/" not in rest and "@" not in rest:
+        logged = _mlflow_call(ref, client.get_logged_model, rest)
+        base = logged.artifact_location
+        path = _download(ref, base, identity=f"{uri}|{base}", cache_dir=cache_dir)
+        return ResolvedModel(ref=ref, path=path, kind="logged", run_id=logged.source_run_id, model_uri=f"models:/{rest}")
+    alias = None
+    if "@" in rest:
+        name, _, alias = rest.rpartition("@")
+        if not name or not alias:
+            raise ModelError(f"Model reference {ref!r}: expected models:/NAME@ALIAS.")
+        mv = _mlflow_call(ref, client.get_model_version_by_alias, name, alias)
+    else:
+        name, _, version = rest.rpartition("/")
+        if not name or not version.isdigit():
+            raise ModelError(
+                f"Model reference {ref!r}: say which version, models:/NAME/VERSION (e.g. models:/{rest}/1) "
+                f"or models:/NAME@ALIAS (e.g. models:/{rest}@champion)."
+            )
+        mv = _mlflow_call(ref, client.get_model_version, name, version)
+    base = f"models:/{mv.name}/{mv.version}"
+    # The version's source and run make the identity immutable even if a version number is reused.
+    path = _download(ref, base, identity=f"{uri}|{base}|{mv.source}|{mv.run_id}|{mv.creation_timestamp}", cache_dir=cache_dir)
+    return ResolvedModel(
+        ref=ref, path=path, kind="registered", run_id=mv.run_id, model_uri=base,
+        registered={"name": mv.name, "version": str(mv.version), "alias": alias}, details={"source": mv.source},
+    )
+
+
+def _download(ref: str, base: str, *, identity: str, cache_dir: str | Path | None, hint: str | None = None) -> Path:
+    """Download MLmodel + the model_dir artifact of the MLflow model at ``base`` into the cache."""
+    import json
+
+    import mlflow
+
+    from textclf.core.cache import default_cache_dir
+
+    root = Path(cache_dir) if cache_dir else default_cache_dir()
+    final = root / "models" / hashlib.sha256(identity.encode()).hexdigest()[:20]
+    if (final / _DONE).is_file():
+        return final / "model"
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    tmp = final.parent / f".tmp-{final.name}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+    tmp.mkdir(parents=True)
+    try:
+        got = Path(_mlflow_call(ref, mlflow.artifacts.download_artifacts, artifact_uri=f"{base}/MLmodel", dst_path=str(tmp / "meta"), hint=hint))
+        rel = _model_dir_path(got, ref)
+        folder = Path(_mlflow_call(ref, mlflow.artifacts.download_artifacts, artifact_uri=f"{base}/{rel}", dst_path=str(tmp / "dl")))
+        if not folder.is_dir() or not folder.resolve().is_relative_to((tmp / "dl").resolve()):
+            raise ModelError(f"Model reference {ref!r}: artifact {rel!r} did not download as a folder.")
+        os.replace(folder, tmp / "model")
+        shutil.rmtree(tmp / "dl", ignore_errors=True)
+        (tmp / _DONE).write_text(json.dumps({"ref": ref, "base": base, "identity": identity}))
+        if final.exists():  # a concurrent download finished first, or an incomplete earlier one
+            if (final / _DONE).is_file():
+                shutil.rmtree(tmp, ignore_errors=True)
+                return final / "model"
+            shutil.rmtree(final, ignore_errors=True)
+        os.replace(tmp, final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return final / "model"

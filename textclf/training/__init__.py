@@ -1,0 +1,1 @@
+"""Training a classifier: the trainer loop, optimiser and schedule, checkpoints, devices, data-parallel collectives."""

@@ -1,0 +1,44 @@
+"""The ``train`` section: optimiser, schedule, early stopping, device (read by the trainer)."""
+
+from __future__ import annotations
+
+import re
+from typing import Literal
+
+from pydantic import Field, field_validator
+
+from textclf.core.metrics import epoch_metric_names
+from textclf.core.schema import Section
+
+
+class TrainConfig(Section):
+    epochs: int = Field(10, ge=1)
+    batch_size: int = Field(64, ge=1)
+    lr: float = Field(2e-3, gt=0.0)
+    weight_decay: float = Field(0.1, ge=0.0, description="AdamW decoupled weight decay (pretrained embeddings are not decayed).")
+    schedule: Literal["constant", "linear", "cosine"] = "linear"
+    warmup_ratio: float = Field(0.05, ge=0.0, lt=1.0)
+    grad_clip: float = Field(1.0, ge=0.0, description="Max gradient norm; 0 disables clipping.")
+    early_stopping_metric: str = Field("accuracy", description="loss, or any metric of textclf.core.metrics.METRICS computed every epoch (accuracy, macro_f1, ...).")
+    patience: int = Field(3, ge=0, description="Epochs without improvement before stopping; 0 disables early stopping.")
+    class_weights: Literal["none", "balanced"] = "none"
+    seed: int = 1
+    device: str = "auto"
+    num_threads: int | None = Field(None, ge=1, description="torch CPU threads; default: all cores.")
+    bucket_chunk: int = Field(50, ge=1, description="Batches per length-sorted chunk (length bucketing).")
+    mixed_precision: bool = Field(True, description="bf16/fp16 autocast on CUDA only; ignored on CPU.")
+
+    @field_validator("early_stopping_metric")
+    @classmethod
+    def _known_metric(cls, value: str) -> str:
+        allowed = ["loss", *epoch_metric_names()]
+        if value not in allowed:
+            raise ValueError(f"must be one of {', '.join(repr(a) for a in allowed)}")
+        return value
+
+    @field_validator("device")
+    @classmethod
+    def _device(cls, v: str) -> str:
+        if not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", v):
+            raise ValueError("must be auto, cpu, cuda, cuda:N or mps")
+        return v

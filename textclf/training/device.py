@@ -1,0 +1,82 @@
+"""Where and how reproducibly training runs: device choice, seeds, CPU threads, mixed precision."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import random
+
+import numpy as np
+import torch
+
+from textclf.core.errors import ConfigError
+
+
+def resolve_device(spec: str = "auto") -> torch.device:
+    """``auto`` → cuda if available, else mps, else cpu; explicit requests are checked."""
+    spec = (spec or "auto").strip().lower()
+    mps_ok = getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()
+    if spec == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        return torch.device("mps") if mps_ok else torch.device("cpu")
+    if spec == "cpu":
+        return torch.device("cpu")
+    if spec.startswith("cuda"):
+        if not torch.cuda.is_available():
+            why = "this torch build has no CUDA support" if torch.version.cuda is None else "no CUDA GPU is visible"
+            raise ConfigError(
+                f"train.device is {spec!r} but CUDA is not available ({why}). "
+                "Set train.device=auto (or cpu), e.g. --set train.device=auto, or install a CUDA build of torch."
+            )
+        device = torch.device(spec)
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise ConfigError(
+                f"train.device is {spec!r} but only {torch.cuda.device_count()} CUDA device(s) exist "
+                f"(cuda:0..cuda:{torch.cuda.device_count() - 1}). Pick one of those or use train.device=cuda."
+            )
+        return device
+    if spec == "mps":
+        if not mps_ok:
+            raise ConfigError("train.device is 'mps' but MPS is not available on this machine. Set train.device=auto or cpu.")
+        return torch.device("mps")
+    raise ConfigError(f"train.device: must be auto, cpu, cuda, cuda:N or mps. Got {spec!r} instead.")
+
+
+def seed_everything(seed: int) -> None:
+    """Seed python ``random``, numpy's global RNG and torch (CPU and all CUDA devices).
+
+    Call it before building the model so its initial weights are reproducible.
+    """
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)  # also seeds every CUDA device
+
+
+def set_num_threads(num_threads: int | None) -> int:
+    """Use ``num_threads`` torch CPU threads.
+
+    Default: ``OMP_NUM_THREADS`` when set (Ray sets it to a task's CPUs and
+    torchrun to 1 per process, so parallel workers don't oversubscribe the
+    cores), else the cores this process may use.
+    """
+    if num_threads is None:
+        env = os.environ.get("OMP_NUM_THREADS", "")
+        if env.isdigit() and int(env) > 0:
+            num_threads = int(env)
+        else:
+            num_threads = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    if torch.get_num_threads() != num_threads:
+        torch.set_num_threads(num_threads)
+    return num_threads
+
+
+def amp_dtype(device: torch.device, enabled: bool) -> torch.dtype | None:
+    """bf16 where the GPU supports it, else fp16; never on CPU/MPS."""
+    if not enabled or device.type != "cuda":
+        return None
+    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+
+
+def autocast(device: torch.device, dtype: torch.dtype | None):
+    return torch.autocast(device.type, dtype=dtype) if dtype is not None else contextlib.nullcontext()
