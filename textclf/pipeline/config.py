@@ -136,7 +136,7 @@ def parse_overrides(items: list[str] | None) -> dict[str, Any]:
             problems.append(f"--set {item!r}: {key!r} is not a dotted key like encoder.layers")
             continue
         try:
-            value = parse_value(raw, source=f"--set {key}")
+            value = parse_value(raw, source=f"--set {item!r}")
         except ConfigError as exc:
             problems.append(str(exc))
             continue
