@@ -300,7 +300,7 @@ def test_pipeline_problems_are_collected_and_shared_ones_reported_once(tmp_path)
             "name": "bad",
             "params": {"train": {"epochz": 3}},
             "baseline": "nope",
-            "variants": {"a": {}, "b": {"encoder": {"layers": 0}}, "c": {"encoder": {"cell": "cnn"}}},
+            "variants": {"a": {}, "b": {"encoder": {"layers": 0}}, "c": {"encoder": {"cell": "transformer"}}},
         },
     )
     with pytest.raises(ConfigError) as exc:
@@ -312,7 +312,7 @@ def test_pipeline_problems_are_collected_and_shared_ones_reported_once(tmp_path)
     assert sum("train.epochz" in line for line in lines) == 1
     assert any(line.startswith("every variant: train.epochz") for line in lines)
     assert any(line.startswith("variant 'b': encoder.layers") for line in lines)
-    assert any(line.startswith("variant 'c': encoder.cell") and "'cnn'" in line for line in lines)
+    assert any(line.startswith("variant 'c': encoder.cell") and "'transformer'" in line for line in lines)
     assert any(line.startswith("baseline: 'nope'") for line in lines)
 
 
