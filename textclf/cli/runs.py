@@ -103,6 +103,13 @@ def train(
         if variant:
             raise typer.BadParameter("--variant needs a PIPELINE argument")
         cfg = load_config(overrides=set_, params_file=params)
+        if cfg.encoder.match_params:
+            from textclf.core.errors import ConfigError
+
+            raise ConfigError(
+                f"encoder.match_params={cfg.encoder.match_params!r} names another variant of a pipeline; a single training "
+                "has none to match. Use it in a pipeline (textclf train PIPELINE --variant NAME), or set encoder.hidden_size."
+            )
     from textclf.models import folder as artifacts
     from textclf.pipeline.ddp import train_data_parallel
     from textclf.training.ddp import under_torchrun

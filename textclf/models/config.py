@@ -18,6 +18,12 @@ class EncoderConfig(Section):
     dropout: float = Field(0.2, ge=0.0, lt=1.0, description="Between stacked layers.")
     pooling: Literal["last", "mean", "max", "attention"] = "max"
     output_dropout: float = Field(0.5, ge=0.0, lt=1.0, description="Before the linear head.")
+    match_params: str | None = Field(
+        None,
+        description="Name of another variant of the pipeline: hidden_size is chosen so that this encoder's parameters "
+        "come within 5% of that variant's (the embedding and head are the same for both), separating 'a better "
+        "architecture' from 'a bigger model'.",
+    )
     init_from: str | None = Field(None, description="Model reference to start from (folder, runs:/, models:/).")
     freeze: bool = False
 

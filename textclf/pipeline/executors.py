@@ -1,8 +1,9 @@
 """Where the (variant, seed) tasks of a pipeline run: inline, a local process pool, or Ray.
 
-Every executor first computes the stages variants share (prepare → tokenize
-→ embed) into the stage cache, once, in this process; each task then trains
-and evaluates one (variant, seed) into the same cache. The driver reads the
+The caller first computes the stages variants share (prepare → tokenize →
+embed; :func:`compute_upstream`) into the stage cache, once, in this process
+— so a data problem of any task stops the run before the first training;
+each task then trains and evaluates one (variant, seed) into the same cache. The driver reads the
 results back (all cache hits, cheap) and does every MLflow call itself, so
 every executor leaves the same record. :func:`execute` returns one
 zero-argument getter per task, in task order.
@@ -98,23 +99,28 @@ def _pool_worker(threads: str, quiet: bool) -> None:
     setup_logging(quiet)
 
 
-def execute(tasks, cache: StageCache, *, force: bool, quiet: bool, executor: str = "local", jobs: int = 1,
-            ray_address: str | None = None, cpus_per_task: float = 1.0, gpus_per_task: float = 0.0) -> list[Callable[[], Any]]:
-    """One zero-argument getter per (variant, seed) task, in task order (see the module docstring)."""
+def check_executor(executor: str) -> None:
     if executor not in EXECUTORS:
         raise ConfigError(f"--executor must be one of {', '.join(EXECUTORS)}. Got {executor!r} instead.")
+
+
+def execute(tasks, cache: StageCache, *, force: bool, quiet: bool, executor: str = "local", jobs: int = 1,
+            ray_address: str | None = None, cpus_per_task: float = 1.0, gpus_per_task: float = 0.0) -> list[Callable[[], Any]]:
+    """One zero-argument getter per (variant, seed) task, in task order (see the module docstring).
+
+    The shared stages must be computed first (:func:`compute_upstream`, honouring
+    ``force``): tasks only train and evaluate (forced too, but never upstream).
+    """
+    check_executor(executor)
     root = str(cache.root)
     if executor == "ray":
         return ray_getters(tasks, root, force, quiet, ray_address, cpus_per_task, gpus_per_task)
     if jobs <= 1:
-        return [lambda v=v, s=s: compute(v, s, root, force, quiet) for v, s in tasks]
+        return [lambda v=v, s=s: compute(v, s, root, force, quiet, True) for v, s in tasks]
     import multiprocessing as mp
     from concurrent.futures import ProcessPoolExecutor
 
     os.environ["TOKENIZERS_PARALLELISM"] = "false"
-    # Upstream stages are shared: compute them once here (honouring --force), so
-    # workers only train and evaluate (forced too, but never upstream: see run_variant).
-    compute_upstream({id(v): v.config for v, _ in tasks}.values(), cache, force=force)
     threads = str(max(1, (os.cpu_count() or 1) // jobs))  # jobs workers share the cores
     pool = ProcessPoolExecutor(max_workers=jobs, mp_context=mp.get_context("spawn"), initializer=_pool_worker, initargs=(threads, quiet))
     futures = [pool.submit(compute, v, s, root, force, quiet, True) for v, s in tasks]
@@ -164,7 +170,6 @@ def ray_getters(
     if cpus_per_task <= 0 or gpus_per_task < 0:
         raise ConfigError(f"--cpus-per-task must be > 0 and --gpus-per-task >= 0. Got {cpus_per_task} and {gpus_per_task} instead.")
     cache = StageCache(Path(cache_root).resolve())  # workers may start in another directory
-    compute_upstream({id(v): v.config for v, _ in tasks}.values(), cache, force=force)
     _ensure_ray(ray, ray_address, quiet)
 
     env = {"TOKENIZERS_PARALLELISM": "false"}  # tokenizers' own threads would fight the worker's
