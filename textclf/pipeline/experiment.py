@@ -23,7 +23,15 @@ from typing import Any, Callable
 from textclf.core.cache import StageCache
 from textclf.core.errors import TrainingError
 from textclf.pipeline.executors import check_executor, compute_upstream, execute
-from textclf.pipeline.record import child_tags, comparison_inputs, data_info, describe_parent, log_child, log_disagreements, run_record
+from textclf.pipeline.record import (
+    child_tags,
+    comparison_inputs,
+    data_info,
+    describe_parent,
+    log_child,
+    log_disagreements,
+    run_record,
+)
 from textclf.pipeline.spec import Pipeline
 from textclf.pipeline.variant import VariantOutput
 from textclf.tracking import runs, store

@@ -29,8 +29,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from textclf.core.errors import ConfigError
 from textclf.core.bounded import short_repr
+from textclf.core.errors import ConfigError
 from textclf.pipeline.config import Config, deep_merge, read_yaml, resolve
 
 DEFAULT_PIPELINE = "compare"
