@@ -244,6 +244,54 @@ def test_lstm_forget_gate_bias_is_one():
             assert torch.all(bias[HIDDEN : 2 * HIDDEN] == 1) and torch.all(bias[:HIDDEN] == 0)
 
 
+@pytest.mark.parametrize("bidirectional", [False, True])
+def test_chrono_initialisation_follows_the_formula(bidirectional):
+    """Tallec & Ollivier (2018): keep-gate bias log U(1, T_max - 1); the LSTM input gate gets its negative."""
+    T = 400
+    torch.manual_seed(0)
+    lstm = build_encoder(cell="lstm", input_size=EMB, hidden_size=64, layers=2, bidirectional=bidirectional, init="chrono", chrono_max_length=T)
+    torch.manual_seed(0)
+    gru = build_encoder(cell="gru", input_size=EMB, hidden_size=64, layers=2, bidirectional=bidirectional, init="chrono", chrono_max_length=T)
+    H = 64
+    for enc, keep in ((lstm, slice(H, 2 * H)), (gru, slice(H, 2 * H))):
+        modules = [enc.rnn] if not bidirectional else [m for layer in enc.stack for m in layer.values()]
+        suffixes = ("_l0", "_l1") if not bidirectional else ("_l0",)
+        us = []
+        for m in modules:
+            for sfx in suffixes:
+                b_ih, b_hh = getattr(m, "bias_ih" + sfx), getattr(m, "bias_hh" + sfx)
+                assert torch.all(b_hh == 0)
+                u = b_ih[keep].exp()
+                assert torch.all(u >= 1 - 1e-5) and torch.all(u <= T - 1 + 1e-3)
+                us.append(u.detach())
+                if enc.cell == "lstm":
+                    assert torch.equal(b_ih[:H], -b_ih[keep])  # input gate
+                    assert torch.all(b_ih[2 * H :] == 0)
+                else:
+                    assert torch.all(b_ih[:H] == 0) and torch.all(b_ih[2 * H :] == 0)  # reset and candidate
+        u = torch.cat(us)  # 128-256 draws of U(1, T - 1): mean (T/2 = 200), sd ((T - 2) / sqrt(12) = 115)
+        assert 170 < u.mean() < 230 and 90 < u.std() < 140
+    # standard initialisation is untouched by the option (same draws as before it existed)
+    torch.manual_seed(0)
+    a = build_encoder(cell="lstm", input_size=EMB, hidden_size=HIDDEN)
+    torch.manual_seed(0)
+    b = build_encoder(cell="lstm", input_size=EMB, hidden_size=HIDDEN, init="standard")
+    assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters()))
+
+
+def test_chrono_needs_gates_and_a_length():
+    with pytest.raises(ConfigError, match="tanh RNN has no gates"):
+        build_encoder(cell="rnn", input_size=EMB, hidden_size=HIDDEN, init="chrono", chrono_max_length=100)
+    with pytest.raises(ConfigError, match="encoder.chrono_max_length"):
+        build_encoder(cell="lstm", input_size=EMB, hidden_size=HIDDEN, init="chrono")
+    from textclf.pipeline.config import load_config
+
+    with pytest.raises(ConfigError, match="no such gates"):
+        load_config(overrides=["encoder.cell=rnn", "encoder.init=chrono"])
+    with pytest.raises(ConfigError, match="encoder.init must be 'standard'"):
+        load_config(overrides=["encoder.cell=cnn", "encoder.init=chrono"])
+
+
 def test_registry_and_factory():
     assert set(ENCODERS) == {"rnn", "gru", "lstm", "cnn"}
     assert POOLINGS == ("last", "mean", "max", "attention")

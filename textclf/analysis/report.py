@@ -58,12 +58,19 @@ def _table_cells(summary: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
     if baseline is not None:
         headers.append(f"Δacc vs {baseline} [{1 - alpha:.0%} CI]")
     headers += ["params", "train s", "tokens/s", "p50 ms", "gap"]
+    judged = "threshold" in summary  # a diagnostic task: success over seeds and speed to the threshold
+    if judged:
+        headers[2:2] = [f"success (≥{100 * summary['threshold']:.0f}%)", "epochs to it"]
     rows = []
     for name, v in summary["variants"].items():
         label = name + (" (baseline)" if name == baseline else "")
         val = v.get("val_accuracy")
         row = [label, str(v.get("n_seeds", "")), _MISSING if not val or val.get("mean") is None else f"{100 * val['mean']:.1f}",
                _pct(v.get("test_accuracy")), _pct(v.get("test_macro_f1"))]
+        if judged:
+            e = v.get("epochs_to_threshold") or {}
+            row[2:2] = [f"{v.get('successes', 0)}/{v.get('n_seeds', '')}",
+                        _MISSING if e.get("mean") is None else f"{e['mean']:.1f} ({e['reached']}/{e['seeds']})"]
         if baseline is not None:
             row.append("baseline" if name == baseline else _delta_cell(v.get("delta_accuracy"), alpha))
         row += [
@@ -282,6 +289,16 @@ def write_report(
         summary.get("significance", ""),
         "",
     ]
+    if summary.get("verdict"):
+        lines += ["## Claim", "", f"> {summary['claim']}", "", f"**Verdict: {summary['verdict']}** — {summary['verdict_reason']}.", "",
+                  f"*Rule:* {summary['verdict_rule']}", ""]
+    for key, rows in summary.items():
+        if key.startswith("per_") and rows:
+            names = [n for n in summary["variants"] if any(n in r for r in rows)]
+            lines += [f"## Accuracy per {key[4:]}", "", f"| {key[4:]} | n | " + " | ".join(names) + " |",
+                      "|---|---:|" + "---:|" * len(names)]
+            lines += [f"| {r['value']} | {r['n']} | " + " | ".join(f"{100 * r[n]:.1f}" if n in r else _MISSING for n in names) + " |" for r in rows]
+            lines.append("")
     notes = _variant_notes(summary)
     if notes:
         lines += ["## Differences from the baseline", "", *notes, ""]

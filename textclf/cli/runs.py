@@ -66,6 +66,10 @@ def run(
         if task:
             out.print(f"[bold]{task}[/]")
         out.print(render_table(s))
+        if s.get("verdict"):
+            from rich.markup import escape
+
+            out.print(f"claim: {escape(s['claim'])}\n  [bold]{s['verdict']}[/]: {escape(s['verdict_reason'])}", highlight=False)
     if not quiet:
         out.print(f"report: MLflow parent run {result.parent_run_id} (artifacts/comparison); `textclf ui` to browse")
     if summary_out:

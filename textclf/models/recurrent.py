@@ -30,6 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from textclf.core.errors import ConfigError
 from textclf.models.checks import (
     check_bool,
     check_choice,
@@ -48,13 +49,25 @@ CELLS = {
 POOLINGS = ("last", "mean", "max", "attention")
 
 
-def _init_recurrent(module: nn.RNNBase, cell: str) -> None:
-    """Xavier input weights, orthogonal recurrent weights (per gate), zero biases,
-    LSTM forget-gate bias 1 so early training does not forget by default."""
+INITS = ("standard", "chrono")
+
+
+def _init_recurrent(module: nn.RNNBase, cell: str, init: str = "standard", max_length: int | None = None) -> None:
+    """Xavier input weights, orthogonal recurrent weights (per gate), zero biases, and the gate biases.
+
+    ``standard``: LSTM forget-gate bias 1, so early training does not forget by default.
+    ``chrono`` (Tallec & Ollivier 2018, "Can recurrent neural networks warp
+    time?"): the gate that keeps the state gets bias ``log(u)``, ``u ~ U(1,
+    T_max - 1)`` per unit, so unit time scales spread over 1..T_max steps
+    instead of all sitting near 1/(1 - sigmoid(1)) ≈ 3.7 steps: for the LSTM the
+    forget gate gets ``log(u)`` and the input gate ``-log(u)``; for the GRU the
+    update gate z (h' = (1 - z) n + z h, so z keeps the state) gets ``log(u)``.
+    The whole bias sits in ``bias_ih``; ``bias_hh`` stays 0, as torch adds both.
+    """
     hidden = module.hidden_size
     with torch.no_grad():
         for name, p in module.named_parameters():
-            gates = p.shape[0] // hidden  # 4 for LSTM (i, f, g, o), 3 for GRU, 1 for RNN
+            gates = p.shape[0] // hidden  # 4 for LSTM (i, f, g, o), 3 for GRU (r, z, n), 1 for RNN
             if name.startswith("weight_ih"):
                 for chunk in p.chunk(gates, 0):
                     nn.init.xavier_uniform_(chunk)
@@ -63,7 +76,14 @@ def _init_recurrent(module: nn.RNNBase, cell: str) -> None:
                     nn.init.orthogonal_(chunk)
             elif name.startswith("bias"):
                 p.zero_()
-                if cell == "lstm" and name.startswith("bias_ih"):
+                if not name.startswith("bias_ih"):
+                    continue
+                if init == "chrono":
+                    timescale = torch.log(torch.empty(hidden).uniform_(1.0, float(max_length) - 1.0))  # (H,)
+                    p[hidden : 2 * hidden] = timescale  # LSTM forget gate / GRU update gate: both at [H, 2H)
+                    if cell == "lstm":
+                        p[:hidden] = -timescale  # input gate: write little while the state is kept
+                elif cell == "lstm":
                     p[hidden : 2 * hidden] = 1.0  # forget gate; bias_hh's stays 0, sum is 1
 
 
@@ -84,9 +104,16 @@ class RecurrentEncoder(nn.Module):
         bidirectional: bool = False,
         dropout: float = 0.0,
         pooling: str = "last",
+        init: str = "standard",
+        chrono_max_length: int | None = None,
     ):
         super().__init__()
         self.cell = check_choice("encoder.cell", cell, tuple(CELLS))
+        self.init = check_choice("encoder.init", init, INITS)
+        if self.init == "chrono":
+            if self.cell == "rnn":
+                raise ConfigError("encoder.init=chrono sets gate biases; the tanh RNN has no gates. Use encoder.cell=lstm or gru, or encoder.init=standard.")
+            chrono_max_length = check_int("encoder.chrono_max_length", chrono_max_length, 3)
         self.input_size = check_int("encoder.input_size", input_size, 1)
         self.hidden_size = check_int("encoder.hidden_size", hidden_size, 1)
         self.layers = check_int("encoder.layers", layers, 1)
@@ -102,7 +129,7 @@ class RecurrentEncoder(nn.Module):
             # warns if asked to with one layer, where it has no effect anyway).
             self.rnn = make(self.input_size, self.hidden_size, num_layers=self.layers,
                             dropout=self.dropout if self.layers > 1 else 0.0)
-            _init_recurrent(self.rnn, self.cell)
+            _init_recurrent(self.rnn, self.cell, self.init, chrono_max_length)
         else:
             # Layer by layer: the reverse direction needs its own within-length reversal
             # of each layer's input, which a fused bidirectional module cannot do.
@@ -111,7 +138,7 @@ class RecurrentEncoder(nn.Module):
                 size = self.input_size if i == 0 else self.output_size
                 layer = nn.ModuleDict({"fwd": make(size, self.hidden_size), "bwd": make(size, self.hidden_size)})
                 for module in layer.values():
-                    _init_recurrent(module, self.cell)
+                    _init_recurrent(module, self.cell, self.init, chrono_max_length)
                 self.stack.append(layer)
             self.layer_dropout = nn.Dropout(self.dropout)  # between stacked layers, as in nn.LSTM
         if self.pooling == "attention":

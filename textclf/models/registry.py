@@ -66,7 +66,7 @@ ENCODERS: dict[str, EncoderFamily] = {
     "lstm": EncoderFamily("long short-term memory", _recurrent("lstm")),
     "cnn": EncoderFamily(
         "Kim (2014) CNN: convolutions of widths 3/4/5 (hidden_size filters each), ReLU, max over time", _cnn,
-        recurrent=False, fixed=(("layers", 1), ("bidirectional", False), ("pooling", "max")),
+        recurrent=False, fixed=(("layers", 1), ("bidirectional", False), ("pooling", "max"), ("init", "standard")),
     ),
 }
 

@@ -128,6 +128,7 @@ def run_pipeline(
                 s["data"] = data_info(first_out[task])
                 if task:
                     s["task"] = task
+                    judge_task(s, recs, pipe.spec.tasks[task], first_out[task])
                 out_dir = Path(tmp) / task if task else Path(tmp)
                 write_report(s, recs, out_dir, title=f"textclf · {pipe.name}" + (f" · {task}" if task else ""), command=command, cache=cache)
                 log_disagreements(s, f"comparison/{task + '/' if task else ''}disagreements.json")
@@ -150,6 +151,16 @@ def run_pipeline(
             mlflow.log_artifacts(tmp, "comparison")
             mlflow.set_tag("mlflow.note.content", describe_parent(pipe, summaries))
     return PipelineResult(summary=summary, parent_run_id=parent_id, outputs=outputs)
+
+
+def judge_task(summary: dict[str, Any], records: list, task, out: VariantOutput) -> None:
+    """A diagnostic task's claim, success rates, verdict and per-slice table (e.g. listops per_depth)."""
+    from textclf.analysis.verdicts import judge, per_slice
+
+    if task.claim is not None:
+        judge(summary, records, task.claim.model_dump())
+    for column in out.config.data.slice_columns:
+        summary[f"per_{column}"] = per_slice(summary, column)
 
 
 def register_champion(client, summary: dict[str, Any], name: str) -> dict[str, Any]:

@@ -76,6 +76,8 @@ def build_model(spec: TrainSpec, vocab_size: int, num_classes: int, *, matrix: n
         output_dropout=enc.output_dropout,
         pooling=enc.pooling,
         frozen_rows=source.folder["config"]["model"].get("frozen_rows", 0) if source is not None else frozen_rows,
+        init=enc.init,
+        chrono_max_length=(enc.chrono_max_length or spec.tokenizer.max_length) if enc.init == "chrono" else None,
     )
     if matrix is not None:
         model.embedding.load_matrix(torch.from_numpy(matrix))

@@ -27,7 +27,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from textclf.core.bounded import short_repr
 from textclf.core.errors import ConfigError
@@ -57,6 +64,30 @@ class PipelineSpec(BaseModel):
         return v
 
 
+class ClaimSpec(BaseModel):
+    """What a diagnostic task claims, judged by :mod:`textclf.analysis.verdicts`.
+
+    ``better``: variants expected to beat the task's baseline; ``same``: a
+    negative control, variants expected not to differ from it. ``threshold``:
+    test accuracy that counts as solving the task (success rate);
+    ``min_effect``: the smallest advantage worth claiming.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    text: str = Field(..., min_length=1)
+    better: list[str] | None = None
+    same: list[str] | None = None
+    threshold: float = Field(0.95, gt=0.0, le=1.0)
+    min_effect: float = Field(0.02, ge=0.0, lt=1.0)
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> "ClaimSpec":
+        if bool(self.better) == bool(self.same):
+            raise ValueError("a claim lists either the variants expected to be better (better: [...]) or those expected not to differ (same: [...])")
+        return self
+
+
 class TaskSpec(BaseModel):
     """One dataset of a multi-task pipeline (e.g. a diagnostic at one distance).
 
@@ -70,6 +101,7 @@ class TaskSpec(BaseModel):
     params: dict[str, Any] = Field(default_factory=dict)
     variants: list[str] | None = None  # a subset of the pipeline's variants (default: all)
     baseline: str | None = None  # default: the pipeline's baseline
+    claim: ClaimSpec | None = None  # what the task tests, judged on its runs
 
 
 PipelineSpec.model_rebuild()
@@ -282,6 +314,13 @@ def _build(spec: PipelineSpec, where, *, path, overrides, params_file, only) -> 
             b = t.baseline or spec.baseline
             if b and b not in names and not only:
                 task_problems.append(f"tasks.{task}: baseline {b!r} is not among its variants {names}.")
+            if t.claim is not None and not only:
+                named = (t.claim.better or []) + (t.claim.same or [])
+                if not b:
+                    task_problems.append(f"tasks.{task}.claim: a claim is judged against the task's baseline; set tasks.{task}.baseline.")
+                stray = [n for n in named if n not in names or n == b]
+                if stray:
+                    task_problems.append(f"tasks.{task}.claim: {stray} must be variants of the task other than its baseline {b!r} (variants: {names}).")
         jobs += [(task, name, layer, declared[name]) for name in names]
     variants: dict[str, Variant] = {}
     failed: dict[str, list[str]] = {}  # one problem line -> the variants that have it
