@@ -5,9 +5,13 @@ bidirectional) followed by a pooling of its per-token outputs ("last", "mean",
 "max" or "attention"). `CELLS` maps each recurrent family of
 :data:`textclf.models.registry.ENCODERS` to its torch module.
 
-Masking is exact: padding never changes a result, in either direction. We do not
-use pack_padded_sequence, because on CPU only a padded nn.LSTM call takes the
-fast oneDNN kernel (packed input falls back to a per-step loop). Instead:
+Masking is exact: padding never changes a result, in either direction.
+
+On CUDA, ``forward`` packs the batch (``pack_padded_sequence``) and runs every
+layer and direction in one fused cuDNN call (:meth:`RecurrentEncoder._forward_packed`):
+padding is never computed. On the CPU, packed input falls back to a per-step
+loop and only a padded ``nn.LSTM`` takes the fast oneDNN kernel, so there the
+batch stays padded:
 
 - forward direction: with right padding the padding comes *after* the real
   tokens, so outputs at real positions never see it. The "last" state of text b
@@ -24,6 +28,7 @@ direction). Unidirectional stacks use one multi-layer torch module.
 
 from __future__ import annotations
 
+import warnings
 from functools import partial
 
 import torch
@@ -38,18 +43,28 @@ from textclf.models.checks import (
     check_int,
     tracing,
 )
+from textclf.models.fast_rnn import FastGRU, FastRNN
 
 # The torch module behind each recurrent family of textclf.models.registry.ENCODERS:
 # CELLS[cell](input_size, hidden_size, num_layers=..., dropout=...), batch_first.
+# The tanh RNN and the GRU use textclf.models.fast_rnn: the same modules (parameters,
+# state dicts, results up to float32 rounding) with a faster exact CPU path, as torch
+# runs them as a per-step loop of small ops there; only a padded LSTM has a fused
+# oneDNN kernel. On CUDA they are torch's own (cuDNN).
 CELLS = {
-    "rnn": partial(nn.RNN, nonlinearity="tanh", batch_first=True),  # Elman RNN
-    "gru": partial(nn.GRU, batch_first=True),
+    "rnn": partial(FastRNN, nonlinearity="tanh", batch_first=True),  # Elman RNN
+    "gru": partial(FastGRU, batch_first=True),
     "lstm": partial(nn.LSTM, batch_first=True),
 }
 POOLINGS = ("last", "mean", "max", "attention")
 
 
 INITS = ("standard", "chrono")
+
+# The packed path hands cuDNN the per-direction modules' weights, which do not sit in
+# one contiguous buffer; cuDNN then packs them itself on each call (a copy of the
+# weights, small next to the recurrence) and says so every time.
+warnings.filterwarnings("ignore", message="RNN module weights are not part of single contiguous chunk of memory")
 
 
 def _init_recurrent(module: nn.RNNBase, cell: str, init: str = "standard", max_length: int | None = None) -> None:
@@ -147,8 +162,14 @@ class RecurrentEncoder(nn.Module):
 
     # -- public API -------------------------------------------------------------
 
+    # None: cuDNN's packed path on CUDA, the exact padded path elsewhere. Tests set it
+    # to True on the CPU to check the packed path against the padded one.
+    packed: bool | None = None
+
     def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """x (B, T, I) float, lengths (B,) int on any device -> pooled (B, output_size)."""
+        if (x.is_cuda if self.packed is None else self.packed) and not tracing():
+            return self._forward_packed(x, lengths)
         # Max, mean and last pooling never look across directions at one position, so
         # the top layer's reverse states can stay in reversed order (see _encode).
         states, mask, lengths = self._encode(x, lengths, ordered=self.pooling == "attention")
@@ -211,6 +232,43 @@ class RecurrentEncoder(nn.Module):
             # Padding positions of h hold junk, but it only ever flows into later padding
             # positions of the next layer (in both directions), never into real tokens.
         return h, mask, lengths
+
+    def _forward_packed(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """The GPU path: packed sequences through one fused cuDNN call for every layer and direction.
+
+        On the CPU, packed input takes ATen's per-step loop (only a padded LSTM
+        gets oneDNN), hence the reversal path there; on CUDA cuDNN runs packed
+        sequences, both directions and all layers in one kernel sequence, and
+        padding is never computed. Exact in the same sense: each text's states
+        depend only on its own tokens. ``lengths`` should be on the CPU (the
+        collate keeps them there) so packing needs no device sync.
+        """
+        from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+        x, dev_lengths = self._prepare(x, lengths)
+        cpu_lengths = lengths if lengths.device.type == "cpu" else lengths.cpu()
+        packed = pack_padded_sequence(x, cpu_lengths, batch_first=True, enforce_sorted=False)
+        directions = 2 if self.bidirectional else 1
+        weights = self._flat_weights()
+        hx = x.new_zeros(self.layers * directions, x.size(0), self.hidden_size)
+        call = {"lstm": torch._VF.lstm, "gru": torch._VF.gru, "rnn": torch._VF.rnn_tanh}[self.cell]
+        dropout = self.dropout if self.layers > 1 else 0.0
+        result = call(packed.data, packed.batch_sizes, (hx, hx) if self.cell == "lstm" else hx, weights, True, self.layers,
+                      dropout, self.training, self.bidirectional)
+        out, h_n = result[0], result[1]  # h_n (layers * directions, B, H) in sorted order
+        if self.pooling == "last":
+            h_n = h_n.index_select(1, packed.unsorted_indices)
+            return torch.cat([h_n[-2], h_n[-1]], dim=-1) if self.bidirectional else h_n[-1]  # (B, D)
+        states, _ = pad_packed_sequence(type(packed)(out, packed.batch_sizes, packed.sorted_indices, packed.unsorted_indices),
+                                        batch_first=True, total_length=x.size(1))  # (B, T', D), zeros at padding
+        mask = torch.arange(x.size(1), device=x.device) < dev_lengths[:, None]
+        return self._pool(states, mask, dev_lengths)
+
+    def _flat_weights(self) -> list[torch.Tensor]:
+        """The weights in torch's fused order: per layer, per direction, [w_ih, w_hh, b_ih, b_hh]."""
+        if not self.bidirectional:
+            return list(self.rnn._flat_weights)
+        return [w for layer in self.stack for d in ("fwd", "bwd") for w in layer[d]._flat_weights]
 
     def _pool(self, states: torch.Tensor, mask: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         if self.pooling == "last":
