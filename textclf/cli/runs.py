@@ -33,7 +33,7 @@ def run(
     register: Annotated[Optional[str], typer.Option("--register", help="Register the best variant's model under this name (alias 'champion').")] = None,
     system_metrics: Annotated[bool, typer.Option("--system-metrics", help="Log CPU/memory system metrics to MLflow.")] = False,
     executor: Annotated[str, typer.Option("--executor", help="local (default) or ray.")] = "local",
-    jobs: Annotated[int, typer.Option("--jobs", help="Parallel local worker processes.")] = 1,
+    jobs: Annotated[str, typer.Option("--jobs", help="Parallel local worker processes: a number, or auto (default) = one single-threaded worker per core.")] = "auto",
     ray_address: Annotated[Optional[str], typer.Option("--ray-address", help="Ray cluster address (default: start a local instance).")] = None,
     cpus_per_task: Annotated[float, typer.Option("--cpus-per-task")] = 1.0,
     gpus_per_task: Annotated[float, typer.Option("--gpus-per-task")] = 0.0,
@@ -184,6 +184,8 @@ def ui(
 def _print_event(kind: str, info: dict) -> None:
     if kind == "start":
         out.print(f"[bold]{info['pipeline']}[/]: {info['variants']} variants × {info['seeds']} seeds → MLflow {info['uri']} (parent run {info['parent_run_id']})")
+    elif kind == "trained":  # side-by-side trainings: accuracy follows once each model has been timed alone
+        out.print(f"  {'[dim]cached[/]' if info['cached'] else '[green]trained[/]'} {info['variant']:<16} seed {info['seed']}")
     elif kind == "task":
         acc = info.get("test_accuracy")
         acc_text = f"{acc:.4f}" if isinstance(acc, (int, float)) else "n/a"

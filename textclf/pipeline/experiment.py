@@ -22,7 +22,13 @@ from typing import Any, Callable
 
 from textclf.core.cache import StageCache
 from textclf.core.errors import TrainingError
-from textclf.pipeline.executors import check_executor, compute_upstream, execute
+from textclf.pipeline.executors import (
+    check_executor,
+    compute_upstream,
+    execute,
+    measures_cost_inline,
+    resolve_jobs,
+)
 from textclf.pipeline.record import (
     child_tags,
     comparison_inputs,
@@ -33,7 +39,7 @@ from textclf.pipeline.record import (
     run_record,
 )
 from textclf.pipeline.spec import Pipeline
-from textclf.pipeline.variant import VariantOutput
+from textclf.pipeline.variant import VariantOutput, with_cost
 from textclf.tracking import runs, store
 
 log = logging.getLogger(__name__)
@@ -55,7 +61,7 @@ def run_pipeline(
     register: str | None = None,
     system_metrics: bool = False,
     executor: str = "local",
-    jobs: int = 1,
+    jobs: int | str = "auto",
     ray_address: str | None = None,
     cpus_per_task: float = 1.0,
     gpus_per_task: float = 0.0,
@@ -105,8 +111,18 @@ def run_pipeline(
         mlflow.log_params({"pipeline": pipe.name, "seeds": json.dumps(pipe.seeds), "baseline": pipe.baseline or "", "variants": json.dumps(list(pipe.variants))[:6000]})
         emit("start", {"pipeline": pipe.name, "variants": len(pipe.variants), "seeds": len(pipe.seeds), "tasks": len(tasks), "uri": uri, "parent_run_id": parent_id})
 
+        jobs = resolve_jobs(jobs, len(tasks))
         getters = execute(tasks, cache, force=force, quiet=quiet, executor=executor, jobs=jobs, ray_address=ray_address,
                           cpus_per_task=cpus_per_task, gpus_per_task=gpus_per_task)
+        if not measures_cost_inline(executor, jobs):
+            # Trainings ran side by side: wait for all of them, then time each model alone,
+            # so latency and throughput are not those of a machine busy with other trainings.
+            done = []
+            for (variant, seed), get in zip(tasks, getters):
+                done.append(get())
+                emit("trained", {"variant": variant.key, "seed": seed, "cached": done[-1].cached})
+            costed = [with_cost(out, cache, force=force and not out.cached) for out in done]
+            getters = [lambda out=out: out for out in costed]
         for (variant, seed), get in zip(tasks, getters):
             tags = {**runs.base_tags(), **child_tags(variant, seed)}
             if variant.task:
