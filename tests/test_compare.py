@@ -1,4 +1,4 @@
-"""Tests for textclf.analysis.compare (summary, hierarchical paired bootstrap, table, report).
+"""Tests for textclf.analysis.compare (summary, calibrated paired comparison, slices, choice on validation) and the report.
 
 Records are synthetic: each run is correct on a chosen set of test examples,
 so expected accuracies, macro-F1 and standard deviations are recomputed here
@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import f1_score
 
-from textclf.analysis.compare import RunRecord, _scores, compare
+from textclf.analysis.compare import RunRecord, compare, length_bins
 from textclf.analysis.report import render_table, write_report
 
 N = 400
@@ -52,7 +52,8 @@ def runs_with_rates(variant, y, rates, base_seed, **kw):
         rng = np.random.default_rng(base_seed + k)
         correct = rng.random(y.size) < rate
         history = [{"epoch": e, "val_accuracy": rate - 0.1 / e, "val_loss": 1.0 / e} for e in range(1, 4)]
-        metrics = {"params": 1000 * (base_seed + 1), "train_seconds": 10.0 + k, "tokens_per_second": 5000.0 * (k + 1)}
+        metrics = {"params": 1000 * (base_seed + 1), "train_seconds": 10.0 + k, "tokens_per_second": 5000.0 * (k + 1),
+                   "val_accuracy": rate}
         records.append(neural(variant, k + 1, y, proba_for(y, correct, seed=base_seed + k), metrics=metrics, history=history, **kw))
     return records
 
@@ -73,7 +74,7 @@ def records(y):
 
 @pytest.fixture(scope="module")
 def summary(records):
-    return compare(records, "a", label_names=LABELS, n_boot=2000, seed=0)
+    return compare(records, "a", label_names=LABELS, n_boot=500, seed=0)
 
 
 def accuracy(record) -> float:
@@ -120,7 +121,7 @@ def test_single_seed_sd_is_zero_and_missing_values_are_skipped(y):
         neural("pair", 1, y, proba_for(y, correct), metrics={"train_seconds": 2.0, "params": 10}),
         neural("pair", 2, y, proba_for(y, ~correct), metrics={"train_seconds": float("nan"), "params": 20}),
     ]
-    s = compare(recs, None, label_names=LABELS, n_boot=10)
+    s = compare(recs, None, label_names=LABELS, n_boot=20)
     assert s["variants"]["solo"]["test_accuracy"]["sd"] == 0.0
     assert s["variants"]["solo"]["params"] is None
     # NaN is dropped, so the pair's train time is the one finite value.
@@ -133,9 +134,9 @@ def test_cached_only_when_every_record_cached(y):
     correct = np.ones(N, bool)
     recs = [neural("x", s, y, proba_for(y, correct)) for s in (1, 2)]
     recs[0].cached = True
-    assert compare(recs, None, label_names=LABELS, n_boot=0)["variants"]["x"]["cached"] is False
+    assert compare(recs, None, label_names=LABELS, n_boot=20)["variants"]["x"]["cached"] is False
     recs[1].cached = True
-    assert compare(recs, None, label_names=LABELS, n_boot=0)["variants"]["x"]["cached"] is True
+    assert compare(recs, None, label_names=LABELS, n_boot=20)["variants"]["x"]["cached"] is True
 
 
 # --------------------------------------------------------------------------- #
@@ -151,7 +152,7 @@ def test_better_variant_is_significant(records, summary):
     assert d["mean"] == pytest.approx(observed, abs=1e-12)
     assert d["mean"] > 0.1
     assert 0 < d["ci_low"] < d["mean"] < d["ci_high"]
-    assert d["p_value"] < 0.05
+    assert d["p_value"] < 0.05 and d["p_adjusted"] < 0.05
     f = summary["variants"]["b"]["delta_macro_f1"]
     assert f["ci_low"] > 0 and f["p_value"] < 0.05
 
@@ -161,30 +162,35 @@ def test_identical_variant_is_not_significant(summary):
         d = summary["variants"]["c"][key]
         assert d["mean"] == 0.0
         assert d["ci_low"] <= 0.0 <= d["ci_high"]
-        assert d["p_value"] > 0.5
+        assert d["p_value"] > 0.5 and d["p_adjusted"] >= d["p_value"]
 
 
 def test_baseline_has_no_delta(summary):
     assert summary["baseline"] == "a"
     assert summary["variants"]["a"]["delta_accuracy"] is None
     assert summary["variants"]["a"]["delta_macro_f1"] is None
-    assert isinstance(summary["significance"], str) and "bootstrap" in summary["significance"]
+    assert "Holm" in summary["significance"] and "seed" in summary["significance"]
 
 
 def test_deterministic_given_seed(records, summary):
-    again = compare(records, "a", label_names=LABELS, n_boot=2000, seed=0)
+    again = compare(records, "a", label_names=LABELS, n_boot=500, seed=0)
     assert json.dumps(again, sort_keys=True) == json.dumps(summary, sort_keys=True)
-    other = compare(records, "a", label_names=LABELS, n_boot=2000, seed=1)
-    assert other["variants"]["b"]["delta_accuracy"]["ci_low"] != summary["variants"]["b"]["delta_accuracy"]["ci_low"]
+    other = compare(records, "a", label_names=LABELS, n_boot=500, seed=1)  # only the macro-F1 bootstrap draws change
+    assert other["variants"]["b"]["delta_accuracy"] == summary["variants"]["b"]["delta_accuracy"]
+    assert other["variants"]["b"]["delta_macro_f1"]["ci_low"] != summary["variants"]["b"]["delta_macro_f1"]["ci_low"]
 
 
-def test_one_seed_ci_matches_paired_analytic_width():
-    """With one seed each, only examples are resampled: the CI should match the paired (McNemar) variance.
+def test_holm_adjusts_across_the_variants_compared(records, summary):
+    from textclf.analysis.stats import holm
 
-    For per-example differences d_i in {-1, 0, 1}, var(mean d) = (p10 + p01 - (p10 - p01)^2) / n.
-    An unpaired bootstrap would give a visibly wider interval here because the
-    two runs agree on most examples.
-    """
+    compared = ["b", "c"]
+    for key in ("delta_accuracy", "delta_macro_f1"):
+        raw = [summary["variants"][n][key]["p_value"] for n in compared]
+        assert [summary["variants"][n][key]["p_adjusted"] for n in compared] == holm(raw)
+
+
+def test_one_seed_interval_covers_examples_and_says_so():
+    """With one seed each, only test-example variance is known: a paired (McNemar-like) width, flagged."""
     n = 2000
     y = make_y(n, seed=5)
     rng = np.random.default_rng(6)
@@ -192,57 +198,143 @@ def test_one_seed_ci_matches_paired_analytic_width():
     flip = rng.random(n) < 0.12  # the other run disagrees on ~12% of examples
     other = base ^ flip
     recs = [neural("base", 1, y, proba_for(y, base)), neural("other", 1, y, proba_for(y, other))]
-    d = compare(recs, "base", label_names=LABELS, n_boot=4000, seed=3)["variants"]["other"]["delta_accuracy"]
+    s = compare(recs, "base", label_names=LABELS, n_boot=200, seed=3)
+    d = s["variants"]["other"]["delta_accuracy"]
     p10 = np.mean(other & ~base)
     p01 = np.mean(base & ~other)
     sd = math.sqrt((p10 + p01 - (p10 - p01) ** 2) / n)
     assert d["mean"] == pytest.approx(p10 - p01, abs=1e-12)
-    assert (d["ci_high"] - d["ci_low"]) / (2 * 1.96 * sd) == pytest.approx(1.0, abs=0.12)
+    assert (d["ci_high"] - d["ci_low"]) / (2 * 1.96 * sd) == pytest.approx(1.0, abs=0.05)
+    assert d["seed_variance"] is False
+    assert "single seed" in s["significance"] and "test-example variance only" in s["significance"]
 
 
 def test_seed_variance_widens_the_interval(y):
-    """The seed level is resampled: the same mean with spread-out seeds gives a much wider CI."""
+    """Seed-to-seed spread is part of the interval: the same mean with spread-out seeds gives a much wider CI."""
     base = runs_with_rates("base", y, [0.7, 0.7, 0.7], base_seed=30)
     steady = runs_with_rates("v", y, [0.85, 0.85, 0.85], base_seed=40)
     noisy = runs_with_rates("v", y, [0.70, 0.85, 1.0], base_seed=40)
 
     def width(recs):
-        d = compare(base + recs, "base", label_names=LABELS, n_boot=1000, seed=0)["variants"]["v"]["delta_accuracy"]
+        d = compare(base + recs, "base", label_names=LABELS, n_boot=100, seed=0)["variants"]["v"]["delta_accuracy"]
         return d["ci_high"] - d["ci_low"]
 
     assert width(noisy) > 2 * width(steady)
 
 
-def test_n_boot_zero_gives_point_estimate_only(records):
-    s = compare(records, "a", label_names=LABELS, n_boot=0)
-    d = s["variants"]["b"]["delta_accuracy"]
-    assert d["mean"] > 0 and d["ci_low"] is None and d["p_value"] is None
-
-
 # --------------------------------------------------------------------------- #
-# Vectorised scores
+# Nothing chosen on test data
 # --------------------------------------------------------------------------- #
 
 
-def test_vectorised_scores_agree_with_sklearn():
-    n, k = 300, 4
-    y = make_y(n, k, seed=7)
-    rng = np.random.default_rng(8)
-    preds = np.stack([
-        np.where(rng.random(n) < 0.6, y, rng.integers(0, k, n)),
-        np.where(rng.random(n) < 0.9, y, 0),
-        np.minimum(y, 2),  # class 3 is never predicted: its F1 is 0 and still averaged in
-    ])
-    idx = rng.integers(0, n, n)
-    weights = np.stack([np.ones(n), np.bincount(idx, minlength=n)]).astype(float)
-    acc, f1 = _scores(weights, y, preds, k)
-    for r, pred in enumerate(preds):
-        assert acc[0, r] == pytest.approx(np.mean(pred == y), abs=1e-12)
-        assert f1[0, r] == pytest.approx(f1_score(y, pred, average="macro", labels=list(range(k)), zero_division=0), abs=1e-12)
-        # The second row is one bootstrap resample: scores on y[idx], pred[idx].
-        assert acc[1, r] == pytest.approx(np.mean(pred[idx] == y[idx]), abs=1e-12)
-        expected = f1_score(y[idx], pred[idx], average="macro", labels=list(range(k)), zero_division=0)
-        assert f1[1, r] == pytest.approx(expected, abs=1e-12)
+def test_best_variant_is_chosen_on_validation_not_test(y):
+    """'a' is better on test, 'b' on validation: the choice follows validation."""
+    a = runs_with_rates("a", y, [0.90, 0.91], base_seed=1)
+    b = runs_with_rates("b", y, [0.60, 0.61], base_seed=2)
+    for r in a:
+        r.metrics["val_accuracy"] = 0.70
+    for r in b:
+        r.metrics["val_accuracy"] = 0.80
+    s = compare(a + b, "a", label_names=LABELS, n_boot=50)
+    assert s["variants"]["a"]["test_accuracy"]["mean"] > s["variants"]["b"]["test_accuracy"]["mean"]
+    assert s["best_variant"] == "b" and "validation" in s["best_variant_by"]
+    # the early-stopping metric decides when it is macro-F1
+    for r in a:
+        r.metrics["val_macro_f1"] = 0.9
+    for r in b:
+        r.metrics["val_macro_f1"] = 0.5
+    assert compare(a + b, "a", label_names=LABELS, n_boot=50, select_by="val_macro_f1")["best_variant"] == "a"
+
+
+def test_register_champion_picks_the_best_validation_seed():
+    from types import SimpleNamespace
+
+    from textclf.pipeline import experiment
+
+    runs = {
+        "r1": SimpleNamespace(info=SimpleNamespace(run_id="r1"), data=SimpleNamespace(metrics={"val_accuracy": 0.7, "test_accuracy": 0.99}, tags={})),
+        "r2": SimpleNamespace(info=SimpleNamespace(run_id="r2"), data=SimpleNamespace(metrics={"val_accuracy": 0.8, "test_accuracy": 0.50}, tags={})),
+    }
+    registered = {}
+
+    class Client:
+        def get_run(self, rid):
+            return runs[rid]
+
+        def set_registered_model_alias(self, name, alias, version):
+            registered["alias"] = (name, alias, version)
+
+        def set_model_version_tag(self, *a):
+            pass
+
+    import mlflow
+
+    original = mlflow.register_model
+    mlflow.register_model = lambda uri, name: registered.setdefault("uri", uri) and SimpleNamespace(version="1")
+    try:
+        out = experiment.register_champion(Client(), {"best_variant": "x", "best_variant_metric": "val_accuracy",
+                                                      "variants": {"x": {"run_ids": ["r1", "r2"]}}}, "m")
+    finally:
+        mlflow.register_model = original
+    assert registered["uri"] == "runs:/r2/model" and out["chosen_by"] == "val_accuracy"
+
+
+# --------------------------------------------------------------------------- #
+# Where a variant differs
+# --------------------------------------------------------------------------- #
+
+
+def test_length_slices_are_quintiles_with_both_accuracies(y):
+    lengths = np.arange(N) % 50 + 1  # 1..50, evenly spread
+    correct_long = lengths > 25
+    a = [neural("a", 1, y, proba_for(y, np.ones(N, bool)))]
+    b = [neural("b", 1, y, proba_for(y, correct_long))]
+    s = compare(a + b, "a", label_names=LABELS, n_boot=50, lengths=lengths)
+    rows = s["variants"]["b"]["slices"]["length"]
+    assert len(rows) == 5 and sum(r["n"] for r in rows) == N
+    assert rows[0]["lo"] == 1 and rows[-1]["hi"] == 50 and all(r["hi"] < q["lo"] for r, q in zip(rows, rows[1:]))
+    for r in rows:
+        idx = (lengths >= r["lo"]) & (lengths <= r["hi"])
+        assert r["n"] == idx.sum()
+        assert r["accuracy"] == pytest.approx(correct_long[idx].mean())
+        assert r["baseline_accuracy"] == 1.0
+    assert rows[0]["accuracy"] == 0.0 and rows[-1]["accuracy"] == 1.0
+
+
+def test_length_bins_merge_tied_edges():
+    bins = length_bins(np.array([3] * 90 + [7] * 10))
+    assert [len(b) for b in bins] == [90, 10]
+
+
+def test_disagreements_use_the_majority_over_seeds(y):
+    rng = np.random.default_rng(3)
+    base = rng.random(N) < 0.7
+    better = base.copy()
+    better[:40] = True  # right on 40 more texts ...
+    better[40:50] = False  # ... and wrong on 10 the baseline gets (where the baseline was right)
+    base_right_40_50 = base[40:50].sum()
+    a = [neural("a", s, y, proba_for(y, base)) for s in (1, 2, 3)]
+    # two of three seeds agree on `better`; the third is all wrong: the majority is `better`
+    b = [neural("b", 1, y, proba_for(y, better)), neural("b", 2, y, proba_for(y, better)), neural("b", 3, y, proba_for(y, np.zeros(N, bool)))]
+    texts = [f"text {i}" for i in range(N)]
+    d = compare(a + b, "a", label_names=LABELS, n_boot=50, texts=texts)["variants"]["b"]["disagreements"]
+    assert d["wins"] == int((~base[:40]).sum()) and d["losses"] == int(base_right_40_50)
+    assert len(d["examples"]["wins"]) == min(10, d["wins"])
+    first = d["examples"]["wins"][0]
+    i = int(first["text"].split()[1])
+    assert i < 40 and not base[i] and first["label"] == LABELS[y[i]] and first["variant"] == LABELS[y[i]]
+
+
+def test_slice_columns(y):
+    domain = np.where(np.arange(N) % 2 == 0, "film", "book")
+    right_on_film = domain == "film"
+    a = [neural("a", 1, y, proba_for(y, np.ones(N, bool)))]
+    b = [neural("b", 1, y, proba_for(y, right_on_film))]
+    s = compare(a + b, "a", label_names=LABELS, n_boot=50, slice_columns={"domain": list(domain)})
+    rows = {r["value"]: r for r in s["variants"]["b"]["slices"]["domain"]}
+    assert rows["film"]["accuracy"] == 1.0 and rows["book"]["accuracy"] == 0.0 and rows["book"]["n"] == N // 2
+    with pytest.raises(ValueError, match="slice column 'domain'"):
+        compare(a + b, "a", label_names=LABELS, slice_columns={"domain": ["x"]})
 
 
 def test_summary_macro_f1_agrees_with_sklearn(records, summary):
@@ -264,7 +356,7 @@ def test_compare_is_fast_enough():
             recs.append(neural(f"v{v}", s, y, proba_for(y, correct, k, seed=v * 10 + s)))
     compare(recs[:6], "v0", label_names=list("abcd"), n_boot=50)  # warm-up imports
     start = time.perf_counter()
-    compare(recs, "v0", label_names=list("abcd"), n_boot=2000)
+    compare(recs, "v0", label_names=list("abcd"), lengths=np.arange(n), texts=[str(i) for i in range(n)])
     assert time.perf_counter() - start < 3.0
 
 
@@ -309,7 +401,7 @@ def test_render_table(summary):
     b_line = next(line for line in text.splitlines() if line.strip("│ ").startswith("b "))
     c_line = next(line for line in text.splitlines() if line.strip("│ ").startswith("c "))
     d = summary["variants"]["b"]["delta_accuracy"]
-    # CI brackets survive rendering (not eaten as markup) and b carries the p < 0.05 marker; c does not.
+    # CI brackets survive rendering (not eaten as markup) and b carries the (Holm-adjusted) marker; c does not.
     assert f"[{100 * d['ci_low']:+.1f}, {100 * d['ci_high']:+.1f}] *" in b_line
     assert "*" not in c_line
 
@@ -349,7 +441,7 @@ def test_report_with_tfidf_and_depths(y, tmp_path):
             metrics={"params": 50_000, "train_seconds": 0.5}, history=[],
             y_true=y, proba=proba_for(y, correct, seed=90 + k), run_id=None, cached=True,
         ))
-    s = compare(recs, "rnn", label_names=LABELS, n_boot=200)
+    s = compare(recs, "rnn", label_names=LABELS, n_boot=100)
     assert s["variants"]["tfidf"]["cell"] is None and s["variants"]["tfidf"]["run_ids"] == [None, None]
     out = write_report(s, recs, tmp_path, title="Mixed")
     names = {p.name for p in out["plots"]}

@@ -165,7 +165,8 @@ def test_bidirectional_matches_torch_on_unpadded_texts(cell, layers):
     """Reference: torch's fused bidirectional module on each text alone (no padding)."""
     model = make_model(cell, layers, True, "last").eval()
     enc = model.encoder
-    ref = CELLS[cell](EMB, HIDDEN, num_layers=layers, bidirectional=True).eval()
+    torch_cells = {"rnn": nn.RNN, "gru": nn.GRU, "lstm": nn.LSTM}  # torch's own fused bidirectional modules
+    ref = torch_cells[cell](EMB, HIDDEN, num_layers=layers, bidirectional=True, batch_first=True).eval()
     with torch.no_grad():
         for i, layer in enumerate(enc.stack):
             for suffix, direction in (("", "fwd"), ("_reverse", "bwd")):
@@ -244,6 +245,75 @@ def test_lstm_forget_gate_bias_is_one():
             assert torch.all(bias[HIDDEN : 2 * HIDDEN] == 1) and torch.all(bias[:HIDDEN] == 0)
 
 
+@pytest.mark.parametrize("bidirectional", [False, True])
+def test_chrono_initialisation_follows_the_formula(bidirectional):
+    """Tallec & Ollivier (2018): keep-gate bias log U(1, T_max - 1); the LSTM input gate gets its negative."""
+    T = 400
+    torch.manual_seed(0)
+    lstm = build_encoder(cell="lstm", input_size=EMB, hidden_size=64, layers=2, bidirectional=bidirectional, init="chrono", chrono_max_length=T)
+    torch.manual_seed(0)
+    gru = build_encoder(cell="gru", input_size=EMB, hidden_size=64, layers=2, bidirectional=bidirectional, init="chrono", chrono_max_length=T)
+    H = 64
+    for enc, keep in ((lstm, slice(H, 2 * H)), (gru, slice(H, 2 * H))):
+        modules = [enc.rnn] if not bidirectional else [m for layer in enc.stack for m in layer.values()]
+        suffixes = ("_l0", "_l1") if not bidirectional else ("_l0",)
+        us = []
+        for m in modules:
+            for sfx in suffixes:
+                b_ih, b_hh = getattr(m, "bias_ih" + sfx), getattr(m, "bias_hh" + sfx)
+                assert torch.all(b_hh == 0)
+                u = b_ih[keep].exp()
+                assert torch.all(u >= 1 - 1e-5) and torch.all(u <= T - 1 + 1e-3)
+                us.append(u.detach())
+                if enc.cell == "lstm":
+                    assert torch.equal(b_ih[:H], -b_ih[keep])  # input gate
+                    assert torch.all(b_ih[2 * H :] == 0)
+                else:
+                    assert torch.all(b_ih[:H] == 0) and torch.all(b_ih[2 * H :] == 0)  # reset and candidate
+        u = torch.cat(us)  # 128-256 draws of U(1, T - 1): mean (T/2 = 200), sd ((T - 2) / sqrt(12) = 115)
+        assert 170 < u.mean() < 230 and 90 < u.std() < 140
+    # standard initialisation is untouched by the option (same draws as before it existed)
+    torch.manual_seed(0)
+    a = build_encoder(cell="lstm", input_size=EMB, hidden_size=HIDDEN)
+    torch.manual_seed(0)
+    b = build_encoder(cell="lstm", input_size=EMB, hidden_size=HIDDEN, init="standard")
+    assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters()))
+
+
+def test_chrono_needs_gates_and_a_length():
+    with pytest.raises(ConfigError, match="tanh RNN has no gates"):
+        build_encoder(cell="rnn", input_size=EMB, hidden_size=HIDDEN, init="chrono", chrono_max_length=100)
+    with pytest.raises(ConfigError, match="encoder.chrono_max_length"):
+        build_encoder(cell="lstm", input_size=EMB, hidden_size=HIDDEN, init="chrono")
+    from textclf.pipeline.config import load_config
+
+    with pytest.raises(ConfigError, match="no such gates"):
+        load_config(overrides=["encoder.cell=rnn", "encoder.init=chrono"])
+    with pytest.raises(ConfigError, match="encoder.init must be 'standard'"):
+        load_config(overrides=["encoder.cell=cnn", "encoder.init=chrono"])
+
+
+@pytest.mark.parametrize("cell,layers,bidirectional,pooling", RECURRENT, ids=[i for c, i in zip(ALL, IDS) if c in RECURRENT])
+def test_packed_path_matches_the_padded_path(cell, layers, bidirectional, pooling):
+    """The GPU path (packed sequences, one fused call for all layers and directions) computes the same
+    function, with the same gradients, as the CPU path (padded, per-direction reversal). Checked on the
+    CPU in float64, where both run; on a GPU the packed call is cuDNN's."""
+    model = make_model(cell, layers, bidirectional, pooling, dropout=0.0).double().eval()
+    tokens, lengths = make_batch(extra=2)
+    x = model.embedding(tokens).detach().requires_grad_(True)
+    enc = model.encoder
+    outputs, grads = [], []
+    for packed in (False, True):
+        enc.packed = packed
+        out = enc(x, lengths)
+        outputs.append(out)
+        grads.append(torch.autograd.grad((out * torch.linspace(-1, 1, out.numel()).view_as(out)).sum(), [x, *enc.parameters()]))
+    enc.packed = None
+    torch.testing.assert_close(outputs[1], outputs[0], atol=1e-10, rtol=1e-9)
+    for a, b in zip(grads[0], grads[1]):
+        torch.testing.assert_close(b, a, atol=1e-10, rtol=1e-9)
+
+
 def test_registry_and_factory():
     assert set(ENCODERS) == {"rnn", "gru", "lstm", "cnn"}
     assert POOLINGS == ("last", "mean", "max", "attention")
@@ -309,15 +379,3 @@ def test_bad_lengths_raise_value_error():
         model(tokens, torch.tensor([5, 0, 7, 1]))
     with pytest.raises(ValueError):
         model(tokens, torch.tensor([5, 3, 8, 1]))
-
-
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
-@pytest.mark.parametrize("bidirectional", [False, True])
-def test_cuda_matches_cpu(bidirectional):
-    model = make_model("lstm", 2, bidirectional, "attention").eval()
-    tokens, lengths = make_batch()
-    expected = pooled(model, tokens, lengths)
-    model.cuda()
-    for lens in (lengths, lengths.cuda()):  # lengths on the CPU or on the device
-        got = pooled(model, tokens.cuda(), lens)
-        assert torch.allclose(got.cpu(), expected, atol=1e-4)

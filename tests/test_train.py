@@ -228,6 +228,29 @@ def test_a_registered_metric_is_computed_every_epoch_and_can_stop_early(monkeypa
     assert calls[0].startswith("epoch 1/1") and calls[1][0] == 1
 
 
+def _scripted_validation(monkeypatch, accuracies):
+    """Make every epoch's validation report the next of ``accuracies`` (the training itself still runs)."""
+    scores = iter(accuracies)
+    monkeypatch.setattr(Trainer, "evaluate", lambda self, split: {"val_loss": 1.0, "val_accuracy": next(scores), "val_macro_f1": 0.0})
+
+
+def test_a_plateau_before_min_epochs_is_not_stopped(monkeypatch):
+    """Validation flat for 4 epochs, then better: with patience 3 the run must not stop at the plateau."""
+    _scripted_validation(monkeypatch, [0.5, 0.5, 0.5, 0.5, 0.5, 0.9, 0.9, 0.9, 0.9, 0.9])
+    _, result = fit(cfg(epochs=10, patience=3))  # min_epochs null: half of the epochs
+    assert result.best_epoch == 6 and result.best_metric == 0.9
+    assert result.stopped_early and len(result.history) == 9  # 3 epochs without improvement after the best
+
+
+def test_patience_counts_only_after_min_epochs(monkeypatch):
+    _scripted_validation(monkeypatch, [0.6] + [0.5] * 9)
+    _, result = fit(cfg(epochs=10, patience=2, min_epochs=4))
+    assert result.stopped_early and len(result.history) == 6 and result.best_epoch == 1  # epochs 5 and 6 count
+    _scripted_validation(monkeypatch, [0.6] + [0.5] * 9)
+    _, result = fit(cfg(epochs=10, patience=2, min_epochs=0))
+    assert len(result.history) == 3  # no minimum: the old behaviour
+
+
 # --------------------------------------------------------------------------- checkpoints
 
 

@@ -78,7 +78,7 @@ def run_pipeline(
     force: bool = False,
     register: str | None = None,
     executor: str = "local",
-    jobs: int = 1,
+    jobs: int | str = "auto",
     quiet: bool = True,
 ) -> "PipelineResult":
     """Run a pipeline exactly as ``textclf run PIPELINE --set ... --variant ...`` does.

@@ -1,23 +1,31 @@
-"""The compare stage: aggregate every variant × seed run and test the differences.
+"""The comparison: every variant × seed run summarised, tested against the baseline, and sliced.
 
-The pipeline trains each variant under several seeds and scores all of them on
-the same test set. :func:`compare` turns those runs into one JSON-serialisable
-summary — per-variant means and seed standard deviations, plus the difference
-from a baseline variant with a bootstrap confidence interval and p-value —
-:func:`render_table` shows it in the terminal, and :func:`write_report` writes
-a markdown report, ``summary.json`` and comparison plots.
+The pipeline trains each variant under several seeds and scores all of them
+on the same test set. :func:`compare` turns those runs into one
+JSON-serialisable summary:
 
-Accuracy and macro-F1 are recomputed here from each run's stored test
-probabilities (argmax, exactly as :mod:`textclf.core.metrics` does) so that the
-point estimates and the bootstrap are computed from the very same predictions.
-All accuracy-like quantities in the summary are fractions in [0, 1]; the table
-and the report show them as percentage points.
+* per variant, mean ± seed sd of test accuracy and macro-F1 (recomputed here
+  from each run's stored test probabilities, exactly as
+  :mod:`textclf.core.metrics` does), of validation accuracy and of the cost
+  metrics, and the parameter count;
+* per variant, the difference from the baseline with an interval and p-value
+  that hold their nominal rate with few seeds (:mod:`textclf.analysis.stats`:
+  paired over test examples, with each variant's seed-to-seed variance), and
+  Holm-adjusted p-values across the variants compared with the one baseline;
+* *where* a variant differs: accuracy per text-length quintile (and per value
+  of any ``data.slice_columns``) beside the baseline's, and the test texts it
+  gets right and the baseline wrong, and the reverse (majority vote over seeds);
+* the best variant, chosen on **validation** data (mean over seeds of the
+  early-stopping metric); test data decides nothing.
+
+:mod:`textclf.analysis.report` shows the summary. All accuracy-like
+quantities are fractions in [0, 1].
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,6 +36,7 @@ __all__ = ["RunRecord", "compare"]
 # Run metrics summarised as {"mean", "sd"} over seeds, taken from RunRecord.metrics.
 COST_METRICS = (
     "val_accuracy",
+    "val_macro_f1",
     "train_seconds",
     "tokens_per_second",
     "latency_p50_ms",
@@ -35,10 +44,8 @@ COST_METRICS = (
     "texts_per_s_b256",
     "generalization_gap",
 )
-
-# Bound on weight-matrix elements (iterations × examples) held at once.
-_CHUNK_ELEMENTS = 4_000_000
-_ALPHA = 0.05
+MAX_EXAMPLES = 10  # disagreement examples kept per direction and variant
+N_LENGTH_SLICES = 5
 
 
 @dataclass(kw_only=True)
@@ -59,9 +66,7 @@ class RunRecord:
     cached: bool = False
 
 
-# --------------------------------------------------------------------------- #
-# Validation and grouping
-# --------------------------------------------------------------------------- #
+# --------------------------------------------------------------------------- validation and grouping
 
 
 def _test_set(records: Sequence[RunRecord], n_classes: int | None) -> tuple[np.ndarray, np.ndarray, int]:
@@ -73,7 +78,7 @@ def _test_set(records: Sequence[RunRecord], n_classes: int | None) -> tuple[np.n
     preds = np.empty((len(records), y.size), dtype=np.int64)
     for i, rec in enumerate(records):
         other = np.asarray(rec.y_true)
-        # Paired resampling only makes sense if example i is the same example in every run.
+        # Paired comparison only makes sense if example i is the same example in every run.
         if other.shape != y.shape or not np.array_equal(other.astype(np.int64), y):
             raise ValueError(
                 f"record {rec.variant}/seed {rec.seed} was scored on a different test set "
@@ -117,122 +122,7 @@ def _group(records: Sequence[RunRecord]) -> tuple[list[RunRecord], list[_Group]]
     return ordered, groups
 
 
-# --------------------------------------------------------------------------- #
-# Scores under resampling weights
-# --------------------------------------------------------------------------- #
-
-
-def _resample_weights(rng: np.random.Generator, n_iter: int, n: int) -> np.ndarray:
-    """(n_iter, n) multiplicity of each example in each bootstrap resample.
-
-    Drawing indices with replacement and counting them turns "score on the
-    resampled examples" into a weighted sum, which a matrix product computes
-    for every run and iteration at once.
-    """
-    idx = rng.integers(0, n, size=(n_iter, n))
-    idx += np.arange(n_iter, dtype=idx.dtype)[:, None] * n
-    return np.bincount(idx.ravel(), minlength=n_iter * n).reshape(n_iter, n).astype(np.float64)
-
-
-def _scores(weights: np.ndarray, y: np.ndarray, preds: np.ndarray, n_classes: int) -> tuple[np.ndarray, np.ndarray]:
-    """Accuracy and macro-F1 of every run under every weight row: two (B, R) arrays.
-
-    Macro-F1 is the unweighted mean over all ``n_classes`` classes of
-    2·TP / (support + predicted count), with 0 for a class that is neither
-    present nor predicted — the same definition as sklearn's
-    ``f1_score(labels=range(C), average="macro", zero_division=0)`` used by
-    :mod:`textclf.core.metrics`.
-    """
-    n_iter, n = weights.shape
-    n_runs = preds.shape[0]
-    totals = weights.sum(axis=1, keepdims=True)
-    correct = preds == y[None, :]  # (R, N)
-    accuracy = (weights @ correct.T.astype(np.float64)) / totals
-
-    true_onehot = np.zeros((n, n_classes))
-    true_onehot[np.arange(n), y] = 1.0
-    support = weights @ true_onehot  # (B, C), shared by every run
-
-    # Per run, C columns of "correct and true class c" and C of "predicted c";
-    # runs are processed in blocks so the design matrix stays small.
-    block = max(1, _CHUNK_ELEMENTS // (n * 2 * n_classes))
-    macro_f1 = np.empty((n_iter, n_runs))
-    for start in range(0, n_runs, block):
-        stop = min(start + block, n_runs)
-        k = stop - start
-        design = np.zeros((n, k, 2, n_classes))
-        run = np.arange(k)[:, None]
-        example = np.arange(n)[None, :]
-        design[example, run, 0, y[None, :]] = correct[start:stop]
-        design[example, run, 1, preds[start:stop]] = 1.0
-        counts = (weights @ design.reshape(n, -1)).reshape(n_iter, k, 2, n_classes)
-        tp, predicted = counts[:, :, 0, :], counts[:, :, 1, :]
-        denom = support[:, None, :] + predicted
-        f1 = np.divide(2.0 * tp, denom, out=np.zeros_like(tp), where=denom > 0)
-        macro_f1[:, start:stop] = f1.mean(axis=2)
-    return accuracy, macro_f1
-
-
-def _bootstrap_deltas(
-    groups: Sequence[_Group],
-    baseline: _Group,
-    y: np.ndarray,
-    preds: np.ndarray,
-    n_classes: int,
-    n_boot: int,
-    seed: int,
-) -> dict[str, dict[str, np.ndarray]]:
-    """Hierarchical paired bootstrap of (variant − baseline) for every variant.
-
-    Each iteration draws one set of example indices shared by all variants
-    (paired over examples) and, per variant, a resample of its seeds; the
-    statistic is the seed-mean metric on the resampled examples.
-    """
-    rng = np.random.default_rng(seed)
-    n = y.size
-    chunk = max(1, min(n_boot, _CHUNK_ELEMENTS // n))
-    means: dict[str, dict[str, list[np.ndarray]]] = {g.name: {"accuracy": [], "macro_f1": []} for g in groups}
-    done = 0
-    while done < n_boot:
-        b = min(chunk, n_boot - done)
-        weights = _resample_weights(rng, b, n)
-        accuracy, macro_f1 = _scores(weights, y, preds, n_classes)
-        iteration = np.arange(b)[:, None]
-        for g in groups:
-            s = len(g.rows)
-            cols = g.rows[rng.integers(0, s, size=(b, s))]  # (b, s) resampled seeds
-            means[g.name]["accuracy"].append(accuracy[iteration, cols].mean(axis=1))
-            means[g.name]["macro_f1"].append(macro_f1[iteration, cols].mean(axis=1))
-        done += b
-    joined = {name: {m: np.concatenate(v) for m, v in d.items()} for name, d in means.items()}
-    base = joined[baseline.name]
-    return {
-        g.name: {m: joined[g.name][m] - base[m] for m in ("accuracy", "macro_f1")}
-        for g in groups
-        if g.name != baseline.name
-    }
-
-
-def _delta_stats(observed: float, deltas: np.ndarray | None) -> dict[str, float | None]:
-    if deltas is None or deltas.size == 0:
-        return {"mean": _num(observed), "ci_low": None, "ci_high": None, "p_value": None}
-    n_boot = deltas.size
-    low, high = np.percentile(deltas, [100 * _ALPHA / 2, 100 * (1 - _ALPHA / 2)])
-    # Two-sided: how often the bootstrap lands on either side of "no difference";
-    # the +1 keeps a finite number of iterations from ever claiming p = 0.
-    p_le = (np.count_nonzero(deltas <= 0) + 1) / (n_boot + 1)
-    p_ge = (np.count_nonzero(deltas >= 0) + 1) / (n_boot + 1)
-    return {
-        "mean": _num(observed),
-        "ci_low": _num(low),
-        "ci_high": _num(high),
-        "p_value": float(min(1.0, 2.0 * min(p_le, p_ge))),
-    }
-
-
-# --------------------------------------------------------------------------- #
-# Summary
-# --------------------------------------------------------------------------- #
+# --------------------------------------------------------------------------- small helpers
 
 
 def _num(value: Any) -> float | None:
@@ -250,23 +140,108 @@ def _mean_sd(values: Sequence[Any]) -> dict[str, float | None]:
     if not finite:
         return {"mean": None, "sd": None}
     arr = np.asarray(finite)
-    sd = float(arr.std(ddof=1)) if arr.size > 1 else 0.0
-    return {"mean": float(arr.mean()), "sd": sd}
+    return {"mean": float(arr.mean()), "sd": float(arr.std(ddof=1)) if arr.size > 1 else 0.0}
 
 
-def _significance_text(n_boot: int, seed: int, baseline: str | None) -> str:
-    text = (
-        f"Differences from the baseline are tested with a hierarchical paired bootstrap ({n_boot} iterations, seed {seed}): "
-        "each iteration resamples the test examples with replacement, using the same examples for every variant "
-        "(paired), and independently resamples each variant's training seeds with replacement; the difference is "
-        "between the seed-averaged accuracies (and macro-F1 scores) on those examples. "
-        "Resampling both levels makes the 95% percentile intervals and two-sided p-values reflect test-set sampling "
-        "noise and run-to-run variation from the random seed together (a variant with a single seed contributes "
-        "test-set noise only). "
-        "p-values are not corrected for the number of variants compared."
-    )
+def _delta(result: Mapping[str, Any]) -> dict[str, Any]:
+    """The summary's view of a paired comparison (``mean`` is the difference of seed means)."""
+    return {
+        "mean": _num(result["delta"]),
+        "ci_low": _num(result["ci_low"]),
+        "ci_high": _num(result["ci_high"]),
+        "p_value": _num(result["p_value"]),
+        "p_adjusted": None,  # filled in by Holm across the variants
+        "se": _num(result["se"]),
+        "df": _num(result["df"]),
+        "seed_variance": bool(result["seed_variance"]),
+    }
+
+
+# --------------------------------------------------------------------------- where a variant differs
+
+
+def length_bins(lengths: np.ndarray, n_bins: int = N_LENGTH_SLICES) -> list[np.ndarray]:
+    """Index arrays of the length quintiles (bins merge where lengths tie at an edge)."""
+    lengths = np.asarray(lengths)
+    edges = np.unique(np.quantile(lengths, np.linspace(0, 1, n_bins + 1)[1:-1], method="lower"))
+    which = np.searchsorted(edges, lengths, side="left")  # bin b holds edges[b-1] < length <= edges[b]
+    return [np.flatnonzero(which == b) for b in range(len(edges) + 1) if np.any(which == b)]
+
+
+def _slice_rows(correct: np.ndarray, base_correct: np.ndarray, parts: list[tuple[dict[str, Any], np.ndarray]]) -> list[dict[str, Any]]:
+    rows = []
+    for info, idx in parts:
+        rows.append({
+            **info,
+            "n": int(idx.size),
+            "accuracy": float(correct[:, idx].mean()),
+            "baseline_accuracy": None if base_correct is None else float(base_correct[:, idx].mean()),
+        })
+    return rows
+
+
+def _slices(correct: np.ndarray, base_correct: np.ndarray | None, lengths: np.ndarray | None,
+            columns: Mapping[str, np.ndarray]) -> dict[str, list[dict[str, Any]]]:
+    out: dict[str, list[dict[str, Any]]] = {}
+    if lengths is not None:
+        parts = [({"lo": int(lengths[idx].min()), "hi": int(lengths[idx].max())}, idx) for idx in length_bins(lengths)]
+        out["length"] = _slice_rows(correct, base_correct, parts)
+    for name, values in columns.items():
+        values = np.asarray(values).astype(str)
+        parts = [({"value": v}, np.flatnonzero(values == v)) for v in sorted(set(values.tolist()), key=_natural)]
+        out[name] = _slice_rows(correct, base_correct, parts)
+    return out
+
+
+def _natural(value: str) -> tuple:
+    return (0, int(value), "") if value.lstrip("-").isdigit() else (1, 0, value)
+
+
+def _majority(preds: np.ndarray) -> np.ndarray:
+    """The most frequent prediction over seeds for every example (ties: the smallest class)."""
+    n_classes = int(preds.max()) + 1
+    counts = np.zeros((n_classes, preds.shape[1]), dtype=np.int64)
+    for row in preds:
+        counts[row, np.arange(preds.shape[1])] += 1
+    return counts.argmax(axis=0)
+
+
+def _disagreements(y, preds, base_preds, label_names, texts) -> dict[str, Any]:
+    """Texts the variant gets right and the baseline wrong ("wins"), and the reverse, by majority vote over seeds."""
+    vote, base_vote = _majority(preds), _majority(base_preds)
+    right, base_right = vote == y, base_vote == y
+    out: dict[str, Any] = {"wins": int(np.sum(right & ~base_right)), "losses": int(np.sum(~right & base_right)), "examples": {}}
+    for kind, mask in (("wins", right & ~base_right), ("losses", ~right & base_right)):
+        out["examples"][kind] = [
+            {"text": None if texts is None else str(texts[i]), "label": label_names[y[i]],
+             "variant": label_names[vote[i]], "baseline": label_names[base_vote[i]]}
+            for i in np.flatnonzero(mask)[:MAX_EXAMPLES]
+        ]
+    return out
+
+
+# --------------------------------------------------------------------------- the summary
+
+
+def _significance_text(baseline: str | None, alpha: float, n_boot: int, single_seed: list[str]) -> str:
     if baseline is None:
-        text += " No baseline was given, so no differences were tested."
+        return "No baseline was given, so no differences were tested."
+    text = (
+        f"Each difference from the baseline is tested with a paired t interval (level {1 - alpha:.0%}) whose variance "
+        "combines the test-example variance of the per-example differences (the same examples for both variants) "
+        "with each variant's seed-to-seed variance of accuracy (net of the prediction noise already counted), on "
+        "Welch-Satterthwaite degrees of freedom; with three seeds it holds its nominal false-positive rate "
+        "(see the README's calibration table). Macro-F1 uses the same decomposition with a paired bootstrap over "
+        f"examples ({n_boot} draws). p-values are Holm-adjusted across the variants compared with the baseline; "
+        "* marks an adjusted p below "
+        f"{alpha:g}."
+    )
+    if single_seed:
+        text += (
+            f" {', '.join(single_seed)} {'has' if len(single_seed) == 1 else 'have'} a single seed: "
+            "seed-to-seed variation cannot be estimated there, so those intervals cover test-example variance only "
+            "and are too narrow when seeds matter. Run more seeds."
+        )
     return text
 
 
@@ -275,41 +250,43 @@ def compare(
     baseline: str | None,
     *,
     label_names: Sequence[str],
-    n_boot: int = 2000,
+    select_by: str = "val_accuracy",
+    alpha: float = 0.05,
+    lengths: Sequence[int] | None = None,
+    slice_columns: Mapping[str, Sequence[Any]] | None = None,
+    texts: Sequence[str] | None = None,
+    n_boot: int = 1000,
     seed: int = 0,
 ) -> dict[str, Any]:
-    """Summarise every variant over its seeds and test it against ``baseline``.
+    """Summarise every variant over its seeds, test it against ``baseline`` and say where it differs.
 
-    Returns the JSON-serialisable summary described in the module docstring:
-    per-variant metadata, ``{"mean", "sd"}`` over seeds of test accuracy,
-    macro-F1 and the run-cost metrics in :data:`COST_METRICS` (missing values
-    are ignored; all missing gives ``None``), mean parameter count, and
-    ``delta_accuracy`` / ``delta_macro_f1`` versus the baseline (observed
-    difference of seed means, bootstrap 95% CI and p-value; ``None`` for the
-    baseline itself or when ``baseline`` is ``None``). Deterministic given
-    ``seed``. ``n_boot=0`` skips the bootstrap (CI and p-value are ``None``).
+    ``select_by``: the validation metric (a key of each record's metrics, e.g.
+    ``val_accuracy`` or ``val_macro_f1``) whose mean over seeds picks the best
+    variant. ``lengths`` (token counts of the test texts), ``slice_columns``
+    ({name: value per test text}) and ``texts`` (for disagreement examples)
+    are optional. Deterministic given ``seed`` (the macro-F1 bootstrap).
     """
+    from textclf.analysis.metric_stats import paired_comparison_metric
+    from textclf.analysis.stats import holm, paired_comparison
+    from textclf.core.metrics import macro_f1
+
     if not records:
         raise ValueError("compare() needs at least one record")
-    if n_boot < 0:
-        raise ValueError(f"n_boot must be >= 0, got {n_boot}")
     label_names = [str(x) for x in label_names]
     ordered, groups = _group(records)
     names = [g.name for g in groups]
     if baseline is not None and baseline not in names:
         raise ValueError(f"baseline {baseline!r} is not among the variants: {', '.join(names)}")
     y, preds, n_classes = _test_set(ordered, len(label_names) or None)
+    for what, seq in (("lengths", lengths), ("texts", texts), *((f"slice column {k!r}", v) for k, v in (slice_columns or {}).items())):
+        if seq is not None and len(seq) != y.size:
+            raise ValueError(f"{what} has {len(seq)} entries, expected one per test example ({y.size})")
+    lengths_arr = None if lengths is None else np.asarray(lengths, dtype=np.int64)
+    correct = (preds == y[None, :]).astype(np.int8)  # (R, N)
+    accuracy = correct.mean(axis=1)
+    f1 = np.array([macro_f1(y, p, n_classes) for p in preds])
 
-    # Observed scores are the bootstrap statistic under unit weights.
-    observed_acc, observed_f1 = (a[0] for a in _scores(np.ones((1, y.size)), y, preds, n_classes))
-
-    base_group = next((g for g in groups if g.name == baseline), None)
-    deltas = (
-        _bootstrap_deltas(groups, base_group, y, preds, n_classes, n_boot, seed)
-        if base_group is not None and n_boot > 0
-        else {}
-    )
-
+    base = next((g for g in groups if g.name == baseline), None)
     variants: dict[str, Any] = {}
     for g in groups:
         first = g.records[0]
@@ -320,44 +297,51 @@ def compare(
             "bidirectional": None if first.bidirectional is None else bool(first.bidirectional),
             "seeds": [int(r.seed) for r in g.records],
             "n_seeds": len(g.records),
-            "test_accuracy": _mean_sd(observed_acc[g.rows]),
-            "test_macro_f1": _mean_sd(observed_f1[g.rows]),
+            "test_accuracy": _mean_sd(accuracy[g.rows]),
+            "test_macro_f1": _mean_sd(f1[g.rows]),
         }
         params = _mean_sd([r.metrics.get("params") for r in g.records])["mean"]
         entry["params"] = None if params is None else int(round(params))
         for key in COST_METRICS:
             entry[key] = _mean_sd([r.metrics.get(key) for r in g.records])
-        if base_group is None or g is base_group:
-            entry["delta_accuracy"] = entry["delta_macro_f1"] = None
+        if base is None or g is base:
+            entry["delta_accuracy"] = entry["delta_macro_f1"] = entry["disagreements"] = None
         else:
-            for metric, observed in (("accuracy", observed_acc), ("macro_f1", observed_f1)):
-                point = observed[g.rows].mean() - observed[base_group.rows].mean()
-                entry[f"delta_{metric}"] = _delta_stats(point, deltas.get(g.name, {}).get(metric))
+            entry["delta_accuracy"] = _delta(paired_comparison(correct[g.rows], correct[base.rows], alpha=alpha))
+            entry["delta_macro_f1"] = _delta(paired_comparison_metric(preds[g.rows], preds[base.rows], y, n_classes, alpha=alpha, n_boot=n_boot, seed=seed))
+            entry["disagreements"] = _disagreements(y, preds[g.rows], preds[base.rows], label_names, texts)
+        entry["slices"] = _slices(correct[g.rows], None if base is None else correct[base.rows], lengths_arr, slice_columns or {})
         entry["run_ids"] = [r.run_id for r in g.records]
         entry["cached"] = all(bool(r.cached) for r in g.records)
         variants[g.name] = entry
 
-    best = max(names, key=lambda name: variants[name]["test_accuracy"]["mean"])
+    compared = [n for n in names if variants[n]["delta_accuracy"] is not None]
+    for metric in ("delta_accuracy", "delta_macro_f1"):
+        adjusted = holm([variants[n][metric]["p_value"] for n in compared])
+        for n, p in zip(compared, adjusted):
+            variants[n][metric]["p_adjusted"] = p
+
+    def score(name: str) -> float:
+        value = variants[name].get(select_by, {}).get("mean") if isinstance(variants[name].get(select_by), dict) else None
+        return -math.inf if value is None else value
+
+    best = max(names, key=score)  # first of equals wins: the pipeline's order
+    single_seed = [g.name for g in groups if len(g.records) == 1]
     return {
         "baseline": baseline,
         "n_test": int(y.size),
         "n_classes": n_classes,
         "label_names": label_names,
-        "n_boot": int(n_boot),
-        "bootstrap_seed": int(seed),
-        "significance": _significance_text(n_boot, seed, baseline),
+        "alpha": alpha,
+        "method": {
+            "accuracy": "paired t: test-example + seed variance, Welch-Satterthwaite df",
+            "macro_f1": f"paired t: seed variance + paired example bootstrap ({n_boot} draws, seed {seed})",
+            "multiplicity": "Holm over the variants compared with the baseline",
+        },
+        "significance": _significance_text(baseline, alpha, n_boot, single_seed),
+        "slices": {"length": "tokens of the shared tokenizer, quintiles of the test set"} if lengths is not None else {},
         "variants": variants,
-        "best_variant": best,
+        "best_variant": best if score(best) > -math.inf else None,
+        "best_variant_metric": select_by,
+        "best_variant_by": f"highest mean {select_by} over seeds (validation data; test data decides nothing)",
     }
-
-
-# --------------------------------------------------------------------------- #
-# Table (terminal and markdown share the same cells)
-# --------------------------------------------------------------------------- #
-
-
-# --------------------------------------------------------------------------- #
-# Report
-# --------------------------------------------------------------------------- #
-
-

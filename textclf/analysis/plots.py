@@ -19,6 +19,7 @@ from typing import Any
 
 __all__ = [
     "plot_accuracy_by_depth",
+    "plot_accuracy_by_length",
     "plot_accuracy_vs_cost",
     "plot_confusion_matrix",
     "plot_learning_curves",
@@ -290,6 +291,34 @@ def plot_accuracy_by_depth(summary: dict[str, Any], path: str | Path, title: str
     ax.set_xlabel("layers")
     ax.set_ylabel("test accuracy (%)")
     ax.set_title(title or "Test accuracy by depth")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def plot_accuracy_by_length(summary: dict[str, Any], path: str | Path, title: str | None = None) -> Path | None:
+    """Test accuracy per text-length quintile, one line per variant (the baseline dashed).
+
+    Reads ``variants.<name>.slices.length`` of the summary; returns ``None``
+    without writing anything when no variant has length slices.
+    """
+    series = {name: (entry.get("slices") or {}).get("length") for name, entry in summary.get("variants", {}).items()}
+    series = {name: rows for name, rows in series.items() if rows}
+    if not series:
+        return None
+    fig = _new_figure(7.0, 5.0)
+    ax = fig.add_subplot(1, 1, 1)
+    baseline = summary.get("baseline")
+    for (name, rows), colour in zip(series.items(), _colours(len(series))):
+        ax.plot(range(len(rows)), [100 * r["accuracy"] for r in rows], "--" if name == baseline else "-", marker="o",
+                color=colour, label=name + (" (baseline)" if name == baseline else ""))
+    bins = next(iter(series.values()))
+    ax.set_xticks(range(len(bins)))
+    ax.set_xticklabels([f"{r['lo']}–{r['hi']}\n(n={r['n']})" for r in bins], fontsize=8)
+    ax.set_xlabel("text length in tokens (quintiles of the test set)")
+    ax.set_ylabel("test accuracy (%)")
+    ax.set_title(title or "Where each variant wins: accuracy by text length")
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()

@@ -26,14 +26,21 @@ def _pct(stat: dict[str, Any] | None) -> str:
     return f"{100 * stat['mean']:.1f} ± {100 * (stat.get('sd') or 0.0):.1f}"
 
 
-def _delta_cell(delta: dict[str, Any] | None) -> str:
+def _significant(delta: dict[str, Any] | None, alpha: float) -> bool:
+    """Significant after Holm's adjustment (the raw p-value only where none was computed)."""
+    if not delta:
+        return False
+    p = delta.get("p_adjusted") if delta.get("p_adjusted") is not None else delta.get("p_value")
+    return p is not None and p < alpha
+
+
+def _delta_cell(delta: dict[str, Any] | None, alpha: float = _ALPHA) -> str:
     if not delta or delta.get("mean") is None:
         return _MISSING
     text = f"{100 * delta['mean']:+.1f}"
     if delta.get("ci_low") is not None and delta.get("ci_high") is not None:
         text += f" [{100 * delta['ci_low']:+.1f}, {100 * delta['ci_high']:+.1f}]"
-    p = delta.get("p_value")
-    if p is not None and p < _ALPHA:
+    if _significant(delta, alpha):
         text += " *"
     return text
 
@@ -46,16 +53,26 @@ def _plain(stat: dict[str, Any] | None, fmt: str) -> str:
 
 def _table_cells(summary: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
     baseline = summary.get("baseline")
-    headers = ["variant", "seeds", "acc % (±sd)", "macro-F1 % (±sd)"]
+    alpha = summary.get("alpha", _ALPHA)
+    headers = ["variant", "seeds", "val acc %", "acc % (±sd)", "macro-F1 % (±sd)"]
     if baseline is not None:
-        headers.append(f"Δacc vs {baseline} [95% CI]")
+        headers.append(f"Δacc vs {baseline} [{1 - alpha:.0%} CI]")
     headers += ["params", "train s", "tokens/s", "p50 ms", "gap"]
+    judged = "threshold" in summary  # a diagnostic task: success over seeds and speed to the threshold
+    if judged:
+        headers[2:2] = [f"success (≥{100 * summary['threshold']:.0f}%)", "epochs to it"]
     rows = []
     for name, v in summary["variants"].items():
         label = name + (" (baseline)" if name == baseline else "")
-        row = [label, str(v.get("n_seeds", "")), _pct(v.get("test_accuracy")), _pct(v.get("test_macro_f1"))]
+        val = v.get("val_accuracy")
+        row = [label, str(v.get("n_seeds", "")), _MISSING if not val or val.get("mean") is None else f"{100 * val['mean']:.1f}",
+               _pct(v.get("test_accuracy")), _pct(v.get("test_macro_f1"))]
+        if judged:
+            e = v.get("epochs_to_threshold") or {}
+            row[2:2] = [f"{v.get('successes', 0)}/{v.get('n_seeds', '')}",
+                        _MISSING if e.get("mean") is None else f"{e['mean']:.1f} ({e['reached']}/{e['seeds']})"]
         if baseline is not None:
-            row.append("baseline" if name == baseline else _delta_cell(v.get("delta_accuracy")))
+            row.append("baseline" if name == baseline else _delta_cell(v.get("delta_accuracy"), alpha))
         row += [
             _MISSING if v.get("params") is None else f"{v['params']:,}",
             _plain(v.get("train_seconds"), ".1f"),
@@ -67,16 +84,23 @@ def _table_cells(summary: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
     return headers, rows
 
 
+def caption(summary: dict[str, Any]) -> str:
+    """The table's footer: what the numbers are, what * means, how the best variant was chosen."""
+    text = f"test set: {summary.get('n_test')} examples; sd over seeds"
+    if summary.get("baseline") is not None:
+        text += f"; * = Holm-adjusted p < {summary.get('alpha', _ALPHA):g} (paired t with test-example and seed variance)"
+    if summary.get("best_variant"):
+        text += f"; bold = best by {summary.get('best_variant_by', 'validation')}"
+    return text
+
+
 def render_table(summary: dict[str, Any]):
-    """A :class:`rich.table.Table` with one row per variant (baseline marked, * = p < 0.05)."""
+    """A :class:`rich.table.Table` with one row per variant (baseline marked, best in bold, * = significant)."""
     from rich.table import Table
     from rich.text import Text
 
     headers, rows = _table_cells(summary)
-    caption = f"test set: {summary.get('n_test')} examples; sd over seeds"
-    if summary.get("baseline") is not None:
-        caption += "; * = p < 0.05 (hierarchical paired bootstrap)"
-    table = Table(title="Variant comparison", caption=caption)
+    table = Table(title="Variant comparison", caption=caption(summary))
     for i, header in enumerate(headers):
         table.add_column(header, justify="left" if i == 0 else "right", no_wrap=i == 0)
     best = summary.get("best_variant")
@@ -87,7 +111,7 @@ def render_table(summary: dict[str, Any]):
     return table
 
 
-def _markdown_table(summary: dict[str, Any]) -> str:
+def markdown_table(summary: dict[str, Any]) -> str:
     headers, rows = _table_cells(summary)
 
     def line(cells: Sequence[str]) -> str:
@@ -109,7 +133,10 @@ def _delta_note(delta: dict[str, Any] | None) -> str:
     text = f"{100 * delta['mean']:+.1f} points"
     if delta.get("ci_low") is not None:
         text += f" [{100 * delta['ci_low']:.1f}, {100 * delta['ci_high']:.1f}]"
-    return f"{text}, {_format_p(delta.get('p_value'))}"
+    text += f", {_format_p(delta.get('p_value'))}"
+    if delta.get("p_adjusted") is not None:
+        text += f" (Holm-adjusted {_format_p(delta['p_adjusted'])[2:]})"
+    return text
 
 
 def _variant_notes(summary: dict[str, Any]) -> list[str]:
@@ -126,9 +153,47 @@ def _variant_notes(summary: dict[str, Any]) -> list[str]:
             f"macro-F1 {_delta_note(v.get('delta_macro_f1'))} ({v['n_seeds']} vs {base_seeds} seeds)"
         )
         if v["n_seeds"] == 1 or base_seeds == 1:
-            note += " — a single seed on one side: seed-to-seed variation is not fully reflected"
+            note += " — a single seed on one side: the interval covers test-example variance only, not seed-to-seed variance"
         notes.append(note)
     return notes
+
+
+def _where_notes(summary: dict[str, Any]) -> list[str]:
+    """Markdown: accuracy per slice beside the baseline's, and the disagreement counts and examples."""
+    baseline = summary.get("baseline")
+    lines: list[str] = []
+    for name, v in summary["variants"].items():
+        if name == baseline or not (v.get("slices") or v.get("disagreements")):
+            continue
+        lines += [f"### {name}", ""]
+        for slice_name, rows in (v.get("slices") or {}).items():
+            if not rows:
+                continue
+            head = "tokens" if slice_name == "length" else slice_name
+            lines += [f"| {head} | n | {name} acc % | {baseline or 'baseline'} acc % | Δ |", "|---|---:|---:|---:|---:|"]
+            for r in rows:
+                key = f"{r['lo']}–{r['hi']}" if slice_name == "length" else str(r["value"])
+                base = r.get("baseline_accuracy")
+                delta = "" if base is None else f"{100 * (r['accuracy'] - base):+.1f}"
+                lines.append(f"| {key} | {r['n']} | {100 * r['accuracy']:.1f} | {_MISSING if base is None else f'{100 * base:.1f}'} | {delta} |")
+            lines.append("")
+        d = v.get("disagreements")
+        if d:
+            lines += [f"Right where {baseline} is wrong: **{d['wins']}** texts; wrong where {baseline} is right: **{d['losses']}** "
+                      "(majority vote over seeds).", ""]
+            for kind, title in (("wins", f"{name} right, {baseline} wrong"), ("losses", f"{name} wrong, {baseline} right")):
+                if d["examples"].get(kind):
+                    lines += [f"*{title}:*", ""]
+                    lines += [f"- [{e['label']}] {_clip(e['text'])} — {name}: {e['variant']}, {baseline}: {e['baseline']}" for e in d["examples"][kind]]
+                    lines.append("")
+    return lines
+
+
+def _clip(text: str | None, limit: int = 160) -> str:
+    if text is None:
+        return "(text not kept)"
+    text = " ".join(str(text).split()).replace("|", "\\|")
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _make_plots(summary: dict[str, Any], records: Sequence[RunRecord], out_dir: Path) -> list[Path]:
@@ -140,6 +205,7 @@ def _make_plots(summary: dict[str, Any], records: Sequence[RunRecord], out_dir: 
         ),
         cp.plot_accuracy_vs_cost(summary, "train_seconds", out_dir / "accuracy_vs_train_time.png", xlabel="training time (s)"),
         cp.plot_accuracy_by_depth(summary, out_dir / "accuracy_by_depth.png"),
+        cp.plot_accuracy_by_length(summary, out_dir / "accuracy_by_length.png"),
         cp.plot_mean_learning_curves(records, out_dir / "learning_curves.png"),
     ]
     return [p for p in plots if p is not None]
@@ -209,23 +275,36 @@ def write_report(
         f"- Test set: {summary.get('n_test')} examples, {summary.get('n_classes', len(summary.get('label_names', [])))} classes",
         f"- Variants: {len(variants)}; seeds: {', '.join(str(s) for s in seeds) or 'n/a'}",
         f"- Baseline: {summary.get('baseline') or 'none'}",
-        f"- Best mean test accuracy: {summary.get('best_variant')}",
+        f"- Best variant: {summary.get('best_variant')} (chosen by {summary.get('best_variant_by', 'validation')})",
     ]
     if summary.get("data"):
         facts.insert(0, f"- Data: {summary['data']}")
-    lines += facts + ["", "## Results", "", _markdown_table(summary), ""]
+    lines += facts + ["", "## Results", "", markdown_table(summary), ""]
     lines += [
-        "Accuracy and macro-F1 are in percent, mean ± sd over seeds. "
-        "Δacc is in percentage points; * marks p < 0.05.",
+        "Accuracy and macro-F1 are in percent, mean ± sd over seeds; val acc is the validation accuracy that chose "
+        f"the best variant. Δacc is in percentage points; * marks a Holm-adjusted p below {summary.get('alpha', _ALPHA):g}.",
         "",
         "## Significance",
         "",
         summary.get("significance", ""),
         "",
     ]
+    if summary.get("verdict"):
+        lines += ["## Claim", "", f"> {summary['claim']}", "", f"**Verdict: {summary['verdict']}** — {summary['verdict_reason']}.", "",
+                  f"*Rule:* {summary['verdict_rule']}", ""]
+    for key, rows in summary.items():
+        if key.startswith("per_") and rows:
+            names = [n for n in summary["variants"] if any(n in r for r in rows)]
+            lines += [f"## Accuracy per {key[4:]}", "", f"| {key[4:]} | n | " + " | ".join(names) + " |",
+                      "|---|---:|" + "---:|" * len(names)]
+            lines += [f"| {r['value']} | {r['n']} | " + " | ".join(f"{100 * r[n]:.1f}" if n in r else _MISSING for n in names) + " |" for r in rows]
+            lines.append("")
     notes = _variant_notes(summary)
     if notes:
         lines += ["## Differences from the baseline", "", *notes, ""]
+    where = _where_notes(summary)
+    if where:
+        lines += ["## Where each variant differs from the baseline", "", *where]
     if plots:
         lines += ["## Plots", ""]
         lines += [f"![{p.stem.replace('_', ' ')}]({p.name})" for p in plots]

@@ -33,7 +33,7 @@ def run(
     register: Annotated[Optional[str], typer.Option("--register", help="Register the best variant's model under this name (alias 'champion').")] = None,
     system_metrics: Annotated[bool, typer.Option("--system-metrics", help="Log CPU/memory system metrics to MLflow.")] = False,
     executor: Annotated[str, typer.Option("--executor", help="local (default) or ray.")] = "local",
-    jobs: Annotated[int, typer.Option("--jobs", help="Parallel local worker processes.")] = 1,
+    jobs: Annotated[str, typer.Option("--jobs", help="Parallel local worker processes: a number, or auto (default) = one single-threaded worker per core.")] = "auto",
     ray_address: Annotated[Optional[str], typer.Option("--ray-address", help="Ray cluster address (default: start a local instance).")] = None,
     cpus_per_task: Annotated[float, typer.Option("--cpus-per-task")] = 1.0,
     gpus_per_task: Annotated[float, typer.Option("--gpus-per-task")] = 0.0,
@@ -66,6 +66,10 @@ def run(
         if task:
             out.print(f"[bold]{task}[/]")
         out.print(render_table(s))
+        if s.get("verdict"):
+            from rich.markup import escape
+
+            out.print(f"claim: {escape(s['claim'])}\n  [bold]{s['verdict']}[/]: {escape(s['verdict_reason'])}", highlight=False)
     if not quiet:
         out.print(f"report: MLflow parent run {result.parent_run_id} (artifacts/comparison); `textclf ui` to browse")
     if summary_out:
@@ -103,6 +107,13 @@ def train(
         if variant:
             raise typer.BadParameter("--variant needs a PIPELINE argument")
         cfg = load_config(overrides=set_, params_file=params)
+        if cfg.encoder.match_params:
+            from textclf.core.errors import ConfigError
+
+            raise ConfigError(
+                f"encoder.match_params={cfg.encoder.match_params!r} names another variant of a pipeline; a single training "
+                "has none to match. Use it in a pipeline (textclf train PIPELINE --variant NAME), or set encoder.hidden_size."
+            )
     from textclf.models import folder as artifacts
     from textclf.pipeline.ddp import train_data_parallel
     from textclf.training.ddp import under_torchrun
@@ -173,6 +184,8 @@ def ui(
 def _print_event(kind: str, info: dict) -> None:
     if kind == "start":
         out.print(f"[bold]{info['pipeline']}[/]: {info['variants']} variants × {info['seeds']} seeds → MLflow {info['uri']} (parent run {info['parent_run_id']})")
+    elif kind == "trained":  # side-by-side trainings: accuracy follows once each model has been timed alone
+        out.print(f"  {'[dim]cached[/]' if info['cached'] else '[green]trained[/]'} {info['variant']:<16} seed {info['seed']}")
     elif kind == "task":
         acc = info.get("test_accuracy")
         acc_text = f"{acc:.4f}" if isinstance(acc, (int, float)) else "n/a"

@@ -22,11 +22,18 @@ class DataConfig(Section):
     max_examples: int | None = Field(None, ge=1, description="Keep at most this many rows per split (quick runs).")
     on_invalid: Literal["error", "drop"] = "error"
     options: dict[str, Any] = Field(default_factory=dict, description="Options of a builtin: corpus (size, noise, ...).")
+    slice_columns: list[str] = Field(
+        default_factory=list,
+        description="Extra columns (e.g. a domain or source) whose values become slices of the comparison: accuracy per value beside the baseline's.",
+    )
 
     @model_validator(mode="after")
     def _one_source(self) -> "DataConfig":
         if self.source and self.train:
             raise ValueError("set either data.source (one input, split automatically) or data.train (+ data.validation / data.test), not both")
+        clash = [c for c in self.slice_columns if c in (self.text_column, self.label_column, "text", "label")]
+        if clash:
+            raise ValueError(f"data.slice_columns may not name the text or label column ({clash}); name other columns of the data")
         if self.val_fraction + self.test_fraction >= 1.0:
             raise ValueError(
                 f"data.val_fraction + data.test_fraction must be < 1 (got {self.val_fraction} + {self.test_fraction})"

@@ -56,6 +56,10 @@ class PreparedData:
     def texts(self, split: str) -> list[str]:
         return self.splits[split]["text"]
 
+    def slice_values(self, split: str, column: str) -> list[str]:
+        """Values of ``data.slice_columns`` entry ``column`` for every row of ``split`` (None where missing)."""
+        return self.splits[split][f"slice:{column}"]
+
     def labels(self, split: str) -> np.ndarray:
         return np.asarray(self.splits[split].data.column("label").to_numpy(), dtype=np.int64)
 
@@ -113,6 +117,12 @@ def _select_columns(ds, cfg: DataConfig, where: str):
     cols = ds.column_names
     if cfg.text_column == cfg.label_column:
         raise DataError(f"{where}: data.text_column and data.label_column are both {cfg.text_column!r}; they must differ.")
+    absent = [c for c in cfg.slice_columns if c not in cols]
+    if absent:
+        raise DataError(
+            f"{where}: data.slice_columns names {absent}, which the data does not have. Columns present: {cols}. "
+            f"Name existing columns, or drop data.slice_columns."
+        )
     missing = [c for c in (cfg.text_column, cfg.label_column) if c not in cols]
     if missing:
         keys = {cfg.text_column: "data.text_column", cfg.label_column: "data.label_column"}
@@ -141,7 +151,11 @@ def _select_columns(ds, cfg: DataConfig, where: str):
             raise DataError(f"{where}: the text column {cfg.text_column!r} has type {text.type}; expected strings.") from None
     label = _label_strings(table.column(cfg.label_column), ds.features[cfg.label_column], where)
     # Built by position, so a swap (text_column: label, label_column: text) renames correctly.
-    return _dataset(pa.table({"text": text.cast(pa.string()), "label": label}))
+    extra = {}
+    for c in cfg.slice_columns:  # kept as text: a slice is a value to group by, whatever its type
+        col = table.column(c)
+        extra[f"slice:{c}"] = col if pa.types.is_string(col.type) else pc.cast(col, pa.string(), safe=False)
+    return _dataset(pa.table({"text": text.cast(pa.string()), "label": label, **extra}))
 
 
 def invalid_rows(ds) -> dict[str, np.ndarray]:
@@ -304,7 +318,8 @@ def prepare(cfg: DataConfig, cache_dir: str | Path | None = None) -> PreparedDat
                 f"(training labels: {names[:20]}). Remove those rows or add examples of them to training."
             )
         y = idx.to_numpy(zero_copy_only=False).astype(np.int64)
-        table = _table(ds).select(["text"]).append_column("label", pa.array(y))
+        keep = [c for c in _table(ds).column_names if c == "text" or c.startswith("slice:")]
+        table = _table(ds).select(keep).append_column("label", pa.array(y))
         encoded[split] = (_dataset(table), y)
 
     # Carve validation / test from train where they were not given.

@@ -210,7 +210,7 @@ def read_builtin(name: str, seed: int, options: dict[str, Any], cache_dir: str |
         tmp = target.with_suffix(f".tmp{os.getpid()}")
         import pyarrow.parquet as pq
 
-        pq.write_table(pa.table({"text": rows["text"], "label": rows["label"]}), tmp)
+        pq.write_table(pa.table(rows), tmp)  # text, label and any extra columns (e.g. listops depth, for slices)
         os.replace(tmp, target)  # atomic: a concurrent run never sees half a file
     return datasets.load_dataset(
         "parquet", data_files={"data": str(target)}, split="data", cache_dir=_cache_dir(cache_dir)

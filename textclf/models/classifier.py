@@ -101,6 +101,8 @@ class TextClassifier(nn.Module):
         pooling: str = "max",
         class_weights=None,
         frozen_rows: int = 0,
+        init: str = "standard",
+        chrono_max_length: int | None = None,
     ):
         super().__init__()
         vocab_size = check_int("model.vocab_size", vocab_size, 1)
@@ -138,6 +140,7 @@ class TextClassifier(nn.Module):
             bidirectional=bidirectional,
             dropout=dropout,
             pooling=pooling,
+            **({} if init == "standard" else {"init": init, "chrono_max_length": chrono_max_length}),
         )
         self.output_dropout = nn.Dropout(output_dropout)
         self.head = nn.Linear(self.encoder.output_size, num_classes)
@@ -163,6 +166,8 @@ class TextClassifier(nn.Module):
             "pooling": enc.pooling,
             "class_weights": weights,
             "frozen_rows": frozen_rows,
+            "init": init,
+            "chrono_max_length": chrono_max_length if init == "chrono" else None,
         }
 
     def embed(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:

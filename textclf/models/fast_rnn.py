@@ -53,7 +53,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from textclf.models.fast_rnn_kernels import GRULayer, RNNTanhLayer, _gru_inference, _rnn_tanh_inference
+from textclf.models.fast_rnn_kernels import (
+    GRULayer,
+    RNNTanhLayer,
+    _gru_inference,
+    _rnn_tanh_inference,
+)
 
 __all__ = ["FastRNN", "FastGRU", "RNNTanhLayer", "GRULayer"]
 

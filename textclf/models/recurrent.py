@@ -5,9 +5,13 @@ bidirectional) followed by a pooling of its per-token outputs ("last", "mean",
 "max" or "attention"). `CELLS` maps each recurrent family of
 :data:`textclf.models.registry.ENCODERS` to its torch module.
 
-Masking is exact: padding never changes a result, in either direction. We do not
-use pack_padded_sequence, because on CPU only a padded nn.LSTM call takes the
-fast oneDNN kernel (packed input falls back to a per-step loop). Instead:
+Masking is exact: padding never changes a result, in either direction.
+
+On CUDA, ``forward`` packs the batch (``pack_padded_sequence``) and runs every
+layer and direction in one fused cuDNN call (:meth:`RecurrentEncoder._forward_packed`):
+padding is never computed. On the CPU, packed input falls back to a per-step
+loop and only a padded ``nn.LSTM`` takes the fast oneDNN kernel, so there the
+batch stays padded:
 
 - forward direction: with right padding the padding comes *after* the real
   tokens, so outputs at real positions never see it. The "last" state of text b
@@ -24,12 +28,14 @@ direction). Unidirectional stacks use one multi-layer torch module.
 
 from __future__ import annotations
 
+import warnings
 from functools import partial
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from textclf.core.errors import ConfigError
 from textclf.models.checks import (
     check_bool,
     check_choice,
@@ -37,24 +43,46 @@ from textclf.models.checks import (
     check_int,
     tracing,
 )
+from textclf.models.fast_rnn import FastGRU, FastRNN
 
 # The torch module behind each recurrent family of textclf.models.registry.ENCODERS:
 # CELLS[cell](input_size, hidden_size, num_layers=..., dropout=...), batch_first.
+# The tanh RNN and the GRU use textclf.models.fast_rnn: the same modules (parameters,
+# state dicts, results up to float32 rounding) with a faster exact CPU path, as torch
+# runs them as a per-step loop of small ops there; only a padded LSTM has a fused
+# oneDNN kernel. On CUDA they are torch's own (cuDNN).
 CELLS = {
-    "rnn": partial(nn.RNN, nonlinearity="tanh", batch_first=True),  # Elman RNN
-    "gru": partial(nn.GRU, batch_first=True),
+    "rnn": partial(FastRNN, nonlinearity="tanh", batch_first=True),  # Elman RNN
+    "gru": partial(FastGRU, batch_first=True),
     "lstm": partial(nn.LSTM, batch_first=True),
 }
 POOLINGS = ("last", "mean", "max", "attention")
 
 
-def _init_recurrent(module: nn.RNNBase, cell: str) -> None:
-    """Xavier input weights, orthogonal recurrent weights (per gate), zero biases,
-    LSTM forget-gate bias 1 so early training does not forget by default."""
+INITS = ("standard", "chrono")
+
+# The packed path hands cuDNN the per-direction modules' weights, which do not sit in
+# one contiguous buffer; cuDNN then packs them itself on each call (a copy of the
+# weights, small next to the recurrence) and says so every time.
+warnings.filterwarnings("ignore", message="RNN module weights are not part of single contiguous chunk of memory")
+
+
+def _init_recurrent(module: nn.RNNBase, cell: str, init: str = "standard", max_length: int | None = None) -> None:
+    """Xavier input weights, orthogonal recurrent weights (per gate), zero biases, and the gate biases.
+
+    ``standard``: LSTM forget-gate bias 1, so early training does not forget by default.
+    ``chrono`` (Tallec & Ollivier 2018, "Can recurrent neural networks warp
+    time?"): the gate that keeps the state gets bias ``log(u)``, ``u ~ U(1,
+    T_max - 1)`` per unit, so unit time scales spread over 1..T_max steps
+    instead of all sitting near 1/(1 - sigmoid(1)) ≈ 3.7 steps: for the LSTM the
+    forget gate gets ``log(u)`` and the input gate ``-log(u)``; for the GRU the
+    update gate z (h' = (1 - z) n + z h, so z keeps the state) gets ``log(u)``.
+    The whole bias sits in ``bias_ih``; ``bias_hh`` stays 0, as torch adds both.
+    """
     hidden = module.hidden_size
     with torch.no_grad():
         for name, p in module.named_parameters():
-            gates = p.shape[0] // hidden  # 4 for LSTM (i, f, g, o), 3 for GRU, 1 for RNN
+            gates = p.shape[0] // hidden  # 4 for LSTM (i, f, g, o), 3 for GRU (r, z, n), 1 for RNN
             if name.startswith("weight_ih"):
                 for chunk in p.chunk(gates, 0):
                     nn.init.xavier_uniform_(chunk)
@@ -63,7 +91,14 @@ def _init_recurrent(module: nn.RNNBase, cell: str) -> None:
                     nn.init.orthogonal_(chunk)
             elif name.startswith("bias"):
                 p.zero_()
-                if cell == "lstm" and name.startswith("bias_ih"):
+                if not name.startswith("bias_ih"):
+                    continue
+                if init == "chrono":
+                    timescale = torch.log(torch.empty(hidden).uniform_(1.0, float(max_length) - 1.0))  # (H,)
+                    p[hidden : 2 * hidden] = timescale  # LSTM forget gate / GRU update gate: both at [H, 2H)
+                    if cell == "lstm":
+                        p[:hidden] = -timescale  # input gate: write little while the state is kept
+                elif cell == "lstm":
                     p[hidden : 2 * hidden] = 1.0  # forget gate; bias_hh's stays 0, sum is 1
 
 
@@ -84,9 +119,16 @@ class RecurrentEncoder(nn.Module):
         bidirectional: bool = False,
         dropout: float = 0.0,
         pooling: str = "last",
+        init: str = "standard",
+        chrono_max_length: int | None = None,
     ):
         super().__init__()
         self.cell = check_choice("encoder.cell", cell, tuple(CELLS))
+        self.init = check_choice("encoder.init", init, INITS)
+        if self.init == "chrono":
+            if self.cell == "rnn":
+                raise ConfigError("encoder.init=chrono sets gate biases; the tanh RNN has no gates. Use encoder.cell=lstm or gru, or encoder.init=standard.")
+            chrono_max_length = check_int("encoder.chrono_max_length", chrono_max_length, 3)
         self.input_size = check_int("encoder.input_size", input_size, 1)
         self.hidden_size = check_int("encoder.hidden_size", hidden_size, 1)
         self.layers = check_int("encoder.layers", layers, 1)
@@ -102,7 +144,7 @@ class RecurrentEncoder(nn.Module):
             # warns if asked to with one layer, where it has no effect anyway).
             self.rnn = make(self.input_size, self.hidden_size, num_layers=self.layers,
                             dropout=self.dropout if self.layers > 1 else 0.0)
-            _init_recurrent(self.rnn, self.cell)
+            _init_recurrent(self.rnn, self.cell, self.init, chrono_max_length)
         else:
             # Layer by layer: the reverse direction needs its own within-length reversal
             # of each layer's input, which a fused bidirectional module cannot do.
@@ -111,7 +153,7 @@ class RecurrentEncoder(nn.Module):
                 size = self.input_size if i == 0 else self.output_size
                 layer = nn.ModuleDict({"fwd": make(size, self.hidden_size), "bwd": make(size, self.hidden_size)})
                 for module in layer.values():
-                    _init_recurrent(module, self.cell)
+                    _init_recurrent(module, self.cell, self.init, chrono_max_length)
                 self.stack.append(layer)
             self.layer_dropout = nn.Dropout(self.dropout)  # between stacked layers, as in nn.LSTM
         if self.pooling == "attention":
@@ -120,8 +162,14 @@ class RecurrentEncoder(nn.Module):
 
     # -- public API -------------------------------------------------------------
 
+    # None: cuDNN's packed path on CUDA, the exact padded path elsewhere. Tests set it
+    # to True on the CPU to check the packed path against the padded one.
+    packed: bool | None = None
+
     def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """x (B, T, I) float, lengths (B,) int on any device -> pooled (B, output_size)."""
+        if (x.is_cuda if self.packed is None else self.packed) and not tracing():
+            return self._forward_packed(x, lengths)
         # Max, mean and last pooling never look across directions at one position, so
         # the top layer's reverse states can stay in reversed order (see _encode).
         states, mask, lengths = self._encode(x, lengths, ordered=self.pooling == "attention")
@@ -184,6 +232,43 @@ class RecurrentEncoder(nn.Module):
             # Padding positions of h hold junk, but it only ever flows into later padding
             # positions of the next layer (in both directions), never into real tokens.
         return h, mask, lengths
+
+    def _forward_packed(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """The GPU path: packed sequences through one fused cuDNN call for every layer and direction.
+
+        On the CPU, packed input takes ATen's per-step loop (only a padded LSTM
+        gets oneDNN), hence the reversal path there; on CUDA cuDNN runs packed
+        sequences, both directions and all layers in one kernel sequence, and
+        padding is never computed. Exact in the same sense: each text's states
+        depend only on its own tokens. ``lengths`` should be on the CPU (the
+        collate keeps them there) so packing needs no device sync.
+        """
+        from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+        x, dev_lengths = self._prepare(x, lengths)
+        cpu_lengths = lengths if lengths.device.type == "cpu" else lengths.cpu()
+        packed = pack_padded_sequence(x, cpu_lengths, batch_first=True, enforce_sorted=False)
+        directions = 2 if self.bidirectional else 1
+        weights = self._flat_weights()
+        hx = x.new_zeros(self.layers * directions, x.size(0), self.hidden_size)
+        call = {"lstm": torch._VF.lstm, "gru": torch._VF.gru, "rnn": torch._VF.rnn_tanh}[self.cell]
+        dropout = self.dropout if self.layers > 1 else 0.0
+        result = call(packed.data, packed.batch_sizes, (hx, hx) if self.cell == "lstm" else hx, weights, True, self.layers,
+                      dropout, self.training, self.bidirectional)
+        out, h_n = result[0], result[1]  # h_n (layers * directions, B, H) in sorted order
+        if self.pooling == "last":
+            h_n = h_n.index_select(1, packed.unsorted_indices)
+            return torch.cat([h_n[-2], h_n[-1]], dim=-1) if self.bidirectional else h_n[-1]  # (B, D)
+        states, _ = pad_packed_sequence(type(packed)(out, packed.batch_sizes, packed.sorted_indices, packed.unsorted_indices),
+                                        batch_first=True, total_length=x.size(1))  # (B, T', D), zeros at padding
+        mask = torch.arange(x.size(1), device=x.device) < dev_lengths[:, None]
+        return self._pool(states, mask, dev_lengths)
+
+    def _flat_weights(self) -> list[torch.Tensor]:
+        """The weights in torch's fused order: per layer, per direction, [w_ih, w_hh, b_ih, b_hh]."""
+        if not self.bidirectional:
+            return list(self.rnn._flat_weights)
+        return [w for layer in self.stack for d in ("fwd", "bwd") for w in layer[d]._flat_weights]
 
     def _pool(self, states: torch.Tensor, mask: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         if self.pooling == "last":

@@ -66,7 +66,7 @@ ENCODERS: dict[str, EncoderFamily] = {
     "lstm": EncoderFamily("long short-term memory", _recurrent("lstm")),
     "cnn": EncoderFamily(
         "Kim (2014) CNN: convolutions of widths 3/4/5 (hidden_size filters each), ReLU, max over time", _cnn,
-        recurrent=False, fixed=(("layers", 1), ("bidirectional", False), ("pooling", "max")),
+        recurrent=False, fixed=(("layers", 1), ("bidirectional", False), ("pooling", "max"), ("init", "standard")),
     ),
 }
 
@@ -82,3 +82,28 @@ def build_encoder(cell: str, **kwargs: Any):
         if key in kwargs and kwargs[key] != value:
             raise ConfigError(f"encoder.{key} must be {value!r} with encoder.cell={cell!r}. Got {kwargs[key]!r} instead.")
     return family.build(**kwargs)
+
+
+def encoder_parameters(cell: str, **kwargs: Any) -> int:
+    """Parameters of an encoder, counted exactly without allocating them (built on torch's meta device)."""
+    import torch
+
+    with torch.device("meta"):
+        return sum(p.numel() for p in build_encoder(cell, **kwargs).parameters())
+
+
+def matching_hidden_size(cell: str, target: int, *, limit: int = 16384, **kwargs: Any) -> tuple[int, int]:
+    """(hidden_size, parameters) of family ``cell`` whose encoder parameters come closest to ``target``.
+
+    Parameters grow with hidden size, so a bisection finds the crossing; the
+    closer of its two neighbours wins.
+    """
+    lo, hi = 1, limit
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if encoder_parameters(cell, hidden_size=mid, **kwargs) < target:
+            lo = mid + 1
+        else:
+            hi = mid
+    candidates = [(h, encoder_parameters(cell, hidden_size=h, **kwargs)) for h in {max(1, lo - 1), lo}]
+    return min(candidates, key=lambda hp: (abs(hp[1] - target), hp[0]))

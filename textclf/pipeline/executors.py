@@ -1,8 +1,9 @@
 """Where the (variant, seed) tasks of a pipeline run: inline, a local process pool, or Ray.
 
-Every executor first computes the stages variants share (prepare → tokenize
-→ embed) into the stage cache, once, in this process; each task then trains
-and evaluates one (variant, seed) into the same cache. The driver reads the
+The caller first computes the stages variants share (prepare → tokenize →
+embed; :func:`compute_upstream`) into the stage cache, once, in this process
+— so a data problem of any task stops the run before the first training;
+each task then trains and evaluates one (variant, seed) into the same cache. The driver reads the
 results back (all cache hits, cheap) and does every MLflow call itself, so
 every executor leaves the same record. :func:`execute` returns one
 zero-argument getter per task, in task order.
@@ -81,13 +82,42 @@ def compute_upstream(configs: Iterable[Config], cache: StageCache, *, force: boo
             embed_stage(p.embed, tok, cache, force=first("embed" + tok.key, p.embed))
 
 
-def compute(variant, seed: int, cache_root: str, force: bool, quiet: bool, reuse_upstream: bool = False):
-    """One (variant, seed): the task every executor runs (in this process or a worker)."""
+def compute(variant, seed: int, cache_root: str, force: bool, quiet: bool, reuse_upstream: bool = False, measure_cost: bool = True):
+    """One (variant, seed): the task every executor runs (in this process or a worker).
+
+    Workers that train side by side leave the cost (latency, throughput) out:
+    the driver measures it afterwards, one model at a time.
+    """
     from textclf.core.logs import progress_logger
     from textclf.pipeline.variant import run_variant
 
     log_fn = None if quiet else progress_logger(f"{variant.name} s{seed}")
-    return run_variant(variant.for_seed(seed), StageCache(cache_root), force=force, log_fn=log_fn, reuse_upstream=reuse_upstream)
+    return run_variant(variant.for_seed(seed), StageCache(cache_root), force=force, log_fn=log_fn, reuse_upstream=reuse_upstream,
+                       measure_cost=measure_cost)
+
+
+def measures_cost_inline(executor: str, jobs: int) -> bool:
+    """Whether tasks time their own model (one at a time) or the driver must, after all of them."""
+    return executor == "local" and jobs <= 1
+
+
+def resolve_jobs(jobs: int | str, tasks: int) -> int:
+    """``--jobs``: a number, or ``auto`` = one single-threaded worker per core (never more than the tasks).
+
+    Small recurrent batches use two cores poorly inside one training (measured:
+    bench/pipeline.py), while side-by-side one-thread trainings use them fully.
+    """
+    from textclf.core.machine import cores
+
+    if jobs == "auto":
+        return max(1, min(cores(), tasks))
+    try:
+        n = int(jobs)
+    except (TypeError, ValueError):
+        n = 0
+    if n < 1:
+        raise ConfigError(f"--jobs must be a positive number or auto. Got {jobs!r} instead.")
+    return n
 
 
 def _pool_worker(threads: str, quiet: bool) -> None:
@@ -98,26 +128,35 @@ def _pool_worker(threads: str, quiet: bool) -> None:
     setup_logging(quiet)
 
 
-def execute(tasks, cache: StageCache, *, force: bool, quiet: bool, executor: str = "local", jobs: int = 1,
-            ray_address: str | None = None, cpus_per_task: float = 1.0, gpus_per_task: float = 0.0) -> list[Callable[[], Any]]:
-    """One zero-argument getter per (variant, seed) task, in task order (see the module docstring)."""
+def check_executor(executor: str) -> None:
     if executor not in EXECUTORS:
         raise ConfigError(f"--executor must be one of {', '.join(EXECUTORS)}. Got {executor!r} instead.")
+
+
+def execute(tasks, cache: StageCache, *, force: bool, quiet: bool, executor: str = "local", jobs: int = 1,
+            ray_address: str | None = None, cpus_per_task: float = 1.0, gpus_per_task: float = 0.0) -> list[Callable[[], Any]]:
+    """One zero-argument getter per (variant, seed) task, in task order (see the module docstring).
+
+    The shared stages must be computed first (:func:`compute_upstream`, honouring
+    ``force``): tasks only train and evaluate (forced too, but never upstream).
+    ``jobs`` is resolved already (:func:`resolve_jobs`). Outputs of parallel
+    executors come without cost metrics: see :func:`measures_cost_inline`.
+    """
+    check_executor(executor)
     root = str(cache.root)
     if executor == "ray":
         return ray_getters(tasks, root, force, quiet, ray_address, cpus_per_task, gpus_per_task)
     if jobs <= 1:
-        return [lambda v=v, s=s: compute(v, s, root, force, quiet) for v, s in tasks]
+        return [lambda v=v, s=s: compute(v, s, root, force, quiet, True) for v, s in tasks]
     import multiprocessing as mp
     from concurrent.futures import ProcessPoolExecutor
 
     os.environ["TOKENIZERS_PARALLELISM"] = "false"
-    # Upstream stages are shared: compute them once here (honouring --force), so
-    # workers only train and evaluate (forced too, but never upstream: see run_variant).
-    compute_upstream({id(v): v.config for v, _ in tasks}.values(), cache, force=force)
-    threads = str(max(1, (os.cpu_count() or 1) // jobs))  # jobs workers share the cores
+    from textclf.core.machine import cores
+
+    threads = str(max(1, cores() // jobs))  # jobs workers share the cores
     pool = ProcessPoolExecutor(max_workers=jobs, mp_context=mp.get_context("spawn"), initializer=_pool_worker, initargs=(threads, quiet))
-    futures = [pool.submit(compute, v, s, root, force, quiet, True) for v, s in tasks]
+    futures = [pool.submit(compute, v, s, root, force, quiet, True, False) for v, s in tasks]
     return [f.result for f in futures]
 
 
@@ -164,7 +203,6 @@ def ray_getters(
     if cpus_per_task <= 0 or gpus_per_task < 0:
         raise ConfigError(f"--cpus-per-task must be > 0 and --gpus-per-task >= 0. Got {cpus_per_task} and {gpus_per_task} instead.")
     cache = StageCache(Path(cache_root).resolve())  # workers may start in another directory
-    compute_upstream({id(v): v.config for v, _ in tasks}.values(), cache, force=force)
     _ensure_ray(ray, ray_address, quiet)
 
     env = {"TOKENIZERS_PARALLELISM": "false"}  # tokenizers' own threads would fight the worker's
@@ -203,7 +241,7 @@ def ray_getters(
                     "but this machine cannot see it. Put the stage cache on a filesystem every node mounts at "
                     "the same path (--cache-dir or TEXTCLF_CACHE_DIR)."
                 )
-            out = run_variant(variant.for_seed(seed), cache)  # every stage a cache hit
+            out = run_variant(variant.for_seed(seed), cache, measure_cost=False)  # every stage a cache hit
             return dataclasses.replace(out, cached=info["cached"])
 
         return get
@@ -222,7 +260,7 @@ def _ray_task(cfg: Config, label: str, cache_root: str, force: bool, quiet: bool
     setup_logging(quiet)
     log_fn = progress_logger(label)
     on_epoch = _killer(Path(kill_dir) / label) if kill_dir else None
-    out = run_variant(cfg, StageCache(cache_root), force=force, reuse_upstream=True, log_fn=log_fn, on_epoch=on_epoch)
+    out = run_variant(cfg, StageCache(cache_root), force=force, reuse_upstream=True, log_fn=log_fn, on_epoch=on_epoch, measure_cost=False)
     return {"stage": "tfidf" if cfg.kind == "tfidf" else "train", "key": out.stage_key, "cached": out.cached}
 
 

@@ -21,10 +21,25 @@ from pathlib import Path
 from typing import Any, Callable
 
 from textclf.core.cache import StageCache
-from textclf.pipeline.executors import execute
-from textclf.pipeline.record import child_tags, data_info, log_child, run_record
+from textclf.core.errors import TrainingError
+from textclf.pipeline.executors import (
+    check_executor,
+    compute_upstream,
+    execute,
+    measures_cost_inline,
+    resolve_jobs,
+)
+from textclf.pipeline.record import (
+    child_tags,
+    comparison_inputs,
+    data_info,
+    describe_parent,
+    log_child,
+    log_disagreements,
+    run_record,
+)
 from textclf.pipeline.spec import Pipeline
-from textclf.pipeline.variant import VariantOutput
+from textclf.pipeline.variant import VariantOutput, with_cost
 from textclf.tracking import runs, store
 
 log = logging.getLogger(__name__)
@@ -46,7 +61,7 @@ def run_pipeline(
     register: str | None = None,
     system_metrics: bool = False,
     executor: str = "local",
-    jobs: int = 1,
+    jobs: int | str = "auto",
     ray_address: str | None = None,
     cpus_per_task: float = 1.0,
     gpus_per_task: float = 0.0,
@@ -65,18 +80,23 @@ def run_pipeline(
     from textclf.analysis.report import write_report
 
     emit = on_event or (lambda kind, info: None)
+    check_executor(executor)
+    tasks = [(v, s) for v in pipe.variants.values() for s in pipe.seeds]
     uri = store.setup(tracking_uri)
     # Worker processes (--jobs, Ray) resolve init_from model references against the same store.
     os.environ["MLFLOW_TRACKING_URI"] = uri
+    # The shared stages of every task first: bad data (a missing file, column or
+    # label) stops here, before any MLflow run exists and before any training.
+    compute_upstream({id(v): v.config for v, _ in tasks}.values(), cache, force=force)
     exp_id = store.experiment_id(pipe.name)
     runs.mark_stale_runs(exp_id)
     client = MlflowClient()
-    tasks = [(v, s) for v in pipe.variants.values() for s in pipe.seeds]
     command = "textclf " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv and "textclf" in sys.argv[0] else None
 
     outputs: list[VariantOutput] = []
     records: dict[str | None, list] = {}  # task -> RunRecords (None: a single-task pipeline)
     first_out: dict[str | None, VariantOutput] = {}
+    outputs_by_task: dict[str | None, list[VariantOutput]] = {}
     t_start = time.perf_counter()
     with runs.start_run(
         experiment_id=exp_id,
@@ -91,8 +111,18 @@ def run_pipeline(
         mlflow.log_params({"pipeline": pipe.name, "seeds": json.dumps(pipe.seeds), "baseline": pipe.baseline or "", "variants": json.dumps(list(pipe.variants))[:6000]})
         emit("start", {"pipeline": pipe.name, "variants": len(pipe.variants), "seeds": len(pipe.seeds), "tasks": len(tasks), "uri": uri, "parent_run_id": parent_id})
 
+        jobs = resolve_jobs(jobs, len(tasks))
         getters = execute(tasks, cache, force=force, quiet=quiet, executor=executor, jobs=jobs, ray_address=ray_address,
                           cpus_per_task=cpus_per_task, gpus_per_task=gpus_per_task)
+        if not measures_cost_inline(executor, jobs):
+            # Trainings ran side by side: wait for all of them, then time each model alone,
+            # so latency and throughput are not those of a machine busy with other trainings.
+            done = []
+            for (variant, seed), get in zip(tasks, getters):
+                done.append(get())
+                emit("trained", {"variant": variant.key, "seed": seed, "cached": done[-1].cached})
+            costed = [with_cost(out, cache, force=force and not out.cached) for out in done]
+            getters = [lambda out=out: out for out in costed]
         for (variant, seed), get in zip(tasks, getters):
             tags = {**runs.base_tags(), **child_tags(variant, seed)}
             if variant.task:
@@ -103,18 +133,21 @@ def run_pipeline(
                 examples = first_out[variant.task].data.value.splits["test"]["text"][:3]
                 log_child(client, child.info.run_id, out, exp_id=exp_id, example_texts=examples)
             outputs.append(out)
+            outputs_by_task.setdefault(variant.task, []).append(out)
             records.setdefault(variant.task, []).append(run_record(variant, seed, out, child.info.run_id))
             emit("task", {"variant": variant.key, "seed": seed, "cached": out.cached, "test_accuracy": out.metrics.get("test_accuracy")})
 
         summaries: dict[str | None, dict[str, Any]] = {}
         with tempfile.TemporaryDirectory() as tmp:
             for task, recs in records.items():
-                s = compare(recs, pipe.baseline_for(task), label_names=first_out[task].label_names)
+                s = compare(recs, pipe.baseline_for(task), **comparison_inputs(first_out[task], outputs_by_task[task]))
                 s["data"] = data_info(first_out[task])
                 if task:
                     s["task"] = task
+                    judge_task(s, recs, pipe.spec.tasks[task], first_out[task])
                 out_dir = Path(tmp) / task if task else Path(tmp)
                 write_report(s, recs, out_dir, title=f"textclf · {pipe.name}" + (f" · {task}" if task else ""), command=command, cache=cache)
+                log_disagreements(s, f"comparison/{task + '/' if task else ''}disagreements.json")
                 summaries[task] = s
                 for name, row in s["variants"].items():
                     for metric in ("test_accuracy", "test_macro_f1"):
@@ -132,23 +165,38 @@ def run_pipeline(
                     summary["registered"] = register_champion(client, summary, register)
             (Path(tmp) / "summary.json").write_text(json.dumps(summary, indent=1, default=str))
             mlflow.log_artifacts(tmp, "comparison")
+            mlflow.set_tag("mlflow.note.content", describe_parent(pipe, summaries))
     return PipelineResult(summary=summary, parent_run_id=parent_id, outputs=outputs)
 
 
+def judge_task(summary: dict[str, Any], records: list, task, out: VariantOutput) -> None:
+    """A diagnostic task's claim, success rates, verdict and per-slice table (e.g. listops per_depth)."""
+    from textclf.analysis.verdicts import judge, per_slice
+
+    if task.claim is not None:
+        judge(summary, records, task.claim.model_dump())
+    for column in out.config.data.slice_columns:
+        summary[f"per_{column}"] = per_slice(summary, column)
+
+
 def register_champion(client, summary: dict[str, Any], name: str) -> dict[str, Any]:
-    """Register the best variant's best-seed model and point alias ``champion`` at it."""
+    """Register the best variant's model and point alias ``champion`` at it.
+
+    The variant is the summary's ``best_variant`` (chosen on validation data);
+    among its seeds, the run with the best value of the same validation
+    metric. Test accuracy is never looked at.
+    """
     import mlflow
 
     best = summary["best_variant"]
-    run_ids = summary["variants"][best]["run_ids"]
-    best_run, best_acc = None, -1.0
-    for rid in run_ids:
-        run = client.get_run(rid)
-        acc = run.data.metrics.get("test_accuracy", -1.0)
-        if acc > best_acc:
-            best_run, best_acc = run, acc
+    if best is None:
+        raise TrainingError("--register: no variant has a validation score to choose a champion by.")
+    metric = summary.get("best_variant_metric", "val_accuracy")
+    runs_of_best = [client.get_run(rid) for rid in summary["variants"][best]["run_ids"]]
+    best_run = max(runs_of_best, key=lambda r: r.data.metrics.get(metric, float("-inf")))
     model_uri = best_run.data.tags.get("model_uri") or f"runs:/{best_run.info.run_id}/model"
     mv = mlflow.register_model(model_uri, name)
     client.set_registered_model_alias(name, "champion", mv.version)
     client.set_model_version_tag(name, mv.version, "variant", best)
-    return {"name": name, "version": mv.version, "alias": "champion", "variant": best, "model_uri": model_uri}
+    client.set_model_version_tag(name, mv.version, "chosen_by", f"mean {metric} over seeds (validation)")
+    return {"name": name, "version": mv.version, "alias": "champion", "variant": best, "chosen_by": metric, "model_uri": model_uri}

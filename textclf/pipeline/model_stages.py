@@ -76,6 +76,8 @@ def build_model(spec: TrainSpec, vocab_size: int, num_classes: int, *, matrix: n
         output_dropout=enc.output_dropout,
         pooling=enc.pooling,
         frozen_rows=source.folder["config"]["model"].get("frozen_rows", 0) if source is not None else frozen_rows,
+        init=enc.init,
+        chrono_max_length=(enc.chrono_max_length or spec.tokenizer.max_length) if enc.init == "chrono" else None,
     )
     if matrix is not None:
         model.embedding.load_matrix(torch.from_numpy(matrix))
@@ -175,7 +177,6 @@ def evaluate_stage(spec: EvaluateSpec, trained: StageResult[Trained], tok: Stage
         plot_learning_curves(trained.value.history, out / "learning_curves.png", title=title)
         info = trained.value.info
         metrics.update(params=float(info["params"]), train_seconds=float(info["train_seconds"]), tokens_per_second=float(info["tokens_per_second"]))
-        metrics.update(_cost(spec.evaluate, clf.predict_proba, data.value.splits["test"]["text"]))
         (out / "metrics.json").write_text(json.dumps(metrics, indent=1))
 
     return run_stage(cache, "evaluate", spec, [trained], compute=compute, load=_load_evaluation, force=force)
@@ -205,13 +206,48 @@ def _score(probas: dict[str, np.ndarray], labels: dict[str, np.ndarray], names: 
     return metrics
 
 
-def _cost(settings: EvaluateSettings, predict_fn, texts) -> dict[str, float]:
-    from textclf.analysis.cost import measure_latency
+# --------------------------------------------------------------------------- cost
 
-    if settings.latency_samples <= 0:
-        return {}
-    texts = texts[: max(256, settings.latency_samples)]
-    return measure_latency(predict_fn, texts, n_single=settings.latency_samples, batch_size=256)
+
+class CostSpec(_Spec):
+    latency_samples: int  # batch-1 calls timed
+    threads: int  # torch threads while timing: latency depends on them
+
+
+@dataclass
+class Cost:
+    metrics: dict[str, float]  # latency_p50_ms, latency_p95_ms, texts_per_s_b256
+
+
+def cost_stage(spec: CostSpec, model: StageResult, model_dir: Path, texts: list[str], cache: StageCache, *, force: bool = False) -> StageResult[Cost]:
+    """Batch-1 latency and batch-256 throughput of a trained model on test texts.
+
+    A stage of its own, so it can run apart from training: with several
+    trainings side by side (``--jobs N``) the driver times each model alone,
+    afterwards, on a quiet machine, instead of while other trainings compete
+    for the cores.
+    """
+
+    def compute(out: Path) -> None:
+        import torch
+
+        from textclf.analysis.cost import measure_latency
+        from textclf.serving.classifier import Classifier
+        from textclf.training.device import set_num_threads
+
+        before = torch.get_num_threads()
+        set_num_threads(spec.threads)
+        try:
+            clf = Classifier.from_folder(model_dir)
+            sample = texts[: max(256, spec.latency_samples)]
+            metrics = measure_latency(clf.predict_proba, sample, n_single=spec.latency_samples, batch_size=256) if spec.latency_samples > 0 else {}
+        finally:
+            set_num_threads(before)
+        metrics["cost_threads"] = float(spec.threads)
+        (out / "cost.json").write_text(json.dumps(metrics, indent=1))
+
+    return run_stage(cache, "cost", spec, [model], compute=compute,
+                     load=lambda p: Cost(json.loads((p / "cost.json").read_text())), force=force)
 
 
 # --------------------------------------------------------------------------- the TF-IDF baseline
@@ -241,7 +277,6 @@ def tfidf_stage(spec: TfidfSpec, data: StageResult, cache: StageCache, *, force:
         probas = {s: b.predict_proba(d.texts(s)) for s in ("validation", "test", "train")}
         metrics = _score(probas, {s: d.labels(s) for s in probas}, d.label_names, ev, title="tfidf")
         metrics.update(params=float(b.num_parameters()), train_seconds=seconds, tfidf_C=float(b.C_))
-        metrics.update(_cost(spec.evaluate, b.predict_proba, d.texts("test")))
         (ev / "metrics.json").write_text(json.dumps(metrics, indent=1))
         return {"variant": "tfidf"}
 

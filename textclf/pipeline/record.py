@@ -126,3 +126,57 @@ def data_info(out: VariantOutput) -> dict[str, Any]:
         "rows": {s: len(d.splits[s]) for s in ("train", "validation", "test")},
         "labels": d.label_names,
     }
+
+
+def comparison_inputs(first: VariantOutput, outputs: list[VariantOutput]) -> dict[str, Any]:
+    """What :func:`textclf.analysis.compare.compare` needs besides the runs, for one task's test set.
+
+    Lengths are token counts of the shared tokenizer (the first neural
+    variant's; whitespace words when every variant is TF-IDF); the best variant
+    is chosen by the validation metric the variants stopped early on.
+    """
+    import numpy as np
+
+    data = first.data.value
+    neural = next((o for o in outputs if o.tokenized is not None), None)
+    if neural is not None:
+        lengths = neural.tokenized.value.splits["test"].lengths
+    else:
+        lengths = np.array([len(t.split()) for t in data.texts("test")])
+    metric = neural.config.train.early_stopping_metric if neural is not None else "accuracy"
+    return {
+        "label_names": first.label_names,
+        "select_by": f"val_{metric}" if metric != "loss" else "val_accuracy",
+        "lengths": lengths,
+        "texts": data.texts("test"),
+        "slice_columns": {c: data.slice_values("test", c) for c in first.config.data.slice_columns},
+    }
+
+
+def log_disagreements(summary: dict[str, Any], artifact_file: str) -> None:
+    """The texts each variant gets right and the baseline wrong (and the reverse), as an MLflow table on the parent run."""
+    import mlflow
+
+    rows: dict[str, list] = {k: [] for k in ("variant", "direction", "text", "label", "variant_prediction", "baseline_prediction")}
+    for name, v in summary["variants"].items():
+        for direction, examples in ((v.get("disagreements") or {}).get("examples") or {}).items():
+            for e in examples:
+                for key, value in (("variant", name), ("direction", direction), ("text", e["text"]), ("label", e["label"]),
+                                   ("variant_prediction", e["variant"]), ("baseline_prediction", e["baseline"])):
+                    rows[key].append(value)
+    if rows["variant"]:
+        mlflow.log_table(data=rows, artifact_file=artifact_file)
+
+
+def describe_parent(pipe, summaries: dict[str | None, dict[str, Any]]) -> str:
+    """The parent run's description (Markdown, shown on its MLflow page): the comparison table and the best variant."""
+    from textclf.analysis.report import caption, markdown_table
+
+    parts = [f"**{pipe.name}**" + (f": {pipe.spec.description}" if pipe.spec.description else ""), ""]
+    for task, s in summaries.items():
+        if task:
+            parts += [f"### {task}", ""]
+        parts += [markdown_table(s), "", f"*{caption(s)}*", ""]
+        if s.get("best_variant"):
+            parts += [f"Best variant: **{s['best_variant']}** — {s['best_variant_by']}.", ""]
+    return "\n".join(parts)

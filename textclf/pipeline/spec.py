@@ -27,10 +27,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
-from textclf.core.errors import ConfigError
 from textclf.core.bounded import short_repr
+from textclf.core.errors import ConfigError
 from textclf.pipeline.config import Config, deep_merge, read_yaml, resolve
 
 DEFAULT_PIPELINE = "compare"
@@ -57,6 +64,30 @@ class PipelineSpec(BaseModel):
         return v
 
 
+class ClaimSpec(BaseModel):
+    """What a diagnostic task claims, judged by :mod:`textclf.analysis.verdicts`.
+
+    ``better``: variants expected to beat the task's baseline; ``same``: a
+    negative control, variants expected not to differ from it. ``threshold``:
+    test accuracy that counts as solving the task (success rate);
+    ``min_effect``: the smallest advantage worth claiming.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    text: str = Field(..., min_length=1)
+    better: list[str] | None = None
+    same: list[str] | None = None
+    threshold: float = Field(0.95, gt=0.0, le=1.0)
+    min_effect: float = Field(0.02, ge=0.0, lt=1.0)
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> "ClaimSpec":
+        if bool(self.better) == bool(self.same):
+            raise ValueError("a claim lists either the variants expected to be better (better: [...]) or those expected not to differ (same: [...])")
+        return self
+
+
 class TaskSpec(BaseModel):
     """One dataset of a multi-task pipeline (e.g. a diagnostic at one distance).
 
@@ -70,6 +101,7 @@ class TaskSpec(BaseModel):
     params: dict[str, Any] = Field(default_factory=dict)
     variants: list[str] | None = None  # a subset of the pipeline's variants (default: all)
     baseline: str | None = None  # default: the pipeline's baseline
+    claim: ClaimSpec | None = None  # what the task tests, judged on its runs
 
 
 PipelineSpec.model_rebuild()
@@ -145,6 +177,44 @@ def grid_name(assignment: dict[str, Any]) -> str:
         parts.append(f"x{layers}")
     parts += [f"{k.split('.')[-1]}={v}" for k, v in a.items()]
     return "-".join(parts) if parts else "default"
+
+
+MATCH_TOLERANCE = 0.05
+
+
+def _match_params(variants: dict[str, Variant], declared: dict[str, Any], resolve_other) -> list[str]:
+    """Set hidden_size of every variant with ``encoder.match_params``; problems as lines (a variant it names must exist)."""
+    from textclf.models.registry import encoder_parameters, matching_hidden_size
+
+    problems = []
+    for v in variants.values():
+        name = v.config.encoder.match_params
+        if not name:
+            continue
+        target = variants.get(f"{v.task}/{name}" if v.task else name)
+        where = f"variant {v.key!r}: encoder.match_params={name!r}"
+        if name not in declared:
+            problems.append(f"{where} is not a variant. Variants: {', '.join(declared)}.")
+            continue
+        if target is None:  # left out by --variant: its config still says how big it is
+            target = Variant(name=name, overrides=declared[name], config=resolve_other(name, v.task), task=v.task)
+        if target.config.kind != "neural":
+            problems.append(f"{where} is a TF-IDF baseline: it has no encoder to match. Name a neural variant.")
+        elif target is v:
+            problems.append(f"{where} names the variant itself. Name another variant.")
+        elif v.config.kind != "neural":
+            problems.append(f"{where}: a TF-IDF variant has no hidden_size to choose. Drop encoder.match_params.")
+        else:
+            t, e = target.config.encoder, v.config.encoder
+            common = {"input_size": v.config.embedding.dim, "dropout": 0.0}
+            want = encoder_parameters(t.cell, input_size=target.config.embedding.dim, hidden_size=t.hidden_size, layers=t.layers,
+                                      bidirectional=t.bidirectional, pooling=t.pooling, dropout=0.0)
+            size, got = matching_hidden_size(e.cell, want, layers=e.layers, bidirectional=e.bidirectional, pooling=e.pooling, **common)
+            if abs(got - want) > MATCH_TOLERANCE * want:
+                problems.append(f"{where}: no hidden_size brings its {got:,} encoder parameters within 5% of {name}'s {want:,}.")
+            else:
+                v.config.encoder.hidden_size = size
+    return problems
 
 
 def find_pipeline(ref: str | Path | None) -> Path:
@@ -224,7 +294,10 @@ def _build(spec: PipelineSpec, where, *, path, overrides, params_file, only) -> 
         unknown = [v for v in only if v not in declared]
         if unknown:
             raise ConfigError(f"Unknown variant(s) {unknown}. Variants of {spec.name}: {', '.join(declared)}.")
+        all_declared = declared
         declared = {k: v for k, v in declared.items() if k in only}
+    else:
+        all_declared = declared
     base = deep_merge(expand_dotted(spec.params), {"data": expand_dotted(spec.data)} if spec.data else {})
     jobs: list[tuple[str | None, str, dict[str, Any], dict[str, Any]]] = []  # (task, variant, task layer, overrides)
     task_problems = []
@@ -241,6 +314,13 @@ def _build(spec: PipelineSpec, where, *, path, overrides, params_file, only) -> 
             b = t.baseline or spec.baseline
             if b and b not in names and not only:
                 task_problems.append(f"tasks.{task}: baseline {b!r} is not among its variants {names}.")
+            if t.claim is not None and not only:
+                named = (t.claim.better or []) + (t.claim.same or [])
+                if not b:
+                    task_problems.append(f"tasks.{task}.claim: a claim is judged against the task's baseline; set tasks.{task}.baseline.")
+                stray = [n for n in named if n not in names or n == b]
+                if stray:
+                    task_problems.append(f"tasks.{task}.claim: {stray} must be variants of the task other than its baseline {b!r} (variants: {names}).")
         jobs += [(task, name, layer, declared[name]) for name in names]
     variants: dict[str, Variant] = {}
     failed: dict[str, list[str]] = {}  # one problem line -> the variants that have it
@@ -256,7 +336,15 @@ def _build(spec: PipelineSpec, where, *, path, overrides, params_file, only) -> 
             continue
         v = Variant(name=name, overrides=ov, config=cfg, task=task)
         variants[v.key] = v
-    problems = list(task_problems)
+    def resolve_other(name: str, task: str | None) -> Config:
+        """A variant left out by --variant, resolved only to count the parameters another variant matches."""
+        layer = {}
+        if task is not None:
+            t = spec.tasks[task]
+            layer = deep_merge(expand_dotted(t.params), {"data": expand_dotted(t.data)} if t.data else {})
+        return resolve(deep_merge(base, layer), all_declared[name], params_file=params_file, overrides=overrides, source="config")
+
+    problems = list(task_problems) + _match_params(variants, all_declared, resolve_other)
     for line, names in failed.items():
         who = "every variant" if len(names) == len(jobs) > 1 else ("variant " if len(names) == 1 else "variants ") + ", ".join(map(repr, names))
         problems.append(f"{who}: {line}")

@@ -35,10 +35,12 @@ from textclf.pipeline.data_stages import (
     tokenize_stage,
 )
 from textclf.pipeline.model_stages import (
+    CostSpec,
     EvaluateSettings,
     EvaluateSpec,
     TfidfSpec,
     TrainSpec,
+    cost_stage,
     evaluate_stage,
     tfidf_stage,
     train_stage,
@@ -144,14 +146,15 @@ def upstream(cfg: Config, cache: StageCache, *, force: bool = False, source=None
 
 def run_variant(
     cfg: Config, cache: StageCache, *, force: bool = False, on_epoch: Callable | None = None, log_fn: Callable | None = None,
-    reuse_upstream: bool = False,
+    reuse_upstream: bool = False, measure_cost: bool = True,
 ) -> VariantOutput:
     """One resolved config end to end, reusing every cached stage.
 
     ``reuse_upstream=True``: ``force`` recomputes only the model stages (train,
     evaluate, tfidf); the caller has already (re)computed prepare / tokenize /
     embed. Parallel workers use it: a forced upstream stage replaces an entry
-    that other workers may be reading.
+    that other workers may be reading. ``measure_cost=False`` leaves latency
+    and throughput out (:func:`with_cost` adds them later, on a quiet machine).
     """
     from textclf.pipeline.transfer import source_for
 
@@ -162,10 +165,11 @@ def run_variant(
         p = plan(cfg, cache)
         data = prepare_stage(p.prepare, cache, force=upstream_force)
         res = tfidf_stage(p.tfidf, data, cache, force=force)
-        return VariantOutput(
+        out = VariantOutput(
             config=cfg, kind="tfidf", metrics=res.value.metrics, history=[], model_dir=res.path / "model", eval_dir=res.value.dir,
             stage_key=res.key, cached=res.cached, data=data,
         )
+        return with_cost(out, cache, force=force) if measure_cost else out
     up = upstream(cfg, cache, force=upstream_force, source=source)
     trained = train_stage(up.plan.train, up.tok, up.emb, up.data.value.label_names, cache, force=force, on_epoch=on_epoch, log_fn=log_fn, source=source)
     ev = evaluate_stage(up.plan.evaluate, trained, up.tok, up.data, cache, force=force and not trained.cached)
@@ -175,7 +179,22 @@ def run_variant(
         extra["lineage_tags"] = source.lineage_tags()
     if up.emb is not None:
         extra["embedding_coverage"] = up.emb.value.coverage
-    return VariantOutput(
+    out = VariantOutput(
         config=cfg, kind="neural", metrics=ev.value.metrics, history=trained.value.history, model_dir=trained.value.model_dir,
         eval_dir=ev.value.dir, stage_key=trained.key, cached=trained.cached, data=up.data, tokenized=up.tok, extra=extra,
     )
+    return with_cost(out, cache, force=force and not trained.cached) if measure_cost else out
+
+
+def with_cost(out: VariantOutput, cache: StageCache, *, force: bool = False) -> VariantOutput:
+    """``out`` with its latency and throughput metrics, measured now (one model at a time) or read from the cache."""
+    from types import SimpleNamespace
+
+    from textclf.core.machine import thread_count
+
+    # Timed with the threads this process may use (all cores in the driver's quiet pass).
+    spec = CostSpec(latency_samples=out.config.evaluate.latency_samples, threads=thread_count(out.config.train.num_threads))
+    model = SimpleNamespace(key=out.stage_key)  # the cost of a model: keyed by the stage that trained it
+    res = cost_stage(spec, model, out.model_dir, out.data.value.texts("test"), cache, force=force)
+    out.metrics = {**out.metrics, **res.value.metrics}
+    return out

@@ -237,7 +237,11 @@ def collate(
     """Right-padded ``tokens (B, T)``, ``lengths (B,)``, ``labels (B,)``, all int64.
 
     ``T`` is the longest example in the batch (at least 1, so an all-empty
-    batch still has a valid shape).
+    batch still has a valid shape). Tokens and labels go to ``device``;
+    ``lengths`` stay on the CPU, where encoders read them (bounds, trimming,
+    packing) without a device sync, and move them themselves when they need
+    them on the device. On CUDA the copies come from pinned memory, so they
+    run asynchronously and the step loop never waits on the host.
     """
     import torch
 
@@ -249,9 +253,11 @@ def collate(
     # exactly the order of the concatenated slices.
     mask = np.arange(T) < lengths[:, None]  # (B, T)
     tokens[mask] = split.ids[_token_positions(split.offsets[idx], lengths)]
-    out = (torch.from_numpy(tokens), torch.from_numpy(lengths), torch.from_numpy(split.labels[idx]))
-    if device is not None and torch.device(device).type != "cpu":
-        out = tuple(t.to(device, non_blocking=True) for t in out)
-    return out
+    tokens_t, lengths_t, labels_t = torch.from_numpy(tokens), torch.from_numpy(lengths), torch.from_numpy(split.labels[idx])
+    if device is None or torch.device(device).type == "cpu":
+        return tokens_t, lengths_t, labels_t
+    if torch.device(device).type == "cuda":
+        tokens_t, lengths_t, labels_t = tokens_t.pin_memory(), lengths_t.pin_memory(), labels_t.pin_memory()
+    return tokens_t.to(device, non_blocking=True), lengths_t, labels_t.to(device, non_blocking=True)
 
 

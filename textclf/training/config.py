@@ -20,13 +20,23 @@ class TrainConfig(Section):
     warmup_ratio: float = Field(0.05, ge=0.0, lt=1.0)
     grad_clip: float = Field(1.0, ge=0.0, description="Max gradient norm; 0 disables clipping.")
     early_stopping_metric: str = Field("accuracy", description="loss, or any metric of textclf.core.metrics.METRICS computed every epoch (accuracy, macro_f1, ...).")
-    patience: int = Field(3, ge=0, description="Epochs without improvement before stopping; 0 disables early stopping.")
+    patience: int = Field(3, ge=0, description="Epochs without improvement (counted after min_epochs) before stopping; 0 disables early stopping.")
+    min_epochs: int | None = Field(
+        None, ge=0,
+        description="Epochs always trained before early stopping may stop a run (null: half of train.epochs), so a "
+        "validation plateau of a few epochs that later breaks is not cut off.",
+    )
     class_weights: Literal["none", "balanced"] = "none"
     seed: int = 1
     device: str = "auto"
     num_threads: int | None = Field(None, ge=1, description="torch CPU threads; default: all cores.")
     bucket_chunk: int = Field(50, ge=1, description="Batches per length-sorted chunk (length bucketing).")
     mixed_precision: bool = Field(True, description="bf16/fp16 autocast on CUDA only; ignored on CPU.")
+
+    @property
+    def stop_after(self) -> int:
+        """The epoch after which early stopping may act (``min_epochs``, or half of ``epochs``)."""
+        return min(self.epochs, self.epochs // 2 if self.min_epochs is None else self.min_epochs)
 
     @field_validator("early_stopping_metric")
     @classmethod

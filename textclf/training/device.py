@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import contextlib
-import os
 import random
 
 import numpy as np
 import torch
 
 from textclf.core.errors import ConfigError
+from textclf.core.machine import thread_count
 
 
 def resolve_device(spec: str = "auto") -> torch.device:
@@ -54,18 +54,8 @@ def seed_everything(seed: int) -> None:
 
 
 def set_num_threads(num_threads: int | None) -> int:
-    """Use ``num_threads`` torch CPU threads.
-
-    Default: ``OMP_NUM_THREADS`` when set (Ray sets it to a task's CPUs and
-    torchrun to 1 per process, so parallel workers don't oversubscribe the
-    cores), else the cores this process may use.
-    """
-    if num_threads is None:
-        env = os.environ.get("OMP_NUM_THREADS", "")
-        if env.isdigit() and int(env) > 0:
-            num_threads = int(env)
-        else:
-            num_threads = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    """Use ``num_threads`` torch CPU threads (default: :func:`textclf.core.machine.thread_count`); returns the count."""
+    num_threads = thread_count(num_threads)
     if torch.get_num_threads() != num_threads:
         torch.set_num_threads(num_threads)
     return num_threads

@@ -212,10 +212,10 @@ class Trainer:
             score = metrics[self.metric]
             improved = state.best_metric is None or (score > state.best_metric if self.higher_is_better else score < state.best_metric)
             if improved:
-                state.best_metric, state.best_epoch, state.bad_epochs = score, epoch, 0
+                state.best_metric, state.best_epoch = score, epoch
                 state.best_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
-            else:
-                state.bad_epochs += 1
+            # Patience counts only epochs after min_epochs: a plateau early in training is not a reason to stop.
+            state.bad_epochs = 0 if improved or epoch <= cfg.stop_after else state.bad_epochs + 1
             state.epoch = epoch
             state.history.append(metrics)
             state.stopped_early = cfg.patience > 0 and state.bad_epochs >= cfg.patience
@@ -229,7 +229,8 @@ class Trainer:
                 self._save_checkpoint(state)
             if state.stopped_early:
                 if self.log:
-                    self.log(f"early stopping: no {self.metric} improvement for {cfg.patience} epoch(s); best was epoch {state.best_epoch}")
+                    self.log(f"early stopping: no {self.metric} improvement for {cfg.patience} epoch(s) after epoch "
+                             f"{cfg.stop_after}; best was epoch {state.best_epoch}")
                 break
 
         self._net = None  # drop the DDP wrapper (and its gradient hooks' reducer)
