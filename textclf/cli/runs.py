@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Callable, Optional
 
 import typer
 
@@ -40,26 +40,28 @@ def run(
     quiet: QuietOpt = False,
 ) -> None:
     """Run a pipeline: every variant × seed through prepare → tokenize → embed → train → evaluate → compare."""
+    from textclf.cli.progress import progress
     from textclf.pipeline.experiment import run_pipeline
     from textclf.pipeline.spec import load_pipeline
 
     setup_logging(quiet)
     pipe = load_pipeline(pipeline, overrides=set_, params_file=params, only=variant)
-    result = run_pipeline(
-        pipe,
-        cache=open_cache(cache_dir),
-        tracking_uri=tracking_uri,
-        force=force,
-        register=register,
-        system_metrics=system_metrics,
-        executor=executor,
-        jobs=jobs,
-        ray_address=ray_address,
-        cpus_per_task=cpus_per_task,
-        gpus_per_task=gpus_per_task,
-        quiet=quiet,
-        on_event=None if quiet else _print_event,
-    )
+    with progress(not quiet, None if quiet else _event_printer) as on_event:
+        result = run_pipeline(
+            pipe,
+            cache=open_cache(cache_dir),
+            tracking_uri=tracking_uri,
+            force=force,
+            register=register,
+            system_metrics=system_metrics,
+            executor=executor,
+            jobs=jobs,
+            ray_address=ray_address,
+            cpus_per_task=cpus_per_task,
+            gpus_per_task=gpus_per_task,
+            quiet=quiet,
+            on_event=on_event,
+        )
     from textclf.analysis.report import render_table
 
     for task, s in (result.summary.get("tasks") or {None: result.summary}).items():
@@ -129,7 +131,10 @@ def train(
         if result is None:  # a rank other than 0: rank 0 reports
             return
     else:
-        result = train_one(cfg, **kwargs)
+        from textclf.cli.progress import progress
+
+        with progress(not quiet):
+            result = train_one(cfg, **kwargs)
     _print_metrics(result, cfg.embedding.pretrained)
     if metrics_out:
         metrics_out.parent.mkdir(parents=True, exist_ok=True)
@@ -181,15 +186,19 @@ def ui(
 # --------------------------------------------------------------------------- printing
 
 
-def _print_event(kind: str, info: dict) -> None:
+def _event_printer(print_: Callable[..., None]) -> Callable[[str, dict], None]:
+    return lambda kind, info: _print_event(kind, info, print_)
+
+
+def _print_event(kind: str, info: dict, print_: Callable[..., None] = out.print) -> None:
     if kind == "start":
-        out.print(f"[bold]{info['pipeline']}[/]: {info['variants']} variants × {info['seeds']} seeds → MLflow {info['uri']} (parent run {info['parent_run_id']})")
+        print_(f"[bold]{info['pipeline']}[/]: {info['variants']} variants × {info['seeds']} seeds → MLflow {info['uri']} (parent run {info['parent_run_id']})")
     elif kind == "trained":  # side-by-side trainings: accuracy follows once each model has been timed alone
-        out.print(f"  {'[dim]cached[/]' if info['cached'] else '[green]trained[/]'} {info['variant']:<16} seed {info['seed']}")
+        print_(f"  {'[dim]cached[/]' if info['cached'] else '[green]trained[/]'} {info['variant']:<16} seed {info['seed']}")
     elif kind == "task":
         acc = info.get("test_accuracy")
         acc_text = f"{acc:.4f}" if isinstance(acc, (int, float)) else "n/a"
-        out.print(f"  {'[dim]cached[/]' if info['cached'] else '[green]trained[/]'} {info['variant']:<16} seed {info['seed']}: test accuracy {acc_text}")
+        print_(f"  {'[dim]cached[/]' if info['cached'] else '[green]trained[/]'} {info['variant']:<16} seed {info['seed']}: test accuracy {acc_text}")
 
 
 def _print_metrics(result: dict, pretrained: str | None) -> None:

@@ -43,8 +43,27 @@ def setup_logging(quiet: bool = False) -> None:
     datasets.logging.set_verbosity_error()
 
 
-def progress_logger(label: str | None = None):
-    """A ``log_fn(line)`` for a training: lines go to ``textclf.progress``, prefixed with ``[label]``."""
-    logger = logging.getLogger(PROGRESS)
-    prefix = f"  [{label}] " if label else "  "
-    return lambda line: logger.info(prefix + line)
+class ProgressLog:
+    """What a training reports: ``log(line)`` per epoch (INFO) and ``step(...)`` within an epoch (DEBUG, structured).
+
+    Lines print as they are; step records carry ``record.textclf_step =
+    (label, epoch, epochs, step, steps)`` and are below INFO, so they only show
+    where a handler renders them (the CLI's progress bars on a terminal).
+    """
+
+    def __init__(self, label: str | None = None):
+        self.label = label or "training"
+        self._prefix = f"  [{label}] " if label else "  "
+        self._logger = logging.getLogger(PROGRESS)
+
+    def __call__(self, line: str) -> None:
+        self._logger.info(self._prefix + line, extra={"textclf_label": self.label})
+
+    def step(self, epoch: int, epochs: int, step: int, steps: int) -> None:
+        self._logger.debug("%s epoch %d/%d step %d/%d", self.label, epoch, epochs, step, steps,
+                           extra={"textclf_step": (self.label, epoch, epochs, step, steps)})
+
+
+def progress_logger(label: str | None = None) -> ProgressLog:
+    """The ``log_fn`` of a training: lines go to ``textclf.progress``, prefixed with ``[label]``."""
+    return ProgressLog(label)

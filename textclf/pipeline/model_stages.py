@@ -113,7 +113,9 @@ def train_stage(
             spec, tok.value.tokenizer.get_vocab_size(), len(label_names), matrix=emb.value.matrix if emb else None,
             source=source, frozen_rows=tok.value.stats.get("vocab_extension", 0),
         )
-        trainer = Trainer(model, spec.train, checkpoint_dir=work, on_epoch=on_epoch, eval_batch_size=spec.eval_batch_size, log=log_fn)
+        step = getattr(log_fn, "step", None)  # progress within an epoch, where the log function reports it
+        trainer = Trainer(model, spec.train, checkpoint_dir=work, on_epoch=on_epoch, eval_batch_size=spec.eval_batch_size, log=log_fn,
+                          progress=(lambda e, s, n: step(e, spec.train.epochs, s, n)) if step else None)
         result = trainer.fit(tok.value.splits["train"], tok.value.splits["validation"])
         info = result.to_dict()
         info.pop("history", None)
