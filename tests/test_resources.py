@@ -1,6 +1,7 @@
 """Reliability round three: resources. What cannot fit is refused before any work; nothing grows with what it need not.
 
 One test per failure a reliability probe met (numbered as in its report):
+6. one huge text (cut before it is tokenized);
 7. an absurd ``train.epochs`` (bounded; warm-up no longer stretches with it);
 Each drives the real CLI where the promise is about the CLI (exit code 2, the
 message, no traceback, nothing started), and the library where it is about a
@@ -47,6 +48,43 @@ def _refused(r: subprocess.CompletedProcess, *expect: str) -> str:
     for s in expect:
         assert s.lower() in out.lower(), f"{s!r} not in: {out}"
     return out
+
+
+# --------------------------------------------------------------------------- 6. one huge text
+
+_HUGE_TEXT = textwrap.dedent(
+    """
+    import resource
+    from textclf.serving.classifier import encode_texts
+    from textclf.text.config import TokenizerConfig
+    from textclf.text.tokenize import _encode_batch, train_tokenizer
+
+    tok = train_tokenizer(TokenizerConfig(min_frequency=1), [["lorem ipsum dolor sit amet"]])
+    big = "lorem ipsum dolor sit amet " * (5 * 2**20 // 27)
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    out = _encode_batch({"text": [big, "lorem ipsum"]}, tok.to_str(), 256)
+    split = encode_texts(tok, [big], 256)
+    grew = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before
+    print(grew // 1024, out["full_length"][1], len(out["input_ids"][0]), int(split.lengths[0]))
+    """
+)
+
+
+def test_6_a_huge_text_is_cut_before_it_is_tokenized():
+    from textclf.text.config import TokenizerConfig
+    from textclf.text.tokenize import _encode_batch, train_tokenizer
+
+    # a 5 MB text, tokenized for its first 256 tokens, in training and at inference
+    r = subprocess.run([sys.executable, "-c", _HUGE_TEXT], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    grew_mib, short, kept, served = map(int, r.stdout.split())
+    assert grew_mib < 64, f"tokenizing one 5 MB text grew the process by {grew_mib} MiB"
+    assert (short, kept, served) == (2, 256, 256)
+
+    # a text whose first tokens are one long run: cut before max_length tokens, yet counted as truncated
+    tok = train_tokenizer(TokenizerConfig(min_frequency=1), [["a b c"]])
+    out = _encode_batch({"text": ["x" * 10_000 + " a b c", "a b"]}, tok.to_str(), 8)
+    assert out["full_length"][0] > 8 and out["full_length"][1] == 2
 
 
 # --------------------------------------------------------------------------- 7. epochs
