@@ -1,6 +1,7 @@
 """Reliability round three: resources. What cannot fit is refused before any work; nothing grows with what it need not.
 
 One test per failure a reliability probe met (numbered as in its report):
+3. a model too large for the memory (training it, or loading a folder that says so);
 6. one huge text (cut before it is tokenized);
 7. an absurd ``train.epochs`` (bounded; warm-up no longer stretches with it);
 Each drives the real CLI where the promise is about the CLI (exit code 2, the
@@ -48,6 +49,46 @@ def _refused(r: subprocess.CompletedProcess, *expect: str) -> str:
     for s in expect:
         assert s.lower() in out.lower(), f"{s!r} not in: {out}"
     return out
+
+
+# --------------------------------------------------------------------------- 3. model size
+
+
+def test_3_a_model_too_large_is_refused_before_anything_runs(tmp_path, monkeypatch):
+    write_csv(tmp_path / "d.csv", make_rows(60))
+    # train: hidden_size 10**6 is ~4·10**12 LSTM parameters; refused before any stage or MLflow run
+    r = cli("train", "--set", "data.source=d.csv", *TINY, "--set", "encoder.hidden_size=1000000")
+    _refused(r, "needs about", "is available", "encoder.hidden_size", "parameters")
+    assert not (tmp_path / ".textclf").exists() and not _runs(tmp_path)
+
+    # run: every variant is checked before the first one trains
+    (tmp_path / "pipelines").mkdir()
+    (tmp_path / "pipelines" / "p.yaml").write_text(textwrap.dedent("""
+        name: p
+        data: {source: d.csv}
+        params: {train: {epochs: 1, num_threads: 1}, embedding: {dim: 8}, evaluate: {latency_samples: 2}}
+        variants:
+          small: {encoder: {hidden_size: 8}}
+          huge: {encoder: {hidden_size: 1000000, layers: 2}}
+    """))
+    out = _refused(cli("run", "p"), "'huge'", "encoder.hidden_size or encoder.layers")
+    assert "'small'" not in out
+    assert not (tmp_path / ".textclf" / "train").exists() and not _runs(tmp_path)
+
+    # the estimate counts parameters exactly (meta device), for every family
+    from textclf.models.classifier import TextClassifier
+    from textclf.models.size import parameter_counts, training_estimate
+
+    for cell, bi, layers in (("rnn", True, 2), ("gru", False, 3), ("lstm", True, 1), ("cnn", False, 1)):
+        hp = dict(vocab_size=50, embedding_dim=6, num_classes=3, cell=cell, hidden_size=5, layers=layers, bidirectional=bi, frozen_rows=7)
+        counts = parameter_counts(hp)
+        real = TextClassifier(**hp)
+        assert sum(counts["trainable"].values()) == sum(p.numel() for p in real.parameters())
+        assert sum(counts["frozen"].values()) == real.embedding.frozen.numel() == 7 * 6
+    # the probe's hidden_size=30000: ~3.6·10**9 parameters, estimated without allocating them
+    e = training_estimate(dict(vocab_size=20000, embedding_dim=100, num_classes=2, hidden_size=30000), batch_size=64, max_length=256)
+    assert e.parameters == 4 * 30000 * (100 + 30000 + 2) + 20000 * 100 + 2 * 30000 + 2 and e.total > 100 * 2**30
+
 
 
 # --------------------------------------------------------------------------- 6. one huge text

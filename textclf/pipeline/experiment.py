@@ -64,6 +64,10 @@ def run_pipeline(
     from textclf.analysis.compare import compare
     from textclf.analysis.report import write_report
 
+    from textclf.pipeline.resources import check_configs
+
+    # Every variant is checked before the first one trains, and before the parent run starts.
+    check_configs([(v.key, v.config) for v in pipe.variants.values()], jobs=jobs if executor == "local" else 1)
     emit = on_event or (lambda kind, info: None)
     uri = store.setup(tracking_uri)
     # Worker processes (--jobs, Ray) resolve init_from model references against the same store.

@@ -60,23 +60,11 @@ def build_model(spec: TrainSpec, vocab_size: int, num_classes: int, *, matrix: n
     from textclf.models.classifier import TextClassifier
     from textclf.training.device import seed_everything
 
+    from textclf.pipeline.resources import model_hparams
+
     emb, enc = spec.embedding, spec.encoder
     seed_everything(spec.train.seed)  # the initial weights depend on the seed
-    model = TextClassifier(
-        vocab_size=vocab_size,
-        embedding_dim=emb.dim,
-        num_classes=num_classes,
-        padding_idx=0,
-        cell=enc.cell,
-        hidden_size=enc.hidden_size,
-        layers=enc.layers,
-        bidirectional=enc.bidirectional,
-        dropout=enc.dropout if enc.layers > 1 else 0.0,
-        embedding_dropout=emb.dropout,
-        output_dropout=enc.output_dropout,
-        pooling=enc.pooling,
-        frozen_rows=source.folder["config"]["model"].get("frozen_rows", 0) if source is not None else frozen_rows,
-    )
+    model = TextClassifier(**model_hparams(emb, enc, vocab_size=vocab_size, num_classes=num_classes, frozen_rows=frozen_rows_of(source, frozen_rows)))
     if matrix is not None:
         model.embedding.load_matrix(torch.from_numpy(matrix))
         model.pretrained_embedding = True  # not decayed toward zero (see training.optim.param_groups)
@@ -87,6 +75,11 @@ def build_model(spec: TrainSpec, vocab_size: int, num_classes: int, *, matrix: n
     if not emb.trainable:
         model.embedding.weight.requires_grad_(False)
     return model
+
+
+def frozen_rows_of(source, frozen_rows: int) -> int:
+    """Frozen embedding rows: the init_from model's own, else the tokenize stage's vocabulary extension."""
+    return source.folder["config"]["model"].get("frozen_rows", 0) if source is not None else frozen_rows
 
 
 def describe(spec: TrainSpec) -> str:
@@ -106,11 +99,16 @@ def train_stage(
             Trainer,  # torch: only when something is trained
         )
 
+        from textclf.pipeline.resources import check_model
+
         work = cache.scratch("train", key_of("train", spec, upstream))  # checkpoints survive a kill; resumed on re-run
-        model = build_model(
-            spec, tok.value.tokenizer.get_vocab_size(), len(label_names), matrix=emb.value.matrix if emb else None,
-            source=source, frozen_rows=tok.value.stats.get("vocab_extension", 0),
-        )
+        vocab, frozen = tok.value.tokenizer.get_vocab_size(), tok.value.stats.get("vocab_extension", 0)
+        lengths = tok.value.splits["train"].lengths
+        # The real vocabulary, class count and longest text are known now: check again before building.
+        check_model(spec, vocab_size=vocab, num_classes=len(label_names), frozen_rows=frozen_rows_of(source, frozen),
+                    longest=int(lengths.max()) if len(lengths) else 1, what=f"Training {describe(spec)}",
+                    frozen_encoder=source is not None and spec.encoder.freeze)
+        model = build_model(spec, vocab, len(label_names), matrix=emb.value.matrix if emb else None, source=source, frozen_rows=frozen)
         trainer = Trainer(model, spec.train, checkpoint_dir=work, on_epoch=on_epoch, eval_batch_size=spec.eval_batch_size, log=log_fn)
         result = trainer.fit(tok.value.splits["train"], tok.value.splits["validation"])
         info = result.to_dict()

@@ -37,9 +37,12 @@ def train_one(
     from textclf.core.logs import progress_logger
     from textclf.models import folder as artifacts
 
+    from textclf.pipeline.resources import check_configs
+
     replace = force or overwrite
     if output is not None:
         artifacts.check_output(output, force=replace)
+    check_configs([(None, cfg)])  # a model that cannot fit is refused before any stage or MLflow run
     log_fn = None if quiet else progress_logger()
     run_id = None
     if tracking_uri is None:

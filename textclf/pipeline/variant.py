@@ -23,7 +23,7 @@ from typing import Any, Callable
 import numpy as np
 
 from textclf.core.cache import StageCache
-from textclf.pipeline.config import Config
+from textclf.pipeline.config import Config, extends_vocabulary
 from textclf.pipeline.data_stages import (
     EmbedSpec,
     PrepareSpec,
@@ -56,14 +56,6 @@ class Plan:
     train: TrainSpec | None = None
     evaluate: EvaluateSpec | None = None
     tfidf: TfidfSpec | None = None
-
-
-def extends_vocabulary(cfg: Config) -> bool:
-    """Whether the tokenize stage appends pretrained words to the vocabulary (``embedding.extend_vocab``).
-
-    Word tokenizers only; subword pieces rarely match word vectors.
-    """
-    return bool(cfg.embedding.pretrained) and cfg.embedding.extend_vocab > 0 and cfg.tokenizer.kind == "word"
 
 
 def plan(cfg: Config, cache: StageCache, *, source=None) -> Plan:
