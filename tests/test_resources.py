@@ -2,6 +2,7 @@
 
 One test per failure a reliability probe met (numbered as in its report):
 3. a model too large for the memory (training it, or loading a folder that says so);
+5. very many classes (a class-count check, and no N × C or C × C arrays);
 6. one huge text (cut before it is tokenized);
 7. an absurd ``train.epochs`` (bounded; warm-up no longer stretches with it);
 Each drives the real CLI where the promise is about the CLI (exit code 2, the
@@ -89,6 +90,53 @@ def test_3_a_model_too_large_is_refused_before_anything_runs(tmp_path, monkeypat
     e = training_estimate(dict(vocab_size=20000, embedding_dim=100, num_classes=2, hidden_size=30000), batch_size=64, max_length=256)
     assert e.parameters == 4 * 30000 * (100 + 30000 + 2) + 20000 * 100 + 2 * 30000 + 2 and e.total > 100 * 2**30
 
+
+
+# --------------------------------------------------------------------------- 5. classes
+
+
+def test_5_class_count_is_checked_and_nothing_grows_with_classes_squared(tmp_path, monkeypatch):
+    # a label column with a label per row or so (an id column): refused after prepare, before training
+    rows = [{"text": f"word{i % 7} text {i}", "label": f"id{i % 150}"} for i in range(200)]
+    write_csv(tmp_path / "ids.csv", rows)
+    _refused(cli("train", "--set", "data.source=ids.csv", *TINY), "150 distinct labels", "data.label_column", "training rows")
+    assert not (tmp_path / ".textclf" / "train").exists()
+    assert all(status != "RUNNING" for _, status in _runs(tmp_path))
+
+    # scoring 5,000 classes needs O(N + C) memory: no C × C confusion matrix, no N × C matrix
+    import tracemalloc
+
+    from textclf.core.metrics import TopProba, classification_metrics, epoch_metrics, flatten_metrics
+
+    n, c = 2000, 5000
+    rng = np.random.default_rng(0)
+    y, pred = rng.integers(0, c, n), rng.integers(0, c, n)
+    top = TopProba.ordered(np.stack([pred, (pred + 1) % c], 1), np.tile([0.6, 0.3], (n, 1)), np.full(n, 0.1), c)
+    tracemalloc.start()
+    epoch_metrics(y, pred, c)
+    m = classification_metrics(y, top, [f"c{i}" for i in range(c)])
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < 30 * 2**20, f"{peak / 2**20:.0f} MiB"
+    assert m["confusion_matrix"] is None and m["accuracy"] == pytest.approx(np.mean(y == pred))
+    assert m["log_loss"] == pytest.approx(-np.log(0.1)) and m["roc_auc"] is None
+    flat = flatten_metrics(m)
+    assert "test_accuracy" in flat and not any("__" in k for k in flat)  # no 20,000 per-class MLflow metrics
+
+    # the evaluate stage keeps the top classes, not the (N, C) matrix, once that matrix is large
+    from textclf.core.cache import StageCache
+    from textclf.pipeline import model_stages
+    from textclf.pipeline.config import load_config
+    from textclf.pipeline.train_one import train_one
+
+    monkeypatch.setattr(model_stages, "DENSE_PROBA_ELEMENTS", 0)
+    write_csv(tmp_path / "d.csv", make_rows(60))
+    cfg = load_config(overrides=["data.source=d.csv", *[a for a in TINY if a != "--set"]])
+    result = train_one(cfg, cache=StageCache(tmp_path / ".textclf"), tracking_uri=None, quiet=True)
+    (ev,) = (tmp_path / ".textclf" / "evaluate").glob("[!.]*")
+    assert (ev / "pred_test.npy").is_file() and (ev / "top_test.npz").is_file() and not (ev / "proba_test.npy").exists()
+    assert result["test_log_loss"] > 0 and "test_roc_auc" not in result
+    assert result["test_accuracy"] == pytest.approx(np.mean(np.load(ev / "pred_test.npy") == np.load(ev / "y_test.npy")))
 
 
 # --------------------------------------------------------------------------- 6. one huge text

@@ -38,18 +38,27 @@ COST_METRICS = (
 
 # Bound on weight-matrix elements (iterations × examples) held at once.
 _CHUNK_ELEMENTS = 4_000_000
+# Up to this many classes, per-class counts come from one dense product over a one-hot
+# design matrix; past it a weighted bincount is faster (crossover measured at ~40-60).
+_DENSE_MAX_CLASSES = 32
 _ALPHA = 0.05
 
 
 @dataclass(kw_only=True)
 class RunRecord:
-    """One trained run (variant × seed) and its predictions on the test set."""
+    """One trained run (variant × seed) and its predictions on the test set.
+
+    ``pred`` (N,) predicted classes, or ``proba`` (N, C) whose argmax they
+    are: the comparison needs only the predicted classes, so runs with too
+    many classes for the full matrix pass ``pred``.
+    """
 
     variant: str
     seed: int
     kind: str
     y_true: np.ndarray
-    proba: np.ndarray
+    proba: np.ndarray | None = None
+    pred: np.ndarray | None = None
     cell: str | None = None
     layers: int | None = None
     bidirectional: bool | None = None
@@ -79,6 +88,16 @@ def _test_set(records: Sequence[RunRecord], n_classes: int | None) -> tuple[np.n
                 f"record {rec.variant}/seed {rec.seed} was scored on a different test set "
                 "(y_true differs); every record must use the same examples in the same order"
             )
+        if rec.pred is not None:
+            pred = np.asarray(rec.pred)
+            if pred.shape != y.shape or not np.issubdtype(pred.dtype, np.integer):
+                raise ValueError(f"record {rec.variant}/seed {rec.seed}: pred has shape {pred.shape} ({pred.dtype}), expected ({y.size},) integers")
+            if n_classes is None:
+                raise ValueError(f"record {rec.variant}/seed {rec.seed}: pass label_names (or proba) so the number of classes is known")
+            preds[i] = pred
+            continue
+        if rec.proba is None:
+            raise ValueError(f"record {rec.variant}/seed {rec.seed}: has neither pred nor proba")
         proba = np.asarray(rec.proba, dtype=np.float64)
         if proba.ndim != 2 or proba.shape[0] != y.size:
             raise ValueError(f"record {rec.variant}/seed {rec.seed}: proba has shape {proba.shape}, expected ({y.size}, C)")
@@ -87,8 +106,8 @@ def _test_set(records: Sequence[RunRecord], n_classes: int | None) -> tuple[np.n
         if proba.shape[1] != n_classes:
             raise ValueError(f"record {rec.variant}/seed {rec.seed}: proba has {proba.shape[1]} columns, expected {n_classes}")
         preds[i] = proba.argmax(axis=1)
-    if y.min() < 0 or y.max() >= n_classes:
-        raise ValueError(f"y_true holds labels outside 0..{n_classes - 1}")
+    if y.min() < 0 or y.max() >= n_classes or preds.min() < 0 or preds.max() >= n_classes:
+        raise ValueError(f"y_true or a prediction holds labels outside 0..{n_classes - 1}")
     return y, preds, int(n_classes)
 
 
@@ -149,27 +168,46 @@ def _scores(weights: np.ndarray, y: np.ndarray, preds: np.ndarray, n_classes: in
     correct = preds == y[None, :]  # (R, N)
     accuracy = (weights @ correct.T.astype(np.float64)) / totals
 
-    true_onehot = np.zeros((n, n_classes))
+    # A class neither true nor predicted anywhere scores F1 = 0 under every weight row:
+    # count only the classes that occur (at most N × (R + 1) of them, however many
+    # classes there are) and divide their F1 sum by all n_classes.
+    active, inverse = np.unique(np.concatenate([y, preds.ravel()]), return_inverse=True)
+    y, preds, c = inverse[:n], inverse[n:].reshape(n_runs, n), len(active)
+    macro_f1 = np.empty((n_iter, n_runs))
+    if c > _DENSE_MAX_CLASSES or n * 2 * c > _CHUNK_ELEMENTS:  # a weighted bincount per run, (B, C) at a time
+        offsets = (np.arange(n_iter) * c)[:, None]
+
+        def counts(classes: np.ndarray, values: np.ndarray) -> np.ndarray:
+            flat = (weights * values[None, :]).ravel()
+            return np.bincount((offsets + classes[None, :]).ravel(), weights=flat, minlength=n_iter * c).reshape(n_iter, c)
+
+        support = counts(y, np.ones(n))
+        for r in range(n_runs):
+            tp, predicted = counts(y, correct[r].astype(np.float64)), counts(preds[r], np.ones(n))
+            denom = support + predicted
+            macro_f1[:, r] = np.divide(2.0 * tp, denom, out=np.zeros_like(tp), where=denom > 0).sum(axis=1) / n_classes
+        return accuracy, macro_f1
+
+    true_onehot = np.zeros((n, c))
     true_onehot[np.arange(n), y] = 1.0
     support = weights @ true_onehot  # (B, C), shared by every run
 
     # Per run, C columns of "correct and true class c" and C of "predicted c";
     # runs are processed in blocks so the design matrix stays small.
-    block = max(1, _CHUNK_ELEMENTS // (n * 2 * n_classes))
-    macro_f1 = np.empty((n_iter, n_runs))
+    block = max(1, _CHUNK_ELEMENTS // (n * 2 * c))
     for start in range(0, n_runs, block):
         stop = min(start + block, n_runs)
         k = stop - start
-        design = np.zeros((n, k, 2, n_classes))
+        design = np.zeros((n, k, 2, c))
         run = np.arange(k)[:, None]
         example = np.arange(n)[None, :]
         design[example, run, 0, y[None, :]] = correct[start:stop]
         design[example, run, 1, preds[start:stop]] = 1.0
-        counts = (weights @ design.reshape(n, -1)).reshape(n_iter, k, 2, n_classes)
+        counts = (weights @ design.reshape(n, -1)).reshape(n_iter, k, 2, c)
         tp, predicted = counts[:, :, 0, :], counts[:, :, 1, :]
         denom = support[:, None, :] + predicted
         f1 = np.divide(2.0 * tp, denom, out=np.zeros_like(tp), where=denom > 0)
-        macro_f1[:, start:stop] = f1.mean(axis=2)
+        macro_f1[:, start:stop] = f1.sum(axis=2) / n_classes
     return accuracy, macro_f1
 
 
@@ -349,15 +387,3 @@ def compare(
         "variants": variants,
         "best_variant": best,
     }
-
-
-# --------------------------------------------------------------------------- #
-# Table (terminal and markdown share the same cells)
-# --------------------------------------------------------------------------- #
-
-
-# --------------------------------------------------------------------------- #
-# Report
-# --------------------------------------------------------------------------- #
-
-

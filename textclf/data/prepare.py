@@ -203,6 +203,21 @@ def _check_label_kinds(labels, where: str) -> None:
 # --------------------------------------------------------------------------- splitting
 
 
+# Below 2 training rows per class on average most classes have one example or none:
+# nothing is learned per class, while the head (a row per class) and the evaluation grow
+# with the data (10**5 labels in 200k rows trained for minutes, then ran out of memory).
+MIN_ROWS_PER_CLASS = 2
+
+
+def _check_class_count(n_classes: int, n_train: int, where: str, column: str) -> None:
+    if n_classes * MIN_ROWS_PER_CLASS > n_train:
+        raise DataError(
+            f"{where}: {n_classes:,} distinct labels in column {column!r} (data.label_column) for {n_train:,} training rows, "
+            f"fewer than {MIN_ROWS_PER_CLASS} rows per class on average: no classifier can learn that. Is {column!r} really "
+            "the label, not an id or free text? Merge rare labels, or add rows."
+        )
+
+
 def _stratified_split(labels: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Indices (keep, held_out), stratified by label when every class can be split."""
     from sklearn.model_selection import train_test_split
@@ -334,6 +349,7 @@ def prepare(cfg: DataConfig, cache_dir: str | Path | None = None) -> PreparedDat
                 sel = np.sort(rng.permutation(len(yy))[: cfg.max_examples])
                 encoded[split] = (ds.select(sel), yy[sel])
 
+    _check_class_count(len(names), len(encoded["train"][1]), sources["train"], cfg.label_column)
     splits = datasets.DatasetDict({s: encoded[s][0].flatten_indices() for s in SPLITS})
     fps = {s: fingerprint(splits[s], names) for s in SPLITS}
     report.update(_leakage(splits))

@@ -8,9 +8,11 @@ stage cache.
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 import time
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any, Callable
 
@@ -22,6 +24,8 @@ from textclf.models.config import EncoderConfig, TfidfConfig
 from textclf.pipeline.stage import StageResult, key_of, run_stage
 from textclf.text.config import EmbeddingConfig, TokenizerConfig
 from textclf.training.config import TrainConfig
+
+log = logging.getLogger(__name__)
 
 
 class _Spec(BaseModel):
@@ -143,13 +147,28 @@ class EvaluateSpec(_Spec):
     evaluate: EvaluateSettings
 
 
+# Rows × classes kept as a full probability matrix (128 MiB of float32); past it a split is
+# scored from its top classes (TopProba) and the test split stores those, not the matrix.
+DENSE_PROBA_ELEMENTS = 2**25
+TOP_K = 5
+
+
+def test_predictions(directory: Path) -> tuple[np.ndarray, np.ndarray]:
+    """(true labels, predicted classes) of the test split: all the comparison needs."""
+    y = np.load(directory / "y_test.npy", allow_pickle=False)
+    if (directory / "pred_test.npy").is_file():
+        return y, np.load(directory / "pred_test.npy", allow_pickle=False)
+    return y, np.load(directory / "proba_test.npy", allow_pickle=False).argmax(1)  # an entry written before pred_test.npy
+
+
 @dataclass
 class Evaluation:
     metrics: dict[str, float]  # val_*, test_*, train_accuracy, cost metrics
-    dir: Path  # y_test.npy, proba_test.npy, plots, classification report
+    dir: Path  # y_test.npy, pred_test.npy, proba_test.npy (or top_test.npz), plots, classification report
 
     def test_arrays(self) -> tuple[np.ndarray, np.ndarray]:
-        return np.load(self.dir / "y_test.npy", allow_pickle=False), np.load(self.dir / "proba_test.npy", allow_pickle=False)
+        """(true labels, predicted classes) of the test split."""
+        return test_predictions(self.dir)
 
 
 def _load_evaluation(path: Path) -> Evaluation:
@@ -161,13 +180,17 @@ def evaluate_stage(spec: EvaluateSpec, trained: StageResult[Trained], tok: Stage
 
     def compute(out: Path) -> None:
         from textclf.analysis.plots import plot_learning_curves
-        from textclf.models.predict import predict_proba
+        from textclf.models.predict import predict_proba, predict_top
         from textclf.serving.classifier import Classifier
 
         clf = Classifier.from_folder(trained.value.model_dir)
         names = data.value.label_names
         splits = tok.value.splits
-        probas = {s: predict_proba(clf.model, splits[s], batch_size=spec.evaluate.batch_size, device=clf.device) for s in ("validation", "test", "train")}
+        probas = {}
+        for s in ("validation", "test", "train"):  # train: only its accuracy is needed, never the matrix
+            dense = s != "train" and len(splits[s]) * len(names) <= DENSE_PROBA_ELEMENTS
+            predict = predict_proba if dense else partial(predict_top, k=TOP_K)
+            probas[s] = predict(clf.model, splits[s], batch_size=spec.evaluate.batch_size, device=clf.device)
         title = json.loads((trained.path / "_entry.json").read_text()).get("variant", "")  # e.g. "bilstm-x2 seed=1"
         metrics = _score(probas, {s: splits[s].labels for s in probas}, names, out, title=title)
         plot_learning_curves(trained.value.history, out / "learning_curves.png", title=title)
@@ -183,22 +206,36 @@ def _score(probas: dict[str, np.ndarray], labels: dict[str, np.ndarray], names: 
     """Registered metrics on validation and test (and train accuracy); test arrays, report and confusion matrix into ``out``."""
     from textclf.analysis.plots import plot_confusion_matrix
     from textclf.core.metrics import (
+        PER_CLASS_METRICS_MAX,
+        TopProba,
         classification_metrics,
         classification_report_text,
         flatten_metrics,
     )
+
+    def pred(p) -> np.ndarray:
+        return p.pred if isinstance(p, TopProba) else p.argmax(1)
 
     metrics: dict[str, float] = {}
     for split, prefix in (("validation", "val_"), ("test", "test_")):
         m = classification_metrics(labels[split], probas[split], names)
         metrics.update(flatten_metrics(m, prefix=prefix))
         if split == "test":
+            p = probas[split]
             np.save(out / "y_test.npy", labels[split])
-            np.save(out / "proba_test.npy", probas[split].astype(np.float32))
-            (out / "classification_report.txt").write_text(classification_report_text(labels[split], probas[split].argmax(1), names))
-            plot_confusion_matrix(m["confusion_matrix"], names, out / "confusion_matrix.png", title=f"{title}: test".strip(": "))
+            np.save(out / "pred_test.npy", pred(p))
+            if isinstance(p, TopProba):
+                np.savez(out / "top_test.npz", classes=p.classes, proba=p.proba)
+            else:
+                np.save(out / "proba_test.npy", p.astype(np.float32))
+            (out / "classification_report.txt").write_text(classification_report_text(labels[split], pred(p), names))
+            if m["confusion_matrix"] is not None:
+                plot_confusion_matrix(m["confusion_matrix"], names, out / "confusion_matrix.png", title=f"{title}: test".strip(": "))
+    if len(names) > PER_CLASS_METRICS_MAX:
+        log.warning("%s classes: per-class metrics are not logged to MLflow (more than %d); classification_report.txt has them.",
+                    f"{len(names):,}", PER_CLASS_METRICS_MAX)
     if "train" in probas:
-        metrics["train_accuracy"] = float(np.mean(probas["train"].argmax(1) == labels["train"]))
+        metrics["train_accuracy"] = float(np.mean(pred(probas["train"]) == labels["train"]))
         metrics["generalization_gap"] = metrics["train_accuracy"] - metrics["val_accuracy"]
     return metrics
 
@@ -236,11 +273,24 @@ def tfidf_stage(spec: TfidfSpec, data: StageResult, cache: StageCache, *, force:
         folder.save_tfidf(out / "model", baseline=b, label_names=d.label_names, config={"tfidf": t.model_dump(mode="json")})
         ev = out / "eval"
         ev.mkdir()
-        probas = {s: b.predict_proba(d.texts(s)) for s in ("validation", "test", "train")}
-        metrics = _score(probas, {s: d.labels(s) for s in probas}, d.label_names, ev, title="tfidf")
+        labels = {s: d.labels(s) for s in ("validation", "test", "train")}
+        probas = {s: _tfidf_proba(b, d.texts(s), y, dense=s != "train" and len(y) * len(d.label_names) <= DENSE_PROBA_ELEMENTS)
+                  for s, y in labels.items()}
+        metrics = _score(probas, labels, d.label_names, ev, title="tfidf")
         metrics.update(params=float(b.num_parameters()), train_seconds=seconds, tfidf_C=float(b.C_))
         metrics.update(_cost(spec.evaluate, b.predict_proba, d.texts("test")))
         (ev / "metrics.json").write_text(json.dumps(metrics, indent=1))
         return {"variant": "tfidf"}
 
     return run_stage(cache, "tfidf", spec, [data], compute=compute, load=lambda p: _load_evaluation(p / "eval"), force=force)
+
+
+def _tfidf_proba(baseline, texts: list[str], y: np.ndarray, *, dense: bool, rows: int = 4096):
+    """The baseline's (N, C) probabilities, or (``dense=False``) their top classes, a block of rows at a time."""
+    from textclf.core.metrics import TopProba
+
+    if dense:
+        return baseline.predict_proba(texts)
+    return TopProba.concat([
+        TopProba.from_dense(baseline.predict_proba(texts[i : i + rows]), y[i : i + rows], TOP_K) for i in range(0, len(texts), rows)
+    ])

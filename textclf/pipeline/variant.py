@@ -40,6 +40,7 @@ from textclf.pipeline.model_stages import (
     TfidfSpec,
     TrainSpec,
     evaluate_stage,
+    test_predictions,
     tfidf_stage,
     train_stage,
 )
@@ -104,10 +105,8 @@ class VariantOutput:
         return self.data.value.label_names
 
     def test_arrays(self) -> tuple[np.ndarray, np.ndarray]:
-        return (
-            np.load(self.eval_dir / "y_test.npy", allow_pickle=False),
-            np.load(self.eval_dir / "proba_test.npy", allow_pickle=False),
-        )
+        """(true labels, predicted classes) of the test split."""
+        return test_predictions(self.eval_dir)
 
 
 @dataclass
