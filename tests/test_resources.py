@@ -5,6 +5,7 @@ One test per failure a reliability probe met (numbered as in its report):
 5. very many classes (a class-count check, and no N × C or C × C arrays);
 6. one huge text (cut before it is tokenized);
 7. an absurd ``train.epochs`` (bounded; warm-up no longer stretches with it);
+12. crafted model folders (validated completely at load, naming file and field).
 Each drives the real CLI where the promise is about the CLI (exit code 2, the
 message, no traceback, nothing started), and the library where it is about a
 function.
@@ -90,6 +91,16 @@ def test_3_a_model_too_large_is_refused_before_anything_runs(tmp_path, monkeypat
     e = training_estimate(dict(vocab_size=20000, embedding_dim=100, num_classes=2, hidden_size=30000), batch_size=64, max_length=256)
     assert e.parameters == 4 * 30000 * (100 + 30000 + 2) + 20000 * 100 + 2 * 30000 + 2 and e.total > 100 * 2**30
 
+    # loading a model folder: checked against the memory available before its weights are read
+    from textclf.core.errors import ModelError
+    from textclf.models.folder import read_folder
+
+    folder = _folder(tmp_path / "m")
+    monkeypatch.setenv("TEXTCLF_MEMORY_LIMIT", "1KB")
+    with pytest.raises(ModelError, match=r"config.json needs about .* 1.0 KiB is available .*model.hidden_size"):
+        read_folder(folder)
+    monkeypatch.setenv("TEXTCLF_MEMORY_LIMIT", "1GB")
+    read_folder(folder)
 
 
 # --------------------------------------------------------------------------- 5. classes
@@ -191,3 +202,73 @@ def test_7_epochs_are_bounded_and_warm_up_does_not_grow_with_them(tmp_path):
     for epochs in (1, 3, 10, 25, 40):
         for spe in (1, 7, 113):
             assert warmup_steps(TrainConfig(epochs=epochs), spe) == round(0.05 * (epochs * spe))
+
+
+# --------------------------------------------------------------------------- 12. crafted model folders
+
+
+def _folder(path: Path) -> Path:
+    """A small, valid model folder, built in-process."""
+    from textclf.models.classifier import TextClassifier
+    from textclf.models.folder import save_neural
+    from textclf.text.config import TokenizerConfig
+    from textclf.text.tokenize import train_tokenizer
+
+    tok = train_tokenizer(TokenizerConfig(min_frequency=1), [["good fun movie", "bad dull film"]])
+    model = TextClassifier(vocab_size=tok.get_vocab_size(), embedding_dim=4, num_classes=2, hidden_size=4)
+    config = {"kind": "neural", "tokenizer": {"max_length": 16}}
+    return save_neural(path, model=model, tokenizer=tok, label_names=["neg", "pos"], config=config)
+
+
+def test_12_crafted_model_folders_are_refused_at_load_naming_file_and_field(tmp_path):
+    import shutil
+
+    from textclf.core.errors import ModelError
+    from textclf.models.folder import read_folder
+
+    good = _folder(tmp_path / "good")
+    n_vocab = json.loads((good / "config.json").read_text())["model"]["vocab_size"]
+
+    def crafted(name: str, file: str, edit) -> Path:
+        d = tmp_path / name
+        shutil.copytree(good, d)
+        doc = json.loads((d / file).read_text())
+        (d / file).write_text(json.dumps(edit(doc)))
+        return d
+
+    def model(**kw):
+        return lambda doc: {**doc, "model": {**doc["model"], **kw}}
+
+    def tokenizer_id(doc):
+        doc["model"]["vocab"]["fun"] = 99_999  # a word mapped past the embedding
+        return doc
+
+    cases = [
+        (crafted("list", "config.json", lambda doc: [doc]), r"config.json: expected a JSON object .* got a list"),
+        (crafted("str", "config.json", lambda doc: {**doc, "model": "lstm"}), r"config.json: field model must be an object"),
+        (crafted("classes", "config.json", model(num_classes=10**7)), r"labels.json: lists 2 classes but the model head has 10,000,000 outputs \(model.num_classes in config.json\)"),
+        (crafted("hidden", "config.json", model(hidden_size=10**6)), r"model.safetensors: .*config.json \(.*model.hidden_size=1000000"),
+        (crafted("dim", "config.json", model(embedding_dim=10**6)), r"model.safetensors: .*config.json \(.*model.embedding_dim=1000000"),
+        (crafted("negative", "config.json", model(hidden_size=-3)), r"config.json: invalid model hyper-parameters .*model.hidden_size must be an integer .* got -3"),
+        (crafted("cnn", "config.json", model(cell="cnn", layers=2)), r"config.json: .*model.layers must be 1 for model.cell='cnn'"),
+        (crafted("dup", "labels.json", lambda doc: ["neg", "neg"]), r"labels.json: class 'neg' is listed twice"),
+        (crafted("tokid", "tokenizer.json", tokenizer_id), rf"tokenizer.json: token 'fun' has id 99,999, beyond the {n_vocab} rows"),
+        (crafted("vocab", "config.json", model(vocab_size=n_vocab + 3)),
+         rf"tensors do not fit the architecture in config.json: embedding.weight has shape \({n_vocab}, 4\), .*makes it \({n_vocab + 3}, 4\)"),
+    ]
+    for folder, message in cases:
+        with pytest.raises(ModelError, match="(?s)" + message):
+            read_folder(folder)
+
+    # a tokenizer of another size: both numbers, and the file that holds each
+    def extra_word(doc):
+        doc["model"]["vocab"]["zzz"] = n_vocab
+        return doc
+
+    with pytest.raises(ModelError, match=rf"vocabulary of {n_vocab + 1} tokens .*config.json says model.vocab_size = {n_vocab}, and model.safetensors holds {n_vocab} embedding rows"):
+        read_folder(crafted("other-tok", "tokenizer.json", extra_word))
+
+    # through the CLI: exit 2, the file named, no traceback
+    _refused(cli("predict", "--model", str(tmp_path / "list"), "good fun"), "config.json", "got a list")
+    _refused(cli("predict", "--model", str(tmp_path / "dup"), "good fun"), "labels.json", "listed twice")
+    read_folder(good)  # the untouched folder still loads
