@@ -61,7 +61,7 @@ def test_3_a_model_too_large_is_refused_before_anything_runs(tmp_path, monkeypat
     # train: hidden_size 10**6 is ~4·10**12 LSTM parameters; refused before any stage or MLflow run
     r = cli("train", "--set", "data.source=d.csv", *TINY, "--set", "encoder.hidden_size=1000000")
     _refused(r, "needs about", "is available", "encoder.hidden_size", "parameters")
-    assert not (tmp_path / ".textclf").exists() and not _runs(tmp_path)
+    assert not [p for p in (tmp_path / ".textclf").glob("*") if p.name != ".file-hashes"] and not _runs(tmp_path)  # no stage ran
 
     # run: every variant is checked before the first one trains
     (tmp_path / "pipelines").mkdir()
@@ -90,6 +90,25 @@ def test_3_a_model_too_large_is_refused_before_anything_runs(tmp_path, monkeypat
     # the probe's hidden_size=30000: ~3.6·10**9 parameters, estimated without allocating them
     e = training_estimate(dict(vocab_size=20000, embedding_dim=100, num_classes=2, hidden_size=30000), batch_size=64, max_length=256)
     assert e.parameters == 4 * 30000 * (100 + 30000 + 2) + 20000 * 100 + 2 * 30000 + 2 and e.total > 100 * 2**30
+
+    # a model already in the cache builds nothing: its check is skipped (a cached re-run imports no torch),
+    # unless --force trains it again
+    from textclf.core.cache import StageCache
+    from textclf.core.errors import ConfigError
+    from textclf.pipeline.config import load_config
+    from textclf.pipeline.train_one import train_one
+    from textclf.pipeline.variant import is_trained
+
+    cache = StageCache(tmp_path / ".textclf")
+    cfg = load_config(overrides=["data.source=d.csv", *TINY[1::2]])
+    assert not is_trained(cfg, cache)
+    train_one(cfg, cache=cache, tracking_uri=None, quiet=True)
+    assert is_trained(cfg, cache)
+    assert not is_trained(load_config(overrides=["data.source=d.csv", *TINY[1::2], "encoder.hidden_size=9"]), cache)
+    monkeypatch.setenv("TEXTCLF_MEMORY_LIMIT", "1KB")
+    assert train_one(cfg, cache=cache, tracking_uri=None, quiet=True)["cached"]
+    with pytest.raises(ConfigError, match=r"needs about .* is available \(TEXTCLF_MEMORY_LIMIT=1KB\)"):
+        train_one(cfg, cache=cache, tracking_uri=None, quiet=True, force=True)
 
     # loading a model folder: checked against the memory available before its weights are read
     from textclf.core.errors import ModelError
@@ -142,7 +161,7 @@ def test_5_class_count_is_checked_and_nothing_grows_with_classes_squared(tmp_pat
 
     monkeypatch.setattr(model_stages, "DENSE_PROBA_ELEMENTS", 0)
     write_csv(tmp_path / "d.csv", make_rows(60))
-    cfg = load_config(overrides=["data.source=d.csv", *[a for a in TINY if a != "--set"]])
+    cfg = load_config(overrides=["data.source=d.csv", *TINY[1::2]])
     result = train_one(cfg, cache=StageCache(tmp_path / ".textclf"), tracking_uri=None, quiet=True)
     (ev,) = (tmp_path / ".textclf" / "evaluate").glob("[!.]*")
     assert (ev / "pred_test.npy").is_file() and (ev / "top_test.npz").is_file() and not (ev / "proba_test.npy").exists()

@@ -65,9 +65,12 @@ def run_pipeline(
     from textclf.analysis.report import write_report
 
     from textclf.pipeline.resources import check_configs
+    from textclf.pipeline.variant import is_trained
 
-    # Every variant is checked before the first one trains, and before the parent run starts.
-    check_configs([(v.key, v.config) for v in pipe.variants.values()], jobs=jobs if executor == "local" else 1)
+    # Every variant is checked before the first one trains, and before the parent run starts;
+    # one whose models are all in the cache builds nothing (and a cached re-run needs no torch).
+    todo = [v for v in pipe.variants.values() if force or not all(is_trained(v.for_seed(s), cache) for s in pipe.seeds)]
+    check_configs([(v.key, v.config) for v in todo], jobs=jobs if executor == "local" else 1)
     emit = on_event or (lambda kind, info: None)
     uri = store.setup(tracking_uri)
     # Worker processes (--jobs, Ray) resolve init_from model references against the same store.
