@@ -13,7 +13,8 @@ from conftest import LABELS, make_rows, write_csv, write_jsonl, write_parquet
 
 from textclf.core.errors import DataError
 from textclf.data.config import DataConfig
-from textclf.data.prepare import SPLITS, fingerprint, prepare, summarize
+from textclf.data.prepare import SPLITS, fingerprint, prepare
+from textclf.data.summary import summarize
 
 
 def cfg(**kw) -> DataConfig:

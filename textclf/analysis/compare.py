@@ -45,18 +45,25 @@ COST_METRICS = (
     "generalization_gap",
 )
 MAX_EXAMPLES = 10  # disagreement examples kept per direction and variant
+MAX_F1_CLASSES = 50  # macro-F1 differences are tested up to this many classes
 N_LENGTH_SLICES = 5
 
 
 @dataclass(kw_only=True)
 class RunRecord:
-    """One trained run (variant × seed) and its predictions on the test set."""
+    """One trained run (variant × seed) and its predictions on the test set.
+
+    ``pred`` (N,) predicted classes, or ``proba`` (N, C) whose argmax they
+    are: the comparison needs only the predicted classes, so runs with too
+    many classes for the full matrix pass ``pred``.
+    """
 
     variant: str
     seed: int
     kind: str
     y_true: np.ndarray
-    proba: np.ndarray
+    proba: np.ndarray | None = None
+    pred: np.ndarray | None = None
     cell: str | None = None
     layers: int | None = None
     bidirectional: bool | None = None
@@ -84,6 +91,16 @@ def _test_set(records: Sequence[RunRecord], n_classes: int | None) -> tuple[np.n
                 f"record {rec.variant}/seed {rec.seed} was scored on a different test set "
                 "(y_true differs); every record must use the same examples in the same order"
             )
+        if rec.pred is not None:
+            pred = np.asarray(rec.pred)
+            if pred.shape != y.shape or not np.issubdtype(pred.dtype, np.integer):
+                raise ValueError(f"record {rec.variant}/seed {rec.seed}: pred has shape {pred.shape} ({pred.dtype}), expected ({y.size},) integers")
+            if n_classes is None:
+                raise ValueError(f"record {rec.variant}/seed {rec.seed}: pass label_names (or proba) so the number of classes is known")
+            preds[i] = pred
+            continue
+        if rec.proba is None:
+            raise ValueError(f"record {rec.variant}/seed {rec.seed}: has neither pred nor proba")
         proba = np.asarray(rec.proba, dtype=np.float64)
         if proba.ndim != 2 or proba.shape[0] != y.size:
             raise ValueError(f"record {rec.variant}/seed {rec.seed}: proba has shape {proba.shape}, expected ({y.size}, C)")
@@ -92,8 +109,8 @@ def _test_set(records: Sequence[RunRecord], n_classes: int | None) -> tuple[np.n
         if proba.shape[1] != n_classes:
             raise ValueError(f"record {rec.variant}/seed {rec.seed}: proba has {proba.shape[1]} columns, expected {n_classes}")
         preds[i] = proba.argmax(axis=1)
-    if y.min() < 0 or y.max() >= n_classes:
-        raise ValueError(f"y_true holds labels outside 0..{n_classes - 1}")
+    if y.min() < 0 or y.max() >= n_classes or preds.min() < 0 or preds.max() >= n_classes:
+        raise ValueError(f"y_true or a prediction holds labels outside 0..{n_classes - 1}")
     return y, preds, int(n_classes)
 
 
@@ -198,12 +215,14 @@ def _natural(value: str) -> tuple:
 
 
 def _majority(preds: np.ndarray) -> np.ndarray:
-    """The most frequent prediction over seeds for every example (ties: the smallest class)."""
-    n_classes = int(preds.max()) + 1
-    counts = np.zeros((n_classes, preds.shape[1]), dtype=np.int64)
-    for row in preds:
-        counts[row, np.arange(preds.shape[1])] += 1
-    return counts.argmax(axis=0)
+    """The most frequent prediction over seeds for every example (ties: the smallest class).
+
+    Compares seeds with each other, (S, S, N) booleans for S seeds: no array
+    grows with the number of classes.
+    """
+    agree = (preds[:, None, :] == preds[None, :, :]).sum(axis=0)  # (S, N): seeds agreeing with seed s
+    top = agree.max(axis=0)
+    return np.where(agree == top, preds, np.iinfo(np.int64).max).min(axis=0)
 
 
 def _disagreements(y, preds, base_preds, label_names, texts) -> dict[str, Any]:
@@ -308,7 +327,11 @@ def compare(
             entry["delta_accuracy"] = entry["delta_macro_f1"] = entry["disagreements"] = None
         else:
             entry["delta_accuracy"] = _delta(paired_comparison(correct[g.rows], correct[base.rows], alpha=alpha))
-            entry["delta_macro_f1"] = _delta(paired_comparison_metric(preds[g.rows], preds[base.rows], y, n_classes, alpha=alpha, n_boot=n_boot, seed=seed))
+            # The macro-F1 bootstrap scores confusion matrices (classes²): up to MAX_F1_CLASSES classes only.
+            entry["delta_macro_f1"] = (
+                _delta(paired_comparison_metric(preds[g.rows], preds[base.rows], y, n_classes, alpha=alpha, n_boot=n_boot, seed=seed))
+                if n_classes <= MAX_F1_CLASSES else None
+            )
             entry["disagreements"] = _disagreements(y, preds[g.rows], preds[base.rows], label_names, texts)
         entry["slices"] = _slices(correct[g.rows], None if base is None else correct[base.rows], lengths_arr, slice_columns or {})
         entry["run_ids"] = [r.run_id for r in g.records]
@@ -317,8 +340,8 @@ def compare(
 
     compared = [n for n in names if variants[n]["delta_accuracy"] is not None]
     for metric in ("delta_accuracy", "delta_macro_f1"):
-        adjusted = holm([variants[n][metric]["p_value"] for n in compared])
-        for n, p in zip(compared, adjusted):
+        tested = [n for n in compared if variants[n][metric] is not None]
+        for n, p in zip(tested, holm([variants[n][metric]["p_value"] for n in tested])):
             variants[n][metric]["p_adjusted"] = p
 
     def score(name: str) -> float:

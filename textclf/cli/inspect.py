@@ -45,7 +45,8 @@ def data_inspect(
     quiet: QuietOpt = False,
 ) -> None:
     """Row counts per split, label distribution, length percentiles and invalid rows."""
-    from textclf.data.prepare import SPLITS, prepare, summarize
+    from textclf.data.prepare import SPLITS, prepare
+    from textclf.data.summary import summarize
     from textclf.pipeline.config import resolve
 
     setup_logging(quiet)

@@ -10,6 +10,9 @@ curve, and accepted as ``train.early_stopping_metric``.
 
 :func:`classification_metrics` adds per-class precision / recall / F1 and the
 confusion matrix; :func:`flatten_metrics` turns that into MLflow scalars.
+Nothing here builds an N × C or C × C array it does not need: per-class counts
+are bincounts, and many classes are scored from a :class:`TopProba` (the top
+k classes of each row) instead of the full probability matrix.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import numpy as np
 __all__ = [
     "METRICS",
     "Metric",
+    "TopProba",
     "classification_metrics",
     "classification_report_text",
     "epoch_metrics",
@@ -31,6 +35,12 @@ __all__ = [
     "flatten_metrics",
     "macro_f1",
 ]
+
+# Past this many classes a C × C confusion matrix (and its plot) is no use to anyone
+# and grows quadratically: classification_metrics leaves it out.
+CONFUSION_MAX_CLASSES = 1000
+# Per-class scalars are logged as MLflow metrics up to this many classes (4 per class).
+PER_CLASS_METRICS_MAX = 200
 
 # MLflow accepts alphanumerics, "_", "-", ".", " " and "/" in metric names; "/"
 # is excluded for label fragments because MLflow also rejects names that are
@@ -53,19 +63,62 @@ class Metric:
     from_proba: bool = False  # needs probabilities, not only the predicted class
     per_epoch: bool = False  # computed on validation after every epoch (needs only predicted classes)
     description: str = ""
+    # The same metric from a TopProba (too many classes for the full matrix); None: not computed then.
+    from_top: Callable[[np.ndarray, TopProba], float | None] | None = None
+
+
+@dataclass(frozen=True)
+class TopProba:
+    """What scoring needs of class probabilities when the full (N, C) matrix would be too large.
+
+    ``classes`` (N, k): the k most probable classes of each row, most probable
+    first; ``proba`` (N, k) their probabilities; ``true`` (N,) the probability
+    of the row's true class. With C = 10**5 classes and 20,000 texts this is
+    a few MB where the matrix is 7.5 GiB.
+    """
+
+    classes: np.ndarray
+    proba: np.ndarray
+    true: np.ndarray
+    n_classes: int
+
+    @property
+    def pred(self) -> np.ndarray:
+        return self.classes[:, 0]
+
+    @classmethod
+    def ordered(cls, classes: np.ndarray, proba: np.ndarray, true: np.ndarray, n_classes: int) -> "TopProba":
+        """Rows sorted by probability, ties by class index, so ``pred`` is what ``argmax`` of the full row gives."""
+        order = np.lexsort((classes, -proba), axis=-1)
+        return cls(np.take_along_axis(classes, order, 1).astype(np.int64), np.take_along_axis(proba, order, 1).astype(np.float32),
+                   np.asarray(true, np.float32), int(n_classes))
+
+    @classmethod
+    def from_dense(cls, proba: np.ndarray, y: np.ndarray, k: int = 5) -> "TopProba":
+        p = np.asarray(proba)
+        k = min(k, p.shape[1])
+        top = np.argpartition(-p, k - 1, axis=1)[:, :k] if k < p.shape[1] else np.broadcast_to(np.arange(k), p.shape)
+        return cls.ordered(top, np.take_along_axis(p, top, 1), p[np.arange(len(p)), np.asarray(y)], p.shape[1])
+
+    @classmethod
+    def concat(cls, parts: Sequence["TopProba"]) -> "TopProba":
+        return cls(*(np.concatenate([getattr(t, f) for t in parts]) for f in ("classes", "proba", "true")), parts[0].n_classes)
+
+
+def _counts(y: np.ndarray, pred: np.ndarray, n_classes: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(true positives, support, predicted count) per class, float64: O(N + C), never a C × C matrix."""
+    tp = np.bincount(y[pred == y], minlength=n_classes).astype(np.float64)
+    return tp, np.bincount(y, minlength=n_classes).astype(np.float64), np.bincount(pred, minlength=n_classes).astype(np.float64)
 
 
 def _confusion(y: np.ndarray, pred: np.ndarray, n_classes: int) -> np.ndarray:
-    """(C, C) counts, rows = true class, columns = predicted class."""
+    """(C, C) counts, rows = true class, columns = predicted class (only for C <= CONFUSION_MAX_CLASSES)."""
     return np.bincount(y * n_classes + pred, minlength=n_classes * n_classes).reshape(n_classes, n_classes)
 
 
 def _f1_per_class(y: np.ndarray, pred: np.ndarray, n_classes: int) -> tuple[np.ndarray, np.ndarray]:
     """(f1 per class, support per class); a class never true nor predicted scores 0 (sklearn's zero_division=0)."""
-    cm = _confusion(y, pred, n_classes)
-    tp = np.diag(cm).astype(np.float64)
-    support = cm.sum(axis=1).astype(np.float64)
-    predicted = cm.sum(axis=0).astype(np.float64)
+    tp, support, predicted = _counts(y, pred, n_classes)
     denom = support + predicted
     return np.divide(2 * tp, denom, out=np.zeros_like(tp), where=denom > 0), support
 
@@ -82,8 +135,12 @@ def _weighted_f1(y, pred, proba, n):
 
 
 def _log_loss(y, pred, proba, n):
+    return _mean_nll(proba[np.arange(len(y)), y])
+
+
+def _mean_nll(p_true: np.ndarray) -> float:
     eps = np.finfo(np.float64).eps  # as sklearn clips
-    return float(-np.mean(np.log(np.clip(proba[np.arange(len(y)), y], eps, 1.0))))
+    return float(-np.mean(np.log(np.clip(np.asarray(p_true, np.float64), eps, 1.0))))
 
 
 METRICS: dict[str, Metric] = {
@@ -91,10 +148,12 @@ METRICS: dict[str, Metric] = {
     "macro_f1": Metric(lambda y, pred, proba, n: macro_f1(y, pred, n), per_epoch=True, description="mean F1 over classes, each class counting equally"),
     "micro_f1": Metric(lambda y, pred, proba, n: float(np.mean(pred == y)), description="F1 over all decisions (equals accuracy for single-label data)"),
     "weighted_f1": Metric(_weighted_f1, description="per-class F1 weighted by class frequency"),
-    "log_loss": Metric(_log_loss, higher_is_better=False, from_proba=True, description="mean negative log-probability of the true class"),
+    "log_loss": Metric(_log_loss, higher_is_better=False, from_proba=True, description="mean negative log-probability of the true class",
+                       from_top=lambda y, top: _mean_nll(top.true)),
     "roc_auc": Metric(lambda y, pred, proba, n: _roc_auc(y, proba), from_proba=True, description="binary: AUC of class 1; multi-class: macro one-vs-rest"),
     "ece": Metric(lambda y, pred, proba, n: expected_calibration_error(y, proba), higher_is_better=False, from_proba=True,
-                  description="expected calibration error of the top-class confidence (15 bins)"),
+                  description="expected calibration error of the top-class confidence (15 bins)",
+                  from_top=lambda y, top: _ece(top.proba[:, 0].astype(np.float64), (top.pred == y).astype(np.float64))),
 }
 
 
@@ -148,8 +207,10 @@ def expected_calibration_error(y_true: Any, proba: Any, n_bins: int = 15) -> flo
     if n_bins < 1:
         raise ValueError("n_bins must be >= 1")
     y, p = _check_inputs(y_true, proba)
-    confidence = p.max(axis=1)
-    correct = (p.argmax(axis=1) == y).astype(np.float64)
+    return _ece(p.max(axis=1), (p.argmax(axis=1) == y).astype(np.float64), n_bins)
+
+
+def _ece(confidence: np.ndarray, correct: np.ndarray, n_bins: int = 15) -> float:
     # Interior edges only: searchsorted(side="left") maps conf in (e_i, e_{i+1}]
     # to bin i, and clipping folds conf == 0 into the first bin.
     edges = np.linspace(0.0, 1.0, n_bins + 1)
@@ -157,7 +218,7 @@ def expected_calibration_error(y_true: Any, proba: Any, n_bins: int = 15) -> flo
     conf_sum = np.bincount(bins, weights=confidence, minlength=n_bins)
     acc_sum = np.bincount(bins, weights=correct, minlength=n_bins)
     # |acc_b - conf_b| * n_b / N == |acc_sum_b - conf_sum_b| / N
-    return float(np.abs(acc_sum - conf_sum).sum() / len(y))
+    return float(np.abs(acc_sum - conf_sum).sum() / len(confidence))
 
 
 def _roc_auc(y: np.ndarray, p: np.ndarray) -> float | None:
@@ -175,33 +236,54 @@ def _roc_auc(y: np.ndarray, p: np.ndarray) -> float | None:
         return None
 
 
+def _check_top(y_true: Any, top: TopProba, n_labels: int) -> np.ndarray:
+    y = np.asarray(y_true)
+    if y.ndim != 1 or y.shape[0] == 0 or not np.issubdtype(y.dtype, np.integer):
+        raise ValueError(f"y_true must be a non-empty 1-D array of class indices, got shape {y.shape} dtype {y.dtype}")
+    if top.n_classes != n_labels:
+        raise ValueError(f"the predictions cover {top.n_classes} classes but {n_labels} label names were given")
+    if top.classes.shape[0] != y.shape[0] or top.true.shape != y.shape:
+        raise ValueError(f"y_true has {y.shape[0]} rows but the predictions have {top.classes.shape[0]}")
+    if y.min() < 0 or y.max() >= n_labels:
+        raise ValueError(f"y_true holds class indices outside [0, {n_labels - 1}]")
+    return y.astype(np.int64)
+
+
 def classification_metrics(y_true: Any, proba: Any, label_names: Sequence[str]) -> dict[str, Any]:
     """Score class probabilities against integer labels with every metric in :data:`METRICS`.
 
+    ``proba`` is the (N, C) matrix, or a :class:`TopProba` where that matrix
+    would be too large (metrics without ``from_top`` are then ``None``).
     Returns the registered scalars (``None`` where undefined, e.g. ``roc_auc``
     when a class is absent from ``y_true``), plus ``per_class`` (label ->
     precision, recall, f1, support) and ``confusion_matrix`` (rows = true,
-    columns = predicted, in ``label_names`` order). Classes that are missing
-    from ``y_true`` or never predicted score 0 rather than raising.
+    columns = predicted, in ``label_names`` order; ``None`` beyond
+    :data:`CONFUSION_MAX_CLASSES` classes, where C × C counts outgrow any use).
+    Classes that are missing from ``y_true`` or never predicted score 0 rather
+    than raising.
     """
     label_names = [str(name) for name in label_names]
     n_classes = len(label_names)
     if n_classes < 2:
         raise ValueError("need at least two classes")
-    y, p = _check_inputs(y_true, proba, n_classes)
-    y_pred = p.argmax(axis=1)
-    # Models emit float32 softmax outputs whose rows sum to 1 only up to
-    # rounding; renormalise so probability-based metrics see a distribution.
-    row_sums = p.sum(axis=1, keepdims=True)
-    p_norm = p / np.where(row_sums > 0, row_sums, 1.0)
     out: dict[str, Any] = {}
-    for name, metric in METRICS.items():
-        value = metric.fn(y, y_pred, p_norm if metric.from_proba else None, n_classes)
-        out[name] = None if value is None else float(value)
-    cm = _confusion(y, y_pred, n_classes)
-    tp = np.diag(cm).astype(np.float64)
-    support = cm.sum(axis=1)
-    predicted = cm.sum(axis=0)
+    if isinstance(proba, TopProba):
+        y = _check_top(y_true, proba, n_classes)
+        y_pred = proba.pred.astype(np.int64)
+        for name, metric in METRICS.items():
+            value = (metric.from_top(y, proba) if metric.from_top else None) if metric.from_proba else metric.fn(y, y_pred, None, n_classes)
+            out[name] = None if value is None else float(value)
+    else:
+        y, p = _check_inputs(y_true, proba, n_classes)
+        y_pred = p.argmax(axis=1)
+        # Models emit float32 softmax outputs whose rows sum to 1 only up to
+        # rounding; renormalise so probability-based metrics see a distribution.
+        row_sums = p.sum(axis=1, keepdims=True)
+        p_norm = p / np.where(row_sums > 0, row_sums, 1.0)
+        for name, metric in METRICS.items():
+            value = metric.fn(y, y_pred, p_norm if metric.from_proba else None, n_classes)
+            out[name] = None if value is None else float(value)
+    tp, support, predicted = _counts(y, y_pred, n_classes)
     precision = np.divide(tp, predicted, out=np.zeros_like(tp), where=predicted > 0)
     recall = np.divide(tp, support, out=np.zeros_like(tp), where=support > 0)
     f1, _ = _f1_per_class(y, y_pred, n_classes)
@@ -209,7 +291,7 @@ def classification_metrics(y_true: Any, proba: Any, label_names: Sequence[str]) 
         name: {"precision": float(precision[i]), "recall": float(recall[i]), "f1": float(f1[i]), "support": int(support[i])}
         for i, name in enumerate(label_names)
     }
-    out["confusion_matrix"] = cm.astype(int).tolist()
+    out["confusion_matrix"] = _confusion(y, y_pred, n_classes).astype(int).tolist() if n_classes <= CONFUSION_MAX_CLASSES else None
     return out
 
 
@@ -227,8 +309,10 @@ def flatten_metrics(m: dict[str, Any], prefix: str = "test_") -> dict[str, float
 
     Scalars become ``f"{prefix}{key}"``; per-class values become
     ``f"{prefix}{stat}__{label}"`` (e.g. ``test_f1__sports``) with the label
-    reduced to characters MLflow accepts. ``None`` values, the confusion
-    matrix and other non-scalars are skipped.
+    reduced to characters MLflow accepts, for at most
+    :data:`PER_CLASS_METRICS_MAX` classes: beyond that (four metrics a class,
+    logged per run) they are skipped, and the classification report holds them.
+    ``None`` values, the confusion matrix and other non-scalars are skipped.
     """
     out: dict[str, float] = {}
     for key, value in m.items():
@@ -237,6 +321,8 @@ def flatten_metrics(m: dict[str, Any], prefix: str = "test_") -> dict[str, float
         out[f"{prefix}{key}"] = float(value)
 
     per_class = m.get("per_class") or {}
+    if len(per_class) > PER_CLASS_METRICS_MAX:
+        return out
     used: set[str] = set()
     for index, (label, stats) in enumerate(per_class.items()):
         safe = _sanitise_label(label)

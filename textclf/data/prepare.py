@@ -217,6 +217,21 @@ def _check_label_kinds(labels, where: str) -> None:
 # --------------------------------------------------------------------------- splitting
 
 
+# Below 2 training rows per class on average most classes have one example or none:
+# nothing is learned per class, while the head (a row per class) and the evaluation grow
+# with the data (10**5 labels in 200k rows trained for minutes, then ran out of memory).
+MIN_ROWS_PER_CLASS = 2
+
+
+def _check_class_count(n_classes: int, n_train: int, where: str, column: str) -> None:
+    if n_classes * MIN_ROWS_PER_CLASS > n_train:
+        raise DataError(
+            f"{where}: {n_classes:,} distinct labels in column {column!r} (data.label_column) for {n_train:,} training rows, "
+            f"fewer than {MIN_ROWS_PER_CLASS} rows per class on average: no classifier can learn that. Is {column!r} really "
+            "the label, not an id or free text? Merge rare labels, or add rows."
+        )
+
+
 def _stratified_split(labels: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Indices (keep, held_out), stratified by label when every class can be split."""
     from sklearn.model_selection import train_test_split
@@ -342,6 +357,8 @@ def prepare(cfg: DataConfig, cache_dir: str | Path | None = None) -> PreparedDat
         report["test_is_validation"] = True
         encoded["test"] = encoded["validation"]
 
+    # On the whole training split, before a quick-run cap: the check is about the label column.
+    _check_class_count(len(names), len(encoded["train"][1]), sources["train"], cfg.label_column)
     if cfg.max_examples:
         rng = np.random.default_rng(cfg.split_seed)
         for split, (ds, yy) in list(encoded.items()):
@@ -371,28 +388,3 @@ def _leakage(splits) -> dict[str, Any]:
     return out
 
 
-def summarize(data: PreparedData) -> dict[str, Any]:
-    """Row counts, label distribution and word-length percentiles per split."""
-    out: dict[str, Any] = {"label_names": data.label_names, "splits": {}}
-    for split in SPLITS:
-        ds = data.splits[split]
-        y = data.labels(split)
-        words = pc.list_value_length(pc.utf8_split_whitespace(ds.data.table.column("text"))).to_numpy(zero_copy_only=False)
-        out["splits"][split] = {
-            "rows": len(ds),
-            "labels": {data.label_names[i]: int(c) for i, c in enumerate(np.bincount(y, minlength=data.num_classes))},
-            "words": percentiles(words),
-            "fingerprint": data.fingerprints[split],
-        }
-    out["rows"] = sum(s["rows"] for s in out["splits"].values()) - (
-        out["splits"]["test"]["rows"] if data.report.get("test_is_validation") else 0
-    )
-    out.update({k: v for k, v in data.report.items()})
-    return out
-
-
-def percentiles(x: np.ndarray) -> dict[str, float]:
-    if len(x) == 0:
-        return {}
-    p = np.percentile(x, [50, 90, 95, 99])
-    return {"mean": round(float(x.mean()), 1), "p50": float(p[0]), "p90": float(p[1]), "p95": float(p[2]), "p99": float(p[3]), "max": int(x.max())}

@@ -14,7 +14,8 @@ class EncoderConfig(Section):
     cell: str = Field("lstm", description="The encoder family: one of textclf.models.registry.ENCODERS (rnn, gru, lstm, ...).")
     layers: int = Field(1, ge=1, le=16)
     bidirectional: bool = False
-    hidden_size: int = Field(128, ge=1)
+    # 2**20: wider than any recurrent layer that fits in memory, and it keeps the size arithmetic exact.
+    hidden_size: int = Field(128, ge=1, le=2**20)
     dropout: float = Field(0.2, ge=0.0, lt=1.0, description="Between stacked layers.")
     pooling: Literal["last", "mean", "max", "attention"] = "max"
     init: Literal["standard", "chrono"] = Field(

@@ -12,7 +12,9 @@ A TF-IDF baseline folder has ``config.json`` (``kind: tfidf``), ``labels.json``
 and the baseline's own JSON / ``.npy`` files. Loading never unpickles and
 never executes code from the folder; every inconsistency (missing file, wrong
 tensor shapes, labels that disagree with the head, a tokenizer that disagrees
-with the embedding) is a :class:`~textclf.errors.ModelError` naming the file.
+with the embedding, a model too large for the memory) is a
+:class:`~textclf.errors.ModelError` naming the file and the field, raised
+before the weights are read (:mod:`textclf.models.folder_check`).
 """
 
 from __future__ import annotations
@@ -27,9 +29,9 @@ from typing import Any
 import numpy as np
 
 from textclf.core.errors import ModelError
+from textclf.models.folder_check import FORMAT_VERSION
 
 FILES = ("config.json", "tokenizer.json", "model.safetensors", "labels.json")
-FORMAT_VERSION = 1
 
 
 # What a model folder may hold: the files above, the TF-IDF baseline's folder and
@@ -195,31 +197,41 @@ def _read_json(path: Path, what: str) -> Any:
 
 
 def read_folder(directory: str | Path) -> dict[str, Any]:
-    """Validate a model folder and return its parsed pieces (weights as a state dict)."""
+    """Validate a model folder completely, then return its parsed pieces (weights as a state dict).
+
+    Everything is checked before the weights are read (see
+    :mod:`textclf.models.folder_check`): a bad folder costs no allocation.
+    """
+    from textclf.models import folder_check as check
+
     d = Path(directory)
     if not d.is_dir():
         raise ModelError(f"Model folder not found: {d}.")
-    config = _read_json(d / "config.json", "config")
-    labels = _read_json(d / "labels.json", "labels")
-    if not isinstance(labels, list) or not all(isinstance(x, str) for x in labels) or len(labels) < 2:
-        raise ModelError(f"{d / 'labels.json'}: expected a JSON list of at least two class names.")
-    kind = config.get("kind")
-    if kind == "tfidf":
+    config_path, labels_path = d / "config.json", d / "labels.json"
+    config = check.check_config(config_path, _read_json(config_path, "config"))
+    labels = check.check_labels(labels_path, _read_json(labels_path, "labels"))
+    if config["kind"] == "tfidf":
         return {"kind": "tfidf", "config": config, "labels": labels, "dir": d}
-    if kind != "neural" or "model" not in config:
-        raise ModelError(f"{d / 'config.json'}: not a textclf model config (kind={kind!r}).")
-    tok_path = d / "tokenizer.json"
-    if not tok_path.is_file():
-        raise ModelError(f"{tok_path}: missing. A textclf model folder holds {', '.join(FILES)}.")
+    hp = check.check_hparams(config_path, config["model"])
+    tok_path, weights = d / "tokenizer.json", d / "model.safetensors"
+    for path in (tok_path, weights):
+        if not path.is_file():
+            raise ModelError(f"{path}: missing. A textclf model folder holds {', '.join(FILES)}.")
+    header = check.weights_header(weights)
+    if hp["num_classes"] != len(labels):
+        raise ModelError(
+            f"{labels_path}: lists {len(labels)} classes but the model head has {hp['num_classes']:,} outputs "
+            f"(model.num_classes in {config_path.name}); the labels belong to another model."
+        )
+    check.check_weights(weights, config_path, hp, header)
     from tokenizers import Tokenizer
 
     try:
         tokenizer = Tokenizer.from_file(str(tok_path))
     except Exception as exc:
         raise ModelError(f"{tok_path}: cannot be read as a tokenizer ({exc}).") from None
-    weights = d / "model.safetensors"
-    if not weights.is_file():
-        raise ModelError(f"{weights}: missing.")
+    check.check_tokenizer(tok_path, tokenizer, hp, config_path, weights)
+    check.check_memory(config_path, hp, header)
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
@@ -227,21 +239,6 @@ def read_folder(directory: str | Path) -> dict[str, Any]:
         state = load_file(str(weights))
     except (SafetensorError, OSError, ValueError) as exc:
         raise ModelError(f"{weights}: not a valid safetensors file ({exc}). Only safetensors weights are loaded (never pickle).") from None
-    hp = config["model"]
-    emb = state.get("embedding.weight")
-    head = state.get("head.weight")
-    if emb is None or head is None:
-        raise ModelError(f"{weights}: expected tensors embedding.weight and head.weight; found {sorted(state)[:6]}...")
-    if head.shape[0] != len(labels):
-        raise ModelError(
-            f"{d / 'labels.json'}: lists {len(labels)} classes but the model head in {weights.name} has {head.shape[0]} outputs."
-        )
-    rows = emb.shape[0] + (state["embedding.frozen"].shape[0] if "embedding.frozen" in state else 0)
-    if tokenizer.get_vocab_size() != rows or hp.get("vocab_size") != rows:
-        raise ModelError(
-            f"{tok_path}: vocabulary of {tokenizer.get_vocab_size()} tokens does not match the embedding in "
-            f"{weights.name} ({rows} rows); the tokenizer belongs to another model."
-        )
     return {"kind": "neural", "config": config, "labels": labels, "tokenizer": tokenizer, "state": state, "dir": d}
 
 

@@ -72,6 +72,14 @@ class Config(BaseModel):
         return flatten(self.to_dict())
 
 
+def extends_vocabulary(cfg: Config) -> bool:
+    """Whether the tokenize stage appends pretrained words to the vocabulary (``embedding.extend_vocab``).
+
+    Word tokenizers only; subword pieces rarely match word vectors.
+    """
+    return bool(cfg.embedding.pretrained) and cfg.embedding.extend_vocab > 0 and cfg.tokenizer.kind == "word"
+
+
 def defaults() -> dict[str, Any]:
     d = Config().to_dict()
     # Derived at validation from embedding.pretrained; a default layer must not pin it.

@@ -35,8 +35,11 @@ def train_data_parallel(cfg: Config, *, cache: StageCache, nproc_per_node: int |
     and rank 0's result is returned here. ``kwargs`` go to ``train_one``
     (``tracking_uri``, ``experiment``, ``output``, ``force``, ``overwrite``, ``quiet``).
     """
+    from textclf.pipeline.resources import check_configs
+
     if cfg.kind != "neural":
         raise ConfigError("Data-parallel training is for neural variants; kind: tfidf trains in one process (drop --ddp).")
+    check_configs([(None, cfg)])  # before any process starts (each rank holds a whole model)
     if ddp.under_torchrun():
         return _train_rank(cfg, cache=cache, **kwargs)
     return _spawn_local(cfg, cache=cache, nproc=nproc_per_node or _default_nproc(cfg), kwargs=kwargs)

@@ -78,10 +78,17 @@ def run_pipeline(
 
     from textclf.analysis.compare import compare
     from textclf.analysis.report import write_report
+    from textclf.pipeline.resources import check_configs
+    from textclf.pipeline.variant import is_trained
 
     emit = on_event or (lambda kind, info: None)
     check_executor(executor)
     tasks = [(v, s) for v in pipe.variants.values() for s in pipe.seeds]
+    jobs = resolve_jobs(jobs, len(tasks)) if executor == "local" else 1
+    # Every variant is checked before the first one trains, and before the parent run starts;
+    # one whose models are all in the cache builds nothing (and a cached re-run needs no torch).
+    todo = [v for v in pipe.variants.values() if force or not all(is_trained(v.for_seed(s), cache) for s in pipe.seeds)]
+    check_configs([(v.key, v.config) for v in todo], jobs=jobs)
     uri = store.setup(tracking_uri)
     # Worker processes (--jobs, Ray) resolve init_from model references against the same store.
     os.environ["MLFLOW_TRACKING_URI"] = uri
@@ -111,7 +118,6 @@ def run_pipeline(
         mlflow.log_params({"pipeline": pipe.name, "seeds": json.dumps(pipe.seeds), "baseline": pipe.baseline or "", "variants": json.dumps(list(pipe.variants))[:6000]})
         emit("start", {"pipeline": pipe.name, "variants": len(pipe.variants), "seeds": len(pipe.seeds), "tasks": len(tasks), "uri": uri, "parent_run_id": parent_id})
 
-        jobs = resolve_jobs(jobs, len(tasks))
         getters = execute(tasks, cache, force=force, quiet=quiet, executor=executor, jobs=jobs, ray_address=ray_address,
                           cpus_per_task=cpus_per_task, gpus_per_task=gpus_per_task)
         if not measures_cost_inline(executor, jobs):

@@ -8,9 +8,11 @@ stage cache.
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 import time
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any, Callable
 
@@ -22,6 +24,8 @@ from textclf.models.config import EncoderConfig, TfidfConfig
 from textclf.pipeline.stage import StageResult, key_of, run_stage
 from textclf.text.config import EmbeddingConfig, TokenizerConfig
 from textclf.training.config import TrainConfig
+
+log = logging.getLogger(__name__)
 
 
 class _Spec(BaseModel):
@@ -58,27 +62,13 @@ def build_model(spec: TrainSpec, vocab_size: int, num_classes: int, *, matrix: n
     import torch
 
     from textclf.models.classifier import TextClassifier
+    from textclf.pipeline.resources import model_hparams
     from textclf.training.device import seed_everything
 
     emb, enc = spec.embedding, spec.encoder
     seed_everything(spec.train.seed)  # the initial weights depend on the seed
-    model = TextClassifier(
-        vocab_size=vocab_size,
-        embedding_dim=emb.dim,
-        num_classes=num_classes,
-        padding_idx=0,
-        cell=enc.cell,
-        hidden_size=enc.hidden_size,
-        layers=enc.layers,
-        bidirectional=enc.bidirectional,
-        dropout=enc.dropout if enc.layers > 1 else 0.0,
-        embedding_dropout=emb.dropout,
-        output_dropout=enc.output_dropout,
-        pooling=enc.pooling,
-        frozen_rows=source.folder["config"]["model"].get("frozen_rows", 0) if source is not None else frozen_rows,
-        init=enc.init,
-        chrono_max_length=(enc.chrono_max_length or spec.tokenizer.max_length) if enc.init == "chrono" else None,
-    )
+    model = TextClassifier(**model_hparams(emb, enc, vocab_size=vocab_size, num_classes=num_classes,
+                                           frozen_rows=frozen_rows_of(source, frozen_rows), max_length=spec.tokenizer.max_length))
     if matrix is not None:
         model.embedding.load_matrix(torch.from_numpy(matrix))
         model.pretrained_embedding = True  # not decayed toward zero (see training.optim.param_groups)
@@ -89,6 +79,11 @@ def build_model(spec: TrainSpec, vocab_size: int, num_classes: int, *, matrix: n
     if not emb.trainable:
         model.embedding.weight.requires_grad_(False)
     return model
+
+
+def frozen_rows_of(source, frozen_rows: int) -> int:
+    """Frozen embedding rows: the init_from model's own, else the tokenize stage's vocabulary extension."""
+    return source.folder["config"]["model"].get("frozen_rows", 0) if source is not None else frozen_rows
 
 
 def describe(spec: TrainSpec) -> str:
@@ -104,15 +99,19 @@ def train_stage(
 
     def compute(tmp: Path) -> dict[str, Any]:
         from textclf.models import folder
+        from textclf.pipeline.resources import check_model
         from textclf.training.trainer import (
             Trainer,  # torch: only when something is trained
         )
 
         work = cache.scratch("train", key_of("train", spec, upstream))  # checkpoints survive a kill; resumed on re-run
-        model = build_model(
-            spec, tok.value.tokenizer.get_vocab_size(), len(label_names), matrix=emb.value.matrix if emb else None,
-            source=source, frozen_rows=tok.value.stats.get("vocab_extension", 0),
-        )
+        vocab, frozen = tok.value.tokenizer.get_vocab_size(), tok.value.stats.get("vocab_extension", 0)
+        lengths = tok.value.splits["train"].lengths
+        # The real vocabulary, class count and longest text are known now: check again before building.
+        check_model(spec, vocab_size=vocab, num_classes=len(label_names), frozen_rows=frozen_rows_of(source, frozen),
+                    longest=int(lengths.max()) if len(lengths) else 1, what=f"Training {describe(spec)}",
+                    frozen_encoder=source is not None and spec.encoder.freeze)
+        model = build_model(spec, vocab, len(label_names), matrix=emb.value.matrix if emb else None, source=source, frozen_rows=frozen)
         step = getattr(log_fn, "step", None)  # progress within an epoch, where the log function reports it
         trainer = Trainer(model, spec.train, checkpoint_dir=work, on_epoch=on_epoch, eval_batch_size=spec.eval_batch_size, log=log_fn,
                           progress=(lambda e, s, n: step(e, spec.train.epochs, s, n)) if step else None)
@@ -149,13 +148,28 @@ class EvaluateSpec(_Spec):
     evaluate: EvaluateSettings
 
 
+# Rows × classes kept as a full probability matrix (128 MiB of float32); past it a split is
+# scored from its top classes (TopProba) and the test split stores those, not the matrix.
+DENSE_PROBA_ELEMENTS = 2**25
+TOP_K = 5
+
+
+def test_predictions(directory: Path) -> tuple[np.ndarray, np.ndarray]:
+    """(true labels, predicted classes) of the test split: all the comparison needs."""
+    y = np.load(directory / "y_test.npy", allow_pickle=False)
+    if (directory / "pred_test.npy").is_file():
+        return y, np.load(directory / "pred_test.npy", allow_pickle=False)
+    return y, np.load(directory / "proba_test.npy", allow_pickle=False).argmax(1)  # an entry written before pred_test.npy
+
+
 @dataclass
 class Evaluation:
     metrics: dict[str, float]  # val_*, test_*, train_accuracy, cost metrics
-    dir: Path  # y_test.npy, proba_test.npy, plots, classification report
+    dir: Path  # y_test.npy, pred_test.npy, proba_test.npy (or top_test.npz), plots, classification report
 
     def test_arrays(self) -> tuple[np.ndarray, np.ndarray]:
-        return np.load(self.dir / "y_test.npy", allow_pickle=False), np.load(self.dir / "proba_test.npy", allow_pickle=False)
+        """(true labels, predicted classes) of the test split."""
+        return test_predictions(self.dir)
 
 
 def _load_evaluation(path: Path) -> Evaluation:
@@ -167,13 +181,17 @@ def evaluate_stage(spec: EvaluateSpec, trained: StageResult[Trained], tok: Stage
 
     def compute(out: Path) -> None:
         from textclf.analysis.plots import plot_learning_curves
-        from textclf.models.predict import predict_proba
+        from textclf.models.predict import predict_proba, predict_top
         from textclf.serving.classifier import Classifier
 
         clf = Classifier.from_folder(trained.value.model_dir)
         names = data.value.label_names
         splits = tok.value.splits
-        probas = {s: predict_proba(clf.model, splits[s], batch_size=spec.evaluate.batch_size, device=clf.device) for s in ("validation", "test", "train")}
+        probas = {}
+        for s in ("validation", "test", "train"):  # train: only its accuracy is needed, never the matrix
+            dense = s != "train" and len(splits[s]) * len(names) <= DENSE_PROBA_ELEMENTS
+            predict = predict_proba if dense else partial(predict_top, k=TOP_K)
+            probas[s] = predict(clf.model, splits[s], batch_size=spec.evaluate.batch_size, device=clf.device)
         title = json.loads((trained.path / "_entry.json").read_text()).get("variant", "")  # e.g. "bilstm-x2 seed=1"
         metrics = _score(probas, {s: splits[s].labels for s in probas}, names, out, title=title)
         plot_learning_curves(trained.value.history, out / "learning_curves.png", title=title)
@@ -188,22 +206,36 @@ def _score(probas: dict[str, np.ndarray], labels: dict[str, np.ndarray], names: 
     """Registered metrics on validation and test (and train accuracy); test arrays, report and confusion matrix into ``out``."""
     from textclf.analysis.plots import plot_confusion_matrix
     from textclf.core.metrics import (
+        PER_CLASS_METRICS_MAX,
+        TopProba,
         classification_metrics,
         classification_report_text,
         flatten_metrics,
     )
+
+    def pred(p) -> np.ndarray:
+        return p.pred if isinstance(p, TopProba) else p.argmax(1)
 
     metrics: dict[str, float] = {}
     for split, prefix in (("validation", "val_"), ("test", "test_")):
         m = classification_metrics(labels[split], probas[split], names)
         metrics.update(flatten_metrics(m, prefix=prefix))
         if split == "test":
+            p = probas[split]
             np.save(out / "y_test.npy", labels[split])
-            np.save(out / "proba_test.npy", probas[split].astype(np.float32))
-            (out / "classification_report.txt").write_text(classification_report_text(labels[split], probas[split].argmax(1), names))
-            plot_confusion_matrix(m["confusion_matrix"], names, out / "confusion_matrix.png", title=f"{title}: test".strip(": "))
+            np.save(out / "pred_test.npy", pred(p))
+            if isinstance(p, TopProba):
+                np.savez(out / "top_test.npz", classes=p.classes, proba=p.proba)
+            else:
+                np.save(out / "proba_test.npy", p.astype(np.float32))
+            (out / "classification_report.txt").write_text(classification_report_text(labels[split], pred(p), names))
+            if m["confusion_matrix"] is not None:
+                plot_confusion_matrix(m["confusion_matrix"], names, out / "confusion_matrix.png", title=f"{title}: test".strip(": "))
+    if len(names) > PER_CLASS_METRICS_MAX:
+        log.warning("%s classes: per-class metrics are not logged to MLflow (more than %d); classification_report.txt has them.",
+                    f"{len(names):,}", PER_CLASS_METRICS_MAX)
     if "train" in probas:
-        metrics["train_accuracy"] = float(np.mean(probas["train"].argmax(1) == labels["train"]))
+        metrics["train_accuracy"] = float(np.mean(pred(probas["train"]) == labels["train"]))
         metrics["generalization_gap"] = metrics["train_accuracy"] - metrics["val_accuracy"]
     return metrics
 
@@ -276,10 +308,23 @@ def tfidf_stage(spec: TfidfSpec, data: StageResult, cache: StageCache, *, force:
         folder.save_tfidf(out / "model", baseline=b, label_names=d.label_names, config={"tfidf": t.model_dump(mode="json")})
         ev = out / "eval"
         ev.mkdir()
-        probas = {s: b.predict_proba(d.texts(s)) for s in ("validation", "test", "train")}
-        metrics = _score(probas, {s: d.labels(s) for s in probas}, d.label_names, ev, title="tfidf")
+        labels = {s: d.labels(s) for s in ("validation", "test", "train")}
+        probas = {s: _tfidf_proba(b, d.texts(s), y, dense=s != "train" and len(y) * len(d.label_names) <= DENSE_PROBA_ELEMENTS)
+                  for s, y in labels.items()}
+        metrics = _score(probas, labels, d.label_names, ev, title="tfidf")
         metrics.update(params=float(b.num_parameters()), train_seconds=seconds, tfidf_C=float(b.C_))
         (ev / "metrics.json").write_text(json.dumps(metrics, indent=1))
         return {"variant": "tfidf"}
 
     return run_stage(cache, "tfidf", spec, [data], compute=compute, load=lambda p: _load_evaluation(p / "eval"), force=force)
+
+
+def _tfidf_proba(baseline, texts: list[str], y: np.ndarray, *, dense: bool, rows: int = 4096):
+    """The baseline's (N, C) probabilities, or (``dense=False``) their top classes, a block of rows at a time."""
+    from textclf.core.metrics import TopProba
+
+    if dense:
+        return baseline.predict_proba(texts)
+    return TopProba.concat([
+        TopProba.from_dense(baseline.predict_proba(texts[i : i + rows]), y[i : i + rows], TOP_K) for i in range(0, len(texts), rows)
+    ])

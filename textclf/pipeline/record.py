@@ -100,7 +100,7 @@ def log_child(client, run_id: str, out: VariantOutput, *, exp_id: str, example_t
 
 def run_record(variant: Variant, seed: int, out: VariantOutput, run_id: str):
     cfg = out.config
-    y, proba = out.test_arrays()
+    y, pred = out.test_arrays()
     neural = cfg.kind == "neural"
     return RunRecord(
         variant=variant.name,
@@ -112,7 +112,7 @@ def run_record(variant: Variant, seed: int, out: VariantOutput, run_id: str):
         metrics=dict(out.metrics),
         history=out.history,
         y_true=y,
-        proba=proba,
+        pred=pred,
         run_id=run_id,
         cached=out.cached,
     )

@@ -7,7 +7,7 @@ from typing import Any
 
 from textclf.core.cache import StageCache
 from textclf.pipeline.config import Config
-from textclf.pipeline.variant import run_variant
+from textclf.pipeline.variant import is_trained, run_variant
 
 # Keys every --metrics-out file carries (other tools read them).
 REQUIRED = ("val_accuracy", "test_accuracy", "test_macro_f1", "params", "train_seconds", "tokens_per_second")
@@ -36,10 +36,13 @@ def train_one(
     """
     from textclf.core.logs import progress_logger
     from textclf.models import folder as artifacts
+    from textclf.pipeline.resources import check_configs
 
     replace = force or overwrite
     if output is not None:
         artifacts.check_output(output, force=replace)
+    if force or not is_trained(cfg, cache):  # a model that cannot fit is refused before any stage or MLflow run
+        check_configs([(None, cfg)])
     log_fn = None if quiet else progress_logger()
     run_id = None
     if tracking_uri is None:

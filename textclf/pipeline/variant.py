@@ -23,7 +23,7 @@ from typing import Any, Callable
 import numpy as np
 
 from textclf.core.cache import StageCache
-from textclf.pipeline.config import Config
+from textclf.pipeline.config import Config, extends_vocabulary
 from textclf.pipeline.data_stages import (
     EmbedSpec,
     PrepareSpec,
@@ -42,6 +42,7 @@ from textclf.pipeline.model_stages import (
     TrainSpec,
     cost_stage,
     evaluate_stage,
+    test_predictions,
     tfidf_stage,
     train_stage,
 )
@@ -58,14 +59,6 @@ class Plan:
     train: TrainSpec | None = None
     evaluate: EvaluateSpec | None = None
     tfidf: TfidfSpec | None = None
-
-
-def extends_vocabulary(cfg: Config) -> bool:
-    """Whether the tokenize stage appends pretrained words to the vocabulary (``embedding.extend_vocab``).
-
-    Word tokenizers only; subword pieces rarely match word vectors.
-    """
-    return bool(cfg.embedding.pretrained) and cfg.embedding.extend_vocab > 0 and cfg.tokenizer.kind == "word"
 
 
 def plan(cfg: Config, cache: StageCache, *, source=None) -> Plan:
@@ -95,6 +88,29 @@ def plan(cfg: Config, cache: StageCache, *, source=None) -> Plan:
     return Plan(prepare=prepare, tokenize=tokenize, embed=embed, train=train, evaluate=EvaluateSpec(evaluate=settings))
 
 
+def is_trained(cfg: Config, cache: StageCache) -> bool:
+    """Whether ``cfg``'s model is in the cache already, told from the specs alone (nothing is loaded or computed).
+
+    The keys follow the chain :func:`run_variant` runs (prepare → tokenize →
+    embed → train). Used to skip the memory check of models that will not be
+    built; any doubt (init_from, a spec that cannot be made yet) answers False.
+    """
+    from textclf.core.cache import META, stage_key
+    from textclf.core.errors import TextclfError
+    from textclf.pipeline.stage import spec_params
+
+    if cfg.kind != "neural" or cfg.encoder.init_from:
+        return False
+    try:
+        p = plan(cfg, cache)
+    except TextclfError:
+        return False
+    prepare = stage_key("prepare", spec_params(p.prepare), [])
+    tok = stage_key("tokenize", spec_params(p.tokenize), [prepare])
+    upstream = [tok] + ([stage_key("embed", spec_params(p.embed), [tok])] if p.embed is not None else [])
+    return (cache.path("train", stage_key("train", spec_params(p.train), upstream)) / META).is_file()
+
+
 @dataclass
 class VariantOutput:
     config: Config
@@ -114,10 +130,8 @@ class VariantOutput:
         return self.data.value.label_names
 
     def test_arrays(self) -> tuple[np.ndarray, np.ndarray]:
-        return (
-            np.load(self.eval_dir / "y_test.npy", allow_pickle=False),
-            np.load(self.eval_dir / "proba_test.npy", allow_pickle=False),
-        )
+        """(true labels, predicted classes) of the test split."""
+        return test_predictions(self.eval_dir)
 
 
 @dataclass

@@ -19,11 +19,11 @@ from textclf.core.errors import ModelError
 def encode_texts(tokenizer, texts: Sequence[str], max_length: int):
     """Raw texts -> EncodedSplit (CSR), truncated like training; empty encodings become one [UNK]."""
     from textclf.text.batching import EncodedSplit
-    from textclf.text.tokenize import UNK_ID
+    from textclf.text.tokenize import UNK_ID, cut_texts
 
     if isinstance(texts, str):
         raise TypeError("pass a list of texts, not a single string")
-    texts = ["" if t is None else str(t) for t in texts]
+    texts, _ = cut_texts(texts, max_length)  # a huge text is never tokenized whole
     encs = tokenizer.encode_batch_fast(texts) if hasattr(tokenizer, "encode_batch_fast") else tokenizer.encode_batch(texts)
     seqs = [(e.ids[:max_length] or [UNK_ID]) for e in encs]
     lengths = np.fromiter((len(s) for s in seqs), dtype=np.int64, count=len(seqs))

@@ -9,6 +9,11 @@ training split only, then encode every split.
 * ``unigram``   SentencePiece-style unigram LM
 * ``char``      one token per character
 
+Texts are cut to ``tokenizer.max_length`` × :data:`MAX_CHARS_PER_TOKEN`
+characters before they are tokenized (training the tokenizer, encoding,
+serving), so one huge text costs no more than a long one; a cut text counts
+as truncated.
+
 All normalise with NFKC (and lower-case when ``tokenizer.lowercase``). Id 0 is
 ``[PAD]`` and id 1 is ``[UNK]`` for every kind, so padding and the
 unknown-token rate mean the same thing everywhere. A token that only occurs in
@@ -42,9 +47,16 @@ from tokenizers import (
 )
 
 from textclf.core.errors import ConfigError
-from textclf.data.prepare import percentiles
+from textclf.data.summary import percentiles
 from textclf.text.batching import EncodedSplit
 from textclf.text.config import TokenizerConfig
+
+# Texts are cut to max_length × this many characters before tokenizing: a 100 MB text
+# was tokenized whole (9.2 GB of memory) to keep its first 256 tokens. 64 characters a
+# token is generous (English words average ~5, a char tokenizer takes 1), so a cut
+# text still gives max_length tokens unless its tokens average over 64 characters
+# (e.g. long runs of characters without a separator); such a text ends at the cut.
+MAX_CHARS_PER_TOKEN = 64
 
 PAD, UNK = "[PAD]", "[UNK]"
 PAD_ID, UNK_ID = 0, 1
@@ -142,15 +154,31 @@ def _from_str(tokenizer_json: str) -> Tokenizer:
     return Tokenizer.from_str(tokenizer_json)
 
 
+def char_limit(max_length: int) -> int:
+    """Characters of a text kept before tokenizing it for ``max_length`` tokens."""
+    return max_length * MAX_CHARS_PER_TOKEN
+
+
+def cut_texts(texts, max_length: int) -> tuple[list[str], list[bool]]:
+    """(texts cut to :func:`char_limit` characters, which of them were cut)."""
+    limit = char_limit(max_length)
+    texts = ["" if t is None else str(t) for t in texts]
+    cut = [len(t) > limit for t in texts]
+    return ([t[:limit] if c else t for t, c in zip(texts, cut)] if any(cut) else texts), cut
+
+
 def _encode_batch(batch: dict[str, list], tokenizer_json: str, max_length: int) -> dict[str, list]:
     # A plain function of (batch, json string, int) so that datasets can hash it
     # stably; a Tokenizer object with mutable state would defeat the map cache.
     tok = _from_str(tokenizer_json)
-    encs = tok.encode_batch_fast(batch["text"]) if hasattr(tok, "encode_batch_fast") else tok.encode_batch(batch["text"])
+    texts, cut = cut_texts(batch["text"], max_length)
+    encs = tok.encode_batch_fast(texts) if hasattr(tok, "encode_batch_fast") else tok.encode_batch(texts)
     # An empty encoding (e.g. only characters the normaliser removes) becomes
     # one [UNK] so every sequence has length >= 1.
     ids = [e.ids or [UNK_ID] for e in encs]
-    full = [len(x) for x in ids]
+    # A cut text counts as truncated, its length as at least max_length + 1 (a lower
+    # bound: the tokens past the cut were never counted).
+    full = [max(len(x), max_length + 1) if c else len(x) for x, c in zip(ids, cut)]
     return {
         "input_ids": [x[:max_length] if len(x) > max_length else x for x in ids],
         "full_length": full,
@@ -212,7 +240,8 @@ def _trained_tokenizer(data, cfg: TokenizerConfig, store: Path) -> Tokenizer:
     if path.is_file():
         return Tokenizer.from_file(str(path))
     train = data.splits["train"]
-    batches = (b["text"] for b in train.select_columns(["text"]).iter(batch_size=2000))
+    # Cut as for encoding: what lies past the cut is never read by the model, and counting its words costs memory.
+    batches = (cut_texts(b["text"], cfg.max_length)[0] for b in train.select_columns(["text"]).iter(batch_size=2000))
     tok = train_tokenizer(cfg, batches, length=len(train))
     store.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(f".tmp{os.getpid()}")
@@ -238,7 +267,7 @@ def encode_splits(data, tok: Tokenizer, max_length: int, cache_dir: Path) -> tup
             "unk_rate": round(float(np.count_nonzero(split.ids == UNK_ID)) / n_tok, 5),
             "truncated_rate": round(float(np.mean(full > max_length)) if len(full) else 0.0, 5),
             "truncated": int(np.count_nonzero(full > max_length)),
-            "longest": int(full.max()) if len(full) else 0,
+            "longest": int(full.max()) if len(full) else 0,  # a lower bound when a text was cut (cut_texts)
             "length": percentiles(split.lengths),
         }
         splits[name] = split

@@ -12,12 +12,18 @@ from textclf.core.schema import Section
 
 
 class TrainConfig(Section):
-    epochs: int = Field(10, ge=1)
+    # Early stopping ends most runs within tens of epochs; the bound catches a typo (1e9)
+    # before it becomes a learning-rate schedule no run ever reaches the end of.
+    epochs: int = Field(10, ge=1, le=10000)
     batch_size: int = Field(64, ge=1)
     lr: float = Field(2e-3, gt=0.0)
     weight_decay: float = Field(0.1, ge=0.0, description="AdamW decoupled weight decay (pretrained embeddings are not decayed).")
     schedule: Literal["constant", "linear", "cosine"] = "linear"
-    warmup_ratio: float = Field(0.05, ge=0.0, lt=1.0)
+    warmup_ratio: float = Field(
+        0.05, ge=0.0, lt=1.0,
+        description="Share of all training steps spent warming up, capped at 2 epochs' worth so that a long "
+        "train.epochs does not stretch it (textclf.training.optim.warmup_steps).",
+    )
     grad_clip: float = Field(1.0, ge=0.0, description="Max gradient norm; 0 disables clipping.")
     early_stopping_metric: str = Field("accuracy", description="loss, or any metric of textclf.core.metrics.METRICS computed every epoch (accuracy, macro_f1, ...).")
     patience: int = Field(3, ge=0, description="Epochs without improvement (counted after min_epochs) before stopping; 0 disables early stopping.")

@@ -40,6 +40,21 @@ def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
         return torch.optim.AdamW(groups, lr=cfg.lr)
 
 
+# Warm-up never lasts longer than this many epochs: a ratio of all steps alone grows
+# with train.epochs, and at epochs=10,000 would keep the learning rate near 0 for
+# 500 epochs, long after early stopping has ended the run with an untrained model.
+WARMUP_MAX_EPOCHS = 2
+
+
+def warmup_steps(cfg: TrainConfig, steps_per_epoch: int) -> int:
+    """Warm-up steps: ``train.warmup_ratio`` of all steps, at most :data:`WARMUP_MAX_EPOCHS` epochs' worth.
+
+    The defaults (10 epochs, ratio 0.05) give half an epoch, as before the cap.
+    """
+    total = cfg.epochs * steps_per_epoch
+    return min(round(cfg.warmup_ratio * total), WARMUP_MAX_EPOCHS * steps_per_epoch)  # the same product as before the cap
+
+
 def lr_lambda(schedule: str, total_steps: int, warmup_steps: int) -> Callable[[int], float]:
     """LR multiplier at optimizer step ``step`` (0-based): linear warm-up, then the schedule.
 

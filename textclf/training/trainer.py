@@ -71,7 +71,7 @@ from textclf.training.loss import (
     num_classes,
     weights_finite,
 )
-from textclf.training.optim import lr_lambda, make_optimizer
+from textclf.training.optim import lr_lambda, make_optimizer, warmup_steps
 
 _CHECK_EVERY = 50  # steps between loss finiteness checks (one host sync each)
 
@@ -169,9 +169,8 @@ class Trainer:
 
         steps_per_epoch = math.ceil(len(train) / cfg.batch_size)  # bucket_batches always gives this many
         total_steps = cfg.epochs * steps_per_epoch
-        warmup_steps = round(cfg.warmup_ratio * total_steps)
         self.optimizer = make_optimizer(model, cfg)
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lr_lambda(cfg.schedule, total_steps, warmup_steps))
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lr_lambda(cfg.schedule, total_steps, warmup_steps(cfg, steps_per_epoch)))
         # Loss scaling is only needed for fp16; a disabled scaler is a pass-through.
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
         self.class_weight = balanced_weights(train, val, model, device) if cfg.class_weights == "balanced" else None
