@@ -9,11 +9,15 @@ stage can never read something its key does not cover::
     lock(key) → hit? load it : (remove a forced entry) → compute into a temp folder → publish → load
 
 Entries are written atomically by :class:`~textclf.core.cache.StageCache`; a
-forced stage replaces its entry, every other stage reuses it.
+forced stage replaces its entry, every other stage reuses it. A damaged entry
+is recomputed: one whose files fail their checksums never leaves
+:meth:`~textclf.core.cache.StageCache.get`, and one that fails to load (an
+entry from before checksums, say) is removed here with a warning.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +26,8 @@ from typing import Any, Generic, TypeVar
 from pydantic import BaseModel
 
 from textclf.core.cache import StageCache, stage_key
+
+log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
@@ -64,12 +70,18 @@ def run_stage(
     key = key_of(stage, spec, upstream)
     with cache.lock(stage, key):
         hit = None if force else cache.get(stage, key)
-        cached = hit is not None
-        if hit is None:
-            cache.remove(stage, key)  # a forced entry is replaced, not kept beside the new one
-            with cache.write(stage, key) as tmp:
-                meta = compute(tmp)
-                if meta:
-                    cache.annotate(tmp, meta)
-            hit = cache.get(stage, key)
-    return StageResult(key, hit, cached, load(hit))
+        if hit is not None:
+            try:
+                return StageResult(key, hit, True, load(hit))
+            except MemoryError:
+                raise
+            except Exception as exc:  # damage the checksums could not see
+                first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
+                log.warning("stage-cache entry %s cannot be loaded (%s: %s); removed, it is computed again", hit, type(exc).__name__, first)
+        cache.remove(stage, key)  # a forced or damaged entry is replaced, not kept beside the new one
+        with cache.write(stage, key) as tmp:
+            meta = compute(tmp)
+            if meta:
+                cache.annotate(tmp, meta)
+        hit = cache.get(stage, key)
+    return StageResult(key, hit, False, load(hit))
