@@ -2,6 +2,7 @@
 
 * damaged cache entries and downloaded models: recomputed (or downloaded
   again) with a warning, never used;
+* a data file edited in place with its size and mtime restored: prepared again;
 
 Every case drives the real CLI in a subprocess.
 """
@@ -9,6 +10,7 @@ Every case drives the real CLI in a subprocess.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -88,3 +90,32 @@ def test_damaged_cache_entries_and_downloads_are_recomputed_with_a_warning(tmp_p
     assert f"downloaded model {downloaded.parents[1]} (" in text and "is damaged: model/model.safetensors" in text, text
     assert r2.stdout == r.stdout
     assert downloaded.stat().st_size == len(good_weights)
+
+
+# --------------------------------------------------------------------------- 2. a data file edited in place
+
+
+def test_a_data_file_edited_with_size_and_mtime_restored_is_prepared_again(tmp_path):
+    """The prepare stage identifies a file by its content: an edit that keeps size and mtime still counts; a touch does not."""
+    data = write_csv(tmp_path / "d.csv", make_rows(60))
+    args = ["train", "--set", "data.source=d.csv", "--set", "kind=tfidf", "--set", "evaluate.latency_samples=2", "--no-track"]
+    assert cli(*args).returncode == 0
+    prepared = tmp_path / ".textclf" / "prepare"
+    assert len(list(prepared.iterdir())) == 1
+
+    st = data.stat()
+    content = data.read_bytes()
+    data.write_bytes(content.replace(b"awful", b"AWFUL", 1))  # same size
+    os.utime(data, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert (data.stat().st_size, data.stat().st_mtime_ns) == (st.st_size, st.st_mtime_ns)
+    r = cli(*args)
+    assert r.returncode == 0, r.stderr
+    entries = list(prepared.iterdir())
+    assert len(entries) == 2 and "(cached)" not in r.stdout
+    edited = max(entries, key=lambda e: (e / "_entry.json").stat().st_mtime_ns)
+    assert any(b"AWFUL" in f.read_bytes() for f in edited.rglob("*.arrow")), "the new entry holds the old text"
+
+    os.utime(data)  # touched, unchanged
+    r = cli(*args)
+    assert r.returncode == 0, r.stderr
+    assert len(list(prepared.iterdir())) == 2 and "(cached)" in r.stdout
