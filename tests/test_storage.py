@@ -3,27 +3,56 @@
 * damaged cache entries and downloaded models: recomputed (or downloaded
   again) with a warning, never used;
 * a data file edited in place with its size and mtime restored: prepared again;
+* a full disk in the stage cache, a checkpoint, ``--output`` or the MLflow
+  store: one message naming the path, exit 1, nothing half-written, the run FAILED;
 
-Every case drives the real CLI in a subprocess.
+Every case drives the real CLI in a subprocess. A full disk is a real small
+filesystem (a tmpfs, which needs root); elsewhere a file-size limit
+(``RLIMIT_FSIZE``, so writes fail with EFBIG) stands in for it.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import resource
+import shutil
+import signal
+import sqlite3
 import subprocess
 import sys
+from pathlib import Path
 
+import pytest
 from conftest import make_rows, write_csv
 
 TINY = [
     "--set", "train.epochs=1", "--set", "embedding.dim=8", "--set", "encoder.hidden_size=8",
     "--set", "evaluate.latency_samples=2", "--set", "train.num_threads=1",
 ]
+NO_SPACE = "no space left on device"
+TOO_LARGE = "file too large"
 
 
 def cli(*args: str, timeout: float = 240, **kw) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "textclf.cli", *args], capture_output=True, text=True, timeout=timeout, **kw)
+
+
+def _statuses(db: Path) -> list[str]:
+    if not db.exists():
+        return []
+    with sqlite3.connect(db) as con:
+        return [r[0] for r in con.execute("SELECT status FROM runs")]
+
+
+def _half_written(cache: Path) -> list[str]:
+    """Temporaries, entries without their _entry.json, partial checkpoints."""
+    if not cache.is_dir():
+        return []
+    bad = [str(t) for t in cache.glob("*/.tmp-*")] + [str(t) for t in cache.glob("*/.work/*/.*.tmp-*")]
+    for stage in (d for d in cache.iterdir() if d.is_dir() and not d.name.startswith(".") and d.name != "datasets"):
+        bad += [str(e) for e in stage.iterdir() if e.is_dir() and not e.name.startswith(".") and not (e / "_entry.json").is_file()]
+    return bad
 
 
 def _folded(r: subprocess.CompletedProcess) -> str:
@@ -119,3 +148,115 @@ def test_a_data_file_edited_with_size_and_mtime_restored_is_prepared_again(tmp_p
     r = cli(*args)
     assert r.returncode == 0, r.stderr
     assert len(list(prepared.iterdir())) == 2 and "(cached)" in r.stdout
+
+
+# --------------------------------------------------------------------------- 3. a full disk
+
+
+def _can_mount() -> bool:
+    if os.geteuid() != 0 or not shutil.which("mount"):
+        return False
+    probe = Path(f"/tmp/textclf-mount-probe-{os.getpid()}")
+    probe.mkdir(exist_ok=True)
+    try:
+        ok = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16k", "tmpfs", str(probe)], capture_output=True).returncode == 0
+        if ok:
+            subprocess.run(["umount", str(probe)], capture_output=True)
+        return ok
+    finally:
+        probe.rmdir()
+
+
+TMPFS = _can_mount()
+
+
+@pytest.fixture
+def small_disk():
+    """``mount(dir, kib)``: a tmpfs of that size at ``dir``; unmounted after the test."""
+    mounted: list[Path] = []
+
+    def mount(path: Path, kib: int) -> Path:
+        path.mkdir(parents=True, exist_ok=True)
+        subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={kib}k", "tmpfs", str(path)], check=True, capture_output=True)
+        mounted.append(path)
+        return path
+
+    yield mount
+    for path in reversed(mounted):
+        subprocess.run(["umount", "-l", str(path)], capture_output=True)
+
+
+def _file_size_limit(limit: int):
+    def preexec() -> None:  # in the child: writes past `limit` bytes fail with EFBIG instead of killing it
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    return preexec
+
+
+def _make_store(tmp: Path) -> Path:
+    code = "from textclf.tracking import store; store.setup(None); import mlflow; mlflow.create_experiment('train')"
+    subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, timeout=120)
+    return tmp / "mlruns" / "mlflow.db"
+
+
+def _fill(folder: Path, leave: int) -> None:
+    """Leave about ``leave`` bytes free on ``folder``'s filesystem."""
+    free = shutil.disk_usage(folder).free
+    (folder / "filler").write_bytes(b"\1" * max(0, free - leave))
+
+
+@pytest.mark.parametrize("where", ["cache", "checkpoint", "output", "store"])
+def test_a_full_disk_is_one_message_and_leaves_nothing_half_written(where, tmp_path, small_disk):
+    """ENOSPC (or EFBIG) anywhere textclf writes: the path in one message, exit 1, no temporaries, the run FAILED."""
+    write_csv(tmp_path / "d.csv", make_rows(60))
+    cache, db = tmp_path / ".textclf", tmp_path / "mlruns" / "mlflow.db"
+    args = ["train", "--set", "data.source=d.csv", *TINY]
+    preexec = None
+    if where == "store":
+        if TMPFS:  # room for the store and its reserve, then filled to ~160 KiB: it runs out mid-run, and marking the run FAILED needs the reserve
+            small_disk(tmp_path / "mlruns", 4096)
+            _make_store(tmp_path)
+            _fill(tmp_path / "mlruns", 160 * 1024)
+        else:
+            preexec = _file_size_limit(256 * 1024)  # the new store's database outgrows it
+        named = str(tmp_path / "mlruns")
+    else:
+        args.append("--no-track")
+        if where == "cache":
+            named = str(cache)
+            if TMPFS:
+                small_disk(cache, 64)
+            else:
+                preexec = _file_size_limit(1024)  # the first Arrow file of the prepared data is larger
+        elif where == "checkpoint":
+            named = str(cache / "train" / ".work")
+            if TMPFS:
+                small_disk(cache / "train" / ".work", 16)
+            else:
+                preexec = _file_size_limit(8 * 1024)  # every file before the checkpoint is smaller
+        else:
+            if not TMPFS:
+                pytest.skip("needs a small filesystem (mount -t tmpfs, as root): a file-size limit cannot single out "
+                            "--output, whose files are smaller than the plots written before it")
+            small_disk(tmp_path / "out", 4)
+            args += ["--output", str(tmp_path / "out" / "model")]
+            named = str(tmp_path / "out" / "model")
+
+    r = cli(*args, preexec_fn=preexec)
+    text = _folded(r)
+    assert r.returncode == 1, text
+    assert "Traceback" not in text
+    assert named in text and (NO_SPACE in text.lower() if TMPFS else (NO_SPACE in text.lower() or TOO_LARGE in text.lower())), text
+    if TMPFS:
+        assert "free there" in text, text
+    assert not _half_written(cache)
+    for ckpt in cache.glob("train/.work/*/checkpoint.pt"):  # only ever a complete one
+        assert ckpt.stat().st_size > 1000
+    if where == "output":
+        assert "needs about" in text
+        assert not [p.name for p in (tmp_path / "out").iterdir()]  # no model, no temporary
+    statuses = _statuses(db)
+    assert "RUNNING" not in statuses, statuses
+    if where == "store" and TMPFS:
+        assert statuses == ["FAILED"], statuses

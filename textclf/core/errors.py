@@ -31,3 +31,10 @@ class TrainingError(TextclfError):
     """Training diverged (NaN/inf loss) or cannot continue."""
 
     exit_code = 1
+
+
+class DiskFullError(TextclfError):
+    """A write failed for lack of space: a full disk, a quota, a file-size limit."""
+
+    exit_code = 1
+

@@ -2,6 +2,12 @@
 
 The default store is SQLite at ``mlruns/mlflow.db`` with artifacts under
 ``mlruns/``; ``--tracking-uri`` / ``MLFLOW_TRACKING_URI`` point elsewhere.
+
+A full disk under a SQLite store is the user's to fix, and :func:`explain`
+words it, naming the database or the artifact. So that a run can still be marked
+FAILED when the store's disk is full, a small reserve file
+(``.textclf-reserve``) sits beside the database and is given up then
+(:func:`release_reserve`); it is written again when space allows.
 """
 
 from __future__ import annotations
@@ -11,11 +17,14 @@ import os
 import time
 from pathlib import Path
 
+from textclf.core import disk
 from textclf.core.errors import TextclfError
 
 log = logging.getLogger(__name__)
 
 DEFAULT_TRACKING_URI = "sqlite:///mlruns/mlflow.db"
+RESERVE = ".textclf-reserve"
+RESERVE_BYTES = 512 * 1024  # ample for the few pages that mark runs FAILED
 
 
 def resolve_uri(explicit: str | None = None) -> str:
@@ -33,9 +42,22 @@ def setup(explicit: str | None = None) -> str:
     # MLflow configures its own logger at import; its INFO lines (input-example
     # validation, store migrations) are noise in a comparison printout.
     logging.getLogger("mlflow").setLevel(logging.WARNING)
+    # It also logs every SQLite error with a traceback before raising it; the
+    # raised error reaches us and is reported once (see explain).
+    logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)
     if uri.startswith("sqlite:///"):
         _init_sqlite(Path(uri[len("sqlite:///") :]))
     return uri
+
+
+def sqlite_path() -> Path | None:
+    """The database file of the store MLflow uses now, when it is SQLite."""
+    import sys
+
+    if "mlflow" not in sys.modules:
+        return None
+    uri = sys.modules["mlflow"].get_tracking_uri()
+    return Path(uri[len("sqlite:///") :]) if isinstance(uri, str) and uri.startswith("sqlite:///") else None
 
 
 _initialised: set[str] = set()
@@ -64,7 +86,86 @@ def _init_sqlite(db: Path) -> None:
             if con.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
                 con.execute("PRAGMA journal_mode=WAL")
         fcntl.flock(fh, fcntl.LOCK_UN)
+    _keep_reserve(db.parent / RESERVE)
     _initialised.add(key)
+
+
+def _keep_reserve(path: Path) -> None:
+    """Write the reserve file when it is missing (given up after a full disk), if there is room for it."""
+    try:
+        if path.stat().st_size >= RESERVE_BYTES:
+            return
+    except FileNotFoundError:
+        pass
+    try:
+        with open(path, "wb") as fh:
+            fh.write(os.urandom(RESERVE_BYTES))  # random, so a compressing filesystem really sets the space aside
+    except OSError:  # no room: try again next time
+        try:
+            path.unlink()
+        except OSError:
+            pass
+
+
+_released = 0  # bytes of reserve this process gave up: free again, but not for data
+
+
+def release_reserve() -> bool:
+    """Give up the reserve beside the SQLite store in use (its disk is full); True when there was one."""
+    global _released
+    db = sqlite_path()
+    if db is None:
+        return False
+    try:
+        size = (db.parent / RESERVE).stat().st_size
+        (db.parent / RESERVE).unlink()
+    except OSError:
+        return False
+    _released += size
+    return True
+
+
+def explain(exc: BaseException) -> TextclfError | None:
+    """What a user can do about a store failure: its disk full (else None)."""
+    import errno
+
+    db = sqlite_path()
+    if db is None:
+        return None
+    texts = [str(e).lower() for e in disk.chain(exc)]
+    fix = f"Free space on the disk that holds {db.parent} (or use another store: --tracking-uri), then re-run the same command."
+    free = disk.free_bytes(db)
+    if free is not None:
+        free = max(0, free - _released)
+    found = disk.full_disk(exc)
+    if found is None and any("disk i/o error" in t for t in texts):
+        # SQLite says "disk I/O error" when it cannot grow its shared-memory file on a full
+        # disk, and when a file-size limit (ulimit -f) stops a write.
+        if free is not None and free < RESERVE_BYTES:
+            exc, found = OSError(errno.ENOSPC, "No space left on device"), (errno.ENOSPC, None)
+        elif _at_file_size_limit(db):
+            exc, found = OSError(errno.EFBIG, "File too large"), (errno.EFBIG, None)
+    if found is None or (found[1] is not None and not Path(found[1]).absolute().is_relative_to(db.parent.absolute())):
+        return None  # not the store's disk (its database, or artifacts kept beside it)
+    if found[1] is None:  # the database
+        return disk.disk_full_error(exc, db, what="the MLflow store", fix="SQLite rolled that write back. " + fix, free=free)
+    return disk.disk_full_error(exc, found[1], what="an artifact of the MLflow run", fix=fix, free=free)
+
+
+def _at_file_size_limit(db: Path) -> bool:
+    """Whether the database (or its journal) has reached this process's file-size limit."""
+    import resource
+
+    limit = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
+    if limit == resource.RLIM_INFINITY:
+        return False
+    sizes = []
+    for suffix in ("", "-wal", "-journal"):
+        try:
+            sizes.append(Path(f"{db}{suffix}").stat().st_size)
+        except OSError:
+            pass
+    return any(size + 64 * 1024 >= limit for size in sizes)
 
 
 def _check_server(uri: str, timeout: float = 5.0) -> None:
