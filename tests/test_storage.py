@@ -5,6 +5,8 @@
 * a data file edited in place with its size and mtime restored: prepared again;
 * a full disk in the stage cache, a checkpoint, ``--output`` or the MLflow
   store: one message naming the path, exit 1, nothing half-written, the run FAILED;
+* a SQLite store another process keeps locked: one message, after the wait
+  ``TEXTCLF_STORE_TIMEOUT`` sets.
 
 Every case drives the real CLI in a subprocess. A full disk is a real small
 filesystem (a tmpfs, which needs root); elsewhere a file-size limit
@@ -21,6 +23,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -260,3 +263,41 @@ def test_a_full_disk_is_one_message_and_leaves_nothing_half_written(where, tmp_p
     assert "RUNNING" not in statuses, statuses
     if where == "store" and TMPFS:
         assert statuses == ["FAILED"], statuses
+
+
+# --------------------------------------------------------------------------- 4. a locked store
+
+
+_HOLD = """
+import sqlite3, sys
+con = sqlite3.connect(sys.argv[1], isolation_level=None)
+con.execute("BEGIN EXCLUSIVE")
+print("locked", flush=True)
+sys.stdin.read()
+"""
+
+
+def test_a_store_locked_by_another_process_is_one_message_after_the_set_wait(tmp_path):
+    """BEGIN EXCLUSIVE held elsewhere: exit 1 naming the database, after TEXTCLF_STORE_TIMEOUT seconds, no run RUNNING."""
+    write_csv(tmp_path / "d.csv", make_rows(60))
+    db = _make_store(tmp_path)
+    holder = subprocess.Popen([sys.executable, "-c", _HOLD, str(db)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    results = {}
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        for wait in (1, 9):
+            t0 = time.monotonic()
+            r = cli("train", "--set", "data.source=d.csv", *TINY, env={**os.environ, "TEXTCLF_STORE_TIMEOUT": str(wait)})
+            results[wait] = (r, time.monotonic() - t0)
+    finally:
+        holder.communicate("", timeout=30)
+    for wait, (r, _) in results.items():
+        text = _folded(r)
+        assert r.returncode == 1, text
+        assert "Traceback" not in text
+        assert f"{db}: the MLflow store is locked by another process; textclf waited {wait} s" in text, text
+        assert "TEXTCLF_STORE_TIMEOUT" in text
+    # The setting, not MLflow's fixed 20 s per statement, decides how long a run waits.
+    (_, short), (_, long) = results[1], results[9]
+    assert 5 < long - short < 16, f"waited {short:.1f} s with TEXTCLF_STORE_TIMEOUT=1, {long:.1f} s with 9"
+    assert "RUNNING" not in _statuses(db)

@@ -1,10 +1,10 @@
 """The ``textclf`` command line: thin wrappers over the library.
 
 Every verb maps onto a library call; expected failures (``TextclfError``) are
-printed as one clear message with exit code 2 (1 for a diverged training or
-a full disk), and only ``--debug`` shows a traceback. A full disk met where
-no textclf code was writing (inside MLflow, HF datasets, matplotlib) is
-recognised here, in :func:`_expected`. The verbs live in
+printed as one clear message with exit code 2 (1 for a diverged training, a
+full disk or a locked store), and only ``--debug`` shows a traceback. A full
+disk or a locked MLflow store met where no textclf code was writing (inside
+MLflow, HF datasets, matplotlib) is recognised here, in :func:`_expected`. The verbs live in
 :mod:`textclf.cli.runs` (run, train, report, ui), :mod:`textclf.cli.reuse`
 (predict, embed, export), :mod:`textclf.cli.inspect` (config show, data
 inspect) and :mod:`textclf.cli.cache`; this module assembles them.
@@ -80,7 +80,7 @@ def _interrupted() -> None:
 
 
 def _expected(exc: BaseException) -> TextclfError | None:
-    """A failure the user can act on that reached the CLI as a library's own error: a full disk (the store's or any other).
+    """A failure the user can act on that reached the CLI as a library's own error: the store locked or full, any disk full.
 
     The writers textclf controls (stage cache, checkpoints, model folders)
     already raise :class:`~textclf.core.errors.DiskFullError` naming their

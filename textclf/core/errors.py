@@ -38,3 +38,8 @@ class DiskFullError(TextclfError):
 
     exit_code = 1
 
+
+class StoreLockedError(TextclfError):
+    """The MLflow SQLite store stayed locked by another process for longer than textclf waits."""
+
+    exit_code = 1

@@ -3,8 +3,10 @@
 The default store is SQLite at ``mlruns/mlflow.db`` with artifacts under
 ``mlruns/``; ``--tracking-uri`` / ``MLFLOW_TRACKING_URI`` point elsewhere.
 
-A full disk under a SQLite store is the user's to fix, and :func:`explain`
-words it, naming the database or the artifact. So that a run can still be marked
+Two failures of a SQLite store are the user's to fix, and :func:`explain`
+words them: another process holding the database locked for longer than
+``TEXTCLF_STORE_TIMEOUT`` seconds (default 30; MLflow alone waits a fixed
+20 s per statement), and a full disk. So that a run can still be marked
 FAILED when the store's disk is full, a small reserve file
 (``.textclf-reserve``) sits beside the database and is given up then
 (:func:`release_reserve`); it is written again when space allows.
@@ -18,13 +20,29 @@ import time
 from pathlib import Path
 
 from textclf.core import disk
-from textclf.core.errors import TextclfError
+from textclf.core.errors import ConfigError, StoreLockedError, TextclfError
 
 log = logging.getLogger(__name__)
 
 DEFAULT_TRACKING_URI = "sqlite:///mlruns/mlflow.db"
+TIMEOUT_ENV = "TEXTCLF_STORE_TIMEOUT"
+DEFAULT_TIMEOUT = 30.0  # seconds a write waits for another process's lock on the SQLite store
 RESERVE = ".textclf-reserve"
 RESERVE_BYTES = 512 * 1024  # ample for the few pages that mark runs FAILED
+
+
+def store_timeout() -> float:
+    """Seconds to wait for a SQLite store another process holds locked (``TEXTCLF_STORE_TIMEOUT``)."""
+    raw = os.environ.get(TIMEOUT_ENV, "").strip()
+    if not raw:
+        return DEFAULT_TIMEOUT
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value < 1e6:
+        raise ConfigError(f"{TIMEOUT_ENV}={raw!r}: expected a number of seconds >= 0 (default {DEFAULT_TIMEOUT:g}).")
+    return value
 
 
 def resolve_uri(explicit: str | None = None) -> str:
@@ -46,6 +64,7 @@ def setup(explicit: str | None = None) -> str:
     # raised error reaches us and is reported once (see explain).
     logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)
     if uri.startswith("sqlite:///"):
+        _wait_for_locks()
         _init_sqlite(Path(uri[len("sqlite:///") :]))
     return uri
 
@@ -58,6 +77,32 @@ def sqlite_path() -> Path | None:
         return None
     uri = sys.modules["mlflow"].get_tracking_uri()
     return Path(uri[len("sqlite:///") :]) if isinstance(uri, str) and uri.startswith("sqlite:///") else None
+
+
+_wait_ms: int | None = None  # the busy timeout every SQLite statement gets (set by setup)
+
+
+def _wait_for_locks() -> None:
+    """Make every SQLite statement wait ``store_timeout()`` for a lock.
+
+    MLflow sets ``PRAGMA busy_timeout = 20000`` at the start of every session,
+    overriding anything set when connecting, so that statement is rewritten
+    on its way to SQLite.
+    """
+    global _wait_ms
+    first = _wait_ms is None
+    _wait_ms = int(store_timeout() * 1000)  # read (and checked) here, where a bad value is a clean ConfigError
+    if not first:
+        return
+    from sqlalchemy import event
+    from sqlalchemy.engine import Engine
+
+    def rewrite(conn, cursor, statement, parameters, context, executemany):
+        if conn.dialect.name == "sqlite" and statement.lstrip().upper().startswith("PRAGMA BUSY_TIMEOUT"):
+            statement = f"PRAGMA busy_timeout = {_wait_ms};"
+        return statement, parameters
+
+    event.listen(Engine, "before_cursor_execute", rewrite, retval=True)
 
 
 _initialised: set[str] = set()
@@ -82,7 +127,7 @@ def _init_sqlite(db: Path) -> None:
     with open(db.parent / ".textclf-store.lock", "w") as fh:
         fcntl.flock(fh, fcntl.LOCK_EX)
         MlflowClient().search_experiments(max_results=1)  # creates and migrates the schema
-        with sqlite3.connect(db, timeout=60) as con:
+        with sqlite3.connect(db, timeout=store_timeout()) as con:
             if con.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
                 con.execute("PRAGMA journal_mode=WAL")
         fcntl.flock(fh, fcntl.LOCK_UN)
@@ -126,13 +171,20 @@ def release_reserve() -> bool:
 
 
 def explain(exc: BaseException) -> TextclfError | None:
-    """What a user can do about a store failure: its disk full (else None)."""
+    """What a user can do about a store failure: the store locked past the wait, or its disk full (else None)."""
     import errno
 
     db = sqlite_path()
+    texts = [str(e).lower() for e in disk.chain(exc)]
+    if any("database is locked" in t for t in texts):
+        store, who = (f"{db}: the MLflow store", f" (`fuser {db}` shows it)") if db is not None else ("The MLflow store", "")
+        return StoreLockedError(
+            f"{store} is locked by another process; textclf waited {store_timeout():g} s for it ({TIMEOUT_ENV}, "
+            f"default {DEFAULT_TIMEOUT:g}). Let the other process finish{who} and re-run, raise {TIMEOUT_ENV}, "
+            "or use another store (--tracking-uri)."
+        )
     if db is None:
         return None
-    texts = [str(e).lower() for e in disk.chain(exc)]
     fix = f"Free space on the disk that holds {db.parent} (or use another store: --tracking-uri), then re-run the same command."
     free = disk.free_bytes(db)
     if free is not None:
@@ -187,18 +239,23 @@ def retry(fn, *args, attempts: int = 6, **kwargs):
 
     Concurrent runs can collide on "database is locked" or on a UNIQUE insert
     (two processes logging the same dataset digest); the second attempt sees
-    the other process's row and succeeds.
+    the other process's row and succeeds. A lock is retried only within
+    :func:`store_timeout`: SQLite itself already waited that long for a lock
+    that is simply held, and only a lock it gave up on at once is worth a retry.
     """
     from mlflow.exceptions import MlflowException
 
+    deadline = time.monotonic() + store_timeout()
     delay = 0.1
     for attempt in range(attempts):
         try:
             return fn(*args, **kwargs)
         except MlflowException as exc:
             text = str(exc)
-            if attempt == attempts - 1 or not any(s in text for s in ("database is locked", "UNIQUE constraint", "IntegrityError")):
-                raise
+            race = any(s in text for s in ("UNIQUE constraint", "IntegrityError"))
+            locked = "database is locked" in text and time.monotonic() + delay < deadline
+            if attempt == attempts - 1 or not (race or locked):
+                raise explain(exc) or exc
             time.sleep(delay)
             delay *= 2
 
