@@ -87,7 +87,9 @@ def test_a_failed_copy_leaves_the_old_model_and_no_temporary(tmp_path, monkeypat
         return real(a, b, **kw)
 
     monkeypatch.setattr(shutil, "copy2", full_disk)
-    with pytest.raises(OSError):
+    from textclf.core.errors import DiskFullError
+
+    with pytest.raises(DiskFullError, match=f"{out}: no space left on device"):
         artifacts.copy_model(src, out, force=True)
     assert json.loads((out / "config.json").read_text())["marker"] == "old"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out", "src"]

@@ -20,7 +20,7 @@ def cache_ls(cache_dir: CacheOpt = None) -> None:
     for col in ("stage", "key", "size", "info"):
         t.add_column(col)
     for e in entries:
-        info = {k: v for k, v in e.meta.items() if k not in ("stage", "key", "created")}
+        info = {k: v for k, v in e.meta.items() if k not in ("stage", "key", "created", "files")}
         t.add_row(e.stage, e.key, f"{e.size / 1e6:.1f} MB", json.dumps(info, default=str)[:80])
     out.print(t)
 

@@ -1,8 +1,10 @@
 """The ``textclf`` command line: thin wrappers over the library.
 
 Every verb maps onto a library call; expected failures (``TextclfError``) are
-printed as one clear message with exit code 2 (1 for a diverged training),
-and only ``--debug`` shows a traceback. The verbs live in
+printed as one clear message with exit code 2 (1 for a diverged training, a
+full disk or a locked store), and only ``--debug`` shows a traceback. A full
+disk or a locked MLflow store met where no textclf code was writing (inside
+MLflow, HF datasets, matplotlib) is recognised here, in :func:`_expected`. The verbs live in
 :mod:`textclf.cli.runs` (run, train, report, ui), :mod:`textclf.cli.reuse`
 (predict, embed, export), :mod:`textclf.cli.inspect` (config show, data
 inspect) and :mod:`textclf.cli.cache`; this module assembles them.
@@ -77,6 +79,26 @@ def _interrupted() -> None:
     console.print("interrupted; re-run the same command to continue from the cache and checkpoints")
 
 
+def _expected(exc: BaseException) -> TextclfError | None:
+    """A failure the user can act on that reached the CLI as a library's own error: the store locked or full, any disk full.
+
+    The writers textclf controls (stage cache, checkpoints, model folders)
+    already raise :class:`~textclf.core.errors.DiskFullError` naming their
+    path; this catches the rest, through the same recognition.
+    """
+    from textclf.core import disk
+    from textclf.tracking import store
+
+    return store.explain(exc) or disk.disk_full_error(exc)
+
+
+def _report(exc: TextclfError) -> int:
+    # The message itself may hold brackets ("variant 'b' [..]"): never parse it as markup.
+    console.print("[bold red]error:[/] ", end="")
+    console.print(str(exc), markup=False, highlight=False, soft_wrap=True)
+    return exc.exit_code
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: run the app, turning expected errors into clean messages and exit codes."""
     click_error, click_exit, click_abort = _click_exceptions()
@@ -96,10 +118,7 @@ def main(argv: list[str] | None = None) -> int:
     except TextclfError as exc:
         if debug:
             raise
-        # The message itself may hold brackets ("variant 'b' [..]"): never parse it as markup.
-        console.print("[bold red]error:[/] ", end="")
-        console.print(str(exc), markup=False, highlight=False, soft_wrap=True)
-        return exc.exit_code
+        return _report(exc)
     except click_exit as exc:
         return exc.exit_code
     except click_error as exc:  # usage errors: unknown option, missing argument (exit 2)
@@ -115,6 +134,11 @@ def main(argv: list[str] | None = None) -> int:
             raise
         _interrupted()
         return 130
+    except Exception as exc:
+        expected = None if debug else _expected(exc)
+        if expected is None:
+            raise
+        return _report(expected)
 
 
 if __name__ == "__main__":

@@ -10,6 +10,14 @@ renamed into place only when complete, so an interrupted or concurrent run
 never sees half an entry. A per-key file lock keeps two processes from
 computing the same entry at once (the second waits, then reuses it).
 
+Every entry records the size and hash of each of its files in
+``_entry.json`` (:mod:`textclf.core.checksums`); :meth:`StageCache.get`
+checks them once per process before handing the entry out, and a damaged
+entry (a flipped bit, a truncated file) is removed with a warning, so the
+caller recomputes it. Entries written before checksums were recorded have
+none and are used as they are: recomputing them all (every trained model)
+would cost far more than the damage it could catch.
+
 Entries in use are never pruned. A process that reads or writes an entry
 holds a *shared* lock on the entry's use-lock file until the cache object is
 closed or the process exits (the kernel drops ``flock`` locks of a dead
@@ -27,6 +35,7 @@ import contextlib
 import fcntl
 import hashlib
 import json
+import logging
 import os
 import shutil
 import time
@@ -35,6 +44,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from textclf.core import checksums
+
+log = logging.getLogger(__name__)
 
 DEFAULT_CACHE_DIR = ".textclf"
 META = "_entry.json"
@@ -87,12 +100,44 @@ class StageCache:
     def path(self, stage: str, key: str) -> Path:
         return self.root / stage / key
 
+    def has(self, stage: str, key: str) -> bool:
+        """Whether the entry exists (not checked: see :meth:`get`)."""
+        return (self.path(stage, key) / META).is_file()
+
     def get(self, stage: str, key: str) -> Path | None:
+        """The entry's folder, checked against its checksums; None when missing or damaged (then removed).
+
+        Callers hold the key's :meth:`lock`, so removing a damaged entry never
+        races with a process that is writing it again.
+        """
         p = self.path(stage, key)
         if not (p / META).is_file():
             return None
         self.hold(stage, key)
+        problem = self._damage(p)
+        if problem:
+            log.warning("stage-cache entry %s is damaged (%s); removed, it is computed again", p, problem)
+            _remove(p)
+            return None
         return p
+
+    @staticmethod
+    def _damage(p: Path) -> str | None:
+        """Why the entry at ``p`` cannot be trusted, or None (checked once per process per entry)."""
+        if p / META in _VERIFIED:
+            return None
+        try:
+            files = json.loads((p / META).read_text()).get("files")
+        except (OSError, ValueError, AttributeError):
+            return f"{META} is unreadable"
+        if files is None:  # written before checksums were recorded: used as it is
+            return None
+        if not isinstance(files, dict):
+            return f"{META} has no valid file list"
+        problem = checksums.mismatch(p, files)
+        if problem is None:
+            _VERIFIED.add(p / META)
+        return problem
 
     def hold(self, stage: str, key: str) -> None:
         """Mark the entry in use by this process (a shared lock kept until :meth:`close` or exit)."""
@@ -138,11 +183,13 @@ class StageCache:
                 meta = {**(meta or {}), **json.loads(extra.read_text())}
                 extra.unlink()
             record = {"stage": stage, "key": key, "created": time.time(), **(meta or {})}
+            record["files"] = checksums.record(tmp, skip=(META,))
             (tmp / META).write_text(json.dumps(record, indent=1, default=str))
             if final.exists():  # another process finished first: keep theirs
                 shutil.rmtree(tmp, ignore_errors=True)
             else:
                 os.replace(tmp, final)
+                _VERIFIED.add(final / META)  # just hashed from what this process wrote
             self.hold(stage, key)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
@@ -231,6 +278,9 @@ class StageCache:
         finally:
             for fh in handles:
                 fh.close()
+
+
+_VERIFIED = checksums.Verified()  # entries this process has checked (or written)
 
 
 def _remove(path: Path) -> None:

@@ -31,3 +31,15 @@ class TrainingError(TextclfError):
     """Training diverged (NaN/inf loss) or cannot continue."""
 
     exit_code = 1
+
+
+class DiskFullError(TextclfError):
+    """A write failed for lack of space: a full disk, a quota, a file-size limit."""
+
+    exit_code = 1
+
+
+class StoreLockedError(TextclfError):
+    """The MLflow SQLite store stayed locked by another process for longer than textclf waits."""
+
+    exit_code = 1

@@ -32,9 +32,12 @@ from textclf.core.errors import DataError
 FORMATS = {".csv": "csv", ".tsv": "csv", ".jsonl": "json", ".json": "json", ".parquet": "parquet"}
 
 
+def _cache_root(cache_dir: str | Path | None) -> Path:
+    return Path(cache_dir or os.environ.get("TEXTCLF_CACHE_DIR", ".textclf"))
+
+
 def _cache_dir(cache_dir: str | Path | None) -> str:
-    base = Path(cache_dir or os.environ.get("TEXTCLF_CACHE_DIR", ".textclf"))
-    return str(base / "datasets")
+    return str(_cache_root(cache_dir) / "datasets")
 
 
 def check_utf8(path: Path, chunk_size: int = 1 << 20) -> None:
@@ -91,9 +94,13 @@ def read_file(path: str | Path, cache_dir: str | Path | None = None):
         kwargs["delimiter"] = "\t" if p.suffix.lower() == ".tsv" else ","
         kwargs["keep_default_na"] = False
         kwargs["na_values"] = [""]
+    # HF datasets keys its cache on a local file's path and mtime only: a file edited with its
+    # mtime restored would be read back from the old Arrow copy. A cache folder per content
+    # hash (memoised on stat, see file_sha256) makes its copy follow the content.
+    by_content = Path(_cache_dir(cache_dir)) / "files" / file_sha256(p, _cache_root(cache_dir))[:16]
     try:
         ds = datasets.load_dataset(
-            fmt, data_files={"data": str(p.resolve())}, split="data", cache_dir=_cache_dir(cache_dir), **kwargs
+            fmt, data_files={"data": str(p.resolve())}, split="data", cache_dir=str(by_content), **kwargs
         )
     except Exception as exc:  # the builders wrap parser errors; name the file and the cause
         cause = exc

@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from textclf.core import disk
 from textclf.core.errors import ModelError
 from textclf.models.folder_check import FORMAT_VERSION
 
@@ -128,24 +129,29 @@ def copy_model(src: str | Path, target: str | Path, *, force: bool, extra: dict[
     """
     src, target = Path(src), Path(target)
     check_output(target, force=force)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _atomic_dir(target)
-    try:
-        for child in src.iterdir():
-            if child.name not in MODEL_ENTRIES:
-                continue
-            if child.is_dir():
-                shutil.copytree(child, tmp / child.name)
-            else:
-                shutil.copy2(child, tmp / child.name)
-        for name, path in (extra or {}).items():
-            shutil.copy2(path, tmp / name)
-        if target.exists() and not any(target.iterdir()):
-            target.rmdir()  # an empty folder: nothing to keep
-        return _publish(tmp, target)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    files = [c for c in src.iterdir() if c.name in MODEL_ENTRIES] + [Path(p) for p in (extra or {}).values()]
+    needed = sum(f.stat().st_size for c in files for f in ([c] if c.is_file() else c.rglob("*")) if f.is_file())
+    # The copy lands in a sibling of target: its temporaries and target itself are ours to name.
+    with disk.reporting(target, root=target.parent, what="the model folder", needed=needed,
+                        fix="The folder was left as it was. Free some space or choose another --output, then re-run."):
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = _atomic_dir(target)
+        try:
+            for child in src.iterdir():
+                if child.name not in MODEL_ENTRIES:
+                    continue
+                if child.is_dir():
+                    shutil.copytree(child, tmp / child.name)
+                else:
+                    shutil.copy2(child, tmp / child.name)
+            for name, path in (extra or {}).items():
+                shutil.copy2(path, tmp / name)
+            if target.exists() and not any(target.iterdir()):
+                target.rmdir()  # an empty folder: nothing to keep
+            return _publish(tmp, target)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
 
 
 def save_neural(directory: str | Path, *, model, tokenizer, label_names: list[str], config: dict[str, Any], extra: dict | None = None) -> Path:

@@ -235,7 +235,7 @@ def ray_getters(
                     f"{variant.key} seed {seed}: the Ray task failed {MAX_RETRIES + 1} times "
                     f"({type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''})."
                 ) from None
-            if cache.get(info["stage"], info["key"]) is None:
+            if not cache.has(info["stage"], info["key"]):
                 raise ConfigError(
                     f"{variant.key} seed {seed}: a Ray worker stored its result in {cache.root} on its node, "
                     "but this machine cannot see it. Put the stage cache on a filesystem every node mounts at "

@@ -9,11 +9,17 @@ stage can never read something its key does not cover::
     lock(key) → hit? load it : (remove a forced entry) → compute into a temp folder → publish → load
 
 Entries are written atomically by :class:`~textclf.core.cache.StageCache`; a
-forced stage replaces its entry, every other stage reuses it.
+forced stage replaces its entry, every other stage reuses it. A damaged entry
+is recomputed: one whose files fail their checksums never leaves
+:meth:`~textclf.core.cache.StageCache.get`, and one that fails to load (an
+entry from before checksums, say) is removed here with a warning. A full disk
+while computing becomes one :class:`~textclf.core.errors.DiskFullError`
+naming the entry (the temporary folder is already gone).
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,9 +27,17 @@ from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel
 
+from textclf.core import disk
 from textclf.core.cache import StageCache, stage_key
 
+log = logging.getLogger(__name__)
+
 T = TypeVar("T")
+
+_FIX = (
+    "Free space (`textclf cache prune --older-than 30` removes old entries) or move the stage cache "
+    "(--cache-dir / TEXTCLF_CACHE_DIR), then re-run the same command: finished stages are kept."
+)
 
 
 @dataclass(frozen=True)
@@ -64,12 +78,19 @@ def run_stage(
     key = key_of(stage, spec, upstream)
     with cache.lock(stage, key):
         hit = None if force else cache.get(stage, key)
-        cached = hit is not None
-        if hit is None:
-            cache.remove(stage, key)  # a forced entry is replaced, not kept beside the new one
-            with cache.write(stage, key) as tmp:
-                meta = compute(tmp)
-                if meta:
-                    cache.annotate(tmp, meta)
-            hit = cache.get(stage, key)
-    return StageResult(key, hit, cached, load(hit))
+        if hit is not None:
+            try:
+                return StageResult(key, hit, True, load(hit))
+            except MemoryError:
+                raise
+            except Exception as exc:  # damage the checksums could not see
+                first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
+                log.warning("stage-cache entry %s cannot be loaded (%s: %s); removed, it is computed again", hit, type(exc).__name__, first)
+        cache.remove(stage, key)  # a forced or damaged entry is replaced, not kept beside the new one
+        full = disk.reporting(cache.path(stage, key), root=cache.root, what="this stage-cache entry", fix=_FIX)
+        with full, cache.write(stage, key) as tmp:
+            meta = compute(tmp)
+            if meta:
+                cache.annotate(tmp, meta)
+        hit = cache.get(stage, key)
+    return StageResult(key, hit, False, load(hit))

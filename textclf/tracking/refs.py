@@ -21,12 +21,17 @@ validated by :func:`textclf.artifacts.read_folder` (safetensors + JSON only).
 Downloads land in ``<cache>/models/<hash>`` where the hash covers the tracking
 URI and the *resolved* immutable location (a run id, a model version's
 source), never the alias: moving ``@champion`` to a new version downloads the
-new version instead of reusing the old one.
+new version instead of reusing the old one. Like a stage-cache entry, a
+download records its files' sizes and hashes and is checked (once per
+process) before it is reused; a damaged one, or one from before checksums
+(downloading again is cheap), is removed and downloaded again.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
+import logging
 import os
 import re
 import shutil
@@ -35,7 +40,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from textclf.core import checksums
 from textclf.core.errors import ModelError
+
+log = logging.getLogger(__name__)
 
 FORMS = "a model folder, runs:/RUN_ID[/model], models:/NAME@ALIAS, models:/NAME/VERSION or models:/m-ID"
 _DONE = ".textclf-download.json"
@@ -256,10 +264,12 @@ def _resolve_mlflow(ref: str, tracking_uri: str | None, cache_dir: str | Path | 
     )
 
 
+_VERIFIED = checksums.Verified()
+_LEGACY = "has no checksums (downloaded by an older textclf)"
+
+
 def _download(ref: str, base: str, *, identity: str, cache_dir: str | Path | None, hint: str | None = None) -> Path:
     """Download MLmodel + the model_dir artifact of the MLflow model at ``base`` into the cache."""
-    import json
-
     import mlflow
 
     from textclf.core.cache import default_cache_dir
@@ -267,7 +277,11 @@ def _download(ref: str, base: str, *, identity: str, cache_dir: str | Path | Non
     root = Path(cache_dir) if cache_dir else default_cache_dir()
     final = root / "models" / hashlib.sha256(identity.encode()).hexdigest()[:20]
     if (final / _DONE).is_file():
-        return final / "model"
+        problem = _damage(final)
+        if problem is None:
+            return final / "model"
+        log.log(logging.INFO if problem == _LEGACY else logging.WARNING, "downloaded model %s (%s) %s; downloading it again", final, ref, problem)
+        _discard(final)
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     tmp = final.parent / f".tmp-{final.name}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
     tmp.mkdir(parents=True)
@@ -279,14 +293,44 @@ def _download(ref: str, base: str, *, identity: str, cache_dir: str | Path | Non
             raise ModelError(f"Model reference {ref!r}: artifact {rel!r} did not download as a folder.")
         os.replace(folder, tmp / "model")
         shutil.rmtree(tmp / "dl", ignore_errors=True)
-        (tmp / _DONE).write_text(json.dumps({"ref": ref, "base": base, "identity": identity}))
+        files = checksums.record(tmp / "model")
+        (tmp / _DONE).write_text(json.dumps({"ref": ref, "base": base, "identity": identity, "files": files}))
         if final.exists():  # a concurrent download finished first, or an incomplete earlier one
-            if (final / _DONE).is_file():
+            if (final / _DONE).is_file() and _damage(final) is None:
                 shutil.rmtree(tmp, ignore_errors=True)
                 return final / "model"
-            shutil.rmtree(final, ignore_errors=True)
+            _discard(final)
         os.replace(tmp, final)
+        _VERIFIED.add(final / _DONE)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return final / "model"
+
+
+def _damage(folder: Path) -> str | None:
+    """Why a finished download cannot be reused, or None (checked once per process)."""
+    done = folder / _DONE
+    if done in _VERIFIED:
+        return None
+    try:
+        files = json.loads(done.read_text()).get("files")
+    except (OSError, ValueError, AttributeError):
+        return f"has an unreadable {_DONE}"
+    if not isinstance(files, dict):
+        return _LEGACY
+    problem = checksums.mismatch(folder / "model", files)
+    if problem is not None:
+        return f"is damaged: model/{problem}"
+    _VERIFIED.add(done)
+    return None
+
+
+def _discard(folder: Path) -> None:
+    """Remove a folder another process may be reading: renamed aside first, so it never sees half of one."""
+    aside = folder.parent / f".tmp-{folder.name}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+    try:
+        os.replace(folder, aside)
+    except OSError:
+        return
+    shutil.rmtree(aside, ignore_errors=True)

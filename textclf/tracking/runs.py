@@ -30,22 +30,47 @@ def git_commit() -> str | None:
 
 @contextlib.contextmanager
 def start_run(**kwargs):
-    """``mlflow.start_run`` that records an interruption (Ctrl-C, SIGTERM) as KILLED, not FAILED.
+    """``mlflow.start_run`` that records an interruption (Ctrl-C, SIGTERM) as KILLED, a failure as FAILED.
 
     A failure means the run itself went wrong; an interrupted run did not, and
     re-running the same command continues it from the cache and checkpoints.
     (A SIGKILLed process cannot record anything: :func:`mark_stale_runs` marks
-    its runs KILLED when the work resumes.)
+    its runs KILLED when the work resumes.) Recording the end may itself fail
+    when the store's disk is full: the store's reserve is given up and the
+    end recorded again; what still fails is logged, never raised over the
+    error that ended the run.
     """
     import mlflow
 
     with mlflow.start_run(**kwargs) as run:
         try:
             yield run
-        except KeyboardInterrupt:
+        except BaseException as exc:
             # Ends this run (the innermost active one); mlflow's own exit then leaves it alone.
-            mlflow.end_run("KILLED")
+            _end(run.info.run_id, "KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED")
             raise
+
+
+def _end(run_id: str, status: str) -> None:
+    import mlflow
+    from mlflow.tracking import MlflowClient
+
+    from textclf.core.errors import DiskFullError
+    from textclf.tracking import store
+
+    try:
+        mlflow.end_run(status)  # pops the run off mlflow's stack before writing, so a retry goes through the client
+        return
+    except Exception as exc:
+        error: Exception = exc
+    if isinstance(store.explain(error), DiskFullError) and store.release_reserve():
+        try:
+            MlflowClient().set_terminated(run_id, status)
+            return
+        except Exception as exc:
+            error = exc
+    first = str(error).strip().splitlines()[0][:200] if str(error).strip() else type(error).__name__
+    log.warning("could not mark MLflow run %s %s (%s); the next textclf run or train in its experiment marks it KILLED", run_id, status, first)
 
 
 def base_tags() -> dict[str, str]:

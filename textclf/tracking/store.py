@@ -2,6 +2,14 @@
 
 The default store is SQLite at ``mlruns/mlflow.db`` with artifacts under
 ``mlruns/``; ``--tracking-uri`` / ``MLFLOW_TRACKING_URI`` point elsewhere.
+
+Two failures of a SQLite store are the user's to fix, and :func:`explain`
+words them: another process holding the database locked for longer than
+``TEXTCLF_STORE_TIMEOUT`` seconds (default 30; MLflow alone waits a fixed
+20 s per statement), and a full disk. So that a run can still be marked
+FAILED when the store's disk is full, a small reserve file
+(``.textclf-reserve``) sits beside the database and is given up then
+(:func:`release_reserve`); it is written again when space allows.
 """
 
 from __future__ import annotations
@@ -11,11 +19,30 @@ import os
 import time
 from pathlib import Path
 
-from textclf.core.errors import TextclfError
+from textclf.core import disk
+from textclf.core.errors import ConfigError, StoreLockedError, TextclfError
 
 log = logging.getLogger(__name__)
 
 DEFAULT_TRACKING_URI = "sqlite:///mlruns/mlflow.db"
+TIMEOUT_ENV = "TEXTCLF_STORE_TIMEOUT"
+DEFAULT_TIMEOUT = 30.0  # seconds a write waits for another process's lock on the SQLite store
+RESERVE = ".textclf-reserve"
+RESERVE_BYTES = 512 * 1024  # ample for the few pages that mark runs FAILED
+
+
+def store_timeout() -> float:
+    """Seconds to wait for a SQLite store another process holds locked (``TEXTCLF_STORE_TIMEOUT``)."""
+    raw = os.environ.get(TIMEOUT_ENV, "").strip()
+    if not raw:
+        return DEFAULT_TIMEOUT
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value < 1e6:
+        raise ConfigError(f"{TIMEOUT_ENV}={raw!r}: expected a number of seconds >= 0 (default {DEFAULT_TIMEOUT:g}).")
+    return value
 
 
 def resolve_uri(explicit: str | None = None) -> str:
@@ -33,9 +60,49 @@ def setup(explicit: str | None = None) -> str:
     # MLflow configures its own logger at import; its INFO lines (input-example
     # validation, store migrations) are noise in a comparison printout.
     logging.getLogger("mlflow").setLevel(logging.WARNING)
+    # It also logs every SQLite error with a traceback before raising it; the
+    # raised error reaches us and is reported once (see explain).
+    logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)
     if uri.startswith("sqlite:///"):
+        _wait_for_locks()
         _init_sqlite(Path(uri[len("sqlite:///") :]))
     return uri
+
+
+def sqlite_path() -> Path | None:
+    """The database file of the store MLflow uses now, when it is SQLite."""
+    import sys
+
+    if "mlflow" not in sys.modules:
+        return None
+    uri = sys.modules["mlflow"].get_tracking_uri()
+    return Path(uri[len("sqlite:///") :]) if isinstance(uri, str) and uri.startswith("sqlite:///") else None
+
+
+_wait_ms: int | None = None  # the busy timeout every SQLite statement gets (set by setup)
+
+
+def _wait_for_locks() -> None:
+    """Make every SQLite statement wait ``store_timeout()`` for a lock.
+
+    MLflow sets ``PRAGMA busy_timeout = 20000`` at the start of every session,
+    overriding anything set when connecting, so that statement is rewritten
+    on its way to SQLite.
+    """
+    global _wait_ms
+    first = _wait_ms is None
+    _wait_ms = int(store_timeout() * 1000)  # read (and checked) here, where a bad value is a clean ConfigError
+    if not first:
+        return
+    from sqlalchemy import event
+    from sqlalchemy.engine import Engine
+
+    def rewrite(conn, cursor, statement, parameters, context, executemany):
+        if conn.dialect.name == "sqlite" and statement.lstrip().upper().startswith("PRAGMA BUSY_TIMEOUT"):
+            statement = f"PRAGMA busy_timeout = {_wait_ms};"
+        return statement, parameters
+
+    event.listen(Engine, "before_cursor_execute", rewrite, retval=True)
 
 
 _initialised: set[str] = set()
@@ -60,11 +127,97 @@ def _init_sqlite(db: Path) -> None:
     with open(db.parent / ".textclf-store.lock", "w") as fh:
         fcntl.flock(fh, fcntl.LOCK_EX)
         MlflowClient().search_experiments(max_results=1)  # creates and migrates the schema
-        with sqlite3.connect(db, timeout=60) as con:
+        with sqlite3.connect(db, timeout=store_timeout()) as con:
             if con.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
                 con.execute("PRAGMA journal_mode=WAL")
         fcntl.flock(fh, fcntl.LOCK_UN)
+    _keep_reserve(db.parent / RESERVE)
     _initialised.add(key)
+
+
+def _keep_reserve(path: Path) -> None:
+    """Write the reserve file when it is missing (given up after a full disk), if there is room for it."""
+    try:
+        if path.stat().st_size >= RESERVE_BYTES:
+            return
+    except FileNotFoundError:
+        pass
+    try:
+        with open(path, "wb") as fh:
+            fh.write(os.urandom(RESERVE_BYTES))  # random, so a compressing filesystem really sets the space aside
+    except OSError:  # no room: try again next time
+        try:
+            path.unlink()
+        except OSError:
+            pass
+
+
+_released = 0  # bytes of reserve this process gave up: free again, but not for data
+
+
+def release_reserve() -> bool:
+    """Give up the reserve beside the SQLite store in use (its disk is full); True when there was one."""
+    global _released
+    db = sqlite_path()
+    if db is None:
+        return False
+    try:
+        size = (db.parent / RESERVE).stat().st_size
+        (db.parent / RESERVE).unlink()
+    except OSError:
+        return False
+    _released += size
+    return True
+
+
+def explain(exc: BaseException) -> TextclfError | None:
+    """What a user can do about a store failure: the store locked past the wait, or its disk full (else None)."""
+    import errno
+
+    db = sqlite_path()
+    texts = [str(e).lower() for e in disk.chain(exc)]
+    if any("database is locked" in t for t in texts):
+        store, who = (f"{db}: the MLflow store", f" (`fuser {db}` shows it)") if db is not None else ("The MLflow store", "")
+        return StoreLockedError(
+            f"{store} is locked by another process; textclf waited {store_timeout():g} s for it ({TIMEOUT_ENV}, "
+            f"default {DEFAULT_TIMEOUT:g}). Let the other process finish{who} and re-run, raise {TIMEOUT_ENV}, "
+            "or use another store (--tracking-uri)."
+        )
+    if db is None:
+        return None
+    fix = f"Free space on the disk that holds {db.parent} (or use another store: --tracking-uri), then re-run the same command."
+    free = disk.free_bytes(db)
+    if free is not None:
+        free = max(0, free - _released)
+    found = disk.full_disk(exc)
+    if found is None and any("disk i/o error" in t for t in texts):
+        # SQLite says "disk I/O error" when it cannot grow its shared-memory file on a full
+        # disk, and when a file-size limit (ulimit -f) stops a write.
+        if free is not None and free < RESERVE_BYTES:
+            exc, found = OSError(errno.ENOSPC, "No space left on device"), (errno.ENOSPC, None)
+        elif _at_file_size_limit(db):
+            exc, found = OSError(errno.EFBIG, "File too large"), (errno.EFBIG, None)
+    if found is None or (found[1] is not None and not Path(found[1]).absolute().is_relative_to(db.parent.absolute())):
+        return None  # not the store's disk (its database, or artifacts kept beside it)
+    if found[1] is None:  # the database
+        return disk.disk_full_error(exc, db, what="the MLflow store", fix="SQLite rolled that write back. " + fix, free=free)
+    return disk.disk_full_error(exc, found[1], what="an artifact of the MLflow run", fix=fix, free=free)
+
+
+def _at_file_size_limit(db: Path) -> bool:
+    """Whether the database (or its journal) has reached this process's file-size limit."""
+    import resource
+
+    limit = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
+    if limit == resource.RLIM_INFINITY:
+        return False
+    sizes = []
+    for suffix in ("", "-wal", "-journal"):
+        try:
+            sizes.append(Path(f"{db}{suffix}").stat().st_size)
+        except OSError:
+            pass
+    return any(size + 64 * 1024 >= limit for size in sizes)
 
 
 def _check_server(uri: str, timeout: float = 5.0) -> None:
@@ -86,18 +239,23 @@ def retry(fn, *args, attempts: int = 6, **kwargs):
 
     Concurrent runs can collide on "database is locked" or on a UNIQUE insert
     (two processes logging the same dataset digest); the second attempt sees
-    the other process's row and succeeds.
+    the other process's row and succeeds. A lock is retried only within
+    :func:`store_timeout`: SQLite itself already waited that long for a lock
+    that is simply held, and only a lock it gave up on at once is worth a retry.
     """
     from mlflow.exceptions import MlflowException
 
+    deadline = time.monotonic() + store_timeout()
     delay = 0.1
     for attempt in range(attempts):
         try:
             return fn(*args, **kwargs)
         except MlflowException as exc:
             text = str(exc)
-            if attempt == attempts - 1 or not any(s in text for s in ("database is locked", "UNIQUE constraint", "IntegrityError")):
-                raise
+            race = any(s in text for s in ("UNIQUE constraint", "IntegrityError"))
+            locked = "database is locked" in text and time.monotonic() + delay < deadline
+            if attempt == attempts - 1 or not (race or locked):
+                raise explain(exc) or exc
             time.sleep(delay)
             delay *= 2
 

@@ -7,7 +7,10 @@ where it runs), the model's hyper-parameters and a hash of the data. A
 checkpoint is resumed only when its identity matches, so a changed config
 never continues someone else's training.
 
-Files are written atomically (temp file, fsync, rename) and hold only tensors
+Files are written atomically (temp file, fsync, rename), so a full disk
+leaves the previous epoch's checkpoint as it was (and no partial file), and
+is reported as a :class:`~textclf.core.errors.DiskFullError` naming the
+checkpoint. They hold only tensors
 and plain containers, so they load with ``torch.load(weights_only=True)``:
 nothing in them is ever executed.
 """
@@ -26,6 +29,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from textclf.core import disk
 from textclf.core.errors import TrainingError
 from textclf.text.batching import EncodedSplit
 
@@ -214,17 +218,23 @@ def _diff(old: Any, new: Any, prefix: str = "") -> list[str]:
 
 def _atomic_save(obj: Any, path: Path) -> None:
     """torch.save to a temp file in the same directory, fsync, then os.replace."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.parent / f".{path.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-    try:
-        with open(tmp, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    fix = (
+        "The previous checkpoint (if any) is kept. Free space (`textclf cache prune --older-than 30` removes old "
+        "stage-cache entries) or move the stage cache (--cache-dir / TEXTCLF_CACHE_DIR), then re-run the same command."
+    )
+    # torch reports a failed write as "unexpected pos ..." with the OSError only in its context: name the file here.
+    with disk.reporting(path, root=path.parent, what="the training checkpoint", fix=fix):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.parent / f".{path.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        try:
+            with open(tmp, "wb") as f:
+                torch.save(obj, f)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        finally:
+            if tmp.exists():
+                tmp.unlink()
     with contextlib.suppress(OSError):  # make the rename itself durable (POSIX)
         fd = os.open(path.parent, os.O_RDONLY)
         try:
