@@ -28,6 +28,7 @@ def run(
     cache_dir: CacheOpt = None,
     tracking_uri: TrackOpt = None,
     variant: Annotated[Optional[list[str]], typer.Option("--variant", help="Run only these variants (repeatable).")] = None,
+    seeds: Annotated[Optional[str], typer.Option("--seeds", help="Training seeds instead of the pipeline's, e.g. --seeds 4,5,6.")] = None,
     force: Annotated[bool, typer.Option("--force", help="Recompute every stage, ignoring the cache.")] = False,
     summary_out: Annotated[Optional[Path], typer.Option("--summary-out", help="Also write summary.json here.")] = None,
     register: Annotated[Optional[str], typer.Option("--register", help="Register the best variant's model under this name (alias 'champion').")] = None,
@@ -45,7 +46,7 @@ def run(
     from textclf.pipeline.spec import load_pipeline
 
     setup_logging(quiet)
-    pipe = load_pipeline(pipeline, overrides=set_, params_file=params, only=variant)
+    pipe = load_pipeline(pipeline, overrides=set_, params_file=params, only=variant, seeds=_seed_list(seeds))
     with progress(not quiet, None if quiet else _event_printer) as on_event:
         result = run_pipeline(
             pipe,
@@ -229,3 +230,17 @@ def _coverage_line(pretrained: str, cov: dict) -> str:
     if cov.get("vocab_extension"):
         line += f"; {cov['vocab_extension']:,} more of its words joined the vocabulary, frozen (embedding.extend_vocab)"
     return line
+
+
+def _seed_list(text: str | None) -> list[int] | None:
+    if text is None:
+        return None
+    try:
+        seeds = [int(x) for x in text.replace(" ", "").split(",") if x]
+    except ValueError:
+        seeds = []
+    if not seeds:
+        from textclf.core.errors import ConfigError
+
+        raise ConfigError(f"--seeds must list integers separated by commas, e.g. --seeds 4,5,6. Got {text!r} instead.")
+    return seeds

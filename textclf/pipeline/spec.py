@@ -244,10 +244,13 @@ def load_pipeline(
     overrides: list[str] | None = None,
     params_file: str | Path | None = None,
     only: list[str] | None = None,
+    seeds: list[int] | None = None,
 ) -> Pipeline:
-    """Read, expand and validate a pipeline; every variant's config is resolved."""
+    """Read, expand and validate a pipeline; every variant's config is resolved. ``seeds`` replaces the file's."""
     path = find_pipeline(ref)
     raw = read_yaml(path, "pipeline")
+    if seeds is not None:
+        raw = {**raw, "seeds": list(seeds)}
     try:
         spec = PipelineSpec.model_validate(raw)
     except ValidationError as exc:
