@@ -21,15 +21,33 @@ def cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "textclf.cli", *args], capture_output=True, text=True, timeout=timeout)
 
 
-@pytest.mark.parametrize(
-    "verb",
-    [[], ["config"], ["config", "show"], ["data"], ["data", "inspect"], ["run"], ["cache"], ["cache", "ls"], ["cache", "prune"]],
-)
-def test_help_on_every_verb_exits_zero(verb, capsys):
-    assert main([*verb, "--help"]) == 0
-    text = capsys.readouterr().out
-    assert "Usage" in text
-    assert f"textclf {' '.join(verb)}".strip() in " ".join(text.split())
+def _verbs(command=None, path=()):
+    """Every command path of the real app ([], ["config"], ["config", "show"], ...), read off typer's click tree."""
+    import typer
+
+    from textclf.cli.main import app
+
+    command = command or typer.main.get_command(app)
+    yield list(path)
+    for name, sub in getattr(command, "commands", {}).items():
+        yield from _verbs(sub, (*path, name))
+
+
+def test_help_on_every_verb_exits_zero(capsys):
+    verbs = list(_verbs())
+    assert ["predict"] in verbs and ["cache", "prune"] in verbs and len(verbs) > 12  # the walk found the tree
+    for verb in verbs:
+        assert main([*verb, "--help"]) == 0, verb
+        text = capsys.readouterr().out
+        assert "Usage" in text, verb
+        assert f"textclf {' '.join(verb)}".strip() in " ".join(text.split()), verb
+
+
+def test_version_prints_the_package_version():
+    from textclf import __version__
+
+    res = cli("--version")
+    assert res.returncode == 0 and res.stdout.strip() == f"textclf {__version__}"
 
 
 # --------------------------------------------------------------------------- config show

@@ -37,7 +37,7 @@ def config_show(
 
 
 def data_inspect(
-    source: Annotated[Optional[str], typer.Argument(help="A file, hf:NAME[:CONFIG] or builtin:NAME (default: data.source of the config).")] = None,
+    source: Annotated[Optional[str], typer.Argument(help="A file, hf:NAME\\[:CONFIG] or builtin:NAME (default: data.source of the config).")] = None,
     set_: SetOpt = None,
     params: ParamsOpt = None,
     cache_dir: CacheOpt = None,

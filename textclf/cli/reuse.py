@@ -23,9 +23,10 @@ import typer
 
 from textclf.core.errors import DataError, ModelError
 
+# typer renders help text as rich markup: an unescaped "[/model]" reads as a closing tag and crashes --help.
 ModelOpt = Annotated[
     str,
-    typer.Option("--model", "-m", help="Model: a folder, runs:/RUN_ID[/model], models:/NAME@ALIAS or models:/NAME/VERSION."),
+    typer.Option("--model", "-m", help="Model: a folder, runs:/RUN_ID\\[/model], models:/NAME@ALIAS or models:/NAME/VERSION."),
 ]
 TextColOpt = Annotated[str, typer.Option("--text-column", help="Column holding the text in .csv/.tsv/.jsonl/.parquet input.")]
 BatchOpt = Annotated[int, typer.Option("--batch-size", min=1, help="Texts per forward pass.")]
