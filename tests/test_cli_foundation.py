@@ -7,6 +7,7 @@ import json
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 import yaml
@@ -127,6 +128,27 @@ def test_data_inspect_table_output(csv_file, capsys):
     for word in ("train", "validation", "test", *LABELS):
         assert word in text
     assert "invalid rows: none" in text
+
+
+def test_data_inspect_prints_rounded_numbers(tmp_path, capsys):
+    import random
+
+    rng = random.Random(3)
+    rows = [{"text": " ".join(["word"] * rng.randint(1, 97)) + f" t{i}", "label": LABELS[i % 3]} for i in range(90)]
+    write_csv(tmp_path / "long.csv", rows)
+    assert main(["data", "inspect", "long.csv", "--json", "-q"]) == 0
+    words = json.loads(capsys.readouterr().out)["splits"]["train"]["words"]
+    assert any(v != round(v) for v in words.values())  # the percentiles are fractional here...
+    assert all(round(v, 1) == v for v in words.values()), words  # ...and printed to one decimal
+    assert main(["data", "inspect", "long.csv", "-q"]) == 0
+    table = capsys.readouterr().out
+    assert str(words["p95"]) in table and not any(len(t.split(".")[-1]) > 1 for t in table.split() if t.replace(".", "").isdigit() and "." in t)
+
+
+def test_the_package_declares_its_type_hints():
+    import textclf
+
+    assert (Path(textclf.__file__).parent / "py.typed").is_file()  # listed in pyproject's package-data
 
 
 def test_data_inspect_reports_dropped_rows(tmp_path, capsys):
