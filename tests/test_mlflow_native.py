@@ -331,3 +331,16 @@ def test_a_crash_in_run_setup_ends_the_run_failed(tmp_path, monkeypatch):
         cli("run", "p.yaml", "-q", "--system-metrics")
     statuses = [r.info.status for r in _all_runs()]
     assert statuses and set(statuses) == {"FAILED"}, statuses
+
+
+def test_the_system_extra_brings_psutil_and_dev_includes_it():
+    import tomllib
+
+    from textclf.tracking.runs import SYSTEM_EXTRA
+
+    project = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())["project"]
+    extras = project["optional-dependencies"]
+    names = {k: {req.split(">")[0].split("=")[0].split("[")[0].strip() for req in v} for k, v in extras.items()}
+    assert "psutil" in names["system"] and names["system"] <= names["dev"]
+    assert "textclf[system]" in SYSTEM_EXTRA  # the message names the extra that exists
+    assert "torch>=2.4,<2.14" in project["dependencies"]
