@@ -41,7 +41,7 @@ class Project:
 
 
 def _is_timing(name: str) -> bool:
-    return name in TIMING or name.startswith(("latency_", "texts_per_s"))
+    return name.removeprefix("final_") in TIMING or name.startswith(("latency_", "texts_per_s"))
 
 
 def snapshot(uri: str, parent_id: str) -> dict:
@@ -98,7 +98,7 @@ def baseline(tmp_path_factory) -> Project:
         mp.setenv("HF_HUB_OFFLINE", "1")
         p.snapshot = run_pipeline_cli(p, "--cache-dir", str(p.cache))
     assert sorted(p.snapshot["children"]) == [("bilstm", "1"), ("rnn", "1")]
-    assert all(c["tags"]["cached"] == "false" and c["status"] == "FINISHED" for c in p.snapshot["children"].values())
+    assert all(c["tags"]["textclf.cached"] == "false" and c["status"] == "FINISHED" for c in p.snapshot["children"].values())
     return p
 
 
