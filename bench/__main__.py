@@ -19,7 +19,7 @@ from pathlib import Path
 
 from bench import _common as C
 
-BENCHMARKS = ("train_throughput", "inference", "tokenize", "pipeline", "scale")
+BENCHMARKS = ("train_throughput", "inference", "tokenize", "pipeline", "scale", "portable_model")
 
 
 def main(argv=None) -> int:

@@ -7,6 +7,7 @@ import json
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 import yaml
@@ -21,15 +22,33 @@ def cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "textclf.cli", *args], capture_output=True, text=True, timeout=timeout)
 
 
-@pytest.mark.parametrize(
-    "verb",
-    [[], ["config"], ["config", "show"], ["data"], ["data", "inspect"], ["run"], ["cache"], ["cache", "ls"], ["cache", "prune"]],
-)
-def test_help_on_every_verb_exits_zero(verb, capsys):
-    assert main([*verb, "--help"]) == 0
-    text = capsys.readouterr().out
-    assert "Usage" in text
-    assert f"textclf {' '.join(verb)}".strip() in " ".join(text.split())
+def _verbs(command=None, path=()):
+    """Every command path of the real app ([], ["config"], ["config", "show"], ...), read off typer's click tree."""
+    import typer
+
+    from textclf.cli.main import app
+
+    command = command or typer.main.get_command(app)
+    yield list(path)
+    for name, sub in getattr(command, "commands", {}).items():
+        yield from _verbs(sub, (*path, name))
+
+
+def test_help_on_every_verb_exits_zero(capsys):
+    verbs = list(_verbs())
+    assert ["predict"] in verbs and ["cache", "prune"] in verbs and len(verbs) > 12  # the walk found the tree
+    for verb in verbs:
+        assert main([*verb, "--help"]) == 0, verb
+        text = capsys.readouterr().out
+        assert "Usage" in text, verb
+        assert f"textclf {' '.join(verb)}".strip() in " ".join(text.split()), verb
+
+
+def test_version_prints_the_package_version():
+    from textclf import __version__
+
+    res = cli("--version")
+    assert res.returncode == 0 and res.stdout.strip() == f"textclf {__version__}"
 
 
 # --------------------------------------------------------------------------- config show
@@ -109,6 +128,27 @@ def test_data_inspect_table_output(csv_file, capsys):
     for word in ("train", "validation", "test", *LABELS):
         assert word in text
     assert "invalid rows: none" in text
+
+
+def test_data_inspect_prints_rounded_numbers(tmp_path, capsys):
+    import random
+
+    rng = random.Random(3)
+    rows = [{"text": " ".join(["word"] * rng.randint(1, 97)) + f" t{i}", "label": LABELS[i % 3]} for i in range(90)]
+    write_csv(tmp_path / "long.csv", rows)
+    assert main(["data", "inspect", "long.csv", "--json", "-q"]) == 0
+    words = json.loads(capsys.readouterr().out)["splits"]["train"]["words"]
+    assert any(v != round(v) for v in words.values())  # the percentiles are fractional here...
+    assert all(round(v, 1) == v for v in words.values()), words  # ...and printed to one decimal
+    assert main(["data", "inspect", "long.csv", "-q"]) == 0
+    table = capsys.readouterr().out
+    assert str(words["p95"]) in table and not any(len(t.split(".")[-1]) > 1 for t in table.split() if t.replace(".", "").isdigit() and "." in t)
+
+
+def test_the_package_declares_its_type_hints():
+    import textclf
+
+    assert (Path(textclf.__file__).parent / "py.typed").is_file()  # listed in pyproject's package-data
 
 
 def test_data_inspect_reports_dropped_rows(tmp_path, capsys):

@@ -28,7 +28,7 @@ pytestmark = pytest.mark.slow
 
 REPO = Path(__file__).resolve().parents[1]
 TIMING = {"epoch_seconds", "train_seconds", "tokens_per_second"}  # and latency_*, texts_per_s_*
-STABLE_TAGS = ("variant", "seed", "kind", "cell", "layers", "bidirectional", "textclf.role", "stage_key", "cached")
+STABLE_TAGS = ("variant", "seed", "textclf.kind", "cell", "layers", "bidirectional", "textclf.role", "textclf.stage_key", "textclf.cached")
 
 
 @dataclass
@@ -41,7 +41,7 @@ class Project:
 
 
 def _is_timing(name: str) -> bool:
-    return name in TIMING or name.startswith(("latency_", "texts_per_s"))
+    return name.removeprefix("final_") in TIMING or name.startswith(("latency_", "texts_per_s"))
 
 
 def snapshot(uri: str, parent_id: str) -> dict:
@@ -67,7 +67,7 @@ def snapshot(uri: str, parent_id: str) -> dict:
             "metrics": {k: v for k, v in c.data.metrics.items() if not _is_timing(k)},
             "curves": curves,
         }
-    return {"parent": {k: parent.data.tags.get(k) for k in ("textclf.role", "pipeline")}, "children": out}
+    return {"parent": {k: parent.data.tags.get(k) for k in ("textclf.role", "textclf.pipeline")}, "children": out}
 
 
 def run_pipeline_cli(p: Project, *args: str) -> dict:
@@ -98,7 +98,7 @@ def baseline(tmp_path_factory) -> Project:
         mp.setenv("HF_HUB_OFFLINE", "1")
         p.snapshot = run_pipeline_cli(p, "--cache-dir", str(p.cache))
     assert sorted(p.snapshot["children"]) == [("bilstm", "1"), ("rnn", "1")]
-    assert all(c["tags"]["cached"] == "false" and c["status"] == "FINISHED" for c in p.snapshot["children"].values())
+    assert all(c["tags"]["textclf.cached"] == "false" and c["status"] == "FINISHED" for c in p.snapshot["children"].values())
     return p
 
 

@@ -194,5 +194,5 @@ def test_interrupted_pipeline_resumes_without_duplicate_children(sig, uninterrup
     assert sorted(pairs) == sorted({(v, s) for v in ("rnn", "lstm") for s in ("1", "2")})  # each exactly once
     assert all(r["status"] == "FINISHED" for r in children)
     # The two finished before the interruption are reused from the cache, not trained again.
-    assert sum(r.get("cached") == "true" for r in children) >= 1
+    assert sum(r.get("textclf.cached") == "true" for r in children) >= 1
     assert not half_written(d)

@@ -96,13 +96,13 @@ def test_pipeline_records_parent_children_and_reuses_cache(project, capsys):
         assert c.data.params["encoder.cell"] == ("rnn" if c.data.tags["variant"] == "rnn" else "lstm")
         assert c.data.params["train.seed"] == c.data.tags["seed"]
         assert c.data.tags["bidirectional"] == ("true" if c.data.tags["variant"] == "bilstm" else "false")
-        assert c.data.tags["cached"] == "false"
+        assert c.data.tags["textclf.cached"] == "false"
         assert {"test_accuracy", "test_macro_f1", "params", "train_seconds", "latency_p50_ms"} <= set(c.data.metrics)
         history = client.get_metric_history(c.info.run_id, "val_loss")
         assert sorted(m.step for m in history) == [1, 2]  # step = epoch
         arts = {a.path for a in client.list_artifacts(c.info.run_id)}
         assert {"config.yaml", "tokenizer.json", "confusion_matrix.png", "learning_curves.png", "classification_report.txt"} <= arts
-        assert c.data.tags["model_uri"]
+        assert c.data.tags["textclf.model_uri"]
         assert len(c.inputs.dataset_inputs) == 3
     parent_arts = {a.path for a in client.list_artifacts(parent.info.run_id, "comparison")}
     assert {"comparison/report.md", "comparison/summary.json"} <= parent_arts
@@ -126,9 +126,9 @@ def test_pipeline_records_parent_children_and_reuses_cache(project, capsys):
     assert len(children2) == 4
     first = {(c.data.tags["variant"], c.data.tags["seed"]): c for c in children}
     for c in children2:
-        assert c.data.tags["cached"] == "true"
+        assert c.data.tags["textclf.cached"] == "true"
         src = first[(c.data.tags["variant"], c.data.tags["seed"])]
-        assert c.data.tags["cached_from"] == src.info.run_id
+        assert c.data.tags["textclf.cached_from"] == src.info.run_id
         assert c.data.metrics["test_accuracy"] == src.data.metrics["test_accuracy"]
     for name in s1["variants"]:
         assert s2["variants"][name]["test_accuracy"] == s1["variants"][name]["test_accuracy"]
@@ -141,7 +141,7 @@ def test_pipeline_records_parent_children_and_reuses_cache(project, capsys):
     assert run_cli("run", str(pipe), "-q", "--summary-out", "s3.json") == 0
     s3 = json.loads(Path("s3.json").read_text())
     _, _, children3 = runs_of(s3["parent_run_id"])
-    fresh = sorted((c.data.tags["variant"], c.data.tags["cached"]) for c in children3)
+    fresh = sorted((c.data.tags["variant"], c.data.tags["textclf.cached"]) for c in children3)
     assert fresh == [("bilstm", "false"), ("bilstm", "false"), ("rnn", "true"), ("rnn", "true")]
 
     # textclf report re-prints a past parent's comparison
@@ -163,7 +163,7 @@ def test_same_seed_same_metrics_and_force_recomputes(project):
     assert run_cli("run", str(pipe), "-q", "--variant", "rnn", "--force", "--summary-out", "b.json") == 0
     b = json.loads(Path("b.json").read_text())
     _, _, children = runs_of(b["parent_run_id"])
-    assert all(c.data.tags["cached"] == "false" for c in children)
+    assert all(c.data.tags["textclf.cached"] == "false" for c in children)
     assert a["variants"]["rnn"]["test_accuracy"] == b["variants"]["rnn"]["test_accuracy"]
 
 
@@ -254,7 +254,7 @@ def test_multi_task_pipeline_compares_each_task_on_its_own(project):
     # each task is scored on its own test set
     assert s["tasks"]["first"]["n_test"] != s["tasks"]["second"]["n_test"]
     _, _, children = runs_of(s["parent_run_id"])
-    assert sorted((c.data.tags["task"], c.data.tags["variant"]) for c in children) == [
+    assert sorted((c.data.tags["textclf.task"], c.data.tags["variant"]) for c in children) == [
         ("first", "bilstm"), ("first", "rnn"), ("second", "rnn")
     ]
 
@@ -297,12 +297,12 @@ def test_a_cached_result_in_another_store_gets_its_own_model(project):
     assert len(children) == 2
     for c in children:
         # The stage cache is shared, but store B never saw store A's runs: B logs the model itself.
-        assert "cached_from" not in c.data.tags
-        assert not c.data.tags["model_uri"].startswith("runs:/")  # logged here, not a pointer to store A
+        assert "textclf.cached_from" not in c.data.tags
+        assert not c.data.tags["textclf.model_uri"].startswith("runs:/")  # logged here, not a pointer to store A
 
 
-def test_mlflow_shows_final_metrics_not_the_last_epochs():
-    """val_accuracy is logged per epoch and as the restored best epoch's: the run must show the latter."""
+def test_final_metrics_sit_beside_the_per_epoch_curves_not_on_them():
+    """val_accuracy is a per-epoch curve; the restored best epoch's value is final_val_accuracy, one value per step each."""
     from mlflow.tracking import MlflowClient
 
     from textclf.tracking import runs, store
@@ -312,8 +312,12 @@ def test_mlflow_shows_final_metrics_not_the_last_epochs():
     run = client.create_run(store.experiment_id("t"))
     history = [{"epoch": 1, "val_accuracy": 0.6, "val_loss": 0.7}, {"epoch": 2, "val_accuracy": 0.9, "val_loss": 0.5},
                {"epoch": 3, "val_accuracy": 0.7, "val_loss": 0.6}]
-    runs.log_batch(client, run.info.run_id, metrics=runs.run_metrics(history, {"val_accuracy": 0.9, "test_accuracy": 0.8}))
+    metrics = runs.history_metrics(history, {1: 1000, 2: 2000}) + runs.final_metrics({"val_accuracy": 0.9, "test_accuracy": 0.8}, history)
+    runs.log_batch(client, run.info.run_id, metrics=metrics)
     got = client.get_run(run.info.run_id).data.metrics
-    assert got["val_accuracy"] == 0.9 and got["test_accuracy"] == 0.8 and got["val_loss"] == 0.6
-    curve = sorted((m.step, m.value) for m in client.get_metric_history(run.info.run_id, "val_loss"))
-    assert curve == [(1, 0.7), (2, 0.5), (3, 0.6)]  # the per-epoch curve is intact
+    assert got["final_val_accuracy"] == 0.9 and got["test_accuracy"] == 0.8 and got["val_loss"] == 0.6
+    assert "final_test_accuracy" not in got  # only names that collide with a curve are prefixed
+    for key, want in (("val_loss", [(1, 0.7), (2, 0.5), (3, 0.6)]), ("val_accuracy", [(1, 0.6), (2, 0.9), (3, 0.7)])):
+        points = client.get_metric_history(run.info.run_id, key)
+        assert sorted((m.step, m.value) for m in points) == want  # the curve is intact, one value per step
+    assert sorted(m.timestamp for m in client.get_metric_history(run.info.run_id, "val_loss"))[:2] == [1000, 2000]  # when the epochs ended

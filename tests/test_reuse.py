@@ -103,10 +103,10 @@ def world(tmp_path_factory):
         client = MlflowClient()
         children = {v: row["run_ids"][0] for v, row in s1["variants"].items()}
         cached = s2["variants"]["lstm"]["run_ids"][0]
-        assert client.get_run(cached).data.tags["cached"] == "true"
+        assert client.get_run(cached).data.tags["textclf.cached"] == "true"
         folders = {}
         for v, rid in children.items():
-            key = client.get_run(rid).data.tags["stage_key"]
+            key = client.get_run(rid).data.tags["textclf.stage_key"]
             folders[v] = root / ".textclf" / "train" / key / "model"
         yield World(root, os.environ["MLFLOW_TRACKING_URI"], data, children, cached, folders, s1["registered"], s1["parent_run_id"])
 
@@ -135,7 +135,7 @@ def test_every_reference_kind_gives_bitwise_identical_probabilities(store, monke
     lstm = Classifier.from_folder(w.folders["lstm"]).predict_proba(TEXTS)
     from mlflow.tracking import MlflowClient
 
-    model_uri = MlflowClient().get_run(w.children["lstm"]).data.tags["model_uri"]
+    model_uri = MlflowClient().get_run(w.children["lstm"]).data.tags["textclf.model_uri"]
     refs = {
         str(w.folders["lstm"]): lstm,
         f"runs:/{w.children['lstm']}/model": lstm,
@@ -458,13 +458,13 @@ def test_transfer_pipeline_scratch_frozen_finetuned(store, tmp_path):
     models = {v: textclf.load_model(f"runs:/{r.info.run_id}") for v, r in runs.items()}
     for v in ("frozen", "finetuned"):
         tags = runs[v].data.tags
-        assert tags["init_from"] == src_ref and tags["init_from_run"] == src_run
-        assert tags["init_from_model"].startswith("models:/m-")
+        assert tags["textclf.init_from"] == src_ref and tags["textclf.init_from_run"] == src_run
+        assert tags["textclf.init_from_model"].startswith("models:/m-")
         clf = models[v]
         assert clf.labels == ["neg", "neu", "pos"]  # a new label set with a new head
         assert clf.tokenizer.to_str() == source.tokenizer.to_str()  # the source's tokenizer, reused
         assert json.loads((clf.path / "config.json").read_text())["init_from"]["run_id"] == src_run
-    assert "init_from" not in runs["scratch"].data.tags
+    assert "textclf.init_from" not in runs["scratch"].data.tags
     assert models["scratch"].tokenizer.to_str() != source.tokenizer.to_str()  # trained on the new data
 
     body = [k for k in src_state if k.startswith(("embedding.", "encoder."))]
@@ -478,7 +478,7 @@ def test_transfer_pipeline_scratch_frozen_finetuned(store, tmp_path):
     assert not torch.equal(frozen["head.weight"], start["head.weight"])
     assert runs["frozen"].data.metrics["params"] == 3 * 8 + 3  # only the head is trainable
     # stage keys carry the source's identity: three different trainings
-    assert len({r.data.tags["stage_key"] for r in runs.values()}) == 3
+    assert len({r.data.tags["textclf.stage_key"] for r in runs.values()}) == 3
 
 
 def test_transfer_config_conflicts_are_config_errors(store, tmp_path):

@@ -34,7 +34,9 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = ["__version__", "load_config", "load_encoder", "load_model", "run_pipeline"]
 
 
-def load_model(ref: str, *, tracking_uri: str | None = None, device: str | None = None) -> "Classifier":
+def load_model(
+    ref: str, *, tracking_uri: str | None = None, device: str | None = None, cache_dir: str | Path | None = None
+) -> "Classifier":
     """A trained classifier from any model reference.
 
     ``ref``: a model folder, ``runs:/RUN_ID[/model]``, ``models:/NAME@ALIAS``,
@@ -42,22 +44,25 @@ def load_model(ref: str, *, tracking_uri: str | None = None, device: str | None 
     ``tracking_uri`` (default: ``MLFLOW_TRACKING_URI``, else the project store).
     Loading reads JSON and safetensors only; it never unpickles or runs code
     from the artifact. Raises :class:`textclf.core.errors.ModelError` when the
-    reference or the folder is wrong.
+    reference or the folder is wrong. A model from MLflow is downloaded once into
+    ``<cache_dir>/models/`` (default: ``$TEXTCLF_CACHE_DIR``, else ``.textclf``).
     """
     from textclf.serving.classifier import Classifier
     from textclf.tracking.refs import load_folder
 
-    folder, resolved = load_folder(ref, tracking_uri=tracking_uri)
+    folder, resolved = load_folder(ref, tracking_uri=tracking_uri, cache_dir=cache_dir)
     clf = Classifier(folder, device=device)
     clf.ref = resolved
     return clf
 
 
-def load_encoder(ref: str, *, tracking_uri: str | None = None, device: str | None = None) -> "Encoder":
+def load_encoder(
+    ref: str, *, tracking_uri: str | None = None, device: str | None = None, cache_dir: str | Path | None = None
+) -> "Encoder":
     """The trained embedding + encoder of a neural model, for ``embed(texts)``."""
     from textclf.serving.classifier import Encoder
 
-    return Encoder(load_model(ref, tracking_uri=tracking_uri, device=device))
+    return Encoder(load_model(ref, tracking_uri=tracking_uri, device=device, cache_dir=cache_dir))
 
 
 def load_config(*args: Any, **kwargs: Any) -> "Config":

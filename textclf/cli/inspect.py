@@ -36,8 +36,19 @@ def config_show(
     out.print(yaml.safe_dump(doc, sort_keys=False), end="", markup=False, highlight=False)
 
 
+def _rounded(value, digits: int = 1):
+    """Floats rounded for reading (percentiles come out as 82.34999999999988); everything else as is."""
+    if isinstance(value, float):
+        return round(value, digits)
+    if isinstance(value, dict):
+        return {k: _rounded(v, digits) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_rounded(v, digits) for v in value]
+    return value
+
+
 def data_inspect(
-    source: Annotated[Optional[str], typer.Argument(help="A file, hf:NAME[:CONFIG] or builtin:NAME (default: data.source of the config).")] = None,
+    source: Annotated[Optional[str], typer.Argument(help="A file, hf:NAME\\[:CONFIG] or builtin:NAME (default: data.source of the config).")] = None,
     set_: SetOpt = None,
     params: ParamsOpt = None,
     cache_dir: CacheOpt = None,
@@ -54,7 +65,7 @@ def data_inspect(
     layer = {"data": {"source": source, "train": None, "validation": None, "test": None}} if source else None
     cfg = resolve(layer, overrides=set_, params_file=params)
     data = prepare(cfg.data, cache_dir=open_cache(cache_dir).root)
-    summary = summarize(data)
+    summary = _rounded(summarize(data))
     if as_json:
         out.print_json(json.dumps(summary))
         return

@@ -32,6 +32,23 @@ app = typer.Typer(
 config_app = typer.Typer(help="Show the resolved configuration.", no_args_is_help=True)
 data_app = typer.Typer(help="Look at a data source before training on it.", no_args_is_help=True)
 cache_app = typer.Typer(help="List or prune the stage cache.", no_args_is_help=True)
+
+
+def _version(value: bool) -> None:
+    if value:
+        from textclf._version import __version__
+
+        typer.echo(f"textclf {__version__}")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version and exit."),
+) -> None:
+    """Compare RNN, GRU, LSTM, stacked and bidirectional text classifiers on your data, tracked in MLflow."""
+
+
 app.add_typer(config_app, name="config")
 app.add_typer(data_app, name="data")
 app.add_typer(cache_app, name="cache")

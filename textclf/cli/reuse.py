@@ -23,15 +23,19 @@ import typer
 
 from textclf.core.errors import DataError, ModelError
 
+# typer renders help text as rich markup: an unescaped "[/model]" reads as a closing tag and crashes --help.
 ModelOpt = Annotated[
     str,
-    typer.Option("--model", "-m", help="Model: a folder, runs:/RUN_ID[/model], models:/NAME@ALIAS or models:/NAME/VERSION."),
+    typer.Option("--model", "-m", help="Model: a folder, runs:/RUN_ID\\[/model], models:/NAME@ALIAS or models:/NAME/VERSION."),
 ]
 TextColOpt = Annotated[str, typer.Option("--text-column", help="Column holding the text in .csv/.tsv/.jsonl/.parquet input.")]
 BatchOpt = Annotated[int, typer.Option("--batch-size", min=1, help="Texts per forward pass.")]
 TrackOpt = Annotated[Optional[str], typer.Option("--tracking-uri", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI or sqlite:///mlruns/mlflow.db).")]
 DeviceOpt = Annotated[Optional[str], typer.Option("--device", help="cpu (default), cuda, cuda:N or mps.")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="Print only results.")]
+CacheOpt = Annotated[
+    Optional[Path], typer.Option("--cache-dir", help="Where models from MLflow are downloaded (default: $TEXTCLF_CACHE_DIR or .textclf).")
+]
 
 INPUT_KINDS = (".txt", ".csv", ".tsv", ".jsonl", ".parquet")
 
@@ -156,10 +160,10 @@ def _plain(v: Any) -> Any:
     return v.item() if hasattr(v, "item") and not isinstance(v, (list, dict, str)) else v
 
 
-def _load(model: str, tracking_uri: Optional[str], device: Optional[str]):
+def _load(model: str, tracking_uri: Optional[str], device: Optional[str], cache_dir: Optional[Path]):
     import textclf
 
-    return textclf.load_model(model, tracking_uri=tracking_uri, device=device)
+    return textclf.load_model(model, tracking_uri=tracking_uri, device=device, cache_dir=cache_dir)
 
 
 # --------------------------------------------------------------------------- verbs
@@ -174,6 +178,7 @@ def predict(
     batch_size: BatchOpt = 256,
     format_: Annotated[str, typer.Option("--format", help="Printed output without --output: auto (a table on a terminal, else jsonl), table, jsonl or csv.")] = "auto",
     tracking_uri: TrackOpt = None,
+    cache_dir: CacheOpt = None,
     device: DeviceOpt = None,
     quiet: QuietOpt = False,
 ) -> None:
@@ -190,7 +195,7 @@ def predict(
     import pandas as pd
 
     table, items = (pd.DataFrame({"text": list(texts)}), list(texts)) if texts else read_texts(input, text_column)
-    clf = _load(model, tracking_uri, device)
+    clf = _load(model, tracking_uri, device, cache_dir)
     result = _merge(table, clf.predict_table(items, batch_size=batch_size))
     if output is not None:
         write_table(result, output)
@@ -232,6 +237,7 @@ def embed(
     text_column: TextColOpt = "text",
     batch_size: BatchOpt = 256,
     tracking_uri: TrackOpt = None,
+    cache_dir: CacheOpt = None,
     device: DeviceOpt = None,
     quiet: QuietOpt = False,
 ) -> None:
@@ -243,7 +249,7 @@ def embed(
     _quiet_libs()
     _check_ext(output, (".npy", ".parquet"))
     table, items = read_texts(input, text_column)
-    enc = Encoder(_load(model, tracking_uri, device))
+    enc = Encoder(_load(model, tracking_uri, device, cache_dir))
     vectors = enc.embed(items, batch_size=batch_size)
     output.parent.mkdir(parents=True, exist_ok=True)
     if output.suffix.lower() == ".npy":
@@ -267,6 +273,7 @@ def export(
     opset: Annotated[int, typer.Option("--opset", min=9, help="ONNX opset for --onnx.")] = 17,
     force: Annotated[bool, typer.Option("--force", help="Replace --output if it holds a textclf model (other folders are never replaced).")] = False,
     tracking_uri: TrackOpt = None,
+    cache_dir: CacheOpt = None,
     quiet: QuietOpt = False,
 ) -> None:
     """Copy a model out as a self-contained safetensors folder, optionally with an ONNX graph."""
@@ -274,7 +281,7 @@ def export(
     from textclf.tracking.refs import load_folder
 
     _quiet_libs()
-    folder, _ = load_folder(model, tracking_uri=tracking_uri)
+    folder, _ = load_folder(model, tracking_uri=tracking_uri, cache_dir=cache_dir)
     if onnx and folder["kind"] != "neural":
         raise ModelError(f"{model}: a TF-IDF baseline cannot be exported to ONNX; drop --onnx to copy its folder.")
     artifacts.check_output(output, force=force)  # before any work

@@ -19,6 +19,11 @@ from textclf.cli.common import (
     out,
 )
 from textclf.core.logs import setup_logging
+from textclf.tracking.runs import require_system_metrics
+
+SystemOpt = Annotated[
+    bool, typer.Option("--system-metrics", help="Log CPU / memory / disk / network to MLflow while it runs (the 'system' extra: psutil).")
+]
 
 
 def run(
@@ -32,7 +37,7 @@ def run(
     force: Annotated[bool, typer.Option("--force", help="Recompute every stage, ignoring the cache.")] = False,
     summary_out: Annotated[Optional[Path], typer.Option("--summary-out", help="Also write summary.json here.")] = None,
     register: Annotated[Optional[str], typer.Option("--register", help="Register the best variant's model under this name (alias 'champion').")] = None,
-    system_metrics: Annotated[bool, typer.Option("--system-metrics", help="Log CPU/memory system metrics to MLflow.")] = False,
+    system_metrics: SystemOpt = False,
     executor: Annotated[str, typer.Option("--executor", help="local (default) or ray.")] = "local",
     jobs: Annotated[str, typer.Option("--jobs", help="Parallel local worker processes: a number, or auto (default) = one single-threaded worker per core.")] = "auto",
     ray_address: Annotated[Optional[str], typer.Option("--ray-address", help="Ray cluster address (default: start a local instance).")] = None,
@@ -46,6 +51,8 @@ def run(
     from textclf.pipeline.spec import load_pipeline
 
     setup_logging(quiet)
+    if system_metrics:
+        require_system_metrics()  # before the pipeline is even read
     pipe = load_pipeline(pipeline, overrides=set_, params_file=params, only=variant, seeds=_seed_list(seeds))
     with progress(not quiet, None if quiet else _event_printer) as on_event:
         result = run_pipeline(
@@ -95,6 +102,7 @@ def train(
     force: Annotated[bool, typer.Option("--force", help="Recompute every stage, ignoring the cache (implies --overwrite).")] = False,
     ddp: Annotated[bool, typer.Option("--ddp", help="Train data-parallel (DDP). Under torchrun this is automatic; otherwise starts --nproc-per-node processes here.")] = False,
     nproc_per_node: Annotated[Optional[int], typer.Option("--nproc-per-node", help="Processes for --ddp outside torchrun (default: visible GPUs, else 2).")] = None,
+    system_metrics: SystemOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
     """Train one variant end to end (prepare → tokenize → embed → train → evaluate) and print its metrics."""
@@ -103,6 +111,8 @@ def train(
     from textclf.pipeline.train_one import train_one
 
     setup_logging(quiet)
+    if system_metrics and not no_track:
+        require_system_metrics()
     if pipeline:
         pipe = load_pipeline(pipeline, overrides=set_, params_file=params, only=[variant] if variant else None)
         cfg = next(iter(pipe.variants.values())).config
@@ -125,7 +135,7 @@ def train(
         artifacts.check_output(output, force=force or overwrite)
     kwargs = dict(
         cache=open_cache(cache_dir), tracking_uri=None if no_track else (tracking_uri or ""), experiment=experiment,
-        output=output, force=force, overwrite=overwrite, quiet=quiet,
+        output=output, force=force, overwrite=overwrite, quiet=quiet, system_metrics=system_metrics,
     )
     if ddp or under_torchrun():
         result = train_data_parallel(cfg, nproc_per_node=nproc_per_node, **kwargs)

@@ -1,7 +1,9 @@
 """The content-addressed stage cache.
 
 Every stage output lives in ``<cache>/<stage>/<key>/`` where ``key`` hashes the
-upstream keys, the params that stage reads and the textclf version. Variants
+upstream keys, the params that stage reads and textclf's own source code
+(:func:`source_fingerprint`: every ``.py`` file of the installed package, so an
+edited install recomputes instead of reusing what older code produced). Variants
 that share upstream params therefore share upstream outputs, and a re-run with
 nothing changed finds every entry and recomputes nothing.
 
@@ -33,6 +35,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import hashlib
 import json
 import logging
@@ -58,10 +61,27 @@ def default_cache_dir() -> Path:
     return Path(os.environ.get("TEXTCLF_CACHE_DIR") or DEFAULT_CACHE_DIR)
 
 
-def stage_key(stage: str, params: dict[str, Any], upstream: list[str] | tuple[str, ...] = ()) -> str:
-    from textclf._version import __version__
+@functools.lru_cache(maxsize=1)
+def source_fingerprint() -> str:
+    """A hash of every ``.py`` file of the textclf package this process runs (relative path + bytes), once per process.
 
-    blob = json.dumps({"stage": stage, "params": params, "upstream": list(upstream), "version": __version__}, sort_keys=True, default=str)
+    The version number alone stays the same across edits of a checkout or a
+    patched install, and a stage computed by the old code would be reused.
+    Relative paths keep the hash equal for the same code installed elsewhere
+    (another node of a cluster, another virtual environment).
+    """
+    package = Path(__file__).resolve().parents[1]  # textclf/ (this is textclf/core/cache.py)
+    h = hashlib.sha256()
+    for path in sorted(package.rglob("*.py")):
+        if "__pycache__" in path.parts:
+            continue
+        h.update(path.relative_to(package).as_posix().encode() + b"\0")
+        h.update(path.read_bytes() + b"\0")
+    return h.hexdigest()[:20]
+
+
+def stage_key(stage: str, params: dict[str, Any], upstream: list[str] | tuple[str, ...] = ()) -> str:
+    blob = json.dumps({"stage": stage, "params": params, "upstream": list(upstream), "code": source_fingerprint()}, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:20]
 
 

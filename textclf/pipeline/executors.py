@@ -5,8 +5,11 @@ embed; :func:`compute_upstream`) into the stage cache, once, in this process
 — so a data problem of any task stops the run before the first training;
 each task then trains and evaluates one (variant, seed) into the same cache. The driver reads the
 results back (all cache hits, cheap) and does every MLflow call itself, so
-every executor leaves the same record. :func:`execute` returns one
-zero-argument getter per task, in task order.
+every executor leaves the same record. :func:`execute` returns one getter per
+task, in task order; ``get(on_epoch=None)`` returns its VariantOutput.
+``on_epoch`` reaches the training only where it runs in this process (the
+inline executor), so MLflow shows its curves grow live; a worker's epochs are
+logged by the driver afterwards, with the times they ended.
 
 Local, one job (``--jobs 1``)
     Tasks run lazily in this process, in order, so output streams as it goes.
@@ -71,7 +74,7 @@ def compute_upstream(configs: Iterable[Config], cache: StageCache, *, force: boo
         return force and not seen
 
     for cfg in configs:
-        source = source_for(cfg) if cfg.kind == "neural" else None
+        source = source_for(cfg, cache_dir=cache.root) if cfg.kind == "neural" else None
         p = plan(cfg, cache, source=source)
         data = prepare_stage(p.prepare, cache, force=first("prepare", p.prepare))
         if p.tokenize is None:
@@ -82,7 +85,8 @@ def compute_upstream(configs: Iterable[Config], cache: StageCache, *, force: boo
             embed_stage(p.embed, tok, cache, force=first("embed" + tok.key, p.embed))
 
 
-def compute(variant, seed: int, cache_root: str, force: bool, quiet: bool, reuse_upstream: bool = False, measure_cost: bool = True):
+def compute(variant, seed: int, cache_root: str, force: bool, quiet: bool, reuse_upstream: bool = False,
+            on_epoch: Callable | None = None, measure_cost: bool = True):
     """One (variant, seed): the task every executor runs (in this process or a worker).
 
     Workers that train side by side leave the cost (latency, throughput) out:
@@ -93,7 +97,7 @@ def compute(variant, seed: int, cache_root: str, force: bool, quiet: bool, reuse
 
     log_fn = None if quiet else progress_logger(f"{variant.name} s{seed}")
     return run_variant(variant.for_seed(seed), StageCache(cache_root), force=force, log_fn=log_fn, reuse_upstream=reuse_upstream,
-                       measure_cost=measure_cost)
+                       on_epoch=on_epoch, measure_cost=measure_cost)
 
 
 def measures_cost_inline(executor: str, jobs: int) -> bool:
@@ -134,8 +138,11 @@ def check_executor(executor: str) -> None:
 
 
 def execute(tasks, cache: StageCache, *, force: bool, quiet: bool, executor: str = "local", jobs: int = 1,
-            ray_address: str | None = None, cpus_per_task: float = 1.0, gpus_per_task: float = 0.0) -> list[Callable[[], Any]]:
-    """One zero-argument getter per (variant, seed) task, in task order (see the module docstring).
+            ray_address: str | None = None, cpus_per_task: float = 1.0, gpus_per_task: float = 0.0) -> list[Callable[..., Any]]:
+    """One getter per (variant, seed) task, in task order (see the module docstring).
+
+    A getter takes an optional ``on_epoch`` callback, which hears each epoch as
+    it ends where training runs in this process (inline).
 
     The shared stages must be computed first (:func:`compute_upstream`, honouring
     ``force``): tasks only train and evaluate (forced too, but never upstream).
@@ -147,7 +154,7 @@ def execute(tasks, cache: StageCache, *, force: bool, quiet: bool, executor: str
     if executor == "ray":
         return ray_getters(tasks, root, force, quiet, ray_address, cpus_per_task, gpus_per_task)
     if jobs <= 1:
-        return [lambda v=v, s=s: compute(v, s, root, force, quiet, True) for v, s in tasks]
+        return [lambda on_epoch=None, v=v, s=s: compute(v, s, root, force, quiet, on_epoch=on_epoch) for v, s in tasks]
     import multiprocessing as mp
     from concurrent.futures import ProcessPoolExecutor
 
@@ -156,8 +163,8 @@ def execute(tasks, cache: StageCache, *, force: bool, quiet: bool, executor: str
 
     threads = str(max(1, cores() // jobs))  # jobs workers share the cores
     pool = ProcessPoolExecutor(max_workers=jobs, mp_context=mp.get_context("spawn"), initializer=_pool_worker, initargs=(threads, quiet))
-    futures = [pool.submit(compute, v, s, root, force, quiet, True, False) for v, s in tasks]
-    return [f.result for f in futures]
+    futures = [pool.submit(compute, v, s, root, force, quiet, True, None, False) for v, s in tasks]
+    return [lambda on_epoch=None, f=f: f.result() for f in futures]  # trained in a worker: nothing to hear live
 
 
 # --------------------------------------------------------------------------- Ray
@@ -194,7 +201,7 @@ def ray_getters(
     cpus_per_task: float,
     gpus_per_task: float,
 ) -> list[Callable[[], Any]]:
-    """Submit one Ray task per (variant, seed); return one zero-argument getter per task, in order.
+    """Submit one Ray task per (variant, seed); return one getter per task, in order.
 
     Each getter waits for its task and returns the :class:`VariantOutput`
     rebuilt in this process from the cache.
@@ -221,7 +228,7 @@ def ray_getters(
         refs.append(opts.remote(variant.for_seed(seed), label, str(cache.root), force, quiet, os.getcwd(), kill_dir))
 
     def getter(ref, variant, seed) -> Callable[[], Any]:
-        def get():
+        def get(on_epoch=None):  # trained in a worker: nothing to hear live
             from textclf.pipeline.variant import run_variant
 
             try:

@@ -82,6 +82,8 @@ def run_pipeline(
     from textclf.pipeline.variant import is_trained
 
     emit = on_event or (lambda kind, info: None)
+    if system_metrics:
+        runs.require_system_metrics()  # before any run exists
     check_executor(executor)
     tasks = [(v, s) for v in pipe.variants.values() for s in pipe.seeds]
     jobs = resolve_jobs(jobs, len(tasks)) if executor == "local" else 1
@@ -108,8 +110,8 @@ def run_pipeline(
     with runs.start_run(
         experiment_id=exp_id,
         run_name=f"{pipe.name}-{time.strftime('%Y%m%d-%H%M%S')}",
-        tags={**runs.base_tags(), "textclf.role": "parent", "pipeline": pipe.name},
-        log_system_metrics=system_metrics,
+        tags={**runs.base_tags(), "textclf.role": "parent", "textclf.pipeline": pipe.name, **runs.description_tag(pipe.spec.description)},
+        system_metrics=system_metrics,
     ) as parent:
         parent_id = parent.info.run_id
         if pipe.path is not None:
@@ -128,16 +130,17 @@ def run_pipeline(
                 done.append(get())
                 emit("trained", {"variant": variant.key, "seed": seed, "cached": done[-1].cached})
             costed = [with_cost(out, cache, force=force and not out.cached) for out in done]
-            getters = [lambda out=out: out for out in costed]
+            getters = [lambda on_epoch=None, out=out: out for out in costed]
         for (variant, seed), get in zip(tasks, getters):
             tags = {**runs.base_tags(), **child_tags(variant, seed)}
             if variant.task:
-                tags["task"] = variant.task
+                tags["textclf.task"] = variant.task
             with runs.start_run(experiment_id=exp_id, run_name=f"{variant.key}-s{seed}", nested=True, tags=tags) as child:
-                out = get()
+                live = runs.LiveMetrics(client, child.info.run_id)  # epochs trained in this process, as they end
+                out = get(on_epoch=live)
                 first_out.setdefault(variant.task, out)
                 examples = first_out[variant.task].data.value.splits["test"]["text"][:3]
-                log_child(client, child.info.run_id, out, exp_id=exp_id, example_texts=examples)
+                log_child(client, child.info.run_id, out, exp_id=exp_id, example_texts=examples, live_epochs=live.logged)
             outputs.append(out)
             outputs_by_task.setdefault(variant.task, []).append(out)
             records.setdefault(variant.task, []).append(run_record(variant, seed, out, child.info.run_id))
@@ -154,6 +157,7 @@ def run_pipeline(
                 out_dir = Path(tmp) / task if task else Path(tmp)
                 write_report(s, recs, out_dir, title=f"textclf · {pipe.name}" + (f" · {task}" if task else ""), command=command, cache=cache)
                 log_disagreements(s, f"comparison/{task + '/' if task else ''}disagreements.json")
+                mlflow.log_table(runs.comparison_table(s), artifact_file=f"comparison/{task + '/' if task else ''}variants.json")
                 summaries[task] = s
                 for name, row in s["variants"].items():
                     for metric in ("test_accuracy", "test_macro_f1"):
@@ -200,7 +204,9 @@ def register_champion(client, summary: dict[str, Any], name: str) -> dict[str, A
     metric = summary.get("best_variant_metric", "val_accuracy")
     runs_of_best = [client.get_run(rid) for rid in summary["variants"][best]["run_ids"]]
     best_run = max(runs_of_best, key=lambda r: r.data.metrics.get(metric, float("-inf")))
-    model_uri = best_run.data.tags.get("model_uri") or f"runs:/{best_run.info.run_id}/model"
+    # The LoggedModel (models:/m-…) the run logged, or, for a cached run, the one it links to:
+    # registering runs:/ID/model of a cached run finds no artifacts there.
+    model_uri = best_run.data.tags.get("textclf.model_uri") or f"runs:/{best_run.info.run_id}/model"
     mv = mlflow.register_model(model_uri, name)
     client.set_registered_model_alias(name, "champion", mv.version)
     client.set_model_version_tag(name, mv.version, "variant", best)

@@ -11,7 +11,7 @@ import json
 import logging
 import shutil
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import Any, Callable
@@ -55,6 +55,21 @@ class Trained:
     history: list[dict[str, Any]]
     info: dict[str, Any]
     model_dir: Path
+    epoch_times: dict[int, int] = field(default_factory=dict)  # epoch -> when it ended (Unix ms), for MLflow
+
+
+def _epoch_clock(path: Path, on_epoch: Callable | None) -> Callable:
+    """``on_epoch`` that also writes when each epoch ended to ``path`` (in the checkpoint folder, so a resumed
+    training keeps the times of the epochs before the interruption), then calls ``on_epoch``."""
+
+    def record(epoch: int, metrics: dict) -> None:
+        times = json.loads(path.read_text()) if path.is_file() else {}
+        times[str(epoch)] = int(time.time() * 1000)
+        path.write_text(json.dumps(times))
+        if on_epoch is not None:
+            on_epoch(epoch, metrics)
+
+    return record
 
 
 def build_model(spec: TrainSpec, vocab_size: int, num_classes: int, *, matrix: np.ndarray | None = None, source=None, frozen_rows: int = 0):
@@ -113,7 +128,8 @@ def train_stage(
                     frozen_encoder=source is not None and spec.encoder.freeze)
         model = build_model(spec, vocab, len(label_names), matrix=emb.value.matrix if emb else None, source=source, frozen_rows=frozen)
         step = getattr(log_fn, "step", None)  # progress within an epoch, where the log function reports it
-        trainer = Trainer(model, spec.train, checkpoint_dir=work, on_epoch=on_epoch, eval_batch_size=spec.eval_batch_size, log=log_fn,
+        clock = work / "epoch_times.json"
+        trainer = Trainer(model, spec.train, checkpoint_dir=work, on_epoch=_epoch_clock(clock, on_epoch), eval_batch_size=spec.eval_batch_size, log=log_fn,
                           progress=(lambda e, s, n: step(e, spec.train.epochs, s, n)) if step else None)
         result = trainer.fit(tok.value.splits["train"], tok.value.splits["validation"])
         info = result.to_dict()
@@ -127,14 +143,18 @@ def train_stage(
         )
         (tmp / "history.json").write_text(json.dumps(result.history, indent=1))
         (tmp / "train.json").write_text(json.dumps(info, indent=1, default=str))
+        if clock.is_file():
+            shutil.copyfile(clock, tmp / "epoch_times.json")
         shutil.rmtree(work, ignore_errors=True)
         return {"variant": describe(spec)}
 
     def load(path: Path) -> Trained:
+        times = json.loads((path / "epoch_times.json").read_text()) if (path / "epoch_times.json").is_file() else {}
         return Trained(
             history=json.loads((path / "history.json").read_text()),
             info=json.loads((path / "train.json").read_text()),
             model_dir=path / "model",
+            epoch_times={int(k): int(v) for k, v in times.items()},
         )
 
     upstream = [tok, emb]

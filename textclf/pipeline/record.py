@@ -1,9 +1,18 @@
 """What MLflow records of one (variant, seed): tags, params, per-epoch and final metrics, datasets, artifacts, the model.
 
 A run whose result came from the stage cache is recorded in full (same
-params, metrics and small artifacts) and tagged ``cached=true`` and
-``cached_from=<run that computed it>``; its model is not logged again — the
-``model_uri`` tag points at the source run's model.
+params, metrics and small artifacts) and tagged ``textclf.cached=true`` and
+``textclf.cached_from=<run that computed it>``; its model is not logged
+again: the run is linked to the source run's MLflow LoggedModel as one of its
+outputs (``MlflowClient.log_outputs``), so the run page's "Logged models" and
+``--register`` find it, and ``textclf.model_uri`` names it (``models:/m-…``).
+
+Per-epoch metrics are logged while training runs where the training happens
+inside the child run (the inline executor, ``textclf train``):
+:class:`~textclf.tracking.runs.LiveMetrics` logs each epoch when it ends, and
+:func:`log_child` then adds only the epochs it did not see (an epoch trained
+by an earlier, interrupted process, or a result from the cache or a worker),
+at the time each epoch ended when the train stage recorded it.
 """
 
 from __future__ import annotations
@@ -22,12 +31,13 @@ from textclf.tracking.models import log_model
 
 
 def child_tags(variant: Variant, seed: int, out: VariantOutput | None = None) -> dict[str, str]:
+    """The tags a child run starts with (bare names only where the MLflow UI groups by them: see tracking.runs)."""
     cfg = variant.config
-    tags = {"variant": variant.name, "seed": str(seed), "kind": cfg.kind, "textclf.role": "child"}
+    tags = {"variant": variant.name, "seed": str(seed), "textclf.kind": cfg.kind, "textclf.role": "child"}
     if cfg.kind == "neural":
         tags.update(cell=cfg.encoder.cell, layers=str(cfg.encoder.layers), bidirectional=str(cfg.encoder.bidirectional).lower())
         if cfg.encoder.init_from:
-            tags["init_from"] = cfg.encoder.init_from
+            tags["textclf.init_from"] = cfg.encoder.init_from
     return tags
 
 
@@ -67,16 +77,20 @@ def log_datasets(out: VariantOutput, run_id: str) -> None:
     store.retry(MlflowClient().log_inputs, run_id, datasets=inputs)
 
 
-def log_child(client, run_id: str, out: VariantOutput, *, exp_id: str, example_texts: list[str]) -> dict[str, str]:
-    """Params, per-epoch and final metrics, artifacts and (when freshly computed) the model."""
+def log_child(
+    client, run_id: str, out: VariantOutput, *, exp_id: str, example_texts: list[str], live_epochs: set[int] | frozenset = frozenset()
+) -> dict[str, str]:
+    """Params, per-epoch and final metrics, artifacts and the model (logged, or linked when cached).
+
+    ``live_epochs``: epochs whose metrics were already logged while training ran.
+    """
     import mlflow
 
     final = {k: v for k, v in out.metrics.items() if isinstance(v, (int, float))}
     final.update({f"embedding_{k}": v for k, v in (out.extra.get("embedding_coverage") or {}).items()})
-    metrics = runs.run_metrics(out.history, final)
-    runs.log_batch(client, run_id, params=runs.flat_params(out.config.flat()), metrics=metrics)
     log_datasets(out, run_id)
-    tags = {"stage_key": out.stage_key, "cached": str(out.cached).lower(), **out.extra.get("lineage_tags", {})}
+    tags = {"textclf.stage_key": out.stage_key, "textclf.cached": str(out.cached).lower()}
+    tags.update({f"textclf.{k}": v for k, v in out.extra.get("lineage_tags", {}).items()})
     # The small artifacts go in one folder and one call.
     with tempfile.TemporaryDirectory() as tmp:
         (Path(tmp) / "config.yaml").write_text(out.config.to_yaml())
@@ -88,14 +102,33 @@ def log_child(client, run_id: str, out: VariantOutput, *, exp_id: str, example_t
             (Path(tmp) / "tokenize_stats.json").write_text(json.dumps(out.extra.get("token_stats", {}), indent=1))
         mlflow.log_artifacts(tmp)
     source = runs.find_source_run(exp_id, out.stage_key) if out.cached else None
-    if source and source != run_id:
-        tags["cached_from"] = source
-        tags["model_uri"] = f"runs:/{source}/model"
+    source_model = _model_of(client, source) if source and source != run_id else None
+    last_epoch = max((int(row["epoch"]) for row in out.history), default=0)
+    if source_model is not None:
+        from mlflow.entities import LoggedModelOutput
+
+        tags["textclf.cached_from"] = source
+        tags["textclf.model_uri"] = f"models:/{source_model}"
+        store.retry(client.log_outputs, run_id, [LoggedModelOutput(model_id=source_model, step=last_epoch)])
+        model_id = None  # the model already holds the metrics of the run that trained it
     else:
-        tags["model_uri"] = log_model(out.model_dir, example_texts)
-        tags["cached"] = "false" if not source else tags["cached"]
+        info = log_model(out.model_dir, example_texts, step=last_epoch)
+        tags["textclf.model_uri"] = info.model_uri
+        tags["textclf.cached"] = "false" if not source else tags["textclf.cached"]
+        model_id = info.model_id  # the Models tab compares logged models by these
+    history = [row for row in out.history if int(row["epoch"]) not in live_epochs]
+    metrics = runs.history_metrics(history, out.extra.get("epoch_times")) + runs.final_metrics(final, out.history, model_id=model_id)
+    runs.log_batch(client, run_id, params=runs.run_params(out.config.kind, out.config.flat()), metrics=metrics)
     mlflow.set_tags(tags)
     return tags
+
+
+def _model_of(client, run_id: str) -> str | None:
+    """The LoggedModel id (``m-…``) a run logged, from its ``textclf.model_uri`` tag (``model_uri`` before the namespace)."""
+    tags = client.get_run(run_id).data.tags
+    uri = tags.get("textclf.model_uri") or tags.get("model_uri") or ""
+    model_id = uri[len("models:/") :] if uri.startswith("models:/m-") else None
+    return model_id
 
 
 def run_record(variant: Variant, seed: int, out: VariantOutput, run_id: str):

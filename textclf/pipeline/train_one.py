@@ -24,10 +24,13 @@ def train_one(
     overwrite: bool = False,
     quiet: bool = False,
     reuse_upstream: bool = False,
+    system_metrics: bool = False,
 ) -> dict[str, Any]:
     """Train ``cfg``; returns the metrics dict (with ``model_dir`` and, when tracked, ``run_id``).
 
     ``tracking_uri=None`` disables MLflow; ``""`` uses the default store.
+    ``system_metrics``: CPU/memory sampled into the run (needs psutil: checked first).
+    Each epoch's metrics are logged as the epoch ends.
     ``reuse_upstream``: see :func:`textclf.pipeline.variant.run_variant`. ``output``
     receives a copy of the model folder: checked before any work (a model
     folder there is replaced only with ``force`` or ``overwrite``; any other
@@ -39,6 +42,10 @@ def train_one(
     from textclf.pipeline.resources import check_configs
 
     replace = force or overwrite
+    if system_metrics and tracking_uri is not None:
+        from textclf.tracking.runs import require_system_metrics
+
+        require_system_metrics()  # before any run or work starts
     if output is not None:
         artifacts.check_output(output, force=replace)
     if force or not is_trained(cfg, cache):  # a model that cannot fit is refused before any stage or MLflow run
@@ -58,15 +65,18 @@ def train_one(
         store.setup(tracking_uri or None)
         exp_id = store.experiment_id(experiment)
         runs.mark_stale_runs(exp_id)
-        tags = {**runs.base_tags(), "textclf.role": "train", "kind": cfg.kind}
+        tags = {**runs.base_tags(), "textclf.role": "train", "textclf.kind": cfg.kind}
         if cfg.kind == "neural":
             e = cfg.encoder
             tags.update(cell=e.cell, layers=str(e.layers), bidirectional=str(e.bidirectional).lower(), seed=str(cfg.train.seed))
-        with runs.start_run(experiment_id=exp_id, tags=tags) as run:
-            out = run_variant(cfg, cache, force=force, log_fn=log_fn, reuse_upstream=reuse_upstream)
+        client = MlflowClient()
+        with runs.start_run(experiment_id=exp_id, tags=tags, system_metrics=system_metrics) as run:
+            live = runs.LiveMetrics(client, run.info.run_id)
+            out = run_variant(cfg, cache, force=force, log_fn=log_fn, reuse_upstream=reuse_upstream, on_epoch=live)
             if output is not None:
                 artifacts.copy_model(out.model_dir, output, force=replace)
-            log_child(MlflowClient(), run.info.run_id, out, exp_id=exp_id, example_texts=out.data.value.splits["test"]["text"][:3])
+            examples = out.data.value.splits["test"]["text"][:3]
+            log_child(client, run.info.run_id, out, exp_id=exp_id, example_texts=examples, live_epochs=live.logged)
             run_id = run.info.run_id
     model_dir = Path(output) if output is not None else out.model_dir
     result: dict[str, Any] = {k: out.metrics.get(k) for k in REQUIRED}

@@ -80,8 +80,11 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def source_for(cfg: Config, *, tracking_uri: str | None = None) -> Source | None:
-    """Resolve and check ``encoder.init_from``; None when the config trains from scratch."""
+def source_for(cfg: Config, *, tracking_uri: str | None = None, cache_dir: str | Path | None = None) -> Source | None:
+    """Resolve and check ``encoder.init_from``; None when the config trains from scratch.
+
+    A model from MLflow is downloaded into ``<cache_dir>/models/`` (the run's stage cache).
+    """
     enc = cfg.encoder
     if not enc.init_from:
         if enc.freeze:
@@ -93,7 +96,7 @@ def source_for(cfg: Config, *, tracking_uri: str | None = None) -> Source | None
     from textclf.tracking.refs import load_folder
 
     try:
-        folder, resolved = load_folder(enc.init_from, tracking_uri=tracking_uri)
+        folder, resolved = load_folder(enc.init_from, tracking_uri=tracking_uri, cache_dir=cache_dir)
     except ModelError as exc:
         raise ConfigError(f"encoder.init_from: {exc}") from None
     if folder["kind"] != "neural":

@@ -150,7 +150,7 @@ def upstream(cfg: Config, cache: StageCache, *, force: bool = False, source=None
     from textclf.pipeline.transfer import source_for
 
     if source is None and cfg.encoder.init_from:
-        source = source_for(cfg)
+        source = source_for(cfg, cache_dir=cache.root)
     p = plan(cfg, cache, source=source)
     data = prepare_stage(p.prepare, cache, force=force)
     tok = tokenize_stage(p.tokenize, data, cache, force=force, source_tokenizer=source.tokenizer if source is not None else None)
@@ -173,7 +173,7 @@ def run_variant(
     from textclf.pipeline.transfer import source_for
 
     # encoder.init_from: resolved and checked against this config before any work; None from scratch.
-    source = source_for(cfg) if cfg.kind == "neural" else None
+    source = source_for(cfg, cache_dir=cache.root) if cfg.kind == "neural" else None
     upstream_force = force and not reuse_upstream
     if cfg.kind == "tfidf":
         p = plan(cfg, cache)
@@ -187,7 +187,7 @@ def run_variant(
     up = upstream(cfg, cache, force=upstream_force, source=source)
     trained = train_stage(up.plan.train, up.tok, up.emb, up.data.value.label_names, cache, force=force, on_epoch=on_epoch, log_fn=log_fn, source=source)
     ev = evaluate_stage(up.plan.evaluate, trained, up.tok, up.data, cache, force=force and not trained.cached)
-    extra: dict[str, Any] = {"token_stats": up.tok.value.stats, "train_info": trained.value.info}
+    extra: dict[str, Any] = {"token_stats": up.tok.value.stats, "train_info": trained.value.info, "epoch_times": trained.value.epoch_times}
     if source is not None:
         extra["init_from"] = source.describe()
         extra["lineage_tags"] = source.lineage_tags()

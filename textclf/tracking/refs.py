@@ -5,7 +5,7 @@ A reference is one of::
     path/to/model            a textclf model folder (config.json, tokenizer.json, ...)
     path/to/mlflow-model     a downloaded MLflow model folder (MLmodel + artifacts/)
     runs:/RUN_ID             the model of a run (a cached child run points at the
-                             run that trained it through its ``model_uri`` tag)
+                             model it reused through its ``textclf.model_uri`` tag)
     runs:/RUN_ID/model       the same, spelled out
     models:/NAME@ALIAS       a registered model version by alias (e.g. champion)
     models:/NAME/VERSION     a registered model version by number
@@ -220,7 +220,7 @@ def _resolve_mlflow(ref: str, tracking_uri: str | None, cache_dir: str | Path | 
         if not run_id:
             raise ModelError(f"Model reference {ref!r}: missing run id. Use runs:/RUN_ID or runs:/RUN_ID/model.")
         run = _mlflow_call(ref, client.get_run, run_id)
-        tag = run.data.tags.get("model_uri")
+        tag = run.data.tags.get("textclf.model_uri") or run.data.tags.get("model_uri")  # the latter: runs logged before the namespace
         if sub in ("", "model") and tag and tag != ref and _depth < 3:
             # The run's own logged model, or (a cached child) the run that trained it.
             inner = _resolve_mlflow(tag, tracking_uri, cache_dir, _depth + 1)

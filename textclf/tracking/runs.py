@@ -4,6 +4,12 @@ Layout (see the README): one experiment per pipeline, one parent run per
 ``textclf run``, one nested child run per (variant, seed). Params are logged
 flattened with dotted names (``encoder.layers``) so MLflow's
 parallel-coordinates chart works as is.
+
+Tags live in one namespace, ``textclf.*`` (``textclf.role``,
+``textclf.stage_key``, ``textclf.model_uri``, ...), except ``variant``,
+``seed``, ``cell``, ``layers`` and ``bidirectional``: those stay bare because
+the MLflow UI's "Group by" menu and the runs table read them by those names,
+and a reviewer groups by them all the time.
 """
 
 from __future__ import annotations
@@ -28,8 +34,21 @@ def git_commit() -> str | None:
         return None
 
 
+SYSTEM_EXTRA = "--system-metrics needs psutil, which comes with textclf's optional extra 'system': pip install 'textclf[system]' (in a checkout: pip install -e '.[system]')."
+
+
+def require_system_metrics() -> None:
+    """Fail before any run starts when ``--system-metrics`` cannot work (MLflow samples CPU/memory with psutil)."""
+    import importlib.util
+
+    from textclf.core.errors import ConfigError
+
+    if importlib.util.find_spec("psutil") is None:
+        raise ConfigError(SYSTEM_EXTRA)
+
+
 @contextlib.contextmanager
-def start_run(**kwargs):
+def start_run(*, system_metrics: bool = False, **kwargs):
     """``mlflow.start_run`` that records an interruption (Ctrl-C, SIGTERM) as KILLED, a failure as FAILED.
 
     A failure means the run itself went wrong; an interrupted run did not, and
@@ -39,16 +58,37 @@ def start_run(**kwargs):
     when the store's disk is full: the store's reserve is given up and the
     end recorded again; what still fails is logged, never raised over the
     error that ended the run.
+
+    ``system_metrics``: CPU / memory / disk / network sampled into the run
+    (``system/...``). The monitor is started *inside* the run: MLflow's own
+    ``log_system_metrics=True`` starts it after creating the run but before
+    handing it back, so a failure there (psutil missing) leaves a run
+    RUNNING that no ``with`` block will ever end.
     """
     import mlflow
 
     with mlflow.start_run(**kwargs) as run:
+        monitor = None
         try:
+            if system_metrics:
+                monitor = _system_monitor(run.info.run_id)
             yield run
         except BaseException as exc:
             # Ends this run (the innermost active one); mlflow's own exit then leaves it alone.
             _end(run.info.run_id, "KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED")
             raise
+        finally:
+            if monitor is not None:
+                monitor.finish()  # flushes the last samples while the run is still open
+
+
+def _system_monitor(run_id: str):
+    from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
+
+    require_system_metrics()
+    monitor = SystemMetricsMonitor(run_id)
+    monitor.start()
+    return monitor
 
 
 def _end(run_id: str, status: str) -> None:
@@ -74,13 +114,13 @@ def _end(run_id: str, status: str) -> None:
 
 
 def base_tags() -> dict[str, str]:
+    """Version, host and pid (for :func:`mark_stale_runs`) and the git commit, under MLflow's own name."""
     from textclf._version import __version__
 
-    tags = {"textclf_version": __version__, "textclf.host": socket.gethostname(), "textclf.pid": str(os.getpid())}
+    tags = {"textclf.version": __version__, "textclf.host": socket.gethostname(), "textclf.pid": str(os.getpid())}
     commit = git_commit()
     if commit:
         tags["mlflow.source.git.commit"] = commit
-        tags["git_commit"] = commit
     return tags
 
 
@@ -117,7 +157,7 @@ _SOURCES: dict[tuple[str, str], dict[str, str]] = {}  # (store, exp_id) -> {stag
 
 
 def find_source_run(exp_id: str, stage_key: str) -> str | None:
-    """The finished run that originally computed a cached result (tag ``stage_key``).
+    """The finished run that originally computed a cached result (tag ``textclf.stage_key``).
 
     One search per experiment and process answers every child of a cached
     re-run; a key not in it (computed since) falls back to its own search.
@@ -125,48 +165,86 @@ def find_source_run(exp_id: str, stage_key: str) -> str | None:
     import mlflow
     from mlflow.tracking import MlflowClient
 
-    finished = "tags.cached = 'false' and attributes.status = 'FINISHED'"
+    finished = "tags.`textclf.cached` = 'false' and attributes.status = 'FINISHED'"
     client = MlflowClient()
     memo = (mlflow.get_tracking_uri(), exp_id)  # experiment ids repeat across stores
     if memo not in _SOURCES:
         found: dict[str, str] = {}
         for run in client.search_runs([exp_id], filter_string=finished, max_results=5000, order_by=["attributes.start_time DESC"]):
-            key = run.data.tags.get("stage_key")
+            key = run.data.tags.get("textclf.stage_key")
             if key:
                 found[key] = run.info.run_id  # ascending overwrite order: the earliest wins
         _SOURCES[memo] = found
     if stage_key in _SOURCES[memo]:
         return _SOURCES[memo][stage_key]
     runs = client.search_runs(
-        [exp_id], filter_string=f"tags.stage_key = '{stage_key}' and {finished}", max_results=1, order_by=["attributes.start_time ASC"]
+        [exp_id], filter_string=f"tags.`textclf.stage_key` = '{stage_key}' and {finished}", max_results=1, order_by=["attributes.start_time ASC"]
     )
     return runs[0].info.run_id if runs else None
 
 
-def flat_params(params: dict[str, Any]) -> dict[str, Any]:
-    """Config values as MLflow params: nested values as JSON."""
-    return {k: (json.dumps(v) if isinstance(v, (dict, list)) else v) for k, v in params.items()}
+def flat_params(params: dict[str, Any]) -> dict[str, str]:
+    """Config values as MLflow params (strings): text as is, everything else as JSON.
+
+    A null stays ``null`` (not Python's ``None``; dropping it would lose that the
+    value *is* null), booleans are ``true`` / ``false``, lists and dicts JSON.
+    """
+    return {k: v if isinstance(v, str) else json.dumps(v, default=str) for k, v in params.items()}
 
 
-def run_metrics(history: list[dict[str, Any]], final: dict[str, float]) -> list:
-    """Per-epoch metrics (step = epoch), then the final ones, as MLflow Metric entities.
+# The config sections a run of each kind reads; the others would be noise (a
+# neural run's tfidf.C, a TF-IDF run's encoder.layers).
+PARAM_SECTIONS = {
+    "neural": ("kind", "data", "tokenizer", "embedding", "encoder", "train", "evaluate"),
+    "tfidf": ("kind", "data", "tfidf", "evaluate"),
+}
 
-    MLflow shows a metric's value at its highest step, then latest timestamp. Some
-    final metrics share a name with a per-epoch one (``val_accuracy`` of the
-    restored best epoch, not of the last), so they go at the last epoch's step with
-    a later timestamp: the run shows the final value, the curve keeps every epoch.
+
+def run_params(kind: str, flat: dict[str, Any]) -> dict[str, str]:
+    """The flattened config params a run of ``kind`` uses, as MLflow strings."""
+    sections = PARAM_SECTIONS.get(kind)
+    keep = {k: v for k, v in flat.items() if sections is None or k.split(".", 1)[0] in sections}
+    return flat_params(keep)
+
+
+def epoch_metrics(row: dict[str, Any], timestamp_ms: int | None = None, model_id: str | None = None) -> list:
+    """One history row (one epoch) as MLflow metrics at step = epoch."""
+    from mlflow.entities import Metric
+
+    ts = int(time.time() * 1000) if timestamp_ms is None else int(timestamp_ms)
+    step = int(row["epoch"])
+    return [
+        Metric(key=k, value=float(v), timestamp=ts, step=step, model_id=model_id)
+        for k, v in row.items()
+        if k != "epoch" and isinstance(v, (int, float)) and not isinstance(v, bool) and v == v
+    ]
+
+
+def history_metrics(history: list[dict[str, Any]], times_ms: dict[int, int] | None = None) -> list:
+    """Every epoch's metrics, each at its own step and, where known, the time the epoch ended."""
+    now = int(time.time() * 1000)
+    times = times_ms or {}
+    return [m for row in history for m in epoch_metrics(row, times.get(int(row["epoch"]), now))]
+
+
+def final_metrics(final: dict[str, float], history: list[dict[str, Any]], model_id: str | None = None) -> list:
+    """The final metrics (of the restored best epoch's model, test, cost), one value each.
+
+    A final metric whose name is also a per-epoch curve (``val_accuracy``,
+    ``train_accuracy``, ``tokens_per_second``) is logged as ``final_<name>``:
+    logging it under the curve's name would put a second value at one step and
+    break the curve. ``--metrics-out`` and summary.json keep the plain names.
     """
     from mlflow.entities import Metric
 
-    now = int(time.time() * 1000)
-    metrics = [
-        Metric(key=k, value=float(v), timestamp=now, step=int(row["epoch"]))
-        for row in history
-        for k, v in row.items()
-        if k != "epoch" and isinstance(v, (int, float)) and v == v
-    ]
+    curves = {k for row in history for k in row if k != "epoch"}
     last = max((int(row["epoch"]) for row in history), default=0)
-    return metrics + [Metric(key=k, value=float(v), timestamp=now + 1, step=last) for k, v in final.items() if v == v]
+    now = int(time.time() * 1000)
+    return [
+        Metric(key=f"final_{k}" if k in curves else k, value=float(v), timestamp=now, step=last, model_id=model_id)
+        for k, v in final.items()
+        if v == v
+    ]
 
 
 def log_batch(client, run_id: str, *, params: dict[str, Any] | None = None, metrics: list | None = None) -> None:
@@ -184,3 +262,49 @@ def log_batch(client, run_id: str, *, params: dict[str, Any] | None = None, metr
         room = 1000 - len(p_chunk)
         m_chunk, ms = ms[:room], ms[room:]
         client.log_batch(run_id, metrics=m_chunk, params=p_chunk)
+
+
+def description_tag(description: str | None) -> dict[str, str]:
+    """A pipeline's ``description:`` as the run's Description (MLflow shows the tag ``mlflow.note.content``, Markdown)."""
+    return {"mlflow.note.content": description.strip()} if description and description.strip() else {}
+
+
+class LiveMetrics:
+    """``on_epoch`` for a training that runs inside its MLflow run: each epoch's metrics logged as it ends.
+
+    A user watching the MLflow UI sees the curves grow while a variant trains.
+    Best effort: a failed call (a busy store) is logged and skipped, never
+    raised into the training loop; the record afterwards logs every epoch not
+    in :attr:`logged`.
+    """
+
+    def __init__(self, client, run_id: str):
+        self.client, self.run_id = client, run_id
+        self.logged: set[int] = set()
+
+    def __call__(self, epoch: int, metrics: dict[str, Any]) -> None:
+        from textclf.tracking.store import retry
+
+        try:
+            retry(self.client.log_batch, self.run_id, metrics=epoch_metrics({**metrics, "epoch": epoch}))
+            self.logged.add(int(epoch))
+        except Exception as exc:  # noqa: BLE001 - tracking must not stop a training
+            log.warning("epoch %s metrics not logged live (%s); they are logged when the run is recorded", epoch, exc)
+
+
+def comparison_table(summary: dict[str, Any]):
+    """The comparison as a DataFrame, one row per variant (for ``mlflow.log_table``: the UI shows it as a table)."""
+    import pandas as pd
+
+    rows = []
+    for name, row in summary.get("variants", {}).items():
+        flat: dict[str, Any] = {"variant": name}
+        for k, v in row.items():
+            if isinstance(v, dict):
+                flat.update({f"{k}_{sub}": x for sub, x in v.items() if not isinstance(x, (dict, list))})
+            elif isinstance(v, list):
+                flat[k] = json.dumps(v)
+            else:
+                flat[k] = v
+        rows.append(flat)
+    return pd.DataFrame(rows)

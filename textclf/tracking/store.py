@@ -1,7 +1,11 @@
 """The MLflow store: which one, created and migrated safely, reachable, and retried on SQLite races.
 
-The default store is SQLite at ``mlruns/mlflow.db`` with artifacts under
-``mlruns/``; ``--tracking-uri`` / ``MLFLOW_TRACKING_URI`` point elsewhere.
+The default store is SQLite at ``mlruns/mlflow.db``; ``--tracking-uri`` /
+``MLFLOW_TRACKING_URI`` point elsewhere. The experiments textclf creates in a
+SQLite store keep their artifacts beside the database
+(``<folder of mlflow.db>/artifacts/<experiment>``), whatever the current
+directory: MLflow's own default is ``./mlruns`` of the directory a process
+happens to start in, which scatters one store's artifacts over many folders.
 
 Two failures of a SQLite store are the user's to fix, and :func:`explain`
 words them: another process holding the database locked for longer than
@@ -260,6 +264,19 @@ def retry(fn, *args, attempts: int = 6, **kwargs):
             delay *= 2
 
 
+def artifact_location(name: str, uri: str | None = None) -> str | None:
+    """Where a new experiment's artifacts go: beside a SQLite database; the server's choice otherwise (None)."""
+    import re
+
+    import mlflow
+
+    uri = uri or mlflow.get_tracking_uri()
+    if not uri.startswith("sqlite:///"):
+        return None
+    folder = re.sub(r"[^\w.-]+", "_", name).strip("._") or "experiment"
+    return (Path(uri[len("sqlite:///") :]).resolve().parent / "artifacts" / folder).as_uri()
+
+
 def experiment_id(name: str) -> str:
     import mlflow
 
@@ -267,7 +284,7 @@ def experiment_id(name: str) -> str:
     if exp is not None:
         return exp.experiment_id
     try:
-        return mlflow.create_experiment(name)
+        return mlflow.create_experiment(name, artifact_location=artifact_location(name))
     except Exception:  # created concurrently by another process
         exp = mlflow.get_experiment_by_name(name)
         if exp is None:
