@@ -79,11 +79,11 @@ def world(tmp_path_factory):
             seen[epoch] = [m.value for m in MlflowClient().get_metric_history(self.run_id, "val_accuracy")]
 
         mp.setattr(runs.LiveMetrics, "__call__", spy)
-        assert cli("run", str(root / "native.yaml"), "-q", "--tracking-uri", uri, "--summary-out", "s1.json") == 0
+        assert cli("run", str(root / "native.yaml"), "-q", "--jobs", "1", "--tracking-uri", uri, "--summary-out", "s1.json") == 0
         handler = _Collect()
         logging.getLogger("mlflow").addHandler(handler)
         try:
-            assert cli("run", str(root / "native.yaml"), "-q", "--tracking-uri", uri, "--register", "native", "--summary-out", "s2.json") == 0
+            assert cli("run", str(root / "native.yaml"), "-q", "--jobs", "1", "--tracking-uri", uri, "--register", "native", "--summary-out", "s2.json") == 0
         finally:
             logging.getLogger("mlflow").removeHandler(handler)
         first, second = (json.loads((cwd / f"s{i}.json").read_text()) for i in (1, 2))
@@ -257,7 +257,10 @@ def test_the_logged_model_loads_where_textclf_is_not_installed(store, tmp_path, 
 def test_records_are_tidy_tags_params_description_table(store):
     w, client = store
     parent = client.get_run(w.first["parent_run_id"])
-    assert parent.data.tags["mlflow.note.content"] == DESCRIPTION
+    note = parent.data.tags["mlflow.note.content"]
+    # The description leads; the comparison table (one row per variant) follows it.
+    assert note.startswith(f"**native**: {DESCRIPTION}")
+    assert "| lstm" in note and "| tfidf" in note
     assert parent.data.tags["textclf.pipeline"] == "native"
     children = _children(client, w.first["parent_run_id"])
     bare = {"variant", "seed", "cell", "layers", "bidirectional"}
