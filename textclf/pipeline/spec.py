@@ -55,6 +55,7 @@ class PipelineSpec(BaseModel):
     variants: dict[str, dict[str, Any] | None] = Field(default_factory=dict)
     grid: dict[str, list[Any]] = Field(default_factory=dict)
     tasks: dict[str, "TaskSpec"] = Field(default_factory=dict)
+    tune: Any = None  # checked by textclf.pipeline.tune_spec.parse, with every variant problem
 
     @field_validator("seeds")
     @classmethod
@@ -129,6 +130,7 @@ class Pipeline:
     spec: PipelineSpec
     path: Path | None
     variants: dict[str, Variant]
+    tune: Any = None  # textclf.pipeline.tune_spec.TuneSpec, or None: no tuning
 
     @property
     def name(self) -> str:
@@ -246,8 +248,10 @@ def load_pipeline(
     only: list[str] | None = None,
 ) -> Pipeline:
     """Read, expand and validate a pipeline; every variant's config is resolved."""
+    from textclf.pipeline.tune_spec import take_overrides
+
     path = find_pipeline(ref)
-    raw = read_yaml(path, "pipeline")
+    raw, overrides = take_overrides(read_yaml(path, "pipeline"), overrides)
     try:
         spec = PipelineSpec.model_validate(raw)
     except ValidationError as exc:
@@ -344,7 +348,12 @@ def _build(spec: PipelineSpec, where, *, path, overrides, params_file, only) -> 
             layer = deep_merge(expand_dotted(t.params), {"data": expand_dotted(t.data)} if t.data else {})
         return resolve(deep_merge(base, layer), all_declared[name], params_file=params_file, overrides=overrides, source="config")
 
-    problems = list(task_problems) + _match_params(variants, all_declared, resolve_other)
+    from textclf.pipeline import tune_spec
+
+    tune, tune_problems = tune_spec.parse(spec.tune)
+    problems = list(task_problems) + tune_problems + _match_params(variants, all_declared, resolve_other)
+    if tune is not None and variants and not failed:
+        problems += tune_spec.check_variants(tune, list(variants.values()))
     for line, names in failed.items():
         who = "every variant" if len(names) == len(jobs) > 1 else ("variant " if len(names) == 1 else "variants ") + ", ".join(map(repr, names))
         problems.append(f"{who}: {line}")
@@ -355,4 +364,4 @@ def _build(spec: PipelineSpec, where, *, path, overrides, params_file, only) -> 
         raise ConfigError(
             f"Invalid pipeline {where} ({n} problem{'s' if n > 1 else ''}):\n" + "\n".join(f"  - {x}" for x in problems)
         )
-    return Pipeline(spec=spec, path=Path(path) if path else None, variants=variants)
+    return Pipeline(spec=spec, path=Path(path) if path else None, variants=variants, tune=tune)
