@@ -108,13 +108,13 @@ class TuneSpec:
     def space_for(self, cfg: Config) -> dict[str, Dimension]:
         """The dimensions searched for one variant.
 
-        The default space leaves out what a variant does not use or fixes itself:
-        dropout between layers for a 1-layer encoder, hidden_size under encoder.match_params.
+        Dropout between layers is not searched for a 1-layer encoder (it has no
+        effect there); the default space also leaves out hidden_size under
+        encoder.match_params, which chooses it.
         """
-        if not self.default_space:
-            return dict(self.space)
+        # Dropout between layers does nothing in a 1-layer encoder: a dimension with no effect only adds noise to the search.
         skip = {"encoder.dropout"} if cfg.encoder.layers == 1 else set()
-        if cfg.encoder.match_params:  # its hidden_size is chosen to match another variant's parameters
+        if self.default_space and cfg.encoder.match_params:  # its hidden_size is chosen to match another variant's parameters
             skip.add("encoder.hidden_size")
         return {k: d for k, d in self.space.items() if k not in skip}
 
