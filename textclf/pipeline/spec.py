@@ -14,6 +14,7 @@ variant and the variants, as an explicit map and/or a grid over dotted keys::
     grid:                             # optional: every combination becomes a variant
       encoder.cell: [gru, lstm]
       encoder.layers: [1, 2]
+    tune: {trials: 12}                # optional: tune each variant, equal budget (tune_spec.py)
 
 Each variant's config is ``params.yaml ⊕ pipeline data/params ⊕ variant ⊕ --set``
 (see :func:`textclf.config.resolve`); every variant is validated before

@@ -171,7 +171,7 @@ def take_overrides(raw: dict[str, Any], overrides: list[str] | None) -> tuple[di
 
 
 def parse(raw: Any) -> tuple[TuneSpec | None, list[str]]:
-    """A ``tune:`` section -> (spec, problems); the spec is None when there are problems or no section."""
+    """A ``tune:`` section -> (spec, problems); the spec is None when there is no section (or it is not a mapping)."""
     if raw is None:
         return None, []
     if not isinstance(raw, dict):
@@ -215,7 +215,7 @@ def parse(raw: Any) -> tuple[TuneSpec | None, list[str]]:
         problems += why
         if dim is not None:
             spec.space[dim.key] = dim
-    return (None if problems else spec), problems
+    return spec, problems  # the spec holds what was valid, so the space is also checked against the variants
 
 
 def _field(key: str) -> tuple[Any, str | None]:
