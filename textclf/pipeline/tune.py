@@ -160,7 +160,7 @@ def run_trial(cfg: Config, cache_root: str, study: dict[str, Any] | None, metric
         s = optuna.load_study(study_name=study["name"], storage=_storage(study["url"]),
                               pruner=make_pruner(study["pruner"], study["trials"], study["epochs"]))
         trial = optuna.trial.Trial(s, study["trial_id"])
-        reported = set(s._storage.get_trial(study["trial_id"]).intermediate_values)  # a resumed trial reported these
+        reported = set(_frozen(s, trial.number).intermediate_values)  # a trial run again after a kill reported these
     seen: list[dict[str, Any]] = []
 
     def on_epoch(epoch: int, metrics: dict[str, float]) -> None:
@@ -264,7 +264,7 @@ class Search:
             kept = next((r for r in history if r["epoch"] == info.get("best_epoch")), history[-1])
             value, seconds = float(kept[metric]), float(info["train_seconds"])
         else:
-            reported = list(self.study._storage.get_trial(trial._trial_id).intermediate_values.values())
+            reported = list(_frozen(self.study, trial.number).intermediate_values.values())
             value = better(reported) if reported else None
             seconds = float(sum(r.get("epoch_seconds", 0.0) for r in history))
         rec = TrialRecord(number=trial.number, state=state, params=dict(trial.params), value=value, history=history,
@@ -286,6 +286,10 @@ class Search:
         best = max(complete, key=lambda r: (sign * r.value, -r.number))  # ties: the earlier trial
         return Tuned(variant=self.variant, spec=self.spec, study_key=self.key, storage=self.url, space=self.space, seed=self.seed,
                      trials=trials, best=best, config=apply(self.variant.config, best.params), run_id=run_id)
+
+
+def _frozen(study, number: int):
+    return next(t for t in study.get_trials(deepcopy=False) if t.number == number)
 
 
 def tell(study, trial, value, state) -> None:
@@ -323,6 +327,8 @@ def tune_pipeline(pipe: Pipeline, cache: StageCache, recorder, *, force: bool, q
         for s in searches:  # trials an earlier process finished: recorded again, not run again
             for rec in sorted(s.records.values(), key=lambda r: r.number)[: spec.trials]:
                 recorder.trial_run(runs[s.variant.key], s.variant, rec, apply(s.cfg, rec.params), spec.metric)
+                emit("trial", {"variant": s.variant.key, "number": rec.number, "state": rec.state, "value": rec.value,
+                               "metric": spec.metric, "epochs": rec.epochs, "cached": True})
         runner = Runner(quiet=quiet, **runner_opts)
         stack.callback(runner.close)
         while True:

@@ -32,6 +32,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from textclf.core.bounded import short_repr
+from textclf.core.errors import ConfigError
 from textclf.pipeline.config import Config, parse_value
 
 PRUNERS = ("none", "median", "successive_halving")
@@ -287,12 +288,31 @@ def _dimension(key: str, value: Any) -> tuple[Dimension | None, list[str]]:
 
 
 def apply(cfg: Config, params: dict[str, Any]) -> Config:
-    """``cfg`` with the dotted ``params`` set, validated like any config."""
+    """``cfg`` with the dotted ``params`` set, validated like any config.
+
+    Each value of the space was checked alone before the search; a combination
+    the schema refuses (rare: e.g. two keys whose values exclude each other)
+    stops the search with a ConfigError naming it.
+    """
+    new, problems = _with(cfg, params)
+    if problems:
+        raise ConfigError(f"tune.space: the sampled combination {params} is not a valid config: {'; '.join(problems)}. "
+                          "Narrow tune.space so that every combination is allowed.")
+    return new
+
+
+def _with(cfg: Config, params: dict[str, Any]) -> tuple[Config | None, list[str]]:
+    """(``cfg`` with ``params`` set, or None; the schema's problems with it)."""
+    from textclf.core.schema import describe_errors
+
     d = cfg.to_dict()
     for key, value in params.items():
         section, name = key.split(".")
         d[section][name] = value
-    return Config.model_validate(d)
+    try:
+        return Config.model_validate(d), []
+    except ValidationError as exc:
+        return None, describe_errors(Config, exc)
 
 
 def check_variants(spec: TuneSpec, variants) -> list[str]:
@@ -309,11 +329,7 @@ def check_variants(spec: TuneSpec, variants) -> list[str]:
                 continue
             values = dim.choices if dim.choices is not None else [dim.low, dim.high]
             for value in values:
-                try:
-                    apply(v.config, {key: value})
-                except ValidationError as exc:
-                    from textclf.core.schema import describe_errors
-
-                    what = "; ".join(describe_errors(Config, exc))
-                    problems.append(f"tune.space.{key}: {short_repr(value)} is not allowed for variant {v.key!r}: {what}")
+                _, why = _with(v.config, {key: value})
+                if why:
+                    problems.append(f"tune.space.{key}: {short_repr(value)} is not allowed for variant {v.key!r}: {'; '.join(why)}")
     return list(dict.fromkeys(problems))  # a problem every variant shares, once
