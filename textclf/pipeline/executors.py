@@ -187,7 +187,7 @@ class Runner:
 
     def close(self) -> None:
         if self._pool is not None:
-            self._pool.shutdown(cancel_futures=True)
+            self._pool.shutdown(wait=False, cancel_futures=True)  # after an interruption: do not wait for running trials
             self._pool = None
 
 
