@@ -179,6 +179,9 @@ def plot_expected_max(summary: dict[str, Any], path: str | Path) -> Path | None:
     for (name, t), colour in zip(tuned.items(), _colours(len(tuned))):
         curve = t["expected_max_val"]
         ax.plot(range(1, len(curve) + 1), [scale * v for v in curve], marker="o", markersize=3, color=colour, label=name)
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # k counts trials
     ax.set_xlabel("trials k")
     ax.set_ylabel(f"expected best {metric}" + ("" if metric == "val_loss" else " (%)"))
     ax.set_title(f"Expected best {metric} after k trials (equal budget)")
