@@ -309,5 +309,22 @@ def test_without_optuna_the_message_names_the_extra(tmp_path):
     assert r.returncode == 2, r.stderr
     assert "pip install 'textclf[tune]'" in r.stderr and "Traceback" not in r.stderr
     assert not (d / ".textclf").exists()  # nothing prepared, nothing trained
-    off = cli(d, "config", "show", "tp.yaml", "--set", "tune=null", env_extra={"NO_OPTUNA": "1"})
-    assert off.returncode == 0, off.stderr
+    shown = cli(d, "config", "show", "tp.yaml", "--set", "tune.trials=5", env_extra={"NO_OPTUNA": "1"})  # looking needs no Optuna
+    assert shown.returncode == 0, shown.stderr
+    assert yaml.safe_load(shown.stdout)["tune"]["trials"] == 5
+
+
+def test_set_reaches_the_tune_section(tmp_path):
+    from textclf.pipeline.spec import load_pipeline
+
+    path = prepare(tmp_path / "w") / "tp.yaml"
+    pipe = load_pipeline(path, overrides=["tune.trials=5", "tune.pruner=none", "tune.space.train.lr={low: 0.0001, high: 0.01, log: true}",
+                                          "train.epochs=3"])
+    assert (pipe.tune.trials, pipe.tune.pruner) == (5, "none")
+    lr = pipe.tune.space["train.lr"]
+    assert (lr.low, lr.high, lr.log) == (0.0001, 0.01, True) and "encoder.hidden_size" in pipe.tune.space
+    assert all(v.config.train.epochs == 3 for v in pipe.variants.values())  # the other --set items still reach the variants
+    assert load_pipeline(path, overrides=["tune=null"]).tune is None
+    default = load_pipeline(path, overrides=["tune.space=null"]).tune  # no space: the documented default
+    assert default.default_space and "train.weight_decay" in default.space
+    assert "encoder.dropout" not in default.space_for(pipe.variants["lstm"].config)  # nothing between layers of a 1-layer encoder
