@@ -199,6 +199,7 @@ def _clip(text: str | None, limit: int = 160) -> str:
 
 def _make_plots(summary: dict[str, Any], records: Sequence[RunRecord], out_dir: Path) -> list[Path]:
     from textclf.analysis import plots as cp
+    from textclf.analysis.tuning import plot_expected_max
 
     plots = [
         cp.plot_accuracy_vs_cost(
@@ -208,6 +209,7 @@ def _make_plots(summary: dict[str, Any], records: Sequence[RunRecord], out_dir: 
         cp.plot_accuracy_by_depth(summary, out_dir / "accuracy_by_depth.png"),
         cp.plot_accuracy_by_length(summary, out_dir / "accuracy_by_length.png"),
         cp.plot_mean_learning_curves(records, out_dir / "learning_curves.png"),
+        plot_expected_max(summary, out_dir / "expected_max_val.png"),
     ]
     return [p for p in plots if p is not None]
 
@@ -290,6 +292,9 @@ def write_report(
         summary.get("significance", ""),
         "",
     ]
+    from textclf.analysis.tuning import markdown as tuning_section
+
+    lines += tuning_section(summary)
     if summary.get("verdict"):
         lines += ["## Claim", "", f"> {summary['claim']}", "", f"**Verdict: {summary['verdict']}** — {summary['verdict_reason']}.", "",
                   f"*Rule:* {summary['verdict_rule']}", ""]

@@ -33,6 +33,8 @@ def config_show(
         "baseline": pipe.baseline,
         "variants": {name: v.config.to_dict() for name, v in pipe.variants.items()},
     }
+    if pipe.tune is not None:  # the search each variant gets (the default space shown in full)
+        doc["tune"] = pipe.tune.to_dict()
     out.print(yaml.safe_dump(doc, sort_keys=False), end="", markup=False, highlight=False)
 
 

@@ -76,6 +76,7 @@ def run(
         if task:
             out.print(f"[bold]{task}[/]")
         out.print(render_table(s))
+        _print_tuning(s)
         if s.get("verdict"):
             from rich.markup import escape
 
@@ -170,6 +171,7 @@ def report(
             if task:
                 out.print(f"[bold]{task}[/]")
             out.print(render_table(s))
+            _print_tuning(s)
 
 
 def ui(
@@ -206,10 +208,24 @@ def _print_event(kind: str, info: dict, print_: Callable[..., None] = out.print)
         print_(f"[bold]{info['pipeline']}[/]: {info['variants']} variants × {info['seeds']} seeds → MLflow {info['uri']} (parent run {info['parent_run_id']})")
     elif kind == "trained":  # side-by-side trainings: accuracy follows once each model has been timed alone
         print_(f"  {'[dim]cached[/]' if info['cached'] else '[green]trained[/]'} {info['variant']:<16} seed {info['seed']}")
+    elif kind == "tuning":
+        print_(f"tuning: {info['trials']} trials per variant × {info['variants']} variants, by {info['metric']} (pruner {info['pruner']})")
+    elif kind == "trial":
+        value = f"{info['value']:.4f}" if isinstance(info.get("value"), (int, float)) else "n/a"
+        how = {"complete": "[green]trained[/]" if not info["cached"] else "[dim]cached[/]", "pruned": "[yellow]pruned[/]", "failed": "[red]failed[/]"}[info["state"]]
+        print_(f"  {how} {info['variant']:<16} trial {info['number']:>3}: {info['metric']} {value} ({info['epochs']} epochs)")
     elif kind == "task":
         acc = info.get("test_accuracy")
         acc_text = f"{acc:.4f}" if isinstance(acc, (int, float)) else "n/a"
         print_(f"  {'[dim]cached[/]' if info['cached'] else '[green]trained[/]'} {info['variant']:<16} seed {info['seed']}: test accuracy {acc_text}")
+
+
+def _print_tuning(summary: dict) -> None:
+    from textclf.analysis.tuning import render_table as tuning_table
+
+    table = tuning_table(summary)
+    if table is not None:
+        out.print(table)
 
 
 def _print_metrics(result: dict, pretrained: str | None) -> None:

@@ -167,6 +167,70 @@ def execute(tasks, cache: StageCache, *, force: bool, quiet: bool, executor: str
     return [lambda on_epoch=None, f=f: f.result() for f in futures]  # trained in a worker: nothing to hear live
 
 
+class Runner:
+    """Runs batches of calls of a module-level function on one executor: :meth:`map` returns their results in order.
+
+    The tuning search (:mod:`textclf.pipeline.tune`) runs each batch of trials
+    it asked Optuna for through one Runner: in this process (``jobs=1``), a
+    spawn-based process pool kept for the whole search (``--jobs N``), or Ray
+    tasks (retried when a worker dies, like the (variant, seed) tasks).
+    :attr:`width` is how many calls run at once.
+    """
+
+    def __init__(self, *, executor: str = "local", jobs: int = 1, ray_address: str | None = None, cpus_per_task: float = 1.0,
+                 gpus_per_task: float = 0.0, quiet: bool = False) -> None:
+        check_executor(executor)
+        self.executor, self.jobs, self.quiet = executor, max(1, jobs), quiet
+        self._pool = self._ray = None
+        self._opts: dict[str, Any] = {}
+        if executor == "ray":
+            self._ray = _import_ray()
+            if cpus_per_task <= 0 or gpus_per_task < 0:
+                raise ConfigError(f"--cpus-per-task must be > 0 and --gpus-per-task >= 0. Got {cpus_per_task} and {gpus_per_task} instead.")
+            _ensure_ray(self._ray, ray_address, quiet)
+            env = {"TOKENIZERS_PARALLELISM": "false"}
+            if "mlflow" in sys.modules:
+                env["MLFLOW_TRACKING_URI"] = sys.modules["mlflow"].get_tracking_uri()
+            self._opts = dict(num_cpus=cpus_per_task, num_gpus=gpus_per_task, max_retries=MAX_RETRIES, retry_exceptions=False,
+                              runtime_env={"env_vars": env})
+            cpus = self._ray.cluster_resources().get("CPU", 1)
+            self.width = max(1, int(cpus // cpus_per_task))
+        else:
+            self.width = self.jobs
+
+    def map(self, fn: Callable[..., Any], calls: list[tuple]) -> list[Any]:
+        if self._ray is not None:
+            ray = self._ray
+            remote = ray.remote(fn)
+            refs = [remote.options(**self._opts).remote(*args) for args in calls]
+            out = []
+            for ref in refs:
+                try:
+                    out.append(ray.get(ref))
+                except ray.exceptions.RayTaskError as exc:
+                    if isinstance(exc.cause, TextclfError):
+                        raise exc.cause from None
+                    raise
+            return out
+        if self.jobs <= 1:
+            return [fn(*args) for args in calls]
+        if self._pool is None:
+            import multiprocessing as mp
+            from concurrent.futures import ProcessPoolExecutor
+
+            os.environ["TOKENIZERS_PARALLELISM"] = "false"
+            threads = str(max(1, (os.cpu_count() or 1) // self.jobs))
+            self._pool = ProcessPoolExecutor(max_workers=self.jobs, mp_context=mp.get_context("spawn"), initializer=_pool_worker,
+                                             initargs=(threads, self.quiet))
+        futures = [self._pool.submit(fn, *args) for args in calls]
+        return [f.result() for f in futures]
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)  # after an interruption: do not wait for running trials
+            self._pool = None
+
+
 # --------------------------------------------------------------------------- Ray
 
 

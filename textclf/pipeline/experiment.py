@@ -9,6 +9,7 @@ callback and the result is returned, for the CLI (or a notebook) to show.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -39,6 +40,7 @@ from textclf.pipeline.record import (
     run_record,
 )
 from textclf.pipeline.spec import Pipeline
+from textclf.pipeline.tune_record import best_tags
 from textclf.pipeline.variant import VariantOutput, with_cost
 from textclf.tracking import runs, store
 
@@ -85,6 +87,10 @@ def run_pipeline(
     if system_metrics:
         runs.require_system_metrics()  # before any run exists
     check_executor(executor)
+    if pipe.tune is not None:
+        from textclf.pipeline.tune import require_optuna
+
+        require_optuna()  # a missing extra stops here, before any stage runs
     tasks = [(v, s) for v in pipe.variants.values() for s in pipe.seeds]
     jobs = resolve_jobs(jobs, len(tasks)) if executor == "local" else 1
     # Every variant is checked before the first one trains, and before the parent run starts;
@@ -120,6 +126,11 @@ def run_pipeline(
         mlflow.log_params({"pipeline": pipe.name, "seeds": json.dumps(pipe.seeds), "baseline": pipe.baseline or "", "variants": json.dumps(list(pipe.variants))[:6000]})
         emit("start", {"pipeline": pipe.name, "variants": len(pipe.variants), "seeds": len(pipe.seeds), "tasks": len(tasks), "uri": uri, "parent_run_id": parent_id})
 
+        tuned = {}
+        if pipe.tune is not None:  # each variant's search first; its best config is what the children train
+            tuned = _tune(pipe, cache, client, exp_id, parent_id, force=force, quiet=quiet, emit=emit, runner_opts=dict(
+                executor=executor, jobs=jobs, ray_address=ray_address, cpus_per_task=cpus_per_task, gpus_per_task=gpus_per_task))
+            tasks = [(dataclasses.replace(v, config=tuned[v.key].config) if v.key in tuned else v, s) for v, s in tasks]
         getters = execute(tasks, cache, force=force, quiet=quiet, executor=executor, jobs=jobs, ray_address=ray_address,
                           cpus_per_task=cpus_per_task, gpus_per_task=gpus_per_task)
         if not measures_cost_inline(executor, jobs):
@@ -135,6 +146,8 @@ def run_pipeline(
             tags = {**runs.base_tags(), **child_tags(variant, seed)}
             if variant.task:
                 tags["textclf.task"] = variant.task
+            if variant.key in tuned:
+                tags.update(best_tags(tuned[variant.key]))
             with runs.start_run(experiment_id=exp_id, run_name=f"{variant.key}-s{seed}", nested=True, tags=tags) as child:
                 live = runs.LiveMetrics(client, child.info.run_id)  # epochs trained in this process, as they end
                 out = get(on_epoch=live)
@@ -151,6 +164,8 @@ def run_pipeline(
             for task, recs in records.items():
                 s = compare(recs, pipe.baseline_for(task), **comparison_inputs(first_out[task], outputs_by_task[task]))
                 s["data"] = data_info(first_out[task])
+                if tuned:
+                    attach_tuning(s, tuned, task)
                 if task:
                     s["task"] = task
                     judge_task(s, recs, pipe.spec.tasks[task], first_out[task])
@@ -177,6 +192,31 @@ def run_pipeline(
             mlflow.log_artifacts(tmp, "comparison")
             mlflow.set_tag("mlflow.note.content", describe_parent(pipe, summaries))
     return PipelineResult(summary=summary, parent_run_id=parent_id, outputs=outputs)
+
+
+def _tune(pipe: Pipeline, cache: StageCache, client, exp_id: str, parent_id: str, *, force: bool, quiet: bool, emit, runner_opts) -> dict:
+    """Every variant's search (:mod:`textclf.pipeline.tune`), recorded under the parent; {variant key: Tuned}."""
+    import mlflow
+
+    from textclf.pipeline.tune import tune_pipeline
+    from textclf.pipeline.tune_record import TuneRecorder
+
+    spec = pipe.tune
+    mlflow.log_params({"tune.trials": spec.trials, "tune.metric": spec.metric, "tune.pruner": spec.pruner,
+                       "tune.space": json.dumps({k: d.to_dict() for k, d in spec.space.items()})[:6000]})
+    emit("tuning", {"trials": spec.trials, "metric": spec.metric, "pruner": spec.pruner,
+                    "variants": sum(v.config.kind == "neural" for v in pipe.variants.values())})
+    return tune_pipeline(pipe, cache, TuneRecorder(client, exp_id, parent_id), force=force, quiet=quiet, runner_opts=runner_opts, emit=emit)
+
+
+def attach_tuning(summary: dict[str, Any], tuned: dict, task: str | None) -> None:
+    """``variants.<name>.tuning`` for every tuned variant of one task's summary, then ``summary["tuning"]``."""
+    from textclf.analysis.tuning import summarize, tuning_entry
+
+    for name, row in summary["variants"].items():
+        t = tuned.get(f"{task}/{name}" if task else name)
+        row["tuning"] = tuning_entry(t) if t is not None else None
+    summarize(summary)
 
 
 def judge_task(summary: dict[str, Any], records: list, task, out: VariantOutput) -> None:

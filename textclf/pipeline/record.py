@@ -212,4 +212,6 @@ def describe_parent(pipe, summaries: dict[str | None, dict[str, Any]]) -> str:
         parts += [markdown_table(s), "", f"*{caption(s)}*", ""]
         if s.get("best_variant"):
             parts += [f"Best variant: **{s['best_variant']}** — {s['best_variant_by']}.", ""]
+        if (s.get("tuning") or {}).get("verdict"):
+            parts += [f"Tuned with {s['tuning']['trials']} trials per variant. {s['tuning']['verdict']}", ""]
     return "\n".join(parts)

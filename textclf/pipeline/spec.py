@@ -14,6 +14,7 @@ variant and the variants, as an explicit map and/or a grid over dotted keys::
     grid:                             # optional: every combination becomes a variant
       encoder.cell: [gru, lstm]
       encoder.layers: [1, 2]
+    tune: {trials: 12}                # optional: tune each variant, equal budget (tune_spec.py)
 
 Each variant's config is ``params.yaml ⊕ pipeline data/params ⊕ variant ⊕ --set``
 (see :func:`textclf.config.resolve`); every variant is validated before
@@ -55,6 +56,7 @@ class PipelineSpec(BaseModel):
     variants: dict[str, dict[str, Any] | None] = Field(default_factory=dict)
     grid: dict[str, list[Any]] = Field(default_factory=dict)
     tasks: dict[str, "TaskSpec"] = Field(default_factory=dict)
+    tune: Any = None  # checked by textclf.pipeline.tune_spec.parse, with every variant problem
 
     @field_validator("seeds")
     @classmethod
@@ -129,6 +131,7 @@ class Pipeline:
     spec: PipelineSpec
     path: Path | None
     variants: dict[str, Variant]
+    tune: Any = None  # textclf.pipeline.tune_spec.TuneSpec, or None: no tuning
 
     @property
     def name(self) -> str:
@@ -247,8 +250,10 @@ def load_pipeline(
     seeds: list[int] | None = None,
 ) -> Pipeline:
     """Read, expand and validate a pipeline; every variant's config is resolved. ``seeds`` replaces the file's."""
+    from textclf.pipeline.tune_spec import take_overrides
+
     path = find_pipeline(ref)
-    raw = read_yaml(path, "pipeline")
+    raw, overrides = take_overrides(read_yaml(path, "pipeline"), overrides)
     if seeds is not None:
         raw = {**raw, "seeds": list(seeds)}
     try:
@@ -347,7 +352,12 @@ def _build(spec: PipelineSpec, where, *, path, overrides, params_file, only) -> 
             layer = deep_merge(expand_dotted(t.params), {"data": expand_dotted(t.data)} if t.data else {})
         return resolve(deep_merge(base, layer), all_declared[name], params_file=params_file, overrides=overrides, source="config")
 
-    problems = list(task_problems) + _match_params(variants, all_declared, resolve_other)
+    from textclf.pipeline import tune_spec
+
+    tune, tune_problems = tune_spec.parse(spec.tune)
+    problems = list(task_problems) + tune_problems + _match_params(variants, all_declared, resolve_other)
+    if tune is not None and variants and not failed:
+        problems += tune_spec.check_variants(tune, list(variants.values()))
     for line, names in failed.items():
         who = "every variant" if len(names) == len(jobs) > 1 else ("variant " if len(names) == 1 else "variants ") + ", ".join(map(repr, names))
         problems.append(f"{who}: {line}")
@@ -358,4 +368,4 @@ def _build(spec: PipelineSpec, where, *, path, overrides, params_file, only) -> 
         raise ConfigError(
             f"Invalid pipeline {where} ({n} problem{'s' if n > 1 else ''}):\n" + "\n".join(f"  - {x}" for x in problems)
         )
-    return Pipeline(spec=spec, path=Path(path) if path else None, variants=variants)
+    return Pipeline(spec=spec, path=Path(path) if path else None, variants=variants, tune=tune)
