@@ -26,7 +26,9 @@ from pathlib import Path
 import pytest
 from conftest import make_rows, write_csv
 
-LAUNCHER = textwrap.dedent(
+# The whole launcher sits under the __main__ guard: `--jobs auto` trains in a spawned
+# process pool whose workers import this file again as __mp_main__, and must not re-run it.
+LAUNCHER = "if __name__ == '__main__':\n" + textwrap.indent(textwrap.dedent(
     """
     import os, signal, sys
 
@@ -62,7 +64,7 @@ LAUNCHER = textwrap.dedent(
     from textclf.cli.main import main
     sys.exit(main(sys.argv[1:]))
     """
-)
+), "    ")
 
 TINY = [
     "--set", "embedding.dim=8", "--set", "encoder.hidden_size=8", "--set", "evaluate.latency_samples=2",
@@ -196,3 +198,55 @@ def test_interrupted_pipeline_resumes_without_duplicate_children(sig, uninterrup
     # The two finished before the interruption are reused from the cache, not trained again.
     assert sum(r.get("textclf.cached") == "true" for r in children) >= 1
     assert not half_written(d)
+
+
+POOL_DRIVER = textwrap.dedent(
+    """
+    import sys, time
+    from concurrent.futures import ProcessPoolExecutor
+    import multiprocessing as mp
+    from textclf.pipeline.executors import _pool_worker
+
+    if __name__ == "__main__":
+        pool = ProcessPoolExecutor(max_workers=2, mp_context=mp.get_context("spawn"), initializer=_pool_worker, initargs=("1", True))
+        for f in [pool.submit(time.sleep, 0.5) for _ in range(4)]:  # overlapping tasks: both workers start
+            f.result()
+        print(" ".join(map(str, sorted(set(pool._processes)))), flush=True)
+        time.sleep(600)
+    """
+)
+
+
+def _alive(pid: int) -> bool:
+    """A process that exists and is not a zombie (an exited child its parent has not reaped yet)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    return state not in ("Z", "X")
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads process states from /proc (Linux)")
+def test_pool_workers_exit_when_the_driver_is_killed(tmp_path):
+    # A SIGKILLed driver cannot shut its pool down: idle workers must notice and exit on their own,
+    # else they keep their memory and the driver's stdout open for ever.
+    import time
+
+    (tmp_path / "driver.py").write_text(POOL_DRIVER)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parents[1]), os.environ.get("PYTHONPATH", "")])}
+    driver = subprocess.Popen([sys.executable, str(tmp_path / "driver.py")], stdout=subprocess.PIPE, text=True, env=env)
+    try:
+        workers = [int(p) for p in driver.stdout.readline().split()]
+        assert len(workers) == 2 and all(_alive(p) for p in workers)
+        driver.kill()
+        driver.wait(timeout=30)
+        deadline = time.monotonic() + 30
+        while any(_alive(p) for p in workers) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not any(_alive(p) for p in workers), f"pool workers {workers} outlived their driver"
+        assert driver.stdout.read() == ""  # EOF: no worker holds the driver's stdout any more
+    finally:
+        driver.kill()
+        for p in workers if "workers" in locals() else []:
+            if _alive(p):
+                os.kill(p, signal.SIGKILL)

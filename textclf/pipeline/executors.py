@@ -125,11 +125,34 @@ def resolve_jobs(jobs: int | str, tasks: int) -> int:
 
 
 def _pool_worker(threads: str, quiet: bool) -> None:
-    """Pool initializer: torch threads per worker (train.num_threads: null follows OMP_NUM_THREADS), logging."""
+    """Pool initializer: torch threads per worker (train.num_threads: null follows OMP_NUM_THREADS), logging, exit with the driver."""
     from textclf.core.logs import setup_logging
 
     os.environ.setdefault("OMP_NUM_THREADS", threads)
     setup_logging(quiet)
+    _exit_with_parent()
+
+
+def _exit_with_parent(poll_s: float = 0.5) -> None:
+    """End this worker soon after its driver dies.
+
+    A driver killed outright (SIGKILL, the OOM killer) cannot shut its pool
+    down, and an idle worker waits on the task queue forever: it would keep
+    its memory and the driver's stdout/stderr open (a shell pipeline or a
+    ``subprocess.run`` reading them never ends). What a dying worker leaves
+    half-written is a ``.tmp-*`` folder the next run removes.
+    """
+    import threading
+    import time
+
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:  # re-parented (to init or a subreaper) once the driver is gone
+            time.sleep(poll_s)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="textclf-exit-with-driver", daemon=True).start()
 
 
 def check_executor(executor: str) -> None:
@@ -219,7 +242,9 @@ class Runner:
             from concurrent.futures import ProcessPoolExecutor
 
             os.environ["TOKENIZERS_PARALLELISM"] = "false"
-            threads = str(max(1, (os.cpu_count() or 1) // self.jobs))
+            from textclf.core.machine import cores
+
+            threads = str(max(1, cores() // self.jobs))  # jobs workers share the cores
             self._pool = ProcessPoolExecutor(max_workers=self.jobs, mp_context=mp.get_context("spawn"), initializer=_pool_worker,
                                              initargs=(threads, self.quiet))
         futures = [self._pool.submit(fn, *args) for args in calls]
