@@ -47,6 +47,15 @@ def epochs_to_threshold(history: Sequence[dict[str, Any]], threshold: float) -> 
     return None
 
 
+def _predictions(record: Any) -> np.ndarray:
+    """Predicted classes of a run: ``pred`` when it carries them (runs with many classes keep only these), else argmax of ``proba``."""
+    if record.pred is not None:
+        return np.asarray(record.pred)
+    if record.proba is None:
+        raise ValueError(f"record {record.variant}/seed {record.seed}: has neither pred nor proba")
+    return np.asarray(record.proba).argmax(1)
+
+
 def variant_outcomes(records: Sequence[Any], threshold: float) -> dict[str, dict[str, Any]]:
     """Per variant: success rate over seeds, and epochs to threshold (mean over the seeds that reached it)."""
     by_variant: dict[str, list[Any]] = {}
@@ -54,7 +63,7 @@ def variant_outcomes(records: Sequence[Any], threshold: float) -> dict[str, dict
         by_variant.setdefault(r.variant, []).append(r)
     out = {}
     for name, recs in by_variant.items():
-        accs = [float(np.mean(np.asarray(r.proba).argmax(1) == np.asarray(r.y_true))) for r in recs]
+        accs = [float(np.mean(_predictions(r) == np.asarray(r.y_true))) for r in recs]
         epochs = [epochs_to_threshold(r.history, threshold) for r in recs]
         reached = [e for e in epochs if e is not None]
         out[name] = {
