@@ -36,11 +36,9 @@ marks (!) any outside [1 %, 7 %].
 
 from __future__ import annotations
 
-import argparse
 import math
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 
@@ -57,13 +55,12 @@ CHUNK_ELEMENTS = 6_000_000  # simulated predictions per chunk (reps x seeds x n)
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0], epilog="See the module docstring for the simulation.")
-    p.add_argument("--smoke", action="store_true", help="A few repetitions per cell: checks every code path in seconds; rates are meaningless.")
+    p = C.base_parser(__doc__, "calibration")  # --smoke, --threads (accepted, unused: numpy only), --json, as `python -m bench` passes
+    p._option_string_actions["--smoke"].help = "A few repetitions per cell: checks every code path in seconds; rates are meaningless."
     p.add_argument("--reps", type=int, default=4000, help="Null repetitions per cell for the t-test (default: %(default)s).")
     p.add_argument("--boot-reps", type=int, default=1000, help="Repetitions per cell for the bootstrap, a prefix of the same runs (default: %(default)s).")
     p.add_argument("--n-boot", type=int, default=1000, help="Bootstrap draws per test (default: %(default)s).")
     p.add_argument("--seed", type=int, default=0, help="Seed of the simulation (default: %(default)s).")
-    p.add_argument("--json", type=Path, default=C.RESULTS / "calibration.json", help="Where to write the results (default: %(default)s).")
     args = p.parse_args(argv)
     if args.smoke:
         args.reps, args.boot_reps, args.n_boot = 40, 20, 200
