@@ -276,3 +276,28 @@ def test_trainer_ddp_gradients_equal_the_single_process_batch_mean(tmp_path):
         # Rank 0 read its checkpoint and broadcast it: both ranks resumed, nothing left to train.
         assert r["again"]["resumed"] == 2 and r["again"]["history"] == ranks[0]["first"]["history"]
     assert (tmp_path / "ckpt" / "checkpoint.pt").is_file()
+
+
+def _worker_threads_seen() -> tuple[str, int]:
+    from textclf.core.machine import thread_count
+
+    return os.environ["OMP_NUM_THREADS"], thread_count()
+
+
+def test_pool_workers_share_an_inherited_thread_budget(monkeypatch):
+    # OMP_NUM_THREADS in the driver's environment is the whole run's budget: 2 workers under a budget of 4
+    # get 2 threads each, not 4 each (oversubscribed OpenMP threads spin and stall whole epochs).
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor
+
+    from textclf.pipeline.executors import _pool_worker, worker_threads
+
+    monkeypatch.setenv("OMP_NUM_THREADS", "4")
+    assert worker_threads(2) == "2" and worker_threads(3) == "1" and worker_threads(8) == "1"
+    with ProcessPoolExecutor(max_workers=1, mp_context=mp.get_context("spawn"), initializer=_pool_worker,
+                             initargs=(worker_threads(2), True)) as pool:
+        assert pool.submit(_worker_threads_seen).result(timeout=120) == ("2", 2)
+    monkeypatch.delenv("OMP_NUM_THREADS")
+    from textclf.core.machine import cores
+
+    assert worker_threads(2) == str(max(1, cores() // 2))

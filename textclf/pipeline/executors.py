@@ -128,9 +128,19 @@ def _pool_worker(threads: str, quiet: bool) -> None:
     """Pool initializer: torch threads per worker (train.num_threads: null follows OMP_NUM_THREADS), logging, exit with the driver."""
     from textclf.core.logs import setup_logging
 
-    os.environ.setdefault("OMP_NUM_THREADS", threads)
+    # Set, not setdefault: an OMP_NUM_THREADS inherited from the driver is the whole run's budget, and
+    # workers each keeping it oversubscribe the cores (2 workers x 2 spinning OpenMP threads on 2 cores
+    # made some epochs 20x slower).
+    os.environ["OMP_NUM_THREADS"] = threads
     setup_logging(quiet)
     _exit_with_parent()
+
+
+def worker_threads(jobs: int) -> str:
+    """Torch threads of each of ``jobs`` pool workers: the run's thread budget (OMP_NUM_THREADS, else the cores) shared out."""
+    from textclf.core.machine import thread_count
+
+    return str(max(1, thread_count() // jobs))
 
 
 def _exit_with_parent(poll_s: float = 0.5) -> None:
@@ -182,10 +192,8 @@ def execute(tasks, cache: StageCache, *, force: bool, quiet: bool, executor: str
     from concurrent.futures import ProcessPoolExecutor
 
     os.environ["TOKENIZERS_PARALLELISM"] = "false"
-    from textclf.core.machine import cores
-
-    threads = str(max(1, cores() // jobs))  # jobs workers share the cores
-    pool = ProcessPoolExecutor(max_workers=jobs, mp_context=mp.get_context("spawn"), initializer=_pool_worker, initargs=(threads, quiet))
+    pool = ProcessPoolExecutor(max_workers=jobs, mp_context=mp.get_context("spawn"), initializer=_pool_worker,
+                               initargs=(worker_threads(jobs), quiet))
     futures = [pool.submit(compute, v, s, root, force, quiet, True, None, False) for v, s in tasks]
     return [lambda on_epoch=None, f=f: f.result() for f in futures]  # trained in a worker: nothing to hear live
 
@@ -242,11 +250,8 @@ class Runner:
             from concurrent.futures import ProcessPoolExecutor
 
             os.environ["TOKENIZERS_PARALLELISM"] = "false"
-            from textclf.core.machine import cores
-
-            threads = str(max(1, cores() // self.jobs))  # jobs workers share the cores
             self._pool = ProcessPoolExecutor(max_workers=self.jobs, mp_context=mp.get_context("spawn"), initializer=_pool_worker,
-                                             initargs=(threads, self.quiet))
+                                             initargs=(worker_threads(self.jobs), self.quiet))
         futures = [self._pool.submit(fn, *args) for args in calls]
         return [f.result() for f in futures]
 
