@@ -139,6 +139,20 @@ def test_local_process_pool_records_what_one_job_does(baseline):
     assert_same_record(got, baseline.snapshot)
 
 
+def test_fully_cached_run_starts_no_worker_pool(baseline, monkeypatch):
+    # Every model is in the cache: a pool would only read cache hits, after seconds of process start-up.
+    import concurrent.futures
+
+    def no_pool(*args, **kwargs):
+        raise AssertionError("a worker pool was started for a fully cached run")
+
+    monkeypatch.setattr(concurrent.futures, "ProcessPoolExecutor", no_pool)
+    monkeypatch.chdir(baseline.root)
+    got = run_pipeline_cli(baseline, "--jobs", "2", "--cache-dir", str(baseline.cache))
+    assert all(c["tags"]["textclf.cached"] == "true" for c in got["children"].values())
+    assert sorted(got["children"]) == sorted(baseline.snapshot["children"])
+
+
 def test_ray_executor_without_ray_is_a_clear_error(baseline, monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` raises ImportError
     code = main(["run", str(baseline.pipeline), "-q", "--tracking-uri", baseline.uri, "--executor", "ray", "--cache-dir", str(baseline.cache)])

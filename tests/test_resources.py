@@ -105,6 +105,11 @@ def test_3_a_model_too_large_is_refused_before_anything_runs(tmp_path, monkeypat
     train_one(cfg, cache=cache, tracking_uri=None, quiet=True)
     assert is_trained(cfg, cache)
     assert not is_trained(load_config(overrides=["data.source=d.csv", *TINY[1::2], "encoder.hidden_size=9"]), cache)
+    tfidf = load_config(overrides=["data.source=d.csv", *TINY[1::2], "kind=tfidf"])
+    assert not is_trained(tfidf, cache)
+    train_one(tfidf, cache=cache, tracking_uri=None, quiet=True)
+    assert is_trained(tfidf, cache)
+    assert not is_trained(load_config(overrides=["data.source=d.csv", *TINY[1::2], "kind=tfidf", "tfidf.max_features=77"]), cache)
     monkeypatch.setenv("TEXTCLF_MEMORY_LIMIT", "1KB")
     assert train_one(cfg, cache=cache, tracking_uri=None, quiet=True)["cached"]
     with pytest.raises(ConfigError, match=r"needs about .* is available \(TEXTCLF_MEMORY_LIMIT=1KB\)"):

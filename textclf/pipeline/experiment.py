@@ -92,10 +92,17 @@ def run_pipeline(
 
         require_optuna()  # a missing extra stops here, before any stage runs
     tasks = [(v, s) for v in pipe.variants.values() for s in pipe.seeds]
-    jobs = resolve_jobs(jobs, len(tasks)) if executor == "local" else 1
+    # Tuning decides the configs to train later: until then nothing counts as trained.
+    untrained = [(v, s) for v, s in tasks if force or pipe.tune is not None or not is_trained(v.for_seed(s), cache)]
+    # Workers only for work: a pool that would just read cache hits costs seconds of process start-up.
+    if executor == "local" and untrained:
+        jobs = resolve_jobs(jobs, len(untrained))
+    else:
+        resolve_jobs(jobs, 1)  # still a valid --jobs
+        jobs = 1
     # Every variant is checked before the first one trains, and before the parent run starts;
     # one whose models are all in the cache builds nothing (and a cached re-run needs no torch).
-    todo = [v for v in pipe.variants.values() if force or not all(is_trained(v.for_seed(s), cache) for s in pipe.seeds)]
+    todo = list({id(v): v for v, _ in untrained}.values())
     check_configs([(v.key, v.config) for v in todo], jobs=jobs)
     uri = store.setup(tracking_uri)
     # Worker processes (--jobs, Ray) resolve init_from model references against the same store.
