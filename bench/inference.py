@@ -4,7 +4,7 @@ A 1-layer BiLSTM with the default sizes (embedding 100, hidden 128, max
 pooling) is trained for ``--epochs`` (default 1) by textclf's Trainer on
 review-length texts (``--data``, through textclf's prepare + tokenize stages),
 saved as a model folder in a temporary directory and loaded back with
-``textclf.inference.Classifier.from_folder`` (what ``textclf.load_model`` does
+``textclf.serving.classifier.Classifier.from_folder`` (what ``textclf.load_model`` does
 for a folder). Every figure goes through ``Classifier.predict_proba`` on raw
 text: tokenizer, CSR encoding, length-sorted batching, model, softmax.
 

@@ -46,16 +46,18 @@ import json, os, sys, time
 import datasets
 from bench import _common as C
 from textclf.core.cache import StageCache
-from textclf.pipeline.stages import prepare_stage, tokenize_stage
+from textclf.pipeline.data_stages import prepare_stage, tokenize_stage
+from textclf.pipeline.variant import plan
 
 datasets.disable_progress_bars()
 C.setup_threads(int(sys.argv[3]))
 cfg = C.load_config([f"data.source={sys.argv[1]}", "tokenizer.kind=word"])
 cache = StageCache(sys.argv[2])
+p = plan(cfg, cache)  # the stage specs the pipeline derives from a config
 t0 = time.perf_counter()
-data = prepare_stage(cfg, cache)
+data = prepare_stage(p.prepare, cache)
 t1 = time.perf_counter()
-tok = tokenize_stage(cfg, data, cache)
+tok = tokenize_stage(p.tokenize, data, cache)
 t2 = time.perf_counter()
 rows = {s: len(data.value.splits[s]) for s in ("train", "validation", "test")}
 tokens = {s: int(tok.value.splits[s].num_tokens) for s in rows}
@@ -63,7 +65,7 @@ print(json.dumps({"prepare_s": t1 - t0, "tokenize_s": t2 - t1, "rows": rows, "to
                   "vocab_size": tok.value.tokenizer.get_vocab_size()}))
 """
 
-IMPORTS = "import torch, datasets, tokenizers, pyarrow, textclf.pipeline.stages, textclf.data.prepare, textclf.text.tokenize; print('{}')"
+IMPORTS = "import torch, datasets, tokenizers, pyarrow, textclf.pipeline.data_stages, textclf.data.prepare, textclf.text.tokenize; print('{}')"
 
 PY_LIST = """
 import csv, sys

@@ -5,9 +5,9 @@ project's tokenizer config (``word`` by default: NFKC + lower-case,
 whitespace/punctuation pieces, WordLevel vocabulary):
 
 * ``vocab_train_s``: training the tokenizer on the training split
-  (``textclf.tokenize.train_tokenizer``), timed apart from encoding.
+  (``textclf.text.tokenize.train_tokenizer``), timed apart from encoding.
 * ``tokens_per_s``: the stage's encode path for all three splits, as
-  ``textclf.tokenize.tokenize`` runs it on a cache miss:
+  ``textclf.text.tokenize.tokenize`` runs it on a cache miss:
   ``encode_dataset`` (``Dataset.map(batched=True)`` over the HF tokenizer's
   ``encode_batch_fast``, written to a fresh Arrow cache file) followed by
   ``to_encoded_split`` (Arrow → CSR arrays). Tokens = real token ids produced.

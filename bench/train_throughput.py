@@ -4,7 +4,7 @@ For each variant (rnn, lstm, lstm-x2, bilstm, bilstm-x2; embedding 100,
 hidden 128, batch 64) on the same pre-tokenized training split (textclf's own
 prepare + tokenize stages):
 
-* textclf: ``textclf.train.Trainer.fit`` with ``epochs=1`` on the training
+* textclf: ``textclf.training.trainer.Trainer.fit`` with ``epochs=1`` on the training
   split (or on ``--steps`` random batches of it). Its ``tokens_per_second``
   counts real tokens only and times the training steps only (batching,
   forward, backward, clipping, optimizer, schedule; not the validation pass,
