@@ -9,12 +9,15 @@ so the benchmarks see exactly the arrays a ``textclf run`` would train on.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
 import statistics
 import sys
+import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Callable
 
@@ -53,6 +56,17 @@ def base_parser(doc: str | None, name: str) -> argparse.ArgumentParser:
                         help=f"torch CPU threads (and tokenizer threads); default: all cores ({all_cores()}), 1 with --smoke.")
     parser.add_argument("--json", type=Path, default=RESULTS / f"{name}.json", help="Where to write the results (default: %(default)s).")
     return parser
+
+
+@contextlib.contextmanager
+def work_dir(keep: Path | None, prefix: str) -> Iterator[Path]:
+    """A fresh folder for a benchmark's files: ``keep`` (created here, so it must not exist; left in place), else a temporary one removed afterwards."""
+    if keep is not None:
+        keep.mkdir(parents=True)
+        yield keep.resolve()
+        return
+    with tempfile.TemporaryDirectory(prefix=prefix) as tmp:
+        yield Path(tmp)
 
 
 def default_threads(threads: int | None, smoke: bool) -> int:

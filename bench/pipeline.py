@@ -39,7 +39,6 @@ import resource
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -111,17 +110,8 @@ def counts(log: Path) -> dict[str, int]:
 def main(argv=None) -> dict:
     args = parse_args(argv)
     cli = find_cli(args.textclf)
-    if args.keep:
-        args.keep.mkdir(parents=True)
-        work, cleanup = args.keep.resolve(), None
-    else:
-        cleanup = tempfile.TemporaryDirectory(prefix="textclf-bench-pipeline-")
-        work = Path(cleanup.name)
-    try:
+    with C.work_dir(args.keep, "textclf-bench-pipeline-") as work:
         result = measure(args, cli, work)
-    finally:
-        if cleanup is not None:
-            cleanup.cleanup()
     C.write_json(args.json, result)
     return result
 

@@ -34,7 +34,6 @@ import json
 import os
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.parse
 from pathlib import Path
@@ -119,17 +118,8 @@ def measure(work: Path, threads: int) -> dict:
 
 def main(argv=None) -> dict:
     args = parse_args(argv)
-    if args.keep:
-        args.keep.mkdir(parents=True)
-        work, cleanup = args.keep.resolve(), None
-    else:
-        cleanup = tempfile.TemporaryDirectory(prefix="textclf-bench-portable-")
-        work = Path(cleanup.name)
-    try:
+    with C.work_dir(args.keep, "textclf-bench-portable-") as work:
         result = {"benchmark": "portable_model", "smoke": args.smoke, "machine": C.machine_info(args.threads), **measure(work, args.threads)}
-    finally:
-        if cleanup is not None:
-            cleanup.cleanup()
     print(f"fresh venv: install {result['install_s']} s ({result['venv_mb']} MB), load + predict {result['load_predict_s']} s", file=sys.stderr)
     C.write_json(args.json, result)
     return result
