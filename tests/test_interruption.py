@@ -250,3 +250,59 @@ def test_pool_workers_exit_when_the_driver_is_killed(tmp_path):
         for p in workers if "workers" in locals() else []:
             if _alive(p):
                 os.kill(p, signal.SIGKILL)
+
+
+LONG_PIPELINE = """\
+name: long
+data: {source: data.csv}
+seeds: [1, 2, 3, 4]
+params: {train.epochs: 3000, train.patience: 0}
+variants:
+  rnn: {encoder.cell: rnn}
+  lstm: {encoder.cell: lstm}
+"""
+
+
+def _children(pid: int) -> list[int]:
+    return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads process trees from /proc (Linux)")
+def test_sigterm_stops_a_parallel_run_at_once(tmp_path):
+    # `kill PID` (a scheduler, a container stop) reaches only the driver. Its pool must stop with it: before the fix,
+    # Python's exit joined the pool, which first ran every queued training (here 8 of 3,000 epochs, many minutes).
+    import time
+
+    d = tmp_path / "w"
+    prepare(d)
+    (d / "pipelines" / "long.yaml").write_text(LONG_PIPELINE)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KILL_")}
+    env.update(TEXTCLF_CACHE_DIR=str(d / ".textclf"), MLFLOW_TRACKING_URI=f"sqlite:///{d}/mlruns/mlflow.db",
+               HF_DATASETS_CACHE=str(d / "hf-datasets"), HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false",
+               PYTHONPATH=os.pathsep.join([str(Path(__file__).resolve().parents[1]), env.get("PYTHONPATH", "")]))
+    driver = subprocess.Popen([sys.executable, str(d / "launch.py"), "run", "long", *TINY, "--jobs", "2"], cwd=d, env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    workers: list[int] = []
+    try:
+        deadline = time.monotonic() + 120
+        while not list((d / ".textclf" / "train" / ".work").glob("*/checkpoint.pt")) and time.monotonic() < deadline:
+            assert driver.poll() is None, driver.stderr.read()
+            time.sleep(0.2)
+        workers = _children(driver.pid)
+        assert workers, "no pool workers under the driver"
+        driver.send_signal(signal.SIGTERM)
+        start = time.monotonic()
+        driver.wait(timeout=60)
+        assert time.monotonic() - start < 30
+        assert driver.returncode == 130, driver.stderr.read()
+        deadline = time.monotonic() + 10
+        while any(_alive(p) for p in workers) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not any(_alive(p) for p in workers), f"workers {workers} still training after the driver ended"
+        statuses = [r["status"] for r in runs(d)]
+        assert "RUNNING" not in statuses and "KILLED" in statuses, statuses
+    finally:
+        driver.kill()
+        for p in workers:
+            if _alive(p):
+                os.kill(p, signal.SIGKILL)

@@ -185,9 +185,9 @@ def execute(tasks, cache: StageCache, *, force: bool, quiet: bool, executor: str
     check_executor(executor)
     root = str(cache.root)
     if executor == "ray":
-        return ray_getters(tasks, root, force, quiet, ray_address, cpus_per_task, gpus_per_task)
+        return Getters(ray_getters(tasks, root, force, quiet, ray_address, cpus_per_task, gpus_per_task))
     if jobs <= 1:
-        return [lambda on_epoch=None, v=v, s=s: compute(v, s, root, force, quiet, on_epoch=on_epoch) for v, s in tasks]
+        return Getters(lambda on_epoch=None, v=v, s=s: compute(v, s, root, force, quiet, on_epoch=on_epoch) for v, s in tasks)
     import multiprocessing as mp
     from concurrent.futures import ProcessPoolExecutor
 
@@ -195,7 +195,42 @@ def execute(tasks, cache: StageCache, *, force: bool, quiet: bool, executor: str
     pool = ProcessPoolExecutor(max_workers=jobs, mp_context=mp.get_context("spawn"), initializer=_pool_worker,
                                initargs=(worker_threads(jobs), quiet))
     futures = [pool.submit(compute, v, s, root, force, quiet, True, None, False) for v, s in tasks]
-    return [lambda on_epoch=None, f=f: f.result() for f in futures]  # trained in a worker: nothing to hear live
+    getters = Getters(lambda on_epoch=None, f=f: f.result() for f in futures)  # trained in a worker: nothing to hear live
+    getters.pool = pool
+    return getters
+
+
+class Getters(list):
+    """The getters :func:`execute` returns, and the process pool behind them, if any: :meth:`close` it when done."""
+
+    pool: Any = None
+
+    def close(self, interrupted: bool = False) -> None:
+        """Release the workers: once their results are read, or at once (``interrupted``) after Ctrl-C, SIGTERM or an error."""
+        if self.pool is not None:
+            stop_pool(self.pool, interrupted)
+            self.pool = None
+
+
+def stop_pool(pool: Any, interrupted: bool) -> None:
+    """Shut a process pool down; ``interrupted``: cancel what is queued and end the trainings under way.
+
+    Without this an interrupted run would go on: Python's exit joins the pool,
+    which finishes every queued task first (all the remaining trainings). A
+    worker ended mid-training leaves what a SIGKILL does, a checkpoint and
+    ``.tmp-*`` folders that the next run resumes from or removes.
+    """
+    if not interrupted:
+        pool.shutdown(wait=True)
+        return
+    # No public handle on the workers before Python 3.14; shutdown() drops this one, so take it first.
+    workers = list((getattr(pool, "_processes", None) or {}).values())
+    pool.shutdown(wait=False, cancel_futures=True)
+    for w in workers:
+        if w.is_alive():
+            w.terminate()
+    for w in workers:
+        w.join(timeout=10)
 
 
 class Runner:
@@ -257,7 +292,7 @@ class Runner:
 
     def close(self) -> None:
         if self._pool is not None:
-            self._pool.shutdown(wait=False, cancel_futures=True)  # after an interruption: do not wait for running trials
+            stop_pool(self._pool, interrupted=True)  # after an interruption: do not wait for running trials
             self._pool = None
 
 

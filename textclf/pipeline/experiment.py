@@ -9,6 +9,7 @@ callback and the result is returned, for the CLI (or a notebook) to show.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
@@ -125,7 +126,7 @@ def run_pipeline(
         run_name=f"{pipe.name}-{time.strftime('%Y%m%d-%H%M%S')}",
         tags={**runs.base_tags(), "textclf.role": "parent", "textclf.pipeline": pipe.name, **runs.description_tag(pipe.spec.description)},
         system_metrics=system_metrics,
-    ) as parent:
+    ) as parent, contextlib.ExitStack() as stack:
         parent_id = parent.info.run_id
         if pipe.path is not None:
             mlflow.log_artifact(str(pipe.path), "pipeline")
@@ -140,6 +141,8 @@ def run_pipeline(
             tasks = [(dataclasses.replace(v, config=tuned[v.key].config) if v.key in tuned else v, s) for v, s in tasks]
         getters = execute(tasks, cache, force=force, quiet=quiet, executor=executor, jobs=jobs, ray_address=ray_address,
                           cpus_per_task=cpus_per_task, gpus_per_task=gpus_per_task)
+        # Workers end with the run: at once when it is interrupted (Ctrl-C, SIGTERM, an error), not after every queued training.
+        stack.push(lambda exc_type, exc, tb, batch=getters: batch.close(interrupted=exc_type is not None))
         if not measures_cost_inline(executor, jobs):
             # Trainings ran side by side: wait for all of them, then time each model alone,
             # so latency and throughput are not those of a machine busy with other trainings.
@@ -147,6 +150,7 @@ def run_pipeline(
             for (variant, seed), get in zip(tasks, getters):
                 done.append(get())
                 emit("trained", {"variant": variant.key, "seed": seed, "cached": done[-1].cached})
+            getters.close()  # every training is done: free the workers' memory before timing models alone
             costed = [with_cost(out, cache, force=force and not out.cached) for out in done]
             getters = [lambda on_epoch=None, out=out: out for out in costed]
         for (variant, seed), get in zip(tasks, getters):
