@@ -14,7 +14,16 @@ import numpy as np
 import pytest
 
 from textclf.analysis.compare import RunRecord, compare
-from textclf.analysis.verdicts import FAILS, HOLDS, INCONCLUSIVE, epochs_to_threshold, judge, variant_outcomes, verdict
+from textclf.analysis.verdicts import (
+    FAILS,
+    HOLDS,
+    INCONCLUSIVE,
+    epochs_to_threshold,
+    judge,
+    success_test,
+    variant_outcomes,
+    verdict,
+)
 
 N, LABELS = 400, ["neg", "pos"]
 Y = np.random.default_rng(0).integers(0, 2, N)
@@ -69,10 +78,9 @@ def test_better_needs_as_many_successes_as_the_baseline():
     # The rule itself, on a stated summary: significantly more accurate on average but solving on fewer seeds is no hold.
     summary = {"alpha": 0.05, "baseline": "rnn",
                "variants": {"lstm": {"delta_accuracy": {"mean": 0.1, "ci_low": 0.05, "ci_high": 0.15, "p_adjusted": 0.001}}}}
-    seeds = {"seeds": 3}
-    fewer = {"lstm": {"successes": 1, "epochs_to_threshold": seeds}, "rnn": {"successes": 2, "epochs_to_threshold": seeds}}
+    fewer = {"lstm": {"successes": 1, "seeds": 3}, "rnn": {"successes": 2, "seeds": 3}}
     assert verdict(summary, fewer, {"better": ["lstm"]})[0] == INCONCLUSIVE
-    as_many = {"lstm": {"successes": 2, "epochs_to_threshold": seeds}, "rnn": {"successes": 2, "epochs_to_threshold": seeds}}
+    as_many = {"lstm": {"successes": 2, "seeds": 3}, "rnn": {"successes": 2, "seeds": 3}}
     assert verdict(summary, as_many, {"better": ["lstm"]})[0] == HOLDS
 
 
@@ -99,3 +107,83 @@ def test_epochs_to_threshold_is_the_first_validation_epoch_at_or_above_it():
     history = [{"epoch": 1, "val_accuracy": 0.6}, {"epoch": 2, "val_accuracy": None}, {"epoch": 3, "val_accuracy": 0.95}]
     assert epochs_to_threshold(history, 0.95) == 3
     assert epochs_to_threshold(history, 0.96) is None
+
+
+# --------------------------------------------------------------------------
+# measure: successes (bimodal tasks)
+# --------------------------------------------------------------------------
+def bimodal(variant: str, solved: list[bool]) -> list[RunRecord]:
+    """Seeds 1..n of a variant that solves the task (99%) on the seeds marked True and stays at chance on the others."""
+    return [run(variant, s, 0.99 if ok else 0.5, solved_at=2 if ok else None) for s, ok in enumerate(solved, 1)]
+
+
+def test_successes_decide_bimodal_claims_the_accuracy_t_test_cannot():
+    # As long-range-400 looked: the baseline never solves the task but its accuracy spreads from chance to halfway
+    # (10-class chance is 10%), the variant solves it on every seed. With 3 seeds the seed-level t test (2 degrees of
+    # freedom) cannot decide a +57-point gap; the success counts, 3 of 3 against 0 of 3, can.
+    records = [run("rnn", s, a) for s, a in ((1, 0.12), (2, 0.6), (3, 0.5))] + bimodal("lstm", [True] * 3)
+    by_accuracy = judged(records, {"better": ["lstm"]})
+    by_successes = judged(records, {"better": ["lstm"], "measure": "successes"})
+    assert by_successes["verdict"] == HOLDS, by_successes["verdict_reason"]
+    assert "3/3 vs 0/3" in by_successes["verdict_reason"] and by_successes["measure"] == "successes"
+    assert by_accuracy["verdict"] == INCONCLUSIVE, by_accuracy["verdict_reason"]
+
+
+def test_successes_claim_is_inconclusive_on_a_small_edge_and_fails_when_reversed():
+    edge = bimodal("rnn", [True, False, False]) + bimodal("lstm", [True, True, True])  # 3/3 vs 1/3: p = 0.079
+    assert judged(edge, {"better": ["lstm"], "measure": "successes"})["verdict"] == INCONCLUSIVE
+    reversed_ = bimodal("rnn", [True] * 6) + bimodal("lstm", [False] * 6)
+    s = judged(reversed_, {"better": ["lstm"], "measure": "successes"})
+    assert s["verdict"] == FAILS, s["verdict_reason"]
+
+
+def test_successes_control_fails_on_a_real_difference_and_says_nothing_when_nothing_was_learned():
+    diff = bimodal("rnn", [True] * 6) + bimodal("gru", [False] * 6)
+    s = judged(diff, {"same": ["gru"], "measure": "successes"})
+    assert s["verdict"] == FAILS and "6/6" in s["verdict_reason"], s["verdict_reason"]
+    agree = bimodal("rnn", [True, True, False, True, False, True]) + bimodal("gru", [True, False, True, True, True, False])
+    assert judged(agree, {"same": ["gru"], "measure": "successes"})["verdict"] == HOLDS
+    nothing = bimodal("rnn", [False] * 3) + bimodal("gru", [False] * 3)
+    s = judged(nothing, {"same": ["gru"], "measure": "successes"})
+    assert s["verdict"] == INCONCLUSIVE and "no variant reached" in s["verdict_reason"]
+
+
+def _binomial(n: int, p: float) -> np.ndarray:
+    from scipy.stats import binom
+
+    return binom.pmf(np.arange(n + 1), n, p)
+
+
+@pytest.mark.parametrize("seeds", [3, 5, 6])
+def test_success_test_false_positive_rate_is_at_most_alpha_for_every_success_probability(seeds):
+    # Calibration, computed exactly rather than simulated: under the null both sides succeed with the same probability,
+    # so the false-positive rate is the binomial mass of every (k_a, k_b) the test rejects. It must stay <= alpha for
+    # every probability (a nuisance parameter the test does not know), one-sided and two-sided.
+    p_values = {alt: np.array([[success_test(a, seeds, b, seeds, alt) for b in range(seeds + 1)] for a in range(seeds + 1)])
+                for alt in ("greater", "two-sided")}
+    worst = {}
+    for alt, pv in p_values.items():
+        for prob in np.linspace(0.02, 0.98, 49):
+            w = _binomial(seeds, prob)
+            fpr = float((np.outer(w, w) * (pv < 0.05)).sum())
+            worst[alt] = max(worst.get(alt, 0.0), fpr)
+    assert worst["greater"] <= 0.05 + 1e-9 and worst["two-sided"] <= 0.05 + 1e-9, worst
+    # ...and it is not vacuous: the extreme table rejects, so the rate is above zero somewhere.
+    assert worst["greater"] > 0.005
+
+
+def test_success_test_power_and_known_values():
+    assert success_test(3, 3, 0, 3) == pytest.approx(0.015625)  # the smallest p 3 seeds can give
+    assert success_test(3, 3, 1, 3) > 0.05  # 3/3 vs 1/3 cannot be told apart with 3 seeds
+    assert success_test(6, 6, 1, 6) < 0.01
+    assert success_test(0, 3, 0, 3) == 1.0 and success_test(3, 3, 3, 3) == 1.0
+    assert success_test(0, 3, 3, 3, "less") == pytest.approx(0.015625)
+    # Power at 6 seeds when the variant solves 90% of seeds and the baseline 20%, computed exactly.
+    pv = np.array([[success_test(a, 6, b, 6) for b in range(7)] for a in range(7)])
+    assert float((np.outer(_binomial(6, 0.9), _binomial(6, 0.2)) * (pv < 0.05)).sum()) > 0.75
+
+
+@pytest.mark.parametrize("args, names", [((4, 3, 0, 3), "variant"), ((0, 3, -1, 3), "baseline"), ((1, 0, 0, 3), "variant")])
+def test_success_test_bad_input_names_the_side(args, names):
+    with pytest.raises(ValueError, match=names):
+        success_test(*args)

@@ -297,6 +297,7 @@ def write_report(
     lines += tuning_section(summary)
     if summary.get("verdict"):
         lines += ["## Claim", "", f"> {summary['claim']}", "", f"**Verdict: {summary['verdict']}** — {summary['verdict_reason']}.", "",
+                  f"*Measure:* {summary.get('measure', 'accuracy')} (success: test accuracy ≥ {summary.get('threshold', 0.95):g}).", "",
                   f"*Rule:* {summary['verdict_rule']}", ""]
     for key, rows in summary.items():
         if key.startswith("per_") and rows:

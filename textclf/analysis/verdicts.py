@@ -10,16 +10,37 @@ accuracy reaches the task's threshold) and the **epochs to threshold**
 (first epoch whose validation accuracy reaches it; validation, since test
 data decides nothing).
 
+Each claim names its **measure** in advance, as a pre-registered primary
+endpoint (``claim.measure``), because the two kinds of task need different
+tests:
+
+* ``accuracy`` (default; tasks whose accuracy varies smoothly across seeds,
+  e.g. listops, the null control): the calibrated paired t test of
+  :mod:`textclf.analysis.stats` on test accuracy, Holm-adjusted across the
+  listed variants.
+* ``successes`` (tasks solved on some seeds and at chance on others, e.g.
+  long-range, ends, order): with bimodal outcomes a t test on a handful of
+  seeds has an interval spanning ±100 points and can never decide, while the
+  count of solving seeds is exactly what varies. The test is Boschloo's exact
+  test on the two success counts (seeds are independent trainings, so each
+  count is binomial), Holm-adjusted across the listed variants. Its false
+  positive rate is at most alpha for every success probability
+  (``tests/test_verdicts.py`` enumerates it exactly), and 3 seeds suffice
+  only for the extreme 3-of-3 vs 0-of-3 (one-sided p = 0.016).
+
 The rule, applied by the tool and written into the report (``RULE``):
 
 * ``better``: the claim **holds** when at least one listed variant beats the
-  baseline with a Holm-adjusted p below alpha (the calibrated paired test of
-  :mod:`textclf.analysis.stats`) *and* succeeds on at least as many seeds; it
-  **does not hold** when every listed variant's interval rules out an
-  advantage of ``min_effect`` or more (upper bound below it); otherwise it is
+  baseline on the claim's measure with a Holm-adjusted p below alpha (for
+  ``accuracy``, also succeeding on at least as many seeds); it **does not
+  hold** when every listed variant is refuted: its accuracy interval rules
+  out an advantage of ``min_effect`` or more, or (``successes``) the
+  baseline succeeds significantly more often; otherwise it is
   **inconclusive** (the data cannot tell, e.g. too few seeds for the spread).
 * ``same``: the claim **holds** when no listed variant differs significantly
-  from the baseline, and **does not hold** when one does.
+  from the baseline on the measure, and **does not hold** when one does; a
+  ``successes`` control that no variant solved on any seed is
+  **inconclusive** (nothing was learned, so agreeing says nothing).
 """
 
 from __future__ import annotations
@@ -31,11 +52,13 @@ import numpy as np
 
 HOLDS, FAILS, INCONCLUSIVE = "holds", "does not hold", "inconclusive"
 RULE = (
-    "A claim that variants beat the baseline holds when at least one of them is better with a Holm-adjusted p < alpha "
-    "(paired t with test-example and seed variance) and succeeds on at least as many seeds (test accuracy >= the task's "
-    "threshold); it does not hold when every one's 95% interval excludes an advantage of min_effect or more; otherwise "
-    "it is inconclusive. A claim that variants do not differ (a negative control) holds when none differs significantly "
-    "and does not hold when one does."
+    "Each claim names its measure in advance. A claim that variants beat the baseline holds when at least one of them is "
+    "better with a Holm-adjusted p < alpha on that measure: test accuracy (paired t with test-example and seed variance; "
+    "the variant must also succeed on at least as many seeds) or successes (seeds whose test accuracy reaches the task's "
+    "threshold; Boschloo's exact test, one-sided). It does not hold when every one is refuted: its 95% accuracy interval "
+    "excludes an advantage of min_effect or more, or the baseline succeeds significantly more often; otherwise it is "
+    "inconclusive. A claim that variants do not differ (a control) holds when none differs significantly on the measure "
+    "(two-sided) and does not hold when one does; a successes control solved on no seed is inconclusive."
 )
 
 
@@ -69,39 +92,96 @@ def variant_outcomes(records: Sequence[Any], threshold: float) -> dict[str, dict
         out[name] = {
             "success_rate": sum(a >= threshold for a in accs) / len(accs),
             "successes": int(sum(a >= threshold for a in accs)),
+            "seeds": len(recs),
             "epochs_to_threshold": {"mean": float(np.mean(reached)) if reached else None, "reached": len(reached), "seeds": len(recs)},
         }
     return out
 
 
+def success_test(k_variant: int, n_variant: int, k_baseline: int, n_baseline: int, alternative: str = "greater") -> float:
+    """p-value of Boschloo's exact test that the variant's success probability is greater than
+    (``"greater"``), less than (``"less"``) or different from (``"two-sided"``) the baseline's,
+    from ``k`` solving seeds out of ``n`` on each side. Equal counts on a side that is all
+    successes or all failures carry no evidence: p = 1."""
+    from scipy.stats import boschloo_exact
+
+    for name, k, n in (("variant", k_variant, n_variant), ("baseline", k_baseline, n_baseline)):
+        if not (isinstance(n, (int, np.integer)) and n >= 1 and isinstance(k, (int, np.integer)) and 0 <= k <= n):
+            raise ValueError(f"success_test: the {name} needs 0 <= successes <= seeds and seeds >= 1, got {k} of {n}")
+    if alternative not in ("greater", "less", "two-sided"):
+        raise ValueError(f"success_test: alternative must be greater, less or two-sided, got {alternative!r}")
+    if k_variant + k_baseline in (0, n_variant + n_baseline):  # a column of zeros: the test is undefined and nothing differs
+        return 1.0
+    table = [[int(k_variant), int(k_baseline)], [int(n_variant - k_variant), int(n_baseline - k_baseline)]]
+    return float(min(1.0, boschloo_exact(table, alternative=alternative).pvalue))
+
+
+def _success_p(outcomes: dict[str, dict[str, Any]], names: Sequence[str], baseline: str, alternative: str) -> dict[str, float]:
+    """Holm-adjusted success-count p-values of ``names`` against ``baseline``."""
+    from textclf.analysis.stats import holm
+
+    b = outcomes[baseline]
+    raw = [success_test(outcomes[n]["successes"], outcomes[n]["seeds"], b["successes"], b["seeds"], alternative) for n in names]
+    return dict(zip(names, holm(raw)))
+
+
+def _counts(outcomes: dict[str, dict[str, Any]], name: str, baseline: str) -> str:
+    return f"successes {outcomes[name]['successes']}/{outcomes[name]['seeds']} vs {outcomes[baseline]['successes']}/{outcomes[baseline]['seeds']}"
+
+
+def _interval(d: dict[str, Any]) -> str:
+    return f"{100 * d['mean']:+.1f} points [{100 * d['ci_low']:+.1f}, {100 * d['ci_high']:+.1f}]"
+
+
 def verdict(summary: dict[str, Any], outcomes: dict[str, dict[str, Any]], claim: dict[str, Any]) -> tuple[str, str]:
-    """(verdict, reason) for ``claim`` ({"better": [...]} or {"same": [...]}, "min_effect") on a task's summary."""
+    """(verdict, reason) for ``claim`` ({"better": [...]} or {"same": [...]}, "measure", "min_effect") on a task's summary."""
     alpha = summary.get("alpha", 0.05)
     baseline = summary["baseline"]
     variants = summary["variants"]
+    measure = claim.get("measure") or "accuracy"
+    if measure not in ("accuracy", "successes"):
+        raise ValueError(f"claim.measure must be accuracy or successes, got {measure!r}")
     if claim.get("same"):
-        differing = [n for n in claim["same"] if (variants[n]["delta_accuracy"] or {}).get("p_adjusted", 1.0) < alpha]
+        names = list(claim["same"])
+        if measure == "successes":
+            if all(outcomes[n]["successes"] == 0 for n in [baseline, *names]):
+                return INCONCLUSIVE, f"no variant reached the threshold on any seed, so agreeing says nothing ({_counts(outcomes, names[0], baseline)})"
+            p = _success_p(outcomes, names, baseline, "two-sided")
+            differing = [n for n in names if p[n] < alpha]
+            if differing:
+                n = differing[0]
+                return FAILS, f"{n} differs from {baseline}: {_counts(outcomes, n, baseline)}, adjusted p = {p[n]:.3g}"
+            return HOLDS, "no variant differs significantly from " + baseline + ": " + "; ".join(
+                f"{n} {_counts(outcomes, n, baseline)}, adjusted p = {p[n]:.3g}" for n in names)
+        differing = [n for n in names if (variants[n]["delta_accuracy"] or {}).get("p_adjusted", 1.0) < alpha]
         if differing:
             d = variants[differing[0]]["delta_accuracy"]
             return FAILS, f"{differing[0]} differs from {baseline} by {100 * d['mean']:+.1f} points (adjusted p = {d['p_adjusted']:.3g})"
         return HOLDS, f"no variant differs significantly from {baseline}"
     min_effect = float(claim.get("min_effect", 0.02))
+    names = list(claim["better"])
+    if measure == "successes":
+        more, fewer = _success_p(outcomes, names, baseline, "greater"), _success_p(outcomes, names, baseline, "less")
     reasons, refuted = [], 0
-    for name in claim["better"]:
+    for name in names:
         d = variants[name]["delta_accuracy"]
+        if measure == "successes":
+            if more[name] < alpha and d["mean"] > 0:
+                return HOLDS, (f"{name} beats {baseline}: {_counts(outcomes, name, baseline)}, adjusted p = {more[name]:.3g} "
+                               f"(Boschloo); accuracy {_interval(d)}")
+            if d["ci_high"] < min_effect or fewer[name] < alpha:
+                refuted += 1
+            reasons.append(f"{name}: {_counts(outcomes, name, baseline)}, adjusted p = {more[name]:.3g}; accuracy {_interval(d)}")
+            continue
         wins = outcomes[name]["successes"] >= outcomes[baseline]["successes"]
         if d["mean"] > 0 and d["p_adjusted"] < alpha and wins:
-            return HOLDS, (
-                f"{name} beats {baseline} by {100 * d['mean']:+.1f} points [{100 * d['ci_low']:+.1f}, {100 * d['ci_high']:+.1f}], "
-                f"adjusted p = {d['p_adjusted']:.3g}; successes {outcomes[name]['successes']} vs {outcomes[baseline]['successes']} "
-                f"of {outcomes[name]['epochs_to_threshold']['seeds']}"
-            )
+            return HOLDS, f"{name} beats {baseline} by {_interval(d)}, adjusted p = {d['p_adjusted']:.3g}; {_counts(outcomes, name, baseline)}"
         if d["ci_high"] < min_effect:
             refuted += 1
             reasons.append(f"{name}: {100 * d['mean']:+.1f} points, interval up to {100 * d['ci_high']:+.1f} < {100 * min_effect:.0f}")
         else:
-            reasons.append(f"{name}: {100 * d['mean']:+.1f} points [{100 * d['ci_low']:+.1f}, {100 * d['ci_high']:+.1f}], adjusted p = {d['p_adjusted']:.3g}")
-    if refuted == len(claim["better"]):
+            reasons.append(f"{name}: {_interval(d)}, adjusted p = {d['p_adjusted']:.3g}")
+    if refuted == len(names):
         return FAILS, "; ".join(reasons)
     return INCONCLUSIVE, "; ".join(reasons)
 
@@ -113,7 +193,8 @@ def judge(summary: dict[str, Any], records: Sequence[Any], claim: dict[str, Any]
     for name, o in outcomes.items():
         summary["variants"][name].update(o)
     result, reason = verdict(summary, outcomes, claim)
-    summary.update(claim=claim["text"], verdict=result, verdict_reason=reason, verdict_rule=RULE, threshold=threshold)
+    summary.update(claim=claim["text"], verdict=result, verdict_reason=reason, verdict_rule=RULE, threshold=threshold,
+                   measure=claim.get("measure") or "accuracy")
     return summary
 
 

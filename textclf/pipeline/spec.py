@@ -26,7 +26,7 @@ from __future__ import annotations
 import itertools
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -72,7 +72,9 @@ class ClaimSpec(BaseModel):
     ``better``: variants expected to beat the task's baseline; ``same``: a
     negative control, variants expected not to differ from it. ``threshold``:
     test accuracy that counts as solving the task (success rate);
-    ``min_effect``: the smallest advantage worth claiming.
+    ``min_effect``: the smallest advantage worth claiming; ``measure``: what
+    the verdict tests, named in advance: ``accuracy`` (mean test accuracy)
+    or ``successes`` (seeds reaching the threshold: for bimodal tasks).
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -82,6 +84,7 @@ class ClaimSpec(BaseModel):
     same: list[str] | None = None
     threshold: float = Field(0.95, gt=0.0, le=1.0)
     min_effect: float = Field(0.02, ge=0.0, lt=1.0)
+    measure: Literal["accuracy", "successes"] = "accuracy"
 
     @model_validator(mode="after")
     def _one_kind(self) -> "ClaimSpec":
