@@ -78,9 +78,9 @@ def test_better_needs_as_many_successes_as_the_baseline():
     # The rule itself, on a stated summary: significantly more accurate on average but solving on fewer seeds is no hold.
     summary = {"alpha": 0.05, "baseline": "rnn",
                "variants": {"lstm": {"delta_accuracy": {"mean": 0.1, "ci_low": 0.05, "ci_high": 0.15, "p_adjusted": 0.001}}}}
-    fewer = {"lstm": {"successes": 1, "seeds": 3}, "rnn": {"successes": 2, "seeds": 3}}
+    fewer = {"lstm": {"successes": 1, "n_seeds": 3}, "rnn": {"successes": 2, "n_seeds": 3}}
     assert verdict(summary, fewer, {"better": ["lstm"]})[0] == INCONCLUSIVE
-    as_many = {"lstm": {"successes": 2, "seeds": 3}, "rnn": {"successes": 2, "seeds": 3}}
+    as_many = {"lstm": {"successes": 2, "n_seeds": 3}, "rnn": {"successes": 2, "n_seeds": 3}}
     assert verdict(summary, as_many, {"better": ["lstm"]})[0] == HOLDS
 
 
@@ -187,3 +187,15 @@ def test_success_test_power_and_known_values():
 def test_success_test_bad_input_names_the_side(args, names):
     with pytest.raises(ValueError, match=names):
         success_test(*args)
+
+
+def test_a_judged_summary_keeps_its_seed_lists_and_writes_its_report(tmp_path):
+    # Per-variant outcomes are merged into the comparison's variant rows: they must not overwrite what the report reads.
+    from textclf.analysis.report import write_report
+
+    records = bimodal("rnn", [False, False, True]) + bimodal("lstm", [True, True, True])
+    s = judged(records, {"better": ["lstm"], "measure": "successes"})
+    assert s["variants"]["lstm"]["seeds"] == [1, 2, 3] and s["variants"]["lstm"]["n_seeds"] == 3
+    write_report(s, records, tmp_path, title="t")
+    report = (tmp_path / "report.md").read_text()
+    assert f"**Verdict: {s['verdict']}**" in report and "*Measure:* successes (success: test accuracy ≥ 0.95)" in report

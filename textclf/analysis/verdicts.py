@@ -92,7 +92,7 @@ def variant_outcomes(records: Sequence[Any], threshold: float) -> dict[str, dict
         out[name] = {
             "success_rate": sum(a >= threshold for a in accs) / len(accs),
             "successes": int(sum(a >= threshold for a in accs)),
-            "seeds": len(recs),
+            "n_seeds": len(recs),
             "epochs_to_threshold": {"mean": float(np.mean(reached)) if reached else None, "reached": len(reached), "seeds": len(recs)},
         }
     return out
@@ -121,12 +121,12 @@ def _success_p(outcomes: dict[str, dict[str, Any]], names: Sequence[str], baseli
     from textclf.analysis.stats import holm
 
     b = outcomes[baseline]
-    raw = [success_test(outcomes[n]["successes"], outcomes[n]["seeds"], b["successes"], b["seeds"], alternative) for n in names]
+    raw = [success_test(outcomes[n]["successes"], outcomes[n]["n_seeds"], b["successes"], b["n_seeds"], alternative) for n in names]
     return dict(zip(names, holm(raw)))
 
 
 def _counts(outcomes: dict[str, dict[str, Any]], name: str, baseline: str) -> str:
-    return f"successes {outcomes[name]['successes']}/{outcomes[name]['seeds']} vs {outcomes[baseline]['successes']}/{outcomes[baseline]['seeds']}"
+    return f"successes {outcomes[name]['successes']}/{outcomes[name]['n_seeds']} vs {outcomes[baseline]['successes']}/{outcomes[baseline]['n_seeds']}"
 
 
 def _interval(d: dict[str, Any]) -> str:
