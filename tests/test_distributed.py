@@ -148,7 +148,7 @@ def test_fully_cached_run_starts_no_worker_pool(baseline, monkeypatch):
 
     monkeypatch.setattr(concurrent.futures, "ProcessPoolExecutor", no_pool)
     monkeypatch.chdir(baseline.root)
-    got = run_pipeline_cli(baseline, "--jobs", "2", "--cache-dir", str(baseline.cache))
+    got = run_pipeline_cli(baseline, "--jobs", "2", "--cache-dir", str(baseline.cache), "--new-run")
     assert all(c["tags"]["textclf.cached"] == "true" for c in got["children"].values())
     assert sorted(got["children"]) == sorted(baseline.snapshot["children"])
 
@@ -304,7 +304,7 @@ def test_pool_workers_share_an_inherited_thread_budget(monkeypatch):
     import multiprocessing as mp
     from concurrent.futures import ProcessPoolExecutor
 
-    from textclf.pipeline.executors import _pool_worker, worker_threads
+    from textclf.pipeline.pool import _pool_worker, worker_threads
 
     monkeypatch.setenv("OMP_NUM_THREADS", "4")
     assert worker_threads(2) == "2" and worker_threads(3) == "1" and worker_threads(8) == "1"

@@ -205,7 +205,7 @@ POOL_DRIVER = textwrap.dedent(
     import sys, time
     from concurrent.futures import ProcessPoolExecutor
     import multiprocessing as mp
-    from textclf.pipeline.executors import _pool_worker
+    from textclf.pipeline.pool import _pool_worker
 
     if __name__ == "__main__":
         pool = ProcessPoolExecutor(max_workers=2, mp_context=mp.get_context("spawn"), initializer=_pool_worker, initargs=("1", True))

@@ -46,6 +46,7 @@ from typing import Any, Callable
 from textclf.core.cache import StageCache
 from textclf.core.errors import ConfigError, TextclfError, TrainingError
 from textclf.pipeline.config import Config
+from textclf.pipeline.pool import Getters, _pool_worker, expected_work, stop_pool, worker_threads
 
 log = logging.getLogger(__name__)
 
@@ -124,50 +125,12 @@ def resolve_jobs(jobs: int | str, tasks: int) -> int:
     return n
 
 
-def _pool_worker(threads: str, quiet: bool) -> None:
-    """Pool initializer: torch threads per worker (train.num_threads: null follows OMP_NUM_THREADS), logging, exit with the driver."""
-    from textclf.core.logs import setup_logging
-
-    # Set, not setdefault: an OMP_NUM_THREADS inherited from the driver is the whole run's budget, and
-    # workers each keeping it oversubscribe the cores (2 workers x 2 spinning OpenMP threads on 2 cores
-    # made some epochs 20x slower).
-    os.environ["OMP_NUM_THREADS"] = threads
-    setup_logging(quiet)
-    _exit_with_parent()
-
-
-def worker_threads(jobs: int) -> str:
-    """Torch threads of each of ``jobs`` pool workers: the run's thread budget (OMP_NUM_THREADS, else the cores) shared out."""
-    from textclf.core.machine import thread_count
-
-    return str(max(1, thread_count() // jobs))
-
-
-def _exit_with_parent(poll_s: float = 0.5) -> None:
-    """End this worker soon after its driver dies.
-
-    A driver killed outright (SIGKILL, the OOM killer) cannot shut its pool
-    down, and an idle worker waits on the task queue forever: it would keep
-    its memory and the driver's stdout/stderr open (a shell pipeline or a
-    ``subprocess.run`` reading them never ends). What a dying worker leaves
-    half-written is a ``.tmp-*`` folder the next run removes.
-    """
-    import threading
-    import time
-
-    parent = os.getppid()
-
-    def watch() -> None:
-        while os.getppid() == parent:  # re-parented (to init or a subreaper) once the driver is gone
-            time.sleep(poll_s)
-        os._exit(1)
-
-    threading.Thread(target=watch, name="textclf-exit-with-driver", daemon=True).start()
-
-
 def check_executor(executor: str) -> None:
+    """A known executor whose extra is installed (``--executor ray`` without Ray stops here, before any work)."""
     if executor not in EXECUTORS:
         raise ConfigError(f"--executor must be one of {', '.join(EXECUTORS)}. Got {executor!r} instead.")
+    if executor == "ray":
+        _import_ray()
 
 
 def execute(tasks, cache: StageCache, *, force: bool, quiet: bool, executor: str = "local", jobs: int = 1,
@@ -194,43 +157,14 @@ def execute(tasks, cache: StageCache, *, force: bool, quiet: bool, executor: str
     os.environ["TOKENIZERS_PARALLELISM"] = "false"
     pool = ProcessPoolExecutor(max_workers=jobs, mp_context=mp.get_context("spawn"), initializer=_pool_worker,
                                initargs=(worker_threads(jobs), quiet))
-    futures = [pool.submit(compute, v, s, root, force, quiet, True, None, False) for v, s in tasks]
+    # Longest first: the slowest trainings (a stacked BiLSTM takes ~9x an RNN's time) would otherwise come last and
+    # run alone while the other workers idle. Each training's result does not depend on the order.
+    first = sorted(range(len(tasks)), key=lambda i: -expected_work(tasks[i][0].config))
+    submitted = {i: pool.submit(compute, *tasks[i], root, force, quiet, True, None, False) for i in first}
+    futures = [submitted[i] for i in range(len(tasks))]
     getters = Getters(lambda on_epoch=None, f=f: f.result() for f in futures)  # trained in a worker: nothing to hear live
     getters.pool = pool
     return getters
-
-
-class Getters(list):
-    """The getters :func:`execute` returns, and the process pool behind them, if any: :meth:`close` it when done."""
-
-    pool: Any = None
-
-    def close(self, interrupted: bool = False) -> None:
-        """Release the workers: once their results are read, or at once (``interrupted``) after Ctrl-C, SIGTERM or an error."""
-        if self.pool is not None:
-            stop_pool(self.pool, interrupted)
-            self.pool = None
-
-
-def stop_pool(pool: Any, interrupted: bool) -> None:
-    """Shut a process pool down; ``interrupted``: cancel what is queued and end the trainings under way.
-
-    Without this an interrupted run would go on: Python's exit joins the pool,
-    which finishes every queued task first (all the remaining trainings). A
-    worker ended mid-training leaves what a SIGKILL does, a checkpoint and
-    ``.tmp-*`` folders that the next run resumes from or removes.
-    """
-    if not interrupted:
-        pool.shutdown(wait=True)
-        return
-    # No public handle on the workers before Python 3.14; shutdown() drops this one, so take it first.
-    workers = list((getattr(pool, "_processes", None) or {}).values())
-    pool.shutdown(wait=False, cancel_futures=True)
-    for w in workers:
-        if w.is_alive():
-            w.terminate()
-    for w in workers:
-        w.join(timeout=10)
 
 
 class Runner:

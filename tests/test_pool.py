@@ -1,0 +1,60 @@
+"""The local process pool's scheduling (textclf.pipeline.pool): the longest trainings are submitted first,
+results still come back in task order."""
+
+from __future__ import annotations
+
+from concurrent.futures import Future
+from pathlib import Path
+
+from textclf.core.cache import StageCache
+from textclf.pipeline import executors
+from textclf.pipeline.pool import expected_work
+from textclf.pipeline.spec import load_pipeline
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_expected_work_orders_the_default_comparison_as_measured():
+    # Measured seconds per epoch on 2 cores (bench/README.md): rnn 0.6 < gru 1.25 < lstm 1.4 < lstm-x2 2.3 ~ bilstm 2.3
+    # < bilstm-x2 5.6; TF-IDF trains in a second.
+    pipe = load_pipeline(REPO / "pipelines" / "compare.yaml")
+    work = {name: expected_work(v.config) for name, v in pipe.variants.items()}
+    assert work["tfidf"] == 0
+    assert work["rnn"] < work["gru"] < work["lstm"] < min(work["lstm-x2"], work["bilstm"]) < work["bilstm-x2"]
+    # Epochs scale the work: a variant trained twice as long costs twice as much.
+    twice = load_pipeline(REPO / "pipelines" / "compare.yaml", overrides=["train.epochs=20"]).variants["rnn"].config
+    assert expected_work(twice) == 2 * work["rnn"]
+
+
+class RecordingPool:
+    """Stands in for ProcessPoolExecutor: records the order of submissions, answers with the task's variant name."""
+
+    submitted: list[str] = []
+
+    def __init__(self, *args, **kwargs):
+        RecordingPool.submitted = []
+
+    def submit(self, fn, variant, seed, *args):
+        RecordingPool.submitted.append(f"{variant.name}-s{seed}")
+        f: Future = Future()
+        f.set_result(f"{variant.name}-s{seed}")
+        return f
+
+    def shutdown(self, wait=True, cancel_futures=False):
+        pass
+
+
+def test_longest_trainings_are_submitted_first_and_results_come_back_in_task_order(monkeypatch, tmp_path):
+    import concurrent.futures
+
+    monkeypatch.setattr(concurrent.futures, "ProcessPoolExecutor", RecordingPool)
+    pipe = load_pipeline(REPO / "pipelines" / "compare.yaml", seeds=[1, 2])
+    tasks = [(v, s) for v in pipe.variants.values() for s in pipe.seeds]
+    getters = executors.execute(tasks, StageCache(tmp_path), force=False, quiet=True, jobs=2)
+    names = [f"{v.name}-s{s}" for v, s in tasks]
+    assert [get() for get in getters] == names  # task order, whatever the submission order
+    assert RecordingPool.submitted[:2] == ["bilstm-x2-s1", "bilstm-x2-s2"]
+    assert RecordingPool.submitted[-2:] == ["tfidf-s1", "tfidf-s2"]
+    order = [n.rsplit("-s", 1)[0] for n in RecordingPool.submitted[::2]]
+    assert order[0] == "bilstm-x2" and sorted(order[1:3]) == ["bilstm", "lstm-x2"] and order[3:] == ["lstm", "gru", "rnn", "tfidf"]
+    getters.close()
