@@ -1,17 +1,22 @@
-"""Pipeline wall time: ``textclf run`` cold (empty cache and MLflow store) and fully cached (the same command again).
+"""Pipeline wall time: ``textclf run`` cold (empty cache and MLflow store), unchanged (the same command again) and cached.
 
-Runs the real CLI in a subprocess, twice, with identical arguments:
+Runs the real CLI in a subprocess, three times:
 
     textclf run PIPELINE --params <repo>/params.yaml --cache-dir <tmp>/cache
                 --tracking-uri sqlite:///<tmp>/mlruns/mlflow.db [--set ...] [--variant ...]
 
 in a fresh temporary working directory (so MLflow's artifacts and any
 relative path land there, not in the repository). ``cold_s`` is the wall time
-of the first run, ``cached_s`` of the second, both including interpreter
-start-up and imports (``cold_cpu_s`` / ``cached_cpu_s``: their user + system
-CPU seconds, a steadier figure on a busy machine); ``cli_startup_s`` is the wall time of ``textclf --help``
-for scale. Each run's "trained" / "cached" lines are counted, so the JSON
-shows whether the second run really recomputed nothing.
+of the first run; ``unchanged_s`` of the same command again, which trains and
+records nothing and shows the answer the first run recorded (the "nothing
+changed" path of :mod:`textclf.pipeline.unchanged`); ``cached_s`` of the same
+command with ``--new-run``, which records a new parent and every child from
+the cache (what a run costs when only its record is new, e.g. an edited
+description). All include interpreter start-up and imports (``*_cpu_s``:
+user + system CPU seconds, a steadier figure on a busy machine);
+``cli_startup_s`` is the wall time of ``textclf --help`` for scale. Each
+run's "trained" / "cached" lines are counted, so the JSON shows whether the
+later runs really recomputed nothing.
 
 Default pipeline: ``pipelines/compare.yaml`` (7 variants × 3 seeds: long).
 ``--smoke`` instead writes a tiny pipeline (rnn and lstm, 1 seed, on
@@ -138,19 +143,27 @@ def measure(args, cli: str, work: Path) -> dict:
     startup, _ = run_cli([cli, "--help"], work, env, work / "help.log")
     print(f"cold run: {' '.join(cmd)}", file=sys.stderr, flush=True)
     cold, cold_cpu = run_cli(cmd, work, env, work / "cold.log")
-    print(f"  {cold:.1f}s; cached run ...", file=sys.stderr, flush=True)
-    cached, cached_cpu = run_cli(cmd, work, env, work / "cached.log")
+    print(f"  {cold:.1f}s; unchanged run ...", file=sys.stderr, flush=True)
+    unchanged, unchanged_cpu = run_cli(cmd, work, env, work / "unchanged.log")
+    print(f"  {unchanged:.2f}s; cached run (--new-run) ...", file=sys.stderr, flush=True)
+    cached, cached_cpu = run_cli(cmd + ["--new-run"], work, env, work / "cached.log")
     cold_counts, cached_counts = counts(work / "cold.log"), counts(work / "cached.log")
-    print(f"pipeline {pipeline.name}: cold {cold:.1f}s ({cold_counts['trained']} trained), cached {cached:.2f}s "
+    unchanged_log = (work / "unchanged.log").read_text(errors="replace")
+    answered = "nothing changed since parent run" in " ".join(unchanged_log.split()) and not _LINE.search(unchanged_log)
+    print(f"pipeline {pipeline.name}: cold {cold:.1f}s ({cold_counts['trained']} trained), unchanged {unchanged:.2f}s "
+          f"({'answered from the last run' if answered else 'NOT answered from the last run'}), cached {cached:.2f}s "
           f"({cached_counts['cached']} cached, {cached_counts['trained']} trained) | CPU s: cold {cold_cpu:.1f}, "
-          f"cached {cached_cpu:.1f} | CLI start-up {startup:.2f}s", flush=True)
+          f"unchanged {unchanged_cpu:.1f}, cached {cached_cpu:.1f} | CLI start-up {startup:.2f}s", flush=True)
     return {
         "cold_s": round(cold, 3),
+        "unchanged_s": round(unchanged, 3),
         "cached_s": round(cached, 3),
         "cold_cpu_s": round(cold_cpu, 3),
+        "unchanged_cpu_s": round(unchanged_cpu, 3),
         "cached_cpu_s": round(cached_cpu, 3),
         "cli_startup_s": round(startup, 3),
         "cold_runs": cold_counts,
+        "unchanged_answered": answered,
         "cached_runs": cached_counts,
         "fully_cached": cached_counts["trained"] == 0 and cached_counts["cached"] > 0,
         "machine": C.machine_info(args.threads),

@@ -118,8 +118,17 @@ def test_pipeline_records_parent_children_and_reuses_cache(project, capsys):
     report = Path(client.download_artifacts(parent.info.run_id, "comparison/report.md")).read_text()
     assert "rnn" in report and "bilstm" in report and "baseline" in report.lower()
 
-    # a re-run with nothing changed trains nothing and reports the same metrics
-    assert run_cli("run", str(pipe), "-q", "--summary-out", "s2.json") == 0
+    # a re-run with nothing changed trains and records nothing: it shows the answer the first run recorded
+    all_runs = lambda: client.search_runs([parent.info.experiment_id], max_results=1000)  # noqa: E731
+    before = {r.info.run_id for r in all_runs()}
+    capsys.readouterr()
+    assert run_cli("run", str(pipe), "--summary-out", "same.json") == 0
+    assert "nothing changed since parent run " + s1["parent_run_id"] in " ".join(capsys.readouterr().out.split())
+    assert json.loads(Path("same.json").read_text()) == s1
+    assert {r.info.run_id for r in all_runs()} == before
+
+    # --new-run records it again: cached children that link the first run's models, the same metrics
+    assert run_cli("run", str(pipe), "-q", "--new-run", "--summary-out", "s2.json") == 0
     s2 = json.loads(Path("s2.json").read_text())
     assert s2["parent_run_id"] != s1["parent_run_id"]
     _, _, children2 = runs_of(s2["parent_run_id"])

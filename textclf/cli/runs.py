@@ -35,6 +35,7 @@ def run(
     variant: Annotated[Optional[list[str]], typer.Option("--variant", help="Run only these variants (repeatable).")] = None,
     seeds: Annotated[Optional[str], typer.Option("--seeds", help="Training seeds instead of the pipeline's, e.g. --seeds 4,5,6.")] = None,
     force: Annotated[bool, typer.Option("--force", help="Recompute every stage, ignoring the cache.")] = False,
+    new_run: Annotated[bool, typer.Option("--new-run", help="Record a new parent run even when nothing changed since the last one (by default its results are shown).")] = False,
     summary_out: Annotated[Optional[Path], typer.Option("--summary-out", help="Also write summary.json here.")] = None,
     register: Annotated[Optional[str], typer.Option("--register", help="Register the best variant's model under this name (alias 'champion').")] = None,
     system_metrics: SystemOpt = False,
@@ -68,6 +69,7 @@ def run(
             cpus_per_task=cpus_per_task,
             gpus_per_task=gpus_per_task,
             quiet=quiet,
+            new_run=new_run,
             on_event=on_event,
         )
     from textclf.analysis.report import render_table
@@ -206,6 +208,9 @@ def _event_printer(print_: Callable[..., None]) -> Callable[[str, dict], None]:
 def _print_event(kind: str, info: dict, print_: Callable[..., None] = out.print) -> None:
     if kind == "start":
         print_(f"[bold]{info['pipeline']}[/]: {info['variants']} variants × {info['seeds']} seeds → MLflow {info['uri']} (parent run {info['parent_run_id']})")
+    elif kind == "unchanged":
+        print_(f"[bold]{info['pipeline']}[/]: nothing changed since parent run {info['parent_run_id']} (MLflow {info['uri']}): "
+               "its results follow. --new-run records them again, --force retrains.")
     elif kind == "trained":  # side-by-side trainings: accuracy follows once each model has been timed alone
         print_(f"  {'[dim]cached[/]' if info['cached'] else '[green]trained[/]'} {info['variant']:<16} seed {info['seed']}")
     elif kind == "tuning":

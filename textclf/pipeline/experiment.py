@@ -53,6 +53,7 @@ class PipelineResult:
     summary: dict[str, Any]
     parent_run_id: str
     outputs: list[VariantOutput]
+    unchanged: bool = False  # nothing changed since parent_run_id: its answer, nothing trained or recorded
 
 
 def run_pipeline(
@@ -69,12 +70,15 @@ def run_pipeline(
     cpus_per_task: float = 1.0,
     gpus_per_task: float = 0.0,
     quiet: bool = False,
+    new_run: bool = False,
     on_event: Callable[[str, dict[str, Any]], None] | None = None,
 ) -> PipelineResult:
     """Run every (variant, seed) of ``pipe``, record each as a child run, compare them on the parent.
 
     ``on_event(kind, info)`` hears ``"start"`` (uri, parent run, counts) and
-    ``"task"`` (variant, seed, output) as they happen.
+    ``"task"`` (variant, seed, output) as they happen, or only ``"unchanged"``
+    when a finished run already answers the pipeline (:mod:`textclf.pipeline.unchanged`;
+    ``new_run`` records a new parent run anyway).
     """
     import mlflow
     from mlflow.tracking import MlflowClient
@@ -82,6 +86,7 @@ def run_pipeline(
     from textclf.analysis.compare import compare
     from textclf.analysis.report import write_report
     from textclf.pipeline.resources import check_configs
+    from textclf.pipeline.unchanged import TAG, cached_fingerprint, find_answer, fingerprint
     from textclf.pipeline.variant import is_trained
 
     emit = on_event or (lambda kind, info: None)
@@ -95,6 +100,15 @@ def run_pipeline(
     tasks = [(v, s) for v in pipe.variants.values() for s in pipe.seeds]
     # Tuning decides the configs to train later: until then nothing counts as trained.
     untrained = [(v, s) for v, s in tasks if force or pipe.tune is not None or not is_trained(v.for_seed(s), cache)]
+    if not (untrained or force or new_run or register or system_metrics or pipe.tune is not None):
+        # Nothing to train: if a finished run already answers this pipeline unchanged, that is the answer.
+        fp = cached_fingerprint(pipe, tasks, cache)
+        if fp is not None:
+            uri = store.setup(tracking_uri)
+            answer = find_answer(pipe.name, fp)
+            if answer is not None:
+                emit("unchanged", {"pipeline": pipe.name, "parent_run_id": answer[0], "uri": uri})
+                return PipelineResult(summary=answer[1], parent_run_id=answer[0], outputs=[], unchanged=True)
     # Workers only for work: a pool that would just read cache hits costs seconds of process start-up.
     if executor == "local" and untrained:
         jobs = resolve_jobs(jobs, len(untrained))
@@ -201,6 +215,8 @@ def run_pipeline(
                     summary["registered"] = register_champion(client, summary, register)
             (Path(tmp) / "summary.json").write_text(json.dumps(summary, indent=1, default=str))
             mlflow.log_artifacts(tmp, "comparison")
+            if pipe.tune is None:  # a later run of the same pipeline, data and code finds this answer
+                mlflow.set_tag(TAG, fingerprint(pipe, [(v.task, v.name, s, o.stage_key) for (v, s), o in zip(tasks, outputs)]))
             mlflow.set_tag("mlflow.note.content", describe_parent(pipe, summaries))
     return PipelineResult(summary=summary, parent_run_id=parent_id, outputs=outputs)
 

@@ -91,26 +91,37 @@ def plan(cfg: Config, cache: StageCache, *, source=None) -> Plan:
 def is_trained(cfg: Config, cache: StageCache) -> bool:
     """Whether ``cfg``'s model is in the cache already, told from the specs alone (nothing is loaded or computed).
 
+    Used to skip the memory check of models that will not be built; any doubt
+    (init_from, a spec that cannot be made yet) answers False.
+    """
+    return trained_key(cfg, cache) is not None
+
+
+def trained_key(cfg: Config, cache: StageCache) -> str | None:
+    """The cache key of ``cfg``'s trained model (train or tfidf stage) when it is in the cache, else None.
+
     The keys follow the chain :func:`run_variant` runs (prepare → tokenize →
-    embed → train, or prepare → tfidf). Used to skip the memory check of models that will not be
-    built; any doubt (init_from, a spec that cannot be made yet) answers False.
+    embed → train, or prepare → tfidf), so this is the ``stage_key`` the run
+    would report; any doubt (init_from, a spec that cannot be made yet) answers None.
     """
     from textclf.core.cache import META, stage_key
     from textclf.core.errors import TextclfError
     from textclf.pipeline.stage import spec_params
 
     if cfg.kind == "neural" and cfg.encoder.init_from:
-        return False
+        return None
     try:
         p = plan(cfg, cache)
     except TextclfError:
-        return False
+        return None
     prepare = stage_key("prepare", spec_params(p.prepare), [])
     if p.tfidf is not None:
-        return (cache.path("tfidf", stage_key("tfidf", spec_params(p.tfidf), [prepare])) / META).is_file()
-    tok = stage_key("tokenize", spec_params(p.tokenize), [prepare])
-    upstream = [tok] + ([stage_key("embed", spec_params(p.embed), [tok])] if p.embed is not None else [])
-    return (cache.path("train", stage_key("train", spec_params(p.train), upstream)) / META).is_file()
+        stage, key = "tfidf", stage_key("tfidf", spec_params(p.tfidf), [prepare])
+    else:
+        tok = stage_key("tokenize", spec_params(p.tokenize), [prepare])
+        upstream = [tok] + ([stage_key("embed", spec_params(p.embed), [tok])] if p.embed is not None else [])
+        stage, key = "train", stage_key("train", spec_params(p.train), upstream)
+    return key if (cache.path(stage, key) / META).is_file() else None
 
 
 @dataclass

@@ -1,0 +1,92 @@
+"""Whether a finished pipeline run already answers this one: nothing changed, nothing to record again.
+
+A re-run of the same pipeline on the same data with the same code trains
+nothing (every model is in the stage cache), and recording it again would
+add a parent and one child per (variant, seed) that repeat the last ones.
+Like ``make`` or ``dvc repro``, ``textclf run`` then shows the answer it
+already has: the summary of the latest FINISHED parent run whose
+**fingerprint** matches, read back from that run's ``comparison/``
+artifacts. ``--new-run`` records a new parent anyway (cached children link
+the models of the runs that trained them); ``--force`` recomputes.
+
+The fingerprint (tag ``textclf.fingerprint`` on the parent) hashes what
+decides the answer: the pipeline spec as resolved (variants, tasks, claims,
+baselines; ``--set`` overrides and ``--seeds`` included), every (task,
+variant, seed)'s trained-model cache key (which hashes its config, its data's
+content and the textclf source, see :func:`textclf.core.cache.stage_key`),
+and the textclf source itself (the comparison and the report are code too).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from typing import Any
+
+from textclf.core.cache import StageCache, source_fingerprint
+from textclf.pipeline.spec import Pipeline, Variant
+from textclf.pipeline.variant import trained_key
+
+log = logging.getLogger(__name__)
+
+TAG = "textclf.fingerprint"
+
+
+def fingerprint(pipe: Pipeline, keyed: list[tuple[str | None, str, int, str]]) -> str:
+    """The fingerprint of ``pipe`` whose (task, variant, seed) models have the cache keys ``keyed``."""
+    blob = json.dumps(
+        {
+            "spec": pipe.spec.model_dump(mode="json"),
+            "seeds": list(pipe.seeds),
+            "variants": {n: v.config.to_dict() for n, v in pipe.variants.items()},
+            "models": sorted([t or "", v, s, k] for t, v, s, k in keyed),
+            "code": source_fingerprint(),
+        },
+        sort_keys=True,
+        default=str,
+    )
+    return hashlib.sha256(blob.encode()).hexdigest()[:24]
+
+
+def cached_fingerprint(pipe: Pipeline, tasks: list[tuple[Variant, int]], cache: StageCache) -> str | None:
+    """The fingerprint this run will have, when every model is in the cache already; else None."""
+    keyed = []
+    for variant, seed in tasks:
+        key = trained_key(variant.for_seed(seed), cache)
+        if key is None:
+            return None
+        keyed.append((variant.task, variant.name, seed, key))
+    return fingerprint(pipe, keyed)
+
+
+def find_answer(experiment: str, fp: str) -> tuple[str, dict[str, Any]] | None:
+    """(parent run id, summary) of the latest FINISHED parent run of ``experiment`` with fingerprint ``fp``; None if none.
+
+    A parent whose summary cannot be read back (its artifacts deleted) answers
+    nothing: the pipeline then runs and records anew.
+    """
+    import mlflow
+    from mlflow.tracking import MlflowClient
+
+    exp = mlflow.get_experiment_by_name(experiment)
+    if exp is None:
+        return None
+    client = MlflowClient()
+    found = client.search_runs(
+        [exp.experiment_id],
+        filter_string=f"tags.`{TAG}` = '{fp}' and tags.`textclf.role` = 'parent' and attributes.status = 'FINISHED'",
+        max_results=1,
+        order_by=["attributes.start_time DESC"],
+    )
+    if not found:
+        return None
+    run_id = found[0].info.run_id
+    try:
+        path = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="comparison/summary.json")
+        with open(path, encoding="utf-8") as f:
+            summary = json.load(f)
+    except Exception as exc:  # deleted or unreadable artifacts: not an answer, run again
+        log.warning("run %s matches this pipeline but its comparison/summary.json cannot be read (%s): running it again", run_id, exc)
+        return None
+    return run_id, summary
