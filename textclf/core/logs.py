@@ -37,10 +37,14 @@ def setup_logging(quiet: bool = False) -> None:
     # MLflow's hints about integer columns and type hints concern its own inference, not the user.
     for pattern in (r".*Add type hints to the .predict. method", r"Hint: Inferred schema contains integer", r".*noload.*", r"Operation with range is deprecated"):
         warnings.filterwarnings("ignore", message=pattern)
-    import datasets
-
-    datasets.disable_progress_bars()
-    datasets.logging.set_verbosity_error()
+    # Quiet the datasets library without importing it (half a second a run that reads only the cache never needs):
+    # it reads these at import; once imported, its own switches.
+    if "datasets" in sys.modules:
+        sys.modules["datasets"].disable_progress_bars()
+        sys.modules["datasets"].logging.set_verbosity_error()
+    else:
+        os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
+        os.environ.setdefault("DATASETS_VERBOSITY", "error")
 
 
 class ProgressLog:

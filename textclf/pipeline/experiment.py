@@ -80,13 +80,10 @@ def run_pipeline(
     when a finished run already answers the pipeline (:mod:`textclf.pipeline.unchanged`;
     ``new_run`` records a new parent run anyway).
     """
-    import mlflow
-    from mlflow.tracking import MlflowClient
-
     from textclf.analysis.compare import compare
     from textclf.analysis.report import write_report
     from textclf.pipeline.resources import check_configs
-    from textclf.pipeline.unchanged import TAG, cached_fingerprint, find_answer, fingerprint
+    from textclf.pipeline.unchanged import TAG, cached_fingerprint, find_answer, fingerprint, remember
     from textclf.pipeline.variant import is_trained
 
     emit = on_event or (lambda kind, info: None)
@@ -103,12 +100,13 @@ def run_pipeline(
     if not (untrained or force or new_run or register or system_metrics or pipe.tune is not None):
         # Nothing to train: if a finished run already answers this pipeline unchanged, that is the answer.
         fp = cached_fingerprint(pipe, tasks, cache)
-        if fp is not None:
-            uri = store.setup(tracking_uri)
-            answer = find_answer(pipe.name, fp)
-            if answer is not None:
-                emit("unchanged", {"pipeline": pipe.name, "parent_run_id": answer[0], "uri": uri})
-                return PipelineResult(summary=answer[1], parent_run_id=answer[0], outputs=[], unchanged=True)
+        answer = find_answer(cache, pipe.name, fp, tracking_uri) if fp is not None else None
+        if answer is not None:
+            emit("unchanged", {"pipeline": pipe.name, "parent_run_id": answer[0], "uri": answer[2]})
+            return PipelineResult(summary=answer[1], parent_run_id=answer[0], outputs=[], unchanged=True)
+    import mlflow  # here, not above: an unchanged answer needs no MLflow import (over a second)
+    from mlflow.tracking import MlflowClient
+
     # Workers only for work: a pool that would just read cache hits costs seconds of process start-up.
     if executor == "local" and untrained:
         jobs = resolve_jobs(jobs, len(untrained))
@@ -216,8 +214,11 @@ def run_pipeline(
             (Path(tmp) / "summary.json").write_text(json.dumps(summary, indent=1, default=str))
             mlflow.log_artifacts(tmp, "comparison")
             if pipe.tune is None:  # a later run of the same pipeline, data and code finds this answer
-                mlflow.set_tag(TAG, fingerprint(pipe, [(v.task, v.name, s, o.stage_key) for (v, s), o in zip(tasks, outputs)]))
+                fp = fingerprint(pipe, [(v.task, v.name, s, o.stage_key) for (v, s), o in zip(tasks, outputs)])
+                mlflow.set_tag(TAG, fp)
             mlflow.set_tag("mlflow.note.content", describe_parent(pipe, summaries))
+    if pipe.tune is None:  # once the parent is FINISHED (an interrupted one never answers)
+        remember(cache, fp, uri, parent_id, summary)
     return PipelineResult(summary=summary, parent_run_id=parent_id, outputs=outputs)
 
 

@@ -6,7 +6,9 @@ add a parent and one child per (variant, seed) that repeat the last ones.
 Like ``make`` or ``dvc repro``, ``textclf run`` then shows the answer it
 already has: the summary of the latest FINISHED parent run whose
 **fingerprint** matches, read back from that run's ``comparison/``
-artifacts. ``--new-run`` records a new parent anyway (cached children link
+artifacts (or from the copy this cache keeps, ``<cache>/.answers/``, so
+that the answer needs no MLflow import on a local SQLite store).
+``--new-run`` records a new parent anyway (cached children link
 the models of the runs that trained them); ``--force`` recomputes.
 
 The fingerprint (tag ``textclf.fingerprint`` on the parent) hashes what
@@ -24,9 +26,12 @@ import json
 import logging
 from typing import Any
 
+from pathlib import Path
+
 from textclf.core.cache import StageCache, source_fingerprint
 from textclf.pipeline.spec import Pipeline, Variant
 from textclf.pipeline.variant import trained_key
+from textclf.tracking import store
 
 log = logging.getLogger(__name__)
 
@@ -60,15 +65,58 @@ def cached_fingerprint(pipe: Pipeline, tasks: list[tuple[Variant, int]], cache: 
     return fingerprint(pipe, keyed)
 
 
-def find_answer(experiment: str, fp: str) -> tuple[str, dict[str, Any]] | None:
-    """(parent run id, summary) of the latest FINISHED parent run of ``experiment`` with fingerprint ``fp``; None if none.
+ANSWERS = ".answers"  # <cache>/.answers/<fingerprint>.json: the last answer each fingerprint got (hidden from cache ls/prune)
 
-    A parent whose summary cannot be read back (its artifacts deleted) answers
-    nothing: the pipeline then runs and records anew.
+
+def remember(cache: StageCache, fp: str, uri: str, parent_run_id: str, summary: dict[str, Any]) -> None:
+    """Keep the answer a run recorded, so that an unchanged re-run can show it without loading MLflow."""
+    import os
+    import tempfile
+
+    folder = cache.root / ANSWERS
+    record = {"tracking_uri": uri, "db": str(store.sqlite_db(uri) or ""), "parent_run_id": parent_run_id, "summary": summary}
+    tmp = None
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".tmp-{os.getpid()}-")
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(record, f, default=str)
+        os.replace(tmp, folder / f"{fp}.json")  # atomic: a reader sees the old record or the new one
+    except OSError as exc:  # only a shortcut: the run is recorded in MLflow, which answers next time
+        log.warning("could not keep this run's answer in %s (%s); an unchanged re-run will ask MLflow", folder, exc)
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+
+
+def find_answer(cache: StageCache, experiment: str, fp: str, tracking_uri: str | None) -> tuple[str, dict[str, Any], str] | None:
+    """(parent run id, summary, tracking URI) of a FINISHED parent run of ``experiment`` with fingerprint ``fp``; None if none.
+
+    Fast path: the answer this cache remembers (:func:`remember`), when its
+    run is still FINISHED and not deleted in the same local SQLite store
+    (read directly, see :func:`textclf.tracking.store.sqlite_run_state`).
+    Otherwise MLflow is asked: the latest such parent of the experiment, its
+    summary read back from its ``comparison/`` artifacts. A parent whose
+    summary cannot be read (its artifacts deleted) answers nothing: the
+    pipeline then runs and records anew.
     """
+    uri = store.resolve_uri(tracking_uri)
+    db = store.sqlite_db(uri)
+    kept = cache.root / ANSWERS / f"{fp}.json"
+    if db is not None and kept.is_file():
+        try:
+            record = json.loads(kept.read_text(encoding="utf-8"))
+            if record.get("db") == str(db) and store.sqlite_run_state(db, record["parent_run_id"]) == ("FINISHED", "active"):
+                return record["parent_run_id"], record["summary"], uri
+        except (OSError, ValueError, KeyError, TypeError):
+            pass  # unreadable: ask MLflow
+    return _ask_mlflow(experiment, fp, tracking_uri)
+
+
+def _ask_mlflow(experiment: str, fp: str, tracking_uri: str | None) -> tuple[str, dict[str, Any], str] | None:
     import mlflow
     from mlflow.tracking import MlflowClient
 
+    uri = store.setup(tracking_uri)
     exp = mlflow.get_experiment_by_name(experiment)
     if exp is None:
         return None
@@ -89,4 +137,4 @@ def find_answer(experiment: str, fp: str) -> tuple[str, dict[str, Any]] | None:
     except Exception as exc:  # deleted or unreadable artifacts: not an answer, run again
         log.warning("run %s matches this pipeline but its comparison/summary.json cannot be read (%s): running it again", run_id, exc)
         return None
-    return run_id, summary
+    return run_id, summary, uri

@@ -53,6 +53,34 @@ def resolve_uri(explicit: str | None = None) -> str:
     return explicit or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
 
 
+def sqlite_db(uri: str) -> Path | None:
+    """The database file of a ``sqlite:///`` tracking URI, made absolute (a relative one is relative to the working folder)."""
+    return Path(uri[len("sqlite:///") :]).resolve() if uri.startswith("sqlite:///") else None
+
+
+def sqlite_run_state(db: Path, run_id: str) -> tuple[str, str] | None:
+    """(status, lifecycle stage) of a run in a local SQLite store, read without loading MLflow; None when unknown.
+
+    MLflow's import and store set-up take over a second, which is all a
+    "nothing changed" answer would otherwise spend. This reads the ``runs``
+    table read-only; a missing file, another schema or any error answers None
+    and the caller asks MLflow instead.
+    """
+    import sqlite3
+
+    if not db.is_file():
+        return None
+    try:
+        con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=store_timeout())
+        try:
+            row = con.execute("SELECT status, lifecycle_stage FROM runs WHERE run_uuid = ?", (run_id,)).fetchone()
+        finally:
+            con.close()
+    except sqlite3.Error:
+        return None
+    return (str(row[0]), str(row[1])) if row else ("MISSING", "deleted")
+
+
 def setup(explicit: str | None = None) -> str:
     """Point MLflow at the store; create the local SQLite folder; fail fast on an unreachable server."""
     import mlflow
