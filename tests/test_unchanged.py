@@ -48,3 +48,34 @@ def test_everything_that_decides_the_answer_changes_the_fingerprint(tmp_path):
         edited.write_text(COMPARE.read_text().replace(old, new, 1))
         other = load_pipeline(edited)
         assert fingerprint(other, keyed(other)) != fp, new
+
+
+def test_the_kept_answer_is_used_only_while_its_run_is_finished_and_not_deleted(tmp_path, monkeypatch):
+    import mlflow
+    from mlflow.tracking import MlflowClient
+
+    from textclf.core.cache import StageCache
+    from textclf.pipeline.unchanged import TAG, find_answer, remember
+    from textclf.tracking import store
+
+    monkeypatch.chdir(tmp_path)
+    uri = store.setup(f"sqlite:///{tmp_path}/mlruns/mlflow.db")
+    client = MlflowClient()
+    exp = mlflow.create_experiment("p", artifact_location=str(tmp_path / "artifacts"))
+    run = client.create_run(exp, tags={"textclf.role": "parent", TAG: "fp1"})
+    cache = StageCache(tmp_path / "cache")
+    remember(cache, "fp1", uri, run.info.run_id, {"answer": 42})
+
+    # RUNNING (or KILLED) is not an answer; the MLflow search agrees (it asks for FINISHED parents).
+    assert find_answer(cache, "p", "fp1", uri) is None
+    client.set_terminated(run.info.run_id, "FINISHED")
+    assert find_answer(cache, "p", "fp1", uri) == (run.info.run_id, {"answer": 42}, uri)
+    assert find_answer(cache, "p", "other", uri) is None  # another fingerprint
+    # A deleted run answers nothing, though the cache still holds its record.
+    client.delete_run(run.info.run_id)
+    assert (cache.root / ".answers" / "fp1.json").is_file()
+    assert find_answer(cache, "p", "fp1", uri) is None
+    # Another store (another database) is never answered from this record.
+    client.restore_run(run.info.run_id)
+    other = store.setup(f"sqlite:///{tmp_path}/elsewhere/mlflow.db")
+    assert find_answer(cache, "p", "fp1", other) is None
