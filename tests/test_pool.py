@@ -58,3 +58,25 @@ def test_longest_trainings_are_submitted_first_and_results_come_back_in_task_ord
     order = [n.rsplit("-s", 1)[0] for n in RecordingPool.submitted[::2]]
     assert order[0] == "bilstm-x2" and sorted(order[1:3]) == ["bilstm", "lstm-x2"] and order[3:] == ["lstm", "gru", "rnn", "tfidf"]
     getters.close()
+
+
+def test_results_are_read_as_they_end_not_in_task_order():
+    # The driver reports each training as it ends; with the longest started first, task order would hold every
+    # report back until the first task (often the quickest, started last) is done.
+    import threading
+    import time
+
+    from textclf.pipeline.pool import Getters
+
+    futures = [Future() for _ in range(4)]
+    getters = Getters(lambda f=f: f.result() for f in futures)
+    getters.futures = futures
+
+    def finish():
+        for i in (2, 0, 3, 1):
+            time.sleep(0.05)
+            futures[i].set_result(i)
+
+    threading.Thread(target=finish).start()
+    assert list(getters.completed()) == [2, 0, 3, 1]
+    assert list(Getters([lambda: 0, lambda: 1]).completed()) == [0, 1]  # inline: task order

@@ -163,7 +163,7 @@ def execute(tasks, cache: StageCache, *, force: bool, quiet: bool, executor: str
     submitted = {i: pool.submit(compute, *tasks[i], root, force, quiet, True, None, False) for i in first}
     futures = [submitted[i] for i in range(len(tasks))]
     getters = Getters(lambda on_epoch=None, f=f: f.result() for f in futures)  # trained in a worker: nothing to hear live
-    getters.pool = pool
+    getters.pool, getters.futures = pool, futures
     return getters
 
 

@@ -158,10 +158,10 @@ def run_pipeline(
         if not measures_cost_inline(executor, jobs):
             # Trainings ran side by side: wait for all of them, then time each model alone,
             # so latency and throughput are not those of a machine busy with other trainings.
-            done = []
-            for (variant, seed), get in zip(tasks, getters):
-                done.append(get())
-                emit("trained", {"variant": variant.key, "seed": seed, "cached": done[-1].cached})
+            done: list[Any] = [None] * len(tasks)
+            for i in getters.completed():  # as each ends (the longest were started first), not in task order
+                done[i] = getters[i]()
+                emit("trained", {"variant": tasks[i][0].key, "seed": tasks[i][1], "cached": done[i].cached})
             getters.close()  # every training is done: free the workers' memory before timing models alone
             costed = [with_cost(out, cache, force=force and not out.cached) for out in done]
             getters = [lambda on_epoch=None, out=out: out for out in costed]

@@ -82,6 +82,18 @@ class Getters(list):
     """The getters :func:`execute` returns, and the process pool behind them, if any: :meth:`close` it when done."""
 
     pool: Any = None
+    futures: list[Any] | None = None  # the pool's futures, in task order
+
+    def completed(self):
+        """Task indices as their results become ready (task order when nothing runs in the background)."""
+        if not self.futures:
+            yield from range(len(self))
+            return
+        from concurrent.futures import as_completed
+
+        index = {id(f): i for i, f in enumerate(self.futures)}
+        for f in as_completed(self.futures):
+            yield index[id(f)]
 
     def close(self, interrupted: bool = False) -> None:
         """Release the workers: once their results are read, or at once (``interrupted``) after Ctrl-C, SIGTERM or an error."""
