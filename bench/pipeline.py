@@ -108,8 +108,9 @@ def run_cli(cmd: list[str], cwd: Path, env: dict[str, str], log: Path) -> tuple[
 
 
 def counts(log: Path) -> dict[str, int]:
-    found = [m.group(1) for m in _LINE.finditer(log.read_text(errors="replace"))]
-    return {"trained": found.count("trained"), "cached": found.count("cached")}
+    """(variant, seed) pairs reported trained / cached (a parallel run reports each twice: when trained, when recorded)."""
+    found = {(m.group(1), m.group(2), m.group(3)) for m in _LINE.finditer(log.read_text(errors="replace"))}
+    return {kind: sum(k == kind for k, _, _ in found) for kind in ("trained", "cached")}
 
 
 def main(argv=None) -> dict:
