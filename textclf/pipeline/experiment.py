@@ -83,8 +83,8 @@ def run_pipeline(
     from textclf.analysis.compare import compare
     from textclf.analysis.report import write_report
     from textclf.pipeline.resources import check_configs
-    from textclf.pipeline.unchanged import TAG, cached_fingerprint, find_answer, fingerprint, remember
-    from textclf.pipeline.variant import is_trained
+    from textclf.pipeline.unchanged import TAG, find_answer, fingerprint, remember
+    from textclf.pipeline.variant import trained_key
 
     emit = on_event or (lambda kind, info: None)
     if system_metrics:
@@ -96,11 +96,12 @@ def run_pipeline(
         require_optuna()  # a missing extra stops here, before any stage runs
     tasks = [(v, s) for v in pipe.variants.values() for s in pipe.seeds]
     # Tuning decides the configs to train later: until then nothing counts as trained.
-    untrained = [(v, s) for v, s in tasks if force or pipe.tune is not None or not is_trained(v.for_seed(s), cache)]
-    if not (untrained or force or new_run or register or system_metrics or pipe.tune is not None):
+    keys = [None if force or pipe.tune is not None else trained_key(v.for_seed(s), cache) for v, s in tasks]
+    untrained = [task for task, key in zip(tasks, keys) if key is None]
+    if not (untrained or new_run or register or system_metrics):
         # Nothing to train: if a finished run already answers this pipeline unchanged, that is the answer.
-        fp = cached_fingerprint(pipe, tasks, cache)
-        answer = find_answer(cache, pipe.name, fp, tracking_uri) if fp is not None else None
+        fp = fingerprint(pipe, [(v.task, v.name, s, key) for (v, s), key in zip(tasks, keys)])
+        answer = find_answer(cache, pipe.name, fp, tracking_uri)
         if answer is not None:
             emit("unchanged", {"pipeline": pipe.name, "parent_run_id": answer[0], "uri": answer[2]})
             return PipelineResult(summary=answer[1], parent_run_id=answer[0], outputs=[], unchanged=True)

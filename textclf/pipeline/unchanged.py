@@ -24,13 +24,11 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from pathlib import Path
 from typing import Any
 
-from pathlib import Path
-
 from textclf.core.cache import StageCache, source_fingerprint
-from textclf.pipeline.spec import Pipeline, Variant
-from textclf.pipeline.variant import trained_key
+from textclf.pipeline.spec import Pipeline
 from textclf.tracking import store
 
 log = logging.getLogger(__name__)
@@ -52,17 +50,6 @@ def fingerprint(pipe: Pipeline, keyed: list[tuple[str | None, str, int, str]]) -
         default=str,
     )
     return hashlib.sha256(blob.encode()).hexdigest()[:24]
-
-
-def cached_fingerprint(pipe: Pipeline, tasks: list[tuple[Variant, int]], cache: StageCache) -> str | None:
-    """The fingerprint this run will have, when every model is in the cache already; else None."""
-    keyed = []
-    for variant, seed in tasks:
-        key = trained_key(variant.for_seed(seed), cache)
-        if key is None:
-            return None
-        keyed.append((variant.task, variant.name, seed, key))
-    return fingerprint(pipe, keyed)
 
 
 ANSWERS = ".answers"  # <cache>/.answers/<fingerprint>.json: the last answer each fingerprint got (hidden from cache ls/prune)
