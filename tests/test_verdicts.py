@@ -77,11 +77,32 @@ def test_one_lucky_seed_is_inconclusive_not_a_win():
 def test_better_needs_as_many_successes_as_the_baseline():
     # The rule itself, on a stated summary: significantly more accurate on average but solving on fewer seeds is no hold.
     summary = {"alpha": 0.05, "baseline": "rnn",
-               "variants": {"lstm": {"delta_accuracy": {"mean": 0.1, "ci_low": 0.05, "ci_high": 0.15, "p_adjusted": 0.001}}}}
+               "variants": {"lstm": {"delta_accuracy": {"mean": 0.1, "ci_low": 0.05, "ci_high": 0.15, "p_value": 0.001}}}}
     fewer = {"lstm": {"successes": 1, "n_seeds": 3}, "rnn": {"successes": 2, "n_seeds": 3}}
     assert verdict(summary, fewer, {"better": ["lstm"]})[0] == INCONCLUSIVE
     as_many = {"lstm": {"successes": 2, "n_seeds": 3}, "rnn": {"successes": 2, "n_seeds": 3}}
     assert verdict(summary, as_many, {"better": ["lstm"]})[0] == HOLDS
+
+
+def test_accuracy_claims_adjust_only_over_the_variants_they_name():
+    # As listops: the claim names lstm-x2; the task also runs an unmatched lstm for context, far below the baseline.
+    # The comparison table's Holm over both doubles lstm-x2's p (0.03 -> 0.06), the smaller of the two; the claim's own
+    # family is lstm-x2 alone.
+    delta = {"mean": 0.03, "ci_low": 0.001, "ci_high": 0.059}
+    summary = {"alpha": 0.05, "baseline": "lstm-matched", "variants": {
+        "lstm-x2": {"delta_accuracy": {**delta, "p_value": 0.03, "p_adjusted": 0.06}},
+        "lstm": {"delta_accuracy": {"mean": -0.03, "ci_low": -0.09, "ci_high": 0.03, "p_value": 0.2, "p_adjusted": 0.2}}}}
+    outcomes = {n: {"successes": 6, "n_seeds": 6} for n in ("lstm-x2", "lstm", "lstm-matched")}
+    result, reason = verdict(summary, outcomes, {"better": ["lstm-x2"]})
+    assert result == HOLDS and "adjusted p = 0.03;" in reason, reason
+    # Two named variants are one family: each pays for the other.
+    both = verdict(summary, outcomes, {"better": ["lstm-x2", "lstm"]})
+    assert both[0] == INCONCLUSIVE and "lstm-x2: +3.0 points [+0.1, +5.9], adjusted p = 0.06;" in both[1], both[1]
+    # A control is judged the same way: its named variant only.
+    control = {"alpha": 0.05, "baseline": "lstm", "variants": {
+        "lstm-reorder": {"delta_accuracy": {"mean": 0.02, "ci_low": 0.001, "ci_high": 0.04, "p_value": 0.04, "p_adjusted": 0.08}},
+        "rnn": {"delta_accuracy": {"mean": -0.01, "ci_low": -0.05, "ci_high": 0.03, "p_value": 0.5, "p_adjusted": 0.5}}}}
+    assert verdict(control, outcomes | {"lstm-reorder": outcomes["lstm"], "rnn": outcomes["lstm"]}, {"same": ["lstm-reorder"]})[0] == FAILS
 
 
 def test_same_holds_for_a_copy_and_fails_for_a_real_difference():
