@@ -1,13 +1,17 @@
-"""Cache identity includes textclf's own code: an edited install recomputes, an unchanged one reuses.
+"""Cache identity includes the textclf code a stage runs: an edit recomputes what it touches and nothing else.
 
 A copy of the package is put first on PYTHONPATH, and ``textclf train`` runs
-from it three times: the second run (nothing edited) is all cache hits; after
-a comment is added to one source file, the third recomputes, the built-in
-corpus included.
+from it after each edit: with nothing edited every stage is a hit; a comment
+in the report's verdicts (code no stage runs) keeps every entry; one in the
+recurrent encoder retrains the model but keeps the generated corpus; one in a
+corpus generator makes both again. The import graph the keys hash
+(:mod:`textclf.core.code`, a regular expression) is checked against Python's
+own parser on the whole package.
 """
 
 from __future__ import annotations
 
+import ast
 import json
 import os
 import shutil
@@ -17,9 +21,60 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = pytest.mark.slow
+from textclf.core.code import _modules, import_closure, imports_of
 
 PACKAGE = Path(__file__).resolve().parents[1] / "textclf"
+
+
+def _parsed_imports(source: bytes, modules) -> tuple[set[str], set[str]]:
+    """What imports_of should find, from the syntax tree: (all textclf imports, those run on import of the module)."""
+    tree = ast.parse(source)
+
+    def found(node) -> set[str]:
+        if isinstance(node, ast.Import):
+            return {a.name for a in node.names if a.name.split(".")[0] == "textclf"}
+        if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module and node.module.split(".")[0] == "textclf":
+            return {node.module} | {f"{node.module}.{a.name}" for a in node.names if f"{node.module}.{a.name}" in modules}
+        return set()
+
+    def runs_on_import(body) -> set[str]:  # module level, into if/try blocks, not into functions, classes or TYPE_CHECKING
+        out = set()
+        for node in body:
+            if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+                continue
+            out |= found(node)
+            for field in ("body", "orelse", "finalbody", "handlers"):
+                if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) and isinstance(getattr(node, field, None), list):
+                    out |= runs_on_import(getattr(node, field))
+        return out
+
+    return set().union(*(found(n) for n in ast.walk(tree))), runs_on_import(tree.body)
+
+
+def test_the_import_graph_the_keys_hash_is_what_python_would_import():
+    modules = _modules()
+    for name, source in modules.items():
+        every, top = imports_of(source, modules)
+        parsed_every, parsed_top = _parsed_imports(source, modules)
+        assert every >= parsed_every, f"{name}: the regular expression misses {parsed_every - every}"
+        assert top >= parsed_top, f"{name}: imports run on import that are not found at module level: {parsed_top - top}"
+    # Functions' imports count (a function may run); a package's lazy ones only where it is imported by name.
+    trains = import_closure("textclf.pipeline.model_stages")
+    assert {"textclf.training.trainer", "textclf.models.recurrent", "textclf.pipeline.transfer", "textclf.analysis.plots"} <= trains
+    assert not trains & {"textclf.analysis.verdicts", "textclf.analysis.report", "textclf.cli.main", "textclf.tracking.runs",
+                         "textclf.pipeline.experiment"}
+    assert "textclf.training.trainer" not in import_closure("textclf.pipeline.data_stages")
+
+
+def test_a_stage_whose_compute_is_outside_its_code_is_refused(tmp_path):
+    from textclf.core.cache import StageCache
+    from textclf.pipeline.stage import run_stage
+
+    def compute(tmp):  # defined in this test module, which no stage's code imports
+        return None
+
+    with pytest.raises(RuntimeError, match="outside textclf.pipeline.data_stages's imports"):
+        run_stage(StageCache(tmp_path), "prepare", {"a": 1}, [], compute=compute, load=lambda p: p)
 
 
 def _train(copy_root: Path, cache: Path, out: Path) -> dict:
@@ -33,20 +88,34 @@ def _train(copy_root: Path, cache: Path, out: Path) -> dict:
     return json.loads(out.read_text())
 
 
-def test_an_edited_install_recomputes_and_an_unchanged_one_reuses(tmp_path):
+@pytest.mark.slow
+def test_an_edit_recomputes_the_stages_whose_code_it_touches_and_no_other(tmp_path):
     root = tmp_path / "site"
     shutil.copytree(PACKAGE, root / "textclf", ignore=shutil.ignore_patterns("__pycache__"))
     probe = subprocess.run([sys.executable, "-c", "import textclf; print(textclf.__file__)"], env={**os.environ, "PYTHONPATH": str(root)},
                            capture_output=True, text=True, timeout=60)
     assert probe.stdout.strip().startswith(str(root)), probe  # the copy is what runs
     cache = tmp_path / "cache"
+
+    def corpora() -> int:
+        return len(list((cache / "datasets" / "builtin").glob("*.parquet")))
+
+    def edit(relative: str) -> None:
+        path = root / "textclf" / relative
+        path.write_text(path.read_text() + "\n# an edit that changes nothing but the code\n")
+
     first = _train(root, cache, tmp_path / "a.json")
-    corpora = sorted(p.name for p in (cache / "datasets" / "builtin").glob("*.parquet"))
-    assert not first["cached"]
+    assert not first["cached"] and corpora() == 1
     again = _train(root, cache, tmp_path / "b.json")
     assert again["cached"] and again["model_dir"] == first["model_dir"]  # nothing edited: every stage a hit
-    edited = root / "textclf" / "models" / "recurrent.py"
-    edited.write_text(edited.read_text() + "\n# an edit that changes nothing but the code\n")
-    third = _train(root, cache, tmp_path / "c.json")
-    assert not third["cached"] and third["model_dir"] != first["model_dir"]
-    assert len(list((cache / "datasets" / "builtin").glob("*.parquet"))) == len(corpora) + 1  # the built-in corpus too
+    edit("analysis/verdicts.py")  # the diagnostics verdicts: no stage runs them
+    report_fix = _train(root, cache, tmp_path / "c.json")
+    assert report_fix["cached"] and report_fix["model_dir"] == first["model_dir"] and corpora() == 1
+    edit("models/recurrent.py")
+    model_fix = _train(root, cache, tmp_path / "d.json")
+    assert not model_fix["cached"] and model_fix["model_dir"] != first["model_dir"]
+    assert corpora() == 1  # the corpus generator did not change: its corpus is reused
+    edit("data/corpora/reviews.py")
+    corpus_fix = _train(root, cache, tmp_path / "e.json")
+    assert not corpus_fix["cached"] and corpus_fix["model_dir"] != model_fix["model_dir"]
+    assert corpora() == 2  # the built-in corpus is generated again

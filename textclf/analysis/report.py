@@ -229,7 +229,7 @@ def _cached_plots(summary: dict[str, Any], records: Sequence[RunRecord], out_dir
         name: {k: v for k, v in row.items() if k not in ("run_ids", "cached")} for name, row in summary.get("variants", {}).items()
     }
     curves = [[r.variant, r.seed, r.history] for r in records]
-    key = stage_key("compare_plots", {"variants": stable, "baseline": summary.get("baseline"), "curves": curves})
+    key = stage_key("compare_plots", {"variants": stable, "baseline": summary.get("baseline"), "curves": curves}, code=__name__)
     with cache.lock("compare_plots", key):
         hit = cache.get("compare_plots", key)
         if hit is None:

@@ -1,9 +1,10 @@
 """The content-addressed stage cache.
 
 Every stage output lives in ``<cache>/<stage>/<key>/`` where ``key`` hashes the
-upstream keys, the params that stage reads and textclf's own source code
-(:func:`source_fingerprint`: every ``.py`` file of the installed package, so an
-edited install recomputes instead of reusing what older code produced). Variants
+upstream keys, the params that stage reads and the textclf source the stage
+runs (:func:`textclf.core.code.code_fingerprint`: its module's import closure,
+so an edited install recomputes what the edit touches instead of reusing what
+older code produced, and keeps what it does not touch). Variants
 that share upstream params therefore share upstream outputs, and a re-run with
 nothing changed finds every entry and recomputes nothing.
 
@@ -35,7 +36,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import functools
 import hashlib
 import json
 import logging
@@ -49,6 +49,7 @@ from pathlib import Path
 from typing import Any
 
 from textclf.core import checksums
+from textclf.core.code import code_fingerprint
 
 log = logging.getLogger(__name__)
 
@@ -61,27 +62,10 @@ def default_cache_dir() -> Path:
     return Path(os.environ.get("TEXTCLF_CACHE_DIR") or DEFAULT_CACHE_DIR)
 
 
-@functools.lru_cache(maxsize=1)
-def source_fingerprint() -> str:
-    """A hash of every ``.py`` file of the textclf package this process runs (relative path + bytes), once per process.
-
-    The version number alone stays the same across edits of a checkout or a
-    patched install, and a stage computed by the old code would be reused.
-    Relative paths keep the hash equal for the same code installed elsewhere
-    (another node of a cluster, another virtual environment).
-    """
-    package = Path(__file__).resolve().parents[1]  # textclf/ (this is textclf/core/cache.py)
-    h = hashlib.sha256()
-    for path in sorted(package.rglob("*.py")):
-        if "__pycache__" in path.parts:
-            continue
-        h.update(path.relative_to(package).as_posix().encode() + b"\0")
-        h.update(path.read_bytes() + b"\0")
-    return h.hexdigest()[:20]
-
-
-def stage_key(stage: str, params: dict[str, Any], upstream: list[str] | tuple[str, ...] = ()) -> str:
-    blob = json.dumps({"stage": stage, "params": params, "upstream": list(upstream), "code": source_fingerprint()}, sort_keys=True, default=str)
+def stage_key(stage: str, params: dict[str, Any], upstream: list[str] | tuple[str, ...] = (), code: str | None = None) -> str:
+    """The key of ``stage`` on ``params`` after ``upstream``: the code part hashes module ``code``'s import closure
+    (:func:`textclf.core.code.code_fingerprint`; the whole package when None)."""
+    blob = json.dumps({"stage": stage, "params": params, "upstream": list(upstream), "code": code_fingerprint(code)}, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:20]
 
 

@@ -204,12 +204,12 @@ def read_builtin(name: str, seed: int, options: dict[str, Any], cache_dir: str |
     """Generate a built-in corpus and store it as Parquet so it is file-backed (and map-cacheable)."""
     import datasets
 
-    from textclf.core.cache import source_fingerprint
+    from textclf.core.code import code_fingerprint
     from textclf.data import corpora
 
-    # The generators are code: an edited one must not reuse a corpus the old one wrote.
+    # The generators are code: an edited one must not reuse a corpus the old one wrote (they are in this module's imports).
     key = hashlib.sha256(
-        json.dumps({"name": name, "seed": seed, "options": options, "code": source_fingerprint()}, sort_keys=True, default=str).encode()
+        json.dumps({"name": name, "seed": seed, "options": options, "code": code_fingerprint(__name__)}, sort_keys=True, default=str).encode()
     ).hexdigest()[:16]
     target = Path(_cache_dir(cache_dir)) / "builtin" / f"{name}-{key}.parquet"
     if not target.exists():

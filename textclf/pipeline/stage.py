@@ -5,7 +5,7 @@ the stage reads (its config section, the identity of its inputs). The spec is
 both the stage's only input and, with the upstream keys, its cache key, so a
 stage can never read something its key does not cover::
 
-    key = stage_key(name, spec, upstream keys)
+    key = stage_key(name, spec, upstream keys, the source the stage runs)
     lock(key) → hit? load it : (remove a forced entry) → compute into a temp folder → publish → load
 
 Entries are written atomically by :class:`~textclf.core.cache.StageCache`; a
@@ -29,6 +29,7 @@ from pydantic import BaseModel
 
 from textclf.core import disk
 from textclf.core.cache import StageCache, stage_key
+from textclf.core.code import import_closure
 
 log = logging.getLogger(__name__)
 
@@ -54,9 +55,23 @@ def spec_params(spec: BaseModel | dict[str, Any]) -> dict[str, Any]:
     return spec.model_dump(mode="json") if isinstance(spec, BaseModel) else dict(spec)
 
 
-def key_of(stage: str, spec: BaseModel | dict[str, Any], upstream: Sequence[StageResult | None] = ()) -> str:
-    """The cache key of ``stage`` run on ``spec`` after ``upstream`` (None entries are skipped)."""
-    return stage_key(stage, spec_params(spec), [u.key for u in upstream if u is not None])
+# The module holding each stage's compute: its key hashes that module's import closure, so an edit to code the
+# stage never runs (the report, the CLI, MLflow logging) keeps its entries. run_stage checks the table.
+STAGE_CODE = {
+    "prepare": "textclf.pipeline.data_stages",
+    "tokenize": "textclf.pipeline.data_stages",
+    "embed": "textclf.pipeline.data_stages",
+    "train": "textclf.pipeline.model_stages",
+    "evaluate": "textclf.pipeline.model_stages",
+    "cost": "textclf.pipeline.model_stages",
+    "tfidf": "textclf.pipeline.model_stages",
+}
+
+
+def key_of(stage: str, spec: BaseModel | dict[str, Any], upstream: Sequence[StageResult | str | None] = ()) -> str:
+    """The cache key of ``stage`` run on ``spec`` after ``upstream`` (results or their keys; None entries are skipped)."""
+    keys = [u if isinstance(u, str) else u.key for u in upstream if u is not None]
+    return stage_key(stage, spec_params(spec), keys, code=STAGE_CODE[stage])
 
 
 def run_stage(
@@ -75,6 +90,8 @@ def run_stage(
     return extra metadata for the entry's ``_entry.json``. ``force`` recomputes
     and replaces an existing entry.
     """
+    if compute.__module__ not in import_closure(STAGE_CODE[stage]):  # its code would not be in its key
+        raise RuntimeError(f"stage {stage!r}: compute {compute.__module__}.{compute.__qualname__} is outside {STAGE_CODE[stage]}'s imports")
     key = key_of(stage, spec, upstream)
     with cache.lock(stage, key):
         hit = None if force else cache.get(stage, key)

@@ -27,7 +27,8 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from textclf.core.cache import StageCache, source_fingerprint
+from textclf.core.cache import StageCache
+from textclf.core.code import code_fingerprint
 from textclf.pipeline.spec import Pipeline
 from textclf.tracking import store
 
@@ -44,7 +45,7 @@ def fingerprint(pipe: Pipeline, keyed: list[tuple[str | None, str, int, str]]) -
             "seeds": list(pipe.seeds),
             "variants": {n: v.config.to_dict() for n, v in pipe.variants.items()},
             "models": sorted([t or "", v, s, k] for t, v, s, k in keyed),
-            "code": source_fingerprint(),
+            "code": code_fingerprint(),  # all of it: the answer includes the report, not only the models
         },
         sort_keys=True,
         default=str,

@@ -104,9 +104,9 @@ def trained_key(cfg: Config, cache: StageCache) -> str | None:
     embed → train, or prepare → tfidf), so this is the ``stage_key`` the run
     would report; any doubt (init_from, a spec that cannot be made yet) answers None.
     """
-    from textclf.core.cache import META, stage_key
+    from textclf.core.cache import META
     from textclf.core.errors import TextclfError
-    from textclf.pipeline.stage import spec_params
+    from textclf.pipeline.stage import key_of
 
     if cfg.kind == "neural" and cfg.encoder.init_from:
         return None
@@ -114,13 +114,13 @@ def trained_key(cfg: Config, cache: StageCache) -> str | None:
         p = plan(cfg, cache)
     except TextclfError:
         return None
-    prepare = stage_key("prepare", spec_params(p.prepare), [])
+    prepare = key_of("prepare", p.prepare)
     if p.tfidf is not None:
-        stage, key = "tfidf", stage_key("tfidf", spec_params(p.tfidf), [prepare])
+        stage, key = "tfidf", key_of("tfidf", p.tfidf, [prepare])
     else:
-        tok = stage_key("tokenize", spec_params(p.tokenize), [prepare])
-        upstream = [tok] + ([stage_key("embed", spec_params(p.embed), [tok])] if p.embed is not None else [])
-        stage, key = "train", stage_key("train", spec_params(p.train), upstream)
+        tok = key_of("tokenize", p.tokenize, [prepare])
+        upstream = [tok] + ([key_of("embed", p.embed, [tok])] if p.embed is not None else [])
+        stage, key = "train", key_of("train", p.train, upstream)
     return key if (cache.path(stage, key) / META).is_file() else None
 
 

@@ -229,11 +229,11 @@ def _trained_tokenizer(data, cfg: TokenizerConfig, store: Path) -> Tokenizer:
     different vocabulary, and with it a different tokenizer hash that would
     miss the encoding cache below.
     """
-    from textclf.core.cache import source_fingerprint
+    from textclf.core.code import code_fingerprint
 
     key = hashlib.sha256(
         json.dumps(
-            {"train": data.fingerprints["train"], "tokenizer": cfg.model_dump(mode="json"), "code": source_fingerprint()}, sort_keys=True
+            {"train": data.fingerprints["train"], "tokenizer": cfg.model_dump(mode="json"), "code": code_fingerprint(__name__)}, sort_keys=True
         ).encode()
     ).hexdigest()[:16]
     path = store / f"{cfg.kind}-{key}.json"
@@ -252,14 +252,14 @@ def _trained_tokenizer(data, cfg: TokenizerConfig, store: Path) -> Tokenizer:
 
 def encode_splits(data, tok: Tokenizer, max_length: int, cache_dir: Path) -> tuple[dict[str, EncodedSplit], dict[str, Any]]:
     """Encode train / validation / test with ``tok`` (map-cached per split fingerprint) and report their stats."""
-    from textclf.core.cache import source_fingerprint
+    from textclf.core.code import code_fingerprint
 
     th = tokenizer_hash(tok)
     cache_dir.mkdir(parents=True, exist_ok=True)
     splits, stats = {}, {"vocab_size": tok.get_vocab_size(), "splits": {}}
     for name in ("train", "validation", "test"):
         # The code is part of the name: an edited encoder must not read what the old one wrote.
-        cache_file = str(cache_dir / f"{name}-{data.fingerprints[name]}-{th}-{max_length}-{source_fingerprint()}.arrow")
+        cache_file = str(cache_dir / f"{name}-{data.fingerprints[name]}-{th}-{max_length}-{code_fingerprint(__name__)}.arrow")
         enc = encode_dataset(data.splits[name], tok, max_length, cache_file, desc=f"tokenize {name}")
         split = to_encoded_split(enc)
         full = enc.data.table.column("full_length").to_numpy()
