@@ -40,6 +40,31 @@ def default_data() -> str:
     return str(RT_TRAIN) if RT_TRAIN.is_file() else "builtin:reviews"
 
 
+def add_device(parser: argparse.ArgumentParser) -> None:
+    """``--device cpu|cuda``: where the model trains and predicts (the CPU path is the default)."""
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
+                        help="Train and predict on the CPU (default) or on a CUDA GPU (cuDNN, packed sequences); "
+                             "sgemm is then measured on the GPU.")
+
+
+def check_device(device: str) -> None:
+    """Stop with a clear message when ``--device cuda`` has no GPU, before any data is read."""
+    if device == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            raise SystemExit("--device cuda: torch sees no CUDA GPU on this machine (torch.cuda.is_available() is False; "
+                             f"torch {torch.__version__}, built for CUDA {torch.version.cuda}). Run on a GPU machine or use --device cpu.")
+
+
+def sync(device: str) -> None:
+    """Wait for the GPU's queued work (timings of asynchronous CUDA calls need it); nothing on the CPU."""
+    if device == "cuda":
+        import torch
+
+        torch.cuda.synchronize()
+
+
 def all_cores() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
@@ -105,28 +130,45 @@ def median(values: list[float]) -> float:
 
 def start(args) -> tuple[int, dict[str, Any], float]:
     """Threads, machine info and this machine's measured sgemm GFLOP/s: the opening of the FLOP benchmarks."""
+    device = getattr(args, "device", "cpu")
+    check_device(device)
     threads = setup_threads(args.threads)
     machine = machine_info(threads)
-    print(f"sgemm {args.sgemm_size}x{args.sgemm_size} fp32 on {threads} thread(s) ...", file=sys.stderr)
-    sgemm = sgemm_gflops(args.sgemm_size, reps=2 if args.smoke else 5)
+    if device == "cuda":
+        import torch
+
+        machine["gpu"] = torch.cuda.get_device_name(0)
+    where = "the GPU" if device == "cuda" else f"{threads} thread(s)"
+    print(f"sgemm {args.sgemm_size}x{args.sgemm_size} fp32 on {where} ...", file=sys.stderr)
+    sgemm = sgemm_gflops(args.sgemm_size, reps=2 if args.smoke else 5, device=device)
     print(f"  {sgemm:.1f} GFLOP/s", file=sys.stderr)
     return threads, machine, sgemm
 
 
-def sgemm_gflops(n: int = 4096, reps: int = 5, dtype: str = "float32") -> float:
-    """Best-of-``reps`` GFLOP/s of an ``n``×``n`` by ``n``×``n`` ``torch.mm`` (2·n³ FLOPs), after one warm-up call."""
+def sgemm_gflops(n: int = 4096, reps: int = 5, dtype: str = "float32", device: str = "cpu") -> float:
+    """Best-of-``reps`` GFLOP/s of an ``n``×``n`` by ``n``×``n`` ``torch.mm`` (2·n³ FLOPs), after one warm-up call.
+
+    On a GPU, TF32 is off for the measurement (true fp32, as the models' fp32 runs) and each call is synchronised.
+    """
     import torch
 
     dt = getattr(torch, dtype)
-    a = torch.randn(n, n).to(dt)
-    b = torch.randn(n, n).to(dt)
-    out = torch.empty(n, n, dtype=dt)
-    torch.mm(a, b, out=out)  # warm-up: thread pool, page faults
-    best = float("inf")
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        torch.mm(a, b, out=out)
-        best = min(best, time.perf_counter() - t0)
+    a = torch.randn(n, n).to(dtype=dt, device=device)
+    b = torch.randn(n, n).to(dtype=dt, device=device)
+    out = torch.empty(n, n, dtype=dt, device=device)
+    tf32 = torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        torch.mm(a, b, out=out)  # warm-up: thread pool, page faults, cuBLAS handles
+        sync(device)
+        best = float("inf")
+        for _ in range(reps):
+            t0 = time.perf_counter()
+            torch.mm(a, b, out=out)
+            sync(device)
+            best = min(best, time.perf_counter() - t0)
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = tf32
     return 2.0 * n**3 / best / 1e9
 
 

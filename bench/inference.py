@@ -73,6 +73,7 @@ def parse_args(argv=None):
     p.add_argument("--sgemm-size", type=int, default=4096, help="Square matrix size of the sgemm peak measurement.")
     p.add_argument("--profile", action="store_true", help="Add a cProfile of fp32 predict_proba and a batch-1 breakdown.")
     p.add_argument("--cache-dir", default=None, help="textclf stage cache for prepare/tokenize (default: a temporary directory).")
+    C.add_device(p)
     args = p.parse_args(argv)
     args.threads = C.default_threads(args.threads, args.smoke)
     args.precisions = [x for x in PRECISIONS if x in args.precisions]  # fp32 first: the others compare with it
@@ -108,7 +109,7 @@ def train_and_save(cfg, prepared, tokenized, folder: Path) -> None:
                           label_names=prepared.value.label_names, config=cfg.to_dict())
 
 
-def variant_model(base, precision: str, bf16_mode: str):
+def variant_model(base, precision: str, bf16_mode: str, device: str = "cpu"):
     """(model, context factory, notes) for a precision; the fp32 ``base`` is left untouched."""
     import torch
     from torch import nn
@@ -118,8 +119,10 @@ def variant_model(base, precision: str, bf16_mode: str):
         return base, contextlib.nullcontext, notes
     if precision == "bf16":
         if bf16_mode == "autocast":
-            return base, lambda: torch.autocast("cpu", dtype=torch.bfloat16), ["torch.autocast('cpu', bfloat16)"]
+            return base, lambda: torch.autocast(device, dtype=torch.bfloat16), [f"torch.autocast({device!r}, bfloat16)"]
         return copy.deepcopy(base).to(torch.bfloat16), contextlib.nullcontext, ["model.to(torch.bfloat16)"]
+    if device != "cpu":
+        raise RuntimeError("int8 dynamic quantization (torch.ao quantize_dynamic) runs on the CPU only")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         from torch.ao.quantization import quantize_dynamic
@@ -231,7 +234,7 @@ def main(argv=None) -> dict:
     threads, machine, sgemm = C.start(args)
     sets = C.data_overrides(args.data, smoke=args.smoke) + [
         f"embedding.dim={EMBEDDING}", f"encoder.hidden_size={HIDDEN}", f"encoder.layers={LAYERS}",
-        "encoder.cell=lstm", "encoder.bidirectional=true", f"train.epochs={args.epochs}", "train.device=cpu",
+        "encoder.cell=lstm", "encoder.bidirectional=true", f"train.epochs={args.epochs}", f"train.device={args.device}",
         f"train.num_threads={threads}",
     ]
     cfg = C.load_config(sets)
@@ -249,7 +252,7 @@ def main(argv=None) -> dict:
 def measure(args, folder: Path, prepared, sgemm: float) -> dict:
     from textclf.serving.classifier import Classifier, encode_texts
 
-    clf = Classifier.from_folder(folder)
+    clf = Classifier.from_folder(folder, device=args.device)
     base = clf.model
     test_texts = list(prepared.value.texts("test"))
     test_labels = prepared.value.labels("test")
@@ -264,7 +267,7 @@ def measure(args, folder: Path, prepared, sgemm: float) -> dict:
     fp32_pred = None
     for precision in args.precisions:
         try:
-            model, ctx, notes = variant_model(base, precision, args.bf16)
+            model, ctx, notes = variant_model(base, precision, args.bf16, args.device)
             clf.model = model
             with ctx():
                 proba = clf.predict_proba(test_texts, batch_size=args.batch_size)
@@ -299,7 +302,7 @@ def measure(args, folder: Path, prepared, sgemm: float) -> dict:
         "precisions": precisions,
         "machine": None,  # filled in by main
         "setup": {
-            "smoke": args.smoke, "model": f"1-layer BiLSTM, embedding {EMBEDDING}, hidden {HIDDEN}, max pooling",
+            "smoke": args.smoke, "device": args.device, "model": f"1-layer BiLSTM, embedding {EMBEDDING}, hidden {HIDDEN}, max pooling",
             "epochs": args.epochs, "batch_size": args.batch_size, "timed_texts": len(texts), "reps": args.reps,
             "latency_samples": args.latency_samples, "held_out_texts": len(test_texts),
             "mean_tokens_per_text": round(mean_tokens, 2), "forward_flops_per_token": fwd_per_token,

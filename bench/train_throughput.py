@@ -69,6 +69,7 @@ def parse_args(argv=None):
     p.add_argument("--warmup", type=int, default=1, help="Untimed rounds per side first (oneDNN builds a kernel per shape) (default: %(default)s).")
     p.add_argument("--sgemm-size", type=int, default=4096, help="Square matrix size of the sgemm peak measurement.")
     p.add_argument("--cache-dir", default=None, help="textclf stage cache for prepare/tokenize (default: a temporary directory).")
+    C.add_device(p)
     args = p.parse_args(argv)
     args.threads = C.default_threads(args.threads, args.smoke)
     if args.smoke:
@@ -127,7 +128,7 @@ def naive_model(spec: dict, vocab_size: int, num_classes: int, cfg):
 
         def forward(self, tokens, lengths):
             out, _ = self.rnn(self.embedding_dropout(self.embedding(tokens)))  # (B, T_max, D)
-            mask = torch.arange(tokens.size(1)) < lengths[:, None]
+            mask = torch.arange(tokens.size(1), device=tokens.device) < lengths[:, None]
             pooled = out.masked_fill(~mask[..., None], float("-inf")).max(dim=1).values
             return self.fc(self.dropout(pooled))
 
@@ -148,13 +149,14 @@ def padded_dataset(split, max_len: int):
 
 
 def run_naive(spec: dict, data, vocab_size: int, num_classes: int, cfg) -> float:
-    """Real tokens/s of one epoch of the tutorial loop over ``data`` (pre-padded tensors)."""
+    """Real tokens/s of one epoch of the tutorial loop over ``data`` (pre-padded tensors), on ``cfg.train.device``."""
     import torch
     import torch.nn.functional as F
     from torch.utils.data import DataLoader, TensorDataset
 
     tokens, lengths, labels = data
-    model = naive_model(spec, vocab_size, num_classes, cfg)
+    device = torch.device(cfg.train.device)
+    model = naive_model(spec, vocab_size, num_classes, cfg).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.train.lr)
     loader = DataLoader(TensorDataset(tokens, lengths, labels), batch_size=BATCH, shuffle=True,
                         generator=torch.Generator().manual_seed(cfg.train.seed))
@@ -162,6 +164,7 @@ def run_naive(spec: dict, data, vocab_size: int, num_classes: int, cfg) -> float
     total_loss = 0.0
     t0 = time.perf_counter()
     for x, n, y in loader:
+        x, n, y = x.to(device), n.to(device), y.to(device)  # as a tutorial does; loss.item() below syncs each step
         opt.zero_grad()
         loss = F.cross_entropy(model(x, n), y)
         loss.backward()
@@ -179,7 +182,7 @@ def main(argv=None) -> dict:
     threads, machine, sgemm = C.start(args)
 
     fixed = [f"embedding.dim={EMBEDDING}", f"encoder.hidden_size={HIDDEN}", f"train.batch_size={BATCH}",
-             "train.epochs=1", "train.device=cpu", f"train.num_threads={threads}"]
+             "train.epochs=1", f"train.device={args.device}", f"train.num_threads={threads}"]
     data_sets = C.data_overrides(args.data, smoke=args.smoke)
     with tempfile.TemporaryDirectory(prefix="textclf-bench-") as tmp:
         base = C.load_config(data_sets + fixed)
@@ -251,7 +254,7 @@ def measure(args, threads, sgemm, data_sets, fixed, prepared, tokenized) -> dict
         "machine": None,  # filled in by main
         "flops_formula": C.FLOP_FORMULA,
         "setup": {
-            "data": args.data, "smoke": args.smoke, "embedding": EMBEDDING, "hidden": HIDDEN, "batch_size": BATCH,
+            "data": args.data, "smoke": args.smoke, "device": args.device, "embedding": EMBEDDING, "hidden": HIDDEN, "batch_size": BATCH,
             "steps": args.steps or "epoch", "reps": args.reps, "warmup_rounds": args.warmup, "sgemm_size": args.sgemm_size,
             "train": C.split_summary(train), "dataset_max_length": dataset_max,
             "naive_real_fraction": round(real / (len(train) * dataset_max), 4),
