@@ -119,3 +119,19 @@ def test_an_edit_recomputes_the_stages_whose_code_it_touches_and_no_other(tmp_pa
     corpus_fix = _train(root, cache, tmp_path / "e.json")
     assert not corpus_fix["cached"] and corpus_fix["model_dir"] != model_fix["model_dir"]
     assert corpora() == 2  # the built-in corpus is generated again
+
+
+def test_every_stage_the_package_keys_names_its_code():
+    # key_of("<stage>", ...) / run_stage(cache, "<stage>", ...) anywhere in the package: each stage must be in
+    # STAGE_CODE (a missing one fails only when that stage runs, e.g. a tuning study).
+    import re
+
+    from textclf.pipeline.stage import STAGE_CODE
+
+    named = set()
+    for source in _modules().values():
+        named |= {m.decode() for m in re.findall(rb'(?:key_of|run_stage)\((?:cache, )?"([\w-]+)"', source)}
+    assert {"prepare", "tokenize", "embed", "train", "evaluate", "cost", "tfidf", "tune"} <= named
+    assert named <= set(STAGE_CODE), f"stages without code in STAGE_CODE: {named - set(STAGE_CODE)}"
+    for module in set(STAGE_CODE.values()):
+        import_closure(module)  # each is a module of the package

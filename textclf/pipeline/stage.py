@@ -65,6 +65,7 @@ STAGE_CODE = {
     "evaluate": "textclf.pipeline.model_stages",
     "cost": "textclf.pipeline.model_stages",
     "tfidf": "textclf.pipeline.model_stages",
+    "tune": "textclf.pipeline.tune",  # a variant's study: its sampler, pruner and trials (each trial's training has its own key)
 }
 
 
