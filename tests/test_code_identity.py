@@ -14,6 +14,7 @@ from __future__ import annotations
 import ast
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -58,6 +59,9 @@ def test_the_import_graph_the_keys_hash_is_what_python_would_import():
         parsed_every, parsed_top = _parsed_imports(source, modules)
         assert every >= parsed_every, f"{name}: the regular expression misses {parsed_every - every}"
         assert top >= parsed_top, f"{name}: imports run on import that are not found at module level: {parsed_top - top}"
+    # The closure is the code a stage can run only while nothing is imported by a computed name.
+    dynamic = [name for name, source in modules.items() if re.search(rb"import_module\(|__import__\(|entry_points\(", source)]
+    assert not dynamic, f"dynamic imports escape the import graph the cache keys hash: {dynamic}"
     # Functions' imports count (a function may run); a package's lazy ones only where it is imported by name.
     trains = import_closure("textclf.pipeline.model_stages")
     assert {"textclf.training.trainer", "textclf.models.recurrent", "textclf.pipeline.transfer", "textclf.analysis.plots"} <= trains
@@ -124,8 +128,6 @@ def test_an_edit_recomputes_the_stages_whose_code_it_touches_and_no_other(tmp_pa
 def test_every_stage_the_package_keys_names_its_code():
     # key_of("<stage>", ...) / run_stage(cache, "<stage>", ...) anywhere in the package: each stage must be in
     # STAGE_CODE (a missing one fails only when that stage runs, e.g. a tuning study).
-    import re
-
     from textclf.pipeline.stage import STAGE_CODE
 
     named = set()
