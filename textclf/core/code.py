@@ -92,8 +92,8 @@ def import_closure(module: str) -> frozenset[str]:
     stack = [(module, True)]
     while stack:
         name, imported = stack.pop()
-        if name not in modules or seen.get(name) is True or (name in seen and not imported):
-            continue
+        if name not in modules or (name in seen and (seen[name] or not imported)):
+            continue  # unknown, or reached before at least as fully
         seen[name] = imported
         every, top = graph[name]
         stack.extend((dep, True) for dep in (every if imported else top))
@@ -104,9 +104,9 @@ def import_closure(module: str) -> frozenset[str]:
 
 @functools.lru_cache(maxsize=None)
 def code_fingerprint(module: str | None = None) -> str:
-    """A hash of the source of ``module``'s import closure (relative path + bytes); of the whole package when None.
+    """A hash of the source of ``module``'s import closure (module name + bytes); of the whole package when None.
 
-    Relative paths keep it equal for the same code installed elsewhere
+    Module names, not file paths, keep it equal for the same code installed elsewhere
     (another node of a cluster, another virtual environment).
     """
     modules = _modules()
