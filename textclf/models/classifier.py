@@ -14,6 +14,7 @@ from torch import nn
 
 from textclf.core.errors import ConfigError
 from textclf.models.checks import check_fraction, check_int
+from textclf.models.dropout import Dropout
 from textclf.models.registry import build_encoder
 
 
@@ -131,7 +132,7 @@ class TextClassifier(nn.Module):
             nn.init.normal_(self.embedding.weight, std=0.1)
             if padding_idx is not None:
                 self.embedding.weight[padding_idx].zero_()
-        self.embedding_dropout = nn.Dropout(embedding_dropout)
+        self.embedding_dropout = Dropout(embedding_dropout)
         self.encoder = build_encoder(
             cell=cell,
             input_size=embedding_dim,
@@ -142,7 +143,7 @@ class TextClassifier(nn.Module):
             pooling=pooling,
             **({} if init == "standard" else {"init": init, "chrono_max_length": chrono_max_length}),
         )
-        self.output_dropout = nn.Dropout(output_dropout)
+        self.output_dropout = Dropout(output_dropout)
         self.head = nn.Linear(self.encoder.output_size, num_classes)
         # A buffer so it follows .to(device); not persistent so a model trained with
         # weights loads strictly into one built without them (e.g. for inference).

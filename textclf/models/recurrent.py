@@ -43,6 +43,7 @@ from textclf.models.checks import (
     check_int,
     tracing,
 )
+from textclf.models.dropout import Dropout
 from textclf.models.fast_rnn import FastGRU, FastRNN
 
 # The torch module behind each recurrent family of textclf.models.registry.ENCODERS:
@@ -155,7 +156,7 @@ class RecurrentEncoder(nn.Module):
                 for module in layer.values():
                     _init_recurrent(module, self.cell, self.init, chrono_max_length)
                 self.stack.append(layer)
-            self.layer_dropout = nn.Dropout(self.dropout)  # between stacked layers, as in nn.LSTM
+            self.layer_dropout = Dropout(self.dropout)  # between stacked layers, as in nn.LSTM
         if self.pooling == "attention":
             # a learned query vector: score_t = q . h_t, softmax over the real tokens
             self.attention = nn.Linear(self.output_size, 1, bias=False)
