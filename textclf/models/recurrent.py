@@ -216,7 +216,7 @@ class RecurrentEncoder(nn.Module):
         positions = torch.arange(x.size(1), device=x.device)  # (T',)
         mask = positions < lengths[:, None]  # (B, T')
         if not self.bidirectional:
-            h, _ = self.rnn(x)  # (B, T', H)
+            h, _ = self._run(self.rnn, x)  # (B, T', H)
         else:
             # rev[b, t] = length-1-t at real tokens and t at padding: reverses each text
             # within its length and is its own inverse.
@@ -225,14 +225,25 @@ class RecurrentEncoder(nn.Module):
             for i, layer in enumerate(self.stack):
                 if i > 0:
                     h = self.layer_dropout(h)
-                fwd, _ = layer["fwd"](h)  # (B, T', H)
-                bwd, _ = layer["bwd"](_reorder(h, rev))  # (B, T', H) in reversed order
+                fwd, _ = self._run(layer["fwd"], h)  # (B, T', H)
+                bwd, _ = self._run(layer["bwd"], _reorder(h, rev))  # (B, T', H) in reversed order
                 if ordered or i < self.layers - 1:
                     bwd = _reorder(bwd, rev)  # back to the original order
                 h = torch.cat([fwd, bwd], dim=-1)  # (B, T', 2H)
             # Padding positions of h hold junk, but it only ever flows into later padding
             # positions of the next layer (in both directions), never into real tokens.
         return h, mask, lengths
+
+    def _run(self, module: nn.Module, x: torch.Tensor):
+        """``module(x)``; under CPU autocast (train.cpu_bf16) a tanh-RNN or GRU runs in float32.
+
+        oneDNN has a bf16 kernel for the LSTM only: under autocast torch would run the
+        other two as a per-step bf16 loop, slower than textclf.models.fast_rnn's float32 path.
+        """
+        if self.cell != "lstm" and x.device.type == "cpu" and torch.is_autocast_enabled("cpu"):
+            with torch.autocast("cpu", enabled=False):
+                return module(x.float())
+        return module(x)
 
     def _forward_packed(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """The GPU path: packed sequences through one fused cuDNN call for every layer and direction.

@@ -38,6 +38,13 @@ class TrainConfig(Section):
     num_threads: int | None = Field(None, ge=1, description="torch CPU threads; default: all cores.")
     bucket_chunk: int = Field(50, ge=1, description="Batches per length-sorted chunk (length bucketing).")
     mixed_precision: bool = Field(True, description="bf16/fp16 autocast on CUDA only; ignored on CPU.")
+    cpu_bf16: bool = Field(
+        False,
+        description="bf16 autocast for the training steps on the CPU; weights, optimizer and every evaluation stay "
+        "float32. Needs a CPU with native bf16 (avx512_bf16 or AMX); LSTM layers run oneDNN's bf16 kernel, tanh-RNN "
+        "and GRU layers stay float32. Off by default: results differ from float32 training (within seed noise in "
+        "the README's measurement) and from machine to machine.",
+    )
 
     @property
     def stop_after(self) -> int:

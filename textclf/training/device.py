@@ -61,11 +61,24 @@ def set_num_threads(num_threads: int | None) -> int:
     return num_threads
 
 
-def amp_dtype(device: torch.device, enabled: bool) -> torch.dtype | None:
-    """bf16 where the GPU supports it, else fp16; never on CPU/MPS."""
+def amp_dtype(device: torch.device, enabled: bool, cpu_bf16: bool = False) -> torch.dtype | None:
+    """The autocast dtype of a training step: on CUDA (``enabled``) bf16 where the GPU supports it, else
+    fp16; on the CPU bf16 only when asked (``cpu_bf16``) and native; never on MPS."""
+    if device.type == "cpu" and cpu_bf16:
+        if not cpu_has_native_bf16():
+            raise ConfigError(
+                "train.cpu_bf16=true, but this CPU has no native bf16 (avx512_bf16 or AMX), so bf16 would be "
+                "emulated and slower than float32: set train.cpu_bf16=false."
+            )
+        return torch.bfloat16
     if not enabled or device.type != "cuda":
         return None
     return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+
+
+def cpu_has_native_bf16() -> bool:
+    """Whether oneDNN runs bf16 natively on this CPU (avx512_bf16 or AMX), not by float32 emulation."""
+    return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
 
 
 def autocast(device: torch.device, dtype: torch.dtype | None):

@@ -65,12 +65,7 @@ from textclf.training import checkpoint as ckpt_io
 from textclf.training import ddp
 from textclf.training.config import TrainConfig
 from textclf.training.device import amp_dtype, autocast, resolve_device, set_num_threads
-from textclf.training.loss import (
-    balanced_weights,
-    loss_weights,
-    num_classes,
-    weights_finite,
-)
+from textclf.training.loss import balanced_weights, loss_weights, num_classes, weights_finite
 from textclf.training.optim import lr_lambda, make_optimizer, warmup_steps
 
 _CHECK_EVERY = 50  # steps between loss finiteness checks (one host sync each)
@@ -148,7 +143,9 @@ class Trainer:
             if self.rank != 0:  # rank 0 reports for the group
                 self.log = self.on_epoch = self.progress = None
                 self.checkpoint_dir = None
-        self.amp_dtype = amp_dtype(self.device, cfg.mixed_precision)
+        self.amp_dtype = amp_dtype(self.device, cfg.mixed_precision, cfg.cpu_bf16)
+        # Evaluation runs as the model is served: float32 on the CPU even with train.cpu_bf16.
+        self.eval_amp_dtype = self.amp_dtype if self.device.type == "cuda" else None
         self.metric = f"val_{cfg.early_stopping_metric}"
         self.higher_is_better = cfg.early_stopping_metric != "loss" and METRICS[cfg.early_stopping_metric].higher_is_better
 
@@ -335,7 +332,7 @@ class Trainer:
         preds_sorted = torch.empty(len(split), dtype=torch.long, device=self.device)
         pos = 0
         with torch.inference_mode():
-            for b, (idx, logits, labels) in enumerate(sorted_logits(self.model, split, batches, self.device, self.pad_id, self.amp_dtype)):
+            for b, (idx, logits, labels) in enumerate(sorted_logits(self.model, split, batches, self.device, self.pad_id, self.eval_amp_dtype)):
                 batch_loss[b] = F.cross_entropy(logits, labels, reduction="sum")
                 preds_sorted[pos : pos + len(idx)] = logits.argmax(-1)
                 pos += len(idx)
