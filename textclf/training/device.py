@@ -78,7 +78,10 @@ def amp_dtype(device: torch.device, enabled: bool, cpu_bf16: bool = False) -> to
 
 def cpu_has_native_bf16() -> bool:
     """Whether oneDNN runs bf16 natively on this CPU (avx512_bf16 or AMX), not by float32 emulation."""
-    return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    try:  # a private op: a torch build without it is treated as having no native bf16
+        return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
 
 
 def autocast(device: torch.device, dtype: torch.dtype | None):
