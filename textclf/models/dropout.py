@@ -40,9 +40,14 @@ _LEVELS = 1 << 16
 _I64_MIN, _I64_MAX = -(1 << 63), (1 << 63) - 1
 
 
+def _dropped_levels(p: float) -> int:
+    """``p`` in 1/65536ths: an element is dropped when its int16 lane is among the lowest this many values."""
+    return round(p * _LEVELS)
+
+
 def keep_probability(p: float) -> float:
     """The probability that `Dropout` keeps an element: ``1 - p`` with ``p`` rounded to 1/65536."""
-    return 1.0 - round(p * _LEVELS) / _LEVELS
+    return 1.0 - _dropped_levels(p) / _LEVELS
 
 
 def random_int16(n: int) -> Tensor:
@@ -55,7 +60,7 @@ def random_int16(n: int) -> Tensor:
 
 def cpu_dropout(x: Tensor, p: float) -> Tensor:
     """Training-mode dropout of a float CPU tensor with 0 < p < 1 (see the module docstring)."""
-    threshold = round(p * _LEVELS) - _LEVELS // 2  # keep where the int16 value >= threshold
+    threshold = _dropped_levels(p) - _LEVELS // 2  # keep where the int16 value >= threshold
     q = keep_probability(p)
     bits = random_int16(x.numel()).view(x.shape)
     mask = (bits >= threshold).to(x.dtype).mul_(1.0 / q)
