@@ -1,12 +1,13 @@
 """Cache identity includes the textclf code a stage runs: an edit recomputes what it touches and nothing else.
 
 A copy of the package is put first on PYTHONPATH, and ``textclf train`` runs
-from it after each edit: with nothing edited every stage is a hit; a comment
-in the report's verdicts (code no stage runs) keeps every entry; one in the
-recurrent encoder retrains the model but keeps the generated corpus; one in a
-corpus generator makes both again. The import graph the keys hash
-(:mod:`textclf.core.code`, a regular expression) is checked against Python's
-own parser on the whole package.
+from it after each edit: with nothing edited every stage is a hit; a change of
+behaviour in the report's verdicts (code no stage runs) keeps every entry; a
+comment, a docstring or a reformatting of the recurrent encoder keeps every
+entry too; a changed constant there retrains the model but keeps the generated
+corpus; one in a corpus generator makes both again. The import graph the keys
+hash (:mod:`textclf.core.code`, a regular expression) is checked against
+Python's own parser on the whole package.
 """
 
 from __future__ import annotations
@@ -81,6 +82,45 @@ def test_a_stage_whose_compute_is_outside_its_code_is_refused(tmp_path):
         run_stage(StageCache(tmp_path), "prepare", {"a": 1}, [], compute=compute, load=lambda p: p)
 
 
+def test_code_identity_ignores_comments_docstrings_and_layout_but_not_behaviour():
+    from textclf.core.code import behaviour_of
+
+    base = b'"""Module doc."""\nimport math\n\nLIMIT = 3\n\n\ndef f(x):\n    """Doc."""\n    return math.floor(x) + LIMIT  # why\n'
+    same = [
+        base.replace(b"Module doc.", b"Another doc."),
+        base.replace(b"# why", b"# a longer reason"),
+        base.replace(b'    """Doc."""\n', b""),  # a docstring removed
+        base.replace(b"\n\n\n", b"\n\n") + b"\n# trailing\n",
+        base.replace(b"math.floor(x) + LIMIT", b"math.floor( x )+LIMIT"),
+    ]
+    for edited in same:
+        assert behaviour_of(edited) == behaviour_of(base), edited
+    changed = [
+        base.replace(b"LIMIT = 3", b"LIMIT = 4"),
+        base.replace(b"math.floor", b"math.ceil"),
+        base.replace(b"return", b"x = -x\n    return"),
+        base.replace(b"# why", b"") + b"s = 'not a docstring'\n",
+    ]
+    for edited in changed:
+        assert behaviour_of(edited) != behaviour_of(base), edited
+
+
+def test_behaviour_hashes_remembered_by_one_process_are_those_another_computes(tmp_path, monkeypatch):
+    from textclf.core import code
+
+    name = "textclf.core.errors"
+    fresh = code.behaviour_of(code._modules()[name])
+    monkeypatch.setattr(code, "_memo", [tmp_path / ".code"])
+    code._behaviour_hash.cache_clear()
+    try:
+        first = code._behaviour_hash(name)
+        assert len(list((tmp_path / ".code").iterdir())) == 1  # remembered, named by the raw source's hash
+        code._behaviour_hash.cache_clear()
+        assert code._behaviour_hash(name) == first == __import__("hashlib").sha256(fresh).digest()
+    finally:
+        code._behaviour_hash.cache_clear()
+
+
 def _train(copy_root: Path, cache: Path, out: Path) -> dict:
     env = {**os.environ, "PYTHONPATH": str(copy_root), "TEXTCLF_CACHE_DIR": str(cache)}
     args = ["--set", "data.source=builtin:reviews", "--set", "data.options={size: 200}", "--set", "train.epochs=1",
@@ -104,9 +144,16 @@ def test_an_edit_recomputes_the_stages_whose_code_it_touches_and_no_other(tmp_pa
     def corpora() -> int:
         return len(list((cache / "datasets" / "builtin").glob("*.parquet")))
 
-    def edit(relative: str) -> None:
+    def edit(relative: str) -> None:  # a new module-level constant: the code behaves differently
         path = root / "textclf" / relative
-        path.write_text(path.read_text() + "\n# an edit that changes nothing but the code\n")
+        path.write_text(path.read_text() + "\n_EDITED = 1\n")
+
+    def reword(relative: str) -> None:  # a comment, a docstring and the layout change; the behaviour does not
+        path = root / "textclf" / relative
+        source = path.read_text()
+        first_docstring = source.index('"""') + 3
+        source = source[:first_docstring] + "Reworded. " + source[first_docstring:]
+        path.write_text(source.replace("\n\n\n", "\n\n\n\n") + "\n# a comment that changes nothing the code does\n")
 
     first = _train(root, cache, tmp_path / "a.json")
     assert not first["cached"] and corpora() == 1
@@ -115,6 +162,9 @@ def test_an_edit_recomputes_the_stages_whose_code_it_touches_and_no_other(tmp_pa
     edit("analysis/verdicts.py")  # the diagnostics verdicts: no stage runs them
     report_fix = _train(root, cache, tmp_path / "c.json")
     assert report_fix["cached"] and report_fix["model_dir"] == first["model_dir"] and corpora() == 1
+    reword("models/recurrent.py")  # documentation only: every trained model is kept
+    reworded = _train(root, cache, tmp_path / "c2.json")
+    assert reworded["cached"] and reworded["model_dir"] == first["model_dir"]
     edit("models/recurrent.py")
     model_fix = _train(root, cache, tmp_path / "d.json")
     assert not model_fix["cached"] and model_fix["model_dir"] != first["model_dir"]

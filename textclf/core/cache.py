@@ -49,7 +49,7 @@ from pathlib import Path
 from typing import Any
 
 from textclf.core import checksums
-from textclf.core.code import code_fingerprint
+from textclf.core.code import code_fingerprint, remember_in
 
 log = logging.getLogger(__name__)
 
@@ -91,6 +91,7 @@ class PruneResult:
 class StageCache:
     def __init__(self, root: str | Path | None = None):
         self.root = Path(root) if root else default_cache_dir()
+        remember_in(self.root / ".code")  # behaviour hashes of textclf's modules, read instead of parsed
         self._held: dict[tuple[str, str], Any] = {}  # (stage, key) -> open use-lock file (shared lock)
 
     def __getstate__(self) -> dict[str, Any]:
@@ -99,6 +100,7 @@ class StageCache:
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.root = state["root"]
+        remember_in(self.root / ".code")
         self._held = {}
 
     def path(self, stage: str, key: str) -> Path:

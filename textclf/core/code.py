@@ -20,15 +20,24 @@ imports the report or the CLI). ``tests/test_code_identity.py`` checks the
 graph against Python's own parser and that an edit recomputes exactly the
 stages whose code it touches.
 
-The imports are found with a regular expression over the source (milliseconds
-for the package, where ``ast.parse`` of every file costs ~0.2 s in each
-process that computes a key).
+What is hashed is each module's **behaviour**, not its bytes: the syntax tree
+with docstrings dropped (:func:`behaviour_of`), so a comment, a docstring or a
+reformatting keeps every cached model while a changed constant, name or
+statement recomputes what runs it (HF datasets strips comments from a module's
+source before hashing it for the same reason). Only the modules of the
+closure being keyed are parsed, once per process.
+
+The imports are found with a regular expression over the raw source
+(milliseconds for the package, where parsing every file would cost a few
+tenths of a second in each process that computes a key).
 """
 
 from __future__ import annotations
 
+import ast
 import functools
 import hashlib
+import os
 import re
 from pathlib import Path
 
@@ -102,9 +111,65 @@ def import_closure(module: str) -> frozenset[str]:
     return frozenset(seen)
 
 
+def behaviour_of(source: bytes) -> bytes:
+    """What of a module's source can change what it does: its syntax tree without docstrings.
+
+    ``ast.dump`` leaves out line and column numbers, so comments, blank lines,
+    docstrings and formatting all vanish; every statement, name, constant and
+    annotation (pydantic reads annotations) stays. A file that does not parse is
+    taken as it is.
+    """
+    try:
+        tree = ast.parse(source)
+    except (SyntaxError, ValueError):
+        return source
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
+            body = node.body
+            if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant) and isinstance(body[0].value.value, str):
+                node.body = body[1:] or [ast.Pass()]
+    return ast.dump(tree, annotate_fields=False).encode()
+
+
+_memo: list[Path] = []  # where behaviour hashes are remembered between processes (see remember_in)
+
+
+def remember_in(folder: str | Path) -> None:
+    """Keep each source version's behaviour hash in ``folder`` (the stage cache's ``.code/``).
+
+    Parsing the whole package costs a few tenths of a second, which every process
+    that computes a key would pay again; a file named by the raw source's hash
+    holds its behaviour hash, so an unchanged module is read, not parsed.
+    """
+    _memo[:] = [Path(folder)]
+
+
+@functools.lru_cache(maxsize=None)
+def _behaviour_hash(name: str) -> bytes:
+    source = _modules()[name]
+    memo = _memo[0] / hashlib.sha256(source).hexdigest() if _memo else None
+    if memo is not None:
+        try:
+            known = bytes.fromhex(memo.read_text())
+            if len(known) == 32:
+                return known
+        except (OSError, ValueError):
+            pass
+    digest = hashlib.sha256(behaviour_of(source)).digest()
+    if memo is not None:
+        try:  # a read-only or full cache only loses the shortcut
+            memo.parent.mkdir(parents=True, exist_ok=True)
+            tmp = memo.with_name(f"{memo.name}.{os.getpid()}.tmp")
+            tmp.write_text(digest.hex())
+            os.replace(tmp, memo)
+        except OSError:
+            pass
+    return digest
+
+
 @functools.lru_cache(maxsize=None)
 def code_fingerprint(module: str | None = None) -> str:
-    """A hash of the source of ``module``'s import closure (module name + bytes); of the whole package when None.
+    """A hash of the behaviour of ``module``'s import closure (module name + :func:`behaviour_of`); of the whole package when None.
 
     Module names, not file paths, keep it equal for the same code installed elsewhere
     (another node of a cluster, another virtual environment).
@@ -113,5 +178,5 @@ def code_fingerprint(module: str | None = None) -> str:
     names = sorted(modules) if module is None else sorted(import_closure(module))
     h = hashlib.sha256()
     for name in names:
-        h.update(name.encode() + b"\0" + modules[name] + b"\0")
+        h.update(name.encode() + b"\0" + _behaviour_hash(name) + b"\0")
     return h.hexdigest()[:20]
