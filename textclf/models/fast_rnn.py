@@ -76,6 +76,14 @@ def _check_layout(module: nn.RNNBase) -> None:
         raise ValueError(f"{type(module).__name__} takes batch_first input only: pass batch_first=True.")
 
 
+def _functorch_wrapped(t: Tensor) -> bool:
+    """Whether ``t`` is inside a vmap / grad transform (a private torch probe). A torch without
+    the probe counts every tensor as wrapped: the fast path then steps aside for torch's own
+    kernels rather than risk a wrong gradient."""
+    probe = getattr(getattr(getattr(torch, "_C", None), "_functorch", None), "is_functorch_wrapped_tensor", None)
+    return True if probe is None else bool(probe(t))
+
+
 class _FastMixin:
     """The dispatch and the layer stacking shared by FastRNN and FastGRU."""
 
@@ -113,7 +121,7 @@ class _FastMixin:
             return None
         if torch.jit.is_scripting() or torch.jit.is_tracing() or torch.compiler.is_compiling():
             return None  # exporters and compilers see torch's op
-        if torch.is_autocast_enabled("cpu") or torch._C._functorch.is_functorch_wrapped_tensor(input):
+        if torch.is_autocast_enabled("cpu") or _functorch_wrapped(input):
             return None  # autocast, vmap / grad transforms: torch's rules apply
         B, T = input.shape[0], input.shape[1]
         if T < self.min_steps:

@@ -28,6 +28,7 @@ direction). Unidirectional stacks use one multi-layer torch module.
 
 from __future__ import annotations
 
+import logging
 import warnings
 from functools import partial
 
@@ -108,6 +109,25 @@ def _reorder(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
     return x.gather(1, index.unsqueeze(-1).expand(-1, -1, x.size(-1)))
 
 
+log = logging.getLogger(__name__)
+
+_FUSED = {"lstm": "lstm", "gru": "gru", "rnn": "rnn_tanh"}
+_warned_fused: list[bool] = []
+
+
+def _fused_call(cell: str):
+    """torch's fused packed-sequence op for ``cell`` (``torch._VF``, what ``nn.LSTM`` itself calls), or None.
+
+    It is not public API: a torch release without it degrades to the exact padded
+    path (same results, slower on a GPU) with a one-line note, instead of failing.
+    """
+    call = getattr(getattr(torch, "_VF", None), _FUSED[cell], None)
+    if call is None and not _warned_fused:
+        _warned_fused.append(True)
+        log.warning("this torch has no torch._VF.%s: the GPU packed path is off, the padded path runs instead", _FUSED[cell])
+    return call
+
+
 class RecurrentEncoder(nn.Module):
     """Recurrent cell + pooling. `forward(x, lengths)` -> (B, output_size)."""
 
@@ -169,7 +189,7 @@ class RecurrentEncoder(nn.Module):
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """x (B, T, I) float, lengths (B,) int on any device -> pooled (B, output_size)."""
-        if (x.is_cuda if self.packed is None else self.packed) and not tracing():
+        if (x.is_cuda if self.packed is None else self.packed) and not tracing() and _fused_call(self.cell) is not None:
             return self._forward_packed(x, lengths)
         # Max, mean and last pooling never look across directions at one position, so
         # the top layer's reverse states can stay in reversed order (see _encode).
@@ -263,7 +283,7 @@ class RecurrentEncoder(nn.Module):
         directions = 2 if self.bidirectional else 1
         weights = self._flat_weights()
         hx = x.new_zeros(self.layers * directions, x.size(0), self.hidden_size)
-        call = {"lstm": torch._VF.lstm, "gru": torch._VF.gru, "rnn": torch._VF.rnn_tanh}[self.cell]
+        call = _fused_call(self.cell)
         dropout = self.dropout if self.layers > 1 else 0.0
         result = call(packed.data, packed.batch_sizes, (hx, hx) if self.cell == "lstm" else hx, weights, True, self.layers,
                       dropout, self.training, self.bidirectional)
