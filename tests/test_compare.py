@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import math
-import time
 
 import numpy as np
 import pytest
@@ -343,21 +342,6 @@ def test_summary_macro_f1_agrees_with_sklearn(records, summary):
         recs = [r for r in records if r.variant == name]
         expected = np.mean([f1_score(r.y_true, r.proba.argmax(1), average="macro") for r in recs])
         assert summary["variants"][name]["test_macro_f1"]["mean"] == pytest.approx(expected, abs=1e-12)
-
-
-def test_compare_is_fast_enough():
-    n, k = 1000, 4
-    y = make_y(n, k, seed=9)
-    rng = np.random.default_rng(10)
-    recs = []
-    for v in range(8):
-        for s in range(3):
-            correct = rng.random(n) < 0.6 + 0.03 * v
-            recs.append(neural(f"v{v}", s, y, proba_for(y, correct, k, seed=v * 10 + s)))
-    compare(recs[:6], "v0", label_names=list("abcd"), n_boot=50)  # warm-up imports
-    start = time.perf_counter()
-    compare(recs, "v0", label_names=list("abcd"), lengths=np.arange(n), texts=[str(i) for i in range(n)])
-    assert time.perf_counter() - start < 3.0
 
 
 # --------------------------------------------------------------------------- #

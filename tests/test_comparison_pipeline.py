@@ -81,7 +81,13 @@ def test_summary_says_where_each_variant_differs(project):
     lengths = v["slices"]["length"]
     assert sum(r["n"] for r in lengths) == s["n_test"] and all(r["baseline_accuracy"] is not None for r in lengths)
     assert {r["value"] for r in v["slices"]["domain"]} == {"film", "book"}
-    assert v["disagreements"]["wins"] >= 0 and v["disagreements"]["losses"] >= 0
+    # texts it gets right and the baseline wrong (wins), and the reverse, by majority vote over seeds
+    d = v["disagreements"]
+    assert d["wins"] + d["losses"] <= s["n_test"]
+    for kind, right, wrong in (("wins", "variant", "baseline"), ("losses", "baseline", "variant")):
+        examples = d["examples"][kind]
+        assert len(examples) == min(d[kind], 10)
+        assert all(e[right] == e["label"] != e[wrong] and e["text"] for e in examples), examples
     assert s["best_variant"] in s["variants"] and "validation" in s["best_variant_by"]
     # the parent run tells the story on its page; the report has the slices and the length plot
     client = MlflowClient()

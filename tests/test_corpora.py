@@ -8,7 +8,6 @@ import random
 import re
 import subprocess
 import sys
-import time
 from collections import Counter
 
 import pytest
@@ -168,12 +167,9 @@ def test_builtin_prefix_is_accepted():
 @pytest.mark.parametrize("name,options", [
     ("long-range", {}), ("ends", {}), ("ends", {"rule": "sum"}), ("context", {}), ("order", {}), ("listops", {}),
 ])
-def test_diagnostics_are_fast(name, options):
-    # About 0.15-0.6 s for 20k rows on an idle core; the bound leaves room for
-    # a busy machine and still catches anything worse than linear.
-    start = time.perf_counter()
-    generate(name, seed=0, size=20_000, **options)
-    assert time.perf_counter() - start < 6.0
+def test_diagnostics_make_the_size_asked_for(name, options):
+    # Their speed (0.15-0.6 s for 20k rows on an idle core) is a benchmark's business, not a test's.
+    assert len(generate(name, seed=0, size=20_000, **options)["text"]) == 20_000
 
 
 # --------------------------------------------------------------------------
@@ -361,10 +357,3 @@ def test_sentiment_words_occur_in_both_classes():
         pos, neg = per_class["positive"][marker], per_class["negative"][marker]
         assert min(pos, neg) >= 0.75 * max(pos, neg), (marker, pos, neg)
 
-
-def test_reviews_are_fast():
-    # About 0.07 s on an idle core; the bound leaves room for a busy machine
-    # and still catches anything that grows worse than linearly.
-    start = time.perf_counter()
-    generate("reviews", seed=0, size=2000)
-    assert time.perf_counter() - start < 2.0
