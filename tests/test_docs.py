@@ -30,7 +30,7 @@ def test_reference_lists_every_config_key():
     from textclf.pipeline.spec import ClaimSpec, PipelineSpec, TaskSpec
 
     page = _generator().render()
-    documented = set(re.findall(r"^\| `([^`]+)` \|", page, flags=re.M))
+    documented = set(re.findall(r"^\| `([^`]+)` \|", page, flags=re.MULTILINE))
     missing = [key for key in Config().flat() if key not in documented]
     assert not missing, f"docs/gen_config_reference.py does not list {missing}"
     for model in (PipelineSpec, TaskSpec, ClaimSpec):
@@ -44,7 +44,7 @@ def test_reference_rows_come_from_the_models():
 
     gen = _generator()
     rows: dict[str, str] = {}
-    for m in re.finditer(r"^\| `([^`]+)` \|.*$", gen.render(), flags=re.M):
+    for m in re.finditer(r"^\| `([^`]+)` \|.*$", gen.render(), flags=re.MULTILINE):
         rows.setdefault(m.group(1), m.group(0))  # the config tables come first; the tune tables repeat some keys
     assert "≤ 10000" in rows["train.epochs"] and "`10`" in rows["train.epochs"]
     assert "`last` \\| `mean` \\| `max` \\| `attention`" in rows["encoder.pooling"]
@@ -54,7 +54,9 @@ def test_reference_rows_come_from_the_models():
     from textclf.pipeline.config import Config
 
     _, comments = gen.params_yaml()
-    undescribed = [(key, field) for key, field, _ in gen.leaf_rows(Config) if not field.description and comments.get(key)]
+    undescribed = [
+        (key, field) for key, field, _ in gen.leaf_rows(Config) if not field.description and comments.get(key)
+    ]
     assert undescribed
     for key, _field in undescribed:
         assert " ".join(comments[key].split()).replace("|", "\\|") in rows[key], key
@@ -62,8 +64,11 @@ def test_reference_rows_come_from_the_models():
 
 def test_params_yaml_comments_continue_over_indented_lines(tmp_path):
     params = tmp_path / "params.yaml"
-    params.write_text("# header\nkind: neural   # top\n\ntrain:   # the trainer\n  lr: 0.1   # first\n"
-                      "            # second\n  seed: 1\n", encoding="utf-8")
+    params.write_text(
+        "# header\nkind: neural   # top\n\ntrain:   # the trainer\n  lr: 0.1   # first\n"
+        "            # second\n  seed: 1\n",
+        encoding="utf-8",
+    )
     values, comments = _generator().params_yaml(params)
     assert values == {"kind": "neural", "train.lr": 0.1, "train.seed": 1}
     assert comments == {"kind": "top", "train": "the trainer", "train.lr": "first second"}
@@ -76,7 +81,7 @@ _LINK = re.compile(r"(?<!!)\[[^\]]*\]\(([^)\s]+)(?:\s+\"[^\"]*\")?\)")
 
 def _prose(text: str) -> str:
     """The Markdown without fenced code blocks and code spans (links there are not links)."""
-    text = re.sub(r"^(```|~~~).*?^\1", "", text, flags=re.M | re.S)
+    text = re.sub(r"^(```|~~~).*?^\1", "", text, flags=re.MULTILINE | re.DOTALL)
     return re.sub(r"`[^`\n]*`", "", text)
 
 
@@ -87,7 +92,7 @@ def github_slug(heading: str) -> str:
 
 
 def _anchors(path: Path) -> set[str]:
-    headings = re.findall(r"^#{1,6}\s+(.+?)\s*#*\s*$", _prose(path.read_text(encoding="utf-8")), flags=re.M)
+    headings = re.findall(r"^#{1,6}\s+(.+?)\s*#*\s*$", _prose(path.read_text(encoding="utf-8")), flags=re.MULTILINE)
     return {github_slug(h) for h in headings}
 
 
@@ -95,7 +100,7 @@ def broken_links(path: Path, check_anchors: bool) -> list[str]:
     """Relative links of one Markdown file whose target file (or heading) does not exist."""
     problems = []
     for target in _LINK.findall(_prose(path.read_text(encoding="utf-8"))):
-        if re.match(r"^[a-z][a-z0-9+.-]*:", target, flags=re.I):  # http:, https:, mailto:
+        if re.match(r"^[a-z][a-z0-9+.-]*:", target, flags=re.IGNORECASE):  # http:, https:, mailto:
             continue
         file_part, _, anchor = target.partition("#")
         dest = (path.parent / file_part).resolve() if file_part else path
