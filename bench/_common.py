@@ -73,7 +73,7 @@ def base_parser(doc: str | None, name: str) -> argparse.ArgumentParser:
     """A parser with the options every benchmark takes: --smoke, --threads, --json, --reps."""
     parser = argparse.ArgumentParser(
         description=(doc or "").strip().splitlines()[0] if doc else None,
-        epilog="See bench/README.md for what is measured and how.",
+        epilog="See docs/benchmarks.md for what is measured and how, bench/README.md for how to run it.",
     )
     parser.add_argument("--smoke", action="store_true",
                         help="Seconds-long run on tiny data with 1 repetition: checks every code path, numbers are meaningless.")
