@@ -31,6 +31,8 @@ from typing import Any
 
 import numpy as np
 
+from textclf.data.config import MAX_SLICE_VALUES
+
 __all__ = ["RunRecord", "compare"]
 
 # Run metrics summarised as {"mean", "sd"} over seeds, taken from RunRecord.metrics.
@@ -161,11 +163,19 @@ def _mean_sd(values: Sequence[Any]) -> dict[str, float | None]:
 
 
 def _delta(result: Mapping[str, Any]) -> dict[str, Any]:
-    """The summary's view of a paired comparison (``mean`` is the difference of seed means)."""
+    """The summary's view of a paired comparison (``mean`` is the difference of seed means).
+
+    The interval is cut to the possible range, [-1, 1], and flagged ``uninformative``
+    when it had to be cut or spans half that range (:func:`textclf.analysis.stats.clip_interval`).
+    """
+    from textclf.analysis.stats import clip_interval
+
+    low, high, uninformative = clip_interval(_num(result["ci_low"]), _num(result["ci_high"]))
     return {
         "mean": _num(result["delta"]),
-        "ci_low": _num(result["ci_low"]),
-        "ci_high": _num(result["ci_high"]),
+        "ci_low": low,
+        "ci_high": high,
+        "uninformative": uninformative,
         "p_value": _num(result["p_value"]),
         "p_adjusted": None,  # filled in by Holm across the variants
         "se": _num(result["se"]),
@@ -197,6 +207,31 @@ def _slice_rows(correct: np.ndarray, base_correct: np.ndarray, parts: list[tuple
     return rows
 
 
+def column_slices(values: Sequence[Any]) -> tuple[list[tuple[dict[str, Any], np.ndarray]], str | None]:
+    """The slices of one ``data.slice_columns`` column: ([({"value": v}, row indices)], note or None).
+
+    Up to :data:`MAX_SLICE_VALUES` values, each its own slice. Past that (a
+    column of ids gave 893 one-row slices per variant) the largest
+    ``MAX_SLICE_VALUES - 1`` values with at least 2 rows keep theirs and the rest
+    are pooled in one ``other`` slice, and the note says so.
+    """
+    values = np.asarray(values).astype(str)
+    uniq, counts = np.unique(values, return_counts=True)
+    if uniq.size <= MAX_SLICE_VALUES:
+        return [({"value": v}, np.flatnonzero(values == v)) for v in sorted(uniq.tolist(), key=_natural)], None
+    order = sorted(range(uniq.size), key=lambda i: (-counts[i], _natural(str(uniq[i]))))
+    keep = [str(uniq[i]) for i in order if counts[i] >= 2][: MAX_SLICE_VALUES - 1]
+    parts = [({"value": v}, np.flatnonzero(values == v)) for v in sorted(keep, key=_natural)]
+    pooled = int(uniq.size - len(keep))
+    rest = np.flatnonzero(~np.isin(values, keep))
+    parts.append(({"value": f"other ({pooled} values)", "pooled_values": pooled}, rest))
+    note = (f"{uniq.size} distinct values in {values.size} test texts: the {len(keep)} largest with at least 2 texts are shown, "
+            f"the other {pooled} pooled ({rest.size} texts)")
+    if uniq.size > values.size / 2:
+        note += "; nearly one value per text looks like an identifier, not a group to slice by"
+    return parts, note
+
+
 def _slices(correct: np.ndarray, base_correct: np.ndarray | None, lengths: np.ndarray | None,
             columns: Mapping[str, np.ndarray]) -> dict[str, list[dict[str, Any]]]:
     out: dict[str, list[dict[str, Any]]] = {}
@@ -204,9 +239,7 @@ def _slices(correct: np.ndarray, base_correct: np.ndarray | None, lengths: np.nd
         parts = [({"lo": int(lengths[idx].min()), "hi": int(lengths[idx].max())}, idx) for idx in length_bins(lengths)]
         out["length"] = _slice_rows(correct, base_correct, parts)
     for name, values in columns.items():
-        values = np.asarray(values).astype(str)
-        parts = [({"value": v}, np.flatnonzero(values == v)) for v in sorted(set(values.tolist()), key=_natural)]
-        out[name] = _slice_rows(correct, base_correct, parts)
+        out[name] = _slice_rows(correct, base_correct, column_slices(values)[0])
     return out
 
 
@@ -362,7 +395,10 @@ def compare(
             "multiplicity": "Holm over the variants compared with the baseline",
         },
         "significance": _significance_text(baseline, alpha, n_boot, single_seed),
-        "slices": {"length": "tokens of the shared tokenizer, quintiles of the test set"} if lengths is not None else {},
+        "slices": {
+            **({"length": "tokens of the shared tokenizer, quintiles of the test set"} if lengths is not None else {}),
+            **{name: note for name, values in (slice_columns or {}).items() if (note := column_slices(values)[1])},
+        },
         "variants": variants,
         "best_variant": best if score(best) > -math.inf else None,
         "best_variant_metric": select_by,
