@@ -26,7 +26,8 @@ def cfg(**kw) -> DataConfig:
 
 
 def data_warnings(data, **kw):
-    from textclf.data.checks import data_warnings  # here: each test fails on its own account without the module
+    # Imported here: without the module each test still fails on its own account.
+    from textclf.data.checks import data_warnings
 
     return data_warnings(data, **kw)
 

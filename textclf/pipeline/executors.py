@@ -62,7 +62,12 @@ def compute_upstream(configs: Iterable[Config], cache: StageCache, *, force: boo
     cache. With ``force`` each distinct entry is recomputed once (not once per
     variant); workers then run with ``reuse_upstream=True``.
     """
-    from textclf.pipeline.data_stages import embed_stage, prepare_stage, tokenize_stage, warn_data
+    from textclf.pipeline.data_stages import (
+        embed_stage,
+        prepare_stage,
+        tokenize_stage,
+        warn_data,
+    )
     from textclf.pipeline.transfer import source_for
     from textclf.pipeline.variant import plan
 
