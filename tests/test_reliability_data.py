@@ -195,8 +195,8 @@ class _Heard(logging.Handler):
         self.messages.append(record.getMessage())
 
 
-def test_training_warns_once_before_training_per_dataset(tmp_path, monkeypatch):
-    """A pipeline of three variants on one dataset: each warning once, and before the first training."""
+def test_training_warns_once_before_training_per_dataset(tmp_path, monkeypatch, capsys):
+    """A pipeline of two variants on one dataset: each warning once, before the first training, and kept with the run."""
     import yaml
 
     from textclf.pipeline import data_stages
@@ -209,7 +209,7 @@ def test_training_warns_once_before_training_per_dataset(tmp_path, monkeypatch):
     spec = {
         "name": "imb", "data": {"source": "d.csv"}, "seeds": [1], "baseline": "a",
         "params": {"kind": "tfidf"},
-        "variants": {"a": {"tfidf": {"ngram_max": 1}}, "b": {"tfidf": {"ngram_max": 2}}, "c": {"tfidf": {"ngram_max": 3}}},
+        "variants": {"a": {"tfidf": {"ngram_max": 1}}, "b": {"tfidf": {"ngram_max": 2}}},
     }
     (tmp_path / "p.yaml").write_text(yaml.safe_dump(spec))
     monkeypatch.setattr(data_stages, "_SAID", set(), raising=False)  # said before in this process: forget it
@@ -225,7 +225,10 @@ def test_training_warns_once_before_training_per_dataset(tmp_path, monkeypatch):
     logger = logging.getLogger("textclf")
     logger.addHandler(heard)
     try:
-        assert main(["run", "p.yaml", "-q", "--jobs", "1"]) == 0  # in this process: each variant passes warn_data
+        assert main(["run", "p.yaml", "-q", "--jobs", "1", "--summary-out", "s.json"]) == 0  # in this process: each variant passes warn_data
+        capsys.readouterr()
+        assert main(["run", "p.yaml", "-q"]) == 0  # nothing changed: the recorded answer, and its warnings again
+        again = capsys.readouterr().out
     finally:
         logger.removeHandler(heard)
         import mlflow
@@ -234,8 +237,11 @@ def test_training_warns_once_before_training_per_dataset(tmp_path, monkeypatch):
     said = [m for m in heard.messages if "heavily imbalanced" in m]
     assert len(said) == 1, said
     assert "'neg' has 16 of 320 training rows" in said[0] and "--set train.early_stopping_metric=macro_f1" in said[0]
-    assert len(seen_at_first_training) == 3
+    assert len(seen_at_first_training) == 2
     assert any("heavily imbalanced" in m for m in seen_at_first_training[0])
+    recorded = json.loads((tmp_path / "s.json").read_text())["data"]["warnings"]
+    assert said[0] in recorded
+    assert "warning: the classes are heavily imbalanced" in again and "nothing changed" not in said[0]
 
 
 # --------------------------------------------------------------------------- report sanity
@@ -302,5 +308,7 @@ def test_slices_of_an_id_column_are_capped_with_a_note(tmp_path):
     grouped = s["variants"]["b"]["slices"]["group"]
     assert len(grouped) == 20 and sum(r["n"] for r in grouped) == 900
     assert grouped[-1]["value"] == "other (6 values)"
+    s["data"] = {"warnings": ["the classes are heavily imbalanced: ..."]}
     report = write_report(s, recs, tmp_path / "r", title="t")["report"].read_text()
     assert "893 distinct values in 900 test texts" in report
+    assert "## Data warnings\n\n- the classes are heavily imbalanced" in report

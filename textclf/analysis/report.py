@@ -290,7 +290,11 @@ def write_report(
     ]
     if summary.get("data"):
         facts.insert(0, f"- Data: {summary['data']}")
-    lines += facts + ["", "## Results", "", markdown_table(summary), ""]
+    lines += facts + [""]
+    warned = (summary.get("data") or {}).get("warnings") if isinstance(summary.get("data"), dict) else None
+    if warned:  # said before training (textclf.data.checks); the numbers below are read in their light
+        lines += ["## Data warnings", "", *(f"- {_clip(w, 1000)}" for w in warned), ""]
+    lines += ["## Results", "", markdown_table(summary), ""]
     lines += [
         "Accuracy and macro-F1 are in percent, mean ± sd over seeds; val acc is the validation accuracy that chose "
         f"the best variant. Δacc is in percentage points; * marks a Holm-adjusted p below {summary.get('alpha', _ALPHA):g}.",
