@@ -31,6 +31,8 @@ from typing import Any
 
 import numpy as np
 
+from textclf.analysis.slices import column_slices
+
 __all__ = ["RunRecord", "compare"]
 
 # Run metrics summarised as {"mean", "sd"} over seeds, taken from RunRecord.metrics.
@@ -161,11 +163,19 @@ def _mean_sd(values: Sequence[Any]) -> dict[str, float | None]:
 
 
 def _delta(result: Mapping[str, Any]) -> dict[str, Any]:
-    """The summary's view of a paired comparison (``mean`` is the difference of seed means)."""
+    """The summary's view of a paired comparison (``mean`` is the difference of seed means).
+
+    The interval is cut to the possible range, [-1, 1], and flagged ``uninformative``
+    when it had to be cut or spans half that range (:func:`textclf.analysis.stats.clip_interval`).
+    """
+    from textclf.analysis.stats import clip_interval
+
+    low, high, uninformative = clip_interval(_num(result["ci_low"]), _num(result["ci_high"]))
     return {
         "mean": _num(result["delta"]),
-        "ci_low": _num(result["ci_low"]),
-        "ci_high": _num(result["ci_high"]),
+        "ci_low": low,
+        "ci_high": high,
+        "uninformative": uninformative,
         "p_value": _num(result["p_value"]),
         "p_adjusted": None,  # filled in by Holm across the variants
         "se": _num(result["se"]),
@@ -204,14 +214,8 @@ def _slices(correct: np.ndarray, base_correct: np.ndarray | None, lengths: np.nd
         parts = [({"lo": int(lengths[idx].min()), "hi": int(lengths[idx].max())}, idx) for idx in length_bins(lengths)]
         out["length"] = _slice_rows(correct, base_correct, parts)
     for name, values in columns.items():
-        values = np.asarray(values).astype(str)
-        parts = [({"value": v}, np.flatnonzero(values == v)) for v in sorted(set(values.tolist()), key=_natural)]
-        out[name] = _slice_rows(correct, base_correct, parts)
+        out[name] = _slice_rows(correct, base_correct, column_slices(values)[0])
     return out
-
-
-def _natural(value: str) -> tuple:
-    return (0, int(value), "") if value.lstrip("-").isdigit() else (1, 0, value)
 
 
 def _majority(preds: np.ndarray) -> np.ndarray:
@@ -362,7 +366,10 @@ def compare(
             "multiplicity": "Holm over the variants compared with the baseline",
         },
         "significance": _significance_text(baseline, alpha, n_boot, single_seed),
-        "slices": {"length": "tokens of the shared tokenizer, quintiles of the test set"} if lengths is not None else {},
+        "slices": {
+            **({"length": "tokens of the shared tokenizer, quintiles of the test set"} if lengths is not None else {}),
+            **{name: note for name, values in (slice_columns or {}).items() if (note := column_slices(values)[1])},
+        },
         "variants": variants,
         "best_variant": best if score(best) > -math.inf else None,
         "best_variant_metric": select_by,

@@ -40,6 +40,8 @@ def _delta_cell(delta: dict[str, Any] | None, alpha: float = _ALPHA) -> str:
     text = f"{100 * delta['mean']:+.1f}"
     if delta.get("ci_low") is not None and delta.get("ci_high") is not None:
         text += f" [{100 * delta['ci_low']:+.1f}, {100 * delta['ci_high']:+.1f}]"
+        if delta.get("uninformative"):
+            text += " uninformative"
     if _significant(delta, alpha):
         text += " *"
     return text
@@ -134,6 +136,9 @@ def _delta_note(delta: dict[str, Any] | None) -> str:
     text = f"{100 * delta['mean']:+.1f} points"
     if delta.get("ci_low") is not None:
         text += f" [{100 * delta['ci_low']:.1f}, {100 * delta['ci_high']:.1f}]"
+        if delta.get("uninformative"):
+            text += (" (uninformative: the interval reaches the possible range or spans half of it, so it rules out "
+                     "almost nothing; run 3 or more seeds per variant, on a larger test set)")
     text += f", {_format_p(delta.get('p_value'))}"
     if delta.get("p_adjusted") is not None:
         text += f" (Holm-adjusted {_format_p(delta['p_adjusted'])[2:]})"
@@ -177,6 +182,9 @@ def _where_notes(summary: dict[str, Any]) -> list[str]:
                 base = r.get("baseline_accuracy")
                 delta = "" if base is None else f"{100 * (r['accuracy'] - base):+.1f}"
                 lines.append(f"| {key} | {r['n']} | {100 * r['accuracy']:.1f} | {_MISSING if base is None else f'{100 * base:.1f}'} | {delta} |")
+            note = (summary.get("slices") or {}).get(slice_name) if slice_name != "length" else None
+            if note:  # a capped column: say what was pooled
+                lines += ["", f"*{slice_name}: {note}.*"]
             lines.append("")
         d = v.get("disagreements")
         if d:
@@ -282,7 +290,11 @@ def write_report(
     ]
     if summary.get("data"):
         facts.insert(0, f"- Data: {summary['data']}")
-    lines += facts + ["", "## Results", "", markdown_table(summary), ""]
+    lines += facts + [""]
+    warned = (summary.get("data") or {}).get("warnings") if isinstance(summary.get("data"), dict) else None
+    if warned:  # said before training (textclf.data.checks); the numbers below are read in their light
+        lines += ["## Data warnings", "", *(f"- {_clip(w, 1000)}" for w in warned), ""]
+    lines += ["## Results", "", markdown_table(summary), ""]
     lines += [
         "Accuracy and macro-F1 are in percent, mean ± sd over seeds; val acc is the validation accuracy that chose "
         f"the best variant. Δacc is in percentage points; * marks a Holm-adjusted p below {summary.get('alpha', _ALPHA):g}.",

@@ -79,7 +79,7 @@ from typing import Any
 import numpy as np
 from scipy import stats as _sp_stats
 
-__all__ = ["holm", "paired_comparison", "paired_comparison_batch"]
+__all__ = ["clip_interval", "holm", "paired_comparison", "paired_comparison_batch"]
 
 METHOD = "paired t, seed + example variance, Satterthwaite df"
 
@@ -317,6 +317,30 @@ def paired_comparison(correct_variant: Any, correct_baseline: Any, alpha: float 
     _check_same_examples(a.shape[1], b.shape[1], "correct")
     batch = paired_comparison_batch(a[None], b[None], alpha)
     return _result(batch, alpha=alpha, method=METHOD, n=a.shape[1], s_a=a.shape[0], s_b=b.shape[0])
+
+
+# --------------------------------------------------------------------------- reporting an interval
+
+# A difference of two proportions (accuracy, macro-F1) lies in [-1, 1]. An interval at least this
+# wide covers half of that range: it rules out almost nothing, whatever its level.
+UNINFORMATIVE_WIDTH = 1.0
+
+
+def clip_interval(low: float | None, high: float | None, bound: float = 1.0) -> tuple[float | None, float | None, bool]:
+    """``(low, high)`` cut to the possible range ``[-bound, bound]``, and whether the interval is uninformative.
+
+    With two seeds the t quantile on one or two degrees of freedom can put an
+    interval's ends past ±100 points, which no accuracy difference can reach.
+    Cutting it to the range loses no coverage (the true difference is inside
+    the range, so it is inside the cut interval whenever it was inside the
+    whole one). Uninformative: the interval had to be cut, or it is at least
+    :data:`UNINFORMATIVE_WIDTH` wide.
+    """
+    if low is None or high is None:
+        return low, high, False
+    clipped = low < -bound or high > bound
+    low, high = max(low, -bound), min(high, bound)
+    return low, high, bool(clipped or high - low >= UNINFORMATIVE_WIDTH * bound)
 
 
 # --------------------------------------------------------------------------- multiplicity

@@ -66,8 +66,10 @@ def data_inspect(
     # SOURCE is set as a layer, not through --set parsing: a file named "2020" or "null" stays a path.
     layer = {"data": {"source": source, "train": None, "validation": None, "test": None}} if source else None
     cfg = resolve(layer, overrides=set_, params_file=params)
-    data = prepare(cfg.data, cache_dir=open_cache(cache_dir).root)
+    root = open_cache(cache_dir).root
+    data = prepare(cfg.data, cache_dir=root)
     summary = _rounded(summarize(data))
+    summary["warnings"] = [w.to_dict() for w in _warnings(cfg, data, root)]
     if as_json:
         out.print_json(json.dumps(summary))
         return
@@ -87,5 +89,21 @@ def data_inspect(
     for k in ("overlap_validation", "overlap_test"):
         if k in data.report:
             out.print(f"[yellow]warning[/]: {data.report[k]} {k.split('_')[1]} texts also occur in train (leakage)")
+    from rich.markup import escape
+
+    for w in summary["warnings"]:  # one line each (soft wrap): a message is easier to grep and copy whole
+        out.print(f"[yellow]warning[/]: {escape(w['message'])}", highlight=False, soft_wrap=True)
+
+
+def _warnings(cfg, data, cache_root) -> list:
+    """What training on this data would warn about (:mod:`textclf.data.checks`), the vocabulary included."""
+    from textclf.data.checks import data_warnings
+
+    found = data_warnings(data, selection_metric=cfg.train.early_stopping_metric, class_weights=cfg.train.class_weights)
+    if cfg.kind == "neural" and not cfg.encoder.init_from:  # a source model brings its own tokenizer
+        from textclf.text.tokenize import vocabulary_stats, vocabulary_warnings
+
+        found += vocabulary_warnings(vocabulary_stats(data, cfg.tokenizer, cache_root), cfg.tokenizer)
+    return found
 
 

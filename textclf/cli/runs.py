@@ -77,6 +77,11 @@ def run(
     for task, s in (result.summary.get("tasks") or {None: result.summary}).items():
         if task:
             out.print(f"[bold]{task}[/]")
+        if result.unchanged:  # nothing ran, so nothing warned: repeat what the recorded run was warned about
+            from rich.markup import escape as plain
+
+            for w in (s.get("data") or {}).get("warnings") or []:
+                out.print(f"[yellow]warning[/]: {plain(w)}", highlight=False, soft_wrap=True)
         out.print(render_table(s))
         _print_tuning(s)
         if s.get("verdict"):

@@ -8,6 +8,10 @@ from pydantic import Field, model_validator
 
 from textclf.core.schema import Section
 
+# A data.slice_columns column shows at most this many rows in a report (the largest values, the rest
+# pooled as "other"): a column of ids once gave 893 one-row slices per variant.
+MAX_SLICE_VALUES = 20
+
 
 class DataConfig(Section):
     source: str | None = Field(None, description="One file / hf:NAME[:CONFIG] / builtin:NAME, split by the fractions below.")

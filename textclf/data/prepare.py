@@ -159,14 +159,16 @@ def _select_columns(ds, cfg: DataConfig, where: str):
 
 
 def invalid_rows(ds) -> dict[str, np.ndarray]:
-    """Row indices (0-based) of null/empty/whitespace-only texts and null/empty labels."""
+    """Row indices (0-based) of null/empty/whitespace-only texts and null/empty/whitespace-only labels."""
     table = _table(ds)
     text = table.column("text")
     label = table.column("label")
     null_text = pc.is_null(text)
     blank = pc.equal(pc.utf8_trim_whitespace(pc.fill_null(text, "")), "")
+    # A label string is a label, whatever it spells: a class named "None", "NA" or "null" is data (as in
+    # scikit-learn). Missing means null (an empty CSV cell, JSON null, a float NaN) or blank only;
+    # textclf.data.checks warns about a class whose name looks like a missing-value marker.
     bad_label = pc.or_(pc.is_null(label), pc.equal(pc.utf8_trim_whitespace(pc.fill_null(label, "")), ""))
-    bad_label = pc.or_(bad_label, pc.is_in(pc.utf8_lower(pc.fill_null(label, "")), pa.array(["nan", "none", "null"])))
     return {
         "null_text": np.flatnonzero(null_text.to_numpy(zero_copy_only=False)),
         "empty_text": np.flatnonzero(pc.and_(blank, pc.invert(null_text)).to_numpy(zero_copy_only=False)),

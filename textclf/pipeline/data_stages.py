@@ -151,6 +151,42 @@ def _warn_truncation(stats: dict, max_length: int) -> None:
         )
 
 
+# --------------------------------------------------------------------------- warnings about the data
+
+_SAID: set[tuple[str, str]] = set()  # (stage key, message) said in this process
+
+
+def data_warning_messages(cfg, data: StageResult[PreparedData], tok: StageResult | None = None) -> list[tuple[str, str]]:
+    """(stage key, message) of every warning about the data of ``cfg`` (:mod:`textclf.data.checks`, the vocabulary with ``tok``)."""
+    from textclf.data.checks import data_warnings
+    from textclf.text.tokenize import vocabulary_warnings
+
+    found = [(data.key, w.message) for w in data_warnings(
+        data.value, selection_metric=cfg.train.early_stopping_metric, class_weights=cfg.train.class_weights)]
+    if tok is not None:
+        found += [(tok.key, w.message) for w in vocabulary_warnings(tok.value.stats, cfg.tokenizer)]
+    return found
+
+
+def warn_data(cfg, data: StageResult[PreparedData], tok: StageResult | None = None) -> list[str]:
+    """Log the warnings about data that trains but is probably wrong; returns the ones newly said.
+
+    Called where the shared stages run for a training (the pipeline's driver, ``textclf train``,
+    DDP rank 0), never in workers: each message is said once per process and prepared dataset,
+    so a pipeline of seven variants on one dataset says it once. A re-run from the cache says it
+    again (a warning seen only the first time is easily lost); the comparison also records them
+    (``summary.json`` ``data.warnings``, report.md), which a re-run with nothing changed shows.
+    """
+    said = []
+    for key, message in data_warning_messages(cfg, data, tok):
+        if (key, message) in _SAID:
+            continue
+        _SAID.add((key, message))
+        log.warning("%s", message)
+        said.append(message)
+    return said
+
+
 # --------------------------------------------------------------------------- embed
 
 

@@ -52,7 +52,10 @@ def _train_rank(cfg: Config, *, cache: StageCache, force: bool = False, **kwargs
     ctx = ddp.init_process_group(cfg.train.device)
     try:
         if ctx.rank == 0:
-            upstream(cfg, cache, force=force)
+            from textclf.pipeline.data_stages import warn_data
+
+            up = upstream(cfg, cache, force=force)
+            warn_data(cfg, up.data, up.tok)  # rank 0 only: one warning, not one per process
         ddp.barrier()  # the others read what rank 0 just stored
         if ctx.rank != 0:
             _follow(cfg, cache)

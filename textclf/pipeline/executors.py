@@ -62,7 +62,12 @@ def compute_upstream(configs: Iterable[Config], cache: StageCache, *, force: boo
     cache. With ``force`` each distinct entry is recomputed once (not once per
     variant); workers then run with ``reuse_upstream=True``.
     """
-    from textclf.pipeline.data_stages import embed_stage, prepare_stage, tokenize_stage
+    from textclf.pipeline.data_stages import (
+        embed_stage,
+        prepare_stage,
+        tokenize_stage,
+        warn_data,
+    )
     from textclf.pipeline.transfer import source_for
     from textclf.pipeline.variant import plan
 
@@ -79,9 +84,11 @@ def compute_upstream(configs: Iterable[Config], cache: StageCache, *, force: boo
         p = plan(cfg, cache, source=source)
         data = prepare_stage(p.prepare, cache, force=first("prepare", p.prepare))
         if p.tokenize is None:
+            warn_data(cfg, data)
             continue
         tok = tokenize_stage(p.tokenize, data, cache, force=first("tokenize" + data.key, p.tokenize),
                              source_tokenizer=source.tokenizer if source is not None else None)
+        warn_data(cfg, data, tok)
         if p.embed is not None:
             embed_stage(p.embed, tok, cache, force=first("embed" + tok.key, p.embed))
 

@@ -152,12 +152,16 @@ def run_record(variant: Variant, seed: int, out: VariantOutput, run_id: str):
 
 
 def data_info(out: VariantOutput) -> dict[str, Any]:
+    from textclf.pipeline.data_stages import data_warning_messages
+
     d = out.data.value
     return {
         "sources": d.sources,
         "fingerprints": d.fingerprints,
         "rows": {s: len(d.splits[s]) for s in ("train", "validation", "test")},
         "labels": d.label_names,
+        # what was said before training, kept with the comparison (textclf.data.checks)
+        "warnings": [m for _, m in data_warning_messages(out.config, out.data, out.tokenized)],
     }
 
 

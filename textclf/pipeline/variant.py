@@ -33,6 +33,7 @@ from textclf.pipeline.data_stages import (
     prepare_spec,
     prepare_stage,
     tokenize_stage,
+    warn_data,
 )
 from textclf.pipeline.model_stages import (
     CostSpec,
@@ -191,6 +192,8 @@ def run_variant(
     if cfg.kind == "tfidf":
         p = plan(cfg, cache)
         data = prepare_stage(p.prepare, cache, force=upstream_force)
+        if not reuse_upstream:  # else the caller ran the shared stages and said what they found
+            warn_data(cfg, data)
         res = tfidf_stage(p.tfidf, data, cache, force=force)
         out = VariantOutput(
             config=cfg, kind="tfidf", metrics=res.value.metrics, history=[], model_dir=res.path / "model", eval_dir=res.value.dir,
@@ -198,6 +201,8 @@ def run_variant(
         )
         return with_cost(out, cache, force=force) if measure_cost else out
     up = upstream(cfg, cache, force=upstream_force, source=source)
+    if not reuse_upstream:
+        warn_data(cfg, up.data, up.tok)
     trained = train_stage(up.plan.train, up.tok, up.emb, up.data.value.label_names, cache, force=force, on_epoch=on_epoch, log_fn=log_fn, source=source)
     ev = evaluate_stage(up.plan.evaluate, trained, up.tok, up.data, cache, force=force and not trained.cached)
     extra: dict[str, Any] = {"token_stats": up.tok.value.stats, "train_info": trained.value.info, "epoch_times": trained.value.epoch_times}

@@ -47,6 +47,7 @@ from tokenizers import (
 )
 
 from textclf.core.errors import ConfigError
+from textclf.data.checks import DataWarning
 from textclf.data.summary import percentiles
 from textclf.text.batching import EncodedSplit
 from textclf.text.config import TokenizerConfig
@@ -303,3 +304,48 @@ def tokenize(
     stats["trained_vocab_size"] = trained_size
     stats["vocab_extension"] = added  # ids [trained_vocab_size, vocab_size) came from pretrained vectors
     return Tokenized(tokenizer=tok, splits=splits, stats=stats)
+
+
+# Half the training tokens [UNK]: the vocabulary has collapsed (a min_frequency above the data's word
+# counts, or a tiny vocab_size), and the model reads little more than text length.
+MAX_TRAIN_UNK_RATE = 0.5
+
+
+def vocabulary_warnings(stats: dict[str, Any], cfg: TokenizerConfig) -> list[DataWarning]:
+    """A warning when the trained vocabulary turns most of the training split into [UNK] (stats: :func:`tokenize`'s)."""
+    train = stats.get("splits", {}).get("train") or {}
+    unk = float(train.get("unk_rate") or 0.0)
+    if unk < MAX_TRAIN_UNK_RATE or stats.get("kind") == "init_from":  # a source model's tokenizer is not ours to tune
+        return []
+    size = int(stats.get("trained_vocab_size") or stats.get("vocab_size") or 0) - len(SPECIALS)
+    if size + len(SPECIALS) >= cfg.vocab_size:
+        fix = f"raise tokenizer.vocab_size (now {cfg.vocab_size}), e.g. --set tokenizer.vocab_size={cfg.vocab_size * 4}"
+    elif cfg.min_frequency > 1 and cfg.kind != "unigram":
+        fix = (f"lower tokenizer.min_frequency (now {cfg.min_frequency}: a token must occur that often in training), "
+               f"e.g. --set tokenizer.min_frequency={max(1, min(2, cfg.min_frequency - 1))}")
+    else:
+        fix = "the training split repeats too few words: add data, or try --set tokenizer.kind=bpe (sub-words)"
+    return [DataWarning(
+        "vocabulary_collapsed",
+        f"the {cfg.kind} vocabulary has only {size:,} tokens besides [PAD]/[UNK], and {unk:.0%} of the training tokens "
+        f"are [UNK]: the model sees little of the text. {fix[0].upper() + fix[1:]}.",
+    )]
+
+
+def vocabulary_stats(data, cfg: TokenizerConfig, cache_dir: str | Path | None = None, sample: int = 5000) -> dict[str, Any]:
+    """The vocabulary :func:`tokenize` would train, and the [UNK] rate of up to ``sample`` training texts (``data inspect``).
+
+    The tokenizer is trained (or read back) exactly as the tokenize stage does, so a
+    following run reuses it; only the [UNK] rate is estimated, on an even sample of
+    the training split, which keeps inspecting a large file quick.
+    """
+    root = Path(cache_dir or os.environ.get("TEXTCLF_CACHE_DIR", ".textclf")) / "datasets"
+    tok = _trained_tokenizer(data, cfg, root / "tokenizers")
+    train = data.splits["train"]
+    rows = np.linspace(0, len(train) - 1, num=min(sample, len(train)), dtype=np.int64) if len(train) else np.array([], np.int64)
+    texts, _ = cut_texts(train.select(np.unique(rows))["text"], cfg.max_length)
+    ids = [(e.ids or [UNK_ID])[: cfg.max_length] for e in tok.encode_batch(texts)]  # what the model reads, as encode_splits counts
+    n = sum(len(x) for x in ids)
+    unk = sum(x.count(UNK_ID) for x in ids)
+    return {"kind": cfg.kind, "vocab_size": tok.get_vocab_size(), "trained_vocab_size": tok.get_vocab_size(),
+            "splits": {"train": {"unk_rate": round(unk / max(n, 1), 5), "sampled_texts": len(ids)}}}
