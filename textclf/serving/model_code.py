@@ -9,9 +9,13 @@ Input: a DataFrame with a ``text`` column (or a list of strings).
 Output: a DataFrame with ``label`` and one ``proba_<class>`` column per class.
 
 The signature says ``text: string (required)``, and MLflow's schema check
-lets numbers, booleans, objects and nulls through an object column: they are
-refused here, as a client error naming the row, instead of being scored as
-``"5"`` or ``""``. No error carries a traceback to the client: MLflow's
+lets numbers, booleans, objects and nulls through a DataFrame's object column
+(``dataframe_records``, ``dataframe_split``, a DataFrame passed to
+``predict``): they are refused here, as a client error naming the row,
+instead of being scored as ``"5"`` or ``""``. (The ``inputs`` / ``instances``
+request forms are cast to the signature's types by MLflow's server before the
+model runs, so ``5`` arrives as ``"5"`` there; the model cannot tell.)
+No error carries a traceback to the client: MLflow's
 scoring server puts the traceback of any other exception into the 400 body
 (with the server's file paths); an unexpected failure is logged on the server
 and the client gets a short message.
