@@ -359,3 +359,48 @@ def test_best_in_an_empty_store_says_what_to_do():
     MlflowClient().create_experiment("empty")  # the store exists, with no `textclf run` in it
     with pytest.raises(ModelError, match="no finished `textclf run`"):
         textclf.load_model("best")
+
+
+def test_multi_task_references_and_the_selection_metric(monkeypatch):
+    """``PARENT:TASK/VARIANT`` and ``PARENT:TASK/best`` against a recorded multi-task summary (no training needed)."""
+    from types import SimpleNamespace
+
+    import mlflow.tracking
+
+    from textclf.core.errors import ModelError
+    from textclf.tracking import refs
+
+    def run(rid, metrics=None, tags=None, status="FINISHED"):
+        return SimpleNamespace(info=SimpleNamespace(run_id=rid, status=status, lifecycle_stage="active"),
+                               data=SimpleNamespace(metrics=metrics or {}, tags=tags or {}))
+
+    parent = "a" * 32
+    runs = {
+        parent: run(parent, tags={"textclf.role": "parent"}),
+        # selected by the task's own metric, val_macro_f1: test accuracy and val_accuracy decide nothing
+        "c1": run("c1", {"val_macro_f1": 0.6, "val_accuracy": 0.9, "test_accuracy": 0.99}),
+        "c2": run("c2", {"val_macro_f1": 0.7, "val_accuracy": 0.1, "test_accuracy": 0.10}),
+        "c3": run("c3", {"val_macro_f1": 0.5}),
+    }
+    summary = {"tasks": {
+        "depth": {"best_variant": "deep", "best_variant_metric": "val_macro_f1",
+                  "variants": {"flat": {"run_ids": ["c3"]}, "deep": {"run_ids": ["c1", "c2"]}}},
+        "ends": {"best_variant": None, "variants": {"lstm": {"run_ids": ["c3"]}}},
+    }}
+    monkeypatch.setattr(refs, "_setup", lambda uri, ref: "sqlite:///fake.db")
+    monkeypatch.setattr(mlflow.tracking, "MlflowClient", lambda: SimpleNamespace(get_run=lambda rid: runs[rid]))
+    monkeypatch.setattr(refs, "_summary", lambda client, ref, p: summary)
+    monkeypatch.setattr(refs, "_resolve_mlflow", lambda ref, *a, **k: refs.ResolvedModel(ref=ref, path=Path("."), kind="run", run_id=ref[len("runs:/"):]))
+
+    for ref, want, variant in ((f"{parent}:depth/deep", "c2", "deep"), (f"{parent}:depth/best", "c2", "deep"), (f"{parent}:depth/flat", "c3", "flat")):
+        got = refs.resolve(ref)
+        assert (got.run_id, got.details["variant"], got.details["task"], got.ref) == (want, variant, "depth", ref)
+    with pytest.raises(ModelError, match=r"multi-task.*TASK/VARIANT.*\['depth', 'ends'\]"):
+        refs.resolve(f"{parent}:deep")
+    with pytest.raises(ModelError, match=r"no variant 'x'; its variants are \['flat', 'deep'\]"):
+        refs.resolve(f"{parent}:depth/x")
+    with pytest.raises(ModelError, match="no variant .* validation score"):
+        refs.resolve(f"{parent}:ends/best")
+    runs[parent].data.tags = {"textclf.role": "train"}
+    with pytest.raises(ModelError, match=f"not the parent run.*runs:/{parent}"):
+        refs.resolve(f"{parent}:depth/deep")

@@ -2,13 +2,19 @@
 
 Plain functions with typer annotations, registered on the main app in
 :mod:`textclf.cli.main`. Every verb takes ``--model REF`` (a folder, ``runs:/``,
-``models:/NAME@ALIAS``, ``models:/NAME/VERSION``; see :mod:`textclf.tracking.refs`).
+``models:/NAME@ALIAS``, ``models:/NAME/VERSION``, ``PARENT_RUN_ID:VARIANT``,
+``PARENT_RUN_ID:best``, ``best``; see :mod:`textclf.tracking.refs`). The model
+of a FAILED or deleted run needs ``--allow-failed``.
 
 Input files: ``.txt`` (one text per line; ``-`` reads lines from stdin),
 ``.csv``, ``.tsv``, ``.jsonl`` and ``.parquet`` (text in ``--text-column``).
 The other columns of a table are kept in the output, so ids travel along; an
 input column that would collide with an output column (``label``,
-``proba_<class>``, ``embedding``) is kept as ``input_<name>``.
+``proba_<class>``, ``embedding``) is kept as ``input_<name>``, in every
+format; where that name is taken too, the input is refused, naming the
+columns. Outputs are written to a temporary file and renamed into place, so a
+failure never leaves half a file, and an ``--output`` that is the ``--input``
+file is refused unless ``--force``.
 """
 
 from __future__ import annotations
@@ -28,7 +34,11 @@ from textclf.core.errors import DataError, ModelError
 # typer renders help text as rich markup: an unescaped "[/model]" reads as a closing tag and crashes --help.
 ModelOpt = Annotated[
     str,
-    typer.Option("--model", "-m", help="Model: a folder, runs:/RUN_ID\\[/model], models:/NAME@ALIAS or models:/NAME/VERSION."),
+    typer.Option(
+        "--model", "-m",
+        help="Model: a folder, runs:/RUN_ID\\[/model], models:/NAME@ALIAS, models:/NAME/VERSION, "
+        "PARENT_RUN_ID:VARIANT (that `textclf run`'s best seed of VARIANT), PARENT_RUN_ID:best, or best (the latest run's best).",
+    ),
 ]
 TextColOpt = Annotated[str, typer.Option("--text-column", help="Column holding the text in .csv/.tsv/.jsonl/.parquet input.")]
 BatchOpt = Annotated[int, typer.Option("--batch-size", min=1, help="Texts per forward pass.")]

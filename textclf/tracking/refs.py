@@ -346,8 +346,8 @@ def _resolve_friendly(ref: str, tracking_uri: str | None, cache_dir: str | Path 
     else:
         m = _FRIENDLY.match(ref)
         parent_id, rest = m["parent"], m["rest"]
-    parent = _mlflow_call(ref, client.get_run, parent_id, hint=f"no run {parent_id} in the store {uri}. Check the id "
-                          "(the parent run id `textclf run` prints) and --tracking-uri / MLFLOW_TRACKING_URI.")
+    parent = _mlflow_call(ref, client.get_run, parent_id, hint=f"no folder of that name, and no run {parent_id} in the store {uri}. "
+                          "Check the path, or the id (the parent run id `textclf run` prints) and --tracking-uri / MLFLOW_TRACKING_URI.")
     if parent.data.tags.get("textclf.role") != "parent":
         raise ModelError(
             f"Model reference {ref!r}: run {parent_id} is not the parent run of a `textclf run`; "
