@@ -258,8 +258,9 @@ def _resolve_mlflow(
         sub = sub or "model"
         base = f"runs:/{run_id}/{sub}"
         hint = (
-            f"run {run_id} has no MLflow model at {sub!r}. A parent run of `textclf run` logs none: use the id of one "
-            "of its child runs (one per variant and seed), or the model registered with --register."
+            f"run {run_id} has no MLflow model at {sub!r}. A parent run of `textclf run` logs none: name a variant "
+            f"({run_id}:VARIANT or {run_id}:best), or use the id of one of its child runs (one per variant and seed), "
+            "or the model registered with --register."
         )
         path = _download(ref, base, identity=f"{uri}|{base}", cache_dir=cache_dir, hint=hint)
         return ResolvedModel(ref=ref, path=path, kind="run", run_id=run_id, model_uri=base)
