@@ -35,12 +35,19 @@ __all__ = ["__version__", "load_config", "load_encoder", "load_model", "run_pipe
 
 
 def load_model(
-    ref: str, *, tracking_uri: str | None = None, device: str | None = None, cache_dir: str | Path | None = None
+    ref: str,
+    *,
+    tracking_uri: str | None = None,
+    device: str | None = None,
+    cache_dir: str | Path | None = None,
+    allow_failed: bool = False,
 ) -> "Classifier":
     """A trained classifier from any model reference.
 
     ``ref``: a model folder, ``runs:/RUN_ID[/model]``, ``models:/NAME@ALIAS``,
-    ``models:/NAME/VERSION`` or ``models:/m-ID``. MLflow references use
+    ``models:/NAME/VERSION``, ``models:/m-ID``, ``PARENT_RUN_ID:VARIANT``,
+    ``PARENT_RUN_ID:best`` or ``best`` (see :mod:`textclf.tracking.refs`); the
+    model of a FAILED or deleted run only with ``allow_failed``. MLflow references use
     ``tracking_uri`` (default: ``MLFLOW_TRACKING_URI``, else the project store).
     Loading reads JSON and safetensors only; it never unpickles or runs code
     from the artifact. Raises :class:`textclf.core.errors.ModelError` when the
@@ -50,19 +57,24 @@ def load_model(
     from textclf.serving.classifier import Classifier
     from textclf.tracking.refs import load_folder
 
-    folder, resolved = load_folder(ref, tracking_uri=tracking_uri, cache_dir=cache_dir)
+    folder, resolved = load_folder(ref, tracking_uri=tracking_uri, cache_dir=cache_dir, allow_failed=allow_failed)
     clf = Classifier(folder, device=device)
     clf.ref = resolved
     return clf
 
 
 def load_encoder(
-    ref: str, *, tracking_uri: str | None = None, device: str | None = None, cache_dir: str | Path | None = None
+    ref: str,
+    *,
+    tracking_uri: str | None = None,
+    device: str | None = None,
+    cache_dir: str | Path | None = None,
+    allow_failed: bool = False,
 ) -> "Encoder":
     """The trained embedding + encoder of a neural model, for ``embed(texts)``."""
     from textclf.serving.classifier import Encoder
 
-    return Encoder(load_model(ref, tracking_uri=tracking_uri, device=device, cache_dir=cache_dir))
+    return Encoder(load_model(ref, tracking_uri=tracking_uri, device=device, cache_dir=cache_dir, allow_failed=allow_failed))
 
 
 def load_config(*args: Any, **kwargs: Any) -> "Config":

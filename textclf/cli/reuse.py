@@ -2,20 +2,28 @@
 
 Plain functions with typer annotations, registered on the main app in
 :mod:`textclf.cli.main`. Every verb takes ``--model REF`` (a folder, ``runs:/``,
-``models:/NAME@ALIAS``, ``models:/NAME/VERSION``; see :mod:`textclf.tracking.refs`).
+``models:/NAME@ALIAS``, ``models:/NAME/VERSION``, ``PARENT_RUN_ID:VARIANT``,
+``PARENT_RUN_ID:best``, ``best``; see :mod:`textclf.tracking.refs`). The model
+of a FAILED or deleted run needs ``--allow-failed``.
 
 Input files: ``.txt`` (one text per line; ``-`` reads lines from stdin),
 ``.csv``, ``.tsv``, ``.jsonl`` and ``.parquet`` (text in ``--text-column``).
 The other columns of a table are kept in the output, so ids travel along; an
 input column that would collide with an output column (``label``,
-``proba_<class>``, ``embedding``) is kept as ``input_<name>``.
+``proba_<class>``, ``embedding``) is kept as ``input_<name>``, in every
+format; where that name is taken too, the input is refused, naming the
+columns. Outputs are written to a temporary file and renamed into place, so a
+failure never leaves half a file, and an ``--output`` that is the ``--input``
+file is refused unless ``--force``.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import sys
 import tempfile
+import uuid
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
@@ -26,13 +34,20 @@ from textclf.core.errors import DataError, ModelError
 # typer renders help text as rich markup: an unescaped "[/model]" reads as a closing tag and crashes --help.
 ModelOpt = Annotated[
     str,
-    typer.Option("--model", "-m", help="Model: a folder, runs:/RUN_ID\\[/model], models:/NAME@ALIAS or models:/NAME/VERSION."),
+    typer.Option(
+        "--model", "-m",
+        help="Model: a folder, runs:/RUN_ID\\[/model], models:/NAME@ALIAS, models:/NAME/VERSION, "
+        "PARENT_RUN_ID:VARIANT (that `textclf run`'s best seed of VARIANT), PARENT_RUN_ID:best, or best (the latest run's best).",
+    ),
 ]
 TextColOpt = Annotated[str, typer.Option("--text-column", help="Column holding the text in .csv/.tsv/.jsonl/.parquet input.")]
 BatchOpt = Annotated[int, typer.Option("--batch-size", min=1, help="Texts per forward pass.")]
 TrackOpt = Annotated[Optional[str], typer.Option("--tracking-uri", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI or sqlite:///mlruns/mlflow.db).")]
 DeviceOpt = Annotated[Optional[str], typer.Option("--device", help="cpu (default), cuda, cuda:N or mps.")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="Print only results.")]
+AllowFailedOpt = Annotated[
+    bool, typer.Option("--allow-failed", help="Use the model of a FAILED or deleted MLflow run (refused otherwise: it may be half-trained).")
+]
 CacheOpt = Annotated[
     Optional[Path], typer.Option("--cache-dir", help="Where models from MLflow are downloaded (default: $TEXTCLF_CACHE_DIR or .textclf).")
 ]
@@ -127,28 +142,88 @@ def _read_jsonl(p: Path, text_column: str):
     return pd.DataFrame(rows)
 
 
-def _merge(table, added):
-    """Input columns + the new ones; colliding input columns are kept as input_<name>."""
+def _merge(table, added, source: str = "the input"):
+    """Input columns + the new ones, one rule for every format.
+
+    An input column named like an output column (``label``, ``proba_<class>``,
+    ``embedding``) is kept as ``input_<name>``: a file's true labels stay next to
+    the predicted ones. Where ``input_<name>`` is itself taken (the input is an
+    earlier prediction output), renaming again would give two columns one name
+    (CSV writes both, JSONL keeps one, Parquet refuses): refused, naming the
+    columns, before the model loads.
+    """
     import pandas as pd
 
-    table = table.reset_index(drop=True)
-    clash = {c: f"input_{c}" for c in table.columns if c in set(added.columns)}
-    return pd.concat([table.rename(columns=clash), added.reset_index(drop=True)], axis=1)
+    table = table.reset_index(drop=True).rename(columns=_renames(table.columns, list(added.columns), source))
+    return pd.concat([table, added.reset_index(drop=True)], axis=1)
+
+
+def _renames(columns, added: list[str], source: str) -> dict:
+    """``{input column: input_<column>}`` for the input columns an output column would hide (see :func:`_merge`)."""
+    names = [str(c) for c in columns]
+    clash = {c: f"input_{c}" for c in names if c in set(added)}
+    taken = sorted(new for new in clash.values() if new in names or new in added)
+    if taken:
+        olds = sorted(c for c, new in clash.items() if new in taken)
+        raise DataError(
+            f"{source} has columns {olds} and {taken}: textclf writes {olds} itself and keeps an input column of that "
+            f"name as input_<name>, which is taken too (is it an earlier prediction output?). Drop or rename "
+            f"{taken} (or {olds}) in the input, then run again."
+        )
+    return clash
+
+
+def _output_columns(labels: list[str]) -> list[str]:
+    return ["label", *(f"proba_{name}" for name in labels)]
+
+
+def check_not_input(output: Path, input: Path | None, *, force: bool) -> None:
+    """Refuse an ``--output`` that is the ``--input`` file (overwriting it loses the data) unless ``force``."""
+    if input is None or str(input) == "-" or not output.exists():
+        return
+    try:
+        same = os.path.samefile(output, input)
+    except OSError:
+        same = False
+    if same and not force:
+        raise DataError(
+            f"--output {output} is the --input file: writing there replaces your data with the predictions "
+            "(its columns renamed). Choose another --output, or pass --force to replace the input."
+        )
+
+
+def atomic_write(path: Path, write, what: str) -> None:
+    """``write(tmp)`` to a temporary next to ``path``, then renamed over it: a failure leaves ``path`` as it was."""
+    from textclf.core import disk
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.parent / f".{path.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    fix = "Free space on that disk or choose another --output."
+    try:
+        with disk.reporting(path, root=path.parent, what=what, fix=fix):
+            write(tmp)
+            os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
 
 
 def write_table(df, path: Path) -> None:
-    """.csv / .tsv / .jsonl / .parquet by extension (floats written at full precision)."""
+    """.csv / .tsv / .jsonl / .parquet by extension (floats written at full precision), atomically."""
     ext = path.suffix.lower()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if ext in (".csv", ".tsv"):
-        df.to_csv(path, index=False, sep="\t" if ext == ".tsv" else ",")
-    elif ext == ".jsonl":
-        with open(path, "w", encoding="utf-8") as fh:
-            _write_jsonl(df, fh)
-    elif ext == ".parquet":
-        df.to_parquet(path, index=False)
-    else:
+    if ext not in (".csv", ".tsv", ".jsonl", ".parquet"):
         raise DataError(f"--output {path}: unsupported type {ext or '(no extension)'!r}. Use .csv, .tsv, .jsonl or .parquet.")
+
+    def write(tmp: Path) -> None:
+        if ext in (".csv", ".tsv"):
+            df.to_csv(tmp, index=False, sep="\t" if ext == ".tsv" else ",")
+        elif ext == ".jsonl":
+            with open(tmp, "w", encoding="utf-8") as fh:
+                _write_jsonl(df, fh)
+        else:
+            df.to_parquet(tmp, index=False)
+
+    atomic_write(path, write, "the predictions")
 
 
 def _write_jsonl(df, fh) -> None:
@@ -160,10 +235,10 @@ def _plain(v: Any) -> Any:
     return v.item() if hasattr(v, "item") and not isinstance(v, (list, dict, str)) else v
 
 
-def _load(model: str, tracking_uri: Optional[str], device: Optional[str], cache_dir: Optional[Path]):
+def _load(model: str, tracking_uri: Optional[str], device: Optional[str], cache_dir: Optional[Path], allow_failed: bool = False):
     import textclf
 
-    return textclf.load_model(model, tracking_uri=tracking_uri, device=device, cache_dir=cache_dir)
+    return textclf.load_model(model, tracking_uri=tracking_uri, device=device, cache_dir=cache_dir, allow_failed=allow_failed)
 
 
 # --------------------------------------------------------------------------- verbs
@@ -177,6 +252,8 @@ def predict(
     text_column: TextColOpt = "text",
     batch_size: BatchOpt = 256,
     format_: Annotated[str, typer.Option("--format", help="Printed output without --output: auto (a table on a terminal, else jsonl), table, jsonl or csv.")] = "auto",
+    force: Annotated[bool, typer.Option("--force", help="Allow --output to be the --input file (it is replaced by the predictions).")] = False,
+    allow_failed: AllowFailedOpt = False,
     tracking_uri: TrackOpt = None,
     cache_dir: CacheOpt = None,
     device: DeviceOpt = None,
@@ -192,11 +269,15 @@ def predict(
         raise DataError(f"--format must be auto, table, jsonl or csv. Got {format_!r} instead.")
     if output is not None:  # fail on a bad output type before the model loads
         _check_ext(output, (".csv", ".tsv", ".jsonl", ".parquet"))
+        check_not_input(output, input, force=force)
     import pandas as pd
 
     table, items = (pd.DataFrame({"text": list(texts)}), list(texts)) if texts else read_texts(input, text_column)
-    clf = _load(model, tracking_uri, device, cache_dir)
-    result = _merge(table, clf.predict_table(items, batch_size=batch_size))
+    clf = _load(model, tracking_uri, device, cache_dir, allow_failed)
+    source = str(input) if input is not None and str(input) != "-" else "the input"
+    renamed = _renames(table.columns, _output_columns(clf.labels), source)  # before predicting
+    text_column = renamed.get(text_column, text_column)
+    result = _merge(table, clf.predict_table(items, batch_size=batch_size), source)
     if output is not None:
         write_table(result, output)
         if not quiet:
@@ -236,6 +317,8 @@ def embed(
     output: Annotated[Path, typer.Option("--output", "-o", help=".npy (float32 matrix, one row per text) or .parquet (input columns + an 'embedding' list column).")],
     text_column: TextColOpt = "text",
     batch_size: BatchOpt = 256,
+    force: Annotated[bool, typer.Option("--force", help="Allow --output to be the --input file (it is replaced by the embeddings).")] = False,
+    allow_failed: AllowFailedOpt = False,
     tracking_uri: TrackOpt = None,
     cache_dir: CacheOpt = None,
     device: DeviceOpt = None,
@@ -248,20 +331,28 @@ def embed(
 
     _quiet_libs()
     _check_ext(output, (".npy", ".parquet"))
+    check_not_input(output, input, force=force)
     table, items = read_texts(input, text_column)
-    enc = Encoder(_load(model, tracking_uri, device, cache_dir))
+    parquet = output.suffix.lower() == ".parquet"
+    source = str(input) if str(input) != "-" else "the input"
+    renamed = _renames(table.columns, ["embedding"], source) if parquet else {}  # before the model loads
+    enc = Encoder(_load(model, tracking_uri, device, cache_dir, allow_failed))
     vectors = enc.embed(items, batch_size=batch_size)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    if output.suffix.lower() == ".npy":
-        np.save(output, vectors, allow_pickle=False)
-    else:
+
+    def write(tmp: Path) -> None:
+        if not parquet:
+            with open(tmp, "wb") as fh:  # a file object: np.save would append .npy to a path
+                np.save(fh, vectors, allow_pickle=False)
+            return
         import pyarrow as pa
         import pyarrow.parquet as pq
 
-        base = table.reset_index(drop=True).rename(columns={"embedding": "input_embedding"})
+        base = table.reset_index(drop=True).rename(columns=renamed)
         arr = pa.FixedSizeListArray.from_arrays(pa.array(vectors.reshape(-1), type=pa.float32()), vectors.shape[1])
         tbl = pa.Table.from_pandas(base, preserve_index=False).append_column("embedding", arr)
-        pq.write_table(tbl, output)
+        pq.write_table(tbl, tmp)
+
+    atomic_write(output, write, "the embeddings")
     if not quiet:
         _err(f"wrote {vectors.shape[0]} x {vectors.shape[1]} embeddings to {output}")
 
@@ -272,6 +363,7 @@ def export(
     onnx: Annotated[bool, typer.Option("--onnx", help="Also write model.onnx (tokens, lengths -> logits) and onnx.json describing it.")] = False,
     opset: Annotated[int, typer.Option("--opset", min=9, help="ONNX opset for --onnx.")] = 17,
     force: Annotated[bool, typer.Option("--force", help="Replace --output if it holds a textclf model (other folders are never replaced).")] = False,
+    allow_failed: AllowFailedOpt = False,
     tracking_uri: TrackOpt = None,
     cache_dir: CacheOpt = None,
     quiet: QuietOpt = False,
@@ -281,7 +373,7 @@ def export(
     from textclf.tracking.refs import load_folder
 
     _quiet_libs()
-    folder, _ = load_folder(model, tracking_uri=tracking_uri, cache_dir=cache_dir)
+    folder, _ = load_folder(model, tracking_uri=tracking_uri, cache_dir=cache_dir, allow_failed=allow_failed)
     if onnx and folder["kind"] != "neural":
         raise ModelError(f"{model}: a TF-IDF baseline cannot be exported to ONNX; drop --onnx to copy its folder.")
     artifacts.check_output(output, force=force)  # before any work

@@ -43,7 +43,7 @@ from textclf.pipeline.record import (
 from textclf.pipeline.spec import Pipeline
 from textclf.pipeline.tune_record import best_tags
 from textclf.pipeline.variant import VariantOutput, with_cost
-from textclf.tracking import runs, store
+from textclf.tracking import champion, runs, store
 
 log = logging.getLogger(__name__)
 
@@ -263,19 +263,17 @@ def register_champion(client, summary: dict[str, Any], name: str) -> dict[str, A
 
     The variant is the summary's ``best_variant`` (chosen on validation data);
     among its seeds, the run with the best value of the same validation
-    metric. Test accuracy is never looked at.
+    metric (:mod:`textclf.tracking.champion`, the rule the ``PARENT:VARIANT``
+    model references follow too). Test accuracy is never looked at.
     """
     import mlflow
 
     best = summary["best_variant"]
     if best is None:
         raise TrainingError("--register: no variant has a validation score to choose a champion by.")
-    metric = summary.get("best_variant_metric", "val_accuracy")
-    runs_of_best = [client.get_run(rid) for rid in summary["variants"][best]["run_ids"]]
-    best_run = max(runs_of_best, key=lambda r: r.data.metrics.get(metric, float("-inf")))
-    # The LoggedModel (models:/m-…) the run logged, or, for a cached run, the one it links to:
-    # registering runs:/ID/model of a cached run finds no artifacts there.
-    model_uri = best_run.data.tags.get("textclf.model_uri") or f"runs:/{best_run.info.run_id}/model"
+    metric = champion.selection_metric(summary)
+    best_run = champion.best_seed_run(client, summary["variants"][best]["run_ids"], metric)
+    model_uri = champion.model_uri(best_run)
     mv = mlflow.register_model(model_uri, name)
     client.set_registered_model_alias(name, "champion", mv.version)
     client.set_model_version_tag(name, mv.version, "variant", best)

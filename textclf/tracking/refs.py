@@ -10,6 +10,20 @@ A reference is one of::
     models:/NAME@ALIAS       a registered model version by alias (e.g. champion)
     models:/NAME/VERSION     a registered model version by number
     models:/m-ID             an MLflow logged model by id
+    PARENT_RUN_ID:VARIANT    the model of VARIANT in that `textclf run` (its parent run)
+    PARENT_RUN_ID:best       the model of that run's best variant (chosen on validation)
+    best                     PARENT_RUN_ID:best of the latest finished `textclf run` in the store
+    PARENT_RUN_ID:TASK/VARIANT, PARENT_RUN_ID:TASK/best   the same in a multi-task pipeline
+
+For the last forms, a variant's model is that of its seed with the best value
+of the run's selection metric on validation data, the run ``--register``
+would register (:mod:`textclf.tracking.champion`). A local folder that exists
+always wins over them (a folder named ``best`` is a folder).
+
+The run behind a reference is checked the way MLflow records it: a model of a
+FAILED or deleted run, or a FAILED logged model, is refused unless
+``allow_failed`` (``--allow-failed``): it may be half-trained. A RUNNING or
+KILLED run, or a PENDING logged model, loads with a warning.
 
 MLflow references are resolved against ``--tracking-uri`` /
 ``MLFLOW_TRACKING_URI`` (else the project's default store). Only two things
@@ -45,7 +59,12 @@ from textclf.core.errors import ModelError
 
 log = logging.getLogger(__name__)
 
-FORMS = "a model folder, runs:/RUN_ID[/model], models:/NAME@ALIAS, models:/NAME/VERSION or models:/m-ID"
+FORMS = (
+    "a model folder, runs:/RUN_ID[/model], models:/NAME@ALIAS, models:/NAME/VERSION, models:/m-ID, "
+    "PARENT_RUN_ID:VARIANT, PARENT_RUN_ID:best or best"
+)
+# PARENT_RUN_ID:VARIANT (or TASK/VARIANT). An id is 8+ word characters, so "runs:/" and "C:\\" are not ids.
+_FRIENDLY = re.compile(r"^(?P<parent>[0-9A-Za-z][\w-]{7,63}):(?P<rest>[^/\\].*)$")
 _DONE = ".textclf-download.json"
 
 
@@ -77,7 +96,9 @@ def is_mlflow_ref(ref: str) -> bool:
     return ref.startswith(("runs:/", "models:/"))
 
 
-def resolve(ref: str, *, tracking_uri: str | None = None, cache_dir: str | Path | None = None) -> ResolvedModel:
+def resolve(
+    ref: str, *, tracking_uri: str | None = None, cache_dir: str | Path | None = None, allow_failed: bool = False
+) -> ResolvedModel:
     """Resolve ``ref`` to a local model folder (downloading from MLflow when needed).
 
     The folder is not validated here; :func:`load_folder` does that.
@@ -86,17 +107,22 @@ def resolve(ref: str, *, tracking_uri: str | None = None, cache_dir: str | Path 
         raise ModelError(f"Empty model reference. Pass {FORMS}.")
     ref = str(ref).strip()
     if is_mlflow_ref(ref):
-        return _resolve_mlflow(ref, tracking_uri, cache_dir)
-    if re.match(r"^[a-zA-Z][\w+.-]*:/", ref) and not Path(ref).exists():
-        raise ModelError(f"Model reference {ref!r}: unsupported scheme. Pass {FORMS}.")
+        return _resolve_mlflow(ref, tracking_uri, cache_dir, allow_failed=allow_failed)
+    if not Path(ref).expanduser().exists():  # a folder that exists wins over the forms below
+        if ref == "best" or _FRIENDLY.match(ref):
+            return _resolve_friendly(ref, tracking_uri, cache_dir, allow_failed)
+        if re.match(r"^[a-zA-Z][\w+.-]*:/", ref):
+            raise ModelError(f"Model reference {ref!r}: unsupported scheme. Pass {FORMS}.")
     return _resolve_path(ref)
 
 
-def load_folder(ref: str, *, tracking_uri: str | None = None, cache_dir: str | Path | None = None) -> tuple[dict[str, Any], ResolvedModel]:
+def load_folder(
+    ref: str, *, tracking_uri: str | None = None, cache_dir: str | Path | None = None, allow_failed: bool = False
+) -> tuple[dict[str, Any], ResolvedModel]:
     """Resolve and validate: ``(artifacts.read_folder(...), ResolvedModel)``."""
     from textclf.models.folder import read_folder
 
-    resolved = resolve(ref, tracking_uri=tracking_uri, cache_dir=cache_dir)
+    resolved = resolve(ref, tracking_uri=tracking_uri, cache_dir=cache_dir, allow_failed=allow_failed)
     return read_folder(resolved.path), resolved
 
 
@@ -209,7 +235,9 @@ def _fix_hint(ref: str) -> str:
     )
 
 
-def _resolve_mlflow(ref: str, tracking_uri: str | None, cache_dir: str | Path | None, _depth: int = 0) -> ResolvedModel:
+def _resolve_mlflow(
+    ref: str, tracking_uri: str | None, cache_dir: str | Path | None, _depth: int = 0, *, allow_failed: bool = False
+) -> ResolvedModel:
     from mlflow.tracking import MlflowClient
 
     uri = _setup(tracking_uri, ref)
@@ -220,17 +248,19 @@ def _resolve_mlflow(ref: str, tracking_uri: str | None, cache_dir: str | Path | 
         if not run_id:
             raise ModelError(f"Model reference {ref!r}: missing run id. Use runs:/RUN_ID or runs:/RUN_ID/model.")
         run = _mlflow_call(ref, client.get_run, run_id)
+        check_run_state(ref, run, allow_failed)
         tag = run.data.tags.get("textclf.model_uri") or run.data.tags.get("model_uri")  # the latter: runs logged before the namespace
         if sub in ("", "model") and tag and tag != ref and _depth < 3:
             # The run's own logged model, or (a cached child) the run that trained it.
-            inner = _resolve_mlflow(tag, tracking_uri, cache_dir, _depth + 1)
+            inner = _resolve_mlflow(tag, tracking_uri, cache_dir, _depth + 1, allow_failed=allow_failed)
             inner.ref = ref
             return inner
         sub = sub or "model"
         base = f"runs:/{run_id}/{sub}"
         hint = (
-            f"run {run_id} has no MLflow model at {sub!r}. A parent run of `textclf run` logs none: use the id of one "
-            "of its child runs (one per variant and seed), or the model registered with --register."
+            f"run {run_id} has no MLflow model at {sub!r}. A parent run of `textclf run` logs none: name a variant "
+            f"({run_id}:VARIANT or {run_id}:best), or use the id of one of its child runs (one per variant and seed), "
+            "or the model registered with --register."
         )
         path = _download(ref, base, identity=f"{uri}|{base}", cache_dir=cache_dir, hint=hint)
         return ResolvedModel(ref=ref, path=path, kind="run", run_id=run_id, model_uri=base)
@@ -238,6 +268,7 @@ def _resolve_mlflow(ref: str, tracking_uri: str | None, cache_dir: str | Path | 
     rest = ref[len("models:/") :].strip("/")
     if rest.startswith("m-") and "/" not in rest and "@" not in rest:
         logged = _mlflow_call(ref, client.get_logged_model, rest)
+        _check_logged_model(ref, logged, allow_failed)
         base = logged.artifact_location
         path = _download(ref, base, identity=f"{uri}|{base}", cache_dir=cache_dir)
         return ResolvedModel(ref=ref, path=path, kind="logged", run_id=logged.source_run_id, model_uri=f"models:/{rest}")
@@ -262,6 +293,138 @@ def _resolve_mlflow(ref: str, tracking_uri: str | None, cache_dir: str | Path | 
         ref=ref, path=path, kind="registered", run_id=mv.run_id, model_uri=base,
         registered={"name": mv.name, "version": str(mv.version), "alias": alias}, details={"source": mv.source},
     )
+
+
+# --------------------------------------------------------------------------- run states
+
+
+_ALLOW = "pass --allow-failed (allow_failed=True) to use it anyway"
+
+
+def check_run_state(ref: str, run, allow_failed: bool) -> None:
+    """Refuse a FAILED or deleted run's model unless ``allow_failed``; warn about a RUNNING or KILLED one."""
+    rid, status = run.info.run_id, run.info.status
+    if run.info.lifecycle_stage == "deleted" and not allow_failed:
+        raise ModelError(
+            f"Model reference {ref!r}: run {rid} is deleted (in the MLflow trash). Restore it in the UI (`textclf ui`), "
+            f"use another run, or {_ALLOW}."
+        )
+    if status == "FAILED" and not allow_failed:
+        raise ModelError(
+            f"Model reference {ref!r}: run {rid} FAILED, so its model may be half-trained or not the one it meant to keep. "
+            f"Use a FINISHED run (`textclf report` lists them), or {_ALLOW}."
+        )
+    if status == "RUNNING":
+        log.warning("model reference %s: run %s is still RUNNING (or its process died without ending it); its model may not be final", ref, rid)
+    elif status == "KILLED":
+        log.warning("model reference %s: run %s was KILLED (interrupted); its model may not be the final one", ref, rid)
+
+
+def _check_logged_model(ref: str, logged, allow_failed: bool) -> None:
+    status = str(getattr(logged, "status", "") or "")
+    if status == "FAILED" and not allow_failed:
+        raise ModelError(
+            f"Model reference {ref!r}: MLflow model {logged.model_id} FAILED while it was logged, so its files may be "
+            f"incomplete. Use another model, or {_ALLOW}."
+        )
+    if status == "PENDING":
+        log.warning("model reference %s: MLflow model %s is still PENDING (being logged, or its process was killed)", ref, logged.model_id)
+
+
+# --------------------------------------------------------------------------- PARENT_RUN_ID:VARIANT, best
+
+
+def _resolve_friendly(ref: str, tracking_uri: str | None, cache_dir: str | Path | None, allow_failed: bool) -> ResolvedModel:
+    """``PARENT:VARIANT``, ``PARENT:best``, ``PARENT:TASK/VARIANT`` or ``best``: the champion seed's model of that variant."""
+    from mlflow.tracking import MlflowClient
+
+    from textclf.tracking import champion
+
+    uri = _setup(tracking_uri, ref)
+    client = MlflowClient()
+    if ref == "best":
+        parent_id, rest = _latest_parent(client, uri), "best"
+    else:
+        m = _FRIENDLY.match(ref)
+        parent_id, rest = m["parent"], m["rest"]
+    parent = _mlflow_call(ref, client.get_run, parent_id, hint=f"no folder of that name, and no run {parent_id} in the store {uri}. "
+                          "Check the path, or the id (the parent run id `textclf run` prints) and --tracking-uri / MLFLOW_TRACKING_URI.")
+    if parent.data.tags.get("textclf.role") != "parent":
+        raise ModelError(
+            f"Model reference {ref!r}: run {parent_id} is not the parent run of a `textclf run`; "
+            f"use runs:/{parent_id} for the model of a single run."
+        )
+    check_run_state(ref, parent, allow_failed)
+    summary = _summary(client, ref, parent)
+    task, variant = None, rest
+    if "tasks" in summary:
+        tasks = sorted(summary["tasks"])
+        task, sep, variant = rest.partition("/")
+        if not sep or task not in summary["tasks"]:
+            raise ModelError(
+                f"Model reference {ref!r}: run {parent_id} is a multi-task pipeline; say the task: "
+                f"{parent_id}:TASK/VARIANT or {parent_id}:TASK/best, with TASK one of {tasks}."
+            )
+        summary = summary["tasks"][task]
+    where = f"{parent_id}:{task}/" if task else f"{parent_id}:"
+    names = list(summary.get("variants", {}))
+    if variant == "best":
+        variant = summary.get("best_variant")
+        if variant is None:
+            raise ModelError(f"Model reference {ref!r}: no variant of run {parent_id} has a validation score to be best by; name one: {names}.")
+    elif variant not in summary.get("variants", {}):
+        raise ModelError(
+            f"Model reference {ref!r}: run {parent_id} has no variant {variant!r}; its variants are {names} "
+            f"(use {where}VARIANT, or {where}best)."
+        )
+    run_ids = summary["variants"][variant].get("run_ids") or []
+    if not run_ids:
+        raise ModelError(f"Model reference {ref!r}: variant {variant!r} of run {parent_id} recorded no run.")
+    metric = champion.selection_metric(summary)
+    chosen = _mlflow_call(ref, champion.best_seed_run, client, run_ids, metric)
+    log.info("model reference %s: variant %s, run %s (best %s of %d seed(s))", ref, variant, chosen.info.run_id, metric, len(run_ids))
+    resolved = _resolve_mlflow(f"runs:/{chosen.info.run_id}", tracking_uri, cache_dir, allow_failed=allow_failed)
+    resolved.ref = ref
+    resolved.details.update(parent_run_id=parent_id, variant=variant, task=task, chosen_by=metric)
+    return resolved
+
+
+def _latest_parent(client, uri: str) -> str:
+    from mlflow.entities import ViewType
+
+    exps = [e.experiment_id for e in client.search_experiments(view_type=ViewType.ACTIVE_ONLY, max_results=1000)]
+    found = client.search_runs(
+        exps, filter_string="tags.`textclf.role` = 'parent' and attributes.status = 'FINISHED'",
+        max_results=1, order_by=["attributes.start_time DESC"],
+    ) if exps else []
+    if not found:
+        raise ModelError(
+            f"Model reference 'best': no finished `textclf run` in the store {uri}. Run a pipeline first "
+            "(`textclf run`), or point --tracking-uri / MLFLOW_TRACKING_URI at the store that holds one."
+        )
+    return found[0].info.run_id
+
+
+def _summary(client, ref: str, parent) -> dict[str, Any]:
+    """The parent run's comparison/summary.json (read as JSON only)."""
+    import tempfile
+
+    import mlflow
+
+    rid = parent.info.run_id
+    hint = (
+        f"run {rid} ({parent.info.status}) has no comparison/summary.json: it did not finish its comparison. "
+        f"Use a finished `textclf run`, or the runs:/CHILD_RUN_ID of one of its child runs."
+    )
+    with tempfile.TemporaryDirectory() as tmp:
+        path = _mlflow_call(ref, mlflow.artifacts.download_artifacts, run_id=rid, artifact_path="comparison/summary.json", dst_path=tmp, hint=hint)
+        try:
+            summary = json.loads(Path(path).read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise ModelError(f"Model reference {ref!r}: run {rid}'s comparison/summary.json cannot be read ({exc}).") from None
+    if not isinstance(summary, dict):
+        raise ModelError(f"Model reference {ref!r}: run {rid}'s comparison/summary.json is not a summary.")
+    return summary
 
 
 _VERIFIED = checksums.Verified()

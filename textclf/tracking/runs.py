@@ -1,5 +1,8 @@
 """MLflow runs as textclf records them: start / end (KILLED on interruption), tags, metrics in batches.
 
+Runs a SIGKILLed process left RUNNING become KILLED, and the models it left
+PENDING become FAILED, the next time work starts in their experiment.
+
 Layout (see the README): one experiment per pipeline, one parent run per
 ``textclf run``, one nested child run per (variant, seed). Params are logged
 flattened with dotted names (``encoder.layers``) so MLflow's
@@ -150,6 +153,54 @@ def mark_stale_runs(exp_id: str) -> int:
             n += 1
     if n:
         log.info("marked %d run(s) of killed processes as KILLED", n)
+    mark_stale_models(exp_id)
+    return n
+
+
+def mark_stale_models(exp_id: str) -> int:
+    """LoggedModels left PENDING by a process killed while logging them become FAILED.
+
+    MLflow creates the LoggedModel (PENDING) before it uploads the files and
+    marks it READY after; a kill in between leaves it PENDING for ever. One
+    whose source run has ended (FINISHED, FAILED, KILLED: :func:`mark_stale_runs`
+    has just ended those of dead processes) can no longer be finished: FAILED,
+    as MLflow itself marks a model whose logging raised. A RUNNING run's
+    model may still be uploading and is left alone.
+    """
+    from mlflow.entities import LoggedModelStatus
+    from mlflow.exceptions import MlflowException
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient()
+    pending = []
+    token = None
+    try:
+        while True:
+            # The SQL store keeps the status as its number: the filter takes that.
+            page = client.search_logged_models(
+                [exp_id], filter_string=f"status = {LoggedModelStatus.PENDING.to_int()}", max_results=100, page_token=token
+            )
+            pending += [m for m in page if str(m.status) == "PENDING"]
+            token = page.token
+            if not token:
+                break
+    except MlflowException as exc:  # a store that cannot search models: nothing to mark
+        log.debug("could not search logged models of experiment %s (%s)", exp_id, exc)
+        return 0
+    ended: dict[str, bool] = {}
+    n = 0
+    for model in pending:
+        rid = model.source_run_id
+        if rid and rid not in ended:
+            try:
+                ended[rid] = client.get_run(rid).info.status != "RUNNING"
+            except MlflowException:  # the run is gone: nothing will finish its model
+                ended[rid] = True
+        if not rid or ended[rid]:
+            client.finalize_logged_model(model.model_id, LoggedModelStatus.FAILED)
+            n += 1
+    if n:
+        log.info("marked %d MLflow model(s) left PENDING by killed processes as FAILED", n)
     return n
 
 
