@@ -30,7 +30,9 @@ class DataConfig(Section):
     @model_validator(mode="after")
     def _one_source(self) -> "DataConfig":
         if self.source and self.train:
-            raise ValueError("set either data.source (one input, split automatically) or data.train (+ data.validation / data.test), not both")
+            raise ValueError("set either data.source (one input, split automatically) or data.train (+ data.validation / data.test), not both; "
+                f"got data.source={self.source!r} and data.train={self.train!r}. Remove one (in a pipeline file or params.yaml: "
+                "delete its line; on the command line: --set data.source=null)")
         clash = [c for c in self.slice_columns if c in (self.text_column, self.label_column, "text", "label")]
         if clash:
             raise ValueError(f"data.slice_columns may not name the text or label column ({clash}); name other columns of the data")
