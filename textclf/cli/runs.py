@@ -286,7 +286,15 @@ def _print_metrics(result: dict, pretrained: str | None) -> None:
     if coverage and pretrained:
         out.print(_coverage_line(pretrained, coverage))
     run_id = result.get("run_id")
-    out.print(f"model: {result['model_dir']}" + (f"  ·  MLflow run {run_id}" if run_id else "") + ("  (cached)" if result.get("cached") else ""))
+    cached = "  (cached)" if result.get("cached") else ""
+    if not result.get("model_in_cache"):
+        out.print(f"model: {result['model_dir']}" + (f"  ·  MLflow run {run_id}" if run_id else "") + cached, highlight=False)
+    elif run_id:  # the MLflow model outlives the cache: point there first
+        out.print(f"model: runs:/{run_id}  (MLflow run {run_id}){cached}\n  its files, {result['model_dir']}, are in the stage cache, "
+                  "which `textclf cache prune` may delete: use runs:/RUN_ID, or pass --output DIR to keep a copy", highlight=False)
+    else:
+        out.print(f"model: {result['model_dir']}{cached}\n  in the stage cache, which `textclf cache prune` may delete: "
+                  "pass --output DIR to keep a copy", highlight=False)
 
 
 def _coverage_line(pretrained: str, cov: dict) -> str:
