@@ -181,7 +181,7 @@ def test_train_without_output_says_the_cache_may_delete_the_folder(tmp_path, cap
     assert "cache prune" not in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("umask", [0o022, 0o027])
+@pytest.mark.parametrize("umask", [0o022, 0o027], ids=["umask022", "umask027"])
 def test_model_files_get_the_mode_new_files_get(tmp_path, umask):
     from textclf.models.folder import copy_model
 
