@@ -243,3 +243,11 @@ def test_every_pipeline_the_readme_names_is_shipped():
     shipped = {p.stem for p in (REPO / "pipelines").glob("*.y*ml")}
     missing = sorted(n for n in named if Path(n).stem not in shipped and not n.startswith("-"))
     assert not missing, f"README names pipelines that are not in pipelines/: {missing}"
+
+
+def test_a_validation_file_beside_a_source_is_refused_not_ignored(tmp_path, capsys):
+    # prepare splits data.source itself: a data.validation next to it used to be dropped without a word.
+    code = main(["config", "show", "compare", "--set", "data.validation=val.csv"])
+    err = " ".join(capsys.readouterr().err.split())
+    assert code == 2 and "Traceback" not in err
+    assert "data.validation='val.csv'" in err and "data.source='builtin:reviews'" in err and "--set data.train=FILE" in err
