@@ -16,8 +16,10 @@ almost all of it is Python start-up and imports. The benchmark
    imported at all (mlflow, pandas, datasets, sklearn, matplotlib, scipy,
    torch._dynamo).
 
-Wall times are medians over ``--reps`` (minimum too): other processes on the
-machine's cores show up as noise, so compare medians taken on one machine.
+Wall times are medians over ``--reps`` (minimum too), with the median CPU
+time (user + system) of the same processes: other processes on the machine's
+cores stretch the wall time much more than the CPU time, so on a shared
+machine compare CPU times, and medians taken on one machine.
 
     python -m bench.startup [--smoke] [--reps N] [--json PATH]
 """
@@ -35,6 +37,7 @@ if not __package__:  # run as a file (python bench/x.py): import the bench packa
 import json
 import os
 import re
+import resource
 import subprocess
 import sys
 import time
@@ -58,13 +61,16 @@ def parse_args(argv=None):
     return args
 
 
-def _run(cmd: list[str], env: dict, cwd: Path) -> tuple[float, subprocess.CompletedProcess]:
+def _run(cmd: list[str], env: dict, cwd: Path) -> tuple[float, float, subprocess.CompletedProcess]:
+    """(wall seconds, CPU seconds (user + system) of the child, the finished process)."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, env=env, cwd=cwd, capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=600, check=False)
     seconds = time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if proc.returncode != 0:
         raise SystemExit(f"command failed with exit code {proc.returncode}: {' '.join(cmd)}\n{proc.stderr[-3000:]}")
-    return seconds, proc
+    return seconds, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime), proc
 
 
 def import_profile(stderr: str, top: int = 8) -> dict:
@@ -101,14 +107,15 @@ def measure(work: Path, threads: int, reps: int) -> dict:
         "embed_folder": [*textclf, "embed", "--model", str(folder), "--input", "texts.txt", "--output", "e.npy", "-q"],
         "import_torch": [sys.executable, "-c", "import torch"],
     }
-    runs_first_s, _ = _run(commands["predict_runs"], env, work)  # downloads the model into the cache
+    runs_first_s, _, _ = _run(commands["predict_runs"], env, work)  # downloads the model into the cache
     out: dict = {"runs_first_s": round(runs_first_s, 2)}
     for name, cmd in commands.items():
-        times = [_run(cmd, env, work)[0] for _ in range(reps)]
-        _, proc = _run([cmd[0], "-X", "importtime", *cmd[1:]], env, work)
-        out[name] = {"median_s": round(C.median(times), 2), "min_s": round(min(times), 2), "reps": reps, **import_profile(proc.stderr)}
-        print(f"{name}: median {out[name]['median_s']} s, min {out[name]['min_s']} s; heavy imports {out[name]['heavy_imported']}",
-              file=sys.stderr)
+        wall, cpu = zip(*(_run(cmd, env, work)[:2] for _ in range(reps)))
+        proc = _run([cmd[0], "-X", "importtime", *cmd[1:]], env, work)[2]
+        out[name] = {"median_s": round(C.median(list(wall)), 2), "min_s": round(min(wall), 2),
+                     "cpu_median_s": round(C.median(list(cpu)), 2), "reps": reps, **import_profile(proc.stderr)}
+        print(f"{name}: median {out[name]['median_s']} s (min {out[name]['min_s']} s, CPU {out[name]['cpu_median_s']} s); "
+              f"heavy imports {out[name]['heavy_imported']}", file=sys.stderr)
     return out
 
 
