@@ -19,7 +19,7 @@ from pathlib import Path
 
 from bench import _common as C
 
-BENCHMARKS = ("train_throughput", "rnn_cells", "inference", "tokenize", "pipeline", "scale", "portable_model", "calibration")
+BENCHMARKS = ("train_throughput", "rnn_cells", "inference", "tokenize", "pipeline", "scale", "portable_model", "calibration", "startup")
 
 
 def main(argv=None) -> int:

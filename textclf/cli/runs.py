@@ -90,6 +90,7 @@ def run(
             out.print(f"claim: {escape(s['claim'])}\n  [bold]{s['verdict']}[/]: {escape(s['verdict_reason'])}", highlight=False)
     if not quiet:
         out.print(f"report: MLflow parent run {result.parent_run_id} (artifacts/comparison); `textclf ui` to browse")
+        _print_models(result.summary, result.parent_run_id)
     if summary_out:
         summary_out.parent.mkdir(parents=True, exist_ok=True)
         summary_out.write_text(json.dumps(result.summary, indent=1))
@@ -179,6 +180,7 @@ def report(
                 out.print(f"[bold]{task}[/]")
             out.print(render_table(s))
             _print_tuning(s)
+        _print_models(summary, summary.get("parent_run_id"))
 
 
 def ui(
@@ -230,6 +232,41 @@ def _print_event(kind: str, info: dict, print_: Callable[..., None] = out.print)
         print_(f"  {'[dim]cached[/]' if info['cached'] else '[green]trained[/]'} {info['variant']:<16} seed {info['seed']}: test accuracy {acc_text}")
 
 
+def _print_models(summary: dict, parent_run_id: str | None) -> None:
+    """The "Use a model" block: how to predict with the best variant, and each variant's model reference.
+
+    Friendly references (``PARENT:best``, ``PARENT:VARIANT``) name a variant of
+    a single-task comparison; every variant's MLflow model URI (the seed best
+    on validation, as ``--register`` picks) is printed beside it.
+    """
+    from rich.markup import escape
+
+    from textclf.tracking.past import variant_models
+
+    tasks = summary.get("tasks") or {None: summary}
+    lines = []
+    for task, s in tasks.items():
+        models = variant_models(s)
+        if not models:
+            continue
+        best = s.get("best_variant")
+        friendly = task is None and parent_run_id
+        if task:
+            lines.append(f"  [bold]{escape(task)}[/]")
+        if best in models:
+            ref = f"{parent_run_id}:best" if friendly else models[best]["model_uri"]
+            lines.append(f"  textclf predict --model {escape(ref)} --input FILE   [dim](best on validation: {escape(best)})[/]")
+        width = max(map(len, models))
+        for name, m in models.items():
+            label = f"{parent_run_id}:{name}  " if friendly else ""
+            star = " *" if name == best else "  "
+            lines.append(f"  {escape(name):<{width}}{star} {escape(label)}{escape(m['model_uri'])}  [dim](run {m['run_id']})[/]")
+    if lines:
+        out.print("Use a model (predict / embed / export --model REF; * best on validation):", highlight=False)
+        for line in lines:
+            out.print(line, highlight=False)
+
+
 def _print_tuning(summary: dict) -> None:
     from textclf.analysis.tuning import render_table as tuning_table
 
@@ -254,7 +291,15 @@ def _print_metrics(result: dict, pretrained: str | None) -> None:
     if coverage and pretrained:
         out.print(_coverage_line(pretrained, coverage))
     run_id = result.get("run_id")
-    out.print(f"model: {result['model_dir']}" + (f"  ·  MLflow run {run_id}" if run_id else "") + ("  (cached)" if result.get("cached") else ""))
+    cached = "  (cached)" if result.get("cached") else ""
+    if not result.get("model_in_cache"):
+        out.print(f"model: {result['model_dir']}" + (f"  ·  MLflow run {run_id}" if run_id else "") + cached, highlight=False)
+    elif run_id:  # the MLflow model outlives the cache: point there first
+        out.print(f"model: runs:/{run_id}  (MLflow run {run_id}){cached}\n  its files, {result['model_dir']}, are in the stage cache, "
+                  "which `textclf cache prune` may delete: use runs:/RUN_ID, or pass --output DIR to keep a copy", highlight=False)
+    else:
+        out.print(f"model: {result['model_dir']}{cached}\n  in the stage cache, which `textclf cache prune` may delete: "
+                  "pass --output DIR to keep a copy", highlight=False)
 
 
 def _coverage_line(pretrained: str, cov: dict) -> str:

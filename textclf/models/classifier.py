@@ -39,6 +39,18 @@ def _check_class_weights(value, num_classes: int) -> list[float] | None:
     return weights
 
 
+def _normal_(weight: torch.Tensor, std: float = 1.0) -> None:
+    """``nn.init.normal_``, skipped on the meta device.
+
+    A meta tensor holds no values to draw, and torch's meta version of
+    ``normal_`` imports ``torch._dynamo`` (over a second): model-folder
+    validation builds a meta model on every ``predict`` / ``embed`` start-up.
+    Real tensors draw exactly as before, so seeded results do not change.
+    """
+    if not weight.is_meta:
+        nn.init.normal_(weight, std=std)
+
+
 class TokenEmbedding(nn.Module):
     """Token ids -> vectors, with an optional frozen tail of the vocabulary.
 
@@ -56,7 +68,7 @@ class TokenEmbedding(nn.Module):
         super().__init__()
         self.padding_idx = padding_idx
         self.weight = nn.Parameter(torch.empty(vocab_size - frozen_rows, dim))
-        nn.init.normal_(self.weight)  # as nn.Embedding does: same RNG draws, so seeded results match it
+        _normal_(self.weight)  # as nn.Embedding does: same RNG draws, so seeded results match it
         self.register_buffer("frozen", torch.zeros(frozen_rows, dim) if frozen_rows else None)
 
     @property
@@ -129,7 +141,7 @@ class TextClassifier(nn.Module):
         # pretrained ones and saturates the first gates; N(0, 0.1) learns faster
         # and generalises better from scratch (measured on Rotten Tomatoes).
         with torch.no_grad():
-            nn.init.normal_(self.embedding.weight, std=0.1)
+            _normal_(self.embedding.weight, std=0.1)
             if padding_idx is not None:
                 self.embedding.weight[padding_idx].zero_()
         self.embedding_dropout = Dropout(embedding_dropout)

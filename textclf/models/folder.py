@@ -40,6 +40,25 @@ FILES = ("config.json", "tokenizer.json", "model.safetensors", "labels.json")
 MODEL_ENTRIES = frozenset(FILES) | {"tfidf", "model.onnx", "onnx.json"}
 
 
+def _umask() -> int:
+    """The process umask, read without changing it where Linux says it (setting it briefly races other threads' files)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _as_created(path: Path) -> None:
+    """Give ``path`` the mode a newly created file gets (0666 less the umask), as ``open(path, "w")`` would."""
+    os.chmod(path, 0o666 & ~_umask())
+
+
 def _atomic_dir(target: Path):
     tmp = target.parent / f".{target.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:6]}"
     tmp.mkdir(parents=True)
@@ -146,6 +165,9 @@ def copy_model(src: str | Path, target: str | Path, *, force: bool, extra: dict[
                     shutil.copy2(child, tmp / child.name)
             for name, path in (extra or {}).items():
                 shutil.copy2(path, tmp / name)
+            for path in tmp.rglob("*"):  # copy2 keeps modes: a 0600 file of an older folder stays unreadable to others
+                if path.is_file() and not path.is_symlink():
+                    _as_created(path)
             if target.exists() and not any(target.iterdir()):
                 target.rmdir()  # an empty folder: nothing to keep
             return _publish(tmp, target)
@@ -166,6 +188,7 @@ def save_neural(directory: str | Path, *, model, tokenizer, label_names: list[st
 
         state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
         save_file(state, str(tmp / "model.safetensors"), metadata={"format": "textclf", "format_version": str(FORMAT_VERSION)})
+        _as_created(tmp / "model.safetensors")  # safetensors writes 0600; the folder's other files follow the umask
         tokenizer.save(str(tmp / "tokenizer.json"))
         (tmp / "labels.json").write_text(json.dumps(list(label_names), indent=1))
         doc = {"format_version": FORMAT_VERSION, "textclf_version": __version__, "kind": "neural", "model": model.hparams, "config": config, **(extra or {})}

@@ -76,6 +76,9 @@ def export_onnx(folder: dict[str, Any], path: str | Path, *, opset: int = 17, ve
         if "not installed" in str(exc):  # torch reports a missing `onnx` package this way
             raise ModelError(f"ONNX export needs the onnx package ({exc}). Install it with: pip install 'textclf[onnx]'.") from None
         raise ModelError(f"ONNX export of {folder['dir']} failed: {exc.__class__.__name__}: {str(exc).splitlines()[0][:300]}") from None
+    from textclf.text.tokenize import char_limit
+
+    max_length = int((folder["config"].get("config") or {}).get("tokenizer", {}).get("max_length", 256))
     info: dict[str, Any] = {
         "file": path.name,
         "opset": opset,
@@ -85,7 +88,17 @@ def export_onnx(folder: dict[str, Any], path: str | Path, *, opset: int = 17, ve
             "lengths": "int64 [batch]: real tokens per row, 1 <= length <= time",
         },
         "outputs": {"logits": "float32 [batch, classes]: softmax gives probabilities in labels.json order"},
-        "max_length": int((folder["config"].get("config") or {}).get("tokenizer", {}).get("max_length", 256)),
+        "max_length": max_length,
+        # What textclf does to a text before the graph sees it: a runtime that skips the
+        # cut tokenizes a long text whole and gets other ids (and other logits) than textclf.
+        "preprocess": {
+            "char_limit": char_limit(max_length),
+            "steps": [
+                f"cut the text to its first {char_limit(max_length)} characters (Unicode code points, before any normalization)",
+                "encode the cut text with tokenizer.json",
+                f"keep the first {max_length} ids (max_length); an empty result becomes [1] ([UNK])",
+            ],
+        },
         "labels": folder["labels"],
     }
     info["verified"] = _verify_onnx(wrapped, path, hp["vocab_size"]) if verify else {"checked": False, "reason": "not requested"}

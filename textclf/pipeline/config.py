@@ -209,11 +209,48 @@ def resolve(
     merged = defaults()
     pf = find_params_file(params_file)
     if pf is not None:
-        merged = deep_merge(merged, read_yaml(pf, "params"))
+        merged = _merge_layer(merged, read_yaml(pf, "params"), str(pf))
     for layer in layers:
-        merged = deep_merge(merged, layer or {})
-    merged = deep_merge(merged, parse_overrides(overrides))
+        merged = _merge_layer(merged, layer or {}, source if source != "config" else "the pipeline")
+    merged = _merge_layer(merged, parse_overrides(overrides), "--set")
     return validate(merged, source=source)
+
+
+_FILES = ("train", "validation", "test")
+_said: set[str] = set()  # replacement notes already logged: a pipeline resolves once per variant
+
+
+def _merge_layer(merged: dict[str, Any], layer: dict[str, Any], what: str) -> dict[str, Any]:
+    """``deep_merge``, except that a layer naming the data one way replaces a lower layer's other way.
+
+    ``--set data.train=…`` over a pipeline with ``data.source`` means "my files
+    instead" (the README's own-data example), so the lower ``data.source`` and
+    its builtin ``data.options`` are dropped; ``data.source`` over lower
+    ``data.train`` / ``validation`` / ``test`` drops those. Both ways in one
+    layer stay a conflict for :class:`~textclf.data.config.DataConfig` to refuse.
+    """
+    data, below = layer.get("data"), merged.get("data")
+    if isinstance(data, dict) and isinstance(below, dict):
+        dropped: dict[str, Any] = {}
+        if data.get("train") is not None and "source" not in data and below.get("source") is not None:
+            dropped = {"source": below["source"]}
+            if below.get("options") and "options" not in data:
+                dropped["options"] = below["options"]
+        elif data.get("source") is not None and not any(k in data for k in _FILES):
+            dropped = {k: below[k] for k in _FILES if below.get(k) is not None}
+        if dropped:
+            merged = copy.deepcopy(merged)
+            for key in dropped:
+                merged["data"][key] = {} if key == "options" else None
+            given = ", ".join(f"data.{k}" for k in ("source", *_FILES) if data.get(k) is not None)
+            replaced = ", ".join(f"data.{k}={v!r}" for k, v in dropped.items())
+            note = f"{what} sets {given}: it replaces {replaced} (from params.yaml or the pipeline)"
+            if note not in _said:
+                _said.add(note)
+                import logging
+
+                logging.getLogger(__name__).info(note)
+    return deep_merge(merged, layer)
 
 
 def load_config(

@@ -227,11 +227,15 @@ def find_pipeline(ref: str | Path | None) -> Path:
     """A path, or the name of a file in ``./pipelines`` (then the repository's ``pipelines/``)."""
     ref = str(ref or DEFAULT_PIPELINE)
     p = Path(ref)
-    if p.suffix in (".yaml", ".yml") or p.is_file():
-        if not p.is_file():
-            raise ConfigError(f"Pipeline file not found: {p}.")
-        return p
     roots = [Path.cwd() / "pipelines", Path(__file__).resolve().parents[2] / "pipelines"]
+    if p.suffix in (".yaml", ".yml") or p.is_file():
+        if p.is_file():
+            return p
+        # A bare file name ("rt-slices.yaml") not in the current folder: a shipped pipeline of that name.
+        shipped = [root / p.name for root in roots if p.name == ref and (root / p.name).is_file()]
+        if shipped:
+            return shipped[0]
+        raise ConfigError(f"Pipeline file not found: {p}.")
     for root in roots:
         for ext in (".yaml", ".yml"):
             if (root / f"{ref}{ext}").is_file():

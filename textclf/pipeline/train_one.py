@@ -83,5 +83,6 @@ def train_one(
     result.update({k: v for k, v in out.metrics.items() if k not in result})
     coverage = out.extra.get("embedding_coverage") or {}
     result.update({f"embedding_{k}": v for k, v in coverage.items()})
-    result.update(model_dir=str(Path(model_dir).resolve()), run_id=run_id, cached=out.cached, kind=cfg.kind)
+    # Without --output the folder is a stage-cache entry: `textclf cache prune` may delete it.
+    result.update(model_dir=str(Path(model_dir).resolve()), model_in_cache=output is None, run_id=run_id, cached=out.cached, kind=cfg.kind)
     return result

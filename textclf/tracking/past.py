@@ -36,3 +36,35 @@ def load_summary(run_id: str | None = None, tracking_uri: str | None = None) -> 
         raise TextclfError(f"Run {run_id}: no comparison/summary.json ({str(exc).splitlines()[0]}). Is it the parent run of a finished `textclf run`?") from None
     with open(path, encoding="utf-8") as fh:
         return json.load(fh)
+
+
+def variant_models(summary: dict[str, Any], client=None) -> dict[str, dict[str, str]]:
+    """Each variant's model in a comparison: ``{variant: {"run_id", "model_uri"}}``.
+
+    Among a variant's seeds, the child run with the best value of the
+    comparison's selection metric (``best_variant_metric``, a validation
+    metric: test data decides nothing), as ``--register`` picks the champion.
+    ``model_uri`` is the run's ``textclf.model_uri`` tag (the logged model, or
+    for a cached run the model it reused), else ``runs:/RUN_ID/model``. A run
+    the store no longer holds is left out.
+    """
+    from mlflow.exceptions import MlflowException
+    from mlflow.tracking import MlflowClient
+
+    client = client or MlflowClient()
+    metric = summary.get("best_variant_metric") or "val_accuracy"
+    found: dict[str, dict[str, str]] = {}
+    for name, entry in (summary.get("variants") or {}).items():
+        runs = []
+        for run_id in entry.get("run_ids") or []:
+            try:
+                runs.append(client.get_run(run_id))
+            except MlflowException:
+                continue
+        if not runs:
+            continue
+        best = max(runs, key=lambda r: r.data.metrics.get(metric, float("-inf")))
+        tags = best.data.tags
+        uri = tags.get("textclf.model_uri") or tags.get("model_uri") or f"runs:/{best.info.run_id}/model"
+        found[name] = {"run_id": best.info.run_id, "model_uri": uri}
+    return found
