@@ -51,20 +51,20 @@ def variant_models(summary: dict[str, Any], client=None) -> dict[str, dict[str, 
     from mlflow.exceptions import MlflowException
     from mlflow.tracking import MlflowClient
 
+    from textclf.tracking.champion import best_seed_run, model_uri, selection_metric
+
     client = client or MlflowClient()
-    metric = summary.get("best_variant_metric") or "val_accuracy"
+    metric = selection_metric(summary)
     found: dict[str, dict[str, str]] = {}
     for name, entry in (summary.get("variants") or {}).items():
-        runs = []
+        present = []
         for run_id in entry.get("run_ids") or []:
             try:
-                runs.append(client.get_run(run_id))
+                client.get_run(run_id)
             except MlflowException:
                 continue
-        if not runs:
-            continue
-        best = max(runs, key=lambda r: r.data.metrics.get(metric, float("-inf")))
-        tags = best.data.tags
-        uri = tags.get("textclf.model_uri") or tags.get("model_uri") or f"runs:/{best.info.run_id}/model"
-        found[name] = {"run_id": best.info.run_id, "model_uri": uri}
+            present.append(run_id)
+        if present:
+            best = best_seed_run(client, present, metric)
+            found[name] = {"run_id": best.info.run_id, "model_uri": model_uri(best)}
     return found
