@@ -72,11 +72,13 @@ def run(
             new_run=new_run,
             on_event=on_event,
         )
-    from textclf.analysis.report import render_table
+    from textclf.analysis.report import answer_lines, render_answer, render_table
 
     for task, s in (result.summary.get("tasks") or {None: result.summary}).items():
         if task:
             out.print(f"[bold]{task}[/]")
+        if answer_lines(s):
+            out.print(render_answer(s), highlight=False)
         out.print(render_table(s))
         _print_tuning(s)
         if s.get("verdict"):
@@ -161,7 +163,7 @@ def report(
     as_json: Annotated[bool, typer.Option("--json", help="Print summary.json instead of the table.")] = False,
 ) -> None:
     """Re-print the comparison table of a past `textclf run`."""
-    from textclf.analysis.report import render_table
+    from textclf.analysis.report import answer_lines, render_answer, render_table
     from textclf.tracking.past import load_summary
 
     summary = load_summary(run_id, tracking_uri)
@@ -172,6 +174,8 @@ def report(
         for task, s in (summary.get("tasks") or {None: summary}).items():
             if task:
                 out.print(f"[bold]{task}[/]")
+            if answer_lines(s):
+                out.print(render_answer(s), highlight=False)
             out.print(render_table(s))
             _print_tuning(s)
 
