@@ -519,7 +519,8 @@ def answer_sentences(rows: Sequence[Mapping[str, Any]], details: Mapping[str, Ma
         d = details.get(r["name"], {})
         sesoi_pts = f"±{100 * r['sesoi']:g}"
         if r["verdict"] == EQUIVALENT:
-            text += f" within {sesoi_pts} (it buys nothing that matters)"
+            text += f" within {sesoi_pts}" + (" (what one factor buys does not depend on the other)" if r["kind"] == "interaction"
+                                              else " (it buys nothing that matters)")
         elif r["verdict"] == INCONCLUSIVE:
             if not d.get("seed_variance", True):
                 text += ": a side has a single seed, so seed-to-seed variation is unknown; run at least 2 seeds (3 or more to decide)"
