@@ -169,10 +169,18 @@ def test_equivalent_only_when_shown_and_the_two_by_two_is_analysed():
 
 
 def test_few_seeds_are_inconclusive_and_say_what_would_decide():
-    s = compare(_records({"rnn": 0.8, "lstm": 0.81}, seeds=2, n=400, seed_sd=0.03, rng_seed=3), "rnn", label_names=["a", "b"])
+    s = compare(_records({"rnn": 0.8, "lstm": 0.81}, seeds=2, n=400, seed_sd=0.03, rng_seed=0), "rnn", label_names=["a", "b"])
     (c,) = s["contrasts"]
-    assert c["verdict"] == "inconclusive"
-    assert "inconclusive" in s["answer"][0] and ("seeds per variant" in s["answer"][0] or "larger test set" in s["answer"][0])
+    assert c["verdict"] == "inconclusive" and c["mde"] > 0.1
+    need = s["contrast_details"][c["name"]]["seeds_needed"]
+    assert need > 2 and f"would need ~{need} seeds per variant" in s["answer"][0]
+    # a test set too small for the sesoi: seeds cannot help, and the sentence says so
+    y = np.zeros(60, dtype=int)
+    right = np.arange(60) % 2 == 0  # the two variants are right on disjoint halves: equal, and maximally apart per example
+    recs = [RunRecord(variant=v, seed=s, kind="neural", y_true=y, pred=np.where(ok, 0, 1), cell=v, layers=1, bidirectional=False)
+            for v, ok in (("rnn", right), ("lstm", ~right)) for s in (1, 2, 3)]
+    s = compare(recs, "rnn", label_names=["a", "b"])
+    assert s["contrasts"][0]["verdict"] == "inconclusive" and "use a larger test set" in s["answer"][0]
 
 
 def test_test_is_validation_warns_on_every_verdict_line():

@@ -477,6 +477,8 @@ def contrast_family(
                     "p_equivalence": float(tost_p(r["delta"], r["se"], r["df"], sesoi)) if estimable else None,
                     "equivalence_interval": [r["delta"] - half, r["delta"] + half],
                     "seeds_needed": seeds_needed(r["var_examples"], seed_terms, n, sesoi, alpha) if estimable else None,
+                    # what the test set alone allows: the mde with infinitely many seeds
+                    "mde_test_set": float(mde(math.sqrt(r["var_examples"]), n - 1.0, alpha)),
                 }
             out.append(row)
         rows[metric] = out
@@ -524,8 +526,11 @@ def answer_sentences(rows: Sequence[Mapping[str, Any]], details: Mapping[str, Ma
         elif r["verdict"] == INCONCLUSIVE:
             if not d.get("seed_variance", True):
                 text += ": a side has a single seed, so seed-to-seed variation is unknown; run at least 2 seeds (3 or more to decide)"
+            elif d.get("seeds_needed") is None and d.get("mde_test_set", 0.0) > r["sesoi"]:
+                text += (f": mde {100 * r['mde']:.1f} points, and no number of seeds would bring it to {sesoi_pts} on this test set "
+                         f"(its own limit is {100 * d['mde_test_set']:.1f}); use a larger test set")
             elif d.get("seeds_needed") is None:
-                text += f": no number of seeds would bring the detectable difference to {sesoi_pts} on this test set (mde {100 * r['mde']:.1f}); use a larger test set"
+                text += f": mde {100 * r['mde']:.1f} points; would need more than {MAX_SEEDS} seeds per variant to detect {sesoi_pts}"
             elif r["mde"] is not None:
                 text += f": mde {100 * r['mde']:.1f} points; would need ~{d['seeds_needed']} seeds per variant to detect {sesoi_pts}"
         elif abs(r["delta"]) < r["sesoi"]:
