@@ -302,10 +302,13 @@ def _clip(text: str | None, limit: int = 160) -> str:
 
 
 def _make_plots(summary: dict[str, Any], records: Sequence[RunRecord], out_dir: Path) -> list[Path]:
+    from textclf.analysis import answer_plots as ap
     from textclf.analysis import plots as cp
     from textclf.analysis.tuning import plot_expected_max
 
     plots = [
+        ap.plot_contrasts(summary, out_dir / "contrasts.png"),
+        ap.plot_cost_quality(summary, out_dir / "cost_quality.png"),
         cp.plot_accuracy_vs_cost(
             summary, "params", out_dir / "accuracy_vs_params.png", xlabel="parameters (log scale)", log_x=True
         ),
@@ -333,7 +336,9 @@ def _cached_plots(summary: dict[str, Any], records: Sequence[RunRecord], out_dir
         name: {k: v for k, v in row.items() if k not in ("run_ids", "cached")} for name, row in summary.get("variants", {}).items()
     }
     curves = [[r.variant, r.seed, r.history] for r in records]
-    key = stage_key("compare_plots", {"variants": stable, "baseline": summary.get("baseline"), "curves": curves}, code=__name__)
+    answer = {k: summary.get(k) for k in ("contrasts", "sesoi", "primary_metric", "alpha")}
+    key = stage_key("compare_plots", {"variants": stable, "baseline": summary.get("baseline"), "curves": curves, "answer": answer},
+                    code=__name__)
     with cache.lock("compare_plots", key):
         hit = cache.get("compare_plots", key)
         if hit is None:
