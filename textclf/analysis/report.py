@@ -411,6 +411,11 @@ def write_report(
         lines += ["## Claim", "", f"> {summary['claim']}", "", f"**Verdict: {summary['verdict']}** — {summary['verdict_reason']}.", "",
                   f"*Measure:* {summary.get('measure', 'accuracy')} (success: test accuracy ≥ {summary.get('threshold', 0.95):g}).", "",
                   f"*Rule:* {summary['verdict_rule']}", ""]
+        if summary.get("claims_fingerprint"):
+            spec = summary.get("claim_spec") or {}
+            fixed = ", ".join(f"{k}={spec[k]}" for k in ("measure", "threshold", "min_effect", "seeds", "alpha", "alternative", "require")
+                              if k in spec)
+            lines += [f"*Fixed before the runs:* {fixed} (claims_fingerprint `{summary['claims_fingerprint']}`).", ""]
     for key, rows in summary.items():
         if key.startswith("per_") and rows:
             names = [n for n in summary["variants"] if any(n in r for r in rows)]

@@ -204,6 +204,11 @@ def run_pipeline(
                         if isinstance(row.get(metric), dict) and row[metric].get("mean") is not None:
                             mlflow.log_metric(f"{task + '.' if task else ''}{name}.{metric}_mean", row[metric]["mean"])
             summary = summaries[None] if None in summaries else {"tasks": {t: summaries[t] for t in summaries}}
+            claims = {t: c.claim.model_dump() for t, c in (pipe.spec.tasks or {}).items() if c.claim is not None}
+            if claims:  # every claim as fixed in the pipeline file, in one hash the README and reports can quote
+                from textclf.analysis.verdicts import claims_fingerprint
+
+                summary["claims_fingerprint"] = claims_fingerprint(claims)
             summary.update(
                 pipeline=pipe.name, parent_run_id=parent_id, experiment_id=exp_id, tracking_uri=uri,
                 wall_seconds=round(time.perf_counter() - t_start, 2),

@@ -119,11 +119,18 @@ class ClaimSpec(BaseModel):
     threshold: float = Field(0.95, gt=0.0, le=1.0)
     min_effect: float = Field(0.02, ge=0.0, lt=1.0)
     measure: Literal["accuracy", "successes"] = "accuracy"
+    seeds: list[int] | None = None  # the seeds the claim is judged on; other seeds make the verdict exploratory
+    alpha: float = Field(0.05, gt=0.0, lt=0.5)
+    alternative: Literal["two-sided", "one-sided"] = "two-sided"
+    require: Literal["all"] | None = None  # better: every named variant must beat the baseline
 
     @model_validator(mode="after")
     def _one_kind(self) -> "ClaimSpec":
         if bool(self.better) == bool(self.same):
             raise ValueError("a claim lists either the variants expected to be better (better: [...]) or those expected not to differ (same: [...])")
+        if self.better and len(self.better) > 1 and self.require != "all":
+            raise ValueError(f"a better claim names the one variant it is about, or requires every named variant; "
+                             f"it names {self.better}: keep one, or add require: all")
         return self
 
 
