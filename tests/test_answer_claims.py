@@ -13,7 +13,7 @@ from textclf.analysis.verdicts import FAILS, HOLDS, INCONCLUSIVE, claims_fingerp
 from textclf.pipeline.spec import ClaimSpec
 
 sys.path.insert(0, str(Path(__file__).parent))
-from test_verdicts import bimodal, judged, run  # noqa: E402
+from test_verdicts import bimodal, judged, run
 
 
 def test_a_better_claim_names_one_variant_or_requires_all():
@@ -24,8 +24,8 @@ def test_a_better_claim_names_one_variant_or_requires_all():
 
 
 def test_the_shipped_diagnostics_pipeline_is_valid():
-    from textclf.pipeline.spec import PipelineSpec, find_pipeline
     from textclf.pipeline.config import read_yaml
+    from textclf.pipeline.spec import PipelineSpec, find_pipeline
 
     spec = PipelineSpec.model_validate(read_yaml(find_pipeline("diagnostics"), "pipeline"))
     assert spec.tasks["long-range-200"].claim.require == "all"

@@ -10,7 +10,7 @@ from textclf.analysis.compare import compare
 from textclf.analysis.report import write_report
 
 sys.path.insert(0, str(Path(__file__).parent))
-from test_answer_pipeline import _records  # noqa: E402
+from test_answer_pipeline import _records
 
 
 def test_pareto_front():

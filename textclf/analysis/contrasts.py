@@ -91,7 +91,13 @@ from typing import Any
 import numpy as np
 from scipy import stats as _sp_stats
 
-from textclf.analysis.stats import _check_alpha, _satterthwaite, _seed_table, _t_inference, holm
+from textclf.analysis.stats import (
+    _check_alpha,
+    _satterthwaite,
+    _seed_table,
+    _t_inference,
+    holm,
+)
 
 __all__ = [
     "DEFAULT_SESOI",
@@ -240,9 +246,8 @@ def contrast_metric(preds: Sequence[Any], weights: Sequence[float], y_true: Any,
     if var <= tol * tol:
         var = var_examples = var_seeds = 0.0
     terms = [(var_examples, n - 1.0), *seed_terms]
-    f = lambda x: np.asarray(x, dtype=np.float64)  # noqa: E731
-    df = _satterthwaite([(f(v), d) for v, d in terms], f(var), fallback=n - 1.0)
-    se, p_value, low, high = _t_inference(f(delta), f(var), df, alpha)
+    df = _satterthwaite([(np.asarray(v, dtype=np.float64), d) for v, d in terms], np.asarray(var, dtype=np.float64), fallback=n - 1.0)
+    se, p_value, low, high = _t_inference(np.asarray(delta, dtype=np.float64), np.asarray(var, dtype=np.float64), df, alpha)
     return {"delta": float(delta), "ci_low": float(low), "ci_high": float(high), "p_value": float(p_value),
             "se": float(se), "df": float(df), "var_examples": var_examples, "var_seeds": var_seeds}
 
@@ -354,8 +359,8 @@ def derive_contrasts(variants: Mapping[str, Mapping[str, Any]], baseline: str | 
                 a, b = (x, y) if fx[2] else (y, x)
                 name = f"direction@{layers}"
             else:
-                rank = lambda n: (_CELL_ORDER.get(str(neural[n]["cell"]), 99), order.index(n))  # noqa: E731
-                a, b = (x, y) if rank(x) > rank(y) else (y, x)
+                rank = {n: (_CELL_ORDER.get(str(neural[n]["cell"]), 99), order.index(n)) for n in (x, y)}
+                a, b = (x, y) if rank[x] > rank[y] else (y, x)
                 name = f"cell@{layers}-{'bi' if bi else 'uni'}"
             out.append(Contrast(name=name, kind="pair", a=a, b=b, weights={a: 1.0, b: -1.0}, a_side=(a,), b_side=(b,),
                                 cell=None if factor == "cell" else str(cell)))

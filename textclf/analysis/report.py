@@ -173,12 +173,12 @@ def contrast_markdown(summary: dict[str, Any]) -> list[str]:
         if not d.get("seed_variance", True):
             single.append(r["name"])
         cost = r.get("cost_ratio") or {}
-        ratio = lambda k: _MISSING if cost.get(k) is None else f"{cost[k]:.2f}"  # noqa: E731
+        ratio = {k: _MISSING if cost.get(k) is None else f"{cost[k]:.2f}" for k in ("train_seconds", "params", "latency_p50_ms")}
         need = d.get("seeds_needed")
         out.append(
             f"| {r['name']} | {r['a']} | {r['b']} | {100 * r['delta']:+.1f} [{100 * r['ci_low']:+.1f}, {100 * r['ci_high']:+.1f}] "
             f"| {_p_text(r.get('p_adjusted'))} | {r['verdict']} | {_MISSING if r.get('mde') is None else format(100 * r['mde'], '.1f')} "
-            f"| {r['seeds_a']}/{r['seeds_b']} | {_MISSING if need is None else need} | {ratio('train_seconds')} | {ratio('params')} | {ratio('latency_p50_ms')} |")
+            f"| {r['seeds_a']}/{r['seeds_b']} | {_MISSING if need is None else need} | {ratio['train_seconds']} | {ratio['params']} | {ratio['latency_p50_ms']} |")
     out.append("")
     foot = (f"Primary metric: {summary.get('primary_metric')}. mde: the difference detected with 80% power at this variance "
             f"and these seeds (alpha {alpha:g}); the seeds column says how many seeds per variant would bring it to "
