@@ -284,7 +284,9 @@ def _answer(groups, variants, baseline, correct, preds, y, n_classes, *, select_
     rows, second, details = ([], [], {}) if not family else C.contrast_family(
         family, variants=variants, correct={g.name: correct[g.rows] for g in groups},
         preds={g.name: preds[g.rows] for g in groups}, y=y, n_classes=n_classes, primary=primary, alpha=alpha,
-        sesoi=sesoi, n_boot=n_boot, seed=seed, secondary=secondary)
+        sesoi=sesoi, n_boot=n_boot, seed=seed, secondary=secondary,
+        known={(n, baseline, f"test_{m}"): {**v[f"delta_{m}"], "delta": v[f"delta_{m}"]["mean"]}
+               for n, v in variants.items() for m in ("accuracy", "macro_f1") if v.get(f"delta_{m}")})
     return {
         "primary_metric": primary,
         "dominated": dominated(variants, primary),

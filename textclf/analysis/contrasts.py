@@ -280,17 +280,17 @@ def seeds_needed(var_examples: float, seed_terms: Sequence[tuple[float, float, i
     weight² · prediction noise of one seed's score, current seeds). The seed
     variance is divided by the new seed count; the example term stays.
     """
-    for s in range(2, MAX_SEEDS + 1):
-        var_seeds = sum(sv / s for sv, _noise, _s in seed_terms)
-        var = var_examples + var_seeds
-        terms = [(np.asarray(var_examples), n - 1.0)]
-        for sv, noise, _s in seed_terms:
-            if sv > 0:
-                terms += [(np.asarray((sv + noise) / s), s - 1.0), (np.asarray(noise / s), (s - 1.0) * (n - 1.0))]
-        df = float(_satterthwaite(terms, np.asarray(var), fallback=n - 1.0))
-        if float(mde(math.sqrt(var), df, alpha, power)) <= sesoi:
-            return s
-    return None
+    s = np.arange(2, MAX_SEEDS + 1, dtype=np.float64)  # every candidate at once: one vectorised t quantile
+    var_seeds = sum(sv / s for sv, _noise, _s in seed_terms) if seed_terms else np.zeros_like(s)
+    var = var_examples + var_seeds
+    terms = [(np.full_like(s, var_examples), n - 1.0)]
+    for sv, noise, _s in seed_terms:
+        if sv > 0:
+            terms += [((sv + noise) / s, s - 1.0), (noise / s, (s - 1.0) * (n - 1.0))]
+    denom = sum(value * value / dof for value, dof in terms)
+    df = np.maximum(np.divide(var * var, denom, out=np.full_like(s, n - 1.0), where=denom > 0), 1.0)
+    ok = np.flatnonzero(mde(np.sqrt(var), df, alpha, power) <= sesoi)
+    return int(s[ok[0]]) if ok.size else None
 
 
 def verdicts(p_adjusted: Sequence[float | None], tost_adjusted: Sequence[float | None], deltas: Sequence[float],
@@ -432,13 +432,16 @@ def contrast_family(
     n_boot: int = 1000,
     seed: int = 0,
     secondary: Sequence[str] = (),
+    known: Mapping[tuple[str, str, str], Mapping[str, Any]] | None = None,
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]], dict[str, dict[str, Any]]]:
     """Test every contrast; returns (primary rows, secondary rows, details by name).
 
     ``correct[v]`` (S_v x n) 0/1 and ``preds[v]`` (S_v x n) class ids of every
     variant; ``primary`` and ``secondary`` are ``test_accuracy`` /
     ``test_macro_f1``. Primary rows carry the verdict; secondary rows the
-    interval only (verdict None).
+    interval only (verdict None). ``known`` ({(a, b, metric): {delta, ci_low,
+    ci_high}}): secondary intervals already computed (the comparison's
+    variant-vs-baseline macro-F1 bootstrap), reused rather than redrawn.
     """
     rows: dict[str, list[dict[str, Any]]] = {}
     details: dict[str, dict[str, Any]] = {}
@@ -449,7 +452,11 @@ def contrast_family(
             seeds = [correct[n].shape[0] for n in names]
             seeds_a = min(correct[n].shape[0] for n in (c.a_side or [k for k, w in c.weights.items() if w > 0]))
             seeds_b = min(correct[n].shape[0] for n in (c.b_side or [k for k, w in c.weights.items() if w < 0]))
-            if metric == "test_accuracy":
+            reuse = (known or {}).get((c.a, c.b, metric)) if metric != primary and c.kind == "pair" else None
+            if reuse is not None and reuse.get("delta") is not None:
+                r = {"delta": reuse["delta"], "ci_low": reuse["ci_low"], "ci_high": reuse["ci_high"], "p_value": reuse.get("p_value"),
+                     "se": reuse.get("se") or 0.0, "df": reuse.get("df") or 1.0, "var_examples": 0.0, "var_seeds": 0.0}
+            elif metric == "test_accuracy":
                 r = contrast_batch([correct[n][None] for n in names], [c.weights[n] for n in names], alpha)
                 r = {k: float(v.item()) for k, v in r.items()}
             else:
