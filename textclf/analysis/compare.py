@@ -17,6 +17,15 @@ JSON-serialisable summary:
   gets right and the baseline wrong, and the reverse (majority vote over seeds);
 * the best variant, chosen on **validation** data (mean over seeds of the
   early-stopping metric); test data decides nothing.
+* the answer to the questions the comparison was run for
+  (:mod:`textclf.analysis.contrasts`): ``contrasts`` (what depth, direction
+  and cell buy, main effects and interaction of a 2x2, every variant against
+  the baseline, or the pipeline's own), each with a verdict on the
+  ``primary_metric`` (the selection metric), its mde and cost ratios;
+  ``secondary_contrasts`` (the other metric, intervals only);
+  ``contrast_details``; ``answer`` (one sentence per contrast); ``dominated``.
+  Deltas, intervals, mde and ``sesoi`` are fractions like every other
+  accuracy-like figure here; the sentences speak in points.
 
 :mod:`textclf.analysis.report` shows the summary. All accuracy-like
 quantities are fractions in [0, 1].
