@@ -98,6 +98,10 @@ def test_declared_contrasts_replace_the_derived_family(tmp_path):
     assert load_pipeline(pipe).spec.contrasts["both ways"].a == "bilstm"
     with pytest.raises(Exception, match="compare.sesoi"):
         load_pipeline(pipe, overrides=["compare.sesoi=-1"])
+    # --set reaches the pipeline-level sections too
+    other = write_pipeline(tmp_path / "q.yaml", write_corpus(tmp_path / "e.csv"))
+    got = load_pipeline(other, overrides=["contrasts.dir.a=bilstm", "contrasts.dir.b=lstm", "compare.alpha=0.01"]).spec
+    assert (got.contrasts["dir"].a, got.contrasts["dir"].b, got.compare.alpha) == ("bilstm", "lstm", 0.01)
 
 
 def test_test_set_that_is_the_validation_set_is_refused(tmp_path, capsys):
