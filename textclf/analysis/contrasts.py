@@ -380,11 +380,11 @@ def derive_contrasts(variants: Mapping[str, Mapping[str, Any]], baseline: str | 
             continue
         u1, b1, u2, b2 = (corners[k] for k in keys)
         out += [
-            Contrast("depth (main)", "main", f"{u2}+{b2}", f"{u1}+{b1}",
+            Contrast("depth (main)", "main", f"{u2} + {b2}", f"{u1} + {b1}",
                      {u2: 0.5, b2: 0.5, u1: -0.5, b1: -0.5}, (u2, b2), (u1, b1), str(cell)),
-            Contrast("direction (main)", "main", f"{b1}+{b2}", f"{u1}+{u2}",
+            Contrast("direction (main)", "main", f"{b1} + {b2}", f"{u1} + {u2}",
                      {b1: 0.5, b2: 0.5, u1: -0.5, u2: -0.5}, (b1, b2), (u1, u2), str(cell)),
-            Contrast("depth x direction", "interaction", f"{b2}-{u2}", f"{b1}-{u1}",
+            Contrast("depth x direction", "interaction", f"({b2} − {u2})", f"({b1} − {u1})",
                      {b2: 1.0, u2: -1.0, b1: -1.0, u1: 1.0}, cell=str(cell)),
         ]
     if baseline is not None and baseline in variants:
