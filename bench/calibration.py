@@ -31,6 +31,17 @@ repetitions the binomial sd of a rate is sqrt(0.05 * 0.95 / R) (0.49 points
 at R = 2000, 0.69 at R = 1000). The table prints the rates in percent and
 marks (!) any outside [1 %, 7 %].
 
+A second table calibrates the contrasts of :mod:`textclf.analysis.contrasts`
+on the same simulation (3 seeds per variant, 800 examples, sesoi 2 points):
+
+* **TOST at the margin**: the true difference is exactly +2 (and -2) points,
+  so "equivalent" is always wrong; it must be declared at most 5 % of the time.
+* **interaction null**: depth +3 and direction +5 points, additive on the
+  accuracy scale; every significant interaction is a false positive.
+* **family-wise**: the default comparison's 7 variants (6 neural + TF-IDF
+  shape), all equal; the rate at which any of the derived family's 14
+  contrasts is significant after Holm.
+
     python -m bench.calibration [--smoke] [--reps N] [--boot-reps N] [--n-boot N] [--seed N] [--json PATH]
 """
 
@@ -43,7 +54,8 @@ import time
 import numpy as np
 
 from bench import _common as C
-from textclf.analysis.stats import paired_comparison_batch
+from textclf.analysis.contrasts import contrast_batch, derive_contrasts, tost_p
+from textclf.analysis.stats import holm, paired_comparison_batch
 
 MU, TAU = 2.569, 2.5
 ALPHA = 0.05
@@ -107,6 +119,90 @@ def simulate(rng, reps: int, seeds: int, n: int, seed_sd_points: float, shift: f
         offsets = (rng.normal(0.0, sd, size=(reps, seeds, 1)) + extra).astype(np.float32)
         out.append(rng.random((reps, seeds, n), dtype=np.float32) < _logistic(z + offsets))
     return out
+
+
+# --------------------------------------------------------------------------- contrasts
+
+CONTRAST_SDS = (0, 1, 3, 5)
+CONTRAST_SETUP = {"seeds": 3, "n": 800, "sesoi_points": 2}
+DEFAULT_VARIANTS = {
+    "rnn": ("rnn", 1, False), "gru": ("gru", 1, False), "lstm": ("lstm", 1, False), "lstm-x2": ("lstm", 2, False),
+    "bilstm": ("lstm", 1, True), "bilstm-x2": ("lstm", 2, True), "tfidf": (None, None, None),
+}
+
+
+def _level_shift(points: float) -> float:
+    return shift_for(points) if points >= 0 else -shift_for_down(-points)
+
+
+def shift_for_down(points: float) -> float:
+    """Logit shift (positive number) that lowers the mean accuracy by ``points``."""
+    lo, hi = 0.0, 5.0
+    for _ in range(60):
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if _mean_accuracy() - _mean_accuracy(-mid) < points / 100 else (lo, mid)
+    return (lo + hi) / 2
+
+
+def simulate_levels(rng, reps: int, seeds: int, n: int, seed_sd_points: float, levels_points) -> list[np.ndarray]:
+    """One (reps, seeds, n) table per variant, mean accuracies moved by ``levels_points``, shared examples."""
+    z = rng.normal(MU, TAU, size=(reps, 1, n)).astype(np.float32)
+    sd = seed_sd_points / 100 / SLOPE
+    out = []
+    for level in levels_points:
+        offsets = (rng.normal(0.0, sd, size=(reps, seeds, 1)) + _level_shift(level)).astype(np.float32)
+        out.append(rng.random((reps, seeds, n), dtype=np.float32) < _logistic(z + offsets))
+    return out
+
+
+def contrast_cell(seed_seq, *, seed_sd: float, reps: int) -> dict:
+    rng = np.random.default_rng(seed_seq)
+    s, n, sesoi = CONTRAST_SETUP["seeds"], CONTRAST_SETUP["n"], CONTRAST_SETUP["sesoi_points"] / 100
+    chunk = max(1, CHUNK_ELEMENTS // (7 * s * n))
+    info = {k: {"kind": "tfidf" if c is None else "neural", "cell": c, "layers": l, "bidirectional": b}
+            for k, (c, l, b) in DEFAULT_VARIANTS.items()}
+    family = derive_contrasts(info, "rnn")
+    tost = {+1: [], -1: []}
+    inter, fwer = [], []
+    done = 0
+    while done < reps:
+        r = min(chunk, reps - done)
+        for sign in (+1, -1):
+            a, b = simulate_levels(rng, r, s, n, seed_sd, [sign * 100 * sesoi, 0.0])
+            res = contrast_batch([a, b], [1, -1], ALPHA)
+            tost[sign].append(tost_p(res["delta"], res["se"], res["df"], sesoi) < ALPHA)
+        u1, b1, u2, b2 = simulate_levels(rng, r, s, n, seed_sd, [0.0, 5.0, 3.0, 8.0])
+        inter.append(contrast_batch([b2, u2, b1, u1], [1, -1, -1, 1], ALPHA)["p_value"] < ALPHA)
+        tables = dict(zip(DEFAULT_VARIANTS, simulate_levels(rng, r, s, n, seed_sd, [0.0] * len(DEFAULT_VARIANTS))))
+        ps = np.stack([contrast_batch([tables[v] for v in c.weights], list(c.weights.values()), ALPHA)["p_value"]
+                       for c in family], axis=1)
+        fwer.append(np.array([min(q for q in holm(row.tolist())) < ALPHA for row in ps]))
+        done += r
+    return {
+        "seed_sd_points": seed_sd, "reps": reps, "family_size": len(family),
+        "tost_at_plus_sesoi": float(np.concatenate(tost[+1]).mean()),
+        "tost_at_minus_sesoi": float(np.concatenate(tost[-1]).mean()),
+        "interaction_null": float(np.concatenate(inter).mean()),
+        "family_wise": float(np.concatenate(fwer).mean()),
+    }
+
+
+def render_contrasts(cells: list[dict], args) -> str:
+    smoke = " Smoke run: too few repetitions, the rates mean nothing." if args.smoke else ""
+    size = cells[0]["family_size"] if cells else 0
+    lines = [
+        f"Contrasts (%), {CONTRAST_SETUP['seeds']} seeds per variant, {CONTRAST_SETUP['n']} examples, sesoi "
+        f"±{CONTRAST_SETUP['sesoi_points']} points, alpha {ALPHA}; {args.reps} repetitions per cell. Every rate here is an "
+        f"error rate and should be at most 5. Family-wise: any of the default comparison's {size} derived contrasts "
+        "significant after Holm, all variants equal." + smoke,
+        "",
+        "| seed sd (acc. points) | 'equivalent' at +sesoi | 'equivalent' at −sesoi | interaction, main effects present | family-wise |",
+        "| ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for c in cells:
+        lines.append(f"| {c['seed_sd_points']} | {100 * c['tost_at_plus_sesoi']:.1f} | {100 * c['tost_at_minus_sesoi']:.1f} | "
+                     f"{100 * c['interaction_null']:.1f} | {100 * c['family_wise']:.1f} |")
+    return "\n".join(lines)
 
 
 # --------------------------------------------------------------------------- hierarchical bootstrap
@@ -225,6 +321,10 @@ def main(argv=None) -> dict:
                      boot_reps=args.boot_reps, n_boot=args.n_boot, shift=shift_for(POWER["delta_points"]))
     table = render(cells, power, args)
     print(table, flush=True)
+    contrast_children = np.random.SeedSequence([args.seed, 28]).spawn(len(CONTRAST_SDS))
+    contrasts = [contrast_cell(child, seed_sd=sd, reps=args.reps) for sd, child in zip(CONTRAST_SDS, contrast_children)]
+    contrast_table = render_contrasts(contrasts, args)
+    print("\n" + contrast_table, flush=True)
     elapsed = time.perf_counter() - start
     print(f"total {elapsed:.1f}s (t-test {sum(c['t_seconds'] for c in cells + [power]):.1f}s, "
           f"bootstrap {sum(c['boot_seconds'] for c in cells + [power]):.1f}s, the rest simulation)", file=sys.stderr)
@@ -232,6 +332,8 @@ def main(argv=None) -> dict:
         "cells": cells,
         "power": power,
         "table_markdown": table,
+        "contrasts": contrasts,
+        "contrast_table_markdown": contrast_table,
         "seconds": round(elapsed, 2),
         "setup": {
             "smoke": args.smoke, "reps": args.reps, "boot_reps": args.boot_reps, "n_boot": args.n_boot, "seed": args.seed,

@@ -407,7 +407,8 @@ def test_write_report(records, summary, tmp_path):
     assert json.loads(out["summary"].read_text()) == summary
     names = {p.name for p in out["plots"]}
     # All neural variants have one layer, so there is no depth trend to plot.
-    assert names == {"accuracy_vs_params.png", "accuracy_vs_train_time.png", "learning_curves.png"}
+    # The answer's figures (contrasts, cost against quality) come with every comparison that has a baseline.
+    assert names == {"accuracy_vs_params.png", "accuracy_vs_train_time.png", "learning_curves.png", "contrasts.png", "cost_quality.png"}
     assert all(png_ok(p) for p in out["plots"])
     for p in out["plots"]:
         assert f"]({p.name})" in report
@@ -429,7 +430,7 @@ def test_report_with_tfidf_and_depths(y, tmp_path):
     assert s["variants"]["tfidf"]["cell"] is None and s["variants"]["tfidf"]["run_ids"] == [None, None]
     out = write_report(s, recs, tmp_path, title="Mixed")
     names = {p.name for p in out["plots"]}
-    assert "accuracy_by_depth.png" in names and len(names) == 4
+    assert "accuracy_by_depth.png" in names and len(names) == 6  # + contrasts.png, cost_quality.png
     assert all(png_ok(p) for p in out["plots"])
     report = out["report"].read_text()
     assert "tfidf" in report and "single seed" in report  # lstm1 and bilstm2 have one seed

@@ -17,6 +17,15 @@ JSON-serialisable summary:
   gets right and the baseline wrong, and the reverse (majority vote over seeds);
 * the best variant, chosen on **validation** data (mean over seeds of the
   early-stopping metric); test data decides nothing.
+* the answer to the questions the comparison was run for
+  (:mod:`textclf.analysis.contrasts`): ``contrasts`` (what depth, direction
+  and cell buy, main effects and interaction of a 2x2, every variant against
+  the baseline, or the pipeline's own), each with a verdict on the
+  ``primary_metric`` (the selection metric), its mde and cost ratios;
+  ``secondary_contrasts`` (the other metric, intervals only);
+  ``contrast_details``; ``answer`` (one sentence per contrast); ``dominated``.
+  Deltas, intervals, mde and ``sesoi`` are fractions like every other
+  accuracy-like figure here; the sentences speak in points.
 
 :mod:`textclf.analysis.report` shows the summary. All accuracy-like
 quantities are fractions in [0, 1].
@@ -246,6 +255,63 @@ def _disagreements(y, preds, base_preds, label_names, texts) -> dict[str, Any]:
 # --------------------------------------------------------------------------- the summary
 
 
+def primary_metric(select_by: str, n_classes: int) -> str:
+    """The test metric verdicts are on: the one the variants were selected (and early-stopped) on."""
+    return "test_macro_f1" if select_by == "val_macro_f1" and n_classes <= MAX_F1_CLASSES else "test_accuracy"
+
+
+def dominated(variants: Mapping[str, Any], metric: str) -> dict[str, list[str]]:
+    """{variant: the variants that dominate it}: at least as good on ``metric`` (seed mean), at most its training
+    seconds and p50 latency, strictly better in one. Variants missing a figure are left out."""
+    def point(v):
+        vals = [(v.get(k) or {}).get("mean") for k in (metric, "train_seconds", "latency_p50_ms")]
+        return None if any(x is None for x in vals) else (vals[0], -vals[1], -vals[2])
+
+    pts = {n: point(v) for n, v in variants.items()}
+    pts = {n: p for n, p in pts.items() if p is not None}
+    out = {}
+    for n, p in pts.items():
+        by = [m for m, q in pts.items() if m != n and all(x >= y for x, y in zip(q, p)) and any(x > y for x, y in zip(q, p))]
+        if by:
+            out[n] = by
+    return out
+
+
+def _answer(groups, variants, baseline, correct, preds, y, n_classes, *, select_by, alpha, sesoi, declared, config_rest,
+            n_boot, seed, test_is_validation) -> dict[str, Any]:
+    """summary keys ``primary_metric``, ``sesoi``, ``contrasts``, ``secondary_contrasts``, ``contrast_details``, ``answer``."""
+    from textclf.analysis import contrasts as C
+
+    sesoi = C.DEFAULT_SESOI if sesoi is None else float(sesoi)
+    primary = primary_metric(select_by, n_classes)
+    if declared:
+        unknown = sorted({v for d in declared.values() for v in (d["a"], d["b"])} - set(variants))
+        if unknown:
+            raise ValueError(f"contrasts name variants {unknown} that were not run; variants: {', '.join(variants)}")
+        family = C.declared_contrasts(declared)
+    else:
+        info = {name: {**{k: v.get(k) for k in ("kind", "cell", "layers", "bidirectional")},
+                       "rest": None if config_rest is None else config_rest.get(name)} for name, v in variants.items()}
+        family = C.derive_contrasts(info, baseline)
+    secondary = [m for m in ("test_accuracy", "test_macro_f1") if m != primary and (m == "test_accuracy" or n_classes <= MAX_F1_CLASSES)]
+    rows, second, details = ([], [], {}) if not family else C.contrast_family(
+        family, variants=variants, correct={g.name: correct[g.rows] for g in groups},
+        preds={g.name: preds[g.rows] for g in groups}, y=y, n_classes=n_classes, primary=primary, alpha=alpha,
+        sesoi=sesoi, n_boot=n_boot, seed=seed, secondary=secondary,
+        known={(n, baseline, f"test_{m}"): {**v[f"delta_{m}"], "delta": v[f"delta_{m}"]["mean"]}
+               for n, v in variants.items() for m in ("accuracy", "macro_f1") if v.get(f"delta_{m}")})
+    return {
+        "primary_metric": primary,
+        "dominated": dominated(variants, primary),
+        "sesoi": sesoi,
+        "test_is_validation": bool(test_is_validation),
+        "contrasts": rows,
+        "secondary_contrasts": second,
+        "contrast_details": details,
+        "answer": C.answer_sentences(rows, details, test_is_validation=test_is_validation),
+    }
+
+
 def _significance_text(baseline: str | None, alpha: float, n_boot: int, single_seed: list[str]) -> str:
     if baseline is None:
         return "No baseline was given, so no differences were tested."
@@ -280,6 +346,10 @@ def compare(
     texts: Sequence[str] | None = None,
     n_boot: int = 1000,
     seed: int = 0,
+    contrasts: Mapping[str, Mapping[str, str]] | None = None,
+    sesoi: float | None = None,
+    config_rest: Mapping[str, Any] | None = None,
+    test_is_validation: bool = False,
 ) -> dict[str, Any]:
     """Summarise every variant over its seeds, test it against ``baseline`` and say where it differs.
 
@@ -288,6 +358,14 @@ def compare(
     variant. ``lengths`` (token counts of the test texts), ``slice_columns``
     ({name: value per test text}) and ``texts`` (for disagreement examples)
     are optional. Deterministic given ``seed`` (the macro-F1 bootstrap).
+
+    ``contrasts`` ({name: {a, b}}) replaces the derived family of
+    :mod:`textclf.analysis.contrasts`; ``sesoi`` (a fraction, default
+    :data:`~textclf.analysis.contrasts.DEFAULT_SESOI`) is the smallest
+    difference that matters; ``config_rest`` ({variant: anything}) identifies
+    each variant's config apart from cell / layers / direction, so only true
+    one-factor pairs are derived; ``test_is_validation`` marks every verdict
+    with a warning.
     """
     from textclf.analysis.metric_stats import paired_comparison_metric
     from textclf.analysis.stats import holm, paired_comparison
@@ -354,7 +432,11 @@ def compare(
 
     best = max(names, key=score)  # first of equals wins: the pipeline's order
     single_seed = [g.name for g in groups if len(g.records) == 1]
+    answer = _answer(groups, variants, baseline, correct, preds, y, n_classes, select_by=select_by, alpha=alpha,
+                     sesoi=sesoi, declared=contrasts, config_rest=config_rest, n_boot=n_boot, seed=seed,
+                     test_is_validation=test_is_validation)
     return {
+        **answer,
         "baseline": baseline,
         "n_test": int(y.size),
         "n_classes": n_classes,

@@ -20,15 +20,27 @@ _ALPHA = 0.05
 _MISSING = "—"
 
 
-def _pct(stat: dict[str, Any] | None) -> str:
+def _pct(stat: dict[str, Any] | None, single: bool = False) -> str:
     if not stat or stat.get("mean") is None:
         return _MISSING
-    return f"{100 * stat['mean']:.1f} ± {100 * (stat.get('sd') or 0.0):.1f}"
+    # One seed: the seed sd is not zero, it is unknown.
+    return f"{100 * stat['mean']:.1f} ± " + ("n/a" if single else f"{100 * (stat.get('sd') or 0.0):.1f}")
+
+
+def _primary(summary: dict[str, Any]) -> tuple[str, str]:
+    """(delta key of the primary metric, its short label) — verdicts and * are on it only."""
+    if summary.get("primary_metric") == "test_macro_f1":
+        return "delta_macro_f1", "ΔF1"
+    return "delta_accuracy", "Δacc"
 
 
 def _significant(delta: dict[str, Any] | None, alpha: float) -> bool:
-    """Significant after Holm's adjustment (the raw p-value only where none was computed)."""
-    if not delta:
+    """Significant after Holm's adjustment (the raw p-value only where none was computed).
+
+    Never where a side has a single seed: seed-to-seed variance was not
+    estimated, so the p-value understates the uncertainty.
+    """
+    if not delta or delta.get("seed_variance") is False:
         return False
     p = delta.get("p_adjusted") if delta.get("p_adjusted") is not None else delta.get("p_value")
     return p is not None and p < alpha
@@ -56,9 +68,10 @@ def _plain(stat: dict[str, Any] | None, fmt: str) -> str:
 def _table_cells(summary: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
     baseline = summary.get("baseline")
     alpha = summary.get("alpha", _ALPHA)
+    delta_key, delta_label = _primary(summary)
     headers = ["variant", "seeds", "val acc %", "acc % (±sd)", "macro-F1 % (±sd)"]
     if baseline is not None:
-        headers.append(f"Δacc vs {baseline} [{1 - alpha:.0%} CI]")
+        headers.append(f"{delta_label} vs {baseline} [{1 - alpha:.0%} CI]")
     headers += ["params", "train s", "tokens/s", "p50 ms", "gap"]
     judged = "threshold" in summary  # a diagnostic task: success over seeds and speed to the threshold
     if judged:
@@ -68,13 +81,13 @@ def _table_cells(summary: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
         label = name + (" (baseline)" if name == baseline else "")
         val = v.get("val_accuracy")
         row = [label, str(v.get("n_seeds", "")), _MISSING if not val or val.get("mean") is None else f"{100 * val['mean']:.1f}",
-               _pct(v.get("test_accuracy")), _pct(v.get("test_macro_f1"))]
+               _pct(v.get("test_accuracy"), v.get("n_seeds") == 1), _pct(v.get("test_macro_f1"), v.get("n_seeds") == 1)]
         if judged:
             e = v.get("epochs_to_threshold") or {}
             row[2:2] = [f"{v.get('successes', 0)}/{v.get('n_seeds', '')}",
                         _MISSING if e.get("mean") is None else f"{e['mean']:.1f} ({e['reached']}/{e['seeds']})"]
         if baseline is not None:
-            row.append("baseline" if name == baseline else _delta_cell(v.get("delta_accuracy"), alpha))
+            row.append("baseline" if name == baseline else _delta_cell(v.get(delta_key), alpha))
         row += [
             _MISSING if v.get("params") is None else f"{v['params']:,}",
             _plain(v.get("train_seconds"), ".1f"),
@@ -90,11 +103,102 @@ def caption(summary: dict[str, Any]) -> str:
     """The table's footer: what the numbers are, what * means, how the best variant was chosen."""
     text = f"test set: {summary.get('n_test')} examples; sd over seeds"
     if summary.get("baseline") is not None:
-        text += f"; * = Holm-adjusted p < {summary.get('alpha', _ALPHA):g} (paired t with test-example and seed variance)"
+        metric = "macro-F1" if summary.get("primary_metric") == "test_macro_f1" else "accuracy"
+        text += (f"; * = Holm-adjusted p < {summary.get('alpha', _ALPHA):g} on {metric}, the primary (selection) metric "
+                 "(paired t with test-example and seed variance)")
+        single = [n for n, v in summary.get("variants", {}).items() if v.get("n_seeds") == 1]
+        if single:
+            text += (f"; no * and sd n/a where a side has one seed ({', '.join(single)}): "
+                     "seed-to-seed variance cannot be estimated from one seed")
     if summary.get("best_variant"):
         text += f"; bold = best by {summary.get('best_variant_by', 'validation')}"
     text += "; train s and tokens/s with each training's own threads, p50 ms timed one model at a time after training"
     return text
+
+
+def answer_lines(summary: dict[str, Any]) -> list[str]:
+    """The answer in words (one line per contrast), then the dominated variants; [] for a summary without contrasts."""
+    lines = list(summary.get("answer") or [])
+    dominated = summary.get("dominated") or {}
+    if dominated:
+        lines.append("Dominated (another variant is at least as good on the primary metric, cheaper to train and faster): "
+                     + "; ".join(f"{n} (by {', '.join(by)})" for n, by in dominated.items()))
+    return lines
+
+
+def render_answer(summary: dict[str, Any]):
+    """The answer as :class:`rich.text.Text` for the terminal (printed before the table)."""
+    from rich.text import Text
+
+    lines = answer_lines(summary)
+    if not lines:
+        return Text("")
+    text = Text("Answer", style="bold")
+    for line in lines:
+        text.append("\n  • " + line, style="")
+    return text
+
+
+def answer_markdown(summary: dict[str, Any]) -> list[str]:
+    """Markdown lines of the answer section (empty when the summary has none)."""
+    lines = answer_lines(summary)
+    if not lines:
+        return []
+    metric = "macro-F1" if summary.get("primary_metric") == "test_macro_f1" else "accuracy"
+    sesoi = summary.get("sesoi")
+    out = ["## Answer", ""] + [f"- {x}" for x in lines] + [""]
+    out += [f"*Test {metric} (the primary metric: the one variants were selected on), difference a − b in points with its "
+            f"{1 - summary.get('alpha', _ALPHA):.0%} interval. better / worse: Holm-adjusted p < {summary.get('alpha', _ALPHA):g} over "
+            "these contrasts; equivalent: the difference is shown to lie within "
+            + (f"±{100 * sesoi:g} points" if sesoi is not None else "the smallest effect of interest")
+            + " (two one-sided tests, Holm-adjusted); inconclusive: the data cannot tell.*", ""]
+    return out
+
+
+def _p_text(p: float | None) -> str:
+    return "n/a" if p is None else ("<0.001" if p < 0.001 else f"{p:.3f}")
+
+
+def contrast_markdown(summary: dict[str, Any]) -> list[str]:
+    """The contrasts section: every question with its interval, verdict, power and cost; secondary metrics after."""
+    rows = summary.get("contrasts") or []
+    if not rows:
+        return []
+    details = summary.get("contrast_details") or {}
+    alpha = summary.get("alpha", _ALPHA)
+    out = ["## Contrasts", "",
+           "| contrast | a | b | Δ points [CI] | Holm p | verdict | mde | seeds a/b | seeds for mde ≤ sesoi | × train s | × params | × p50 ms |",
+           "|---|---|---|---:|---:|---|---:|---:|---:|---:|---:|---:|"]
+    single = []
+    for r in rows:
+        d = details.get(r["name"], {})
+        if not d.get("seed_variance", True):
+            single.append(r["name"])
+        cost = r.get("cost_ratio") or {}
+        ratio = {k: _MISSING if cost.get(k) is None else f"{cost[k]:.2f}" for k in ("train_seconds", "params", "latency_p50_ms")}
+        need = d.get("seeds_needed")
+        out.append(
+            f"| {r['name']} | {r['a']} | {r['b']} | {100 * r['delta']:+.1f} [{100 * r['ci_low']:+.1f}, {100 * r['ci_high']:+.1f}] "
+            f"| {_p_text(r.get('p_adjusted'))} | {r['verdict']} | {_MISSING if r.get('mde') is None else format(100 * r['mde'], '.1f')} "
+            f"| {r['seeds_a']}/{r['seeds_b']} | {_MISSING if need is None else need} | {ratio['train_seconds']} | {ratio['params']} | {ratio['latency_p50_ms']} |")
+    out.append("")
+    foot = (f"Primary metric: {summary.get('primary_metric')}. mde: the difference detected with 80% power at this variance "
+            f"and these seeds (alpha {alpha:g}); the seeds column says how many seeds per variant would bring it to "
+            f"±{100 * summary.get('sesoi', 0):g} points ({_MISSING}: no number of seeds would on this test set, or not estimable). "
+            "Cost columns: a's mean over seeds divided by b's.")
+    if single:
+        foot += (f" {', '.join(single)}: a side has a single seed, so seed-to-seed variance cannot be estimated: no p-value, "
+                 "no verdict but inconclusive, sd n/a. Run at least 2 (better 3) seeds per variant.")
+    if summary.get("test_is_validation"):
+        foot += " WARNING: the test set is the validation set (opted in with compare.allow_test_is_validation), so every difference is optimistic."
+    out += [f"*{foot}*", ""]
+    second = summary.get("secondary_contrasts") or []
+    if second:
+        out += ["Secondary metrics (intervals only, no verdicts):", ""]
+        out += [f"- {r['name']} — {r['metric']}: {100 * r['delta']:+.1f} [{100 * r['ci_low']:+.1f}, {100 * r['ci_high']:+.1f}] points"
+                for r in second]
+        out.append("")
+    return out
 
 
 def render_table(summary: dict[str, Any]):
@@ -206,10 +310,13 @@ def _clip(text: str | None, limit: int = 160) -> str:
 
 
 def _make_plots(summary: dict[str, Any], records: Sequence[RunRecord], out_dir: Path) -> list[Path]:
+    from textclf.analysis import answer_plots as ap
     from textclf.analysis import plots as cp
     from textclf.analysis.tuning import plot_expected_max
 
     plots = [
+        ap.plot_contrasts(summary, out_dir / "contrasts.png"),
+        ap.plot_cost_quality(summary, out_dir / "cost_quality.png"),
         cp.plot_accuracy_vs_cost(
             summary, "params", out_dir / "accuracy_vs_params.png", xlabel="parameters (log scale)", log_x=True
         ),
@@ -237,7 +344,9 @@ def _cached_plots(summary: dict[str, Any], records: Sequence[RunRecord], out_dir
         name: {k: v for k, v in row.items() if k not in ("run_ids", "cached")} for name, row in summary.get("variants", {}).items()
     }
     curves = [[r.variant, r.seed, r.history] for r in records]
-    key = stage_key("compare_plots", {"variants": stable, "baseline": summary.get("baseline"), "curves": curves}, code=__name__)
+    answer = {k: summary.get(k) for k in ("contrasts", "sesoi", "primary_metric", "alpha")}
+    key = stage_key("compare_plots", {"variants": stable, "baseline": summary.get("baseline"), "curves": curves, "answer": answer},
+                    code=__name__)
     with cache.lock("compare_plots", key):
         hit = cache.get("compare_plots", key)
         if hit is None:
@@ -280,6 +389,7 @@ def write_report(
     variants = summary["variants"]
     seeds = sorted({s for v in variants.values() for s in v.get("seeds", [])})
     lines = [f"# {title}", ""]
+    lines += answer_markdown(summary)
     if command:
         lines += ["```", command, "```", ""]
     facts = [
@@ -295,9 +405,11 @@ def write_report(
     if warned:  # said before training (textclf.data.checks); the numbers below are read in their light
         lines += ["## Data warnings", "", *(f"- {_clip(w, 1000)}" for w in warned), ""]
     lines += ["## Results", "", markdown_table(summary), ""]
+    lines += contrast_markdown(summary)
     lines += [
         "Accuracy and macro-F1 are in percent, mean ± sd over seeds; val acc is the validation accuracy that chose "
-        f"the best variant. Δacc is in percentage points; * marks a Holm-adjusted p below {summary.get('alpha', _ALPHA):g}.",
+        f"the best variant. {_primary(summary)[1]} is in percentage points; * marks a Holm-adjusted p below {summary.get('alpha', _ALPHA):g} "
+        "(never with a single seed on a side).",
         "",
         "## Significance",
         "",
@@ -311,6 +423,11 @@ def write_report(
         lines += ["## Claim", "", f"> {summary['claim']}", "", f"**Verdict: {summary['verdict']}** — {summary['verdict_reason']}.", "",
                   f"*Measure:* {summary.get('measure', 'accuracy')} (success: test accuracy ≥ {summary.get('threshold', 0.95):g}).", "",
                   f"*Rule:* {summary['verdict_rule']}", ""]
+        if summary.get("claims_fingerprint"):
+            spec = summary.get("claim_spec") or {}
+            fixed = ", ".join(f"{k}={spec[k]}" for k in ("measure", "threshold", "min_effect", "seeds", "alpha", "alternative", "require")
+                              if k in spec)
+            lines += [f"*Fixed before the runs:* {fixed} (claims_fingerprint `{summary['claims_fingerprint']}`).", ""]
     for key, rows in summary.items():
         if key.startswith("per_") and rows:
             names = [n for n in summary["variants"] if any(n in r for r in rows)]

@@ -31,6 +31,23 @@ tests:
   (``tests/test_verdicts.py`` enumerates it exactly), and 3 seeds suffice
   only for the extreme 3-of-3 vs 0-of-3 (one-sided p = 0.016).
 
+Everything the verdict depends on is fixed in the pipeline file before the
+runs: ``measure``, ``threshold``, ``min_effect``, ``seeds`` (the seeds the
+claim is judged on; a run on other seeds is labelled exploratory), ``alpha``
+and ``alternative``. ``judge`` hashes them into ``claims_fingerprint``, which
+the report prints, so a reader can check the claim was not changed after
+the results were seen. ``alternative: two-sided`` (default) decides
+``better`` at a one-sided alpha / 2 on both measures: for accuracy that is
+the two-sided t test with the sign required, and the success-count test now
+uses the same one-sided level (it used alpha, twice the accuracy rule's);
+``one-sided`` decides both at a one-sided alpha. A ``better`` claim names one
+variant, or sets ``require: all`` to claim that every named variant beats
+the baseline (an intersection-union test: each at the claim's level, no
+multiplicity adjustment needed, and it does not hold as soon as one is
+refuted). The older "at least one of several" rule gave a claim as many
+chances as it named variants; it is kept only for verdicts computed from a
+plain dict without ``require``.
+
 The rule, applied by the tool and written into the report (``RULE``):
 
 * ``better``: the claim **holds** when at least one listed variant beats the
@@ -55,7 +72,10 @@ import numpy as np
 
 HOLDS, FAILS, INCONCLUSIVE = "holds", "does not hold", "inconclusive"
 RULE = (
-    "Each claim names its measure in advance. A claim that variants beat the baseline holds when at least one of them is "
+    "Each claim fixes its measure, threshold, min_effect, seeds, alpha and sidedness in advance (claims_fingerprint). "
+    "A claim that a variant beats the baseline (or, with require: all, that every named variant does) is decided at a "
+    "one-sided alpha/2 on both measures unless it says alternative: one-sided. With several named variants and no "
+    "require: all, it holds when at least one of them is "
     "better with a p < alpha on that measure, Holm-adjusted over the variants the claim names: test accuracy (paired t with test-example and seed variance; "
     "the variant must also succeed on at least as many seeds) or successes (seeds whose test accuracy reaches the task's "
     "threshold; Boschloo's exact test, one-sided). It does not hold when every one is refuted: its 95% accuracy interval "
@@ -144,9 +164,22 @@ def _interval(d: dict[str, Any]) -> str:
     return f"{100 * d['mean']:+.1f} points [{100 * d['ci_low']:+.1f}, {100 * d['ci_high']:+.1f}]"
 
 
+def claims_fingerprint(claims: Any) -> str:
+    """sha256 (first 16 hex digits) of the claim specification(s), canonical JSON: what was fixed before the runs."""
+    import hashlib
+    import json
+
+    return hashlib.sha256(json.dumps(claims, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
 def verdict(summary: dict[str, Any], outcomes: dict[str, dict[str, Any]], claim: dict[str, Any]) -> tuple[str, str]:
-    """(verdict, reason) for ``claim`` ({"better": [...]} or {"same": [...]}, "measure", "min_effect") on a task's summary."""
-    alpha = summary.get("alpha", 0.05)
+    """(verdict, reason) for ``claim`` ({"better": [...]} or {"same": [...]}, "measure", "min_effect", "alpha",
+    "alternative", "require") on a task's summary."""
+    alpha = claim.get("alpha") or summary.get("alpha", 0.05)
+    # One-sided level of a "better" decision: alpha / 2 (two-sided, the default), or alpha (one-sided).
+    one_sided = alpha if claim.get("alternative") == "one-sided" else alpha / 2
+    if claim.get("better") and claim.get("require") == "all":
+        return _verdict_all(summary, outcomes, claim, alpha, one_sided)
     baseline = summary["baseline"]
     variants = summary["variants"]
     measure = claim.get("measure") or "accuracy"
@@ -180,15 +213,15 @@ def verdict(summary: dict[str, Any], outcomes: dict[str, dict[str, Any]], claim:
     for name in names:
         d = variants[name]["delta_accuracy"]
         if measure == "successes":
-            if more[name] < alpha and d["mean"] > 0:
+            if more[name] < one_sided and d["mean"] > 0:
                 return HOLDS, (f"{name} beats {baseline}: {_counts(outcomes, name, baseline)}, adjusted p = {more[name]:.3g} "
                                f"(Boschloo); accuracy {_interval(d)}")
-            if d["ci_high"] < min_effect or fewer[name] < alpha:
+            if d["ci_high"] < min_effect or fewer[name] < one_sided:
                 refuted += 1
             reasons.append(f"{name}: {_counts(outcomes, name, baseline)}, adjusted p = {more[name]:.3g}; accuracy {_interval(d)}")
             continue
         wins = outcomes[name]["successes"] >= outcomes[baseline]["successes"]
-        if d["mean"] > 0 and p[name] < alpha and wins:
+        if d["mean"] > 0 and p[name] < 2 * one_sided and wins:
             return HOLDS, f"{name} beats {baseline} by {_interval(d)}, adjusted p = {p[name]:.3g}; {_counts(outcomes, name, baseline)}"
         if d["ci_high"] < min_effect:
             refuted += 1
@@ -200,15 +233,52 @@ def verdict(summary: dict[str, Any], outcomes: dict[str, dict[str, Any]], claim:
     return INCONCLUSIVE, "; ".join(reasons)
 
 
+def _verdict_all(summary, outcomes, claim, alpha: float, one_sided: float) -> tuple[str, str]:
+    """``require: all``: holds when every named variant beats the baseline at the claim's level (no adjustment: an
+    intersection-union test), does not hold when any one is refuted, else inconclusive."""
+    baseline, variants = summary["baseline"], summary["variants"]
+    measure = claim.get("measure") or "accuracy"
+    min_effect = float(claim.get("min_effect", 0.02))
+    beats, refuted, reasons = [], [], []
+    for name in claim["better"]:
+        d = variants[name]["delta_accuracy"]
+        b, k = outcomes[baseline], outcomes[name]
+        if measure == "successes":
+            more = success_test(k["successes"], k["n_seeds"], b["successes"], b["n_seeds"], "greater")
+            fewer = success_test(k["successes"], k["n_seeds"], b["successes"], b["n_seeds"], "less")
+            ok, no = more < one_sided and d["mean"] > 0, d["ci_high"] < min_effect or fewer < one_sided
+            reasons.append(f"{name}: {_counts(outcomes, name, baseline)}, p = {more:.3g} (Boschloo, one-sided); accuracy {_interval(d)}")
+        else:
+            p = d.get("p_value")
+            ok = p is not None and p < 2 * one_sided and d["mean"] > 0 and k["successes"] >= b["successes"]
+            no = d["ci_high"] < min_effect
+            reasons.append(f"{name}: {_interval(d)}, p = {'n/a' if p is None else f'{p:.3g}'}")
+        (beats if ok else refuted if no else []).append(name)
+    if len(beats) == len(claim["better"]):
+        return HOLDS, f"every named variant beats {baseline}: " + "; ".join(reasons)
+    if refuted:
+        return FAILS, f"{', '.join(refuted)} does not beat {baseline} (every named variant must): " + "; ".join(reasons)
+    return INCONCLUSIVE, "; ".join(reasons)
+
+
 def judge(summary: dict[str, Any], records: Sequence[Any], claim: dict[str, Any]) -> dict[str, Any]:
-    """Add the claim, the per-variant outcomes and the verdict to a task's summary; returns the summary."""
+    """Add the claim, the per-variant outcomes and the verdict to a task's summary; returns the summary.
+
+    ``claims_fingerprint`` hashes the claim as specified; where it fixes
+    ``seeds`` and the runs used others, the verdict is labelled exploratory.
+    """
     threshold = float(claim.get("threshold", 0.95))
     outcomes = variant_outcomes(records, threshold)
     for name, o in outcomes.items():
         summary["variants"][name].update(o)
     result, reason = verdict(summary, outcomes, claim)
+    run_seeds = sorted({int(r.seed) for r in records})
+    planned = claim.get("seeds")
+    if planned is not None and sorted(planned) != run_seeds:
+        reason = f"exploratory: judged on seeds {run_seeds}, the claim fixed seeds {sorted(planned)}; {reason}"
     summary.update(claim=claim["text"], verdict=result, verdict_reason=reason, verdict_rule=RULE, threshold=threshold,
-                   measure=claim.get("measure") or "accuracy")
+                   measure=claim.get("measure") or "accuracy", claim_spec=dict(claim),
+                   claims_fingerprint=claims_fingerprint(claim), claim_seeds_match=planned is None or sorted(planned) == run_seeds)
     return summary
 
 

@@ -72,7 +72,7 @@ def run(
             new_run=new_run,
             on_event=on_event,
         )
-    from textclf.analysis.report import render_table
+    from textclf.analysis.report import answer_lines, render_answer, render_table
 
     for task, s in (result.summary.get("tasks") or {None: result.summary}).items():
         if task:
@@ -82,6 +82,8 @@ def run(
 
             for w in (s.get("data") or {}).get("warnings") or []:
                 out.print(f"[yellow]warning[/]: {plain(w)}", highlight=False, soft_wrap=True)
+        if answer_lines(s):
+            out.print(render_answer(s), highlight=False)
         out.print(render_table(s))
         _print_tuning(s)
         if s.get("verdict"):
@@ -167,7 +169,7 @@ def report(
     as_json: Annotated[bool, typer.Option("--json", help="Print summary.json instead of the table.")] = False,
 ) -> None:
     """Re-print the comparison table of a past `textclf run`."""
-    from textclf.analysis.report import render_table
+    from textclf.analysis.report import answer_lines, render_answer, render_table
     from textclf.tracking.past import load_summary
 
     summary = load_summary(run_id, tracking_uri)
@@ -178,6 +180,8 @@ def report(
         for task, s in (summary.get("tasks") or {None: summary}).items():
             if task:
                 out.print(f"[bold]{task}[/]")
+            if answer_lines(s):
+                out.print(render_answer(s), highlight=False)
             out.print(render_table(s))
             _print_tuning(s)
         _print_models(summary, summary.get("parent_run_id"))

@@ -186,7 +186,8 @@ def run_pipeline(
         summaries: dict[str | None, dict[str, Any]] = {}
         with tempfile.TemporaryDirectory() as tmp:
             for task, recs in records.items():
-                s = compare(recs, pipe.baseline_for(task), **comparison_inputs(first_out[task], outputs_by_task[task]))
+                s = compare(recs, pipe.baseline_for(task), **comparison_inputs(first_out[task], outputs_by_task[task]),
+                            **contrast_inputs(pipe, task, first_out[task]))
                 s["data"] = data_info(first_out[task])
                 if tuned:
                     attach_tuning(s, tuned, task)
@@ -203,6 +204,11 @@ def run_pipeline(
                         if isinstance(row.get(metric), dict) and row[metric].get("mean") is not None:
                             mlflow.log_metric(f"{task + '.' if task else ''}{name}.{metric}_mean", row[metric]["mean"])
             summary = summaries[None] if None in summaries else {"tasks": {t: summaries[t] for t in summaries}}
+            claims = {t: c.claim.model_dump() for t, c in (pipe.spec.tasks or {}).items() if c.claim is not None}
+            if claims:  # every claim as fixed in the pipeline file, in one hash the README and reports can quote
+                from textclf.analysis.verdicts import claims_fingerprint
+
+                summary["claims_fingerprint"] = claims_fingerprint(claims)
             summary.update(
                 pipeline=pipe.name, parent_run_id=parent_id, experiment_id=exp_id, tracking_uri=uri,
                 wall_seconds=round(time.perf_counter() - t_start, 2),
@@ -236,6 +242,31 @@ def _tune(pipe: Pipeline, cache: StageCache, client, exp_id: str, parent_id: str
     emit("tuning", {"trials": spec.trials, "metric": spec.metric, "pruner": spec.pruner,
                     "variants": sum(v.config.kind == "neural" for v in pipe.variants.values())})
     return tune_pipeline(pipe, cache, TuneRecorder(client, exp_id, parent_id), force=force, quiet=quiet, runner_opts=runner_opts, emit=emit)
+
+
+def contrast_inputs(pipe: Pipeline, task: str | None, out: VariantOutput) -> dict[str, Any]:
+    """What :func:`compare` needs to answer the pipeline's questions: its contrasts, sesoi and alpha, which variants
+    differ in one factor only, and whether the test set is the validation set (opted in: every verdict warns)."""
+    import hashlib
+
+    def rest(variant) -> str:
+        cfg = variant.config.model_dump(mode="json")
+        for key in ("cell", "layers", "bidirectional"):
+            cfg.get("encoder", {}).pop(key, None)
+        cfg.get("train", {}).pop("seed", None)
+        return hashlib.sha256(json.dumps(cfg, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+    spec = pipe.spec
+    names = {v.name for v in pipe.variants.values() if v.task == task}
+    # A task of a multi-task pipeline answers the declared questions it has both variants for.
+    declared = {n: c.model_dump() for n, c in (spec.contrasts or {}).items() if {c.a, c.b} <= names}
+    return {
+        "contrasts": declared or None,
+        "sesoi": spec.compare.sesoi / 100,
+        "alpha": spec.compare.alpha,
+        "config_rest": {v.name: rest(v) for v in pipe.variants.values() if v.task == task},
+        "test_is_validation": bool(out.data.value.report.get("test_is_validation")),
+    }
 
 
 def attach_tuning(summary: dict[str, Any], tuned: dict, task: str | None) -> None:

@@ -207,12 +207,14 @@ def log_disagreements(summary: dict[str, Any], artifact_file: str) -> None:
 
 def describe_parent(pipe, summaries: dict[str | None, dict[str, Any]]) -> str:
     """The parent run's description (Markdown, shown on its MLflow page): the comparison table and the best variant."""
-    from textclf.analysis.report import caption, markdown_table
+    from textclf.analysis.report import answer_lines, caption, markdown_table
 
     parts = [f"**{pipe.name}**" + (f": {pipe.spec.description}" if pipe.spec.description else ""), ""]
     for task, s in summaries.items():
         if task:
             parts += [f"### {task}", ""]
+        # The answer first: what each factor buys, its verdict and cost.
+        parts += [f"- {line}" for line in answer_lines(s)] + ([""] if answer_lines(s) else [])
         parts += [markdown_table(s), "", f"*{caption(s)}*", ""]
         if s.get("best_variant"):
             parts += [f"Best variant: **{s['best_variant']}** — {s['best_variant_by']}.", ""]

@@ -57,6 +57,8 @@ class PipelineSpec(BaseModel):
     grid: dict[str, list[Any]] = Field(default_factory=dict)
     tasks: dict[str, "TaskSpec"] = Field(default_factory=dict)
     tune: Any = None  # checked by textclf.pipeline.tune_spec.parse, with every variant problem
+    contrasts: dict[str, "ContrastSpec"] | None = None  # None: derived from the variants (analysis/contrasts.py)
+    compare: "CompareSpec" = Field(default_factory=lambda: CompareSpec())
 
     @field_validator("seeds")
     @classmethod
@@ -64,6 +66,38 @@ class PipelineSpec(BaseModel):
         if len(set(v)) != len(v):
             raise ValueError(f"seeds must be unique, got {v}")
         return v
+
+
+class ContrastSpec(BaseModel):
+    """One question the comparison answers: variant ``a`` against variant ``b`` (delta = a − b)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    a: str = Field(..., min_length=1)
+    b: str = Field(..., min_length=1)
+
+    @model_validator(mode="after")
+    def _two(self) -> "ContrastSpec":
+        if self.a == self.b:
+            raise ValueError(f"a contrast compares two different variants; a and b are both {self.a!r}")
+        return self
+
+
+class CompareSpec(BaseModel):
+    """How differences are judged (:mod:`textclf.analysis.contrasts`).
+
+    ``sesoi``: the smallest difference that matters, in points of the primary
+    metric (default 2; see the contrasts module for why); ``alpha``: the
+    family-wise error rate of the verdicts; ``allow_test_is_validation``: run
+    even when the test set would be the validation set (every verdict then
+    carries a warning).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    sesoi: float = Field(2.0, gt=0.0, lt=100.0)
+    alpha: float = Field(0.05, gt=0.0, lt=0.5)
+    allow_test_is_validation: bool = False
 
 
 class ClaimSpec(BaseModel):
@@ -85,11 +119,18 @@ class ClaimSpec(BaseModel):
     threshold: float = Field(0.95, gt=0.0, le=1.0)
     min_effect: float = Field(0.02, ge=0.0, lt=1.0)
     measure: Literal["accuracy", "successes"] = "accuracy"
+    seeds: list[int] | None = None  # the seeds the claim is judged on; other seeds make the verdict exploratory
+    alpha: float = Field(0.05, gt=0.0, lt=0.5)
+    alternative: Literal["two-sided", "one-sided"] = "two-sided"
+    require: Literal["all"] | None = None  # better: every named variant must beat the baseline
 
     @model_validator(mode="after")
     def _one_kind(self) -> "ClaimSpec":
         if bool(self.better) == bool(self.same):
             raise ValueError("a claim lists either the variants expected to be better (better: [...]) or those expected not to differ (same: [...])")
+        if self.better and len(self.better) > 1 and self.require != "all":
+            raise ValueError(f"a better claim names the one variant it is about, or requires every named variant; "
+                             f"it names {self.better}: keep one, or add require: all")
         return self
 
 
@@ -221,6 +262,37 @@ def _match_params(variants: dict[str, Variant], declared: dict[str, Any], resolv
             else:
                 v.config.encoder.hidden_size = size
     return problems
+
+
+def _contrast_problems(spec: PipelineSpec, all_declared: dict[str, Any], run: dict[str, Any]) -> list[str]:
+    """Every declared contrast names two variants that this run trains."""
+    problems = []
+    for name, c in (spec.contrasts or {}).items():
+        for side in ("a", "b"):
+            v = getattr(c, side)
+            if v not in all_declared:
+                problems.append(f"contrasts.{name}.{side}: {v!r} is not a variant. Variants: {', '.join(all_declared)}.")
+            elif v not in run:
+                problems.append(f"contrasts.{name}.{side}: {v!r} is left out by --variant. Run it too, or drop the contrast.")
+    return problems
+
+
+def _test_is_validation(variants) -> list[str]:
+    """A comparison whose test set would be its validation set, refused before anything trains.
+
+    Known from the config only where the split structure is: a hub source
+    (``hf:``) may bring its own test split, which the data stage then uses.
+    """
+    for v in variants:
+        d = v.config.data
+        if d.test is None and d.test_fraction == 0 and not str(d.source or "").startswith("hf:"):
+            return [
+                f"variant {v.key!r}: data.test_fraction is 0 and there is no data.test, so the test set would be the "
+                "validation set that chose the epochs and the best variant, and every difference would be optimistic. "
+                "Set data.test_fraction (e.g. 0.1) or give data.test; to run anyway, set compare.allow_test_is_validation: true "
+                "(every verdict then carries a warning)."
+            ]
+    return []
 
 
 def find_pipeline(ref: str | Path | None) -> Path:
@@ -370,6 +442,9 @@ def _build(spec: PipelineSpec, where, *, path, overrides, params_file, only) -> 
         problems.append(f"{who}: {line}")
     if spec.baseline and spec.baseline not in declared and not only and not spec.tasks:
         problems.append(f"baseline: {spec.baseline!r} is not a variant. Variants: {', '.join(declared)}.")
+    problems += _contrast_problems(spec, all_declared, declared)
+    if not spec.compare.allow_test_is_validation:
+        problems += _test_is_validation(variants.values())
     if problems:
         n = len(problems)
         raise ConfigError(

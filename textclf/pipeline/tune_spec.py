@@ -136,6 +136,9 @@ def allowed_metrics() -> list[str]:
 def take_overrides(raw: dict[str, Any], overrides: list[str] | None) -> tuple[dict[str, Any], list[str]]:
     """Move ``--set tune...`` items into the pipeline's ``tune`` section; return (raw, the other overrides).
 
+    ``--set compare.<key>=...`` and ``--set contrasts.<name>.a=...`` go to
+    those pipeline sections the same way.
+
     ``tune.space.<dotted config key>=<mapping>`` sets one dimension (the rest of
     the key after ``tune.space.`` is the config key); ``tune=null`` turns tuning off.
     """
@@ -144,6 +147,16 @@ def take_overrides(raw: dict[str, Any], overrides: list[str] | None) -> tuple[di
     for item in overrides or []:
         key, sep, text = item.partition("=")
         key = key.strip()
+        if sep and key.split(".")[0] in ("compare", "contrasts") and key not in ("compare", "contrasts"):
+            # Pipeline-level sections judged once per comparison, not per variant: --set compare.sesoi=1.5,
+            # --set contrasts.depth.a=lstm-x2
+            node = raw
+            parts = key.split(".")
+            for part in parts[:-1]:
+                node[part] = dict(node[part]) if isinstance(node.get(part), dict) else {}
+                node = node[part]
+            node[parts[-1]] = parse_value(text, source=f"--set {key}")
+            continue
         if not sep or not (key == "tune" or key.startswith("tune.")):
             rest.append(item)
             continue
