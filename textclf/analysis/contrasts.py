@@ -484,6 +484,7 @@ def contrast_family(
                         seed_terms.append((w2 * max(float(var_acc) - float(noise), 0.0), w2 * float(noise), s))
                 half = _sp_stats.t.ppf(1 - alpha, r["df"]) * r["se"]
                 details[c.name] = {
+                    "variants": names,  # every variant the contrast weighs (which ones more seeds would go to)
                     "se": r["se"], "df": r["df"], "var_examples": r["var_examples"], "var_seeds": r["var_seeds"],
                     "seed_variance": estimable,
                     "p_equivalence": float(tost_p(r["delta"], r["se"], r["df"], sesoi)) if estimable else None,

@@ -416,6 +416,16 @@ def write_report(
         summary.get("significance", ""),
         "",
     ]
+    plan = summary.get("seed_schedule")
+    if plan:  # seeds: {min, max} (textclf.analysis.sequential)
+        lines += [
+            f"Seeds were added as the answer needed them: {plan['min']} per variant first, then {plan['step']} more at a time, "
+            f"only to the variants of contrasts still inconclusive, up to {plan['max']} (looks at {', '.join(map(str, plan['looks']))} "
+            f"seeds). alpha = {plan['alpha']:g} is spent over the {len(plan['looks'])} possible looks, so every look, "
+            f"this report's included, judges at {plan['alpha_per_look']:.4g}: the chance of any false verdict stays at "
+            f"{plan['alpha']:g} however the rounds went.",
+            "",
+        ]
     from textclf.analysis.tuning import markdown as tuning_section
 
     lines += tuning_section(summary)

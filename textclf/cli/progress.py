@@ -47,6 +47,10 @@ class _Bars(logging.Handler):
     def on_event(self, kind: str, info: dict) -> None:
         if kind == "start":
             self.sweep = self.bars.add_task(f"{info['pipeline']}: variants × seeds", total=info["tasks"])
+            self.sweep_total = info["tasks"]
+        elif kind == "round" and self.sweep is not None:  # more seeds: the sweep grows
+            self.sweep_total += info["trainings"]
+            self.bars.update(self.sweep, total=self.sweep_total)
         elif kind in ("trained", "task") and self.sweep is not None:
             key = (info["variant"], info["seed"])  # side-by-side runs report "trained", then "task" once timed
             if key not in self.done:

@@ -230,6 +230,9 @@ def _print_event(kind: str, info: dict, print_: Callable[..., None] = out.print)
         value = f"{info['value']:.4f}" if isinstance(info.get("value"), (int, float)) else "n/a"
         how = {"complete": "[green]trained[/]" if not info["cached"] else "[dim]cached[/]", "pruned": "[yellow]pruned[/]", "failed": "[red]failed[/]"}[info["state"]]
         print_(f"  {how} {info['variant']:<16} trial {info['number']:>3}: {info['metric']} {value} ({info['epochs']} epochs)")
+    elif kind == "round":  # seeds: {min, max}
+        print_(f"look {info['look']} of {info['looks']}: contrasts of {', '.join(info['variants'])} still inconclusive, "
+               f"{info['trainings']} more seed trainings")
     elif kind == "task":
         acc = info.get("test_accuracy")
         acc_text = f"{acc:.4f}" if isinstance(acc, (int, float)) else "n/a"

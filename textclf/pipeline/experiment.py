@@ -152,42 +152,53 @@ def run_pipeline(
             tuned = _tune(pipe, cache, client, exp_id, parent_id, force=force, quiet=quiet, emit=emit, runner_opts=dict(
                 executor=executor, jobs=jobs, ray_address=ray_address, cpus_per_task=cpus_per_task, gpus_per_task=gpus_per_task))
             tasks = [(dataclasses.replace(v, config=tuned[v.key].config) if v.key in tuned else v, s) for v, s in tasks]
-        getters = execute(tasks, cache, force=force, quiet=quiet, executor=executor, jobs=jobs, ray_address=ray_address,
-                          cpus_per_task=cpus_per_task, gpus_per_task=gpus_per_task)
-        # Workers end with the run: at once when it is interrupted (Ctrl-C, SIGTERM, an error), not after every queued training.
-        stack.push(lambda exc_type, exc, tb, batch=getters: batch.close(interrupted=exc_type is not None))
-        if not measures_cost_inline(executor, jobs):
-            # Trainings ran side by side: wait for all of them, then time each model alone,
-            # so latency and throughput are not those of a machine busy with other trainings.
-            done: list[Any] = [None] * len(tasks)
-            for i in getters.completed():  # as each ends (the longest were started first), not in task order
-                done[i] = getters[i]()
-                emit("trained", {"variant": tasks[i][0].key, "seed": tasks[i][1], "cached": done[i].cached})
-            getters.close()  # every training is done: free the workers' memory before timing models alone
-            costed = [with_cost(out, cache, force=force and not out.cached) for out in done]
-            getters = [lambda on_epoch=None, out=out: out for out in costed]
-        for (variant, seed), get in zip(tasks, getters):
-            tags = {**runs.base_tags(), **child_tags(variant, seed)}
-            if variant.task:
-                tags["textclf.task"] = variant.task
-            if variant.key in tuned:
-                tags.update(best_tags(tuned[variant.key]))
-            with runs.start_run(experiment_id=exp_id, run_name=f"{variant.key}-s{seed}", nested=True, tags=tags) as child:
-                live = runs.LiveMetrics(client, child.info.run_id)  # epochs trained in this process, as they end
-                out = get(on_epoch=live)
-                first_out.setdefault(variant.task, out)
-                examples = first_out[variant.task].data.value.splits["test"]["text"][:3]
-                log_child(client, child.info.run_id, out, exp_id=exp_id, example_texts=examples, live_epochs=live.logged)
-            outputs.append(out)
-            outputs_by_task.setdefault(variant.task, []).append(out)
-            records.setdefault(variant.task, []).append(run_record(variant, seed, out, child.info.run_id))
-            emit("task", {"variant": variant.key, "seed": seed, "cached": out.cached, "test_accuracy": out.metrics.get("test_accuracy")})
+        def train_round(round_tasks: list) -> None:
+            """Train (or read from the cache) ``round_tasks`` and record each as a child run."""
+            getters = execute(round_tasks, cache, force=force, quiet=quiet, executor=executor, jobs=jobs, ray_address=ray_address,
+                              cpus_per_task=cpus_per_task, gpus_per_task=gpus_per_task)
+            # Workers end with the run: at once when it is interrupted (Ctrl-C, SIGTERM, an error), not after every queued training.
+            stack.push(lambda exc_type, exc, tb, batch=getters: batch.close(interrupted=exc_type is not None))
+            if not measures_cost_inline(executor, jobs):
+                # Trainings ran side by side: wait for all of them, then time each model alone,
+                # so latency and throughput are not those of a machine busy with other trainings.
+                done: list[Any] = [None] * len(round_tasks)
+                for i in getters.completed():  # as each ends (the longest were started first), not in task order
+                    done[i] = getters[i]()
+                    emit("trained", {"variant": round_tasks[i][0].key, "seed": round_tasks[i][1], "cached": done[i].cached})
+                getters.close()  # every training is done: free the workers' memory before timing models alone
+                costed = [with_cost(out, cache, force=force and not out.cached) for out in done]
+                getters = [lambda on_epoch=None, out=out: out for out in costed]
+            for (variant, seed), get in zip(round_tasks, getters):
+                tags = {**runs.base_tags(), **child_tags(variant, seed)}
+                if variant.task:
+                    tags["textclf.task"] = variant.task
+                if variant.key in tuned:
+                    tags.update(best_tags(tuned[variant.key]))
+                with runs.start_run(experiment_id=exp_id, run_name=f"{variant.key}-s{seed}", nested=True, tags=tags) as child:
+                    live = runs.LiveMetrics(client, child.info.run_id)  # epochs trained in this process, as they end
+                    out = get(on_epoch=live)
+                    first_out.setdefault(variant.task, out)
+                    examples = first_out[variant.task].data.value.splits["test"]["text"][:3]
+                    log_child(client, child.info.run_id, out, exp_id=exp_id, example_texts=examples, live_epochs=live.logged)
+                outputs.append(out)
+                outputs_by_task.setdefault(variant.task, []).append(out)
+                records.setdefault(variant.task, []).append(run_record(variant, seed, out, child.info.run_id))
+                emit("task", {"variant": variant.key, "seed": seed, "cached": out.cached, "test_accuracy": out.metrics.get("test_accuracy")})
 
+
+        train_round(tasks)
+        first_look = list(tasks)  # what the unchanged-answer fingerprint names: later rounds follow from it
+        schedule = pipe.schedule
+        if schedule is not None:  # seeds: {min, max}: more seeds only where a contrast is still inconclusive
+            tasks += _more_seeds(pipe, schedule, records[None], first_out[None], outputs_by_task[None], train_round, emit)
         summaries: dict[str | None, dict[str, Any]] = {}
         with tempfile.TemporaryDirectory() as tmp:
             for task, recs in records.items():
                 s = compare(recs, pipe.baseline_for(task), **comparison_inputs(first_out[task], outputs_by_task[task]),
                             **contrast_inputs(pipe, task, first_out[task]))
+                if schedule is not None:
+                    s["seed_schedule"] = {**schedule.to_dict(), "looks": schedule.looks, "alpha": pipe.spec.compare.alpha,
+                                          "alpha_per_look": schedule.alpha_per_look(pipe.spec.compare.alpha)}
                 s["data"] = data_info(first_out[task])
                 if tuned:
                     attach_tuning(s, tuned, task)
@@ -221,7 +232,7 @@ def run_pipeline(
             (Path(tmp) / "summary.json").write_text(json.dumps(summary, indent=1, default=str))
             mlflow.log_artifacts(tmp, "comparison")
             if pipe.tune is None:  # a later run of the same pipeline, data and code finds this answer
-                fp = fingerprint(pipe, [(v.task, v.name, s, o.stage_key) for (v, s), o in zip(tasks, outputs)])
+                fp = fingerprint(pipe, [(v.task, v.name, s, o.stage_key) for (v, s), o in zip(first_look, outputs)])
                 mlflow.set_tag(TAG, fp)
             mlflow.set_tag("mlflow.note.content", describe_parent(pipe, summaries))
     if pipe.tune is None:  # once the parent is FINISHED (an interrupted one never answers)
@@ -244,6 +255,28 @@ def _tune(pipe: Pipeline, cache: StageCache, client, exp_id: str, parent_id: str
     return tune_pipeline(pipe, cache, TuneRecorder(client, exp_id, parent_id), force=force, quiet=quiet, runner_opts=runner_opts, emit=emit)
 
 
+def _more_seeds(pipe: Pipeline, schedule, records: list, first: VariantOutput, outputs: list, train_round, emit) -> list:
+    """The rounds of ``seeds: {min, max}`` after the first: judge the contrasts, add seeds to the variants of those
+    still inconclusive, until none is or they reach ``max`` (:mod:`textclf.analysis.sequential`). Returns the tasks added."""
+    from textclf.analysis.compare import compare
+    from textclf.analysis.sequential import to_extend
+
+    added: list = []
+    by_name = {v.name: v for v in pipe.variants.values()}
+    while True:
+        look = compare(records, pipe.baseline, **comparison_inputs(first, outputs), **contrast_inputs(pipe, None, first))
+        counts = {name: row["n_seeds"] for name, row in look["variants"].items()}
+        members = {name: d.get("variants", []) for name, d in (look.get("contrast_details") or {}).items()}
+        more = to_extend(look.get("contrasts") or [], members, counts, schedule)
+        if not more:
+            return added
+        round_tasks = [(by_name[name], seed) for name, count in more.items() for seed in schedule.seeds(count)[counts[name]:]]
+        emit("round", {"look": schedule.looks.index(max(more.values())) + 1, "looks": len(schedule.looks),
+                       "variants": sorted(more), "trainings": len(round_tasks)})
+        train_round(round_tasks)
+        added += round_tasks
+
+
 def contrast_inputs(pipe: Pipeline, task: str | None, out: VariantOutput) -> dict[str, Any]:
     """What :func:`compare` needs to answer the pipeline's questions: its contrasts, sesoi and alpha, which variants
     differ in one factor only, and whether the test set is the validation set (opted in: every verdict warns)."""
@@ -263,7 +296,8 @@ def contrast_inputs(pipe: Pipeline, task: str | None, out: VariantOutput) -> dic
     return {
         "contrasts": declared or None,
         "sesoi": spec.compare.sesoi / 100,
-        "alpha": spec.compare.alpha,
+        # seeds: {min, max} looks at the data several times: each look spends its share of alpha
+        "alpha": spec.compare.alpha if pipe.schedule is None else pipe.schedule.alpha_per_look(spec.compare.alpha),
         "config_rest": {v.name: rest(v) for v in pipe.variants.values() if v.task == task},
         "test_is_validation": bool(out.data.value.report.get("test_is_validation")),
     }

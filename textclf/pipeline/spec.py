@@ -51,7 +51,7 @@ class PipelineSpec(BaseModel):
     description: str | None = None
     data: dict[str, Any] = Field(default_factory=dict)
     params: dict[str, Any] = Field(default_factory=dict)
-    seeds: list[int] = Field(default_factory=lambda: [1], min_length=1)
+    seeds: list[int] | dict[str, Any] = Field(default_factory=lambda: [1])  # a list, or {min, max[, step, start]}
     baseline: str | None = None
     variants: dict[str, dict[str, Any] | None] = Field(default_factory=dict)
     grid: dict[str, list[Any]] = Field(default_factory=dict)
@@ -62,7 +62,14 @@ class PipelineSpec(BaseModel):
 
     @field_validator("seeds")
     @classmethod
-    def _unique(cls, v: list[int]) -> list[int]:
+    def _unique(cls, v: list[int] | dict[str, Any]) -> list[int] | dict[str, Any]:
+        if isinstance(v, dict):  # as many seeds as the answer needs (analysis/sequential.py)
+            from textclf.analysis.sequential import schedule_from
+
+            schedule_from(v)
+            return v
+        if not v:
+            raise ValueError("seeds must list at least one seed, e.g. seeds: [1, 2, 3], or be {min: 3, max: 9}")
         if len(set(v)) != len(v):
             raise ValueError(f"seeds must be unique, got {v}")
         return v
@@ -182,8 +189,17 @@ class Pipeline:
         return self.spec.name
 
     @property
+    def schedule(self):
+        """The :class:`~textclf.analysis.sequential.SeedSchedule` of ``seeds: {min, max}``; None for a list of seeds."""
+        from textclf.analysis.sequential import schedule_from
+
+        return schedule_from(self.spec.seeds) if isinstance(self.spec.seeds, dict) else None
+
+    @property
     def seeds(self) -> list[int]:
-        return self.spec.seeds
+        """The seeds every variant trains first: the list, or a schedule's first ``min``."""
+        schedule = self.schedule
+        return schedule.seeds(schedule.min) if schedule is not None else list(self.spec.seeds)
 
     @property
     def baseline(self) -> str | None:
@@ -434,6 +450,10 @@ def _build(spec: PipelineSpec, where, *, path, overrides, params_file, only) -> 
     from textclf.pipeline import tune_spec
 
     tune, tune_problems = tune_spec.parse(spec.tune)
+    if isinstance(spec.seeds, dict) and (spec.tasks or spec.tune is not None):
+        task_problems.append(
+            "seeds: {min, max} adds seeds only where a contrast is still inconclusive, which a single comparison "
+            f"without tune: has; this pipeline has {'tasks' if spec.tasks else 'tune:'}. Give a list of seeds instead.")
     problems = list(task_problems) + tune_problems + _match_params(variants, all_declared, resolve_other)
     if tune is not None and variants and not failed:
         problems += tune_spec.check_variants(tune, list(variants.values()))
