@@ -54,7 +54,8 @@ import time
 import numpy as np
 
 from bench import _common as C
-from textclf.analysis.contrasts import contrast_batch, derive_contrasts, tost_p
+from textclf.analysis.contrasts import Contrast, contrast_batch, contrast_family, derive_contrasts, tost_p
+from textclf.analysis.sequential import SeedSchedule, to_extend
 from textclf.analysis.stats import holm, paired_comparison_batch
 
 MU, TAU = 2.569, 2.5
@@ -124,6 +125,7 @@ def simulate(rng, reps: int, seeds: int, n: int, seed_sd_points: float, shift: f
 # --------------------------------------------------------------------------- contrasts
 
 CONTRAST_SDS = (0, 1, 3, 5)
+SEQUENTIAL_SDS = (0.0, 0.02, 0.05)  # seed sd as a fraction of accuracy: 0, 2 and 5 points
 CONTRAST_SETUP = {"seeds": 3, "n": 800, "sesoi_points": 2}
 DEFAULT_VARIANTS = {
     "rnn": ("rnn", 1, False), "gru": ("gru", 1, False), "lstm": ("lstm", 1, False), "lstm-x2": ("lstm", 2, False),
@@ -185,6 +187,93 @@ def contrast_cell(seed_seq, *, seed_sd: float, reps: int) -> dict:
         "interaction_null": float(np.concatenate(inter).mean()),
         "family_wise": float(np.concatenate(fwer).mean()),
     }
+
+
+# --------------------------------------------------------------------------- seeds: {min, max}, judged over several looks
+
+SEQ_SESOI = 0.02
+N_EXAMPLES_SEQ = 400
+VARIANTS_2X2 = ("rnn", "lstm", "lstm-x2", "bilstm", "bilstm-x2")
+PAIRS = {  # the default comparison's one-factor questions among these variants
+    "cell@1-uni": ("lstm", "rnn"), "depth@uni": ("lstm-x2", "lstm"), "depth@bi": ("bilstm-x2", "bilstm"),
+    "direction@1": ("bilstm", "lstm"), "direction@2": ("bilstm-x2", "lstm-x2"),
+}
+
+
+def _family() -> list[Contrast]:
+    return [Contrast(name=n, kind="pair", a=a, b=b, weights={a: 1.0, b: -1.0}, a_side=(a,), b_side=(b,))
+            for n, (a, b) in PAIRS.items()]
+
+
+def _seed_runs(rng, true_acc: dict[str, float], difficulty: np.ndarray, seed_sd: float, seeds: int, v: str) -> np.ndarray:
+    """(seeds, n) 0/1 correctness: each seed shifts the variant's accuracy by N(0, seed_sd) on a logit-free scale."""
+    shift = rng.normal(0.0, seed_sd, size=(seeds, 1))
+    p = np.clip(difficulty[None, :] + (true_acc[v] - difficulty.mean()) + shift, 0.0, 1.0)
+    return (rng.random((seeds, difficulty.size)) < p).astype(np.int8)
+
+
+def adaptive_design(rng, true_acc, seed_sd, schedule: SeedSchedule, alpha: float | None = None) -> list[list[dict]]:
+    """Run the adaptive design once; returns the primary rows of every look (``alpha``: per look, else the schedule's)."""
+    difficulty = rng.beta(4, 2, size=N_EXAMPLES_SEQ)  # examples differ in how hard they are: the paired part
+    y = np.zeros(N_EXAMPLES_SEQ, dtype=np.int64)
+    correct = {v: _seed_runs(rng, true_acc, difficulty, seed_sd, schedule.min, v) for v in VARIANTS_2X2}
+    family = _family()
+    members = {c.name: list(c.weights) for c in family}
+    looks = []
+    for _ in schedule.looks:
+        preds = {v: np.where(c == 1, 0, 1) for v, c in correct.items()}
+        rows, _sec, _det = contrast_family(family, variants={v: {} for v in VARIANTS_2X2}, correct=correct, preds=preds, y=y,
+                                           n_classes=2, primary="test_accuracy", alpha=alpha or schedule.alpha_per_look(ALPHA),
+                                           sesoi=SEQ_SESOI)
+        looks.append(rows)
+        more = to_extend(rows, members, {v: c.shape[0] for v, c in correct.items()}, schedule)
+        if not more:
+            break
+        for v, count in more.items():
+            extra = count - correct[v].shape[0]
+            correct[v] = np.concatenate([correct[v], _seed_runs(rng, true_acc, difficulty, seed_sd, extra, v)])
+    return looks
+
+
+def false_verdict(rows: list[dict], true_acc: dict[str, float]) -> bool:
+    """Whether a look said better/worse of equal variants (or the wrong way), or equivalent of a sesoi-sized gap."""
+    for r in rows:
+        a, b = PAIRS[r["name"]]
+        true = true_acc[a] - true_acc[b]
+        if r["verdict"] in ("better", "worse") and (true == 0 or (r["verdict"] == "better") != (true > 0)):
+            return True
+        if r["verdict"] == "equivalent" and abs(true) >= SEQ_SESOI - 1e-12:
+            return True
+    return False
+
+
+def sequential_cell(seed_seq, *, seed_sd: float, truth: str, reps: int) -> dict:
+    """How often the adaptive design (3, 6, 9 seeds; alpha / 3 a look) makes any false verdict at any look."""
+    rng = np.random.default_rng(seed_seq)
+    true_acc = dict.fromkeys(VARIANTS_2X2, 0.75) if truth == "null" else dict(zip(VARIANTS_2X2, (0.71, 0.73, 0.75, 0.75, 0.77)))
+    schedule = SeedSchedule(min=3, max=9, step=3)
+    false = 0
+    for _ in range(reps):
+        looks = adaptive_design(rng, true_acc, seed_sd, schedule)
+        false += any(false_verdict(rows, true_acc) for rows in looks)
+    return {"seed_sd_points": 100 * seed_sd, "truth": truth, "reps": reps, "false_verdicts": false / reps}
+
+
+def render_sequential(cells: list[dict], args) -> str:
+    smoke = " Smoke run: too few repetitions, the rates mean nothing." if args.smoke else ""
+    lines = [
+        "seeds: {min: 3, max: 9} (looks at 3, 6, 9 seeds; alpha 0.05 spent as 0.05 / 3 a look), five variants "
+        f"(rnn, lstm, lstm-x2, bilstm, bilstm-x2) and their five one-factor contrasts, {N_EXAMPLES_SEQ} examples: % of "
+        "designs with any false verdict at any look (null: any better/worse; margin: neighbours differ by exactly the "
+        "sesoi of 2 points, any equivalent). Should be at most 5." + smoke,
+        "",
+        "| seed sd (acc. points) | null | at the margin |",
+        "| ---: | ---: | ---: |",
+    ]
+    by = {(c["seed_sd_points"], c["truth"]): c for c in cells}
+    for sd in sorted({c["seed_sd_points"] for c in cells}):
+        lines.append(f"| {sd:g} | {100 * by[(sd, 'null')]['false_verdicts']:.1f} | {100 * by[(sd, 'margin')]['false_verdicts']:.1f} |")
+    return "\n".join(lines)
 
 
 def render_contrasts(cells: list[dict], args) -> str:
@@ -325,6 +414,11 @@ def main(argv=None) -> dict:
     contrasts = [contrast_cell(child, seed_sd=sd, reps=args.reps) for sd, child in zip(CONTRAST_SDS, contrast_children)]
     contrast_table = render_contrasts(contrasts, args)
     print("\n" + contrast_table, flush=True)
+    seq_children = np.random.SeedSequence([args.seed, 29]).spawn(2 * len(SEQUENTIAL_SDS))
+    sequential = [sequential_cell(child, seed_sd=sd, truth=truth, reps=max(2, args.reps // 20))
+                  for (sd, truth), child in zip([(sd, t) for sd in SEQUENTIAL_SDS for t in ("null", "margin")], seq_children)]
+    sequential_table = render_sequential(sequential, args)
+    print("\n" + sequential_table, flush=True)
     elapsed = time.perf_counter() - start
     print(f"total {elapsed:.1f}s (t-test {sum(c['t_seconds'] for c in cells + [power]):.1f}s, "
           f"bootstrap {sum(c['boot_seconds'] for c in cells + [power]):.1f}s, the rest simulation)", file=sys.stderr)
@@ -334,6 +428,8 @@ def main(argv=None) -> dict:
         "table_markdown": table,
         "contrasts": contrasts,
         "contrast_table_markdown": contrast_table,
+        "sequential": sequential,
+        "sequential_table_markdown": sequential_table,
         "seconds": round(elapsed, 2),
         "setup": {
             "smoke": args.smoke, "reps": args.reps, "boot_reps": args.boot_reps, "n_boot": args.n_boot, "seed": args.seed,

@@ -1,7 +1,7 @@
 """``seeds: {min, max}``: the schedule, which variants get more seeds, and that the error rate holds across looks.
 
 The calibration test simulates the whole adaptive design the pipeline runs
-(:func:`textclf.pipeline.experiment` uses the same pieces): ``min`` seeds of
+(``bench.calibration.adaptive_design``: the same pieces as :mod:`textclf.pipeline.experiment`): ``min`` seeds of
 every variant, a look at the contrast family at ``alpha / K``, more seeds
 only for the variants of inconclusive contrasts, and so on up to ``max``.
 A false verdict at *any* look counts against the design.
@@ -12,11 +12,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from textclf.analysis.contrasts import Contrast, contrast_family
+from bench.calibration import VARIANTS_2X2 as VARIANTS
+from bench.calibration import adaptive_design as _adaptive_design
+from bench.calibration import false_verdict as _false_verdict
 from textclf.analysis.sequential import SeedSchedule, schedule_from, to_extend
 
 ALPHA = 0.05
-SESOI = 0.02
 
 
 def test_the_schedule_looks_at_min_then_every_step_up_to_max():
@@ -55,70 +56,13 @@ def test_only_the_variants_of_inconclusive_contrasts_get_more_seeds():
 
 # --------------------------------------------------------------------------- calibration by simulation
 
-N_EXAMPLES = 400
-VARIANTS = ("rnn", "lstm", "lstm-x2", "bilstm", "bilstm-x2")
-PAIRS = {  # the default comparison's one-factor questions among these variants
-    "cell@1-uni": ("lstm", "rnn"), "depth@uni": ("lstm-x2", "lstm"), "depth@bi": ("bilstm-x2", "bilstm"),
-    "direction@1": ("bilstm", "lstm"), "direction@2": ("bilstm-x2", "lstm-x2"),
-}
-
-
-def _family() -> list[Contrast]:
-    return [Contrast(name=n, kind="pair", a=a, b=b, weights={a: 1.0, b: -1.0}, a_side=(a,), b_side=(b,))
-            for n, (a, b) in PAIRS.items()]
-
-
-def _seed_runs(rng, true_acc: dict[str, float], difficulty: np.ndarray, seed_sd: float, seeds: int, v: str) -> np.ndarray:
-    """(seeds, n) 0/1 correctness: each seed shifts the variant's accuracy by N(0, seed_sd) on a logit-free scale."""
-    shift = rng.normal(0.0, seed_sd, size=(seeds, 1))
-    p = np.clip(difficulty[None, :] + (true_acc[v] - difficulty.mean()) + shift, 0.0, 1.0)
-    return (rng.random((seeds, difficulty.size)) < p).astype(np.int8)
-
-
-def _adaptive_design(rng, true_acc, seed_sd, schedule: SeedSchedule, alpha: float | None = None) -> list[list[dict]]:
-    """Run the adaptive design once; returns the primary rows of every look (``alpha``: per look, else the schedule's)."""
-    difficulty = rng.beta(4, 2, size=N_EXAMPLES)  # examples differ in how hard they are: the paired part
-    y = np.zeros(N_EXAMPLES, dtype=np.int64)
-    correct = {v: _seed_runs(rng, true_acc, difficulty, seed_sd, schedule.min, v) for v in VARIANTS}
-    family = _family()
-    members = {c.name: list(c.weights) for c in family}
-    looks = []
-    for _ in schedule.looks:
-        preds = {v: np.where(c == 1, 0, 1) for v, c in correct.items()}
-        rows, _sec, _det = contrast_family(family, variants={v: {} for v in VARIANTS}, correct=correct, preds=preds, y=y,
-                                           n_classes=2, primary="test_accuracy", alpha=alpha or schedule.alpha_per_look(ALPHA),
-                                           sesoi=SESOI)
-        looks.append(rows)
-        more = to_extend(rows, members, {v: c.shape[0] for v, c in correct.items()}, schedule)
-        if not more:
-            break
-        for v, count in more.items():
-            extra = count - correct[v].shape[0]
-            correct[v] = np.concatenate([correct[v], _seed_runs(rng, true_acc, difficulty, seed_sd, extra, v)])
-    return looks
-
-
-def _false_verdict(rows: list[dict], true_acc: dict[str, float]) -> bool:
-    for r in rows:
-        a, b = PAIRS[r["name"]]
-        true = true_acc[a] - true_acc[b]
-        if r["verdict"] in ("better", "worse") and (true == 0 or (r["verdict"] == "better") != (true > 0)):
-            return True
-        if r["verdict"] == "equivalent" and abs(true) >= SESOI - 1e-12:
-            return True
-    return False
-
-
 @pytest.mark.parametrize("seed_sd", [0.0, 0.02, 0.05])
 @pytest.mark.parametrize("truth", ["null", "at-the-margin"])
 def test_the_adaptive_design_keeps_the_family_wise_rate_across_looks(seed_sd, truth):
     # null: no variant differs, so any better/worse verdict at any look is false;
     # at-the-margin: neighbouring variants differ by exactly sesoi, so any "equivalent" is false.
     rng = np.random.default_rng(1000 + int(seed_sd * 1000) + (truth == "null"))
-    if truth == "null":
-        true_acc = dict.fromkeys(VARIANTS, 0.75)
-    else:
-        true_acc = {"rnn": 0.71, "lstm": 0.73, "lstm-x2": 0.75, "bilstm": 0.75, "bilstm-x2": 0.77}
+    true_acc = dict.fromkeys(VARIANTS, 0.75) if truth == "null" else dict(zip(VARIANTS, (0.71, 0.73, 0.75, 0.75, 0.77)))
     schedule = SeedSchedule(min=3, max=9, step=3)
     reps = 200
     false = sum(any(_false_verdict(rows, true_acc) for rows in _adaptive_design(rng, true_acc, seed_sd, schedule))
