@@ -36,3 +36,35 @@ def load_summary(run_id: str | None = None, tracking_uri: str | None = None) -> 
         raise TextclfError(f"Run {run_id}: no comparison/summary.json ({str(exc).splitlines()[0]}). Is it the parent run of a finished `textclf run`?") from None
     with open(path, encoding="utf-8") as fh:
         return json.load(fh)
+
+
+def download_comparison(run_id: str | None, dst: str, tracking_uri: str | None = None) -> dict[str, Any]:
+    """A past parent run's comparison for its HTML report: summary, figures folder, variant configs, environment.
+
+    Returns ``{"summary", "comparison_dir", "configs", "environment"}``. A run
+    recorded before the summary kept its environment gets what the run's tags
+    say (textclf version, host, git commit).
+    """
+    import mlflow
+    from mlflow.exceptions import MlflowException
+    from mlflow.tracking import MlflowClient
+
+    from textclf.tracking import store as tracking
+
+    tracking.setup(tracking_uri)
+    run_id = run_id or latest_parent_run(tracking_uri)
+    summary = load_summary(run_id, tracking_uri)
+    comparison = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="comparison", dst_path=dst)
+    try:
+        with open(mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="pipeline/resolved_variants.json", dst_path=dst),
+                  encoding="utf-8") as fh:
+            configs = json.load(fh)
+    except (MlflowException, OSError, ValueError):
+        configs = None
+    env = summary.get("environment")
+    if not env:
+        tags = MlflowClient().get_run(run_id).data.tags
+        env = {k: tags[t] for k, t in (("textclf", "textclf.version"), ("host", "textclf.host"), ("git commit", "mlflow.source.git.commit"))
+               if tags.get(t)}
+        env["note"] = "torch, MLflow, device and threads were not recorded by this older run"
+    return {"summary": summary, "comparison_dir": comparison, "configs": configs, "environment": env}
