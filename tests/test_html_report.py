@@ -171,3 +171,13 @@ def test_report_renders_in_chromium_with_figures_and_no_console_errors(tmp_path)
     assert probe["fetched"] == []  # nothing but the file itself was loaded
     console = [line for line in result.stderr.splitlines() if "CONSOLE" in line or "Failed to load" in line]
     assert not console, console
+
+
+def test_a_multi_task_report_has_one_section_per_task_with_its_own_figures(tmp_path):
+    _figures(tmp_path / "comparison" / "long")
+    (tmp_path / "comparison" / "short").mkdir()
+    summary = {"pipeline": "diag", "tasks": {"long": _summary(with_answer=True), "short": _summary(with_answer=False)}}
+    text = write_html(tmp_path / "r.html", summary, tmp_path / "comparison", title="t").read_text()
+    long_part, short_part = text.split("Task: short")
+    assert "Task: long" in long_part and long_part.count("<img") == 2 and ANSWER in long_part
+    assert short_part.count("<img") == 0 and "Best variant:" in short_part
