@@ -167,11 +167,15 @@ def report(
     run_id: Annotated[Optional[str], typer.Argument(help="Parent run id of a `textclf run` (default: the latest).")] = None,
     tracking_uri: TrackOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print summary.json instead of the table.")] = False,
+    html: Annotated[Optional[Path], typer.Option("--html", help="Write the report as one self-contained HTML file here (figures and styles inline).")] = None,
 ) -> None:
-    """Re-print the comparison table of a past `textclf run`."""
+    """Re-print the comparison table of a past `textclf run` (or write its HTML report with --html)."""
     from textclf.analysis.report import answer_lines, render_answer, render_table
     from textclf.tracking.past import load_summary
 
+    if html is not None:
+        _write_html_report(run_id, tracking_uri, html)
+        return
     summary = load_summary(run_id, tracking_uri)
     if as_json:
         out.print_json(json.dumps(summary))
@@ -187,11 +191,31 @@ def report(
         _print_models(summary, summary.get("parent_run_id"))
 
 
+def _write_html_report(run_id: str | None, tracking_uri: str | None, html: Path) -> None:
+    import os
+    import tempfile
+
+    from textclf.analysis.html_report import write_html
+    from textclf.core.errors import TextclfError
+    from textclf.tracking.past import download_comparison
+
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # three downloads, not three progress bars
+    if html.is_dir():
+        raise TextclfError(f"--html {html}: is a folder; give a file name, e.g. --html {html / 'report.html'}")
+    with tempfile.TemporaryDirectory() as tmp:
+        past = download_comparison(run_id, tmp, tracking_uri)
+        summary = past["summary"]
+        path = write_html(html, summary, Path(past["comparison_dir"]), title=f"textclf · {summary.get('pipeline', 'comparison')}",
+                          configs=past["configs"], environment=past["environment"])
+    out.print(f"report: {path} (parent run {summary.get('parent_run_id')}; one self-contained file)")
+
+
 def ui(
     port: Annotated[int, typer.Option("--port", help="Port on 127.0.0.1.")] = 5000,
     tracking_uri: TrackOpt = None,
+    browser: Annotated[bool, typer.Option("--browser/--no-browser", help="Open the latest run's view in a web browser, where one is available.")] = True,
 ) -> None:
-    """Start the MLflow UI on the project's store, bound to 127.0.0.1."""
+    """Start the MLflow UI on the project's store, bound to 127.0.0.1, and print the latest run's view URL."""
     import subprocess
 
     from textclf.tracking import store
@@ -199,12 +223,68 @@ def ui(
     uri = store.resolve_uri(tracking_uri)
     if uri.startswith("sqlite:///"):
         Path(uri[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
+    base = f"http://127.0.0.1:{port}"
     cmd = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri, "--host", "127.0.0.1", "--port", str(port)]
-    out.print(f"MLflow UI for {uri}: http://127.0.0.1:{port}  (Ctrl-C to stop)")
+    out.print(f"MLflow UI for {uri}: {base}  (Ctrl-C to stop)")
+    url = latest_view_url(uri, base)
+    if url:
+        out.print(f"latest run, variants side by side: {url}", soft_wrap=True)
     try:
-        raise typer.Exit(subprocess.call(cmd))
+        proc = subprocess.Popen(cmd)
+        if browser and url and _has_browser():
+            _open_when_up(url, port, proc)
+        raise typer.Exit(proc.wait())
     except KeyboardInterrupt:
         raise typer.Exit(0)
+
+
+def latest_view_url(uri: str, base: str) -> str | None:
+    """The view URL of the latest finished `textclf run` in the store (None: no run, or its view was not stored)."""
+    if uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///"):]).is_file():
+        return None  # an empty store: no run to show (and no database to create just for asking)
+    from mlflow.tracking import MlflowClient
+
+    from textclf.core.errors import TextclfError
+    from textclf.tracking import view
+    from textclf.tracking.past import latest_parent_run
+
+    try:
+        run_id = latest_parent_run(uri)
+    except TextclfError:
+        return None
+    client = MlflowClient()
+    exp_id = client.get_run(run_id).info.experiment_id
+    return view.view_url(exp_id, run_id, base) if view.has_view(client, exp_id, run_id) else None
+
+
+def _has_browser() -> bool:
+    """A browser a person can see: a desktop session (a display on Linux), not a headless server or CI."""
+    import os
+    import webbrowser
+
+    if sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+        return False
+    try:
+        webbrowser.get()
+    except webbrowser.Error:
+        return False
+    return True
+
+
+def _open_when_up(url: str, port: int, proc, wait_s: float = 30.0) -> None:
+    """Open ``url`` once the UI answers on ``port`` (it takes a few seconds to start); give up if it exits or never answers."""
+    import socket
+    import time
+    import webbrowser
+
+    deadline = time.monotonic() + wait_s
+    while time.monotonic() < deadline and proc.poll() is None:
+        with socket.socket() as s:
+            s.settimeout(0.5)
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                webbrowser.open(url)
+                return
+        time.sleep(0.3)
 
 
 

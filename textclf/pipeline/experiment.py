@@ -81,6 +81,7 @@ def run_pipeline(
     ``new_run`` records a new parent run anyway).
     """
     from textclf.analysis.compare import compare
+    from textclf.analysis.html_report import write_html
     from textclf.analysis.report import write_report
     from textclf.pipeline.resources import check_configs
     from textclf.pipeline.unchanged import TAG, find_answer, fingerprint, remember
@@ -210,10 +211,8 @@ def run_pipeline(
                 log_disagreements(s, f"comparison/{task + '/' if task else ''}disagreements.json")
                 mlflow.log_table(runs.comparison_table(s), artifact_file=f"comparison/{task + '/' if task else ''}variants.json")
                 summaries[task] = s
-                for name, row in s["variants"].items():
-                    for metric in ("test_accuracy", "test_macro_f1"):
-                        if isinstance(row.get(metric), dict) and row[metric].get("mean") is not None:
-                            mlflow.log_metric(f"{task + '.' if task else ''}{name}.{metric}_mean", row[metric]["mean"])
+            # No per-variant metrics on the parent (`<variant>.test_accuracy_mean` made one single-bar chart each):
+            # the view below groups the children by variant, side by side with their spread over seeds.
             summary = summaries[None] if None in summaries else {"tasks": {t: summaries[t] for t in summaries}}
             claims = {t: c.claim.model_dump() for t, c in (pipe.spec.tasks or {}).items() if c.claim is not None}
             if claims:  # every claim as fixed in the pipeline file, in one hash the README and reports can quote
@@ -229,15 +228,66 @@ def run_pipeline(
                     log.warning("--register picks one best model; a multi-task pipeline has one per task: skipped")
                 else:
                     summary["registered"] = register_champion(client, summary, register)
+            summary["environment"] = environment(pipe, executor=executor, jobs=jobs)
+            if pipe.spec.description:
+                summary["description"] = pipe.spec.description
             (Path(tmp) / "summary.json").write_text(json.dumps(summary, indent=1, default=str))
             mlflow.log_artifacts(tmp, "comparison")
+            with tempfile.TemporaryDirectory() as top:  # report.html at the top of the artifact tree: one click
+                html = write_html(Path(top) / "report.html", summary, Path(tmp), title=f"textclf · {pipe.name}", command=command,
+                                  configs={n: v.config.to_dict() for n, v in pipe.variants.items()}, environment=summary["environment"])
+                mlflow.log_artifact(str(html))
             if pipe.tune is None:  # a later run of the same pipeline, data and code finds this answer
                 fp = fingerprint(pipe, [(v.task, v.name, s, o.stage_key) for (v, s), o in zip(first_look, outputs)])
                 mlflow.set_tag(TAG, fp)
-            mlflow.set_tag("mlflow.note.content", describe_parent(pipe, summaries))
+            url = _store_view(client, exp_id, parent_id, pipe.name, summary, uri)
+            mlflow.set_tag("mlflow.note.content", describe_parent(pipe, summaries, view_url=url))
     if pipe.tune is None:  # once the parent is FINISHED (an interrupted one never answers)
         remember(cache, fp, uri, parent_id, summary)
     return PipelineResult(summary=summary, parent_run_id=parent_id, outputs=outputs)
+
+
+def environment(pipe: Pipeline, *, executor: str, jobs: int) -> dict[str, Any]:
+    """What the results ran on: versions, device and threads (for the report; no torch import on a cached re-run)."""
+    import platform
+    from importlib.metadata import PackageNotFoundError, version
+
+    from textclf._version import __version__
+    from textclf.core.machine import thread_count
+    from textclf.pipeline.pool import worker_threads
+
+    def installed(name: str) -> str:
+        try:
+            return version(name)
+        except PackageNotFoundError:
+            return "not installed"
+
+    neural = [v.config for v in pipe.variants.values() if v.config.kind == "neural"]
+    devices = sorted({c.train.device for c in neural})
+    torch = sys.modules.get("torch")
+    if torch is not None and devices == ["auto"]:  # torch is loaded once anything trained: say what auto meant
+        devices = ["auto → " + ("cuda" if torch.cuda.is_available() else "cpu")]
+    # Worker processes get an equal share of the cores (train.num_threads: null follows it).
+    share = int(worker_threads(jobs)) if executor == "local" and jobs > 1 else None
+    threads = sorted({c.train.num_threads or share or thread_count(None) for c in neural})
+    return {
+        "textclf": __version__, "torch": installed("torch"), "mlflow": installed("mlflow"),
+        "python": platform.python_version(), "platform": platform.platform(terse=True),
+        "device": ", ".join(devices) or "cpu (no neural variant)",
+        "threads per training": ", ".join(map(str, threads)) or "n/a",
+        "executor": f"{executor}, {jobs} job(s)" if executor == "local" else executor,
+    }
+
+
+def _store_view(client, exp_id: str, parent_id: str, name: str, summary: dict[str, Any], uri: str) -> str | None:
+    """The parent's MLflow view (:mod:`textclf.tracking.view`); its URL, or None when the store refused it (one warning)."""
+    from textclf.tracking import view
+
+    tasks = summary.get("tasks")
+    primary = (next(iter(tasks.values())) if tasks else summary).get("primary_metric")
+    stored = view.store_view(client, exp_id, parent_id, name=f"{name} · run {parent_id[:8]}", primary_metric=primary,
+                             multi_task=bool(tasks))
+    return view.view_url(exp_id, parent_id, view.ui_base(uri)) if stored else None
 
 
 def _tune(pipe: Pipeline, cache: StageCache, client, exp_id: str, parent_id: str, *, force: bool, quiet: bool, emit, runner_opts) -> dict:

@@ -205,11 +205,19 @@ def log_disagreements(summary: dict[str, Any], artifact_file: str) -> None:
         mlflow.log_table(data=rows, artifact_file=artifact_file)
 
 
-def describe_parent(pipe, summaries: dict[str | None, dict[str, Any]]) -> str:
-    """The parent run's description (Markdown, shown on its MLflow page): the comparison table and the best variant."""
+def describe_parent(pipe, summaries: dict[str | None, dict[str, Any]], view_url: str | None = None) -> str:
+    """The parent run's description (Markdown, shown on its MLflow page): the comparison table and the best variant.
+
+    ``view_url``: the run's MLflow view (children grouped by variant, charts), linked first;
+    its address is the tracking server's, or the one ``textclf ui`` serves.
+    """
     from textclf.analysis.report import answer_lines, caption, markdown_table
 
     parts = [f"**{pipe.name}**" + (f": {pipe.spec.description}" if pipe.spec.description else ""), ""]
+    links = ["the report with every figure: artifact `report.html`"]
+    if view_url:
+        links.insert(0, f"[the variants side by side]({view_url}) (grouped by variant, with charts; served by `textclf ui`)")
+    parts += ["Open " + " · ".join(links), ""]
     for task, s in summaries.items():
         if task:
             parts += [f"### {task}", ""]

@@ -68,3 +68,35 @@ def variant_models(summary: dict[str, Any], client=None) -> dict[str, dict[str, 
             best = best_seed_run(client, present, metric)
             found[name] = {"run_id": best.info.run_id, "model_uri": model_uri(best)}
     return found
+
+
+def download_comparison(run_id: str | None, dst: str, tracking_uri: str | None = None) -> dict[str, Any]:
+    """A past parent run's comparison for its HTML report: summary, figures folder, variant configs, environment.
+
+    Returns ``{"summary", "comparison_dir", "configs", "environment"}``. A run
+    recorded before the summary kept its environment gets what the run's tags
+    say (textclf version, host, git commit).
+    """
+    import mlflow
+    from mlflow.exceptions import MlflowException
+    from mlflow.tracking import MlflowClient
+
+    from textclf.tracking import store as tracking
+
+    tracking.setup(tracking_uri)
+    run_id = run_id or latest_parent_run(tracking_uri)
+    summary = load_summary(run_id, tracking_uri)
+    comparison = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="comparison", dst_path=dst)
+    try:
+        with open(mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="pipeline/resolved_variants.json", dst_path=dst),
+                  encoding="utf-8") as fh:
+            configs = json.load(fh)
+    except (MlflowException, OSError, ValueError):
+        configs = None
+    env = summary.get("environment")
+    if not env:
+        tags = MlflowClient().get_run(run_id).data.tags
+        env = {k: tags[t] for k, t in (("textclf", "textclf.version"), ("host", "textclf.host"), ("git commit", "mlflow.source.git.commit"))
+               if tags.get(t)}
+        env["note"] = "torch, MLflow, device and threads were not recorded by this older run"
+    return {"summary": summary, "comparison_dir": comparison, "configs": configs, "environment": env}
