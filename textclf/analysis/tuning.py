@@ -26,6 +26,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from textclf.analysis.plots import literal_text
+
 
 def expected_max(values: Sequence[float], *, maximize: bool = True) -> list[float]:
     """E[best of k draws with replacement from ``values``], k = 1..len(values) (Dodge et al. 2019)."""
@@ -165,6 +167,7 @@ def _short(v: Any) -> str:
     return f"{v:.3g}" if isinstance(v, float) else str(v)
 
 
+@literal_text
 def plot_expected_max(summary: dict[str, Any], path: str | Path) -> Path | None:
     """One line per tuned variant: expected best validation score against the number of trials k."""
     from textclf.analysis.plots import _colours, _new_figure, _save
