@@ -299,3 +299,15 @@ def test_tasks_named_like_paths_keep_their_reports_inside_the_run(tmp_path):
     assert {f"comparison/{folders['../up']}", f"comparison/{folders['x/y']}"} <= arts
     assert not (tmp_path / "up").exists() and not list(tmp_path.parent.glob("up"))  # nothing written beside the run's folder
     assert f"{folders['x/y']}.rnn.test_accuracy_mean" in client.get_run(s["parent_run_id"]).data.metrics
+
+
+def test_train_refuses_an_experiment_name_mlflow_cannot_create_before_any_work(tmp_path, capsys, monkeypatch):
+    def trained(*args, **kwargs):
+        raise AssertionError("a stage ran before the refusal")
+
+    monkeypatch.setattr("textclf.pipeline.train_one.run_variant", trained)
+    write_csv(tmp_path / "d.csv", make_rows(60))
+    assert cli("train", "--set", "data.source=d.csv", "--experiment", "e" * 501) == 2
+    text = said(capsys)
+    assert "501 characters" in text and "--experiment" in text and "Traceback" not in text
+    assert store_runs() == []

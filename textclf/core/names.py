@@ -115,6 +115,18 @@ def display(text: str, limit: int = MAX_KEY) -> str:
     return out if len(out) <= limit else out[: limit - _DIGEST - 1] + "-" + _digest(text)
 
 
+MAX_EXPERIMENT_NAME = 500  # MLflow's MAX_EXPERIMENT_NAME_LENGTH
+
+
+def check_experiment_name(name: str, *, option: str = "--experiment") -> str:
+    """``name`` if MLflow can create an experiment of that name (non-empty, at most 500 characters); else a ConfigError."""
+    if name and name.strip() and len(name) <= MAX_EXPERIMENT_NAME:
+        return name
+    got = "an empty name" if not name or not name.strip() else f"{len(name):,} characters"
+    raise ConfigError(f"{option} {name[:60]!r}{'...' if len(name) > 60 else ''}: an MLflow experiment's name holds 1 to "
+                      f"{MAX_EXPERIMENT_NAME} characters, got {got}. Choose a shorter name, e.g. {option} train.")
+
+
 _REGISTRY_OK = re.compile(r"[^\W_][\w\-. ]*", re.UNICODE)
 
 

@@ -296,6 +296,6 @@ def register_champion(client, summary: dict[str, Any], name: str) -> dict[str, A
     model_uri = best_run.data.tags.get("textclf.model_uri") or f"runs:/{best_run.info.run_id}/model"
     mv = mlflow.register_model(model_uri, name)
     client.set_registered_model_alias(name, "champion", mv.version)
-    client.set_model_version_tag(name, mv.version, "variant", best)
+    client.set_model_version_tag(name, mv.version, "variant", names.display(best, 8000))
     client.set_model_version_tag(name, mv.version, "chosen_by", f"mean {metric} over seeds (validation)")
     return {"name": name, "version": mv.version, "alias": "champion", "variant": best, "chosen_by": metric, "model_uri": model_uri}
