@@ -311,3 +311,23 @@ def test_train_refuses_an_experiment_name_mlflow_cannot_create_before_any_work(t
     text = said(capsys)
     assert "501 characters" in text and "--experiment" in text and "Traceback" not in text
     assert store_runs() == []
+
+
+def test_tables_and_plots_of_a_finished_run_print_odd_names_literally(tmp_path):
+    """The last steps of a run (comparison and tuning tables, the tuning plot) with names that are rich markup or TeX."""
+    import io
+
+    from rich.console import Console
+
+    from textclf.analysis.tuning import plot_expected_max
+    from textclf.analysis.tuning import render_table as tuning_table
+
+    odd, other = "x[/]$^$", "[bold]y"
+    entry = {"metric": "val_accuracy", "trials": 2, "pruned": 0, "best_val": 0.5, "expected_max_val": [0.4, 0.5],
+             "train_seconds": 1.0, "unpruned_estimate_seconds": 1.0}
+    summary = {"variants": {odd: {"tuning": entry}, other: {"tuning": entry}},
+               "tuning": {"ranking": {"k1": [odd, other], "kN": [other, odd], "n": 2, "same": False, "flipped": [[odd, other]]}}}
+    buf = io.StringIO()
+    Console(file=buf, width=200).print(tuning_table(summary))
+    assert odd in buf.getvalue() and other in buf.getvalue()
+    assert plot_expected_max(summary, tmp_path / "e.png").is_file()
