@@ -45,6 +45,26 @@ def _save(fig, path: str | Path) -> Path:
     return path
 
 
+def literal_text(plot):
+    """Decorates a plot function: every text it makes is literal, never read as TeX.
+
+    Titles, legends, annotations and tick labels hold the user's names
+    (variants, labels): ``$x^$`` would be parsed as maths and fail to render
+    after every training. No textclf plot writes maths.
+    """
+    import functools
+
+    @functools.wraps(plot)
+    def wrapper(*args, **kwargs):
+        import matplotlib
+
+        with matplotlib.rc_context({"text.parse_math": False}):
+            return plot(*args, **kwargs)
+
+    return wrapper
+
+
+@literal_text
 def plot_confusion_matrix(
     cm: Sequence[Sequence[int]],
     label_names: Sequence[str],
@@ -111,6 +131,7 @@ def _series(history: Sequence[dict[str, Any]], key: str) -> tuple[list[float], l
     return xs, ys
 
 
+@literal_text
 def plot_learning_curves(history: Sequence[dict[str, Any]], path: str | Path, title: str | None = None) -> Path:
     """Draw train vs validation loss and accuracy per epoch to a PNG.
 
@@ -186,6 +207,7 @@ def _marker(entry: dict[str, Any]) -> str:
     return "^" if entry.get("bidirectional") else "o"
 
 
+@literal_text
 def plot_accuracy_vs_cost(
     summary: dict[str, Any],
     cost_key: str,
@@ -241,6 +263,7 @@ def plot_accuracy_vs_cost(
     return _save(fig, path)
 
 
+@literal_text
 def plot_accuracy_by_depth(summary: dict[str, Any], path: str | Path, title: str | None = None) -> Path | None:
     """Mean test accuracy (± sd) against number of layers, per cell and direction.
 
@@ -297,6 +320,7 @@ def plot_accuracy_by_depth(summary: dict[str, Any], path: str | Path, title: str
     return _save(fig, path)
 
 
+@literal_text
 def plot_accuracy_by_length(summary: dict[str, Any], path: str | Path, title: str | None = None) -> Path | None:
     """Test accuracy per text-length quintile, one line per variant (the baseline dashed).
 
@@ -336,6 +360,7 @@ def _epoch_values(history: Sequence[dict[str, Any]], key: str) -> dict[int, floa
     return values
 
 
+@literal_text
 def plot_mean_learning_curves(
     records: Sequence[Any],
     path: str | Path,

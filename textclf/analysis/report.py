@@ -207,12 +207,12 @@ def render_table(summary: dict[str, Any]):
     from rich.text import Text
 
     headers, rows = _table_cells(summary)
-    table = Table(title="Variant comparison", caption=caption(summary))
+    # Headers and caption name the baseline, cells the variants: Text, never parsed as markup ("x[/]").
+    table = Table(title="Variant comparison", caption=Text(caption(summary)))
     for i, header in enumerate(headers):
-        table.add_column(header, justify="left" if i == 0 else "right", no_wrap=i == 0)
+        table.add_column(Text(header), justify="left" if i == 0 else "right", no_wrap=i == 0)
     best = summary.get("best_variant")
     for name, row in zip(summary["variants"], rows):
-        # Text cells are never parsed as markup, so "[1.2, 3.4]" prints literally.
         style = "bold" if name == best else ""
         table.add_row(*(Text(cell, style=style) for cell in row))
     return table

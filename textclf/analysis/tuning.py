@@ -26,6 +26,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from textclf.analysis.plots import literal_text
+
 
 def expected_max(values: Sequence[float], *, maximize: bool = True) -> list[float]:
     """E[best of k draws with replacement from ``values``], k = 1..len(values) (Dodge et al. 2019)."""
@@ -165,6 +167,7 @@ def _short(v: Any) -> str:
     return f"{v:.3g}" if isinstance(v, float) else str(v)
 
 
+@literal_text
 def plot_expected_max(summary: dict[str, Any], path: str | Path) -> Path | None:
     """One line per tuned variant: expected best validation score against the number of trials k."""
     from textclf.analysis.plots import _colours, _new_figure, _save
@@ -195,16 +198,17 @@ def render_table(summary: dict[str, Any]):
     """The tuning table for the terminal (a :class:`rich.table.Table`), or None when nothing was tuned."""
     from rich.markup import escape
     from rich.table import Table
+    from rich.text import Text
 
     tuned = {n: v["tuning"] for n, v in summary.get("variants", {}).items() if v.get("tuning")}
     if not tuned:
         return None
     metric = next(iter(tuned.values()))["metric"]
-    table = Table(title=f"Tuning: {next(iter(tuned.values()))['trials']} trials per variant", caption=(verdict(summary) or "").replace("**", ""))
+    table = Table(title=f"Tuning: {next(iter(tuned.values()))['trials']} trials per variant", caption=Text((verdict(summary) or "").replace("**", "")))
     for i, h in enumerate(("variant", "trials", "pruned", f"best {metric}", "E[best] k=1", "E[best] k=N", "train s", "without pruning ≈ s")):
         table.add_column(escape(h), justify="left" if i == 0 else "right")
     for name, t in tuned.items():
         c = t["expected_max_val"]
-        table.add_row(name, str(t["trials"]), str(t["pruned"]), _fmt(metric, t["best_val"]), _fmt(metric, c[0]), _fmt(metric, c[-1]),
+        table.add_row(Text(name), str(t["trials"]), str(t["pruned"]), _fmt(metric, t["best_val"]), _fmt(metric, c[0]), _fmt(metric, c[-1]),
                       f"{t['train_seconds']:.1f}", f"{t['unpruned_estimate_seconds']:.1f}")
     return table

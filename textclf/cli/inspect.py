@@ -74,10 +74,12 @@ def data_inspect(
         out.print_json(json.dumps(summary))
         return
     from rich.table import Table
+    from rich.text import Text
 
-    t = Table(title=f"{cfg.data.source or cfg.data.train}: {summary['rows']} rows", title_justify="left")
+    # The source path and label names are the user's: Text, never parsed as markup.
+    t = Table(title=Text(f"{cfg.data.source or cfg.data.train}: {summary['rows']} rows"), title_justify="left")
     for col in ("split", "rows", *data.label_names[:8], "words p50", "p95", "max"):
-        t.add_column(col, justify="right" if col != "split" else "left")
+        t.add_column(Text(str(col)), justify="right" if col != "split" else "left")
     for split in SPLITS:
         s = summary["splits"][split]
         t.add_row(split, str(s["rows"]), *[str(s["labels"][n]) for n in data.label_names[:8]], str(s["words"].get("p50")), str(s["words"].get("p95")), str(s["words"].get("max")))

@@ -295,14 +295,16 @@ def predict(
 def _print_table(df, text_col: str, labels: list[str]) -> None:
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
+    # Texts and label names are the user's: Text, never parsed as markup ("[/]" would raise).
     t = Table(title_justify="left")
-    t.add_column(text_col, overflow="ellipsis", max_width=60)
+    t.add_column(Text(text_col), overflow="ellipsis", max_width=60)
     t.add_column("label")
     for name in labels:
-        t.add_column(f"proba_{name}", justify="right")
+        t.add_column(Text(f"proba_{name}"), justify="right")
     for _, row in df.iterrows():
-        t.add_row(str(row.get(text_col, "")), str(row["label"]), *[f"{row[f'proba_{n}']:.4f}" for n in labels])
+        t.add_row(Text(str(row.get(text_col, ""))), Text(str(row["label"])), *[f"{row[f'proba_{n}']:.4f}" for n in labels])
     Console().print(t)
 
 

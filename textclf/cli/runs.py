@@ -54,6 +54,10 @@ def run(
     setup_logging(quiet)
     if system_metrics:
         require_system_metrics()  # before the pipeline is even read
+    if register is not None:
+        from textclf.core.names import check_registry_name
+
+        check_registry_name(register)
     pipe = load_pipeline(pipeline, overrides=set_, params_file=params, only=variant, seeds=_seed_list(seeds))
     with progress(not quiet, None if quiet else _event_printer) as on_event:
         result = run_pipeline(
@@ -76,7 +80,7 @@ def run(
 
     for task, s in (result.summary.get("tasks") or {None: result.summary}).items():
         if task:
-            out.print(f"[bold]{task}[/]")
+            out.print(f"[bold]{_plain(task)}[/]")
         if result.unchanged:  # nothing ran, so nothing warned: repeat what the recorded run was warned about
             from rich.markup import escape as plain
 
@@ -183,7 +187,7 @@ def report(
         out.print(f"pipeline {summary.get('pipeline')} · parent run {summary.get('parent_run_id')}")
         for task, s in (summary.get("tasks") or {None: summary}).items():
             if task:
-                out.print(f"[bold]{task}[/]")
+                out.print(f"[bold]{_plain(task)}[/]")
             if answer_lines(s):
                 out.print(render_answer(s), highlight=False)
             out.print(render_table(s))
@@ -296,7 +300,15 @@ def _event_printer(print_: Callable[..., None]) -> Callable[[str, dict], None]:
     return lambda kind, info: _print_event(kind, info, print_)
 
 
+def _plain(text) -> str:
+    """A user's name (a variant "x[/]", a task) printed as it is, never read as rich markup."""
+    from rich.markup import escape
+
+    return escape(str(text))
+
+
 def _print_event(kind: str, info: dict, print_: Callable[..., None] = out.print) -> None:
+    info = {k: _plain(v) if k in ("pipeline", "variant") else v for k, v in info.items()}
     if kind == "start":
         print_(f"[bold]{info['pipeline']}[/]: {info['variants']} variants × {info['seeds']} seeds → MLflow {info['uri']} (parent run {info['parent_run_id']})")
     elif kind == "unchanged":

@@ -17,12 +17,13 @@ k classes of each row) instead of the full probability matrix.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+
+from textclf.core import names
 
 __all__ = [
     "METRICS",
@@ -42,10 +43,6 @@ CONFUSION_MAX_CLASSES = 1000
 # Per-class scalars are logged as MLflow metrics up to this many classes (4 per class).
 PER_CLASS_METRICS_MAX = 200
 
-# MLflow accepts alphanumerics, "_", "-", ".", " " and "/" in metric names; "/"
-# is excluded for label fragments because MLflow also rejects names that are
-# not already normalised paths (e.g. "a//b", "x/../y").
-_UNSAFE_LABEL_CHARS = re.compile(r"[^A-Za-z0-9_\-. ]")
 
 
 @dataclass(frozen=True)
@@ -295,11 +292,6 @@ def classification_metrics(y_true: Any, proba: Any, label_names: Sequence[str]) 
     return out
 
 
-def _sanitise_label(label: str) -> str:
-    cleaned = _UNSAFE_LABEL_CHARS.sub("_", str(label)).strip()
-    return cleaned or "_"
-
-
 def _is_scalar(value: Any) -> bool:
     return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
 
@@ -309,7 +301,8 @@ def flatten_metrics(m: dict[str, Any], prefix: str = "test_") -> dict[str, float
 
     Scalars become ``f"{prefix}{key}"``; per-class values become
     ``f"{prefix}{stat}__{label}"`` (e.g. ``test_f1__sports``) with the label
-    reduced to characters MLflow accepts, for at most
+    mapped to a key MLflow accepts (:func:`textclf.core.names.safe_keys`:
+    ``Sci/Tech`` -> ``Sci_Tech``, a 300-character label shortened), for at most
     :data:`PER_CLASS_METRICS_MAX` classes: beyond that (four metrics a class,
     logged per run) they are skipped, and the classification report holds them.
     ``None`` values, the confusion matrix and other non-scalars are skipped.
@@ -323,17 +316,12 @@ def flatten_metrics(m: dict[str, Any], prefix: str = "test_") -> dict[str, float
     per_class = m.get("per_class") or {}
     if len(per_class) > PER_CLASS_METRICS_MAX:
         return out
-    used: set[str] = set()
-    for index, (label, stats) in enumerate(per_class.items()):
-        safe = _sanitise_label(label)
-        # Two labels can sanitise to the same text ("a/b", "a?b"); keep both.
-        if safe in used:
-            safe = f"{safe}_{index}"
-        used.add(safe)
+    safe = names.safe_keys(per_class)  # distinct labels stay distinct ("a/b", "a?b")
+    for label, stats in per_class.items():
         for stat, value in stats.items():
             if value is None or not _is_scalar(value):
                 continue
-            out[f"{prefix}{stat}__{safe}"] = float(value)
+            out[f"{prefix}{stat}__{safe[str(label)]}"] = float(value)
     return out
 
 

@@ -22,8 +22,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+from textclf.core import names
 from textclf.core.cache import StageCache
-from textclf.core.errors import TrainingError
+from textclf.core.errors import ConfigError, TrainingError
 from textclf.pipeline.executors import (
     check_executor,
     compute_upstream,
@@ -88,6 +89,14 @@ def run_pipeline(
     from textclf.pipeline.variant import trained_key
 
     emit = on_event or (lambda kind, info: None)
+    if register is not None:  # a name the registry refuses would otherwise fail after every training
+        names.check_registry_name(register)
+        if pipe.spec.tasks:
+            raise ConfigError(f"--register {register}: it registers the one best model of a comparison, and pipeline "
+                              f"{pipe.name!r} compares each of its {len(pipe.spec.tasks)} tasks on its own. Drop --register.")
+    # Variant and task names as MLflow keys and artifact folders (textclf.core.names), fixed before any run exists.
+    variant_keys = names.safe_keys(v.name for v in pipe.variants.values())
+    task_keys = names.safe_keys(v.task for v in pipe.variants.values() if v.task)
     if system_metrics:
         runs.require_system_metrics()  # before any run exists
     check_executor(executor)
@@ -137,15 +146,15 @@ def run_pipeline(
     t_start = time.perf_counter()
     with runs.start_run(
         experiment_id=exp_id,
-        run_name=f"{pipe.name}-{time.strftime('%Y%m%d-%H%M%S')}",
-        tags={**runs.base_tags(), "textclf.role": "parent", "textclf.pipeline": pipe.name, **runs.description_tag(pipe.spec.description)},
+        run_name=names.display(f"{pipe.name}-{time.strftime('%Y%m%d-%H%M%S')}"),
+        tags={**runs.base_tags(), "textclf.role": "parent", "textclf.pipeline": names.display(pipe.name), **runs.description_tag(pipe.spec.description)},
         system_metrics=system_metrics,
     ) as parent, contextlib.ExitStack() as stack:
         parent_id = parent.info.run_id
         if pipe.path is not None:
             mlflow.log_artifact(str(pipe.path), "pipeline")
         mlflow.log_dict({n: v.config.to_dict() for n, v in pipe.variants.items()}, "pipeline/resolved_variants.json")
-        mlflow.log_params({"pipeline": pipe.name, "seeds": json.dumps(pipe.seeds), "baseline": pipe.baseline or "", "variants": json.dumps(list(pipe.variants))[:6000]})
+        mlflow.log_params({"pipeline": names.display(pipe.name, 6000), "seeds": json.dumps(pipe.spec.seeds), "baseline": pipe.baseline or "", "variants": json.dumps(list(pipe.variants))[:6000]})
         emit("start", {"pipeline": pipe.name, "variants": len(pipe.variants), "seeds": len(pipe.seeds), "tasks": len(tasks), "uri": uri, "parent_run_id": parent_id})
 
         tuned = {}
@@ -172,10 +181,10 @@ def run_pipeline(
             for (variant, seed), get in zip(round_tasks, getters):
                 tags = {**runs.base_tags(), **child_tags(variant, seed)}
                 if variant.task:
-                    tags["textclf.task"] = variant.task
+                    tags["textclf.task"] = names.display(variant.task, 8000)
                 if variant.key in tuned:
                     tags.update(best_tags(tuned[variant.key]))
-                with runs.start_run(experiment_id=exp_id, run_name=f"{variant.key}-s{seed}", nested=True, tags=tags) as child:
+                with runs.start_run(experiment_id=exp_id, run_name=names.display(f"{variant.key}-s{seed}"), nested=True, tags=tags) as child:
                     live = runs.LiveMetrics(client, child.info.run_id)  # epochs trained in this process, as they end
                     out = get(on_epoch=live)
                     first_out.setdefault(variant.task, out)
@@ -185,7 +194,6 @@ def run_pipeline(
                 outputs_by_task.setdefault(variant.task, []).append(out)
                 records.setdefault(variant.task, []).append(run_record(variant, seed, out, child.info.run_id))
                 emit("task", {"variant": variant.key, "seed": seed, "cached": out.cached, "test_accuracy": out.metrics.get("test_accuracy")})
-
 
         train_round(tasks)
         first_look = list(tasks)  # what the unchanged-answer fingerprint names: later rounds follow from it
@@ -201,15 +209,19 @@ def run_pipeline(
                     s["seed_schedule"] = {**schedule.to_dict(), "looks": schedule.looks, "alpha": pipe.spec.compare.alpha,
                                           "alpha_per_look": schedule.alpha_per_look(pipe.spec.compare.alpha)}
                 s["data"] = data_info(first_out[task])
+                label_keys = names.changed(names.safe_keys(first_out[task].label_names))  # as core.metrics maps them
+                if label_keys:
+                    s["mlflow_keys"] = {"labels": label_keys}
                 if tuned:
                     attach_tuning(s, tuned, task)
                 if task:
                     s["task"] = task
                     judge_task(s, recs, pipe.spec.tasks[task], first_out[task])
-                out_dir = Path(tmp) / task if task else Path(tmp)
+                folder = f"{task_keys[task]}/" if task else ""  # a task named "../up" stays inside comparison/
+                out_dir = Path(tmp) / folder
                 write_report(s, recs, out_dir, title=f"textclf · {pipe.name}" + (f" · {task}" if task else ""), command=command, cache=cache)
-                log_disagreements(s, f"comparison/{task + '/' if task else ''}disagreements.json")
-                mlflow.log_table(runs.comparison_table(s), artifact_file=f"comparison/{task + '/' if task else ''}variants.json")
+                log_disagreements(s, f"comparison/{folder}disagreements.json")
+                mlflow.log_table(runs.comparison_table(s), artifact_file=f"comparison/{folder}variants.json")
                 summaries[task] = s
             # No per-variant metrics on the parent (`<variant>.test_accuracy_mean` made one single-bar chart each):
             # the view below groups the children by variant, side by side with their spread over seeds.
@@ -223,6 +235,10 @@ def run_pipeline(
                 pipeline=pipe.name, parent_run_id=parent_id, experiment_id=exp_id, tracking_uri=uri,
                 wall_seconds=round(time.perf_counter() - t_start, 2),
             )
+            # Names MLflow could not take as they are, and the keys that stand for them (labels: per task, above).
+            mapped = {"variants": names.changed(variant_keys), "tasks": names.changed(task_keys)}
+            if any(mapped.values()):
+                summary.setdefault("mlflow_keys", {}).update({k: v for k, v in mapped.items() if v})
             if register:
                 if "tasks" in summary:
                     log.warning("--register picks one best model; a multi-task pipeline has one per task: skipped")
@@ -391,6 +407,6 @@ def register_champion(client, summary: dict[str, Any], name: str) -> dict[str, A
     model_uri = champion.model_uri(best_run)
     mv = mlflow.register_model(model_uri, name)
     client.set_registered_model_alias(name, "champion", mv.version)
-    client.set_model_version_tag(name, mv.version, "variant", best)
+    client.set_model_version_tag(name, mv.version, "variant", names.display(best, 8000))
     client.set_model_version_tag(name, mv.version, "chosen_by", f"mean {metric} over seeds (validation)")
     return {"name": name, "version": mv.version, "alias": "champion", "variant": best, "chosen_by": metric, "model_uri": model_uri}

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from textclf.analysis.compare import RunRecord
+from textclf.core import names
 from textclf.pipeline.spec import Variant
 from textclf.pipeline.variant import VariantOutput
 from textclf.tracking import runs, store
@@ -33,7 +34,7 @@ from textclf.tracking.models import log_model
 def child_tags(variant: Variant, seed: int, out: VariantOutput | None = None) -> dict[str, str]:
     """The tags a child run starts with (bare names only where the MLflow UI groups by them: see tracking.runs)."""
     cfg = variant.config
-    tags = {"variant": variant.name, "seed": str(seed), "textclf.kind": cfg.kind, "textclf.role": "child"}
+    tags = {"variant": names.display(variant.name, 8000), "seed": str(seed), "textclf.kind": cfg.kind, "textclf.role": "child"}
     if cfg.kind == "neural":
         tags.update(cell=cfg.encoder.cell, layers=str(cfg.encoder.layers), bidirectional=str(cfg.encoder.bidirectional).lower())
         if cfg.encoder.init_from:

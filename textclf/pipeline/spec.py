@@ -47,7 +47,7 @@ DEFAULT_PIPELINE = "compare"
 class PipelineSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    name: str = Field(..., min_length=1)
+    name: str = Field(..., min_length=1, max_length=500)  # the MLflow experiment's name: MLflow takes at most 500 characters
     description: str | None = None
     data: dict[str, Any] = Field(default_factory=dict)
     params: dict[str, Any] = Field(default_factory=dict)
@@ -242,6 +242,57 @@ def grid_name(assignment: dict[str, Any]) -> str:
     return "-".join(parts) if parts else "default"
 
 
+# A grid is a product: a few keys of a few dozen values each are millions of variants,
+# and expanding them (even for `config show`) would exhaust memory before saying so.
+MAX_GRID_VARIANTS = 1000
+
+
+def check_grid_size(grid: dict[str, list[Any]], where) -> None:
+    """Refuse an empty value list or a grid of more than :data:`MAX_GRID_VARIANTS` variants, before expanding it."""
+    empty = [k for k, values in grid.items() if not values]
+    if empty:
+        raise ConfigError(f"{where}: grid key(s) {', '.join(map(repr, empty))} list no values, so the grid yields no variant. "
+                          "Give each grid key at least one value, or remove it from 'grid'.")
+    total = 1
+    for values in grid.values():
+        total *= len(values)
+    if total > MAX_GRID_VARIANTS:
+        counts = " × ".join(f"{k} ({len(v)})" for k, v in grid.items())
+        raise ConfigError(
+            f"{where}: the grid yields {total:,} variants ({counts}), more than the limit of {MAX_GRID_VARIANTS:,}. "
+            "Shorten the value lists or split the grid over several pipelines; to search a large space, use a 'tune:' section instead."
+        )
+
+
+def check_shared_test_sets(variants: list[Variant]) -> list[str]:
+    """Problems (as lines) where variants compared with each other would be scored on different test sets.
+
+    The comparison pairs the variants' predictions example by example, so every
+    variant of a task (of the pipeline, without tasks) must read and split the
+    same data: the whole ``data`` section, except ``slice_columns`` (extra
+    columns read for the report), must agree.
+    """
+    problems = []
+    by_task: dict[str | None, list[Variant]] = {}
+    for v in variants:
+        by_task.setdefault(v.task, []).append(v)
+    for task, group in by_task.items():
+        first = group[0]
+        ref = {k: v for k, v in first.config.data.model_dump(mode="json").items() if k != "slice_columns"}
+        for v in group[1:]:
+            mine = {k: x for k, x in v.config.data.model_dump(mode="json").items() if k != "slice_columns"}
+            diff = [k for k in ref if ref[k] != mine.get(k)]
+            if diff:
+                shown = "; ".join(f"data.{k}: {short_repr(ref[k])} vs {short_repr(mine.get(k))}" for k in diff)
+                where = f"task {task!r}: " if task else ""
+                problems.append(
+                    f"{where}variants {first.name!r} and {v.name!r} would be tested on different data ({shown}), "
+                    "and the comparison pairs their predictions on one test set. Set the data in the pipeline's "
+                    "'data:' (or the task's), not per variant; to compare datasets, make each one a task ('tasks:')."
+                )
+    return problems
+
+
 MATCH_TOLERANCE = 0.05
 
 
@@ -383,6 +434,7 @@ def _build(spec: PipelineSpec, where, *, path, overrides, params_file, only) -> 
     declared: dict[str, dict[str, Any]] = {name: expand_dotted(v) for name, v in spec.variants.items()}
     if spec.grid:
         keys = list(spec.grid)
+        check_grid_size(spec.grid, where)
         for values in itertools.product(*(spec.grid[k] for k in keys)):
             assignment = dict(zip(keys, values))
             name = grid_name(assignment)
@@ -438,6 +490,9 @@ def _build(spec: PipelineSpec, where, *, path, overrides, params_file, only) -> 
                 failed.setdefault(line, []).append(f"{task}/{name}" if task else name)
             continue
         v = Variant(name=name, overrides=ov, config=cfg, task=task)
+        if v.key in variants:  # task "t" + variant "a/b" and task "t/a" + variant "b"
+            task_problems.append(f"task {task!r}, variant {name!r}: its key {v.key!r} is also another task's variant. Rename one of them.")
+            continue
         variants[v.key] = v
     def resolve_other(name: str, task: str | None) -> Config:
         """A variant left out by --variant, resolved only to count the parameters another variant matches."""
@@ -455,6 +510,7 @@ def _build(spec: PipelineSpec, where, *, path, overrides, params_file, only) -> 
             "seeds: {min, max} adds seeds only where a contrast is still inconclusive, which a single comparison "
             f"without tune: has; this pipeline has {'tasks' if spec.tasks else 'tune:'}. Give a list of seeds instead.")
     problems = list(task_problems) + tune_problems + _match_params(variants, all_declared, resolve_other)
+    problems += check_shared_test_sets(list(variants.values()))
     if tune is not None and variants and not failed:
         problems += tune_spec.check_variants(tune, list(variants.values()))
     for line, names in failed.items():

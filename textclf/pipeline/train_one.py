@@ -42,6 +42,10 @@ def train_one(
     from textclf.pipeline.resources import check_configs
 
     replace = force or overwrite
+    if tracking_uri is not None:
+        from textclf.core.names import check_experiment_name
+
+        check_experiment_name(experiment)  # MLflow would refuse it only once the data is prepared
     if system_metrics and tracking_uri is not None:
         from textclf.tracking.runs import require_system_metrics
 

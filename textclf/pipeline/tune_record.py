@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from textclf.core import names
 from textclf.pipeline.spec import Variant
 from textclf.tracking import runs
 
@@ -41,10 +42,10 @@ class TuneRecorder:
 
     def start_tuning(self, variant: Variant, spec, space: dict[str, Any], study_key: str) -> str:
         """The variant's tuning run, nested under the parent; it stays open until :meth:`finish_tuning`."""
-        tags = {"textclf.role": "tuning", "variant": variant.name, "textclf.study_key": study_key}
+        tags = {"textclf.role": "tuning", "variant": names.display(variant.name, 8000), "textclf.study_key": study_key}
         if variant.task:
-            tags["textclf.task"] = variant.task
-        run_id = self._create(f"{variant.key}-tune", self.parent_id, tags)
+            tags["textclf.task"] = names.display(variant.task, 8000)
+        run_id = self._create(names.display(f"{variant.key}-tune"), self.parent_id, tags)
         self.open.add(run_id)
         params = {"tune.trials": spec.trials, "tune.metric": spec.metric, "tune.pruner": spec.pruner,
                   "tune.space": json.dumps({k: d.to_dict() for k, d in space.items()})[:6000]}
@@ -53,18 +54,18 @@ class TuneRecorder:
 
     def trial_run(self, tuning_id: str, variant: Variant, rec, config, metric: str) -> str:
         """One trial: params, per-epoch metrics (step = epoch), its value; ended FINISHED, KILLED (pruned) or FAILED."""
-        tags = {"textclf.role": "trial", "variant": variant.name, "textclf.trial": str(rec.number), "textclf.optuna_state": rec.state.upper(),
+        tags = {"textclf.role": "trial", "variant": names.display(variant.name, 8000), "textclf.trial": str(rec.number), "textclf.optuna_state": rec.state.upper(),
                 "textclf.pruned": str(rec.state == "pruned").lower(), "textclf.cached": str(rec.cached).lower(),
                 "textclf.tune_params": json.dumps(rec.params, sort_keys=True)[:5000]}
         if variant.task:
-            tags["textclf.task"] = variant.task
+            tags["textclf.task"] = names.display(variant.task, 8000)
         if rec.cached and rec.run_id:
             tags["textclf.cached_from"] = rec.run_id
         if rec.train_key:
             tags["textclf.train_key"] = rec.train_key
         if rec.error:
             tags["textclf.error"] = rec.error[:5000]
-        run_id = self._create(f"{variant.key}-trial-{rec.number}", tuning_id, tags)
+        run_id = self._create(names.display(f"{variant.key}-trial-{rec.number}"), tuning_id, tags)
         final = {"train_seconds": rec.train_seconds, "epochs_trained": float(rec.epochs)}
         if rec.value is not None:  # the trial's value shows as the run's metric (a pruned trial's best before it stopped)
             final[metric] = rec.value
