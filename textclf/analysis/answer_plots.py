@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from textclf.analysis.plots import _colours, _marker, _new_figure, _save, _stat
+from textclf.analysis.plots import _colours, _marker, _new_figure, _save, _stat, literal_text
 
 __all__ = ["pareto_front", "plot_contrasts", "plot_cost_quality"]
 
@@ -26,6 +26,7 @@ def pareto_front(points: dict[str, tuple[float, float]]) -> list[str]:
     return sorted(front, key=lambda n: points[n][1])
 
 
+@literal_text
 def plot_contrasts(summary: dict[str, Any], path: str | Path) -> Path | None:
     """Each contrast's difference with its interval, the ±sesoi band shaded, coloured by verdict (None: no contrasts)."""
     rows = summary.get("contrasts") or []
@@ -51,6 +52,7 @@ def plot_contrasts(summary: dict[str, Any], path: str | Path) -> Path | None:
     return _save(fig, path)
 
 
+@literal_text
 def plot_cost_quality(summary: dict[str, Any], path: str | Path) -> Path | None:
     """Primary metric against training seconds and against p50 latency (seed sd as error bars), Pareto front joined."""
     variants = summary.get("variants") or {}
