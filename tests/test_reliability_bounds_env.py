@@ -1,0 +1,161 @@
+"""Bounded work from small files, and the environment said plainly.
+
+* a crafted ``tokenizer.json`` is refused before the tokenizers library parses it, and
+  any tokenizer failure (a Rust panic included) is a ModelError, exit 2;
+* a tuning trial whose sampled config is refused fails alone, recorded as FAILED;
+* an unwritable cache, an odd ``MLFLOW_TRACKING_URI`` and out-of-range seeds are clear
+  refusals naming the value and the fix, before any run is created.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from conftest import make_rows, write_csv
+
+TINY = [
+    "--set", "train.epochs=1", "--set", "embedding.dim=8", "--set", "encoder.hidden_size=8",
+    "--set", "evaluate.latency_samples=2", "--set", "train.num_threads=1",
+]
+
+
+def _cli(capsys, *args: str) -> tuple[int, str]:
+    """Run the CLI in-process: (exit code, stdout + stderr on one line)."""
+    from textclf.cli.main import main
+
+    code = main(list(args))
+    out = capsys.readouterr()
+    return code, " ".join((out.out + out.err).split())
+
+
+def _refused(code: int, out: str, *expect: str) -> None:
+    assert code == 2, out
+    assert "Traceback" not in out
+    for s in expect:
+        assert s.lower() in out.lower(), f"{s!r} not in: {out}"
+
+
+# --------------------------------------------------------------------------- crafted tokenizers
+
+
+def _folder(path: Path, kind: str = "word", lowercase: bool = True) -> Path:
+    """A small valid model folder of tokenizer ``kind``, built in-process."""
+    from textclf.models.classifier import TextClassifier
+    from textclf.models.folder import save_neural
+    from textclf.text.config import TokenizerConfig
+    from textclf.text.tokenize import train_tokenizer
+
+    texts = ["good fun movie", "bad dull film", "a great fun time", "a dull bad plot"] * 5
+    tok = train_tokenizer(TokenizerConfig(kind=kind, vocab_size=40, min_frequency=1, lowercase=lowercase), [texts])
+    model = TextClassifier(vocab_size=tok.get_vocab_size(), embedding_dim=4, num_classes=2, hidden_size=4)
+    config = {"kind": "neural", "tokenizer": {"max_length": 16}}
+    return save_neural(path, model=model, tokenizer=tok, label_names=["neg", "pos"], config=config)
+
+
+@pytest.mark.parametrize("kind", ["word", "bpe", "wordpiece", "unigram", "char"])
+def test_every_tokenizer_textclf_writes_passes_the_allowlist(tmp_path, kind):
+    from textclf.serving.classifier import Classifier
+
+    for lowercase in (True, False):
+        clf = Classifier.from_folder(_folder(tmp_path / f"{kind}-{lowercase}", kind, lowercase))
+        assert clf.predict_proba(["good fun", "", "zzz unseen"]).shape == (3, 2)
+
+
+def test_a_word_tokenizer_extended_with_pretrained_words_passes(tmp_path):
+    from textclf.models.folder import read_folder
+    from textclf.text.tokenize import extend_vocabulary
+
+    d = _folder(tmp_path / "m")
+    folder = read_folder(d)
+    tok, added = extend_vocabulary(folder["tokenizer"], ["zebra", "yak"], 2)
+    assert added == 2
+    doc = json.loads(tok.to_str())
+    from textclf.models.folder_check import check_tokenizer_json
+
+    check_tokenizer_json(d / "tokenizer.json", doc)  # no error
+
+
+def _crafted(good: Path, tmp_path: Path, name: str, edit) -> Path:
+    d = tmp_path / name
+    shutil.copytree(good, d)
+    doc = json.loads((d / "tokenizer.json").read_text())
+    edit(doc)
+    (d / "tokenizer.json").write_text(json.dumps(doc))
+    return d
+
+
+def _set(*path_and_value):
+    *path, value = path_and_value
+
+    def edit(doc):
+        node = doc
+        for key in path[:-1]:
+            node = node[key]
+        node[path[-1]] = value
+
+    return edit
+
+
+CRAFTED = [
+    # a normalizer that multiplies every character (the 3.2 GB case, smaller)
+    ("replace", _set("normalizer", {"type": "Sequence", "normalizers": [
+        {"type": "NFKC"}, {"type": "Replace", "pattern": {"String": "o"}, "content": "good " * 2000}]}), "'Replace'"),
+    ("prepend", _set("normalizer", {"type": "Prepend", "prepend": "x" * 5000}), "'Prepend'"),
+    # a catastrophic regex (Oniguruma panics on it) and a split on another regex
+    ("regex", _set("pre_tokenizer", {"type": "Split", "pattern": {"Regex": "(o|oo)+$"}, "behavior": "Isolated", "invert": False}),
+     "field pattern"),
+    ("seq-pre", _set("pre_tokenizer", {"type": "Sequence", "pretokenizers": [{"type": "Whitespace"}]}), "pre_tokenizer is 'Sequence'"),
+    # padding every text to a fixed length of 10^8 tokens
+    ("padding", _set("padding", {"strategy": {"Fixed": 10**8}, "direction": "Right", "pad_to_multiple_of": None,
+                                 "pad_id": 0, "pad_type_id": 0, "pad_token": "[PAD]"}), "field padding"),
+    ("post", _set("post_processor", {"type": "TemplateProcessing", "single": [], "pair": [], "special_tokens": {}}), "post_processor"),
+    ("dropout", _set("model", "dropout", 0.5), "'dropout'"),  # a word model has no such field
+    ("added", lambda doc: doc["added_tokens"].append({**doc["added_tokens"][1], "id": 2, "content": "good"}), "added_tokens"),
+    ("model-list", _set("model", ["WordLevel"]), "model is 'a list'"),
+    ("vocab-str", _set("model", "vocab", {"good": "2"}), "integer ids"),
+    ("top-level", _set("extra", 1), "'extra'"),
+    ("not-object", lambda doc: doc.clear() or doc.update({"type": "list"}), "added_tokens"),
+]
+
+
+def test_crafted_tokenizer_components_are_refused_naming_the_component(tmp_path, capsys):
+    from textclf.core.errors import ModelError
+    from textclf.models.folder import read_folder
+
+    good = _folder(tmp_path / "good")
+    for name, edit, expect in CRAFTED:
+        d = _crafted(good, tmp_path, name, edit)
+        with pytest.raises(ModelError) as info:
+            read_folder(d)
+        message = str(info.value)
+        assert "tokenizer.json: not a tokenizer textclf writes" in message and expect.lower() in message.lower(), (name, message)
+        assert "Re-export the model" in message
+    # WordPiece with a bound far above what textclf writes: quadratic work per word
+    wp = _folder(tmp_path / "wp", "wordpiece")
+    d = _crafted(wp, tmp_path, "wp-chars", _set("model", "max_input_chars_per_word", 10**9))
+    with pytest.raises(ModelError, match="max_input_chars_per_word is 1000000000; textclf writes 100"):
+        read_folder(d)
+    # through the CLI: exit 2, no traceback
+    code, out = _cli(capsys, "predict", "--model", str(tmp_path / "replace"), "good fun")
+    _refused(code, out, "tokenizer.json", "Replace")
+    read_folder(good)
+
+
+def test_a_tokenizer_panic_or_error_is_a_model_error_naming_the_text():
+    from tokenizers import Regex, Tokenizer, models, pre_tokenizers
+
+    from textclf.core.errors import ModelError
+    from textclf.serving.classifier import encode_texts
+    from textclf.text.tokenize import _encode_batch
+
+    # A tokenizer built in-process (no folder check): the encode call itself must not leak a panic.
+    tok = Tokenizer(models.WordLevel({"[PAD]": 0, "[UNK]": 1, "a": 2}, unk_token="[UNK]"))
+    tok.pre_tokenizer = pre_tokenizers.Split(Regex("(a|aa)+$"), behavior="isolated")
+    with pytest.raises(ModelError, match=r"the tokenizer failed on text 2 of 2 \('aaaa.*retry-limit"):
+        encode_texts(tok, ["fine", "a" * 5000 + "b"], 256)
+    with pytest.raises(ModelError, match="text 1 of 1"):
+        _encode_batch({"text": ["a" * 5000 + "b"]}, tok.to_str(), 256)
