@@ -159,3 +159,39 @@ def test_a_tokenizer_panic_or_error_is_a_model_error_naming_the_text():
         encode_texts(tok, ["fine", "a" * 5000 + "b"], 256)
     with pytest.raises(ModelError, match="text 1 of 1"):
         _encode_batch({"text": ["a" * 5000 + "b"]}, tok.to_str(), 256)
+
+
+# --------------------------------------------------------------------------- seeds
+
+
+def _runs(tmp: Path) -> list[tuple[str, str]]:
+    import sqlite3
+
+    db = tmp / "mlruns" / "mlflow.db"
+    if not db.exists():
+        return []
+    with sqlite3.connect(db) as con:
+        return list(con.execute("SELECT run_uuid, status FROM runs"))
+
+
+def test_seeds_out_of_range_are_refused_before_any_run(tmp_path, capsys):
+    write_csv(tmp_path / "d.csv", make_rows(30))
+    (tmp_path / "p.yaml").write_text("name: p\ndata: {source: d.csv}\nseeds: [3, 4294967296]\nvariants: {a: {}}\n")
+    (tmp_path / "ok.yaml").write_text("name: ok\ndata: {source: d.csv}\nseeds: [1]\nvariants: {a: {}}\n")
+    cases = [
+        (["run", str(tmp_path / "ok.yaml"), "--seeds", "2,-7"], ["--seeds 2,-7", "-7", "[0, 4294967295]"]),
+        (["run", str(tmp_path / "ok.yaml"), "--seeds", "1," + "9" * 25], ["9" * 25, "[0, 4294967295]"]),
+        (["run", str(tmp_path / "p.yaml")], ["seeds", "4294967296", "[0, 4294967295]"]),
+        (["run", str(tmp_path / "ok.yaml"), "--set", "train.seed=-1"], ["train.seed", "Got -1", "[0, 4294967295]"]),
+        (["run", str(tmp_path / "ok.yaml"), "--set", "data.split_seed=4294967296"], ["data.split_seed", "4294967296"]),
+        (["train", "--set", "data.source=d.csv", "--set", "data.split_seed=-3", *TINY], ["data.split_seed", "Got -3"]),
+        (["train", "--set", "data.source=d.csv", "--set", f"train.seed={2**40}", *TINY], ["train.seed", str(2**40)]),
+    ]
+    for args, expect in cases:
+        code, out = _cli(capsys, *args)
+        _refused(code, out, *expect)
+    assert _runs(tmp_path) == []
+    # the ends of the range are seeds
+    from textclf.training.config import TrainConfig
+
+    assert TrainConfig(seed=0).seed == 0 and TrainConfig(seed=2**32 - 1).seed == 2**32 - 1
