@@ -195,3 +195,46 @@ def test_seeds_out_of_range_are_refused_before_any_run(tmp_path, capsys):
     from textclf.training.config import TrainConfig
 
     assert TrainConfig(seed=0).seed == 0 and TrainConfig(seed=2**32 - 1).seed == 2**32 - 1
+
+
+# --------------------------------------------------------------------------- odd tracking URIs
+
+
+def test_odd_tracking_uris_are_refused_naming_the_value_and_the_fix(tmp_path, capsys, monkeypatch):
+    (tmp_path / "folder").mkdir()
+    (tmp_path / "notes.db").write_text("these are notes, not a database\n")
+    long_name = "n" * 300
+    monkeypatch.delenv("MLFLOW_ALLOW_FILE_STORE", raising=False)
+    cases = [
+        (f"file://{tmp_path}/store", ["file store", f"sqlite:///{tmp_path}/store/mlflow.db"]),
+        ("runs-here", ["file store", "sqlite:///", "runs-here/mlflow.db"]),
+        ("postgresql+psycopg2://me@db.invalid/mlflow", ["postgresql+psycopg2", "driver", "pip install psycopg2-binary"]),
+        ("mssql+pymssql://me@db.invalid/mlflow", ["pymssql", "pip install pymssql"]),
+        ("nosuchscheme://host/x", ["nosuchscheme://host/x", "MLflow cannot use this store", "unset it"]),
+        (f"sqlite:///{tmp_path}/folder", ["is a folder", f"sqlite:///{tmp_path}/folder/mlflow.db"]),
+        ("sqlite:///notes.db", ["notes.db is not a SQLite database", "never writes over"]),
+        ("sqlite:///notes.db/inner/mlflow.db", ["notes.db is a file", "cannot be created"]),
+        (f"sqlite:///{long_name}.db", ["longer than the filesystem allows", "(303 characters)"]),
+        ("sqlite:///:memory:", ["in-memory store", "sqlite:///mlruns/mlflow.db"]),
+        ("sqlite://", ["in-memory store"]),
+        ("sqlite:///file:x?mode=memory&cache=shared", ["in-memory store"]),
+    ]
+    for uri, expect in cases:
+        monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+        code, out = _cli(capsys, "report")
+        _refused(code, out, f"MLFLOW_TRACKING_URI={uri}", *expect)
+    # the option is named when the value came from it
+    code, out = _cli(capsys, "report", "--tracking-uri", "sqlite:///:memory:")
+    _refused(code, out, "--tracking-uri sqlite:///:memory:", "in-memory")
+    assert (tmp_path / "notes.db").read_text().startswith("these are notes")  # untouched
+    assert not (tmp_path / "mlruns").exists() and not (tmp_path / "runs-here").exists()
+
+
+def test_an_in_memory_store_is_refused_before_the_run_starts(tmp_path, capsys, monkeypatch):
+    write_csv(tmp_path / "d.csv", make_rows(30))
+    (tmp_path / "p.yaml").write_text("name: p\ndata: {source: d.csv}\nseeds: [1]\nvariants: {a: {}}\n")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "sqlite:///:memory:")
+    code, out = _cli(capsys, "run", str(tmp_path / "p.yaml"), *TINY)
+    _refused(code, out, "sqlite:///:memory:", "in-memory store")
+    assert "parent run" not in out.lower() and not (tmp_path / "mlruns").exists()
+    assert not list(tmp_path.glob("**/model.safetensors"))  # nothing trained
