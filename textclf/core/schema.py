@@ -25,7 +25,6 @@ from pydantic import (
 
 from textclf.core.bounded import short_repr
 
-
 # numpy's and scikit-learn's seeds are unsigned 32-bit integers: a seed outside this range
 # passed validation and failed in the middle of a run (a FAILED run for a typo).
 SEED_MAX = 2**32 - 1

@@ -112,7 +112,7 @@ def check_uri(uri: str, explicit: str | None = None) -> None:
     if scheme in ("", "file") or (len(scheme) == 1 and uri[1:2] == ":"):  # a plain path (or a Windows drive letter)
         if os.environ.get("MLFLOW_ALLOW_FILE_STORE", "").lower() in ("1", "true", "yes"):
             return
-        folder = Path(uri[len("file://"):] if uri.startswith("file://") else uri)
+        folder = Path(uri.removeprefix("file://"))
         raise ConfigError(
             f"{where}: a folder is MLflow's file store, which MLflow 3.13+ refuses and whose model registry cannot hold "
             f"textclf's models. Use a SQLite database in that folder: sqlite:///{folder.absolute() / 'mlflow.db'} (or {fix})."
@@ -157,7 +157,7 @@ def check_uri(uri: str, explicit: str | None = None) -> None:
             package = _DRIVER_PACKAGES.get(module, module)
             raise ConfigError(f"{where}: a {scheme} store needs the Python driver {module!r}, which is not installed. "
                               f"Install it (pip install {package}), or {fix}.") from None
-        except Exception as exc:  # sqlalchemy: an unknown dialect or a malformed URL
+        except Exception as exc:  # noqa: BLE001 - sqlalchemy's errors for an unknown dialect or a malformed URL
             raise ConfigError(f"{where}: not a database URL SQLAlchemy can use ({str(exc).splitlines()[0]}); {fix}.") from None
 
 
@@ -190,7 +190,7 @@ def _check_client(uri: str, explicit: str | None) -> None:
 
     try:
         MlflowClient(tracking_uri=uri)
-    except Exception as exc:  # MLflow's own errors for an unknown scheme or missing credentials
+    except Exception as exc:  # noqa: BLE001 - MLflow's own errors for an unknown scheme or missing credentials
         first = " ".join(str(exc).split())[:300]
         raise ConfigError(f"{_source(uri, explicit)}: MLflow cannot use this store ({first}). Fix it, or unset it to use the "
                           f"local store {DEFAULT_TRACKING_URI}.") from None
@@ -252,7 +252,7 @@ def _init_sqlite(db: Path) -> None:
         return
     try:
         db.parent.mkdir(parents=True, exist_ok=True)
-        lock = open(db.parent / ".textclf-store.lock", "w")
+        lock = open(db.parent / ".textclf-store.lock", "w")  # noqa: SIM115 - closed by the with below
     except OSError as exc:  # a read-only folder, a file in the way, a name too long
         raise ConfigError(
             f"The MLflow store {db}: cannot create {exc.filename or db.parent} ({exc.strerror}). Point --tracking-uri / "
