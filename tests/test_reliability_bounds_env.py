@@ -237,3 +237,66 @@ def test_an_in_memory_store_is_refused_before_the_run_starts(tmp_path, capsys, m
     _refused(code, out, "sqlite:///:memory:", "in-memory store")
     assert "parent run" not in out.lower() and not (tmp_path / "mlruns").exists()
     assert not list(tmp_path.glob("**/model.safetensors"))  # nothing trained
+
+
+# --------------------------------------------------------------------------- tuning trials refused
+
+
+def _tune_pipeline(tmp_path: Path, space: dict, trials: int = 4) -> Path:
+    import yaml
+
+    write_csv(tmp_path / "d.csv", make_rows(60))
+    doc = {"name": "tp", "data": {"source": "d.csv"}, "seeds": [1], "variants": {"lstm": {"encoder": {"cell": "lstm"}}},
+           "params": {"train": {"epochs": 1, "batch_size": 16, "num_threads": 1}, "encoder": {"hidden_size": 8},
+                      "embedding": {"dim": 8}, "tokenizer": {"min_frequency": 1}, "evaluate": {"latency_samples": 2}},
+           "tune": {"trials": trials, "metric": "val_accuracy", "pruner": "none", "space": space}}
+    (tmp_path / "p.yaml").write_text(yaml.safe_dump(doc))
+    return tmp_path / "p.yaml"
+
+
+def _trial_runs(tmp_path: Path) -> list[tuple[str, str, str | None]]:
+    """(status, encoder.hidden_size param, textclf.error tag) of every trial run."""
+    import sqlite3
+
+    with sqlite3.connect(tmp_path / "mlruns" / "mlflow.db") as con:
+        return list(con.execute(
+            "SELECT r.status, p.value, e.value FROM runs r JOIN tags t ON t.run_uuid = r.run_uuid AND t.key = 'textclf.role' "
+            "AND t.value = 'trial' LEFT JOIN params p ON p.run_uuid = r.run_uuid AND p.key = 'encoder.hidden_size' "
+            "LEFT JOIN tags e ON e.run_uuid = r.run_uuid AND e.key = 'textclf.error' ORDER BY r.start_time"))
+
+
+def test_a_refused_trial_fails_alone_and_the_search_goes_on(tmp_path, capsys, monkeypatch):
+    # A model of hidden size 300,000 is refused by the memory check at the start of its training.
+    monkeypatch.setenv("TEXTCLF_MEMORY_LIMIT", "4GB")
+    pipe = _tune_pipeline(tmp_path, {"encoder.hidden_size": {"choices": [8, 300000]}})
+    code, out = _cli(capsys, "run", str(pipe), "-q", "--jobs", "1")
+    assert code == 0, out
+    trials = _trial_runs(tmp_path)
+    assert len(trials) == 4
+    failed = [t for t in trials if t[0] == "FAILED"]
+    assert failed and all(t[1] == "300000" and "memory" in (t[2] or "") for t in failed), trials
+    assert all(t[0] == "FINISHED" and t[1] == "8" for t in trials if t not in failed), trials
+    import sqlite3
+
+    with sqlite3.connect(tmp_path / "mlruns" / "mlflow.db") as con:
+        states = {s for (s,) in con.execute("SELECT status FROM runs")}
+    assert "RUNNING" not in states
+
+
+def test_a_sampled_combination_the_schema_refuses_fails_its_trial():
+    from textclf.pipeline.config import resolve
+    from textclf.pipeline.tune import trial_config
+
+    base = resolve(overrides=["encoder.cell=lstm", "encoder.layers=1"])
+    cfg, refused = trial_config(base, {"encoder.cell": "cnn", "encoder.layers": 2})
+    assert cfg is base and "encoder.layers" in refused and "Narrow tune.space" in refused
+    cfg, refused = trial_config(base, {"encoder.layers": 2})
+    assert refused is None and cfg.encoder.layers == 2
+
+
+def test_every_trial_refused_is_one_clear_error(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("TEXTCLF_MEMORY_LIMIT", "4GB")
+    pipe = _tune_pipeline(tmp_path, {"encoder.hidden_size": {"choices": [300000, 400000]}}, trials=2)
+    code, out = _cli(capsys, "run", str(pipe), "-q", "--jobs", "1")
+    _refused(code, out, "lstm", "all 2 of its trials failed", "memory", "Narrow tune.space")
+    assert {t[0] for t in _trial_runs(tmp_path)} == {"FAILED"}
