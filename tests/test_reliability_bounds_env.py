@@ -300,3 +300,58 @@ def test_every_trial_refused_is_one_clear_error(tmp_path, capsys, monkeypatch):
     code, out = _cli(capsys, "run", str(pipe), "-q", "--jobs", "1")
     _refused(code, out, "lstm", "all 2 of its trials failed", "memory", "Narrow tune.space")
     assert {t[0] for t in _trial_runs(tmp_path)} == {"FAILED"}
+
+
+# --------------------------------------------------------------------------- an unwritable cache
+# Tests run as root, which chmod does not stop: a cache folder "under a regular file"
+# (ENOTDIR) and a lock folder replaced by a file (EEXIST) stand in for a read-only one.
+
+
+def test_run_and_train_with_an_unwritable_cache_are_refused_before_any_run(tmp_path, capsys, monkeypatch):
+    write_csv(tmp_path / "d.csv", make_rows(30))
+    (tmp_path / "p.yaml").write_text("name: p\ndata: {source: d.csv}\nseeds: [1]\nvariants: {a: {}}\n")
+    (tmp_path / "blocker").write_text("a file, not a folder\n")
+    bad = tmp_path / "blocker" / "cache"
+    monkeypatch.setenv("TEXTCLF_CACHE_DIR", str(bad))
+    for args in (["run", str(tmp_path / "p.yaml"), *TINY], ["train", "--set", "data.source=d.csv", *TINY]):
+        code, out = _cli(capsys, *args)
+        _refused(code, out, f"stage cache {bad}", "--cache-dir", "TEXTCLF_CACHE_DIR")
+    code, out = _cli(capsys, "run", str(tmp_path / "p.yaml"), "--cache-dir", str(bad), *TINY)
+    _refused(code, out, f"stage cache {bad}", "--cache-dir")
+    assert _runs(tmp_path) == []
+
+
+def test_a_cached_run_whose_lock_folder_cannot_be_written_names_the_cache(tmp_path, capsys):
+    write_csv(tmp_path / "d.csv", make_rows(30))
+    (tmp_path / "p.yaml").write_text("name: p\ndata: {source: d.csv}\nseeds: [1]\nvariants: {a: {}}\n")
+    cache = tmp_path / "c"
+    code, out = _cli(capsys, "run", str(tmp_path / "p.yaml"), "--cache-dir", str(cache), *TINY)
+    assert code == 0, out
+    before = _runs(tmp_path)
+    shutil.rmtree(cache / ".locks")
+    (cache / ".locks").write_text("")  # every lock file now fails to open
+    # nothing changed: the earlier run answers, and reading it needs no lock file
+    code, out = _cli(capsys, "run", str(tmp_path / "p.yaml"), "--cache-dir", str(cache), *TINY)
+    assert code == 0 and "nothing changed" in out, out
+    # a new parent run reads the cached models under their locks: refused up front, naming the folder
+    code, out = _cli(capsys, "run", str(tmp_path / "p.yaml"), "--cache-dir", str(cache), *TINY, "--new-run")
+    _refused(code, out, f"stage cache {cache}", ".locks", "--cache-dir", "TEXTCLF_CACHE_DIR")
+    assert _runs(tmp_path) == before  # nothing new, nothing left RUNNING or FAILED
+
+
+def test_predict_from_a_run_needs_no_writable_cache(tmp_path, capsys, monkeypatch, caplog):
+    import sqlite3
+
+    write_csv(tmp_path / "d.csv", make_rows(30))
+    code, out = _cli(capsys, "train", "--set", "data.source=d.csv", *TINY)
+    assert code == 0, out
+    with sqlite3.connect(tmp_path / "mlruns" / "mlflow.db") as con:
+        (run_id,) = con.execute("SELECT run_uuid FROM runs WHERE status = 'FINISHED'").fetchone()
+    (tmp_path / "blocker").write_text("")
+    monkeypatch.setenv("TEXTCLF_CACHE_DIR", str(tmp_path / "blocker" / "cache"))
+    with caplog.at_level("WARNING"):
+        code, out = _cli(capsys, "predict", "--model", f"runs:/{run_id}/model", "good fun movie", "--format", "jsonl")
+    assert code == 0, out
+    assert '"label"' in out
+    note = out + " ".join(r.getMessage() for r in caplog.records)
+    assert "cannot be written" in note and "temporary folder" in note, note
