@@ -97,16 +97,18 @@ def _interrupted() -> None:
 
 
 def _expected(exc: BaseException) -> TextclfError | None:
-    """A failure the user can act on that reached the CLI as a library's own error: the store locked or full, any disk full.
+    """A failure the user can act on that reached the CLI as a library's own error: the store locked or full, any disk
+    full, a stage cache that cannot be written.
 
     The writers textclf controls (stage cache, checkpoints, model folders)
     already raise :class:`~textclf.core.errors.DiskFullError` naming their
     path; this catches the rest, through the same recognition.
     """
     from textclf.core import disk
+    from textclf.core.cache import unwritable_error
     from textclf.tracking import store
 
-    return store.explain(exc) or disk.disk_full_error(exc)
+    return store.explain(exc) or disk.disk_full_error(exc) or unwritable_error(exc)
 
 
 def _report(exc: TextclfError) -> int:

@@ -423,4 +423,11 @@ def _seed_list(text: str | None) -> list[int] | None:
         from textclf.core.errors import ConfigError
 
         raise ConfigError(f"--seeds must list integers separated by commas, e.g. --seeds 4,5,6. Got {text!r} instead.")
+    from textclf.core.schema import SEED_MAX
+
+    bad = [s for s in seeds if not 0 <= s <= SEED_MAX]
+    if bad:
+        from textclf.core.errors import ConfigError
+
+        raise ConfigError(f"--seeds {text}: seed {bad[0]} is out of range; seeds are integers in [0, {SEED_MAX}] (2**32 - 1), e.g. --seeds 1,2,3.")
     return seeds

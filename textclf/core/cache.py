@@ -35,6 +35,7 @@ are what make "in use" visible, and ``filelock`` only offers exclusive ones.
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import hashlib
 import json
@@ -50,6 +51,7 @@ from typing import Any
 
 from textclf.core import checksums
 from textclf.core.code import code_fingerprint, remember_in
+from textclf.core.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +62,34 @@ _EXTRA = "_entry.extra.json"
 
 def default_cache_dir() -> Path:
     return Path(os.environ.get("TEXTCLF_CACHE_DIR") or DEFAULT_CACHE_DIR)
+
+
+# What a folder we cannot write answers: no permission, a read-only filesystem, a file
+# where a folder should be (ENOTDIR; EEXIST from mkdir), a name too long, a link loop.
+UNWRITABLE = frozenset({errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOTDIR, errno.EEXIST, errno.ENAMETOOLONG, errno.ELOOP})
+_ROOTS: set[Path] = set()  # every cache root this process opened: where an unwritable path is "the cache"
+
+
+def unwritable_message(root: Path, exc: OSError) -> str:
+    where = exc.filename if exc.filename else root
+    return (
+        f"The stage cache {root} cannot be written ({where}: {exc.strerror or exc}). textclf keeps prepared data, "
+        "tokenizers, models and their lock files there, even when everything is cached. Point it at a writable folder: "
+        "--cache-dir DIR or TEXTCLF_CACHE_DIR=DIR."
+    )
+
+
+def unwritable_error(exc: BaseException) -> ConfigError | None:
+    """A ConfigError naming the cache folder and the fix, when ``exc`` is a write refused inside a cache root (else None)."""
+    from textclf.core.disk import chain
+
+    for e in chain(exc):
+        if isinstance(e, OSError) and e.errno in UNWRITABLE and e.filename:
+            path = Path(os.fsdecode(e.filename)).absolute()
+            for root in _ROOTS | {default_cache_dir().absolute()}:
+                if path == root or path.is_relative_to(root):
+                    return ConfigError(unwritable_message(root, e))
+    return None
 
 
 def stage_key(stage: str, params: dict[str, Any], upstream: list[str] | tuple[str, ...] = (), code: str | None = None) -> str:
@@ -93,6 +123,23 @@ class StageCache:
         self.root = Path(root) if root else default_cache_dir()
         remember_in(self.root / ".code")  # behaviour hashes of textclf's modules, read instead of parsed
         self._held: dict[tuple[str, str], Any] = {}  # (stage, key) -> open use-lock file (shared lock)
+        _ROOTS.add(self.root.absolute())
+
+    def check_writable(self) -> None:
+        """Refuse, before any work, a cache folder this process cannot write: a ConfigError naming it and the fix.
+
+        Every run writes there, a fully cached one too (its lock files); a
+        failure half-way would leave a run FAILED for a problem known at the start.
+        """
+        probe = self.root / ".locks" / f".probe-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+        try:
+            probe.parent.mkdir(parents=True, exist_ok=True)
+            probe.touch()
+            probe.unlink()
+        except OSError as exc:
+            if exc.errno in UNWRITABLE:
+                raise ConfigError(unwritable_message(self.root, exc)) from None
+            raise
 
     def __getstate__(self) -> dict[str, Any]:
         # Locks belong to the process that took them: a copy sent to a worker starts with none.

@@ -12,9 +12,10 @@ from __future__ import annotations
 import difflib
 import types
 import typing
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     ValidationError,
@@ -23,6 +24,20 @@ from pydantic import (
 )
 
 from textclf.core.bounded import short_repr
+
+# numpy's and scikit-learn's seeds are unsigned 32-bit integers: a seed outside this range
+# passed validation and failed in the middle of a run (a FAILED run for a typo).
+SEED_MAX = 2**32 - 1
+
+
+def check_seed(value: int) -> int:
+    """``value`` if it is a seed numpy, torch and scikit-learn all accept; else a ValueError saying the range."""
+    if not 0 <= value <= SEED_MAX:
+        raise ValueError(f"a seed must be an integer in [0, {SEED_MAX}] (2**32 - 1, what numpy and scikit-learn accept)")
+    return value
+
+
+Seed = Annotated[int, AfterValidator(check_seed)]
 
 
 def _accepted_types(annotation: Any) -> tuple[Any, ...]:

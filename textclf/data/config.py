@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
-from textclf.core.schema import Section
+from textclf.core.schema import Section, Seed
 
 # A data.slice_columns column shows at most this many rows in a report (the largest values, the rest
 # pooled as "other"): a column of ids once gave 893 one-row slices per variant.
@@ -22,7 +22,7 @@ class DataConfig(Section):
     label_column: str = "label"
     val_fraction: float = Field(0.1, ge=0.0, lt=1.0)
     test_fraction: float = Field(0.1, ge=0.0, lt=1.0)
-    split_seed: int = Field(0, description="Seed of the train/validation/test split; fixed across training seeds so comparisons are paired.")
+    split_seed: Seed = Field(0, description="Seed of the train/validation/test split; fixed across training seeds so comparisons are paired.")
     max_examples: int | None = Field(None, ge=1, description="Keep at most this many rows per split (quick runs).")
     on_invalid: Literal["error", "drop"] = "error"
     options: dict[str, Any] = Field(default_factory=dict, description="Options of a builtin: corpus (size, noise, ...).")

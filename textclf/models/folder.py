@@ -216,13 +216,20 @@ def save_tfidf(directory: str | Path, *, baseline, label_names: list[str], confi
     return _publish(tmp, target)
 
 
-def _read_json(path: Path, what: str) -> Any:
+def _read_json_text(path: Path, what: str) -> str:
+    """The text of JSON file ``path``, checked to parse."""
     if not path.is_file():
         raise ModelError(f"{path}: missing. A textclf model folder holds {', '.join(FILES)}; is {path.parent} one?")
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        text = path.read_text(encoding="utf-8")
+        json.loads(text)
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
         raise ModelError(f"{path}: not valid JSON ({exc}); the {what} file is corrupt. Re-export the model.") from None
+    return text
+
+
+def _read_json(path: Path, what: str) -> Any:
+    return json.loads(_read_json_text(path, what))
 
 
 def read_folder(directory: str | Path) -> dict[str, Any]:
@@ -255,10 +262,12 @@ def read_folder(directory: str | Path) -> dict[str, Any]:
     check.check_weights(weights, config_path, hp, header)
     from tokenizers import Tokenizer
 
-    try:
-        tokenizer = Tokenizer.from_file(str(tok_path))
-    except Exception as exc:
-        raise ModelError(f"{tok_path}: cannot be read as a tokenizer ({exc}).") from None
+    from textclf.text.tokenize import tokenizer_failures
+
+    tok_text = _read_json_text(tok_path, "tokenizer")
+    check.check_tokenizer_json(tok_path, json.loads(tok_text))
+    with tokenizer_failures(f"{tok_path}: cannot be read as a tokenizer", "Re-export the model."):
+        tokenizer = Tokenizer.from_str(tok_text)
     check.check_tokenizer(tok_path, tokenizer, hp, config_path, weights)
     check.check_memory(config_path, hp, header)
     from safetensors import SafetensorError

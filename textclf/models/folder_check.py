@@ -13,8 +13,10 @@ far as a traceback, a huge allocation, or wrong answers with exit code 0.
 4. ``model.safetensors``' header (read without the data) holds exactly the
    tensors, with exactly the shapes, those hyper-parameters describe, and
    the labels count the head's outputs;
-5. the tokenizer's vocabulary size is ``model.vocab_size`` and every id it can
-   emit is a row of the embedding;
+5. ``tokenizer.json`` is built only from the components textclf writes
+   (:func:`check_tokenizer_json`, before the ``tokenizers`` library parses
+   it), its vocabulary size is ``model.vocab_size`` and every id it can emit
+   is a row of the embedding;
 6. the weights fit in the memory available (:mod:`textclf.models.size`).
 """
 
@@ -169,6 +171,116 @@ def check_weights(path: Path, config_path: Path, hp: dict[str, Any], header: dic
                 f"{path}: tensors do not fit the architecture in {config_path.name}: {name} has shape {got}, but "
                 f"{config_path.name} ({fields}) makes it {shape}. The weights and config.json come from different models."
             )
+
+
+# What textclf's tokenizers are made of (textclf.text.tokenize.build_tokenizer), field by field.
+# Anything else is refused before the tokenizers library parses the file: a crafted
+# component is work without bound at predict time (a normalizer Replace "a" -> 20,000
+# characters turned a 400-character text into 3.2 GB; a Split regex "(a|aa)+$" panics
+# in Oniguruma; padding to a fixed length of 10^9 allocates it for every text).
+# Fields a component may omit are those older `tokenizers` releases did not write.
+_SPECIALS = ("[PAD]", "[UNK]")  # textclf.text.tokenize.SPECIALS at ids 0 and 1
+_METASPACE = {"replacement": ("\u2581",), "prepend_scheme": ("always", "first"), "split": (True, False),
+              "add_prefix_space": (True, False), "str_rep": ("\u2581",)}
+_ALLOWED = {
+    "normalizer": {"NFKC": {}, "Lowercase": {}},
+    "pre_tokenizer": {
+        "Whitespace": {}, "BertPreTokenizer": {}, "Metaspace": _METASPACE,
+        # the char tokenizer's one regex: every character its own piece
+        "Split": {"pattern": ({"Regex": "[\\s\\S]"},), "behavior": ("Isolated",), "invert": (False,)},
+    },
+    "decoder": {"WordPiece": {"prefix": ("##",), "cleanup": (True, False)}, "Metaspace": _METASPACE},
+}
+_MODEL_FIELDS = {
+    "WordLevel": {"vocab", "unk_token"},
+    "BPE": {"vocab", "merges", "unk_token", "dropout", "continuing_subword_prefix", "end_of_word_suffix",
+            "fuse_unk", "byte_fallback", "ignore_merges"},
+    "WordPiece": {"vocab", "unk_token", "continuing_subword_prefix", "max_input_chars_per_word"},
+    "Unigram": {"vocab", "unk_id", "byte_fallback"},
+}
+# Model fields with the only values textclf writes: BPE dropout makes predictions random;
+# WordPiece's work per word grows with the square of max_input_chars_per_word.
+_MODEL_VALUES = {
+    "dropout": (None,), "continuing_subword_prefix": (None, "##"), "end_of_word_suffix": (None,),
+    "byte_fallback": (False,), "fuse_unk": (True, False), "ignore_merges": (True, False),
+    "max_input_chars_per_word": (100,),
+}
+
+
+def _component(where: str, doc: Any, allowed: dict[str, dict[str, tuple]]) -> str | None:
+    """Why ``doc`` is not one of ``allowed`` (type -> field -> the values allowed), or None."""
+    if not isinstance(doc, dict) or not isinstance(doc.get("type"), str) or doc["type"] not in allowed:
+        got = doc.get("type") if isinstance(doc, dict) else _kind(doc)
+        return f"{where} is {got!r}; textclf writes only {', '.join(sorted(allowed))}"
+    fields = allowed[doc["type"]]
+    for key, value in doc.items():
+        if key == "type":
+            continue
+        if key not in fields:
+            return f"{where} ({doc['type']}) has field {key!r}, which textclf never writes"
+        if value not in fields[key]:
+            return f"{where} ({doc['type']}) field {key} is {value!r}; textclf writes {' or '.join(repr(v) for v in fields[key])}"
+    return None
+
+
+def _vocab_problem(model: dict[str, Any]) -> str | None:
+    vocab = model.get("vocab")
+    if model["type"] == "Unigram":
+        ok = isinstance(vocab, list) and all(
+            isinstance(x, list) and len(x) == 2 and isinstance(x[0], str) and isinstance(x[1], (int, float)) and not isinstance(x[1], bool)
+            for x in vocab)
+        return None if ok else "model.vocab must be a list of [piece, score] pairs"
+    if not (isinstance(vocab, dict) and all(isinstance(v, int) and not isinstance(v, bool) for v in vocab.values())):
+        return "model.vocab must map tokens to integer ids"
+    merges = model.get("merges", [])
+    if model["type"] == "BPE" and not (isinstance(merges, list) and all(
+            isinstance(m, str) or (isinstance(m, list) and len(m) == 2 and all(isinstance(x, str) for x in m)) for m in merges)):
+        return "model.merges must be a list of token pairs"
+    return None
+
+
+def check_tokenizer_json(path: Path, doc: Any) -> None:
+    """``tokenizer.json`` holds only components textclf writes, with the parameters it writes.
+
+    Runs on the parsed JSON before ``Tokenizer.from_str``: a component outside
+    the list is refused with its name, whatever the ``tokenizers`` library would
+    have made of it.
+    """
+    fix = "Re-export the model with textclf, or retrain it; a tokenizer from elsewhere is not loaded."
+    if not isinstance(doc, dict):
+        raise ModelError(f"{path}: expected a JSON object (a Hugging Face tokenizer); got {_kind(doc)}. {fix}")
+    known = {"version", "truncation", "padding", "added_tokens", "normalizer", "pre_tokenizer", "post_processor", "decoder", "model"}
+    problems = [f"field {k!r} is not part of a tokenizer textclf writes" for k in doc if k not in known]
+    for key in ("truncation", "padding", "post_processor"):
+        if doc.get(key) is not None:
+            problems.append(f"field {key} is {json.dumps(doc[key])[:80]}; textclf writes null (the model cuts and pads texts itself)")
+    added = doc.get("added_tokens", [])
+    contents = [(t.get("id"), t.get("content")) for t in added if isinstance(t, dict)] if isinstance(added, list) else None
+    if contents != list(enumerate(_SPECIALS)):
+        problems.append(f"field added_tokens must be {_SPECIALS[0]} (id 0) and {_SPECIALS[1]} (id 1), as textclf writes; got {json.dumps(added)[:120]}")
+    norm = doc.get("normalizer")
+    if norm is not None:
+        parts = norm.get("normalizers") if isinstance(norm, dict) and norm.get("type") == "Sequence" and set(norm) == {"type", "normalizers"} else [norm]
+        if not isinstance(parts, list):
+            parts = [parts]
+        problems += [p for i, part in enumerate(parts) for p in [_component(f"normalizer {i + 1}", part, _ALLOWED["normalizer"])] if p]
+    for key in ("pre_tokenizer", "decoder"):
+        if doc.get(key) is not None or key == "pre_tokenizer":
+            problem = _component(key, doc.get(key), _ALLOWED[key])
+            problems += [problem] if problem else []
+    model = doc.get("model")
+    if not isinstance(model, dict) or not isinstance(model.get("type"), str) or model["type"] not in _MODEL_FIELDS:
+        got = model.get("type") if isinstance(model, dict) else _kind(model)
+        problems.append(f"model is {got!r}; textclf writes only {', '.join(_MODEL_FIELDS)}")
+    else:
+        fields = _MODEL_FIELDS[model["type"]]
+        problems += [f"model ({model['type']}) has field {k!r}, which textclf never writes" for k in model if k != "type" and k not in fields]
+        problems += [f"model ({model['type']}) field {k} is {model[k]!r}; textclf writes {' or '.join(repr(v) for v in _MODEL_VALUES[k])}"
+                     for k in model if k in fields and k in _MODEL_VALUES and model[k] not in _MODEL_VALUES[k]]
+        problem = _vocab_problem(model) if "vocab" in model else "model.vocab is missing"
+        problems += [problem] if problem else []
+    if problems:
+        raise ModelError(f"{path}: not a tokenizer textclf writes:\n" + "\n".join(f"  - {p}" for p in problems[:8]) + f"\n{fix}")
 
 
 def check_tokenizer(path: Path, tokenizer, hp: dict[str, Any], config_path: Path, weights: Path) -> None:

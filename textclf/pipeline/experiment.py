@@ -115,6 +115,7 @@ def run_pipeline(
         if answer is not None:
             emit("unchanged", {"pipeline": pipe.name, "parent_run_id": answer[0], "uri": answer[2]})
             return PipelineResult(summary=answer[1], parent_run_id=answer[0], outputs=[], unchanged=True)
+    cache.check_writable()  # every run below writes there (lock files at least): an unwritable folder is said now
     import mlflow  # here, not above: an unchanged answer needs no MLflow import (over a second)
     from mlflow.tracking import MlflowClient
 

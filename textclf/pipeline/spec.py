@@ -39,6 +39,7 @@ from pydantic import (
 
 from textclf.core.bounded import short_repr
 from textclf.core.errors import ConfigError
+from textclf.core.schema import SEED_MAX
 from textclf.pipeline.config import Config, deep_merge, read_yaml, resolve
 
 DEFAULT_PIPELINE = "compare"
@@ -72,6 +73,9 @@ class PipelineSpec(BaseModel):
             raise ValueError("seeds must list at least one seed, e.g. seeds: [1, 2, 3], or be {min: 3, max: 9}")
         if len(set(v)) != len(v):
             raise ValueError(f"seeds must be unique, got {v}")
+        bad = [s for s in v if not 0 <= s <= SEED_MAX]
+        if bad:
+            raise ValueError(f"seed {short_repr(bad[0])} is out of range; every seed must be an integer in [0, {SEED_MAX}] (2**32 - 1, what numpy and scikit-learn accept)")
         return v
 
 

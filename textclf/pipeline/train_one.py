@@ -54,6 +54,7 @@ def train_one(
         artifacts.check_output(output, force=replace)
     if force or not is_trained(cfg, cache):  # a model that cannot fit is refused before any stage or MLflow run
         check_configs([(None, cfg)])
+    cache.check_writable()  # before any stage or MLflow run: even a cached model takes lock files there
     log_fn = None if quiet else progress_logger()
     run_id = None
     if tracking_uri is None:

@@ -195,6 +195,8 @@ def run_trial(cfg: Config, cache_root: str, study: dict[str, Any] | None, metric
             return {"state": "pruned", "history": seen}
         if isinstance(exc, TrainingError):  # e.g. a diverged loss at a large learning rate: a bad configuration
             return {"state": "failed", "history": seen, "error": str(exc)}
+        if isinstance(exc, ConfigError):  # the sampled config refused (e.g. a model too large for the memory): this trial only
+            return {"state": "failed", "history": seen, "error": str(exc)}
         raise
     if trained.cached and trial is not None:  # trained before: give the pruner its curve all the same
         for row in trained.value.history:
@@ -252,10 +254,8 @@ class Search:
             out.append(trial)
         return out
 
-    def task(self, trial, cache: StageCache, force: bool, quiet: bool) -> tuple:
-        """The arguments of :func:`run_trial` for ``trial``."""
-        params = dict(trial.params)
-        cfg = apply(self.cfg, params)
+    def task(self, trial, cfg: Config, cache: StageCache, force: bool, quiet: bool) -> tuple:
+        """The arguments of :func:`run_trial` for ``trial``, whose config is ``cfg`` (:func:`trial_config`)."""
         ref = {"url": self.url, "name": self.key, "trial_id": trial._trial_id, "pruner": self.spec.pruner, "trials": self.spec.trials,
                "first": self.cfg.train.stop_after}
         return (cfg, str(cache.root.resolve()), ref, self.spec.metric, force, quiet, os.getcwd(), f"{self.variant.key} t{trial.number}")
@@ -287,6 +287,10 @@ class Search:
     def result(self, run_id: str | None) -> Tuned:
         trials = sorted(self.records.values(), key=lambda r: r.number)[: self.spec.trials]
         complete = [r for r in trials if r.state == "complete" and r.value is not None]
+        if not complete and trials and all(r.state == "failed" and r.error for r in trials):
+            first = trials[0].error
+            raise ConfigError(f"{self.variant.key}: all {len(trials)} of its trials failed, none trained to the end; the first: "
+                              f"{first} Narrow tune.space to configurations that can train (the trial runs in MLflow say why each failed).")
         if not complete:
             raise TrainingError(f"{self.variant.key}: none of its {len(trials)} trials completed (all were pruned or failed); "
                                 "see the trial runs in MLflow. Widen or move tune.space, or use tune.pruner=none.")
@@ -294,6 +298,17 @@ class Search:
         best = max(complete, key=lambda r: (sign * r.value, -r.number))  # ties: the earlier trial
         return Tuned(variant=self.variant, spec=self.spec, study_key=self.key, storage=self.url, space=self.space, seed=self.seed,
                      trials=trials, best=best, config=apply(self.variant.config, best.params), run_id=run_id)
+
+
+def trial_config(cfg: Config, params: dict[str, Any]) -> tuple[Config, str | None]:
+    """(``cfg`` with a trial's ``params``, None), or (``cfg``, why the schema refuses that combination).
+
+    A refused combination fails its trial, recorded as such; the search goes on.
+    """
+    try:
+        return apply(cfg, params), None
+    except ConfigError as exc:
+        return cfg, str(exc)
 
 
 def _frozen(study, number: int):
@@ -334,7 +349,7 @@ def tune_pipeline(pipe: Pipeline, cache: StageCache, recorder, *, force: bool, q
         stack.callback(recorder.close_open)  # an interruption ends the open tuning runs as KILLED
         for s in searches:  # trials an earlier process finished: recorded again, not run again
             for rec in sorted(s.records.values(), key=lambda r: r.number)[: spec.trials]:
-                recorder.trial_run(runs[s.variant.key], s.variant, rec, apply(s.cfg, rec.params), spec.metric)
+                recorder.trial_run(runs[s.variant.key], s.variant, rec, trial_config(s.cfg, rec.params)[0], spec.metric)
                 emit("trial", {"variant": s.variant.key, "number": rec.number, "state": rec.state, "value": rec.value,
                                "metric": spec.metric, "epochs": rec.epochs, "cached": True})
         runner = Runner(quiet=quiet, **runner_opts)
@@ -344,10 +359,11 @@ def tune_pipeline(pipe: Pipeline, cache: StageCache, recorder, *, force: bool, q
             if not active:
                 break
             per = max(1, math.ceil(runner.width / len(active)))
-            batch = [(s, t) for s in active for t in s.ask(per)]
-            results = runner.map(run_trial, [s.task(t, cache, force, quiet) for s, t in batch])
-            for (s, t), res in zip(batch, results):
-                cfg = apply(s.cfg, dict(t.params))
+            batch = [(s, t, *trial_config(s.cfg, dict(t.params))) for s in active for t in s.ask(per)]
+            # A combination the schema refuses fails at once, without a training; the others run.
+            results = iter(runner.map(run_trial, [s.task(t, cfg, cache, force, quiet) for s, t, cfg, refused in batch if refused is None]))
+            for s, t, cfg, refused in batch:
+                res = {"state": "failed", "history": [], "error": refused} if refused is not None else next(results)
                 rec = s.finish(t, res, lambda r, s=s, cfg=cfg: recorder.trial_run(runs[s.variant.key], s.variant, r, cfg, spec.metric))
                 emit("trial", {"variant": s.variant.key, "number": rec.number, "state": rec.state, "value": rec.value,
                                "metric": spec.metric, "epochs": rec.epochs, "cached": bool(res.get("cached"))})

@@ -71,7 +71,10 @@ class TuneRecorder:
             final[metric] = rec.value
         # The curve keeps one value per epoch; the trial's value goes in as final_<metric> (see runs.final_metrics).
         metrics = runs.history_metrics(rec.history) + runs.final_metrics(final, rec.history)
-        runs.log_batch(self.client, run_id, params=runs.flat_params(config.flat()), metrics=metrics)
+        params = config.flat()
+        if rec.state == "failed":  # a refused combination comes with the variant's config: show what was sampled
+            params.update(rec.params)
+        runs.log_batch(self.client, run_id, params=runs.flat_params(params), metrics=metrics)
         self.client.set_terminated(run_id, status=STATUS[rec.state])
         return run_id
 

@@ -19,12 +19,12 @@ from textclf.core.errors import ModelError
 def encode_texts(tokenizer, texts: Sequence[str], max_length: int):
     """Raw texts -> EncodedSplit (CSR), truncated like training; empty encodings become one [UNK]."""
     from textclf.text.batching import EncodedSplit
-    from textclf.text.tokenize import UNK_ID, cut_texts
+    from textclf.text.tokenize import UNK_ID, cut_texts, encode_batch
 
     if isinstance(texts, str):
         raise TypeError("pass a list of texts, not a single string")
     texts, _ = cut_texts(texts, max_length)  # a huge text is never tokenized whole
-    encs = tokenizer.encode_batch_fast(texts) if hasattr(tokenizer, "encode_batch_fast") else tokenizer.encode_batch(texts)
+    encs = encode_batch(tokenizer, texts)
     seqs = [(e.ids[:max_length] or [UNK_ID]) for e in encs]
     lengths = np.fromiter((len(s) for s in seqs), dtype=np.int64, count=len(seqs))
     offsets = np.zeros(len(seqs) + 1, dtype=np.int64)

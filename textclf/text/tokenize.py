@@ -27,10 +27,12 @@ file instead of tokenizing again.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import json
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -46,7 +48,7 @@ from tokenizers import (
     trainers,
 )
 
-from textclf.core.errors import ConfigError
+from textclf.core.errors import ConfigError, ModelError
 from textclf.data.checks import DataWarning
 from textclf.data.summary import percentiles
 from textclf.text.batching import EncodedSplit
@@ -62,6 +64,37 @@ MAX_CHARS_PER_TOKEN = 64
 PAD, UNK = "[PAD]", "[UNK]"
 PAD_ID, UNK_ID = 0, 1
 SPECIALS = [PAD, UNK]
+
+
+@contextlib.contextmanager
+def tokenizer_failures(what: str, fix: str) -> Iterator[None]:
+    """Turn any failure inside the ``tokenizers`` library into a :class:`ModelError` saying ``what`` failed and ``fix``.
+
+    A Rust panic reaches Python as ``pyo3_runtime.PanicException``, a
+    ``BaseException`` that ``except Exception`` lets through with a backtrace;
+    it is caught here too. Interrupts and exits pass untouched.
+    """
+    try:
+        yield
+    except (KeyboardInterrupt, SystemExit, GeneratorExit, MemoryError):
+        raise
+    except BaseException as exc:
+        if not isinstance(exc, Exception) and type(exc).__name__ != "PanicException":
+            raise
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+        raise ModelError(f"{what} ({reason}). {fix}") from None
+
+
+def encode_batch(tok: Tokenizer, texts: list[str], fix: str = "The tokenizer is corrupt or was not written by textclf; retrain or re-export the model."):
+    """``tok.encode_batch_fast(texts)``; a tokenizer failure is a ModelError naming the first text it fails on."""
+    try:
+        with tokenizer_failures("the tokenizer failed", fix):
+            return tok.encode_batch_fast(texts) if hasattr(tok, "encode_batch_fast") else tok.encode_batch(texts)
+    except ModelError as batch_error:
+        for i, text in enumerate(texts):  # the failing path only: find which text, so the message can name it
+            with tokenizer_failures(f"the tokenizer failed on text {i + 1} of {len(texts)} ({text[:40]!r}...)", fix):
+                tok.encode(text)
+        raise batch_error from None
 
 
 def build_tokenizer(cfg: TokenizerConfig) -> tuple[Tokenizer, Any]:
@@ -173,7 +206,7 @@ def _encode_batch(batch: dict[str, list], tokenizer_json: str, max_length: int) 
     # stably; a Tokenizer object with mutable state would defeat the map cache.
     tok = _from_str(tokenizer_json)
     texts, cut = cut_texts(batch["text"], max_length)
-    encs = tok.encode_batch_fast(texts) if hasattr(tok, "encode_batch_fast") else tok.encode_batch(texts)
+    encs = encode_batch(tok, texts)
     # An empty encoding (e.g. only characters the normaliser removes) becomes
     # one [UNK] so every sequence has length >= 1.
     ids = [e.ids or [UNK_ID] for e in encs]

@@ -432,9 +432,11 @@ _LEGACY = "has no checksums (downloaded by an older textclf)"
 
 
 def _download(ref: str, base: str, *, identity: str, cache_dir: str | Path | None, hint: str | None = None) -> Path:
-    """Download MLmodel + the model_dir artifact of the MLflow model at ``base`` into the cache."""
-    import mlflow
+    """Download MLmodel + the model_dir artifact of the MLflow model at ``base`` into the cache.
 
+    A cache that cannot be written gets the model in a temporary folder instead
+    (:func:`_download_to_temp`), with a warning: predicting needs no cache.
+    """
     from textclf.core.cache import default_cache_dir
 
     root = Path(cache_dir) if cache_dir else default_cache_dir()
@@ -447,14 +449,16 @@ def _download(ref: str, base: str, *, identity: str, cache_dir: str | Path | Non
         _discard(final)
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     tmp = final.parent / f".tmp-{final.name}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
-    tmp.mkdir(parents=True)
     try:
-        got = Path(_mlflow_call(ref, mlflow.artifacts.download_artifacts, artifact_uri=f"{base}/MLmodel", dst_path=str(tmp / "meta"), hint=hint))
-        rel = _model_dir_path(got, ref)
-        folder = Path(_mlflow_call(ref, mlflow.artifacts.download_artifacts, artifact_uri=f"{base}/{rel}", dst_path=str(tmp / "dl")))
-        if not folder.is_dir() or not folder.resolve().is_relative_to((tmp / "dl").resolve()):
-            raise ModelError(f"Model reference {ref!r}: artifact {rel!r} did not download as a folder.")
-        os.replace(folder, tmp / "model")
+        tmp.mkdir(parents=True)
+    except OSError as exc:
+        from textclf.core.cache import UNWRITABLE
+
+        if exc.errno not in UNWRITABLE:
+            raise
+        return _download_to_temp(ref, base, root, exc, hint)
+    try:
+        os.replace(_fetch(ref, base, tmp, hint), tmp / "model")
         shutil.rmtree(tmp / "dl", ignore_errors=True)
         files = checksums.record(tmp / "model")
         (tmp / _DONE).write_text(json.dumps({"ref": ref, "base": base, "identity": identity, "files": files}))
@@ -469,6 +473,30 @@ def _download(ref: str, base: str, *, identity: str, cache_dir: str | Path | Non
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return final / "model"
+
+
+def _download_to_temp(ref: str, base: str, root: Path, exc: OSError, hint: str | None) -> Path:
+    """Download into a temporary folder removed at exit: using a model must not need a writable cache."""
+    import atexit
+    import tempfile
+
+    log.warning("the stage cache %s cannot be written (%s); model %s is downloaded to a temporary folder for this process "
+                "only. Point --cache-dir / TEXTCLF_CACHE_DIR at a writable folder to keep it.", root, exc.strerror, ref)
+    tmp = Path(tempfile.mkdtemp(prefix="textclf-model-"))
+    atexit.register(shutil.rmtree, tmp, ignore_errors=True)
+    return _fetch(ref, base, tmp, hint)
+
+
+def _fetch(ref: str, base: str, tmp: Path, hint: str | None) -> Path:
+    """Download MLmodel and the model_dir artifact it names under ``tmp``; the model folder's path."""
+    import mlflow
+
+    got = Path(_mlflow_call(ref, mlflow.artifacts.download_artifacts, artifact_uri=f"{base}/MLmodel", dst_path=str(tmp / "meta"), hint=hint))
+    rel = _model_dir_path(got, ref)
+    folder = Path(_mlflow_call(ref, mlflow.artifacts.download_artifacts, artifact_uri=f"{base}/{rel}", dst_path=str(tmp / "dl")))
+    if not folder.is_dir() or not folder.resolve().is_relative_to((tmp / "dl").resolve()):
+        raise ModelError(f"Model reference {ref!r}: artifact {rel!r} did not download as a folder.")
+    return folder
 
 
 def _damage(folder: Path) -> str | None:

@@ -81,14 +81,97 @@ def sqlite_run_state(db: Path, run_id: str) -> tuple[str, str] | None:
     return (str(row[0]), str(row[1])) if row else ("MISSING", "deleted")
 
 
+def _source(uri: str, explicit: str | None) -> str:
+    """How the user gave ``uri``, for a message: the option or the variable."""
+    return f"--tracking-uri {uri}" if explicit else f"MLFLOW_TRACKING_URI={uri}"
+
+
+# The Python package that provides each SQLAlchemy driver module MLflow may need.
+_DRIVER_PACKAGES = {"psycopg2": "psycopg2-binary", "psycopg": "psycopg[binary]", "MySQLdb": "mysqlclient", "pymysql": "pymysql",
+                    "pyodbc": "pyodbc", "pymssql": "pymssql", "cx_Oracle": "cx_Oracle", "oracledb": "oracledb"}
+_DB_SCHEMES = ("postgresql", "postgres", "mysql", "mssql", "oracle")
+SQLITE_MAGIC = b"SQLite format 3\x00"
+
+
+def check_uri(uri: str, explicit: str | None = None) -> None:
+    """Refuse, before MLflow is touched, a tracking URI that cannot hold textclf's runs; each message names the fix.
+
+    In-memory SQLite (the store is gone when the process exits, its artifacts
+    orphaned in the working folder), MLflow's folder store (refused by MLflow
+    3.13+ and without a model registry), a SQLite path that is a folder, a
+    file of another kind, or a name too long for the filesystem, and a database
+    scheme whose Python driver is missing.
+    """
+    from urllib.parse import urlparse
+
+    where = _source(uri, explicit)
+    fix = f"unset it for the local store {DEFAULT_TRACKING_URI}"
+    scheme = urlparse(uri).scheme.lower()
+    if uri in ("databricks", "databricks-uc", "uc"):  # MLflow's names for a Databricks workspace, not folders
+        return
+    if scheme in ("", "file") or (len(scheme) == 1 and uri[1:2] == ":"):  # a plain path (or a Windows drive letter)
+        if os.environ.get("MLFLOW_ALLOW_FILE_STORE", "").lower() in ("1", "true", "yes"):
+            return
+        folder = Path(uri.removeprefix("file://"))
+        raise ConfigError(
+            f"{where}: a folder is MLflow's file store, which MLflow 3.13+ refuses and whose model registry cannot hold "
+            f"textclf's models. Use a SQLite database in that folder: sqlite:///{folder.absolute() / 'mlflow.db'} (or {fix})."
+        )
+    if scheme == "sqlite":
+        path = uri[len("sqlite:///"):].split("?", 1)[0] if uri.startswith("sqlite:///") else ""
+        if path in ("", ":memory:") or "mode=memory" in uri:
+            raise ConfigError(
+                f"{where}: an in-memory store is gone when textclf exits, with every run id it printed, and its artifacts "
+                f"are left in the working folder. Use a database file, e.g. sqlite:///mlruns/mlflow.db (the default when it is unset)."
+            )
+        db = Path(path).absolute()
+        too_long = [part for part in db.parts if len(os.fsencode(part)) > 255]
+        if too_long or len(os.fsencode(str(db))) > 4095:
+            name = too_long[0] if too_long else str(db)
+            raise ConfigError(f"{where}: the name {name[:40]}... ({len(name)} characters) is longer than the filesystem allows "
+                              f"(255 a name, 4095 a path). Use a shorter path, e.g. {DEFAULT_TRACKING_URI}.")
+        if db.is_dir():
+            raise ConfigError(f"{where}: {db} is a folder; the URI names the database file. Use sqlite:///{db / 'mlflow.db'} (or {fix}).")
+        if db.is_file():
+            try:
+                with open(db, "rb") as fh:
+                    head = fh.read(len(SQLITE_MAGIC))
+            except OSError as exc:
+                raise ConfigError(f"{where}: cannot read {db} ({exc.strerror}). Make it readable, or {fix}.") from None
+            if head and head != SQLITE_MAGIC:
+                raise ConfigError(f"{where}: {db} is not a SQLite database (it begins {head[:8]!r}); textclf never writes "
+                                  f"over another file. Name a new or existing MLflow database, e.g. sqlite:///{db.parent / 'mlflow.db'} (or {fix}).")
+        parent = db.parent
+        while not parent.exists() and parent != parent.parent:
+            parent = parent.parent
+        if not parent.is_dir():
+            raise ConfigError(f"{where}: {parent} is a file, so the folder for {db} cannot be created. Choose another path (or {fix}).")
+        return
+    if scheme.split("+")[0] in _DB_SCHEMES:
+        try:
+            from sqlalchemy.engine import make_url
+
+            make_url(uri).get_dialect().import_dbapi()
+        except ImportError as exc:
+            module = (getattr(exc, "name", None) or str(exc)).split(".")[0]
+            package = _DRIVER_PACKAGES.get(module, module)
+            raise ConfigError(f"{where}: a {scheme} store needs the Python driver {module!r}, which is not installed. "
+                              f"Install it (pip install {package}), or {fix}.") from None
+        except Exception as exc:  # noqa: BLE001 - sqlalchemy's errors for an unknown dialect or a malformed URL
+            raise ConfigError(f"{where}: not a database URL SQLAlchemy can use ({str(exc).splitlines()[0]}); {fix}.") from None
+
+
 def setup(explicit: str | None = None) -> str:
-    """Point MLflow at the store; create the local SQLite folder; fail fast on an unreachable server."""
+    """Point MLflow at the store; create the local SQLite folder; fail fast on an unreachable server or an unusable URI."""
     import mlflow
 
     uri = resolve_uri(explicit)
+    check_uri(uri, explicit)
     if uri.startswith(("http://", "https://")):
         _check_server(uri)
     mlflow.set_tracking_uri(uri)
+    if not uri.startswith(("sqlite:", "http://", "https://")):
+        _check_client(uri, explicit)
     # MLflow configures its own logger at import; its INFO lines (input-example
     # validation, store migrations) are noise in a comparison printout.
     logging.getLogger("mlflow").setLevel(logging.WARNING)
@@ -99,6 +182,18 @@ def setup(explicit: str | None = None) -> str:
         _wait_for_locks()
         _init_sqlite(Path(uri[len("sqlite:///") :]))
     return uri
+
+
+def _check_client(uri: str, explicit: str | None) -> None:
+    """Open MLflow's client on ``uri`` once: a scheme MLflow has no store for fails here, in words, not mid-run."""
+    from mlflow.tracking import MlflowClient
+
+    try:
+        MlflowClient(tracking_uri=uri)
+    except Exception as exc:  # noqa: BLE001 - MLflow's own errors for an unknown scheme or missing credentials
+        first = " ".join(str(exc).split())[:300]
+        raise ConfigError(f"{_source(uri, explicit)}: MLflow cannot use this store ({first}). Fix it, or unset it to use the "
+                          f"local store {DEFAULT_TRACKING_URI}.") from None
 
 
 def sqlite_path() -> Path | None:
@@ -155,8 +250,15 @@ def _init_sqlite(db: Path) -> None:
     key = str(db.resolve())
     if key in _initialised:
         return
-    db.parent.mkdir(parents=True, exist_ok=True)
-    with open(db.parent / ".textclf-store.lock", "w") as fh:
+    try:
+        db.parent.mkdir(parents=True, exist_ok=True)
+        lock = open(db.parent / ".textclf-store.lock", "w")  # noqa: SIM115 - closed by the with below
+    except OSError as exc:  # a read-only folder, a file in the way, a name too long
+        raise ConfigError(
+            f"The MLflow store {db}: cannot create {exc.filename or db.parent} ({exc.strerror}). Point --tracking-uri / "
+            "MLFLOW_TRACKING_URI at a sqlite:/// database in a folder you can write."
+        ) from None
+    with lock as fh:
         fcntl.flock(fh, fcntl.LOCK_EX)
         MlflowClient().search_experiments(max_results=1)  # creates and migrates the schema
         with sqlite3.connect(db, timeout=store_timeout()) as con:

@@ -8,7 +8,7 @@ from typing import Literal
 from pydantic import Field, field_validator
 
 from textclf.core.metrics import epoch_metric_names
-from textclf.core.schema import Section
+from textclf.core.schema import Section, Seed
 
 
 class TrainConfig(Section):
@@ -33,7 +33,7 @@ class TrainConfig(Section):
         "validation plateau of a few epochs that later breaks is not cut off.",
     )
     class_weights: Literal["none", "balanced"] = "none"
-    seed: int = 1
+    seed: Seed = 1
     device: str = "auto"
     num_threads: int | None = Field(None, ge=1, description="torch CPU threads; default: all cores.")
     bucket_chunk: int = Field(50, ge=1, description="Batches per length-sorted chunk (length bucketing).")
