@@ -19,22 +19,42 @@ from pathlib import Path
 
 from bench import _common as C
 
-BENCHMARKS = ("train_throughput", "rnn_cells", "inference", "tokenize", "pipeline", "scale", "portable_model", "calibration", "startup")
+BENCHMARKS = (
+    "train_throughput",
+    "rnn_cells",
+    "inference",
+    "tokenize",
+    "pipeline",
+    "scale",
+    "portable_model",
+    "calibration",
+    "startup",
+)
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench", description=__doc__.strip().splitlines()[0])
-    p.add_argument("--smoke", action="store_true", help="Seconds-long versions (every code path, tiny data, 1 repetition).")
-    p.add_argument("--threads", type=int, default=None,
-                   help=f"Passed to every benchmark (default: all cores ({C.all_cores()}), 1 with --smoke).")
+    p.add_argument(
+        "--smoke", action="store_true", help="Seconds-long versions (every code path, tiny data, 1 repetition)."
+    )
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help=f"Passed to every benchmark (default: all cores ({C.all_cores()}), 1 with --smoke).",
+    )
     p.add_argument("--only", nargs="+", choices=BENCHMARKS, default=list(BENCHMARKS), help="Run only these benchmarks.")
-    p.add_argument("--results", type=Path, default=C.RESULTS, help="Directory of the JSON files (default: %(default)s).")
+    p.add_argument(
+        "--results", type=Path, default=C.RESULTS, help="Directory of the JSON files (default: %(default)s)."
+    )
     args = p.parse_args(argv)
     args.threads = C.default_threads(args.threads, args.smoke)
 
     start = time.perf_counter()
     for name in args.only:
-        argv_b = ["--threads", str(args.threads), "--json", str(args.results / f"{name}.json")] + (["--smoke"] if args.smoke else [])
+        argv_b = ["--threads", str(args.threads), "--json", str(args.results / f"{name}.json")] + (
+            ["--smoke"] if args.smoke else []
+        )
         print(f"== {name} {' '.join(argv_b)}", file=sys.stderr, flush=True)
         t0 = time.perf_counter()
         if args.smoke:

@@ -17,9 +17,9 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 RT_TRAIN = REPO.parent / "shared" / "data" / "rt" / "rt_train.csv"
@@ -42,9 +42,13 @@ def default_data() -> str:
 
 def add_device(parser: argparse.ArgumentParser) -> None:
     """``--device cpu|cuda``: where the model trains and predicts (the CPU path is the default)."""
-    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
-                        help="Train and predict on the CPU (default) or on a CUDA GPU (cuDNN, packed sequences); "
-                             "sgemm is then measured on the GPU.")
+    parser.add_argument(
+        "--device",
+        choices=("cpu", "cuda"),
+        default="cpu",
+        help="Train and predict on the CPU (default) or on a CUDA GPU (cuDNN, packed sequences); "
+        "sgemm is then measured on the GPU.",
+    )
 
 
 def check_device(device: str) -> None:
@@ -53,8 +57,10 @@ def check_device(device: str) -> None:
         import torch
 
         if not torch.cuda.is_available():
-            raise SystemExit("--device cuda: torch sees no CUDA GPU on this machine (torch.cuda.is_available() is False; "
-                             f"torch {torch.__version__}, built for CUDA {torch.version.cuda}). Run on a GPU machine or use --device cpu.")
+            raise SystemExit(
+                "--device cuda: torch sees no CUDA GPU on this machine (torch.cuda.is_available() is False; "
+                f"torch {torch.__version__}, built for CUDA {torch.version.cuda}). Run on a GPU machine or use --device cpu."
+            )
 
 
 def sync(device: str) -> None:
@@ -75,11 +81,20 @@ def base_parser(doc: str | None, name: str) -> argparse.ArgumentParser:
         description=(doc or "").strip().splitlines()[0] if doc else None,
         epilog="See docs/benchmarks.md for what is measured and how, bench/README.md for how to run it.",
     )
-    parser.add_argument("--smoke", action="store_true",
-                        help="Seconds-long run on tiny data with 1 repetition: checks every code path, numbers are meaningless.")
-    parser.add_argument("--threads", type=int, default=None,
-                        help=f"torch CPU threads (and tokenizer threads); default: all cores ({all_cores()}), 1 with --smoke.")
-    parser.add_argument("--json", type=Path, default=RESULTS / f"{name}.json", help="Where to write the results (default: %(default)s).")
+    parser.add_argument(
+        "--smoke",
+        action="store_true",
+        help="Seconds-long run on tiny data with 1 repetition: checks every code path, numbers are meaningless.",
+    )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help=f"torch CPU threads (and tokenizer threads); default: all cores ({all_cores()}), 1 with --smoke.",
+    )
+    parser.add_argument(
+        "--json", type=Path, default=RESULTS / f"{name}.json", help="Where to write the results (default: %(default)s)."
+    )
     return parser
 
 
@@ -181,7 +196,9 @@ def layer_inputs(input_size: int, hidden: int, layers: int, bidirectional: bool)
     return [input_size] + [upper] * (layers - 1)
 
 
-def flops_per_token(cell: str, input_size: int, hidden: int, layers: int, bidirectional: bool, *, training: bool) -> float:
+def flops_per_token(
+    cell: str, input_size: int, hidden: int, layers: int, bidirectional: bool, *, training: bool
+) -> float:
     """Recurrent-layer FLOPs per real token: Σ over layers and directions of factor·H·(I+H).
 
     factor = 8 (LSTM), 6 (GRU), 2 (RNN) for the forward pass; ×3 for training.
@@ -190,7 +207,11 @@ def flops_per_token(cell: str, input_size: int, hidden: int, layers: int, bidire
     """
     factor = FORWARD_FACTOR[cell] * (TRAINING_MULTIPLIER if training else 1)
     directions = 2 if bidirectional else 1
-    return float(sum(directions * factor * hidden * (i + hidden) for i in layer_inputs(input_size, hidden, layers, bidirectional)))
+    return float(
+        sum(
+            directions * factor * hidden * (i + hidden) for i in layer_inputs(input_size, hidden, layers, bidirectional)
+        )
+    )
 
 
 FLOP_FORMULA = (
@@ -203,7 +224,9 @@ FLOP_FORMULA = (
 # --------------------------------------------------------------------------- data
 
 
-def data_overrides(data: str, *, smoke: bool = False, size: int | None = None, max_examples: int | None = None) -> list[str]:
+def data_overrides(
+    data: str, *, smoke: bool = False, size: int | None = None, max_examples: int | None = None
+) -> list[str]:
     """``--set``-style overrides that point textclf's prepare stage at ``data``.
 
     ``data``: a file (split 80/10/10 by textclf) or ``builtin:NAME``.

@@ -68,10 +68,21 @@ CHUNK_ELEMENTS = 6_000_000  # simulated predictions per chunk (reps x seeds x n)
 
 
 def parse_args(argv=None):
-    p = C.base_parser(__doc__, "calibration")  # --smoke, --threads (accepted, unused: numpy only), --json, as `python -m bench` passes
-    p._option_string_actions["--smoke"].help = "A few repetitions per cell: checks every code path in seconds; rates are meaningless."
-    p.add_argument("--reps", type=int, default=4000, help="Null repetitions per cell for the t-test (default: %(default)s).")
-    p.add_argument("--boot-reps", type=int, default=1000, help="Repetitions per cell for the bootstrap, a prefix of the same runs (default: %(default)s).")
+    p = C.base_parser(
+        __doc__, "calibration"
+    )  # --smoke, --threads (accepted, unused: numpy only), --json, as `python -m bench` passes
+    p._option_string_actions[
+        "--smoke"
+    ].help = "A few repetitions per cell: checks every code path in seconds; rates are meaningless."
+    p.add_argument(
+        "--reps", type=int, default=4000, help="Null repetitions per cell for the t-test (default: %(default)s)."
+    )
+    p.add_argument(
+        "--boot-reps",
+        type=int,
+        default=1000,
+        help="Repetitions per cell for the bootstrap, a prefix of the same runs (default: %(default)s).",
+    )
     p.add_argument("--n-boot", type=int, default=1000, help="Bootstrap draws per test (default: %(default)s).")
     p.add_argument("--seed", type=int, default=0, help="Seed of the simulation (default: %(default)s).")
     args = p.parse_args(argv)
@@ -128,8 +139,13 @@ CONTRAST_SDS = (0, 1, 3, 5)
 SEQUENTIAL_SDS = (0.0, 0.02, 0.05)  # seed sd as a fraction of accuracy: 0, 2 and 5 points
 CONTRAST_SETUP = {"seeds": 3, "n": 800, "sesoi_points": 2}
 DEFAULT_VARIANTS = {
-    "rnn": ("rnn", 1, False), "gru": ("gru", 1, False), "lstm": ("lstm", 1, False), "lstm-x2": ("lstm", 2, False),
-    "bilstm": ("lstm", 1, True), "bilstm-x2": ("lstm", 2, True), "tfidf": (None, None, None),
+    "rnn": ("rnn", 1, False),
+    "gru": ("gru", 1, False),
+    "lstm": ("lstm", 1, False),
+    "lstm-x2": ("lstm", 2, False),
+    "bilstm": ("lstm", 1, True),
+    "bilstm-x2": ("lstm", 2, True),
+    "tfidf": (None, None, None),
 }
 
 
@@ -161,8 +177,10 @@ def contrast_cell(seed_seq, *, seed_sd: float, reps: int) -> dict:
     rng = np.random.default_rng(seed_seq)
     s, n, sesoi = CONTRAST_SETUP["seeds"], CONTRAST_SETUP["n"], CONTRAST_SETUP["sesoi_points"] / 100
     chunk = max(1, CHUNK_ELEMENTS // (7 * s * n))
-    info = {k: {"kind": "tfidf" if c is None else "neural", "cell": c, "layers": l, "bidirectional": b}
-            for k, (c, l, b) in DEFAULT_VARIANTS.items()}
+    info = {
+        k: {"kind": "tfidf" if c is None else "neural", "cell": c, "layers": l, "bidirectional": b}
+        for k, (c, l, b) in DEFAULT_VARIANTS.items()
+    }
     family = derive_contrasts(info, "rnn")
     tost = {+1: [], -1: []}
     inter, fwer = [], []
@@ -176,12 +194,19 @@ def contrast_cell(seed_seq, *, seed_sd: float, reps: int) -> dict:
         u1, b1, u2, b2 = simulate_levels(rng, r, s, n, seed_sd, [0.0, 5.0, 3.0, 8.0])
         inter.append(contrast_batch([b2, u2, b1, u1], [1, -1, -1, 1], ALPHA)["p_value"] < ALPHA)
         tables = dict(zip(DEFAULT_VARIANTS, simulate_levels(rng, r, s, n, seed_sd, [0.0] * len(DEFAULT_VARIANTS))))
-        ps = np.stack([contrast_batch([tables[v] for v in c.weights], list(c.weights.values()), ALPHA)["p_value"]
-                       for c in family], axis=1)
+        ps = np.stack(
+            [
+                contrast_batch([tables[v] for v in c.weights], list(c.weights.values()), ALPHA)["p_value"]
+                for c in family
+            ],
+            axis=1,
+        )
         fwer.append(np.array([min(q for q in holm(row.tolist())) < ALPHA for row in ps]))
         done += r
     return {
-        "seed_sd_points": seed_sd, "reps": reps, "family_size": len(family),
+        "seed_sd_points": seed_sd,
+        "reps": reps,
+        "family_size": len(family),
         "tost_at_plus_sesoi": float(np.concatenate(tost[+1]).mean()),
         "tost_at_minus_sesoi": float(np.concatenate(tost[-1]).mean()),
         "interaction_null": float(np.concatenate(inter).mean()),
@@ -195,17 +220,24 @@ SEQ_SESOI = 0.02
 N_EXAMPLES_SEQ = 400
 VARIANTS_2X2 = ("rnn", "lstm", "lstm-x2", "bilstm", "bilstm-x2")
 PAIRS = {  # the default comparison's one-factor questions among these variants
-    "cell@1-uni": ("lstm", "rnn"), "depth@uni": ("lstm-x2", "lstm"), "depth@bi": ("bilstm-x2", "bilstm"),
-    "direction@1": ("bilstm", "lstm"), "direction@2": ("bilstm-x2", "lstm-x2"),
+    "cell@1-uni": ("lstm", "rnn"),
+    "depth@uni": ("lstm-x2", "lstm"),
+    "depth@bi": ("bilstm-x2", "bilstm"),
+    "direction@1": ("bilstm", "lstm"),
+    "direction@2": ("bilstm-x2", "lstm-x2"),
 }
 
 
 def _family() -> list[Contrast]:
-    return [Contrast(name=n, kind="pair", a=a, b=b, weights={a: 1.0, b: -1.0}, a_side=(a,), b_side=(b,))
-            for n, (a, b) in PAIRS.items()]
+    return [
+        Contrast(name=n, kind="pair", a=a, b=b, weights={a: 1.0, b: -1.0}, a_side=(a,), b_side=(b,))
+        for n, (a, b) in PAIRS.items()
+    ]
 
 
-def _seed_runs(rng, true_acc: dict[str, float], difficulty: np.ndarray, seed_sd: float, seeds: int, v: str) -> np.ndarray:
+def _seed_runs(
+    rng, true_acc: dict[str, float], difficulty: np.ndarray, seed_sd: float, seeds: int, v: str
+) -> np.ndarray:
     """(seeds, n) 0/1 correctness: each seed shifts the variant's accuracy by N(0, seed_sd) on a logit-free scale."""
     shift = rng.normal(0.0, seed_sd, size=(seeds, 1))
     p = np.clip(difficulty[None, :] + (true_acc[v] - difficulty.mean()) + shift, 0.0, 1.0)
@@ -222,9 +254,17 @@ def adaptive_design(rng, true_acc, seed_sd, schedule: SeedSchedule, alpha: float
     looks = []
     for _ in schedule.looks:
         preds = {v: np.where(c == 1, 0, 1) for v, c in correct.items()}
-        rows, _sec, _det = contrast_family(family, variants={v: {} for v in VARIANTS_2X2}, correct=correct, preds=preds, y=y,
-                                           n_classes=2, primary="test_accuracy", alpha=alpha or schedule.alpha_per_look(ALPHA),
-                                           sesoi=SEQ_SESOI)
+        rows, _sec, _det = contrast_family(
+            family,
+            variants={v: {} for v in VARIANTS_2X2},
+            correct=correct,
+            preds=preds,
+            y=y,
+            n_classes=2,
+            primary="test_accuracy",
+            alpha=alpha or schedule.alpha_per_look(ALPHA),
+            sesoi=SEQ_SESOI,
+        )
         looks.append(rows)
         more = to_extend(rows, members, {v: c.shape[0] for v, c in correct.items()}, schedule)
         if not more:
@@ -250,7 +290,11 @@ def false_verdict(rows: list[dict], true_acc: dict[str, float]) -> bool:
 def sequential_cell(seed_seq, *, seed_sd: float, truth: str, reps: int) -> dict:
     """How often the adaptive design (3, 6, 9 seeds; alpha / 3 a look) makes any false verdict at any look."""
     rng = np.random.default_rng(seed_seq)
-    true_acc = dict.fromkeys(VARIANTS_2X2, 0.75) if truth == "null" else dict(zip(VARIANTS_2X2, (0.71, 0.73, 0.75, 0.75, 0.77)))
+    true_acc = (
+        dict.fromkeys(VARIANTS_2X2, 0.75)
+        if truth == "null"
+        else dict(zip(VARIANTS_2X2, (0.71, 0.73, 0.75, 0.75, 0.77)))
+    )
     schedule = SeedSchedule(min=3, max=9, step=3)
     false = 0
     for _ in range(reps):
@@ -272,7 +316,9 @@ def render_sequential(cells: list[dict], args) -> str:
     ]
     by = {(c["seed_sd_points"], c["truth"]): c for c in cells}
     for sd in sorted({c["seed_sd_points"] for c in cells}):
-        lines.append(f"| {sd:g} | {100 * by[(sd, 'null')]['false_verdicts']:.1f} | {100 * by[(sd, 'margin')]['false_verdicts']:.1f} |")
+        lines.append(
+            f"| {sd:g} | {100 * by[(sd, 'null')]['false_verdicts']:.1f} | {100 * by[(sd, 'margin')]['false_verdicts']:.1f} |"
+        )
     return "\n".join(lines)
 
 
@@ -289,8 +335,10 @@ def render_contrasts(cells: list[dict], args) -> str:
         "| ---: | ---: | ---: | ---: | ---: |",
     ]
     for c in cells:
-        lines.append(f"| {c['seed_sd_points']} | {100 * c['tost_at_plus_sesoi']:.1f} | {100 * c['tost_at_minus_sesoi']:.1f} | "
-                     f"{100 * c['interaction_null']:.1f} | {100 * c['family_wise']:.1f} |")
+        lines.append(
+            f"| {c['seed_sd_points']} | {100 * c['tost_at_plus_sesoi']:.1f} | {100 * c['tost_at_minus_sesoi']:.1f} | "
+            f"{100 * c['interaction_null']:.1f} | {100 * c['family_wise']:.1f} |"
+        )
     return "\n".join(lines)
 
 
@@ -340,7 +388,7 @@ def run_cell(seed_seq, *, seed_sd, seeds, n, reps, boot_reps, n_boot, shift=0.0)
             t0 = time.perf_counter()
             # Keep the bootstrap's (k*seeds, n_boot) products small whatever the chunk.
             for s in range(0, k, 50):
-                p, outside = bootstrap_pvalues(rng, a[s:min(k, s + 50)], b[s:min(k, s + 50)], n_boot)
+                p, outside = bootstrap_pvalues(rng, a[s : min(k, s + 50)], b[s : min(k, s + 50)], n_boot)
                 b_reject.append(p < ALPHA)
                 b_outside.append(outside)
             b_time += time.perf_counter() - t0
@@ -350,13 +398,20 @@ def run_cell(seed_seq, *, seed_sd, seeds, n, reps, boot_reps, n_boot, shift=0.0)
     b_reject = np.concatenate(b_reject)
     positive = shift > 0
     return {
-        "seed_sd_points": seed_sd, "seeds": seeds, "n": n, "reps": reps, "boot_reps": int(b_reject.size),
+        "seed_sd_points": seed_sd,
+        "seeds": seeds,
+        "n": n,
+        "reps": reps,
+        "boot_reps": int(b_reject.size),
         # In the power cell only a rejection in the right direction counts.
         "t_rate": float(np.mean(t_reject & (t_delta > 0))) if positive else float(np.mean(t_reject)),
-        "boot_rate": float(np.mean(b_reject & (t_delta[: b_reject.size] > 0))) if positive else float(np.mean(b_reject)),
+        "boot_rate": float(np.mean(b_reject & (t_delta[: b_reject.size] > 0)))
+        if positive
+        else float(np.mean(b_reject)),
         "boot_ci_excludes_zero": float(np.mean(np.concatenate(b_outside))),
         "mean_delta": float(t_delta.mean()),
-        "t_seconds": round(t_time, 3), "boot_seconds": round(b_time, 3),
+        "t_seconds": round(t_time, 3),
+        "boot_seconds": round(b_time, 3),
     }
 
 
@@ -380,8 +435,10 @@ def render(cells: list[dict], power: dict, args) -> str:
         "| ---: | ---: | ---: | ---: | ---: |",
     ]
     for c in cells:
-        lines.append(f"| {c['seed_sd_points']} | {c['seeds']} | {c['n']} | {_pct(c['t_rate'], not args.smoke)} | "
-                     f"{_pct(c['boot_rate'], not args.smoke)} |")
+        lines.append(
+            f"| {c['seed_sd_points']} | {c['seeds']} | {c['n']} | {_pct(c['t_rate'], not args.smoke)} | "
+            f"{_pct(c['boot_rate'], not args.smoke)} |"
+        )
     lines += [
         "",
         f"Power (%): true difference +{POWER['delta_points']} points (observed mean {100 * power['mean_delta']:.2f}), "
@@ -403,11 +460,24 @@ def main(argv=None) -> dict:
     children = root.spawn(len(grid) + 1)
     cells = []
     for (sd, s, n), child in zip(grid, children):
-        cells.append(run_cell(child, seed_sd=sd, seeds=s, n=n, reps=args.reps, boot_reps=args.boot_reps, n_boot=args.n_boot))
-        print(f"  sd {sd} seeds {s} n {n}: t {100 * cells[-1]['t_rate']:.1f}% bootstrap {100 * cells[-1]['boot_rate']:.1f}%",
-              file=sys.stderr, flush=True)
-    power = run_cell(children[-1], seed_sd=POWER["seed_sd"], seeds=POWER["seeds"], n=POWER["n"], reps=args.reps,
-                     boot_reps=args.boot_reps, n_boot=args.n_boot, shift=shift_for(POWER["delta_points"]))
+        cells.append(
+            run_cell(child, seed_sd=sd, seeds=s, n=n, reps=args.reps, boot_reps=args.boot_reps, n_boot=args.n_boot)
+        )
+        print(
+            f"  sd {sd} seeds {s} n {n}: t {100 * cells[-1]['t_rate']:.1f}% bootstrap {100 * cells[-1]['boot_rate']:.1f}%",
+            file=sys.stderr,
+            flush=True,
+        )
+    power = run_cell(
+        children[-1],
+        seed_sd=POWER["seed_sd"],
+        seeds=POWER["seeds"],
+        n=POWER["n"],
+        reps=args.reps,
+        boot_reps=args.boot_reps,
+        n_boot=args.n_boot,
+        shift=shift_for(POWER["delta_points"]),
+    )
     table = render(cells, power, args)
     print(table, flush=True)
     contrast_children = np.random.SeedSequence([args.seed, 28]).spawn(len(CONTRAST_SDS))
@@ -415,13 +485,18 @@ def main(argv=None) -> dict:
     contrast_table = render_contrasts(contrasts, args)
     print("\n" + contrast_table, flush=True)
     seq_children = np.random.SeedSequence([args.seed, 29]).spawn(2 * len(SEQUENTIAL_SDS))
-    sequential = [sequential_cell(child, seed_sd=sd, truth=truth, reps=max(2, args.reps // 20))
-                  for (sd, truth), child in zip([(sd, t) for sd in SEQUENTIAL_SDS for t in ("null", "margin")], seq_children)]
+    sequential = [
+        sequential_cell(child, seed_sd=sd, truth=truth, reps=max(2, args.reps // 20))
+        for (sd, truth), child in zip([(sd, t) for sd in SEQUENTIAL_SDS for t in ("null", "margin")], seq_children)
+    ]
     sequential_table = render_sequential(sequential, args)
     print("\n" + sequential_table, flush=True)
     elapsed = time.perf_counter() - start
-    print(f"total {elapsed:.1f}s (t-test {sum(c['t_seconds'] for c in cells + [power]):.1f}s, "
-          f"bootstrap {sum(c['boot_seconds'] for c in cells + [power]):.1f}s, the rest simulation)", file=sys.stderr)
+    print(
+        f"total {elapsed:.1f}s (t-test {sum(c['t_seconds'] for c in cells + [power]):.1f}s, "
+        f"bootstrap {sum(c['boot_seconds'] for c in cells + [power]):.1f}s, the rest simulation)",
+        file=sys.stderr,
+    )
     result = {
         "cells": cells,
         "power": power,
@@ -432,9 +507,16 @@ def main(argv=None) -> dict:
         "sequential_table_markdown": sequential_table,
         "seconds": round(elapsed, 2),
         "setup": {
-            "smoke": args.smoke, "reps": args.reps, "boot_reps": args.boot_reps, "n_boot": args.n_boot, "seed": args.seed,
-            "alpha": ALPHA, "difficulty_logit": {"mean": MU, "sd": TAU}, "mean_accuracy": round(_mean_accuracy(), 4),
-            "seed_offsets": "logit scale, sd = points / 100 / E[p(1-p)]", "power_cell": POWER,
+            "smoke": args.smoke,
+            "reps": args.reps,
+            "boot_reps": args.boot_reps,
+            "n_boot": args.n_boot,
+            "seed": args.seed,
+            "alpha": ALPHA,
+            "difficulty_logit": {"mean": MU, "sd": TAU},
+            "mean_accuracy": round(_mean_accuracy(), 4),
+            "seed_offsets": "logit scale, sd = points / 100 / E[p(1-p)]",
+            "power_cell": POWER,
         },
         "machine": C.machine_info(1),
     }

@@ -57,22 +57,46 @@ from bench import _common as C
 
 EMBEDDING, HIDDEN, LAYERS = 100, 128, 1
 PRECISIONS = ("fp32", "bf16", "int8")
-KEYS = ("texts_per_s_b256", "flop_bound_texts_per_s", "fraction_of_flop_bound", "latency_p50_ms", "latency_p95_ms", "accuracy")
+KEYS = (
+    "texts_per_s_b256",
+    "flop_bound_texts_per_s",
+    "fraction_of_flop_bound",
+    "latency_p50_ms",
+    "latency_p95_ms",
+    "accuracy",
+)
 
 
 def parse_args(argv=None):
     p = C.base_parser(__doc__, "inference")
-    p.add_argument("--data", default=C.default_data(), help="Training / test data: a file or builtin:NAME (default: %(default)s).")
+    p.add_argument(
+        "--data", default=C.default_data(), help="Training / test data: a file or builtin:NAME (default: %(default)s)."
+    )
     p.add_argument("--epochs", type=int, default=1, help="Training epochs before measuring (default: %(default)s).")
     p.add_argument("--precisions", nargs="+", default=list(PRECISIONS), choices=PRECISIONS)
-    p.add_argument("--bf16", choices=("cast", "autocast"), default="cast", help="How bf16 is applied (default: %(default)s).")
-    p.add_argument("--batch-size", type=int, default=256, help="Batch of the throughput measurement (default: %(default)s).")
-    p.add_argument("--texts", type=int, default=4096, help="Texts per timed throughput pass (test texts, cycled) (default: %(default)s).")
-    p.add_argument("--reps", type=int, default=3, help="Timed throughput passes; the median is reported (default: %(default)s).")
+    p.add_argument(
+        "--bf16", choices=("cast", "autocast"), default="cast", help="How bf16 is applied (default: %(default)s)."
+    )
+    p.add_argument(
+        "--batch-size", type=int, default=256, help="Batch of the throughput measurement (default: %(default)s)."
+    )
+    p.add_argument(
+        "--texts",
+        type=int,
+        default=4096,
+        help="Texts per timed throughput pass (test texts, cycled) (default: %(default)s).",
+    )
+    p.add_argument(
+        "--reps", type=int, default=3, help="Timed throughput passes; the median is reported (default: %(default)s)."
+    )
     p.add_argument("--latency-samples", type=int, default=300, help="Timed batch-1 calls (default: %(default)s).")
     p.add_argument("--sgemm-size", type=int, default=4096, help="Square matrix size of the sgemm peak measurement.")
-    p.add_argument("--profile", action="store_true", help="Add a cProfile of fp32 predict_proba and a batch-1 breakdown.")
-    p.add_argument("--cache-dir", default=None, help="textclf stage cache for prepare/tokenize (default: a temporary directory).")
+    p.add_argument(
+        "--profile", action="store_true", help="Add a cProfile of fp32 predict_proba and a batch-1 breakdown."
+    )
+    p.add_argument(
+        "--cache-dir", default=None, help="textclf stage cache for prepare/tokenize (default: a temporary directory)."
+    )
     C.add_device(p)
     args = p.parse_args(argv)
     args.threads = C.default_threads(args.threads, args.smoke)
@@ -95,18 +119,34 @@ def train_and_save(cfg, prepared, tokenized, folder: Path) -> None:
     seed_everything(cfg.train.seed)
     e = cfg.encoder
     model = TextClassifier(
-        vocab_size=tokenized.value.tokenizer.get_vocab_size(), embedding_dim=cfg.embedding.dim,
-        num_classes=len(prepared.value.label_names), padding_idx=0, cell=e.cell, hidden_size=e.hidden_size,
-        layers=e.layers, bidirectional=e.bidirectional, dropout=0.0, embedding_dropout=cfg.embedding.dropout,
-        output_dropout=e.output_dropout, pooling=e.pooling,
+        vocab_size=tokenized.value.tokenizer.get_vocab_size(),
+        embedding_dim=cfg.embedding.dim,
+        num_classes=len(prepared.value.label_names),
+        padding_idx=0,
+        cell=e.cell,
+        hidden_size=e.hidden_size,
+        layers=e.layers,
+        bidirectional=e.bidirectional,
+        dropout=0.0,
+        embedding_dropout=cfg.embedding.dropout,
+        output_dropout=e.output_dropout,
+        pooling=e.pooling,
     )
     splits = tokenized.value.splits
     t0 = time.perf_counter()
     result = Trainer(model, cfg.train).fit(splits["train"], splits["validation"])
-    print(f"trained {cfg.train.epochs} epoch(s) in {time.perf_counter() - t0:.1f}s: "
-          f"val accuracy {result.best_metric:.4f}", file=sys.stderr)
-    artifacts.save_neural(folder, model=model, tokenizer=tokenized.value.tokenizer,
-                          label_names=prepared.value.label_names, config=cfg.to_dict())
+    print(
+        f"trained {cfg.train.epochs} epoch(s) in {time.perf_counter() - t0:.1f}s: "
+        f"val accuracy {result.best_metric:.4f}",
+        file=sys.stderr,
+    )
+    artifacts.save_neural(
+        folder,
+        model=model,
+        tokenizer=tokenized.value.tokenizer,
+        label_names=prepared.value.label_names,
+        config=cfg.to_dict(),
+    )
 
 
 def variant_model(base, precision: str, bf16_mode: str, device: str = "cpu"):
@@ -174,8 +214,10 @@ def profile(clf, texts: list[str], batch_size: int, n_single: int) -> dict:
     from textclf.text.batching import collate
 
     out = {}
-    for label, calls in (("batch_1", [[t] for t in texts[:n_single]]),
-                         (f"batch_{batch_size}", [texts[i : i + batch_size] for i in range(0, len(texts), batch_size)])):
+    for label, calls in (
+        ("batch_1", [[t] for t in texts[:n_single]]),
+        (f"batch_{batch_size}", [texts[i : i + batch_size] for i in range(0, len(texts), batch_size)]),
+    ):
         prof = cProfile.Profile()
         prof.enable()
         for call in calls:
@@ -185,10 +227,16 @@ def profile(clf, texts: list[str], batch_size: int, n_single: int) -> dict:
         total = st.total_tt
         rows = sorted(st.stats.items(), key=lambda kv: kv[1][2], reverse=True)[:15]  # by own (total) time
         out[label] = {
-            "calls": len(calls), "profiled_s": round(total, 4),
+            "calls": len(calls),
+            "profiled_s": round(total, 4),
             "top_by_own_time": [
-                {"function": f"{Path(fn[0]).name}:{fn[1]}({fn[2]})", "ncalls": v[1], "own_s": round(v[2], 4),
-                 "cum_s": round(v[3], 4), "own_share": round(v[2] / total, 3) if total else 0.0}
+                {
+                    "function": f"{Path(fn[0]).name}:{fn[1]}({fn[2]})",
+                    "ncalls": v[1],
+                    "own_s": round(v[2], 4),
+                    "cum_s": round(v[3], 4),
+                    "own_share": round(v[2] / total, 3) if total else 0.0,
+                }
                 for fn, v in rows
             ],
         }
@@ -219,7 +267,8 @@ def profile(clf, texts: list[str], batch_size: int, n_single: int) -> dict:
         "predict_proba": round(per_call_ms(lambda c: clf.predict_proba(c)), 4),
         "encode_texts": round(per_call_ms(lambda c: encode_texts(clf.tokenizer, c, clf.max_length)), 4),
         "train.predict_proba_on_encoded": round(
-            per_call_ms(lambda c: predict_proba(model, encoded[next(it) % len(encoded)], device=device)), 4),
+            per_call_ms(lambda c: predict_proba(model, encoded[next(it) % len(encoded)], device=device)), 4
+        ),
         "collate_forward_softmax": round(per_call_ms(forward_only), 4),
         "model.to(device)": round(per_call_ms(lambda c: model.to(device)), 4),
     }
@@ -233,8 +282,13 @@ def main(argv=None) -> dict:
     args = parse_args(argv)
     threads, machine, sgemm = C.start(args)
     sets = C.data_overrides(args.data, smoke=args.smoke) + [
-        f"embedding.dim={EMBEDDING}", f"encoder.hidden_size={HIDDEN}", f"encoder.layers={LAYERS}",
-        "encoder.cell=lstm", "encoder.bidirectional=true", f"train.epochs={args.epochs}", f"train.device={args.device}",
+        f"embedding.dim={EMBEDDING}",
+        f"encoder.hidden_size={HIDDEN}",
+        f"encoder.layers={LAYERS}",
+        "encoder.cell=lstm",
+        "encoder.bidirectional=true",
+        f"train.epochs={args.epochs}",
+        f"train.device={args.device}",
         f"train.num_threads={threads}",
     ]
     cfg = C.load_config(sets)
@@ -260,8 +314,11 @@ def measure(args, folder: Path, prepared, sgemm: float) -> dict:
     mean_tokens = float(encode_texts(clf.tokenizer, texts, clf.max_length).lengths.mean())
     fwd_per_token = C.flops_per_token("lstm", EMBEDDING, HIDDEN, LAYERS, True, training=False)
     flop_bound = sgemm * 1e9 / (fwd_per_token * mean_tokens)
-    print(f"{len(test_texts)} held-out texts; timed texts: {len(texts)}, {mean_tokens:.1f} tokens each on average; "
-          f"FLOP-bound limit {flop_bound:.0f} texts/s", file=sys.stderr)
+    print(
+        f"{len(test_texts)} held-out texts; timed texts: {len(texts)}, {mean_tokens:.1f} tokens each on average; "
+        f"FLOP-bound limit {flop_bound:.0f} texts/s",
+        file=sys.stderr,
+    )
 
     precisions, details = {}, {}
     fp32_pred = None
@@ -276,38 +333,62 @@ def measure(args, folder: Path, prepared, sgemm: float) -> dict:
             rate, rates = throughput(clf, texts, args.batch_size, args.reps, ctx)
             p50, p95 = latency(clf, texts, args.latency_samples, ctx)
         except Exception as exc:  # record, don't drop: e.g. an unsupported kernel on this CPU
-            precisions[precision] = {"error": f"{type(exc).__name__}: {str(exc).splitlines()[0][:300] if str(exc) else ''}"}
+            precisions[precision] = {
+                "error": f"{type(exc).__name__}: {str(exc).splitlines()[0][:300] if str(exc) else ''}"
+            }
             print(f"{precision:<5} failed: {precisions[precision]['error']}", file=sys.stderr)
             continue
         finally:
             clf.model = base
         if precision == "fp32":
             fp32_pred = pred
-        precisions[precision] = dict(zip(KEYS, (
-            round(rate, 1), round(flop_bound, 1), round(rate / flop_bound, 4), round(p50, 4), round(p95, 4), round(accuracy, 4),
-        )))
+        precisions[precision] = dict(
+            zip(
+                KEYS,
+                (
+                    round(rate, 1),
+                    round(flop_bound, 1),
+                    round(rate / flop_bound, 4),
+                    round(p50, 4),
+                    round(p95, 4),
+                    round(accuracy, 4),
+                ),
+            )
+        )
         details[precision] = {
             "method": notes[0] if notes else "model as loaded (float32)",
             "notes": notes[1:],
             "texts_per_s_runs": [round(r, 1) for r in rates],
             "agreement_with_fp32": None if fp32_pred is None else round(float((pred == fp32_pred).mean()), 4),
-            "accuracy_change_vs_fp32": None if "fp32" not in precisions or "error" in precisions["fp32"]
+            "accuracy_change_vs_fp32": None
+            if "fp32" not in precisions or "error" in precisions["fp32"]
             else round(accuracy - precisions["fp32"]["accuracy"], 4),
         }
-        print(f"{precision:<5} {C.fmt_rate(rate):>7} texts/s at batch {args.batch_size} "
-              f"({rate / flop_bound:.1%} of the FLOP bound) | batch 1: p50 {p50:.3f} ms, p95 {p95:.3f} ms | "
-              f"accuracy {accuracy:.4f}", flush=True)
+        print(
+            f"{precision:<5} {C.fmt_rate(rate):>7} texts/s at batch {args.batch_size} "
+            f"({rate / flop_bound:.1%} of the FLOP bound) | batch 1: p50 {p50:.3f} ms, p95 {p95:.3f} ms | "
+            f"accuracy {accuracy:.4f}",
+            flush=True,
+        )
 
     result = {
         "precisions": precisions,
         "machine": None,  # filled in by main
         "setup": {
-            "smoke": args.smoke, "device": args.device, "model": f"1-layer BiLSTM, embedding {EMBEDDING}, hidden {HIDDEN}, max pooling",
-            "epochs": args.epochs, "batch_size": args.batch_size, "timed_texts": len(texts), "reps": args.reps,
-            "latency_samples": args.latency_samples, "held_out_texts": len(test_texts),
-            "mean_tokens_per_text": round(mean_tokens, 2), "forward_flops_per_token": fwd_per_token,
+            "smoke": args.smoke,
+            "device": args.device,
+            "model": f"1-layer BiLSTM, embedding {EMBEDDING}, hidden {HIDDEN}, max pooling",
+            "epochs": args.epochs,
+            "batch_size": args.batch_size,
+            "timed_texts": len(texts),
+            "reps": args.reps,
+            "latency_samples": args.latency_samples,
+            "held_out_texts": len(test_texts),
+            "mean_tokens_per_text": round(mean_tokens, 2),
+            "forward_flops_per_token": fwd_per_token,
             "forward_flops_per_text": round(fwd_per_token * mean_tokens),
-            "sgemm_gflops": round(sgemm, 1), "sgemm_size": args.sgemm_size,
+            "sgemm_gflops": round(sgemm, 1),
+            "sgemm_size": args.sgemm_size,
             "flop_bound": "fp32 sgemm GFLOP/s / forward FLOPs per text (the same limit for every precision)",
             "flops_formula": C.FLOP_FORMULA,
         },

@@ -65,11 +65,31 @@ _LINE = re.compile(r"^\s*(cached|trained)\s+(\S+)\s+seed\s+(\d+)", re.MULTILINE)
 
 def parse_args(argv=None):
     p = C.base_parser(__doc__, "pipeline")
-    p.add_argument("--pipeline", default=str(C.REPO / "pipelines" / "compare.yaml"), help="Pipeline file (default: %(default)s).")
-    p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE", help="Passed to `textclf run` (repeatable).")
-    p.add_argument("--variant", dest="variants", action="append", default=[], metavar="NAME", help="Passed to `textclf run` (repeatable).")
-    p.add_argument("--textclf", default=None, help="The CLI to run (default: the `textclf` next to this Python, else on PATH).")
-    p.add_argument("--keep", type=Path, default=None, help="Work in this directory and keep it (it must not exist yet).")
+    p.add_argument(
+        "--pipeline", default=str(C.REPO / "pipelines" / "compare.yaml"), help="Pipeline file (default: %(default)s)."
+    )
+    p.add_argument(
+        "--set",
+        dest="sets",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="Passed to `textclf run` (repeatable).",
+    )
+    p.add_argument(
+        "--variant",
+        dest="variants",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="Passed to `textclf run` (repeatable).",
+    )
+    p.add_argument(
+        "--textclf", default=None, help="The CLI to run (default: the `textclf` next to this Python, else on PATH)."
+    )
+    p.add_argument(
+        "--keep", type=Path, default=None, help="Work in this directory and keep it (it must not exist yet)."
+    )
     args = p.parse_args(argv)
     args.threads = C.default_threads(args.threads, args.smoke)
     return args
@@ -129,7 +149,15 @@ def measure(args, cli: str, work: Path) -> dict:
         pipeline = work / "bench-smoke.yaml"
         pipeline.write_text(SMOKE_PIPELINE)
         sets = SMOKE_SETS + sets
-    cmd = [cli, "run", str(pipeline), "--cache-dir", str(work / "cache"), "--tracking-uri", f"sqlite:///{work}/mlruns/mlflow.db"]
+    cmd = [
+        cli,
+        "run",
+        str(pipeline),
+        "--cache-dir",
+        str(work / "cache"),
+        "--tracking-uri",
+        f"sqlite:///{work}/mlruns/mlflow.db",
+    ]
     params = C.REPO / "params.yaml"
     if params.is_file():
         cmd += ["--params", str(params)]
@@ -151,10 +179,13 @@ def measure(args, cli: str, work: Path) -> dict:
     cold_counts, cached_counts = counts(work / "cold.log"), counts(work / "cached.log")
     unchanged_log = (work / "unchanged.log").read_text(errors="replace")
     answered = "nothing changed since parent run" in " ".join(unchanged_log.split()) and not _LINE.search(unchanged_log)
-    print(f"pipeline {pipeline.name}: cold {cold:.1f}s ({cold_counts['trained']} trained), unchanged {unchanged:.2f}s "
-          f"({'answered from the last run' if answered else 'NOT answered from the last run'}), cached {cached:.2f}s "
-          f"({cached_counts['cached']} cached, {cached_counts['trained']} trained) | CPU s: cold {cold_cpu:.1f}, "
-          f"unchanged {unchanged_cpu:.1f}, cached {cached_cpu:.1f} | CLI start-up {startup:.2f}s", flush=True)
+    print(
+        f"pipeline {pipeline.name}: cold {cold:.1f}s ({cold_counts['trained']} trained), unchanged {unchanged:.2f}s "
+        f"({'answered from the last run' if answered else 'NOT answered from the last run'}), cached {cached:.2f}s "
+        f"({cached_counts['cached']} cached, {cached_counts['trained']} trained) | CPU s: cold {cold_cpu:.1f}, "
+        f"unchanged {unchanged_cpu:.1f}, cached {cached_cpu:.1f} | CLI start-up {startup:.2f}s",
+        flush=True,
+    )
     return {
         "cold_s": round(cold, 3),
         "unchanged_s": round(unchanged, 3),
@@ -169,8 +200,12 @@ def measure(args, cli: str, work: Path) -> dict:
         "fully_cached": cached_counts["trained"] == 0 and cached_counts["cached"] > 0,
         "machine": C.machine_info(args.threads),
         "setup": {
-            "pipeline": str(pipeline) if not args.smoke else "bench-smoke (generated)", "smoke": args.smoke,
-            "set": sets, "variants": args.variants, "command": cmd[1:], "threads_env": {"OMP_NUM_THREADS": args.threads},
+            "pipeline": str(pipeline) if not args.smoke else "bench-smoke (generated)",
+            "smoke": args.smoke,
+            "set": sets,
+            "variants": args.variants,
+            "command": cmd[1:],
+            "threads_env": {"OMP_NUM_THREADS": args.threads},
             "timing": "wall time of the CLI subprocess, interpreter start-up included",
         },
     }

@@ -54,7 +54,9 @@ print(json.dumps({"seconds": time.perf_counter() - t0, "textclf": sys.modules["t
 
 def parse_args(argv=None):
     p = C.base_parser(__doc__, "portable_model")
-    p.add_argument("--keep", type=Path, default=None, help="Work in this directory and keep it (it must not exist yet).")
+    p.add_argument(
+        "--keep", type=Path, default=None, help="Work in this directory and keep it (it must not exist yet)."
+    )
     args = p.parse_args(argv)
     args.threads = C.default_threads(args.threads, args.smoke)
     return args
@@ -77,24 +79,57 @@ def measure(work: Path, threads: int) -> dict:
     import textclf
 
     uri = f"sqlite:///{work}/store/mlflow.db"
-    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "TEXTCLF_CACHE_DIR": str(work / "cache"), "MLFLOW_TRACKING_URI": uri}
-    train = [sys.executable, "-m", "textclf", "train", "-q", "--tracking-uri", uri, "--metrics-out", str(work / "m.json"),
-             "--set", "data.source=builtin:reviews", "--set", "data.options={size: 300}", "--set", "train.epochs=1",
-             "--set", "evaluate.latency_samples=0"]
+    env = {
+        **os.environ,
+        "OMP_NUM_THREADS": str(threads),
+        "TEXTCLF_CACHE_DIR": str(work / "cache"),
+        "MLFLOW_TRACKING_URI": uri,
+    }
+    train = [
+        sys.executable,
+        "-m",
+        "textclf",
+        "train",
+        "-q",
+        "--tracking-uri",
+        uri,
+        "--metrics-out",
+        str(work / "m.json"),
+        "--set",
+        "data.source=builtin:reviews",
+        "--set",
+        "data.options={size: 300}",
+        "--set",
+        "train.epochs=1",
+        "--set",
+        "evaluate.latency_samples=0",
+    ]
     train_s = _run(train, work / "train.log", env=env, cwd=work)
     run_id = json.loads((work / "m.json").read_text())["run_id"]
     client = MlflowClient(tracking_uri=uri)
     model_uri = client.get_run(run_id).data.tags["textclf.model_uri"]
     # The local store keeps the model's files under a file:// location beside the database.
-    local = Path(urllib.parse.urlparse(client.get_logged_model(model_uri.removeprefix("models:/")).artifact_location).path)
+    local = Path(
+        urllib.parse.urlparse(client.get_logged_model(model_uri.removeprefix("models:/")).artifact_location).path
+    )
     requirements = [x for x in (local / "requirements.txt").read_text().splitlines() if x.strip()]
 
     venv = work / "venv"
     venv_s = _run([sys.executable, "-m", "venv", str(venv)], work / "venv.log")  # no --system-site-packages
     clean = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV", "MLFLOW_TRACKING_URI")}
-    install_s = _run([str(venv / "bin" / "pip"), "install", "-q", "-r", str(local / "requirements.txt")], work / "install.log", env=clean)
-    out = subprocess.run([str(venv / "bin" / "python"), "-I", "-c", _LOAD, str(local), json.dumps(TEXTS)],
-                         cwd=work, env=clean, capture_output=True, text=True, timeout=600)
+    install_s = _run(
+        [str(venv / "bin" / "pip"), "install", "-q", "-r", str(local / "requirements.txt")],
+        work / "install.log",
+        env=clean,
+    )
+    out = subprocess.run(
+        [str(venv / "bin" / "python"), "-I", "-c", _LOAD, str(local), json.dumps(TEXTS)],
+        cwd=work,
+        env=clean,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     if out.returncode != 0:
         raise SystemExit(f"loading in the fresh environment failed:\n{out.stderr[-3000:]}")
     got = json.loads(out.stdout.strip().splitlines()[-1])
@@ -119,8 +154,16 @@ def measure(work: Path, threads: int) -> dict:
 def main(argv=None) -> dict:
     args = parse_args(argv)
     with C.work_dir(args.keep, "textclf-bench-portable-") as work:
-        result = {"benchmark": "portable_model", "smoke": args.smoke, "machine": C.machine_info(args.threads), **measure(work, args.threads)}
-    print(f"fresh venv: install {result['install_s']} s ({result['venv_mb']} MB), load + predict {result['load_predict_s']} s", file=sys.stderr)
+        result = {
+            "benchmark": "portable_model",
+            "smoke": args.smoke,
+            "machine": C.machine_info(args.threads),
+            **measure(work, args.threads),
+        }
+    print(
+        f"fresh venv: install {result['install_s']} s ({result['venv_mb']} MB), load + predict {result['load_predict_s']} s",
+        file=sys.stderr,
+    )
     C.write_json(args.json, result)
     return result
 

@@ -55,14 +55,21 @@ CLASSES = 5
 
 def parse_args(argv=None):
     p = C.base_parser(__doc__, "rnn_cells")
-    p.add_argument("--shape", nargs=4, type=int, action="append", metavar=("B", "T", "I", "H"),
-                   help="A (batch, steps, input size, hidden size) to measure; repeat for several (default: the three above).")
+    p.add_argument(
+        "--shape",
+        nargs=4,
+        type=int,
+        action="append",
+        metavar=("B", "T", "I", "H"),
+        help="A (batch, steps, input size, hidden size) to measure; repeat for several (default: the three above).",
+    )
     p.add_argument("--reps", type=int, default=7, help="Timed rounds (default: %(default)s).")
     p.add_argument("--warmup", type=int, default=2, help="Untimed rounds first (default: %(default)s).")
     p.add_argument("--steps", type=int, default=10, help="Calls per side per round (default: %(default)s).")
     # this benchmark compares thread counts: without --threads it runs 1 and all cores
-    p._option_string_actions["--threads"].help = (
-        f"torch CPU threads; default: 1 and all cores ({C.all_cores()}) one after the other, 1 with --smoke.")
+    p._option_string_actions[
+        "--threads"
+    ].help = f"torch CPU threads; default: 1 and all cores ({C.all_cores()}) one after the other, 1 with --smoke."
     args = p.parse_args(argv)
     if args.threads is not None and args.threads < 1:
         p.error(f"--threads must be >= 1, got {args.threads}")
@@ -192,7 +199,10 @@ def measure_shape(args, shape) -> dict:
             gflops[mode][cell] = round(flops / (ms[mode][cell] / 1e3) / 1e9, 2)
     return {
         "shape": {"B": B, "T": T, "I": I, "H": H},
-        "ms": ms, "speedup": speedup, "useful_gflops": gflops, "checks": checks,
+        "ms": ms,
+        "speedup": speedup,
+        "useful_gflops": gflops,
+        "checks": checks,
         "runs_ms": {f"{cell}/{mode}": [round(v, 4) for v in runs[(cell, mode)]] for cell, mode in sides},
     }
 
@@ -207,7 +217,10 @@ def print_shape(threads: int, res: dict) -> None:
             if cell.startswith("fast_"):
                 part += f" (x{sp[cell.removeprefix('fast_')]:.2f})"
             parts.append(part)
-        print(f"threads {threads} B={s['B']} T={s['T']} I={s['I']} H={s['H']} {mode:5} ms/call: " + " | ".join(parts), flush=True)
+        print(
+            f"threads {threads} B={s['B']} T={s['T']} I={s['I']} H={s['H']} {mode:5} ms/call: " + " | ".join(parts),
+            flush=True,
+        )
 
 
 # --------------------------------------------------------------------------- main
@@ -233,8 +246,13 @@ def main(argv=None) -> dict:
         "machine": C.machine_info(max(args.thread_counts)),
         "flops_formula": C.FLOP_FORMULA,
         "setup": {
-            "smoke": args.smoke, "threads": args.thread_counts, "shapes": [list(s) for s in args.shapes],
-            "reps": args.reps, "warmup_rounds": args.warmup, "steps_per_round": args.steps, "classes": CLASSES,
+            "smoke": args.smoke,
+            "threads": args.thread_counts,
+            "shapes": [list(s) for s in args.shapes],
+            "reps": args.reps,
+            "warmup_rounds": args.warmup,
+            "steps_per_round": args.steps,
+            "classes": CLASSES,
             "statistic": "median over reps of wall-clock ms per call; sides interleaved, order rotated each round",
         },
     }

@@ -78,7 +78,12 @@ print('{"rows": %d}' % (len(rows) - 1))
 def parse_args(argv=None):
     p = C.base_parser(__doc__, "scale")
     p.add_argument("--rows", type=int, default=1_000_000, help="Texts in the generated corpus (default: %(default)s).")
-    p.add_argument("--workdir", type=Path, default=None, help="Where the corpus and the stage cache go (default: a temporary directory, removed).")
+    p.add_argument(
+        "--workdir",
+        type=Path,
+        default=None,
+        help="Where the corpus and the stage cache go (default: a temporary directory, removed).",
+    )
     args = p.parse_args(argv)
     args.threads = C.default_threads(args.threads, args.smoke)
     if args.smoke:
@@ -106,13 +111,19 @@ def write_corpus(path: Path, rows: int, seed: int = 0, chunk: int = 100_000) -> 
                 cue = WORDS_POS if label else WORDS_NEG
                 words.insert(int(rng.integers(0, length)), cue[int(rng.integers(0, len(cue)))])
                 texts.append(" ".join(words))
-            writer.write_table(pa.table({"text": texts, "label": ["pos" if x else "neg" for x in labels]}, schema=schema))
+            writer.write_table(
+                pa.table({"text": texts, "label": ["pos" if x else "neg" for x in labels]}, schema=schema)
+            )
 
 
 def measure(code: str, *args: str) -> tuple[dict, float, float]:
     """Run ``code`` in a fresh Python; returns (its JSON output, wall seconds, peak RSS in MiB)."""
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(C.REPO), os.environ.get("PYTHONPATH", "")]),
-           "TOKENIZERS_PARALLELISM": "true", "HF_HUB_OFFLINE": "1"}
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(C.REPO), os.environ.get("PYTHONPATH", "")]),
+        "TOKENIZERS_PARALLELISM": "true",
+        "HF_HUB_OFFLINE": "1",
+    }
     with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
         t0 = time.perf_counter()
         proc = subprocess.Popen([sys.executable, "-c", code, *args], stdout=out, stderr=err, env=env, cwd=C.REPO)

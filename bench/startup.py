@@ -52,8 +52,12 @@ _IMPORT_LINE = re.compile(r"import time:\s+(\d+) \|\s+(\d+) \|( *)(\S+)")
 
 def parse_args(argv=None):
     p = C.base_parser(__doc__, "startup")
-    p.add_argument("--reps", type=int, default=7, help="Fresh processes per command; medians are reported (default: %(default)s).")
-    p.add_argument("--keep", type=Path, default=None, help="Work in this directory and keep it (it must not exist yet).")
+    p.add_argument(
+        "--reps", type=int, default=7, help="Fresh processes per command; medians are reported (default: %(default)s)."
+    )
+    p.add_argument(
+        "--keep", type=Path, default=None, help="Work in this directory and keep it (it must not exist yet)."
+    )
     args = p.parse_args(argv)
     args.threads = C.default_threads(args.threads, args.smoke)
     if args.smoke:
@@ -65,7 +69,9 @@ def _run(cmd: list[str], env: dict, cwd: Path) -> tuple[float, float, subprocess
     """(wall seconds, CPU seconds (user + system) of the child, the finished process)."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
-    proc = subprocess.run(cmd, env=env, cwd=cwd, capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=600, check=False)
+    proc = subprocess.run(
+        cmd, env=env, cwd=cwd, capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=600, check=False
+    )
     seconds = time.perf_counter() - t0
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if proc.returncode != 0:
@@ -75,7 +81,9 @@ def _run(cmd: list[str], env: dict, cwd: Path) -> tuple[float, float, subprocess
 
 def import_profile(stderr: str, top: int = 8) -> dict:
     """The ``top`` slowest top-level imports (cumulative ms) and which of :data:`HEAVY` were imported, from ``-X importtime`` output."""
-    rows = [(m.group(4), len(m.group(3)) // 2, int(m.group(2))) for m in map(_IMPORT_LINE.match, stderr.splitlines()) if m]
+    rows = [
+        (m.group(4), len(m.group(3)) // 2, int(m.group(2))) for m in map(_IMPORT_LINE.match, stderr.splitlines()) if m
+    ]
     names = {name for name, _, _ in rows}
     top_level = sorted(((name, us) for name, depth, us in rows if depth == 0), key=lambda r: -r[1])
     return {
@@ -87,16 +95,36 @@ def import_profile(stderr: str, top: int = 8) -> dict:
 
 def _train(work: Path, env: dict) -> tuple[Path, str]:
     folder = work / "model"
-    cmd = [sys.executable, "-m", "textclf", "train", "-q", "--output", str(folder), "--metrics-out", str(work / "m.json"),
-           "--set", "data.source=builtin:reviews", "--set", "data.options={size: 300}", "--set", "train.epochs=1",
-           "--set", "evaluate.latency_samples=0"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "textclf",
+        "train",
+        "-q",
+        "--output",
+        str(folder),
+        "--metrics-out",
+        str(work / "m.json"),
+        "--set",
+        "data.source=builtin:reviews",
+        "--set",
+        "data.options={size: 300}",
+        "--set",
+        "train.epochs=1",
+        "--set",
+        "evaluate.latency_samples=0",
+    ]
     _run(cmd, env, work)
     return folder, json.loads((work / "m.json").read_text())["run_id"]
 
 
 def measure(work: Path, threads: int, reps: int) -> dict:
-    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "TEXTCLF_CACHE_DIR": str(work / "cache"),
-           "MLFLOW_TRACKING_URI": f"sqlite:///{work}/store/mlflow.db"}
+    env = {
+        **os.environ,
+        "OMP_NUM_THREADS": str(threads),
+        "TEXTCLF_CACHE_DIR": str(work / "cache"),
+        "MLFLOW_TRACKING_URI": f"sqlite:///{work}/store/mlflow.db",
+    }
     (work / "store").mkdir()
     folder, run_id = _train(work, env)
     (work / "texts.txt").write_text("\n".join(TEXTS[:2]) + "\n")
@@ -112,10 +140,18 @@ def measure(work: Path, threads: int, reps: int) -> dict:
     for name, cmd in commands.items():
         wall, cpu = zip(*(_run(cmd, env, work)[:2] for _ in range(reps)))
         proc = _run([cmd[0], "-X", "importtime", *cmd[1:]], env, work)[2]
-        out[name] = {"median_s": round(C.median(list(wall)), 2), "min_s": round(min(wall), 2),
-                     "cpu_median_s": round(C.median(list(cpu)), 2), "reps": reps, **import_profile(proc.stderr)}
-        print(f"{name}: median {out[name]['median_s']} s (min {out[name]['min_s']} s, CPU {out[name]['cpu_median_s']} s); "
-              f"heavy imports {out[name]['heavy_imported']}", file=sys.stderr)
+        out[name] = {
+            "median_s": round(C.median(list(wall)), 2),
+            "min_s": round(min(wall), 2),
+            "cpu_median_s": round(C.median(list(cpu)), 2),
+            "reps": reps,
+            **import_profile(proc.stderr),
+        }
+        print(
+            f"{name}: median {out[name]['median_s']} s (min {out[name]['min_s']} s, CPU {out[name]['cpu_median_s']} s); "
+            f"heavy imports {out[name]['heavy_imported']}",
+            file=sys.stderr,
+        )
     return out
 
 
@@ -123,7 +159,12 @@ def main(argv=None) -> dict:
     args = parse_args(argv)
     with C.work_dir(args.keep, "textclf-bench-startup-") as work:
         machine = C.machine_info(args.threads)
-        result = {"benchmark": "startup", "smoke": args.smoke, "machine": machine, **measure(work, args.threads, args.reps)}
+        result = {
+            "benchmark": "startup",
+            "smoke": args.smoke,
+            "machine": machine,
+            **measure(work, args.threads, args.reps),
+        }
     C.write_json(args.json, result)
     return result
 

@@ -50,10 +50,20 @@ REGEX = re.compile(r"\w+|[^\w\s]")
 def parse_args(argv=None):
     p = C.base_parser(__doc__, "tokenize")
     p.add_argument("--data", default=C.default_data(), help="Data: a file or builtin:NAME (default: %(default)s).")
-    p.add_argument("--reps", type=int, default=3, help="Runs per measurement; medians are reported (default: %(default)s).")
-    p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
-                   help="textclf config override, e.g. --set tokenizer.kind=bpe (repeatable).")
-    p.add_argument("--cache-dir", default=None, help="textclf stage cache for the prepare stage (default: a temporary directory).")
+    p.add_argument(
+        "--reps", type=int, default=3, help="Runs per measurement; medians are reported (default: %(default)s)."
+    )
+    p.add_argument(
+        "--set",
+        dest="sets",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="textclf config override, e.g. --set tokenizer.kind=bpe (repeatable).",
+    )
+    p.add_argument(
+        "--cache-dir", default=None, help="textclf stage cache for the prepare stage (default: a temporary directory)."
+    )
     args = p.parse_args(argv)
     args.threads = C.default_threads(args.threads, args.smoke)
     if args.smoke:
@@ -107,7 +117,7 @@ def measure(args, cfg, cache_dir: Path, scratch: Path) -> dict:
     train_times, tok = [], None
     for _ in range(args.reps):
         batches = (b["text"] for b in train_ds.select_columns(["text"]).iter(batch_size=2000))
-        seconds, tok = C.timed(lambda: train_tokenizer(tcfg, batches, length=len(train_ds)))
+        seconds, tok = C.timed(lambda: train_tokenizer(tcfg, batches, length=len(train_ds)))  # noqa: B023 (called at once)
         train_times.append(seconds)
 
     stage_times, tokens = [], 0
@@ -147,17 +157,27 @@ def measure(args, cfg, cache_dir: Path, scratch: Path) -> dict:
         "regex_vocab_s": round(C.median(vocab_times), 4),
         "machine": None,  # filled in by main
         "setup": {
-            "data": args.data, "smoke": args.smoke, "tokenizer": tcfg.model_dump(mode="json"), "reps": args.reps,
-            "texts": n_texts, "tokens": tokens, "regex_tokens": regex_tokens, "vocab_size": tok.get_vocab_size(),
-            "regex_vocab_size": len(vocab) + 2, "stage_encode_s_runs": [round(x, 4) for x in stage_times],
+            "data": args.data,
+            "smoke": args.smoke,
+            "tokenizer": tcfg.model_dump(mode="json"),
+            "reps": args.reps,
+            "texts": n_texts,
+            "tokens": tokens,
+            "regex_tokens": regex_tokens,
+            "vocab_size": tok.get_vocab_size(),
+            "regex_vocab_size": len(vocab) + 2,
+            "stage_encode_s_runs": [round(x, 4) for x in stage_times],
             "regex_encode_s_runs": [round(x, 4) for x in regex_times],
             "statistic": "median over reps",
         },
     }
-    print(f"textclf stage encode {C.fmt_rate(result['tokens_per_s'])} tok/s "
-          f"(raw encode_batch_fast {C.fmt_rate(result['raw_encode_tokens_per_s'])}) | regex "
-          f"{C.fmt_rate(result['regex_tokens_per_s'])} tok/s | vocab training {result['vocab_train_s']:.3f}s "
-          f"(regex vocab {result['regex_vocab_s']:.3f}s) | {n_texts} texts", flush=True)
+    print(
+        f"textclf stage encode {C.fmt_rate(result['tokens_per_s'])} tok/s "
+        f"(raw encode_batch_fast {C.fmt_rate(result['raw_encode_tokens_per_s'])}) | regex "
+        f"{C.fmt_rate(result['regex_tokens_per_s'])} tok/s | vocab training {result['vocab_train_s']:.3f}s "
+        f"(regex vocab {result['regex_vocab_s']:.3f}s) | {n_texts} texts",
+        flush=True,
+    )
     return result
 
 

@@ -62,13 +62,29 @@ EMBEDDING, HIDDEN, BATCH = 100, 128, 64
 
 def parse_args(argv=None):
     p = C.base_parser(__doc__, "train_throughput")
-    p.add_argument("--data", default=C.default_data(), help="Training data: a file or builtin:NAME (default: %(default)s).")
-    p.add_argument("--variants", nargs="+", default=DEFAULT_VARIANTS, choices=sorted(VARIANTS), help="Variants to measure.")
-    p.add_argument("--steps", type=int, default=0, help="Batches per timed run; 0 = one full epoch of the training split (default).")
+    p.add_argument(
+        "--data", default=C.default_data(), help="Training data: a file or builtin:NAME (default: %(default)s)."
+    )
+    p.add_argument(
+        "--variants", nargs="+", default=DEFAULT_VARIANTS, choices=sorted(VARIANTS), help="Variants to measure."
+    )
+    p.add_argument(
+        "--steps",
+        type=int,
+        default=0,
+        help="Batches per timed run; 0 = one full epoch of the training split (default).",
+    )
     p.add_argument("--reps", type=int, default=3, help="Timed runs per side and variant (default: %(default)s).")
-    p.add_argument("--warmup", type=int, default=1, help="Untimed rounds per side first (oneDNN builds a kernel per shape) (default: %(default)s).")
+    p.add_argument(
+        "--warmup",
+        type=int,
+        default=1,
+        help="Untimed rounds per side first (oneDNN builds a kernel per shape) (default: %(default)s).",
+    )
     p.add_argument("--sgemm-size", type=int, default=4096, help="Square matrix size of the sgemm peak measurement.")
-    p.add_argument("--cache-dir", default=None, help="textclf stage cache for prepare/tokenize (default: a temporary directory).")
+    p.add_argument(
+        "--cache-dir", default=None, help="textclf stage cache for prepare/tokenize (default: a temporary directory)."
+    )
     C.add_device(p)
     args = p.parse_args(argv)
     args.threads = C.default_threads(args.threads, args.smoke)
@@ -90,10 +106,18 @@ def textclf_model(cfg, vocab_size: int, num_classes: int):
     seed_everything(cfg.train.seed)
     e = cfg.encoder
     return TextClassifier(
-        vocab_size=vocab_size, embedding_dim=cfg.embedding.dim, num_classes=num_classes, padding_idx=0,
-        cell=e.cell, hidden_size=e.hidden_size, layers=e.layers, bidirectional=e.bidirectional,
-        dropout=e.dropout if e.layers > 1 else 0.0, embedding_dropout=cfg.embedding.dropout,
-        output_dropout=e.output_dropout, pooling=e.pooling,
+        vocab_size=vocab_size,
+        embedding_dim=cfg.embedding.dim,
+        num_classes=num_classes,
+        padding_idx=0,
+        cell=e.cell,
+        hidden_size=e.hidden_size,
+        layers=e.layers,
+        bidirectional=e.bidirectional,
+        dropout=e.dropout if e.layers > 1 else 0.0,
+        embedding_dropout=cfg.embedding.dropout,
+        output_dropout=e.output_dropout,
+        pooling=e.pooling,
     )
 
 
@@ -121,8 +145,14 @@ def naive_model(spec: dict, vocab_size: int, num_classes: int, cfg):
             rnn = {"rnn": nn.RNN, "gru": nn.GRU, "lstm": nn.LSTM}[spec["cell"]]
             self.embedding = nn.Embedding(vocab_size, EMBEDDING, padding_idx=0)
             self.embedding_dropout = nn.Dropout(cfg.embedding.dropout)
-            self.rnn = rnn(EMBEDDING, HIDDEN, num_layers=spec["layers"], bidirectional=spec["bidirectional"],
-                           batch_first=True, dropout=cfg.encoder.dropout if spec["layers"] > 1 else 0.0)
+            self.rnn = rnn(
+                EMBEDDING,
+                HIDDEN,
+                num_layers=spec["layers"],
+                bidirectional=spec["bidirectional"],
+                batch_first=True,
+                dropout=cfg.encoder.dropout if spec["layers"] > 1 else 0.0,
+            )
             self.dropout = nn.Dropout(cfg.encoder.output_dropout)
             self.fc = nn.Linear(HIDDEN * (2 if spec["bidirectional"] else 1), num_classes)
 
@@ -158,8 +188,12 @@ def run_naive(spec: dict, data, vocab_size: int, num_classes: int, cfg) -> float
     device = torch.device(cfg.train.device)
     model = naive_model(spec, vocab_size, num_classes, cfg).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.train.lr)
-    loader = DataLoader(TensorDataset(tokens, lengths, labels), batch_size=BATCH, shuffle=True,
-                        generator=torch.Generator().manual_seed(cfg.train.seed))
+    loader = DataLoader(
+        TensorDataset(tokens, lengths, labels),
+        batch_size=BATCH,
+        shuffle=True,
+        generator=torch.Generator().manual_seed(cfg.train.seed),
+    )
     model.train()
     total_loss = 0.0
     t0 = time.perf_counter()
@@ -181,8 +215,14 @@ def main(argv=None) -> dict:
     args = parse_args(argv)
     threads, machine, sgemm = C.start(args)
 
-    fixed = [f"embedding.dim={EMBEDDING}", f"encoder.hidden_size={HIDDEN}", f"train.batch_size={BATCH}",
-             "train.epochs=1", f"train.device={args.device}", f"train.num_threads={threads}"]
+    fixed = [
+        f"embedding.dim={EMBEDDING}",
+        f"encoder.hidden_size={HIDDEN}",
+        f"train.batch_size={BATCH}",
+        "train.epochs=1",
+        f"train.device={args.device}",
+        f"train.num_threads={threads}",
+    ]
     data_sets = C.data_overrides(args.data, smoke=args.smoke)
     with tempfile.TemporaryDirectory(prefix="textclf-bench-") as tmp:
         base = C.load_config(data_sets + fixed)
@@ -207,9 +247,12 @@ def measure(args, threads, sgemm, data_sets, fixed, prepared, tokenized) -> dict
     val = val.subset(np.arange(min(len(val), 64)))
     padded = padded_dataset(train, dataset_max)
     real = train.num_tokens
-    print(f"data {args.data}: {len(train)} training texts, {real} real tokens, mean length "
-          f"{real / len(train):.1f}, dataset max {dataset_max} (naive pads to it: "
-          f"{real / (len(train) * dataset_max):.0%} of its cells are real)", file=sys.stderr)
+    print(
+        f"data {args.data}: {len(train)} training texts, {real} real tokens, mean length "
+        f"{real / len(train):.1f}, dataset max {dataset_max} (naive pads to it: "
+        f"{real / (len(train) * dataset_max):.0%} of its cells are real)",
+        file=sys.stderr,
+    )
 
     variants, details = {}, {}
     for name in args.variants:
@@ -217,10 +260,10 @@ def measure(args, threads, sgemm, data_sets, fixed, prepared, tokenized) -> dict
         cfg = C.load_config(data_sets + fixed + [f"encoder.{k}={str(v).lower()}" for k, v in spec.items()])
         unbucketed = cfg.model_copy(update={"train": cfg.train.model_copy(update={"bucket_chunk": 1})})
         runs = {"textclf": [], "unbucketed": [], "naive": []}
-        sides = {
-            "textclf": lambda: run_textclf(cfg, train, val, vocab_size, num_classes),
-            "unbucketed": lambda: run_textclf(unbucketed, train, val, vocab_size, num_classes),
-            "naive": lambda: run_naive(spec, padded, vocab_size, num_classes, cfg),
+        sides = {  # each runs within this iteration, with this iteration's values
+            "textclf": lambda cfg=cfg: run_textclf(cfg, train, val, vocab_size, num_classes),
+            "unbucketed": lambda unbucketed=unbucketed: run_textclf(unbucketed, train, val, vocab_size, num_classes),
+            "naive": lambda spec=spec, cfg=cfg: run_naive(spec, padded, vocab_size, num_classes, cfg),
         }
         for rnd in range(args.warmup + args.reps):
             for side, fn in sides.items():  # alternate: textclf, naive, textclf, naive, ...
@@ -241,22 +284,35 @@ def measure(args, threads, sgemm, data_sets, fixed, prepared, tokenized) -> dict
             "fraction_of_sgemm": round(useful / sgemm, 4),
         }
         details[name] = {
-            **spec, "training_flops_per_token": fpt,
+            **spec,
+            "training_flops_per_token": fpt,
             "textclf_tokens_per_s_runs": [round(r, 1) for r in runs["textclf"]],
             "naive_tokens_per_s_runs": [round(r, 1) for r in runs["naive"]],
             "unbucketed_tokens_per_s_runs": [round(r, 1) for r in runs["unbucketed"]],
         }
-        print(f"{name:<10} textclf {C.fmt_rate(tps):>7} tok/s | unbucketed {C.fmt_rate(flat):>7} (x{tps / flat:.2f}) | "
-              f"naive {C.fmt_rate(naive):>7} (x{tps / naive:.2f}) | useful {useful:.1f} GFLOP/s = {useful / sgemm:.1%} of sgemm {sgemm:.0f}", flush=True)
+        print(
+            f"{name:<10} textclf {C.fmt_rate(tps):>7} tok/s | unbucketed {C.fmt_rate(flat):>7} (x{tps / flat:.2f}) | "
+            f"naive {C.fmt_rate(naive):>7} (x{tps / naive:.2f}) | useful {useful:.1f} GFLOP/s = {useful / sgemm:.1%} of sgemm {sgemm:.0f}",
+            flush=True,
+        )
 
     result = {
         "variants": variants,
         "machine": None,  # filled in by main
         "flops_formula": C.FLOP_FORMULA,
         "setup": {
-            "data": args.data, "smoke": args.smoke, "device": args.device, "embedding": EMBEDDING, "hidden": HIDDEN, "batch_size": BATCH,
-            "steps": args.steps or "epoch", "reps": args.reps, "warmup_rounds": args.warmup, "sgemm_size": args.sgemm_size,
-            "train": C.split_summary(train), "dataset_max_length": dataset_max,
+            "data": args.data,
+            "smoke": args.smoke,
+            "device": args.device,
+            "embedding": EMBEDDING,
+            "hidden": HIDDEN,
+            "batch_size": BATCH,
+            "steps": args.steps or "epoch",
+            "reps": args.reps,
+            "warmup_rounds": args.warmup,
+            "sgemm_size": args.sgemm_size,
+            "train": C.split_summary(train),
+            "dataset_max_length": dataset_max,
             "naive_real_fraction": round(real / (len(train) * dataset_max), 4),
             "statistic": "median over reps; textclf and naive runs alternate",
         },

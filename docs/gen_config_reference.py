@@ -49,6 +49,8 @@ def _value(v: Any) -> str:
         return "true" if v else "false"
     if isinstance(v, str):
         return v
+    if isinstance(v, BaseModel):
+        v = v.model_dump(mode="json")
     return json.dumps(v)
 
 
@@ -116,12 +118,14 @@ PIPELINE_KEYS = {
     "description": "Markdown shown as the parent run's Description in MLflow.",
     "data": "`data.*` config keys for every variant (e.g. `source: builtin:reviews`).",
     "params": "Config overrides for every variant, nested by section.",
-    "seeds": "Training seeds; every variant runs once per seed (unique values).",
+    "seeds": "Training seeds, a list (every variant runs once per seed) or `{min, max[, step, start]}`: as many seeds as the answer needs ([The comparison](../comparison.md#as-many-seeds-as-the-answer-needs)).",
     "baseline": "The variant every other is compared with.",
     "variants": "Variant name -> its config overrides (`{}` or null: the defaults).",
     "grid": "Dotted key -> list of values; every combination becomes a variant.",
     "tasks": "Task name -> one dataset of a multi-task pipeline (below).",
     "tune": "Equal-budget tuning of every variant (below).",
+    "contrasts": "Name -> `{a: VARIANT, b: VARIANT}`: the questions the comparison answers (default: derived from the variants).",
+    "compare": "How differences are judged: `sesoi`, `alpha`, `allow_test_is_validation` (below).",
 }
 TASK_KEYS = {
     "description": "What the task is (shown in the report).",
@@ -216,7 +220,7 @@ def _table(
 def render() -> str:
     from textclf.pipeline import tune_spec
     from textclf.pipeline.config import SECTIONS, Config
-    from textclf.pipeline.spec import ClaimSpec, PipelineSpec, TaskSpec
+    from textclf.pipeline.spec import ClaimSpec, CompareSpec, PipelineSpec, TaskSpec
 
     params, comments = params_yaml()
     allowed = _allowed_by_validators()
@@ -268,6 +272,8 @@ def render() -> str:
         "",
     ]
     lines += _table(leaf_rows_flat(PipelineSpec), {}, {}, {}, PIPELINE_KEYS) + [""]
+    lines += ["### `compare`", "", _doc(CompareSpec, whole=True), ""]
+    lines += _table(leaf_rows_flat(CompareSpec), {}, {}, {}) + [""]
     lines += ["### `tasks.<name>`", "", _doc(TaskSpec, whole=True), ""]
     lines += _table(leaf_rows_flat(TaskSpec), {}, {}, {}, TASK_KEYS) + [""]
     lines += ["### `tasks.<name>.claim`", "", _doc(ClaimSpec, whole=True), ""]

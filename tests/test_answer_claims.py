@@ -40,7 +40,9 @@ def test_require_all_fails_when_one_named_variant_is_refuted():
     # The old "at least one of them" reading calls the same runs a success.
     assert judged(records, claim)["verdict"] == HOLDS
     both = bimodal("rnn", [False] * 6) + bimodal("lstm", [True] * 6) + bimodal("lstm-chrono", [True] * 6)
-    assert judged(both, {"better": ["lstm", "lstm-chrono"], "require": "all", "measure": "successes"})["verdict"] == HOLDS
+    assert (
+        judged(both, {"better": ["lstm", "lstm-chrono"], "require": "all", "measure": "successes"})["verdict"] == HOLDS
+    )
 
 
 def test_the_success_test_uses_the_accuracy_rules_one_sided_level():

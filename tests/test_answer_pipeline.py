@@ -16,8 +16,24 @@ from textclf.analysis.compare import RunRecord, compare
 from textclf.analysis.report import markdown_table, write_report
 from textclf.cli.main import main
 
-KEYS = {"name", "a", "b", "kind", "metric", "delta", "ci_low", "ci_high", "p_value", "p_adjusted", "sesoi", "verdict",
-        "mde", "seeds_a", "seeds_b", "cost_ratio"}
+KEYS = {
+    "name",
+    "a",
+    "b",
+    "kind",
+    "metric",
+    "delta",
+    "ci_low",
+    "ci_high",
+    "p_value",
+    "p_adjusted",
+    "sesoi",
+    "verdict",
+    "mde",
+    "seeds_a",
+    "seeds_b",
+    "cost_ratio",
+}
 FILLER = ["the", "film", "was", "a", "plot", "and", "it", "story", "cast", "really"]
 
 
@@ -37,11 +53,19 @@ def write_pipeline(path: Path, corpus: Path, **extra) -> Path:
     spec = {
         "name": "answer",
         "data": {"source": str(corpus)},
-        "params": {"train": {"epochs": 1, "batch_size": 16, "num_threads": 1}, "encoder": {"hidden_size": 8},
-                   "embedding": {"dim": 8}, "tokenizer": {"min_frequency": 1}, "evaluate": {"latency_samples": 2}},
+        "params": {
+            "train": {"epochs": 1, "batch_size": 16, "num_threads": 1},
+            "encoder": {"hidden_size": 8},
+            "embedding": {"dim": 8},
+            "tokenizer": {"min_frequency": 1},
+            "evaluate": {"latency_samples": 2},
+        },
         "seeds": [1, 2],
         "baseline": "lstm",
-        "variants": {"lstm": {"encoder": {"cell": "lstm"}}, "bilstm": {"encoder": {"cell": "lstm", "bidirectional": True}}},
+        "variants": {
+            "lstm": {"encoder": {"cell": "lstm"}},
+            "bilstm": {"encoder": {"cell": "lstm", "bidirectional": True}},
+        },
         **extra,
     }
     path.write_text(yaml.safe_dump(spec))
@@ -62,7 +86,13 @@ def test_two_variant_pipeline_answers_with_contrasts(tmp_path, capsys):
     assert s["primary_metric"] == "test_accuracy" and s["sesoi"] == pytest.approx(0.015)
     (c,) = s["contrasts"]
     assert set(c) == KEYS
-    assert (c["name"], c["a"], c["b"], c["kind"], c["metric"]) == ("direction@1", "bilstm", "lstm", "pair", "test_accuracy")
+    assert (c["name"], c["a"], c["b"], c["kind"], c["metric"]) == (
+        "direction@1",
+        "bilstm",
+        "lstm",
+        "pair",
+        "test_accuracy",
+    )
     assert c["verdict"] in ("better", "worse", "equivalent", "inconclusive") and c["seeds_a"] == c["seeds_b"] == 2
     assert c["ci_low"] <= c["delta"] <= c["ci_high"] and c["p_value"] is not None and c["mde"] > 0
     assert set(c["cost_ratio"]) == {"train_seconds", "params", "latency_p50_ms"} and c["cost_ratio"]["params"] > 1
@@ -81,8 +111,9 @@ def test_two_variant_pipeline_answers_with_contrasts(tmp_path, capsys):
 
 
 def test_unknown_contrast_variant_is_refused_before_training(tmp_path, capsys):
-    pipe = write_pipeline(tmp_path / "p.yaml", write_corpus(tmp_path / "d.csv"),
-                          contrasts={"depth": {"a": "lstm-x2", "b": "lstm"}})
+    pipe = write_pipeline(
+        tmp_path / "p.yaml", write_corpus(tmp_path / "d.csv"), contrasts={"depth": {"a": "lstm-x2", "b": "lstm"}}
+    )
     assert main(["run", str(pipe), "-q"]) == 2
     err = capsys.readouterr().err
     assert "contrasts.depth.a" in err and "'lstm-x2' is not a variant" in err and "Variants: bilstm, lstm" in err
@@ -93,8 +124,9 @@ def test_unknown_contrast_variant_is_refused_before_training(tmp_path, capsys):
 def test_declared_contrasts_replace_the_derived_family(tmp_path):
     from textclf.pipeline.spec import load_pipeline
 
-    pipe = write_pipeline(tmp_path / "p.yaml", write_corpus(tmp_path / "d.csv"),
-                          contrasts={"both ways": {"a": "bilstm", "b": "lstm"}})
+    pipe = write_pipeline(
+        tmp_path / "p.yaml", write_corpus(tmp_path / "d.csv"), contrasts={"both ways": {"a": "bilstm", "b": "lstm"}}
+    )
     assert load_pipeline(pipe).spec.contrasts["both ways"].a == "bilstm"
     with pytest.raises(Exception, match="compare.sesoi"):
         load_pipeline(pipe, overrides=["compare.sesoi=-1"])
@@ -114,27 +146,51 @@ def test_test_set_that_is_the_validation_set_is_refused(tmp_path, capsys):
     # opted in: it builds
     from textclf.pipeline.spec import load_pipeline
 
-    assert load_pipeline(pipe, overrides=["compare.allow_test_is_validation=true"]).spec.compare.allow_test_is_validation
+    assert load_pipeline(
+        pipe, overrides=["compare.allow_test_is_validation=true"]
+    ).spec.compare.allow_test_is_validation
 
 
 # --------------------------------------------------------------------------- compare() on synthetic runs
 
 
-def _records(levels: dict[str, float], seeds: int, n: int = 600, seed_sd: float = 0.01, rng_seed: int = 0) -> list[RunRecord]:
+def _records(
+    levels: dict[str, float], seeds: int, n: int = 600, seed_sd: float = 0.01, rng_seed: int = 0
+) -> list[RunRecord]:
     rng = np.random.default_rng(rng_seed)
     y = rng.integers(0, 2, n)
     hard = rng.random(n)
-    shape = {"rnn": ("rnn", 1, False), "lstm": ("lstm", 1, False), "lstm-x2": ("lstm", 2, False),
-             "bilstm": ("lstm", 1, True), "bilstm-x2": ("lstm", 2, True)}
+    shape = {
+        "rnn": ("rnn", 1, False),
+        "lstm": ("lstm", 1, False),
+        "lstm-x2": ("lstm", 2, False),
+        "bilstm": ("lstm", 1, True),
+        "bilstm-x2": ("lstm", 2, True),
+    }
     out = []
     for name, acc in levels.items():
         cell, layers, bi = shape[name]
         for s in range(1, seeds + 1):
             right = hard < acc + rng.normal(0, seed_sd)
             pred = np.where(right, y, 1 - y)
-            out.append(RunRecord(variant=name, seed=s, kind="neural", y_true=y, pred=pred, cell=cell, layers=layers,
-                                 bidirectional=bi, metrics={"train_seconds": 10.0 * layers * (2 if bi else 1), "params": 100 * layers,
-                                                            "latency_p50_ms": 1.0 * layers, "val_accuracy": acc}))
+            out.append(
+                RunRecord(
+                    variant=name,
+                    seed=s,
+                    kind="neural",
+                    y_true=y,
+                    pred=pred,
+                    cell=cell,
+                    layers=layers,
+                    bidirectional=bi,
+                    metrics={
+                        "train_seconds": 10.0 * layers * (2 if bi else 1),
+                        "params": 100 * layers,
+                        "latency_p50_ms": 1.0 * layers,
+                        "val_accuracy": acc,
+                    },
+                )
+            )
     return out
 
 
@@ -161,9 +217,20 @@ def test_equivalent_only_when_shown_and_the_two_by_two_is_analysed():
     levels = {"rnn": 0.7, "lstm": 0.8, "lstm-x2": 0.8, "bilstm": 0.85, "bilstm-x2": 0.85}
     s = compare(_records(levels, seeds=5, n=6000, seed_sd=0.002), "rnn", label_names=["a", "b"])
     by = {c["name"]: c for c in s["contrasts"]}
-    assert {"depth (main)", "direction (main)", "depth x direction", "depth@uni", "depth@bi", "direction@1", "direction@2"} <= set(by)
+    assert {
+        "depth (main)",
+        "direction (main)",
+        "depth x direction",
+        "depth@uni",
+        "depth@bi",
+        "direction@1",
+        "direction@2",
+    } <= set(by)
     assert by["direction (main)"]["verdict"] == "better" and by["direction (main)"]["kind"] == "main"
-    assert by["depth x direction"]["kind"] == "interaction" and by["depth x direction"]["cost_ratio"]["train_seconds"] is None
+    assert (
+        by["depth x direction"]["kind"] == "interaction"
+        and by["depth x direction"]["cost_ratio"]["train_seconds"] is None
+    )
     assert by["depth@uni"]["verdict"] == "equivalent"  # same true accuracy, large test set, 5 seeds
     assert any("buys nothing" in a for a in s["answer"] if a.startswith("depth@uni"))
     # Holm over the family: every p_adjusted at least its p_value
@@ -173,16 +240,25 @@ def test_equivalent_only_when_shown_and_the_two_by_two_is_analysed():
 
 
 def test_few_seeds_are_inconclusive_and_say_what_would_decide():
-    s = compare(_records({"rnn": 0.8, "lstm": 0.81}, seeds=2, n=400, seed_sd=0.03, rng_seed=0), "rnn", label_names=["a", "b"])
+    s = compare(
+        _records({"rnn": 0.8, "lstm": 0.81}, seeds=2, n=400, seed_sd=0.03, rng_seed=0), "rnn", label_names=["a", "b"]
+    )
     (c,) = s["contrasts"]
     assert c["verdict"] == "inconclusive" and c["mde"] > 0.1
     need = s["contrast_details"][c["name"]]["seeds_needed"]
     assert need > 2 and f"would need ~{need} seeds per variant" in s["answer"][0]
     # a test set too small for the sesoi: seeds cannot help, and the sentence says so
     y = np.zeros(60, dtype=int)
-    right = np.arange(60) % 2 == 0  # the two variants are right on disjoint halves: equal, and maximally apart per example
-    recs = [RunRecord(variant=v, seed=s, kind="neural", y_true=y, pred=np.where(ok, 0, 1), cell=v, layers=1, bidirectional=False)
-            for v, ok in (("rnn", right), ("lstm", ~right)) for s in (1, 2, 3)]
+    right = (
+        np.arange(60) % 2 == 0
+    )  # the two variants are right on disjoint halves: equal, and maximally apart per example
+    recs = [
+        RunRecord(
+            variant=v, seed=s, kind="neural", y_true=y, pred=np.where(ok, 0, 1), cell=v, layers=1, bidirectional=False
+        )
+        for v, ok in (("rnn", right), ("lstm", ~right))
+        for s in (1, 2, 3)
+    ]
     s = compare(recs, "rnn", label_names=["a", "b"])
     assert s["contrasts"][0]["verdict"] == "inconclusive" and "use a larger test set" in s["answer"][0]
 

@@ -19,17 +19,25 @@ import pickle
 import sqlite3
 import subprocess
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import pytest
 from conftest import make_rows, write_csv, write_jsonl
 
 # Small enough that the cases which do train finish in seconds.
 TINY = [
-    "--set", "train.epochs=1", "--set", "embedding.dim=8", "--set", "encoder.hidden_size=8",
-    "--set", "evaluate.latency_samples=2", "--set", "train.num_threads=1",
+    "--set",
+    "train.epochs=1",
+    "--set",
+    "embedding.dim=8",
+    "--set",
+    "encoder.hidden_size=8",
+    "--set",
+    "evaluate.latency_samples=2",
+    "--set",
+    "train.num_threads=1",
 ]
 
 
@@ -171,58 +179,288 @@ def pickled_checkpoint(p: Path) -> None:
 
 CASES = [
     # ---- files
-    Case("missing-file", nothing, ["train", "--set", "data.source=nope.csv"], expect=["not found", "nope.csv", "check the path"]),
-    Case("empty-file", write("empty.csv", b""), ["train", "--set", "data.source=empty.csv"], expect=["empty.csv", "empty"]),
-    Case("directory-not-file", lambda p: (p / "dir.csv").mkdir(), ["train", "--set", "data.source=dir.csv"], expect=["is a directory"]),
-    Case("header-only", write("h.csv", "text,label\n"), ["train", "--set", "data.source=h.csv"], expect=["header", "no rows"]),
-    Case("unsupported-extension", write("d.xlsx", b"PK\x03\x04"), ["train", "--set", "data.source=d.xlsx"], expect=["unsupported file type", ".csv"]),
-    Case("corrupt-parquet", write("d.parquet", b"this is not parquet at all"), ["train", "--set", "data.source=d.parquet"], expect=["d.parquet", "parquet"]),
-    Case("malformed-jsonl", write("d.jsonl", '{"text": "a", "label": "x"}\n{"text": "b", "label": \n'), ["train", "--set", "data.source=d.jsonl"], expect=["d.jsonl", "json"]),
-    Case("non-utf8", write("l1.csv", "text,label\ncaf\xe9 ok,pos\nbad,neg\n".encode("latin-1")), ["train", "--set", "data.source=l1.csv"], expect=["utf-8", "byte offset 14", "line 2", "iconv"]),
-    Case("wrong-delimiter", write("semi.csv", "text;label\nnice film;pos\nawful;neg\n"), ["train", "--set", "data.source=semi.csv"], expect=["delimiter", "text;label"]),
+    Case(
+        "missing-file",
+        nothing,
+        ["train", "--set", "data.source=nope.csv"],
+        expect=["not found", "nope.csv", "check the path"],
+    ),
+    Case(
+        "empty-file",
+        write("empty.csv", b""),
+        ["train", "--set", "data.source=empty.csv"],
+        expect=["empty.csv", "empty"],
+    ),
+    Case(
+        "directory-not-file",
+        lambda p: (p / "dir.csv").mkdir(),
+        ["train", "--set", "data.source=dir.csv"],
+        expect=["is a directory"],
+    ),
+    Case(
+        "header-only",
+        write("h.csv", "text,label\n"),
+        ["train", "--set", "data.source=h.csv"],
+        expect=["header", "no rows"],
+    ),
+    Case(
+        "unsupported-extension",
+        write("d.xlsx", b"PK\x03\x04"),
+        ["train", "--set", "data.source=d.xlsx"],
+        expect=["unsupported file type", ".csv"],
+    ),
+    Case(
+        "corrupt-parquet",
+        write("d.parquet", b"this is not parquet at all"),
+        ["train", "--set", "data.source=d.parquet"],
+        expect=["d.parquet", "parquet"],
+    ),
+    Case(
+        "malformed-jsonl",
+        write("d.jsonl", '{"text": "a", "label": "x"}\n{"text": "b", "label": \n'),
+        ["train", "--set", "data.source=d.jsonl"],
+        expect=["d.jsonl", "json"],
+    ),
+    Case(
+        "non-utf8",
+        write("l1.csv", "text,label\ncaf\xe9 ok,pos\nbad,neg\n".encode("latin-1")),
+        ["train", "--set", "data.source=l1.csv"],
+        expect=["utf-8", "byte offset 14", "line 2", "iconv"],
+    ),
+    Case(
+        "wrong-delimiter",
+        write("semi.csv", "text;label\nnice film;pos\nawful;neg\n"),
+        ["train", "--set", "data.source=semi.csv"],
+        expect=["delimiter", "text;label"],
+    ),
     # ---- columns and rows
-    Case("missing-column", good, ["train", "--set", "data.source=good.csv", "--set", "data.text_column=review"], expect=["'review'", "data.text_column", "columns present", "--set data.text_column=text"]),
-    Case("all-null-text", lambda p: write_csv(p / "n.csv", [{"text": None, "label": r["label"]} for r in make_rows(20)]), ["train", "--set", "data.source=n.csv"], expect=["n.csv", "null text", "data.on_invalid=drop"]),
-    Case("all-null-label", lambda p: write_csv(p / "n.csv", [{"text": r["text"], "label": None} for r in make_rows(20)]), ["train", "--set", "data.source=n.csv"], expect=["n.csv", "missing label"]),
-    Case("empty-texts", lambda p: rows_with(p, "e.csv", {3: {"text": ""}, 9: {"text": ""}}), ["train", "--set", "data.source=e.csv"], expect=["e.csv", "rows 4, 10", "data.on_invalid=drop"]),
-    Case("whitespace-texts", lambda p: rows_with(p, "w.csv", {4: {"text": "   \t "}}), ["train", "--set", "data.source=w.csv"], expect=["w.csv", "empty text", "row"]),
-    Case("nan-labels", lambda p: rows_with(p, "nl.csv", {2: {"label": float("nan")}}), ["train", "--set", "data.source=nl.csv"], expect=["nl.csv", "missing label", "rows 3"]),
-    Case("one-class", lambda p: write_csv(p / "one.csv", make_rows(30, labels=("pos",))), ["train", "--set", "data.source=one.csv"], expect=["only one class", "'pos'", "data.label_column"]),
-    Case("mixed-label-types", mixed_label_types, ["train", "--set", "data.source=mixed.jsonl"], expect=["mixed.jsonl", "mixes numbers and words", "one label scheme"]),
-    Case("label-unseen-in-train", unseen_label, ["train", "--set", "data.train=tr.csv", "--set", "data.validation=va.csv", "--set", "data.test=te.csv"], expect=["te.csv", "'surprise'", "never occur in the training data"]),
-    Case("too-few-rows-to-split", lambda p: write_csv(p / "s.csv", make_rows(4)), ["train", "--set", "data.source=s.csv"], expect=["too few rows"]),
+    Case(
+        "missing-column",
+        good,
+        ["train", "--set", "data.source=good.csv", "--set", "data.text_column=review"],
+        expect=["'review'", "data.text_column", "columns present", "--set data.text_column=text"],
+    ),
+    Case(
+        "all-null-text",
+        lambda p: write_csv(p / "n.csv", [{"text": None, "label": r["label"]} for r in make_rows(20)]),
+        ["train", "--set", "data.source=n.csv"],
+        expect=["n.csv", "null text", "data.on_invalid=drop"],
+    ),
+    Case(
+        "all-null-label",
+        lambda p: write_csv(p / "n.csv", [{"text": r["text"], "label": None} for r in make_rows(20)]),
+        ["train", "--set", "data.source=n.csv"],
+        expect=["n.csv", "missing label"],
+    ),
+    Case(
+        "empty-texts",
+        lambda p: rows_with(p, "e.csv", {3: {"text": ""}, 9: {"text": ""}}),
+        ["train", "--set", "data.source=e.csv"],
+        expect=["e.csv", "rows 4, 10", "data.on_invalid=drop"],
+    ),
+    Case(
+        "whitespace-texts",
+        lambda p: rows_with(p, "w.csv", {4: {"text": "   \t "}}),
+        ["train", "--set", "data.source=w.csv"],
+        expect=["w.csv", "empty text", "row"],
+    ),
+    Case(
+        "nan-labels",
+        lambda p: rows_with(p, "nl.csv", {2: {"label": float("nan")}}),
+        ["train", "--set", "data.source=nl.csv"],
+        expect=["nl.csv", "missing label", "rows 3"],
+    ),
+    Case(
+        "one-class",
+        lambda p: write_csv(p / "one.csv", make_rows(30, labels=("pos",))),
+        ["train", "--set", "data.source=one.csv"],
+        expect=["only one class", "'pos'", "data.label_column"],
+    ),
+    Case(
+        "mixed-label-types",
+        mixed_label_types,
+        ["train", "--set", "data.source=mixed.jsonl"],
+        expect=["mixed.jsonl", "mixes numbers and words", "one label scheme"],
+    ),
+    Case(
+        "label-unseen-in-train",
+        unseen_label,
+        ["train", "--set", "data.train=tr.csv", "--set", "data.validation=va.csv", "--set", "data.test=te.csv"],
+        expect=["te.csv", "'surprise'", "never occur in the training data"],
+    ),
+    Case(
+        "too-few-rows-to-split",
+        lambda p: write_csv(p / "s.csv", make_rows(4)),
+        ["train", "--set", "data.source=s.csv"],
+        expect=["too few rows"],
+    ),
     # ---- config
-    Case("malformed-yaml", params_file("encoder:\n  cell: lstm\n   layers: 2\n"), ["train", "--params", "bad-params.yaml", "--set", "data.source=good.csv"], expect=["bad-params.yaml", "line"]),
-    Case("unknown-key", good, ["train", "--set", "data.source=good.csv", "--set", "encoder.hiden_size=64"], expect=["encoder.hiden_size", "did you mean 'encoder.hidden_size'"]),
-    Case("unknown-section-in-params", params_file("trainer:\n  epochs: 3\n"), ["train", "--params", "bad-params.yaml", "--set", "data.source=good.csv"], expect=["trainer", "did you mean 'train'"]),
-    Case("negative-size", good, ["train", "--set", "data.source=good.csv", "--set", "encoder.hidden_size=-5"], expect=["encoder.hidden_size", "-5"]),
-    Case("negative-fraction", good, ["train", "--set", "data.source=good.csv", "--set", "data.test_fraction=-0.1"], expect=["data.test_fraction", "-0.1"]),
-    Case("zero-epochs", good, ["train", "--set", "data.source=good.csv", "--set", "train.epochs=0"], expect=["train.epochs", "0"]),
-    Case("wrong-type", good, ["train", "--set", "data.source=good.csv", "--set", "train.lr=fast"], expect=["train.lr", "fast"]),
-    Case("bad-choice", good, ["train", "--set", "data.source=good.csv", "--set", "encoder.cell=transformer"], expect=["encoder.cell", "transformer", "lstm"]),
+    Case(
+        "malformed-yaml",
+        params_file("encoder:\n  cell: lstm\n   layers: 2\n"),
+        ["train", "--params", "bad-params.yaml", "--set", "data.source=good.csv"],
+        expect=["bad-params.yaml", "line"],
+    ),
+    Case(
+        "unknown-key",
+        good,
+        ["train", "--set", "data.source=good.csv", "--set", "encoder.hiden_size=64"],
+        expect=["encoder.hiden_size", "did you mean 'encoder.hidden_size'"],
+    ),
+    Case(
+        "unknown-section-in-params",
+        params_file("trainer:\n  epochs: 3\n"),
+        ["train", "--params", "bad-params.yaml", "--set", "data.source=good.csv"],
+        expect=["trainer", "did you mean 'train'"],
+    ),
+    Case(
+        "negative-size",
+        good,
+        ["train", "--set", "data.source=good.csv", "--set", "encoder.hidden_size=-5"],
+        expect=["encoder.hidden_size", "-5"],
+    ),
+    Case(
+        "negative-fraction",
+        good,
+        ["train", "--set", "data.source=good.csv", "--set", "data.test_fraction=-0.1"],
+        expect=["data.test_fraction", "-0.1"],
+    ),
+    Case(
+        "zero-epochs",
+        good,
+        ["train", "--set", "data.source=good.csv", "--set", "train.epochs=0"],
+        expect=["train.epochs", "0"],
+    ),
+    Case(
+        "wrong-type",
+        good,
+        ["train", "--set", "data.source=good.csv", "--set", "train.lr=fast"],
+        expect=["train.lr", "fast"],
+    ),
+    Case(
+        "bad-choice",
+        good,
+        ["train", "--set", "data.source=good.csv", "--set", "encoder.cell=transformer"],
+        expect=["encoder.cell", "transformer", "lstm"],
+    ),
     Case("set-without-equals", good, ["train", "--set", "encoder.layers"], expect=["encoder.layers", "key=value"]),
-    Case("glove-dim-mismatch", good, ["train", "--set", "data.source=good.csv", "--set", "embedding.pretrained=glove-6b-50d", "--set", "embedding.dim=100"], expect=["embedding.dim", "50"]),
-    Case("missing-vectors-file", good, ["train", "--set", "data.source=good.csv", "--set", "embedding.pretrained=vecs.txt"], expect=["vecs.txt", "not found"]),
-    Case("unknown-builtin", nothing, ["train", "--set", "data.source=builtin:nope"], expect=["builtin:nope", "reviews"]),
+    Case(
+        "glove-dim-mismatch",
+        good,
+        [
+            "train",
+            "--set",
+            "data.source=good.csv",
+            "--set",
+            "embedding.pretrained=glove-6b-50d",
+            "--set",
+            "embedding.dim=100",
+        ],
+        expect=["embedding.dim", "50"],
+    ),
+    Case(
+        "missing-vectors-file",
+        good,
+        ["train", "--set", "data.source=good.csv", "--set", "embedding.pretrained=vecs.txt"],
+        expect=["vecs.txt", "not found"],
+    ),
+    Case(
+        "unknown-builtin", nothing, ["train", "--set", "data.source=builtin:nope"], expect=["builtin:nope", "reviews"]
+    ),
     Case("unknown-option", nothing, ["train", "--epochs", "3"], expect=["no such option", "--epochs"]),
     # ---- pipelines
     Case("unknown-pipeline", nothing, ["run", "no-such-pipeline"], expect=["no-such-pipeline", "compare"]),
-    Case("pipeline-bad-baseline", pipeline("p", "name: p\ndata: {source: good.csv}\nbaseline: lstm\nvariants:\n  rnn: {encoder.cell: rnn}\n"), ["run", "p"], expect=["baseline", "lstm", "rnn"]),
-    Case("pipeline-unknown-variant", pipeline("p", "name: p\ndata: {source: good.csv}\nvariants:\n  rnn: {encoder.cell: rnn}\n"), ["run", "p", "--variant", "gru"], expect=["gru", "rnn"]),
+    Case(
+        "pipeline-bad-baseline",
+        pipeline("p", "name: p\ndata: {source: good.csv}\nbaseline: lstm\nvariants:\n  rnn: {encoder.cell: rnn}\n"),
+        ["run", "p"],
+        expect=["baseline", "lstm", "rnn"],
+    ),
+    Case(
+        "pipeline-unknown-variant",
+        pipeline("p", "name: p\ndata: {source: good.csv}\nvariants:\n  rnn: {encoder.cell: rnn}\n"),
+        ["run", "p", "--variant", "gru"],
+        expect=["gru", "rnn"],
+    ),
     Case("pipeline-not-a-mapping", pipeline("p", "- just\n- a list\n"), ["run", "p"], expect=["p.yaml", "mapping"]),
     # ---- models and tracking
-    Case("unknown-model-folder", nothing, ["predict", "--model", "no-such-model", "some text"], expect=["no-such-model"]),
-    Case("model-reference-without-store", nothing, ["predict", "--model", "runs:/0123456789abcdef0123456789abcdef/model", "some text"], expect=["runs:/0123456789abcdef0123456789abcdef/model", "no mlflow store", "--tracking-uri"]),
-    Case("unknown-run-reference", empty_store, ["predict", "--model", "runs:/0123456789abcdef0123456789abcdef/model", "some text"], expect=["runs:/0123456789abcdef0123456789abcdef/model", "textclf ui"]),
-    Case("unknown-registered-model", empty_store, ["predict", "--model", "models:/nobody@champion", "some text"], expect=["nobody"]),
-    Case("pickle-as-model", pickled_model, ["predict", "--model", "model", "some text"], expect=["model.safetensors", "safetensors"]),
-    Case("pickle-in-baseline", pickled_baseline, ["predict", "--model", "model", "some text"], expect=["coef.npy", "allow_pickle=false"]),
-    Case("pickle-as-checkpoint", pickled_checkpoint, ["train", "--set", "data.source=good.csv", *TINY, "--set", "train.epochs=2", "--no-track"], code=1, expect=["checkpoint.pt", "not loaded", "weights_only=true", "rm "]),
-    Case("unreachable-tracking-server", good, ["train", "--set", "data.source=good.csv", *TINY, "--tracking-uri", "http://127.0.0.1:9"], expect=["127.0.0.1:9", "mlflow server"]),
+    Case(
+        "unknown-model-folder", nothing, ["predict", "--model", "no-such-model", "some text"], expect=["no-such-model"]
+    ),
+    Case(
+        "model-reference-without-store",
+        nothing,
+        ["predict", "--model", "runs:/0123456789abcdef0123456789abcdef/model", "some text"],
+        expect=["runs:/0123456789abcdef0123456789abcdef/model", "no mlflow store", "--tracking-uri"],
+    ),
+    Case(
+        "unknown-run-reference",
+        empty_store,
+        ["predict", "--model", "runs:/0123456789abcdef0123456789abcdef/model", "some text"],
+        expect=["runs:/0123456789abcdef0123456789abcdef/model", "textclf ui"],
+    ),
+    Case(
+        "unknown-registered-model",
+        empty_store,
+        ["predict", "--model", "models:/nobody@champion", "some text"],
+        expect=["nobody"],
+    ),
+    Case(
+        "pickle-as-model",
+        pickled_model,
+        ["predict", "--model", "model", "some text"],
+        expect=["model.safetensors", "safetensors"],
+    ),
+    Case(
+        "pickle-in-baseline",
+        pickled_baseline,
+        ["predict", "--model", "model", "some text"],
+        expect=["coef.npy", "allow_pickle=false"],
+    ),
+    Case(
+        "pickle-as-checkpoint",
+        pickled_checkpoint,
+        ["train", "--set", "data.source=good.csv", *TINY, "--set", "train.epochs=2", "--no-track"],
+        code=1,
+        expect=["checkpoint.pt", "not loaded", "weights_only=true", "rm "],
+    ),
+    Case(
+        "unreachable-tracking-server",
+        good,
+        ["train", "--set", "data.source=good.csv", *TINY, "--tracking-uri", "http://127.0.0.1:9"],
+        expect=["127.0.0.1:9", "mlflow server"],
+    ),
     # ---- legitimate but extreme: textclf must cope (exit 0)
-    Case("leakage-warns", leaky, ["train", "--set", "data.train=tr.csv", "--set", "data.validation=va.csv", "--set", "data.test=te.csv", *TINY], code=0, expect=["15 test texts also occur in train", "leakage"]),
-    Case("one-5mb-text", huge_text, ["train", "--set", "data.source=huge.csv", *TINY], code=0, expect=["tokenizer.max_length=256", "were truncated", "1 train", "test_accuracy"]),
-    Case("1000-classes", many_classes, ["train", "--set", "data.source=many.csv", *TINY, "--set", "data.val_fraction=0.2", "--set", "data.test_fraction=0.2"], code=0, expect=["test_accuracy"]),
+    Case(
+        "leakage-warns",
+        leaky,
+        ["train", "--set", "data.train=tr.csv", "--set", "data.validation=va.csv", "--set", "data.test=te.csv", *TINY],
+        code=0,
+        expect=["15 test texts also occur in train", "leakage"],
+    ),
+    Case(
+        "one-5mb-text",
+        huge_text,
+        ["train", "--set", "data.source=huge.csv", *TINY],
+        code=0,
+        expect=["tokenizer.max_length=256", "were truncated", "1 train", "test_accuracy"],
+    ),
+    Case(
+        "1000-classes",
+        many_classes,
+        [
+            "train",
+            "--set",
+            "data.source=many.csv",
+            *TINY,
+            "--set",
+            "data.val_fraction=0.2",
+            "--set",
+            "data.test_fraction=0.2",
+        ],
+        code=0,
+        expect=["test_accuracy"],
+    ),
 ]
 
 
@@ -240,7 +478,11 @@ def _half_written(tmp: Path) -> list[str]:
         return []
     bad = [str(t) for t in root.glob("*/.tmp-*")]
     for stage in (d for d in root.iterdir() if d.is_dir() and not d.name.startswith(".") and d.name != "datasets"):
-        bad += [str(e) for e in stage.iterdir() if e.is_dir() and not e.name.startswith(".") and not (e / "_entry.json").is_file()]
+        bad += [
+            str(e)
+            for e in stage.iterdir()
+            if e.is_dir() and not e.name.startswith(".") and not (e / "_entry.json").is_file()
+        ]
     return bad
 
 
@@ -260,10 +502,11 @@ def test_bad_input(case: Case, tmp_path):
     assert not (tmp_path / "PWNED").exists(), "a crafted pickle was executed"
 
 
-@pytest.mark.parametrize("case", [c for c in CASES if c.id in ("missing-file", "unknown-key", "wrong-delimiter")], ids=lambda c: c.id)
+@pytest.mark.parametrize(
+    "case", [c for c in CASES if c.id in ("missing-file", "unknown-key", "wrong-delimiter")], ids=lambda c: c.id
+)
 def test_debug_shows_the_traceback(case: Case, tmp_path):
     case.setup(tmp_path)
     res = cli(*case.args, "--debug")
     assert res.returncode != 0
     assert "Traceback" in res.stderr
-

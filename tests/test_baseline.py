@@ -133,7 +133,9 @@ def test_saved_files_contain_no_pickle(tmp_path, fitted):
             assert arr.dtype != object
 
 
-@pytest.mark.parametrize("name", ["config.json", "vocabulary.json", "idf.npy", "coef.npy", "intercept.npy", "classes.npy"])
+@pytest.mark.parametrize(
+    "name", ["config.json", "vocabulary.json", "idf.npy", "coef.npy", "intercept.npy", "classes.npy"]
+)
 def test_load_missing_file_names_it(tmp_path, fitted, name):
     fitted.save(tmp_path)
     (tmp_path / name).unlink()

@@ -125,7 +125,9 @@ def test_shuffled_order_follows_the_generator():
     lengths = np.random.default_rng(0).integers(1, 30, size=300)
 
     def run(seed):
-        return np.concatenate(bucket_batches(lengths, 16, shuffle=True, rng=np.random.default_rng(seed), chunk_batches=4))
+        return np.concatenate(
+            bucket_batches(lengths, 16, shuffle=True, rng=np.random.default_rng(seed), chunk_batches=4)
+        )
 
     np.testing.assert_array_equal(run(7), run(7))
     assert not np.array_equal(run(7), run(8))

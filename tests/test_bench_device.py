@@ -20,16 +20,22 @@ BENCHES = ["inference", "train_throughput"]
 
 
 def _bench(name: str, *args: str, timeout: int = 600) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", f"bench.{name}", *args], cwd=REPO, capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", f"bench.{name}", *args], cwd=REPO, capture_output=True, text=True, timeout=timeout
+    )
 
 
-@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a CUDA GPU: the smoke runs below check the mode")
+@pytest.mark.skipif(
+    torch.cuda.is_available(), reason="this machine has a CUDA GPU: the smoke runs below check the mode"
+)
 @pytest.mark.parametrize("name", BENCHES)
 def test_device_cuda_without_a_gpu_stops_before_any_work(name, tmp_path):
     out = tmp_path / "r.json"
     res = _bench(name, "--smoke", "--device", "cuda", "--data", "builtin:reviews", "--json", str(out), timeout=120)
     assert res.returncode != 0
-    assert "--device cuda: torch sees no CUDA GPU" in res.stderr and "use --device cpu" in res.stderr, res.stderr[-2000:]
+    assert "--device cuda: torch sees no CUDA GPU" in res.stderr and "use --device cpu" in res.stderr, res.stderr[
+        -2000:
+    ]
     assert "sgemm" not in res.stderr and not out.exists()  # stopped before measuring or writing anything
 
 

@@ -55,7 +55,21 @@ def test_version_prints_the_package_version():
 
 def test_config_show_prints_the_resolved_yaml(tmp_path, capsys):
     (tmp_path / "params.yaml").write_text("encoder:\n  hidden_size: 48\n")
-    assert main(["config", "show", "--set", "encoder.layers=3", "--set", "train.lr=1e-3", "--set", "encoder.bidirectional=true"]) == 0
+    assert (
+        main(
+            [
+                "config",
+                "show",
+                "--set",
+                "encoder.layers=3",
+                "--set",
+                "train.lr=1e-3",
+                "--set",
+                "encoder.bidirectional=true",
+            ]
+        )
+        == 0
+    )
     doc = yaml.safe_load(capsys.readouterr().out)
     assert doc["encoder"]["layers"] == 3
     assert doc["encoder"]["bidirectional"] is True
@@ -74,7 +88,10 @@ def test_config_show_a_pipeline(tmp_path, capsys):
     doc = yaml.safe_load(capsys.readouterr().out)
     assert doc["pipeline"] == "mini" and doc["seeds"] == [4, 5] and doc["baseline"] == "rnn"
     assert set(doc["variants"]) == {"rnn", "bigru"}
-    assert doc["variants"]["bigru"]["encoder"]["cell"] == "gru" and doc["variants"]["bigru"]["encoder"]["bidirectional"] is True
+    assert (
+        doc["variants"]["bigru"]["encoder"]["cell"] == "gru"
+        and doc["variants"]["bigru"]["encoder"]["bidirectional"] is True
+    )
     assert all(v["train"]["epochs"] == 2 and v["data"]["source"] == "reviews.csv" for v in doc["variants"].values())
     assert main(["config", "show", "mini", "--variant", "rnn"]) == 0
     assert set(yaml.safe_load(capsys.readouterr().out)["variants"]) == {"rnn"}
@@ -111,7 +128,22 @@ def test_config_errors_in_process_are_exit_2_and_raise_with_debug(capsys):
 @pytest.mark.parametrize("fixture", ["csv_file", "jsonl_file"])
 def test_data_inspect_counts_rows_and_labels(request, fixture, capsys):
     path = request.getfixturevalue(fixture)
-    assert main(["data", "inspect", path.name, "--json", "-q", "--set", "data.val_fraction=0.2", "--set", "data.test_fraction=0.2"]) == 0
+    assert (
+        main(
+            [
+                "data",
+                "inspect",
+                path.name,
+                "--json",
+                "-q",
+                "--set",
+                "data.val_fraction=0.2",
+                "--set",
+                "data.test_fraction=0.2",
+            ]
+        )
+        == 0
+    )
     summary = json.loads(capsys.readouterr().out)
     assert summary["rows"] == 60
     assert summary["label_names"] == sorted(LABELS)
@@ -141,7 +173,9 @@ def test_data_inspect_prints_rounded_numbers(tmp_path, capsys):
     assert all(round(v, 1) == v for v in words.values()), words  # ...and printed to one decimal
     assert main(["data", "inspect", "long.csv", "-q"]) == 0
     table = capsys.readouterr().out
-    assert str(words["p95"]) in table and not any(len(t.split(".")[-1]) > 1 for t in table.split() if t.replace(".", "").isdigit() and "." in t)
+    assert str(words["p95"]) in table and not any(
+        len(t.split(".")[-1]) > 1 for t in table.split() if t.replace(".", "").isdigit() and "." in t
+    )
 
 
 def test_the_package_declares_its_type_hints():

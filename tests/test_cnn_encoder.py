@@ -170,8 +170,14 @@ def test_lengths_any_int_dtype():
 def test_seeded_init():
     a, b, c = make_encoder(seed=0, fresh=True), make_encoder(seed=0, fresh=True), make_encoder(seed=1, fresh=True)
     sa, sb, sc = a.state_dict(), b.state_dict(), c.state_dict()
-    assert list(sa) == ["convs.0.weight", "convs.0.bias", "convs.1.weight", "convs.1.bias",
-                        "convs.2.weight", "convs.2.bias"]
+    assert list(sa) == [
+        "convs.0.weight",
+        "convs.0.bias",
+        "convs.1.weight",
+        "convs.1.bias",
+        "convs.2.weight",
+        "convs.2.bias",
+    ]
     assert all(torch.equal(sa[k], sb[k]) for k in sa)
     assert not torch.equal(sa["convs.0.weight"], sc["convs.0.weight"])
     for w, conv in zip(a.widths, a.convs):  # Kaiming uniform for ReLU, zero bias
@@ -241,10 +247,19 @@ def test_onnx_export(tmp_path):
     path = tmp_path / "cnn.onnx"
     x, lengths = make_batch([4, 2, 6])
     torch.onnx.export(
-        Both(enc), (x, lengths), str(path), dynamo=False, opset_version=17,
-        input_names=["x", "lengths"], output_names=["pooled", "states"],
-        dynamic_axes={"x": {0: "batch", 1: "time"}, "lengths": {0: "batch"},
-                      "pooled": {0: "batch"}, "states": {0: "batch", 1: "time"}},
+        Both(enc),
+        (x, lengths),
+        str(path),
+        dynamo=False,
+        opset_version=17,
+        input_names=["x", "lengths"],
+        output_names=["pooled", "states"],
+        dynamic_axes={
+            "x": {0: "batch", 1: "time"},
+            "lengths": {0: "batch"},
+            "pooled": {0: "batch"},
+            "states": {0: "batch", 1: "time"},
+        },
     )
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     # other batch sizes and lengths, shorter and longer than the traced ones, extra padding

@@ -35,18 +35,29 @@ def _parsed_imports(source: bytes, modules) -> tuple[set[str], set[str]]:
     def found(node) -> set[str]:
         if isinstance(node, ast.Import):
             return {a.name for a in node.names if a.name.split(".")[0] == "textclf"}
-        if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module and node.module.split(".")[0] == "textclf":
-            return {node.module} | {f"{node.module}.{a.name}" for a in node.names if f"{node.module}.{a.name}" in modules}
+        if (
+            isinstance(node, ast.ImportFrom)
+            and node.level == 0
+            and node.module
+            and node.module.split(".")[0] == "textclf"
+        ):
+            return {node.module} | {
+                f"{node.module}.{a.name}" for a in node.names if f"{node.module}.{a.name}" in modules
+            }
         return set()
 
-    def runs_on_import(body) -> set[str]:  # module level, into if/try blocks, not into functions, classes or TYPE_CHECKING
+    def runs_on_import(
+        body,
+    ) -> set[str]:  # module level, into if/try blocks, not into functions, classes or TYPE_CHECKING
         out = set()
         for node in body:
             if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
                 continue
             out |= found(node)
             for field in ("body", "orelse", "finalbody", "handlers"):
-                if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) and isinstance(getattr(node, field, None), list):
+                if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) and isinstance(
+                    getattr(node, field, None), list
+                ):
                     out |= runs_on_import(getattr(node, field))
         return out
 
@@ -59,15 +70,29 @@ def test_the_import_graph_the_keys_hash_is_what_python_would_import():
         every, top = imports_of(source, modules)
         parsed_every, parsed_top = _parsed_imports(source, modules)
         assert every >= parsed_every, f"{name}: the regular expression misses {parsed_every - every}"
-        assert top >= parsed_top, f"{name}: imports run on import that are not found at module level: {parsed_top - top}"
+        assert top >= parsed_top, (
+            f"{name}: imports run on import that are not found at module level: {parsed_top - top}"
+        )
     # The closure is the code a stage can run only while nothing is imported by a computed name.
-    dynamic = [name for name, source in modules.items() if re.search(rb"import_module\(|__import__\(|entry_points\(", source)]
+    dynamic = [
+        name for name, source in modules.items() if re.search(rb"import_module\(|__import__\(|entry_points\(", source)
+    ]
     assert not dynamic, f"dynamic imports escape the import graph the cache keys hash: {dynamic}"
     # Functions' imports count (a function may run); a package's lazy ones only where it is imported by name.
     trains = import_closure("textclf.pipeline.model_stages")
-    assert {"textclf.training.trainer", "textclf.models.recurrent", "textclf.pipeline.transfer", "textclf.analysis.plots"} <= trains
-    assert not trains & {"textclf.analysis.verdicts", "textclf.analysis.report", "textclf.cli.main", "textclf.tracking.runs",
-                         "textclf.pipeline.experiment"}
+    assert {
+        "textclf.training.trainer",
+        "textclf.models.recurrent",
+        "textclf.pipeline.transfer",
+        "textclf.analysis.plots",
+    } <= trains
+    assert not trains & {
+        "textclf.analysis.verdicts",
+        "textclf.analysis.report",
+        "textclf.cli.main",
+        "textclf.tracking.runs",
+        "textclf.pipeline.experiment",
+    }
     assert "textclf.training.trainer" not in import_closure("textclf.pipeline.data_stages")
 
 
@@ -123,11 +148,29 @@ def test_behaviour_hashes_remembered_by_one_process_are_those_another_computes(t
 
 def _train(copy_root: Path, cache: Path, out: Path) -> dict:
     env = {**os.environ, "PYTHONPATH": str(copy_root), "TEXTCLF_CACHE_DIR": str(cache)}
-    args = ["--set", "data.source=builtin:reviews", "--set", "data.options={size: 200}", "--set", "train.epochs=1",
-            "--set", "encoder.hidden_size=4", "--set", "embedding.dim=4", "--set", "train.num_threads=1",
-            "--set", "evaluate.latency_samples=0"]
-    res = subprocess.run([sys.executable, "-m", "textclf", "train", "-q", "--no-track", *args, "--metrics-out", str(out)],
-                         env=env, capture_output=True, text=True, timeout=300)
+    args = [
+        "--set",
+        "data.source=builtin:reviews",
+        "--set",
+        "data.options={size: 200}",
+        "--set",
+        "train.epochs=1",
+        "--set",
+        "encoder.hidden_size=4",
+        "--set",
+        "embedding.dim=4",
+        "--set",
+        "train.num_threads=1",
+        "--set",
+        "evaluate.latency_samples=0",
+    ]
+    res = subprocess.run(
+        [sys.executable, "-m", "textclf", "train", "-q", "--no-track", *args, "--metrics-out", str(out)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert res.returncode == 0, res.stderr[-3000:]
     return json.loads(out.read_text())
 
@@ -136,8 +179,13 @@ def _train(copy_root: Path, cache: Path, out: Path) -> dict:
 def test_an_edit_recomputes_the_stages_whose_code_it_touches_and_no_other(tmp_path):
     root = tmp_path / "site"
     shutil.copytree(PACKAGE, root / "textclf", ignore=shutil.ignore_patterns("__pycache__"))
-    probe = subprocess.run([sys.executable, "-c", "import textclf; print(textclf.__file__)"], env={**os.environ, "PYTHONPATH": str(root)},
-                           capture_output=True, text=True, timeout=60)
+    probe = subprocess.run(
+        [sys.executable, "-c", "import textclf; print(textclf.__file__)"],
+        env={**os.environ, "PYTHONPATH": str(root)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert probe.stdout.strip().startswith(str(root)), probe  # the copy is what runs
     cache = tmp_path / "cache"
 
@@ -182,7 +230,7 @@ def test_every_stage_the_package_keys_names_its_code():
 
     named = set()
     for source in _modules().values():
-        named |= {m.decode() for m in re.findall(rb'(?:key_of|run_stage)\((?:cache, )?"([\w-]+)"', source)}
+        named |= {m.decode() for m in re.findall(rb'(?:key_of|run_stage)\(\s*(?:cache,\s*)?"([\w-]+)"', source)}
     assert {"prepare", "tokenize", "embed", "train", "evaluate", "cost", "tfidf", "tune"} <= named
     assert named <= set(STAGE_CODE), f"stages without code in STAGE_CODE: {named - set(STAGE_CODE)}"
     for module in set(STAGE_CODE.values()):

@@ -38,9 +38,17 @@ def proba_for(y: np.ndarray, correct: np.ndarray, n_classes: int = C, seed: int 
 
 def neural(variant, seed, y, proba, *, cell="rnn", layers=1, bidirectional=False, metrics=None, history=None):
     return RunRecord(
-        variant=variant, seed=seed, kind="neural", cell=cell, layers=layers, bidirectional=bidirectional,
-        metrics=metrics if metrics is not None else {}, history=history if history is not None else [],
-        y_true=y, proba=proba, run_id=f"{variant}-{seed}",
+        variant=variant,
+        seed=seed,
+        kind="neural",
+        cell=cell,
+        layers=layers,
+        bidirectional=bidirectional,
+        metrics=metrics if metrics is not None else {},
+        history=history if history is not None else [],
+        y_true=y,
+        proba=proba,
+        run_id=f"{variant}-{seed}",
     )
 
 
@@ -51,9 +59,15 @@ def runs_with_rates(variant, y, rates, base_seed, **kw):
         rng = np.random.default_rng(base_seed + k)
         correct = rng.random(y.size) < rate
         history = [{"epoch": e, "val_accuracy": rate - 0.1 / e, "val_loss": 1.0 / e} for e in range(1, 4)]
-        metrics = {"params": 1000 * (base_seed + 1), "train_seconds": 10.0 + k, "tokens_per_second": 5000.0 * (k + 1),
-                   "val_accuracy": rate}
-        records.append(neural(variant, k + 1, y, proba_for(y, correct, seed=base_seed + k), metrics=metrics, history=history, **kw))
+        metrics = {
+            "params": 1000 * (base_seed + 1),
+            "train_seconds": 10.0 + k,
+            "tokens_per_second": 5000.0 * (k + 1),
+            "val_accuracy": rate,
+        }
+        records.append(
+            neural(variant, k + 1, y, proba_for(y, correct, seed=base_seed + k), metrics=metrics, history=history, **kw)
+        )
     return records
 
 
@@ -251,8 +265,14 @@ def test_register_champion_picks_the_best_validation_seed():
     from textclf.pipeline import experiment
 
     runs = {
-        "r1": SimpleNamespace(info=SimpleNamespace(run_id="r1"), data=SimpleNamespace(metrics={"val_accuracy": 0.7, "test_accuracy": 0.99}, tags={})),
-        "r2": SimpleNamespace(info=SimpleNamespace(run_id="r2"), data=SimpleNamespace(metrics={"val_accuracy": 0.8, "test_accuracy": 0.50}, tags={})),
+        "r1": SimpleNamespace(
+            info=SimpleNamespace(run_id="r1"),
+            data=SimpleNamespace(metrics={"val_accuracy": 0.7, "test_accuracy": 0.99}, tags={}),
+        ),
+        "r2": SimpleNamespace(
+            info=SimpleNamespace(run_id="r2"),
+            data=SimpleNamespace(metrics={"val_accuracy": 0.8, "test_accuracy": 0.50}, tags={}),
+        ),
     }
     registered = {}
 
@@ -271,8 +291,11 @@ def test_register_champion_picks_the_best_validation_seed():
     original = mlflow.register_model
     mlflow.register_model = lambda uri, name: registered.setdefault("uri", uri) and SimpleNamespace(version="1")
     try:
-        out = experiment.register_champion(Client(), {"best_variant": "x", "best_variant_metric": "val_accuracy",
-                                                      "variants": {"x": {"run_ids": ["r1", "r2"]}}}, "m")
+        out = experiment.register_champion(
+            Client(),
+            {"best_variant": "x", "best_variant_metric": "val_accuracy", "variants": {"x": {"run_ids": ["r1", "r2"]}}},
+            "m",
+        )
     finally:
         mlflow.register_model = original
     assert registered["uri"] == "runs:/r2/model" and out["chosen_by"] == "val_accuracy"
@@ -314,7 +337,11 @@ def test_disagreements_use_the_majority_over_seeds(y):
     base_right_40_50 = base[40:50].sum()
     a = [neural("a", s, y, proba_for(y, base)) for s in (1, 2, 3)]
     # two of three seeds agree on `better`; the third is all wrong: the majority is `better`
-    b = [neural("b", 1, y, proba_for(y, better)), neural("b", 2, y, proba_for(y, better)), neural("b", 3, y, proba_for(y, np.zeros(N, bool)))]
+    b = [
+        neural("b", 1, y, proba_for(y, better)),
+        neural("b", 2, y, proba_for(y, better)),
+        neural("b", 3, y, proba_for(y, np.zeros(N, bool))),
+    ]
     texts = [f"text {i}" for i in range(N)]
     d = compare(a + b, "a", label_names=LABELS, n_boot=50, texts=texts)["variants"]["b"]["disagreements"]
     assert d["wins"] == int((~base[:40]).sum()) and d["losses"] == int(base_right_40_50)
@@ -408,7 +435,13 @@ def test_write_report(records, summary, tmp_path):
     names = {p.name for p in out["plots"]}
     # All neural variants have one layer, so there is no depth trend to plot.
     # The answer's figures (contrasts, cost against quality) come with every comparison that has a baseline.
-    assert names == {"accuracy_vs_params.png", "accuracy_vs_train_time.png", "learning_curves.png", "contrasts.png", "cost_quality.png"}
+    assert names == {
+        "accuracy_vs_params.png",
+        "accuracy_vs_train_time.png",
+        "learning_curves.png",
+        "contrasts.png",
+        "cost_quality.png",
+    }
     assert all(png_ok(p) for p in out["plots"])
     for p in out["plots"]:
         assert f"]({p.name})" in report
@@ -421,11 +454,22 @@ def test_report_with_tfidf_and_depths(y, tmp_path):
     recs += runs_with_rates("bilstm2", y, [0.85], base_seed=80, cell="lstm", layers=2, bidirectional=True)
     for k, rate in enumerate([0.75, 0.76]):
         correct = np.random.default_rng(90 + k).random(N) < rate
-        recs.append(RunRecord(
-            variant="tfidf", seed=k + 1, kind="tfidf", cell=None, layers=None, bidirectional=None,
-            metrics={"params": 50_000, "train_seconds": 0.5}, history=[],
-            y_true=y, proba=proba_for(y, correct, seed=90 + k), run_id=None, cached=True,
-        ))
+        recs.append(
+            RunRecord(
+                variant="tfidf",
+                seed=k + 1,
+                kind="tfidf",
+                cell=None,
+                layers=None,
+                bidirectional=None,
+                metrics={"params": 50_000, "train_seconds": 0.5},
+                history=[],
+                y_true=y,
+                proba=proba_for(y, correct, seed=90 + k),
+                run_id=None,
+                cached=True,
+            )
+        )
     s = compare(recs, "rnn", label_names=LABELS, n_boot=100)
     assert s["variants"]["tfidf"]["cell"] is None and s["variants"]["tfidf"]["run_ids"] == [None, None]
     out = write_report(s, recs, tmp_path, title="Mixed")

@@ -37,12 +37,19 @@ def write_pipeline(path: Path, data: Path, **extra) -> Path:
         "name": "cmp",
         "description": "a tiny comparison for the tests",
         "data": {"source": str(data), "slice_columns": ["domain"]},
-        "params": {"train": {"epochs": 2, "batch_size": 16, "num_threads": 1}, "encoder": {"hidden_size": 8},
-                   "embedding": {"dim": 8}, "tokenizer": {"min_frequency": 1}, "evaluate": {"latency_samples": 2}},
+        "params": {
+            "train": {"epochs": 2, "batch_size": 16, "num_threads": 1},
+            "encoder": {"hidden_size": 8},
+            "embedding": {"dim": 8},
+            "tokenizer": {"min_frequency": 1},
+            "evaluate": {"latency_samples": 2},
+        },
         "seeds": [1, 2],
         "baseline": "lstm",
-        "variants": {"lstm": {"encoder": {"cell": "lstm"}},
-                     "bilstm-matched": {"encoder": {"cell": "lstm", "bidirectional": True, "match_params": "lstm"}}},
+        "variants": {
+            "lstm": {"encoder": {"cell": "lstm"}},
+            "bilstm-matched": {"encoder": {"cell": "lstm", "bidirectional": True, "match_params": "lstm"}},
+        },
         **extra,
     }
     path.write_text(yaml.safe_dump(spec))
@@ -71,8 +78,14 @@ def test_summary_says_where_each_variant_differs(project):
     v = s["variants"]["bilstm-matched"]
     # parameter-matched: the bidirectional encoder got a smaller hidden size
     assert s["variants"]["lstm"]["params"] > 0 and v["params"] > 0
-    cfg = yaml.safe_load(subprocess.run([sys.executable, "-m", "textclf.cli", "config", "show", str(pipe)], capture_output=True,
-                                        text=True, check=True).stdout)
+    cfg = yaml.safe_load(
+        subprocess.run(
+            [sys.executable, "-m", "textclf.cli", "config", "show", str(pipe)],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+    )
     assert cfg["variants"]["bilstm-matched"]["encoder"]["hidden_size"] < 8
     # calibrated deltas with Holm-adjusted p-values
     assert 0 <= v["delta_accuracy"]["p_value"] <= v["delta_accuracy"]["p_adjusted"] <= 1
@@ -101,15 +114,27 @@ def test_summary_says_where_each_variant_differs(project):
 
 
 def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "textclf.cli", *args], capture_output=True, text=True, cwd=cwd, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "textclf.cli", *args], capture_output=True, text=True, cwd=cwd, timeout=300
+    )
 
 
-@pytest.mark.parametrize("case,change,message", [
-    ("missing slice column", {"data": {"slice_columns": ["genre"]}}, "data.slice_columns names ['genre']"),
-    ("unknown match target", {"variants": {"lstm": {}, "x": {"encoder": {"match_params": "nope"}}}}, "encoder.match_params='nope' is not a variant"),
-    ("match a TF-IDF variant", {"variants": {"lstm": {}, "tfidf": {"kind": "tfidf"}, "x": {"encoder": {"match_params": "tfidf"}}}},
-     "is a TF-IDF baseline"),
-])
+@pytest.mark.parametrize(
+    "case,change,message",
+    [
+        ("missing slice column", {"data": {"slice_columns": ["genre"]}}, "data.slice_columns names ['genre']"),
+        (
+            "unknown match target",
+            {"variants": {"lstm": {}, "x": {"encoder": {"match_params": "nope"}}}},
+            "encoder.match_params='nope' is not a variant",
+        ),
+        (
+            "match a TF-IDF variant",
+            {"variants": {"lstm": {}, "tfidf": {"kind": "tfidf"}, "x": {"encoder": {"match_params": "tfidf"}}}},
+            "is a TF-IDF baseline",
+        ),
+    ],
+)
 def test_bad_comparison_settings_stop_before_training(tmp_path, case, change, message):
     data = write_corpus(tmp_path / "d.csv")
     pipe = write_pipeline(tmp_path / "p.yaml", data)

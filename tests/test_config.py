@@ -164,7 +164,13 @@ def test_parse_overrides_reports_every_bad_item():
 
 def test_set_values_are_typed_in_the_config():
     cfg = load_config(
-        overrides=["encoder.bidirectional=true", "train.lr=5e-4", "train.num_threads=2", "data.max_examples=null", "data.options={size: 30}"]
+        overrides=[
+            "encoder.bidirectional=true",
+            "train.lr=5e-4",
+            "train.num_threads=2",
+            "data.max_examples=null",
+            "data.options={size: 30}",
+        ]
     )
     assert cfg.encoder.bidirectional is True
     assert cfg.train.lr == pytest.approx(5e-4)
@@ -198,7 +204,10 @@ def test_one_error_lists_every_problem_with_key_value_and_allowed():
     # literal: the allowed values and the value given
     assert "'transformer'" in by_key["encoder.cell"]
     assert all(v in by_key["encoder.cell"] for v in ("'rnn'", "'gru'", "'lstm'"))
-    assert all(v in by_key["tokenizer.kind"] for v in ("'word'", "'bpe'", "'wordpiece'", "'unigram'", "'char'", "'sentencepiece'"))
+    assert all(
+        v in by_key["tokenizer.kind"]
+        for v in ("'word'", "'bpe'", "'wordpiece'", "'unigram'", "'char'", "'sentencepiece'")
+    )
     # wrong type and out of range name the value given
     assert "'fast'" in by_key["train.lr"] and "number" in by_key["train.lr"]
     assert "greater than or equal to 1" in by_key["train.epochs"] and "Got 0" in by_key["train.epochs"]
@@ -271,18 +280,27 @@ def test_grid_and_dotted_variants_expand(tmp_path):
         },
     )
     pipe = load_pipeline(path)
-    grid_names = {grid_name({"encoder.cell": c, "encoder.bidirectional": b, "encoder.layers": n}) for c in ("gru", "lstm") for b in (False, True) for n in (1, 2)}
+    grid_names = {
+        grid_name({"encoder.cell": c, "encoder.bidirectional": b, "encoder.layers": n})
+        for c in ("gru", "lstm")
+        for b in (False, True)
+        for n in (1, 2)
+    }
     assert len(grid_names) == 8
     assert set(pipe.variants) == grid_names | {"rnn", "tfidf"}
     assert pipe.variants["rnn"].config.encoder.cell == "rnn"
     assert pipe.variants["tfidf"].config.kind == "tfidf"
-    bilstm2 = pipe.variants[grid_name({"encoder.cell": "lstm", "encoder.bidirectional": True, "encoder.layers": 2})].config.encoder
+    bilstm2 = pipe.variants[
+        grid_name({"encoder.cell": "lstm", "encoder.bidirectional": True, "encoder.layers": 2})
+    ].config.encoder
     assert (bilstm2.cell, bilstm2.bidirectional, bilstm2.layers) == ("lstm", True, 2)
     # Per-seed configs differ only in train.seed.
     v = pipe.variants["rnn"]
     a, b = v.for_seed(1), v.for_seed(2)
     assert (a.train.seed, b.train.seed) == (1, 2)
-    assert {k: x for k, x in a.flat().items() if k != "train.seed"} == {k: x for k, x in b.flat().items() if k != "train.seed"}
+    assert {k: x for k, x in a.flat().items() if k != "train.seed"} == {
+        k: x for k, x in b.flat().items() if k != "train.seed"
+    }
     assert v.config.train.seed == Config().train.seed  # for_seed copies
 
 
@@ -356,7 +374,10 @@ def test_expand_dotted_merges_nested_and_dotted_forms():
 
 def test_named_vectors_with_the_wrong_dim_fail_at_config_time():
     # No vectors are loaded (the [glove] extra need not be installed): the size of glove-6b-50d is known.
-    with pytest.raises(ConfigError, match=r"embedding.dim is 100 but glove-6b-50d vectors have 50 dimensions; set --set embedding.dim=50"):
+    with pytest.raises(
+        ConfigError,
+        match=r"embedding.dim is 100 but glove-6b-50d vectors have 50 dimensions; set --set embedding.dim=50",
+    ):
         load_config(overrides=["embedding.pretrained=glove-6b-50d", "embedding.dim=100"])
     assert load_config(overrides=["embedding.pretrained=glove-6b-50d", "embedding.dim=50"]).embedding.dim == 50
 
@@ -368,5 +389,7 @@ def test_embedding_dim_defaults_to_the_vectors_size(tmp_path):
     (tmp_path / "w.txt").write_text("2 4\nthe 0.1 0.2 0.3 0.4\nmovie 1 2 3 4\n")
     assert load_config(overrides=[f"embedding.pretrained={tmp_path / 'g.txt'}"]).embedding.dim == 3
     assert load_config(overrides=[f"embedding.pretrained={tmp_path / 'w.txt'}"]).embedding.dim == 4  # word2vec header
-    with pytest.raises(ConfigError, match=r"embedding.dim is 8 but .*g.txt vectors have 3 dimensions; set --set embedding.dim=3"):
+    with pytest.raises(
+        ConfigError, match=r"embedding.dim is 8 but .*g.txt vectors have 3 dimensions; set --set embedding.dim=3"
+    ):
         load_config(overrides=[f"embedding.pretrained={tmp_path / 'g.txt'}", "embedding.dim=8"])

@@ -142,11 +142,11 @@ def test_mde_and_seeds_needed():
 
     assert mde(se, df) == pytest.approx((stats.t.ppf(0.975, df) + stats.t.ppf(0.8, df)) * se)
     # Example variance alone already above what a 2-point mde allows: no number of seeds helps.
-    assert seeds_needed(0.01 ** 2, [(0.0004, 0.0001, 3)], 800, SESOI) is None
+    assert seeds_needed(0.01**2, [(0.0004, 0.0001, 3)], 800, SESOI) is None
     # A large seed term: more seeds bring it down, and the answer is the first seed count that does.
-    need = seeds_needed(0.002 ** 2, [(0.0004, 0.0001, 3), (0.0004, 0.0001, 3)], 800, SESOI)
+    need = seeds_needed(0.002**2, [(0.0004, 0.0001, 3), (0.0004, 0.0001, 3)], 800, SESOI)
     assert need is not None and need > 3
-    assert seeds_needed(0.002 ** 2, [(0.0004, 0.0001, 3), (0.0004, 0.0001, 3)], 800, SESOI * 2) < need
+    assert seeds_needed(0.002**2, [(0.0004, 0.0001, 3), (0.0004, 0.0001, 3)], 800, SESOI * 2) < need
 
 
 # --------------------------------------------------------------------------- the family
@@ -209,7 +209,9 @@ def test_equivalence_fires_at_most_alpha_at_the_margin(seed_sd_points, sign):
         return tost_p(res["delta"], res["se"], res["df"], SESOI) < ALPHA
 
     rate = float(np.concatenate([one(250) for _ in range(reps // 250)]).mean())
-    assert rate <= 0.07, f"equivalence declared in {rate:.1%} of repetitions with the true difference at {sign * 2:+d} points"
+    assert rate <= 0.07, (
+        f"equivalence declared in {rate:.1%} of repetitions with the true difference at {sign * 2:+d} points"
+    )
 
 
 def test_equivalence_has_power_when_nothing_differs():
@@ -246,9 +248,16 @@ def test_family_wise_rate_of_the_derived_family(seed_sd_points):
     any_rejected = []
     for _ in range(8):
         tables = dict(zip(names, simulate(rng, 250, 3, 500, seed_sd_points, [0.0] * len(names))))
-        ps = np.stack([contrast_batch([tables[v] for v in c.weights], list(c.weights.values()), ALPHA)["p_value"]
-                       for c in family], axis=1)  # (reps, contrasts)
+        ps = np.stack(
+            [
+                contrast_batch([tables[v] for v in c.weights], list(c.weights.values()), ALPHA)["p_value"]
+                for c in family
+            ],
+            axis=1,
+        )  # (reps, contrasts)
         adjusted = np.array([holm(row.tolist()) for row in ps], dtype=float)
         any_rejected.append((adjusted < ALPHA).any(axis=1))
     rate = float(np.concatenate(any_rejected).mean())
-    assert rate <= 0.07, f"family-wise false-positive rate {rate:.1%} over {len(family)} contrasts at seed sd {seed_sd_points}"
+    assert rate <= 0.07, (
+        f"family-wise false-positive rate {rate:.1%} over {len(family)} contrasts at seed sd {seed_sd_points}"
+    )

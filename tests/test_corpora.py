@@ -62,8 +62,13 @@ def test_same_output_in_another_process():
         "print(hashlib.sha256(json.dumps(rows).encode()).hexdigest())"
     )
     digests = {
-        subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                       env={"PYTHONHASHSEED": seed, "PATH": ""}).stdout
+        subprocess.run(
+            [sys.executable, "-c", code],
+            capture_output=True,
+            text=True,
+            check=True,
+            env={"PYTHONHASHSEED": seed, "PATH": ""},
+        ).stdout
         for seed in ("1", "2")
     }
     assert len(digests) == 1
@@ -74,14 +79,23 @@ def test_default_sizes():
     assert len(generate("context", seed=0)["label"]) == 3000
 
 
-@pytest.mark.parametrize("name,options,classes", [
-    ("reviews", {}, 2), ("reviews", {"classes": 3}, 3),
-    ("long-range", {}, 10), ("long-range", {"classes": 3}, 3),
-    ("ends", {}, 16), ("ends", {"classes": 3, "rule": "sum"}, 3), ("ends", {"classes": 2}, 4),
-    ("context", {}, 2), ("context", {"cues": 1, "length": 7, "window": 3}, 2),
-    ("order", {}, 2),
-    ("listops", {}, 10), ("listops", {"max_depth": 3}, 10),
-])
+@pytest.mark.parametrize(
+    "name,options,classes",
+    [
+        ("reviews", {}, 2),
+        ("reviews", {"classes": 3}, 3),
+        ("long-range", {}, 10),
+        ("long-range", {"classes": 3}, 3),
+        ("ends", {}, 16),
+        ("ends", {"classes": 3, "rule": "sum"}, 3),
+        ("ends", {"classes": 2}, 4),
+        ("context", {}, 2),
+        ("context", {"cues": 1, "length": 7, "window": 3}, 2),
+        ("order", {}, 2),
+        ("listops", {}, 10),
+        ("listops", {"max_depth": 3}, 10),
+    ],
+)
 def test_balanced_and_shuffled(name, options, classes):
     labels = generate(name, seed=1, size=997, **options)["label"]
     counts = Counter(labels)
@@ -118,36 +132,39 @@ def test_unknown_option(name):
             assert option in message
 
 
-@pytest.mark.parametrize("name,options,culprit", [
-    ("reviews", {"noise": 1.5}, "noise"),
-    ("reviews", {"noise": -0.1}, "noise"),
-    ("reviews", {"classes": 4}, "classes"),
-    ("reviews", {"min_sentences": 3, "max_sentences": 2}, "max_sentences"),
-    ("reviews", {"mix": {"plain": 1, "sarcasm": 1}}, "sarcasm"),
-    ("reviews", {"mix": {"plain": -1}}, "plain"),
-    ("reviews", {"domains": ["film", "poetry"]}, "poetry"),
-    # Diagnostics: the message names the option and the value.
-    ("long-range", {"distance": 0}, "distance=0"),
-    ("long-range", {"distance": 2001}, "distance=2001"),
-    ("long-range", {"classes": 1}, "classes=1"),
-    ("long-range", {"classes": 11}, "classes=11"),
-    ("long-range", {"distance": 2.5}, "distance=2.5"),
-    ("ends", {"length": 0}, "length=0"),
-    ("ends", {"classes": 11}, "classes=11"),
-    ("ends", {"rule": "xor"}, "rule='xor'"),
-    ("context", {"cues": 4}, "cues=4"),
-    ("context", {"cues": 0}, "cues=0"),
-    ("context", {"window": 0}, "window=0"),
-    ("context", {"window": 51}, "window=51"),
-    ("context", {"length": 2}, "length=2"),
-    ("context", {"length": 34, "cues": 5, "window": 3}, "length=34"),
-    ("order", {"length": 4}, "length=4"),
-    ("listops", {"max_depth": 0}, "max_depth=0"),
-    ("listops", {"max_depth": 21}, "max_depth=21"),
-    ("listops", {"max_args": 1}, "max_args=1"),
-    ("listops", {"max_length": 3}, "max_length=3"),
-    ("listops", {"max_depth": 6, "max_length": 18}, "max_length=18"),
-])
+@pytest.mark.parametrize(
+    "name,options,culprit",
+    [
+        ("reviews", {"noise": 1.5}, "noise"),
+        ("reviews", {"noise": -0.1}, "noise"),
+        ("reviews", {"classes": 4}, "classes"),
+        ("reviews", {"min_sentences": 3, "max_sentences": 2}, "max_sentences"),
+        ("reviews", {"mix": {"plain": 1, "sarcasm": 1}}, "sarcasm"),
+        ("reviews", {"mix": {"plain": -1}}, "plain"),
+        ("reviews", {"domains": ["film", "poetry"]}, "poetry"),
+        # Diagnostics: the message names the option and the value.
+        ("long-range", {"distance": 0}, "distance=0"),
+        ("long-range", {"distance": 2001}, "distance=2001"),
+        ("long-range", {"classes": 1}, "classes=1"),
+        ("long-range", {"classes": 11}, "classes=11"),
+        ("long-range", {"distance": 2.5}, "distance=2.5"),
+        ("ends", {"length": 0}, "length=0"),
+        ("ends", {"classes": 11}, "classes=11"),
+        ("ends", {"rule": "xor"}, "rule='xor'"),
+        ("context", {"cues": 4}, "cues=4"),
+        ("context", {"cues": 0}, "cues=0"),
+        ("context", {"window": 0}, "window=0"),
+        ("context", {"window": 51}, "window=51"),
+        ("context", {"length": 2}, "length=2"),
+        ("context", {"length": 34, "cues": 5, "window": 3}, "length=34"),
+        ("order", {"length": 4}, "length=4"),
+        ("listops", {"max_depth": 0}, "max_depth=0"),
+        ("listops", {"max_depth": 21}, "max_depth=21"),
+        ("listops", {"max_args": 1}, "max_args=1"),
+        ("listops", {"max_length": 3}, "max_length=3"),
+        ("listops", {"max_depth": 6, "max_length": 18}, "max_length=18"),
+    ],
+)
 def test_bad_option_value(name, options, culprit):
     with pytest.raises(DataError) as err:
         generate(name, seed=0, size=10, **options)
@@ -164,9 +181,17 @@ def test_builtin_prefix_is_accepted():
     assert generate("builtin:context", seed=0, size=5) == generate("context", seed=0, size=5)
 
 
-@pytest.mark.parametrize("name,options", [
-    ("long-range", {}), ("ends", {}), ("ends", {"rule": "sum"}), ("context", {}), ("order", {}), ("listops", {}),
-])
+@pytest.mark.parametrize(
+    "name,options",
+    [
+        ("long-range", {}),
+        ("ends", {}),
+        ("ends", {"rule": "sum"}),
+        ("context", {}),
+        ("order", {}),
+        ("listops", {}),
+    ],
+)
 def test_diagnostics_make_the_size_asked_for(name, options):
     # Their speed (0.15-0.6 s for 20k rows on an idle core) is a benchmark's business, not a test's.
     assert len(generate(name, seed=0, size=20_000, **options)["text"]) == 20_000
@@ -182,14 +207,17 @@ def _cues(tokens):
 P, N, M = POSITIVE_CUES[0], NEGATIVE_CUES[2], FLIP_MARKER
 
 
-@pytest.mark.parametrize("text,label", [
-    (f"bako {P} dipu", "positive"),
-    (f"bako {P} {M} dipu", "negative"),
-    (f"{M} bako {P} dipu", "positive"),     # marker before the cue: a decoy
-    (f"{N} bako {M} {M}", "negative"),       # two flips cancel
-    (f"{M} {N} dipu", "negative"),
-    (f"bako {N} {M}", "positive"),
-])
+@pytest.mark.parametrize(
+    "text,label",
+    [
+        (f"bako {P} dipu", "positive"),
+        (f"bako {P} {M} dipu", "negative"),
+        (f"{M} bako {P} dipu", "positive"),  # marker before the cue: a decoy
+        (f"{N} bako {M} {M}", "negative"),  # two flips cancel
+        (f"{M} {N} dipu", "negative"),
+        (f"bako {N} {M}", "positive"),
+    ],
+)
 def test_order_label(text, label):
     assert order_label(text) == label
 
@@ -201,7 +229,7 @@ def test_order_label_brute_force():
             if len(_cues(tokens)) != 1:
                 continue
             cue = _cues(tokens)[0]
-            later = sum(t == M for t in tokens[cue + 1:])
+            later = sum(t == M for t in tokens[cue + 1 :])
             expected = "positive" if (tokens[cue] == P) ^ (later % 2 == 1) else "negative"
             assert order_label(tokens) == expected
     with pytest.raises(ValueError):
@@ -229,9 +257,9 @@ def test_order_rows():
 def test_review_label_composition():
     pos, neg = Clause(1), Clause(-1)
     assert review_label([pos]) == "positive"
-    assert review_label([Clause(-1, negated=True)]) == "positive"          # "not bad at all"
-    assert review_label([Clause(1, negated=True)]) == "negative"           # "hardly a masterpiece"
-    assert review_label([Clause(1, degree="hedge")]) == "positive"         # "somewhat enjoyable"
+    assert review_label([Clause(-1, negated=True)]) == "positive"  # "not bad at all"
+    assert review_label([Clause(1, negated=True)]) == "negative"  # "hardly a masterpiece"
+    assert review_label([Clause(1, degree="hedge")]) == "positive"  # "somewhat enjoyable"
     assert review_label([Clause(-1, degree="intensifier")]) == "negative"  # "extremely dull"
     # "The cast is wonderful, but the script is a mess."
     assert review_label([Contrast(pos, neg)]) == "negative"
@@ -275,8 +303,22 @@ def test_neutral_sentences_carry_no_sentiment_or_structure_words():
         evaluative.update(pos + neg)
     evaluative.update(np.split()[1] for np in lx.POS_NP + lx.NEG_NP)  # head noun
     evaluative.update(v for pair in lx.POS_VERBS + lx.NEG_VERBS for v in pair)
-    structure = {"not", "never", "no", "hardly", "nothing", "but", "although", "though",
-                 "however", "yet", "despite", "while", "still", "even"}
+    structure = {
+        "not",
+        "never",
+        "no",
+        "hardly",
+        "nothing",
+        "but",
+        "although",
+        "though",
+        "however",
+        "yet",
+        "despite",
+        "while",
+        "still",
+        "even",
+    }
     rng = random.Random(1)
     cast = {"name": "Anna", "name2": "Ben", "surname": "Novak"}
     for domain in DOMAINS:
@@ -288,7 +330,7 @@ def test_neutral_sentences_carry_no_sentiment_or_structure_words():
 def test_reviews_noise_free_labels_follow_plans():
     texts, labels, plans = reviews_with_plans(seed=3, size=600, classes=3)
     kinds = Counter(p.phenomenon for p in plans)
-    for text, label, plan in zip(texts, labels, plans):
+    for _text, label, plan in zip(texts, labels, plans):
         assert review_label(plan.opinions) == label
         if label != "mixed":
             assert plan.phenomenon != "mixed"
@@ -299,8 +341,20 @@ def test_reviews_noise_free_labels_follow_plans():
 
 def test_reviews_phenomena_appear_in_text():
     texts, _, plans = reviews_with_plans(seed=4, size=400)
-    markers = ("but", "although", "though", "however", "yet", "still", "despite", "while",
-               "even", "nevertheless", "said", "so")
+    markers = (
+        "but",
+        "although",
+        "though",
+        "however",
+        "yet",
+        "still",
+        "despite",
+        "while",
+        "even",
+        "nevertheless",
+        "said",
+        "so",
+    )
     for text, plan in zip(texts, plans):
         if plan.phenomenon == "contrast" and len(plan.opinions) == 1:
             assert _words(text) & set(markers), text
@@ -321,8 +375,7 @@ def test_reviews_noise_flips_labels_but_not_texts():
 def test_reviews_mix_and_length_options():
     texts, _, plans = reviews_with_plans(seed=5, size=200, mix={"contrast": 1.0})
     assert {p.phenomenon for p in plans} == {"contrast"}
-    texts, _, plans = reviews_with_plans(seed=5, size=200, mix={"plain": 1.0},
-                                         min_sentences=1, max_sentences=1)
+    texts, _, plans = reviews_with_plans(seed=5, size=200, mix={"plain": 1.0}, min_sentences=1, max_sentences=1)
     assert all(len(re.findall(r"[.!?](?: |$)", t)) <= 2 for t in texts)
     long = generate("reviews", seed=5, size=200, min_sentences=6, max_sentences=8, mix={"plain": 1})
     short = generate("reviews", seed=5, size=200, min_sentences=1, max_sentences=2, mix={"plain": 1})
@@ -356,4 +409,3 @@ def test_sentiment_words_occur_in_both_classes():
     for marker in ("not", "but"):
         pos, neg = per_class["positive"][marker], per_class["negative"][marker]
         assert min(pos, neg) >= 0.75 * max(pos, neg), (marker, pos, neg)
-

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from test_train import VOCAB, make_data
 
 from textclf.core.errors import ConfigError
 from textclf.models.classifier import TextClassifier
@@ -12,7 +13,6 @@ from textclf.training import device as device_mod
 from textclf.training.config import TrainConfig
 from textclf.training.device import amp_dtype, cpu_has_native_bf16
 from textclf.training.trainer import Trainer
-from test_train import VOCAB, make_data
 
 native = pytest.mark.skipif(not cpu_has_native_bf16(), reason="this CPU has no native bf16 (avx512_bf16 / AMX)")
 CPU = torch.device("cpu")
@@ -20,8 +20,19 @@ CPU = torch.device("cpu")
 
 def _model(cell: str, seed: int = 0) -> TextClassifier:
     torch.manual_seed(seed)
-    return TextClassifier(vocab_size=VOCAB, embedding_dim=8, num_classes=2, padding_idx=0, cell=cell, hidden_size=16,
-                          layers=1, bidirectional=cell == "lstm", embedding_dropout=0.1, output_dropout=0.1, pooling="max")
+    return TextClassifier(
+        vocab_size=VOCAB,
+        embedding_dim=8,
+        num_classes=2,
+        padding_idx=0,
+        cell=cell,
+        hidden_size=16,
+        layers=1,
+        bidirectional=cell == "lstm",
+        embedding_dropout=0.1,
+        output_dropout=0.1,
+        pooling="max",
+    )
 
 
 def _cfg(cpu_bf16: bool) -> TrainConfig:
@@ -45,7 +56,11 @@ def test_training_steps_in_bf16_evaluation_and_weights_in_float32(cell, monkeypa
     assert amp_dtype(CPU, True, cpu_bf16=True) is torch.bfloat16
     plans = []
     real_plan = _FastMixin._fast_plan
-    monkeypatch.setattr(_FastMixin, "_fast_plan", lambda self, x, hx: plans.append((self.training, x.size(1), real_plan(self, x, hx))) or plans[-1][2])
+    monkeypatch.setattr(
+        _FastMixin,
+        "_fast_plan",
+        lambda self, x, hx: plans.append((self.training, x.size(1), real_plan(self, x, hx))) or plans[-1][2],
+    )
     model = _model(cell)
     seen: list[tuple[bool, torch.dtype]] = []
     recurrent = [m for m in model.modules() if isinstance(m, torch.nn.RNNBase)]

@@ -33,8 +33,19 @@ def exact_float32():
 
 def _model(cell, layers, bidirectional, pooling):
     torch.manual_seed(0)
-    return TextClassifier(vocab_size=60, embedding_dim=16, num_classes=3, cell=cell, hidden_size=24, layers=layers,
-                          bidirectional=bidirectional, pooling=pooling, dropout=0.0, embedding_dropout=0.0, output_dropout=0.0).eval()
+    return TextClassifier(
+        vocab_size=60,
+        embedding_dim=16,
+        num_classes=3,
+        cell=cell,
+        hidden_size=24,
+        layers=layers,
+        bidirectional=bidirectional,
+        pooling=pooling,
+        dropout=0.0,
+        embedding_dropout=0.0,
+        output_dropout=0.0,
+    ).eval()
 
 
 def _batch():

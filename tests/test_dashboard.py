@@ -36,7 +36,10 @@ def test_state_groups_the_parents_children_by_variant_with_the_comparison_charts
     state = view.view_state("abc123", primary_metric="val_macro_f1")
     assert state["searchFilter"] == "tags.mlflow.parentRunId = 'abc123'"
     # The values the UI accepts (anything else groups nothing or crashes the page).
-    assert state["groupBy"] == {"aggregateFunction": "average", "groupByKeys": [{"mode": "tag", "groupByData": "variant"}]}
+    assert state["groupBy"] == {
+        "aggregateFunction": "average",
+        "groupByKeys": [{"mode": "tag", "groupByData": "variant"}],
+    }
     charts = {(c["type"], c["metricKey"]) for c in state["compareRunCharts"]}
     assert charts == {("BAR", "test_macro_f1"), ("LINE", "val_macro_f1"), ("LINE", "val_loss")}
     sections = {s["uuid"] for s in state["compareRunSections"] if s["display"]}
@@ -46,8 +49,15 @@ def test_state_groups_the_parents_children_by_variant_with_the_comparison_charts
     assert [k["groupByData"] for k in multi] == ["textclf.task", "variant"]
 
 
-@pytest.mark.parametrize("primary,expected", [(None, ("test_accuracy", "val_accuracy")), ("accuracy", ("test_accuracy", "val_accuracy")),
-                                              ("test_macro_f1", ("test_macro_f1", "val_macro_f1")), ("loss", ("test_accuracy", "val_accuracy"))])
+@pytest.mark.parametrize(
+    "primary,expected",
+    [
+        (None, ("test_accuracy", "val_accuracy")),
+        ("accuracy", ("test_accuracy", "val_accuracy")),
+        ("test_macro_f1", ("test_macro_f1", "val_macro_f1")),
+        ("loss", ("test_accuracy", "val_accuracy")),
+    ],
+)
 def test_metric_names_follow_the_primary_metric(primary, expected):
     assert view.metric_names(primary) == expected
 
@@ -59,7 +69,7 @@ def test_tag_value_is_the_uis_own_format():
     packed = envelope["state"]
     assert packed.startswith("deflate;")
     # zlib-wrapped deflate (the browser's CompressionStream('deflate')); raw deflate is rejected by the UI.
-    assert json.loads(zlib.decompress(base64.b64decode(packed[len("deflate;"):]))) == {"a": 1}
+    assert json.loads(zlib.decompress(base64.b64decode(packed[len("deflate;") :]))) == {"a": 1}
     full = view.encode_state(view.view_state("f" * 32, multi_task=True), name="x" * 80)
     assert len(full) < view.MAX_TAG_CHARS  # an older MLflow server's tag limit
     assert view.decode_state(full)["searchFilter"].endswith("'" + "f" * 32 + "'")
@@ -68,7 +78,9 @@ def test_tag_value_is_the_uis_own_format():
 def test_url_opens_the_runs_page_with_the_key():
     url = view.view_url("7", "abc", view.ui_base("sqlite:///x.db"))
     assert url == "http://127.0.0.1:5000/#/experiments/7/runs?viewStateShareKey=textclf-abc&compareRunsMode=CHART"
-    assert view.view_url("7", "abc", view.ui_base("https://mlflow.example.org/")).startswith("https://mlflow.example.org/#/experiments/7/runs?")
+    assert view.view_url("7", "abc", view.ui_base("https://mlflow.example.org/")).startswith(
+        "https://mlflow.example.org/#/experiments/7/runs?"
+    )
 
 
 class _Refusing:
@@ -84,6 +96,7 @@ def test_a_store_that_refuses_the_tag_costs_one_warning_line(caplog):
 
 
 # --------------------------------------------------------------------------- after a real run
+
 
 @dataclass
 class World:
@@ -167,7 +180,9 @@ def test_the_parent_links_the_view_holds_the_report_and_no_single_bar_metrics(wo
     assert "comparison/learning_curves.png" in figures and "comparison/accuracy_by_length.png" in figures
     html = Path(client.download_artifacts(parent.info.run_id, "report.html", str(world.root / "dl"))).read_text()
     assert html.count("data:image/png;base64,") == len(figures)  # every figure the comparison wrote, inline
-    assert not [k for k in parent.data.metrics if k.endswith("_mean")]  # no `<variant>.test_accuracy_mean` one-bar charts
+    assert not [
+        k for k in parent.data.metrics if k.endswith("_mean")
+    ]  # no `<variant>.test_accuracy_mean` one-bar charts
     assert s["environment"]["mlflow"] and s["environment"]["torch"] and s["environment"]["threads per training"] == "1"
 
 
@@ -226,7 +241,9 @@ def test_ui_prints_the_latest_runs_view(world, client, monkeypatch, capsys):
     key = view.store_view(client, s["experiment_id"], s["parent_run_id"], name="again")
     try:
         assert cli("ui", "--port", "5123") == 0
-        assert view.view_url(s["experiment_id"], s["parent_run_id"], "http://127.0.0.1:5123") in capsys.readouterr().out.replace("\n", "")
+        assert view.view_url(
+            s["experiment_id"], s["parent_run_id"], "http://127.0.0.1:5123"
+        ) in capsys.readouterr().out.replace("\n", "")
         assert not opened  # no display: no browser
     finally:
         client.delete_experiment_tag(s["experiment_id"], key)
@@ -277,8 +294,23 @@ def _free_port() -> int:
 def test_the_view_shows_the_children_grouped_by_variant_in_chromium(world, client, tmp_path):
     s = world.first
     port = _free_port()
-    server = subprocess.Popen([sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", world.uri, "--host", "127.0.0.1",
-                               "--port", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "mlflow",
+            "ui",
+            "--backend-store-uri",
+            world.uri,
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     try:
         _wait_healthy(server, port)
         url = view.view_url(s["experiment_id"], s["parent_run_id"], f"http://127.0.0.1:{port}")

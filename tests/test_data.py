@@ -135,14 +135,18 @@ def test_missing_column_lists_columns_present(tmp_path):
     with pytest.raises(DataError, match="'sentiment'"):
         prepare(cfg(source="r.csv", text_column="review"))
     # The suggestion points the text at a string column, the label at a free one.
-    write_csv(tmp_path / "s.csv", [{"stars": 1, "review": "a b"}, {"stars": 2, "review": "c"}], columns=("stars", "review"))
+    write_csv(
+        tmp_path / "s.csv", [{"stars": 1, "review": "a b"}, {"stars": 2, "review": "c"}], columns=("stars", "review")
+    )
     with pytest.raises(DataError, match="--set data.text_column=review"):
         prepare(cfg(source="s.csv"))
     with pytest.raises(DataError, match="--set data.label_column=stars"):
         prepare(cfg(source="s.csv", text_column="review"))
 
 
-@pytest.mark.parametrize("name, content", [("semi.csv", "text;label\na b;pos\nc d;neg\n"), ("comma.tsv", "text,label\na b,pos\nc d,neg\n")])
+@pytest.mark.parametrize(
+    "name, content", [("semi.csv", "text;label\na b;pos\nc d;neg\n"), ("comma.tsv", "text,label\na b,pos\nc d,neg\n")]
+)
 def test_wrong_delimiter_gets_a_hint(tmp_path, name, content):
     (tmp_path / name).write_text(content)
     with pytest.raises(DataError, match="another delimiter"):
@@ -162,7 +166,11 @@ def test_labels_unseen_in_train_are_named(tmp_path):
     write_csv(tmp_path / "test.csv", rows[50:] + [{"text": "some text", "label": "meh"}])
     with pytest.raises(DataError) as exc:
         prepare(cfg(train="train.csv", validation="val.csv", test="test.csv"))
-    assert "test.csv" in str(exc.value) and "'meh'" in str(exc.value) and "never occur in the training data" in str(exc.value)
+    assert (
+        "test.csv" in str(exc.value)
+        and "'meh'" in str(exc.value)
+        and "never occur in the training data" in str(exc.value)
+    )
 
 
 # --------------------------------------------------------------------------- invalid rows
@@ -222,7 +230,7 @@ def test_every_row_invalid_is_an_error(tmp_path):
 
 
 def test_undecodable_bytes_name_file_and_offset(tmp_path):
-    head = "text,label\ngood film,pos\n".encode()
+    head = b"text,label\ngood film,pos\n"
     (tmp_path / "latin.csv").write_bytes(head + "caf\xe9 film,neg\n".encode("latin-1"))
     offset = len(head) + 3
     with pytest.raises(DataError) as exc:
@@ -241,7 +249,11 @@ def test_undecodable_bytes_name_file_and_offset(tmp_path):
         (lambda p: (p / "d.csv").mkdir(), "d.csv", "is a directory"),
         (lambda p: (p / "r.txt").write_text("text,label\na,b\n"), "r.txt", "unsupported file type '.txt'"),
         (lambda p: None, "missing.csv", "not found"),
-        (lambda p: (p / "j.jsonl").write_text('{"text": "a", "label": 1}\n{oops\n'), "j.jsonl", "could not be parsed as JSON"),
+        (
+            lambda p: (p / "j.jsonl").write_text('{"text": "a", "label": 1}\n{oops\n'),
+            "j.jsonl",
+            "could not be parsed as JSON",
+        ),
     ],
 )
 def test_unreadable_sources_are_clear_errors(tmp_path, setup, source, fragment):
@@ -297,12 +309,15 @@ def test_hub_unreachable_without_offline_flag_fails_fast(monkeypatch):
 
 
 def test_hub_style_local_dataset_keeps_classlabel_names(tmp_path):
-    features = datasets.Features({"sentence": datasets.Value("string"), "label": datasets.ClassLabel(names=["neg", "pos"])})
+    features = datasets.Features(
+        {"sentence": datasets.Value("string"), "label": datasets.ClassLabel(names=["neg", "pos"])}
+    )
     (tmp_path / "ds").mkdir()
     for split, n in (("train", 40), ("test", 10)):
         rows = make_rows(n, labels=("neg", "pos"))
         datasets.Dataset.from_dict(
-            {"sentence": [r["text"] for r in rows], "label": [["neg", "pos"].index(r["label"]) for r in rows]}, features=features
+            {"sentence": [r["text"] for r in rows], "label": [["neg", "pos"].index(r["label"]) for r in rows]},
+            features=features,
         ).to_parquet(str(tmp_path / "ds" / f"{split}.parquet"))
     data = prepare(cfg(source="hf:ds", text_column="sentence"))
     assert data.label_names == ["neg", "pos"]

@@ -152,8 +152,12 @@ def test_ends_sum_each_end_alone_is_uninformative(k, size):
             assert max(counts.values()) - min(counts.values()) <= 1
         # A chi-square independence statistic near zero (5% critical value
         # for (k-1)^2 degrees of freedom is far above).
-        chi2 = sum((table[e][c] - sum(table[e].values()) * overall[c] / size) ** 2
-                   / (sum(table[e].values()) * overall[c] / size) for e in table for c in overall)
+        chi2 = sum(
+            (table[e][c] - sum(table[e].values()) * overall[c] / size) ** 2
+            / (sum(table[e].values()) * overall[c] / size)
+            for e in table
+            for c in overall
+        )
         assert chi2 < 1.0
 
 
@@ -178,8 +182,11 @@ def _context_reference(tokens, window, before=True, after=True):
     votes = []
     for i, t in enumerate(tokens):
         if t in POSITIVE_CUES or t in NEGATIVE_CUES:
-            near = sum(1 for j, u in enumerate(tokens) if u == FLIP_MARKER and (
-                (before and 0 < i - j <= window) or (after and 0 < j - i <= window)))
+            near = sum(
+                1
+                for j, u in enumerate(tokens)
+                if u == FLIP_MARKER and ((before and 0 < i - j <= window) or (after and 0 < j - i <= window))
+            )
             votes.append((t in POSITIVE_CUES) ^ (near % 2 == 1))
     return "positive" if 2 * sum(votes) > len(votes) else "negative"
 
@@ -197,13 +204,16 @@ def test_context_label_brute_force():
     assert checked > 20_000
 
 
-@pytest.mark.parametrize("text,window,label", [
-    (f"bako {POSITIVE_CUES[0]} dipu", 3, "positive"),
-    (f"{FLIP_MARKER} bako {POSITIVE_CUES[0]} dipu", 3, "negative"),    # marker before the cue
-    (f"bako {POSITIVE_CUES[0]} dipu {FLIP_MARKER}", 3, "negative"),    # marker after the cue
-    (f"bako {POSITIVE_CUES[0]} dipu {FLIP_MARKER}", 1, "positive"),    # outside the window
-    (f"{FLIP_MARKER} {NEGATIVE_CUES[0]} {FLIP_MARKER}", 1, "negative"),  # two markers cancel
-])
+@pytest.mark.parametrize(
+    "text,window,label",
+    [
+        (f"bako {POSITIVE_CUES[0]} dipu", 3, "positive"),
+        (f"{FLIP_MARKER} bako {POSITIVE_CUES[0]} dipu", 3, "negative"),  # marker before the cue
+        (f"bako {POSITIVE_CUES[0]} dipu {FLIP_MARKER}", 3, "negative"),  # marker after the cue
+        (f"bako {POSITIVE_CUES[0]} dipu {FLIP_MARKER}", 1, "positive"),  # outside the window
+        (f"{FLIP_MARKER} {NEGATIVE_CUES[0]} {FLIP_MARKER}", 1, "negative"),  # two markers cancel
+    ],
+)
 def test_context_label_examples(text, window, label):
     assert context_label(text, window=window) == label
 
@@ -228,8 +238,8 @@ def test_context_rows(length, cues, window):
         assert _context_reference(tokens, window) == label
         for i in positions:
             assert window <= i < length - window  # a full window on both sides
-            before = tokens[i - window:i].count(FLIP_MARKER)
-            after = tokens[i + 1:i + 1 + window].count(FLIP_MARKER)
+            before = tokens[i - window : i].count(FLIP_MARKER)
+            after = tokens[i + 1 : i + 1 + window].count(FLIP_MARKER)
             assert before + after <= 1
             sides.update(before=before, after=after, none=int(before + after == 0))
         assert all(t in FILLER for j, t in enumerate(tokens) if j not in positions and t != FLIP_MARKER)
@@ -257,8 +267,10 @@ def test_context_needs_both_sides():
         by_markers[text.split().count(FLIP_MARKER)][label] += 1
     assert abs(sum(max(c.values()) for c in by_markers.values()) / n - 0.5) < 0.04
     # Decoy markers far from every cue are common.
-    decoys = sum(any(all(abs(j - i) > 3 for i in _cues(t.split())) for j, u in enumerate(t.split())
-                     if u == FLIP_MARKER) for t in rows["text"])
+    decoys = sum(
+        any(all(abs(j - i) > 3 for i in _cues(t.split())) for j, u in enumerate(t.split()) if u == FLIP_MARKER)
+        for t in rows["text"]
+    )
     assert decoys > n // 2
 
 
@@ -287,8 +299,12 @@ def _expressions(depth, digits, arities):
         return []
     inner = _expressions(depth - 1, digits, (2,))
     args = [[d] for d in digits] + inner
-    return [["[" + op, *itertools.chain.from_iterable(chosen), "]"]
-            for op in ("MAX", "MIN") for n in arities for chosen in itertools.product(args, repeat=n)]
+    return [
+        ["[" + op, *itertools.chain.from_iterable(chosen), "]"]
+        for op in ("MAX", "MIN")
+        for n in arities
+        for chosen in itertools.product(args, repeat=n)
+    ]
 
 
 def test_listops_brute_force_up_to_depth_2():
@@ -302,27 +318,33 @@ def test_listops_brute_force_up_to_depth_2():
     assert {listops_depth(t) for t in expressions} == {1, 2}
 
 
-@pytest.mark.parametrize("expr,value,depth", [
-    ("[MAX 2 [MIN 4 7 ] 0 ]", 4, 2),
-    ("[MIN [MAX 1 8 ] [MAX 9 9 ] 9 ]", 8, 2),
-    ("[MAX 3 ]", 3, 1),
-    ("[MIN 5 [MAX 1 [MIN 7 9 ] ] 6 ]", 5, 3),
-])
+@pytest.mark.parametrize(
+    "expr,value,depth",
+    [
+        ("[MAX 2 [MIN 4 7 ] 0 ]", 4, 2),
+        ("[MIN [MAX 1 8 ] [MAX 9 9 ] 9 ]", 8, 2),
+        ("[MAX 3 ]", 3, 1),
+        ("[MIN 5 [MAX 1 [MIN 7 9 ] ] 6 ]", 5, 3),
+    ],
+)
 def test_evaluate_listops_examples(expr, value, depth):
     assert evaluate_listops(expr) == value
     assert listops_depth(expr) == depth
 
 
-@pytest.mark.parametrize("bad,message", [
-    ("[MED 1 9 3 ]", "unknown operator 'MED'"),
-    ("[SM 5 6 ]", "unknown operator 'SM'"),
-    ("[MAX 2 [FOO 1 ] ]", "unknown operator 'FOO'"),
-    ("[MAX 2 3", "incomplete"),
-    ("[MAX 2 3 ] ]", "trailing"),
-    ("[MAX 12 3 ]", "unexpected"),
-    ("[MAX ]", "argument"),
-    ("5", "unexpected"),
-])
+@pytest.mark.parametrize(
+    "bad,message",
+    [
+        ("[MED 1 9 3 ]", "unknown operator 'MED'"),
+        ("[SM 5 6 ]", "unknown operator 'SM'"),
+        ("[MAX 2 [FOO 1 ] ]", "unknown operator 'FOO'"),
+        ("[MAX 2 3", "incomplete"),
+        ("[MAX 2 3 ] ]", "trailing"),
+        ("[MAX 12 3 ]", "unexpected"),
+        ("[MAX ]", "argument"),
+        ("5", "unexpected"),
+    ],
+)
 def test_evaluate_listops_rejects_malformed(bad, message):
     with pytest.raises(ValueError, match=message):
         evaluate_listops(bad)
@@ -389,8 +411,8 @@ def test_listops_depth_matters():
     assert hits[1][1] == hits[1][2] == hits[1][0]  # flat expressions: both guesses are the rule
     for depth in range(2, 7):
         n, top, flat = hits[depth]
-        assert top / n < 0.6, (depth, top / n)     # about 0.48 measured
-        assert flat / n < 0.3, (depth, flat / n)   # about 0.11-0.17 measured
+        assert top / n < 0.6, (depth, top / n)  # about 0.48 measured
+        assert flat / n < 0.3, (depth, flat / n)  # about 0.11-0.17 measured
 
 
 def test_listops_max_depth_one_is_flat():

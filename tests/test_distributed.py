@@ -28,7 +28,17 @@ pytestmark = pytest.mark.slow
 
 REPO = Path(__file__).resolve().parents[1]
 TIMING = {"epoch_seconds", "train_seconds", "tokens_per_second"}  # and latency_*, texts_per_s_*
-STABLE_TAGS = ("variant", "seed", "textclf.kind", "cell", "layers", "bidirectional", "textclf.role", "textclf.stage_key", "textclf.cached")
+STABLE_TAGS = (
+    "variant",
+    "seed",
+    "textclf.kind",
+    "cell",
+    "layers",
+    "bidirectional",
+    "textclf.role",
+    "textclf.stage_key",
+    "textclf.cached",
+)
 
 
 @dataclass
@@ -98,7 +108,9 @@ def baseline(tmp_path_factory) -> Project:
         mp.setenv("HF_HUB_OFFLINE", "1")
         p.snapshot = run_pipeline_cli(p, "--cache-dir", str(p.cache))
     assert sorted(p.snapshot["children"]) == [("bilstm", "1"), ("rnn", "1")]
-    assert all(c["tags"]["textclf.cached"] == "false" and c["status"] == "FINISHED" for c in p.snapshot["children"].values())
+    assert all(
+        c["tags"]["textclf.cached"] == "false" and c["status"] == "FINISHED" for c in p.snapshot["children"].values()
+    )
     return p
 
 
@@ -117,7 +129,9 @@ def ray_local():
 def test_ray_executor_records_what_the_local_executor_does(baseline, ray_local):
     # --force on the baseline's cache: the driver recomputes the shared stages once,
     # every task retrains in a Ray worker, and the record is the same as the baseline's.
-    got = run_pipeline_cli(baseline, "--executor", "ray", "--cache-dir", str(baseline.cache), "--force", "--cpus-per-task", "1")
+    got = run_pipeline_cli(
+        baseline, "--executor", "ray", "--cache-dir", str(baseline.cache), "--force", "--cpus-per-task", "1"
+    )
     assert_same_record(got, baseline.snapshot)
 
 
@@ -155,7 +169,19 @@ def test_fully_cached_run_starts_no_worker_pool(baseline, monkeypatch):
 
 def test_ray_executor_without_ray_is_a_clear_error(baseline, monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` raises ImportError
-    code = main(["run", str(baseline.pipeline), "-q", "--tracking-uri", baseline.uri, "--executor", "ray", "--cache-dir", str(baseline.cache)])
+    code = main(
+        [
+            "run",
+            str(baseline.pipeline),
+            "-q",
+            "--tracking-uri",
+            baseline.uri,
+            "--executor",
+            "ray",
+            "--cache-dir",
+            str(baseline.cache),
+        ]
+    )
     assert code == 2
     assert "pip install 'textclf[ray]'" in capsys.readouterr().err
 
@@ -163,16 +189,45 @@ def test_ray_executor_without_ray_is_a_clear_error(baseline, monkeypatch, capsys
 # --------------------------------------------------------------------------- data-parallel training
 
 TRAIN_ARGS = [
-    "train", "-q", "--set", "train.epochs=3", "--set", "encoder.hidden_size=8", "--set", "embedding.dim=8",
-    "--set", "train.num_threads=1", "--set", "evaluate.latency_samples=2", "--set", "train.batch_size=16",
+    "train",
+    "-q",
+    "--set",
+    "train.epochs=3",
+    "--set",
+    "encoder.hidden_size=8",
+    "--set",
+    "embedding.dim=8",
+    "--set",
+    "train.num_threads=1",
+    "--set",
+    "evaluate.latency_samples=2",
+    "--set",
+    "train.batch_size=16",
     # Without dropout, DDP with the same global batch is single-process training up to float summation order.
-    "--set", "embedding.dropout=0", "--set", "encoder.output_dropout=0",
+    "--set",
+    "embedding.dropout=0",
+    "--set",
+    "encoder.output_dropout=0",
 ]
 
 
 def _torchrun(tmp: Path, *args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]), "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", "-m", "textclf", *args]
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
+        "OMP_NUM_THREADS": "1",
+    }
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc-per-node",
+        "2",
+        "-m",
+        "textclf",
+        *args,
+    ]
     proc = subprocess.run(cmd, cwd=tmp, env=env, capture_output=True, text=True, timeout=240)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return proc
@@ -186,7 +241,9 @@ def test_torchrun_two_processes_match_one_and_only_rank_0_writes(tmp_path):
     assert main([*args, "--no-track", "--cache-dir", "c1", "--metrics-out", "single.json"]) == 0
     single = json.loads(Path("single.json").read_text())
 
-    proc = _torchrun(tmp_path, *args, "--cache-dir", "c2", "--experiment", "ddp", "--output", "model", "--metrics-out", "ddp.json")
+    proc = _torchrun(
+        tmp_path, *args, "--cache-dir", "c2", "--experiment", "ddp", "--output", "model", "--metrics-out", "ddp.json"
+    )
     ddp = json.loads(Path("ddp.json").read_text())
     assert proc.stdout.count("test_accuracy") == 1  # one metrics table: rank 0 reports, rank 1 does not
     for k in ("val_accuracy", "test_accuracy", "test_macro_f1", "train_accuracy"):
@@ -208,11 +265,21 @@ def test_torchrun_two_processes_match_one_and_only_rank_0_writes(tmp_path):
     runs = client.search_runs([client.get_experiment_by_name("ddp").experiment_id])
     assert [r.info.run_id for r in runs] == [ddp["run_id"]]
     assert runs[0].data.metrics["test_accuracy"] == ddp["test_accuracy"]
-    assert sorted(p.name for p in Path("model").iterdir()) == ["config.json", "labels.json", "model.safetensors", "tokenizer.json"]
+    assert sorted(p.name for p in Path("model").iterdir()) == [
+        "config.json",
+        "labels.json",
+        "model.safetensors",
+        "tokenizer.json",
+    ]
 
     # Again, through `textclf train --ddp` (it starts the 2 ranks itself): rank 0 finds the
     # model cached and releases rank 1, which waits to train with it (no hang, nothing retrained).
-    assert main([*args, "--ddp", "--nproc-per-node", "2", "--cache-dir", "c2", "--no-track", "--metrics-out", "again.json"]) == 0
+    assert (
+        main(
+            [*args, "--ddp", "--nproc-per-node", "2", "--cache-dir", "c2", "--no-track", "--metrics-out", "again.json"]
+        )
+        == 0
+    )
     again = json.loads(Path("again.json").read_text())
     assert again["cached"] is True and again["world_size"] == 2 and again["test_accuracy"] == ddp["test_accuracy"]
 
@@ -254,8 +321,12 @@ def _fit_tiny(ckpt: str | None) -> dict:
     seed_everything(3)
     model = Tiny()
     res = Trainer(model, cfg, checkpoint_dir=ckpt, eval_batch_size=16).fit(_tiny_data(37, 0), _tiny_data(20, 1))
-    return {"history": res.history, "world": res.world_size, "resumed": res.resumed_from_epoch,
-            "weights": {k: v.tolist() for k, v in model.state_dict().items()}}
+    return {
+        "history": res.history,
+        "world": res.world_size,
+        "resumed": res.resumed_from_epoch,
+        "weights": {k: v.tolist() for k, v in model.state_dict().items()},
+    }
 
 
 def _ddp_worker(rank: int, world: int, port: int, out: str, ckpt: str) -> None:
@@ -308,8 +379,9 @@ def test_pool_workers_share_an_inherited_thread_budget(monkeypatch):
 
     monkeypatch.setenv("OMP_NUM_THREADS", "4")
     assert worker_threads(2) == "2" and worker_threads(3) == "1" and worker_threads(8) == "1"
-    with ProcessPoolExecutor(max_workers=1, mp_context=mp.get_context("spawn"), initializer=_pool_worker,
-                             initargs=(worker_threads(2), True)) as pool:
+    with ProcessPoolExecutor(
+        max_workers=1, mp_context=mp.get_context("spawn"), initializer=_pool_worker, initargs=(worker_threads(2), True)
+    ) as pool:
         assert pool.submit(_worker_threads_seen).result(timeout=120) == ("2", 2)
     monkeypatch.delenv("OMP_NUM_THREADS")
     from textclf.core.machine import cores

@@ -87,9 +87,20 @@ def test_non_cpu_or_integer_or_inplace_use_torch(monkeypatch):
 
 
 def test_models_use_it_and_state_dicts_are_unchanged():
-    model = TextClassifier(vocab_size=50, embedding_dim=8, num_classes=2, padding_idx=0, cell="lstm",
-                           hidden_size=8, layers=2, bidirectional=True, dropout=0.3, embedding_dropout=0.2,
-                           output_dropout=0.5, pooling="max")
+    model = TextClassifier(
+        vocab_size=50,
+        embedding_dim=8,
+        num_classes=2,
+        padding_idx=0,
+        cell="lstm",
+        hidden_size=8,
+        layers=2,
+        bidirectional=True,
+        dropout=0.3,
+        embedding_dropout=0.2,
+        output_dropout=0.5,
+        pooling="max",
+    )
     kinds = {type(m) for m in model.modules() if isinstance(m, torch.nn.Dropout)}
     assert kinds == {Dropout}
     # no parameters or buffers of its own: folders saved before load unchanged

@@ -25,7 +25,14 @@ def write_vectors(path, vectors: dict[str, list[float]], header: bool = False):
     return path
 
 
-VECS = {"the": [1, 0, 0], "Good": [0, 1, 0], "movie": [0, 0, 1], "superb": [2, 2, 2], "e.g.": [3, 3, 3], "dreadful": [4, 4, 4]}
+VECS = {
+    "the": [1, 0, 0],
+    "Good": [0, 1, 0],
+    "movie": [0, 0, 1],
+    "superb": [2, 2, 2],
+    "e.g.": [3, 3, 3],
+    "dreadful": [4, 4, 4],
+}
 
 
 @pytest.mark.parametrize("header", [False, True], ids=["glove", "word2vec"])
@@ -38,7 +45,11 @@ def test_text_vectors_load_in_both_formats(tmp_path, header):
 
 @pytest.mark.parametrize(
     "content, expect",
-    [("a 1 2 3\nb 1 2\n", "line 2 has 2 values, expected 3"), ("a 1 2\nb x y\n", "line 2: non-numeric"), ("\n\n", "no vectors")],
+    [
+        ("a 1 2 3\nb 1 2\n", "line 2 has 2 values, expected 3"),
+        ("a 1 2\nb x y\n", "line 2: non-numeric"),
+        ("\n\n", "no vectors"),
+    ],
 )
 def test_malformed_vector_files_name_the_line(tmp_path, content, expect):
     (tmp_path / "v.txt").write_text(content)
@@ -61,7 +72,9 @@ def test_alignment_exact_then_lowercase_with_coverage(caplog):
     with pytest.raises(ConfigError, match="embedding.dim=2"):
         E.align(vocab, vectors, dim=3, seed=0)
     with caplog.at_level(logging.WARNING):
-        E.align({"[PAD]": 0, "[UNK]": 1, "##ab": 2, "##cd": 3}, vectors, dim=2, seed=0, token_counts=np.array([0, 0, 4, 4]))
+        E.align(
+            {"[PAD]": 0, "[UNK]": 1, "##ab": 2, "##cd": 3}, vectors, dim=2, seed=0, token_counts=np.array([0, 0, 4, 4])
+        )
     assert "cover only 0%" in caplog.text and "tokenizer.kind=word" in caplog.text
 
 
@@ -139,9 +152,25 @@ def test_train_cli_extends_the_vocabulary_with_pretrained_words(tmp_path, csv_fi
     rng = np.random.default_rng(0)
     words = ["movie"] + [w for ws in WORDS.values() for w in ws] + ["dreadful", "marvellous", "well-made"]
     write_vectors(tmp_path / "v.txt", {w: rng.normal(size=8).round(3).tolist() for w in words})
-    args = ["train", "--no-track", "--quiet", "--set", f"data.source={csv_file}", "--set", "train.epochs=2",
-            "--set", f"embedding.pretrained={tmp_path / 'v.txt'}", "--set", "embedding.dim=8",
-            "--set", "encoder.hidden_size=8", "--output", str(tmp_path / "m"), "--metrics-out", str(tmp_path / "m.json")]
+    args = [
+        "train",
+        "--no-track",
+        "--quiet",
+        "--set",
+        f"data.source={csv_file}",
+        "--set",
+        "train.epochs=2",
+        "--set",
+        f"embedding.pretrained={tmp_path / 'v.txt'}",
+        "--set",
+        "embedding.dim=8",
+        "--set",
+        "encoder.hidden_size=8",
+        "--output",
+        str(tmp_path / "m"),
+        "--metrics-out",
+        str(tmp_path / "m.json"),
+    ]
     assert main(args) == 0
     cfg = json.loads((tmp_path / "m" / "config.json").read_text())
     clf = load_model(tmp_path / "m")
@@ -167,9 +196,28 @@ def test_train_cli_extends_the_vocabulary_with_pretrained_words(tmp_path, csv_fi
     assert metrics["embedding_vocab_extension"] == 3 and metrics["embedding_vocab_coverage"] == 1.0
     assert 0.5 < metrics["embedding_token_coverage"] <= 1.0
     # Fine-tuning from it keeps its tokenizer and its frozen rows (the source's vectors)
-    assert main(["train", "--no-track", "--quiet", "--set", f"data.source={csv_file}", "--set", "train.epochs=1",
-                 "--set", f"encoder.init_from={tmp_path / 'm'}", "--set", "embedding.dim=8", "--set", "encoder.hidden_size=8",
-                 "--output", str(tmp_path / "ft")]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--no-track",
+                "--quiet",
+                "--set",
+                f"data.source={csv_file}",
+                "--set",
+                "train.epochs=1",
+                "--set",
+                f"encoder.init_from={tmp_path / 'm'}",
+                "--set",
+                "embedding.dim=8",
+                "--set",
+                "encoder.hidden_size=8",
+                "--output",
+                str(tmp_path / "ft"),
+            ]
+        )
+        == 0
+    )
     tuned = load_model(tmp_path / "ft")
     assert tuned.tokenizer.get_vocab() == vocab
     torch.testing.assert_close(tuned.model.embedding.frozen, module.embedding.frozen)

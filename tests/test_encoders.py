@@ -47,9 +47,20 @@ def one_thread():
 
 def make_model(cell, layers, bidirectional, pooling, **kw):
     torch.manual_seed(0)
-    args = dict(vocab_size=VOCAB, embedding_dim=EMB, num_classes=CLASSES, padding_idx=0, cell=cell,
-                hidden_size=HIDDEN, layers=layers, bidirectional=bidirectional, dropout=0.1,
-                embedding_dropout=0.1, output_dropout=0.1, pooling=pooling)
+    args = dict(
+        vocab_size=VOCAB,
+        embedding_dim=EMB,
+        num_classes=CLASSES,
+        padding_idx=0,
+        cell=cell,
+        hidden_size=HIDDEN,
+        layers=layers,
+        bidirectional=bidirectional,
+        dropout=0.1,
+        embedding_dropout=0.1,
+        output_dropout=0.1,
+        pooling=pooling,
+    )
     args.update(kw)
     return TextClassifier(**args)
 
@@ -112,7 +123,11 @@ def test_alone_equals_in_batch(cell, layers, bidirectional, pooling):
         assert torch.allclose(alone, batch[b : b + 1], atol=1e-6), f"row {b} (length {n})"
 
 
-@pytest.mark.parametrize("cell,layers,bidirectional,pooling", [c for c in RECURRENT if c[3] != "attention"], ids=[i for c, i in zip(ALL, IDS) if c in RECURRENT and c[3] != "attention"])
+@pytest.mark.parametrize(
+    "cell,layers,bidirectional,pooling",
+    [c for c in RECURRENT if c[3] != "attention"],
+    ids=[i for c, i in zip(ALL, IDS) if c in RECURRENT and c[3] != "attention"],
+)
 def test_pooling_matches_the_per_token_states(cell, layers, bidirectional, pooling):
     """forward() pools the reverse half in reversed order; it must equal pooling the in-order states."""
     model = make_model(cell, layers, bidirectional, pooling).eval()
@@ -250,9 +265,25 @@ def test_chrono_initialisation_follows_the_formula(bidirectional):
     """Tallec & Ollivier (2018): keep-gate bias log U(1, T_max - 1); the LSTM input gate gets its negative."""
     T = 400
     torch.manual_seed(0)
-    lstm = build_encoder(cell="lstm", input_size=EMB, hidden_size=64, layers=2, bidirectional=bidirectional, init="chrono", chrono_max_length=T)
+    lstm = build_encoder(
+        cell="lstm",
+        input_size=EMB,
+        hidden_size=64,
+        layers=2,
+        bidirectional=bidirectional,
+        init="chrono",
+        chrono_max_length=T,
+    )
     torch.manual_seed(0)
-    gru = build_encoder(cell="gru", input_size=EMB, hidden_size=64, layers=2, bidirectional=bidirectional, init="chrono", chrono_max_length=T)
+    gru = build_encoder(
+        cell="gru",
+        input_size=EMB,
+        hidden_size=64,
+        layers=2,
+        bidirectional=bidirectional,
+        init="chrono",
+        chrono_max_length=T,
+    )
     H = 64
     for enc, keep in ((lstm, slice(H, 2 * H)), (gru, slice(H, 2 * H))):
         modules = [enc.rnn] if not bidirectional else [m for layer in enc.stack for m in layer.values()]
@@ -293,7 +324,9 @@ def test_chrono_needs_gates_and_a_length():
         load_config(overrides=["encoder.cell=cnn", "encoder.init=chrono"])
 
 
-@pytest.mark.parametrize("cell,layers,bidirectional,pooling", RECURRENT, ids=[i for c, i in zip(ALL, IDS) if c in RECURRENT])
+@pytest.mark.parametrize(
+    "cell,layers,bidirectional,pooling", RECURRENT, ids=[i for c, i in zip(ALL, IDS) if c in RECURRENT]
+)
 def test_packed_path_matches_the_padded_path(cell, layers, bidirectional, pooling):
     """The GPU path (packed sequences, one fused call for all layers and directions) computes the same
     function, with the same gradients, as the CPU path (padded, per-direction reversal). Checked on the
@@ -307,7 +340,9 @@ def test_packed_path_matches_the_padded_path(cell, layers, bidirectional, poolin
         enc.packed = packed
         out = enc(x, lengths)
         outputs.append(out)
-        grads.append(torch.autograd.grad((out * torch.linspace(-1, 1, out.numel()).view_as(out)).sum(), [x, *enc.parameters()]))
+        grads.append(
+            torch.autograd.grad((out * torch.linspace(-1, 1, out.numel()).view_as(out)).sum(), [x, *enc.parameters()])
+        )
     enc.packed = None
     torch.testing.assert_close(outputs[1], outputs[0], atol=1e-10, rtol=1e-9)
     for a, b in zip(grads[0], grads[1]):
@@ -337,12 +372,22 @@ def test_registry_and_factory():
     ],
 )
 def test_invalid_encoder_args(kwargs, key):
-    args = dict(cell="lstm", input_size=EMB, hidden_size=HIDDEN, layers=1, bidirectional=False,
-                dropout=0.0, pooling="last")
+    args = dict(
+        cell="lstm", input_size=EMB, hidden_size=HIDDEN, layers=1, bidirectional=False, dropout=0.0, pooling="last"
+    )
     with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
         build_encoder(**{**args, **kwargs})
-    model_args = dict(vocab_size=VOCAB, embedding_dim=EMB, num_classes=CLASSES, cell="lstm",
-                      hidden_size=HIDDEN, layers=1, bidirectional=False, dropout=0.0, pooling="last")
+    model_args = dict(
+        vocab_size=VOCAB,
+        embedding_dim=EMB,
+        num_classes=CLASSES,
+        cell="lstm",
+        hidden_size=HIDDEN,
+        layers=1,
+        bidirectional=False,
+        dropout=0.0,
+        pooling="last",
+    )
     with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
         TextClassifier(**{**model_args, **kwargs})
 

@@ -194,7 +194,9 @@ def _assert_png(path):
 
 
 def test_plot_confusion_matrix(tmp_path):
-    out = plot_confusion_matrix([[5, 1, 0], [2, 7, 1], [0, 0, 0]], ["a", "b", "c"], tmp_path / "sub" / "cm.png", title="t")
+    out = plot_confusion_matrix(
+        [[5, 1, 0], [2, 7, 1], [0, 0, 0]], ["a", "b", "c"], tmp_path / "sub" / "cm.png", title="t"
+    )
     assert out == tmp_path / "sub" / "cm.png"
     _assert_png(out)
 

@@ -13,8 +13,20 @@ import numpy as np
 import pytest
 from conftest import make_rows, write_csv
 
-TINY = ["--no-track", "-q", "--set", "train.epochs=2", "--set", "embedding.dim=8", "--set", "encoder.hidden_size=8",
-        "--set", "evaluate.latency_samples=2", "--set", "train.num_threads=1"]
+TINY = [
+    "--no-track",
+    "-q",
+    "--set",
+    "train.epochs=2",
+    "--set",
+    "embedding.dim=8",
+    "--set",
+    "encoder.hidden_size=8",
+    "--set",
+    "evaluate.latency_samples=2",
+    "--set",
+    "train.num_threads=1",
+]
 
 
 def _bag_of_embeddings(input_size, hidden_size, **_):
@@ -45,18 +57,41 @@ def test_an_encoder_family_is_one_registry_entry(tmp_path, monkeypatch):
     from textclf.cli.main import main
     from textclf.models.registry import ENCODERS, EncoderFamily
 
-    monkeypatch.setitem(ENCODERS, "bag", EncoderFamily("mean of token vectors", _bag_of_embeddings, recurrent=False,
-                                                       fixed=(("layers", 1), ("bidirectional", False), ("pooling", "mean"))))
+    monkeypatch.setitem(
+        ENCODERS,
+        "bag",
+        EncoderFamily(
+            "mean of token vectors",
+            _bag_of_embeddings,
+            recurrent=False,
+            fixed=(("layers", 1), ("bidirectional", False), ("pooling", "mean")),
+        ),
+    )
     data = write_csv(tmp_path / "d.csv", make_rows(60))
-    args = ["train", "--set", f"data.source={data}", "--set", "encoder.cell=bag", "--set", "encoder.pooling=mean", *TINY,
-            "--output", str(tmp_path / "m"), "--metrics-out", str(tmp_path / "m.json")]
+    args = [
+        "train",
+        "--set",
+        f"data.source={data}",
+        "--set",
+        "encoder.cell=bag",
+        "--set",
+        "encoder.pooling=mean",
+        *TINY,
+        "--output",
+        str(tmp_path / "m"),
+        "--metrics-out",
+        str(tmp_path / "m.json"),
+    ]
     assert main(args) == 0
     assert json.loads((tmp_path / "m" / "config.json").read_text())["model"]["cell"] == "bag"
     clf = load_model(tmp_path / "m")
     assert type(clf.model.encoder).__name__ == "Bag"
     assert clf.predict_proba(["good great movie", "bad awful"]).shape == (2, 3)
     # the family's fixed keys are checked like any config value
-    assert main(["train", "--set", f"data.source={data}", "--set", "encoder.cell=bag", "--set", "encoder.layers=2", *TINY]) == 2
+    assert (
+        main(["train", "--set", f"data.source={data}", "--set", "encoder.cell=bag", "--set", "encoder.layers=2", *TINY])
+        == 2
+    )
 
 
 def test_a_metric_is_one_registry_entry(tmp_path, monkeypatch):
@@ -70,7 +105,16 @@ def test_a_metric_is_one_registry_entry(tmp_path, monkeypatch):
     monkeypatch.setitem(metrics.METRICS, "balanced_accuracy", metrics.Metric(balanced_accuracy, per_epoch=True))
     data = write_csv(tmp_path / "d.csv", make_rows(60))
     out = tmp_path / "m.json"
-    args = ["train", "--set", f"data.source={data}", *TINY, "--set", "train.early_stopping_metric=balanced_accuracy", "--metrics-out", str(out)]
+    args = [
+        "train",
+        "--set",
+        f"data.source={data}",
+        *TINY,
+        "--set",
+        "train.early_stopping_metric=balanced_accuracy",
+        "--metrics-out",
+        str(out),
+    ]
     assert main(args) == 0
     m = json.loads(out.read_text())
     assert 0.0 <= m["test_balanced_accuracy"] <= 1.0 and 0.0 <= m["val_balanced_accuracy"] <= 1.0
@@ -89,16 +133,23 @@ def test_a_data_source_is_one_registry_entry(tmp_path, monkeypatch):
         seen["spec"] = spec
         return {"train": datasets.Dataset.from_list(rows)}
 
-    entry = sources.Source("mem", lambda s: s.startswith("mem:"), read, lambda s, root: {"mem": s, "rows": len(rows)},
-                           lambda s, split: None)
+    entry = sources.Source(
+        "mem",
+        lambda s: s.startswith("mem:"),
+        read,
+        lambda s, root: {"mem": s, "rows": len(rows)},
+        lambda s, split: None,
+    )
     monkeypatch.setattr(sources, "SOURCES", {"mem": entry, **sources.SOURCES})
     out = tmp_path / "m.json"
     assert main(["train", "--set", "data.source=mem:reviews", *TINY, "--metrics-out", str(out)]) == 0
     assert seen["spec"] == "mem:reviews" and json.loads(out.read_text())["test_accuracy"] is not None
 
 
-@pytest.mark.parametrize("registry,key", [("textclf.models.registry", "ENCODERS"), ("textclf.core.metrics", "METRICS"),
-                                          ("textclf.data.sources", "SOURCES")])
+@pytest.mark.parametrize(
+    "registry,key",
+    [("textclf.models.registry", "ENCODERS"), ("textclf.core.metrics", "METRICS"), ("textclf.data.sources", "SOURCES")],
+)
 def test_registries_import_without_torch(registry, key):
     """Validating a config reads the registries; that must not pay for importing torch."""
     import subprocess

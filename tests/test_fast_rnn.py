@@ -43,7 +43,8 @@ def used_fast_path(output) -> bool:
     """True when ``output`` came out of one of the hand-written layers (its autograd node is theirs)."""
     node = output.grad_fn  # TransposeBackward0 of the (T, B, H) -> (B, T, H) view
     return node is not None and any(
-        "LayerBackward" in type(n).__name__ for n, _ in node.next_functions if n is not None)
+        "LayerBackward" in type(n).__name__ for n, _ in node.next_functions if n is not None
+    )
 
 
 def run_and_grads(module, x, h0, g_out, g_h):
@@ -107,12 +108,14 @@ def test_gradcheck_float64(layer, n_weights, with_h0):
     """The Functions themselves are dtype-generic: finite differences agree in float64."""
     T, B, I, H = 3, 2, 3, 2
     g = torch.Generator().manual_seed(0)
-    args = [torch.randn(T, B, I, generator=g, dtype=torch.float64),
-            torch.randn(B, H, generator=g, dtype=torch.float64) if with_h0 else None,
-            torch.randn(n_weights * H, I, generator=g, dtype=torch.float64),
-            torch.randn(n_weights * H, H, generator=g, dtype=torch.float64),
-            torch.randn(n_weights * H, generator=g, dtype=torch.float64),
-            torch.randn(n_weights * H, generator=g, dtype=torch.float64)]
+    args = [
+        torch.randn(T, B, I, generator=g, dtype=torch.float64),
+        torch.randn(B, H, generator=g, dtype=torch.float64) if with_h0 else None,
+        torch.randn(n_weights * H, I, generator=g, dtype=torch.float64),
+        torch.randn(n_weights * H, H, generator=g, dtype=torch.float64),
+        torch.randn(n_weights * H, generator=g, dtype=torch.float64),
+        torch.randn(n_weights * H, generator=g, dtype=torch.float64),
+    ]
     args = [a.requires_grad_() if a is not None else None for a in args]
     assert torch.autograd.gradcheck(layer.apply, args)
 

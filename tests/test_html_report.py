@@ -24,40 +24,122 @@ def chromium() -> str | None:
     return shutil.which("chromium") or shutil.which("chromium-browser")
 
 
-needs_chromium = pytest.mark.skipif(chromium() is None, reason="no chromium binary on PATH (Debian: apt-get install -y chromium)")
+needs_chromium = pytest.mark.skipif(
+    chromium() is None, reason="no chromium binary on PATH (Debian: apt-get install -y chromium)"
+)
 
 
 def run_chromium(url: str, profile: Path, *args: str, timeout: float = 60) -> subprocess.CompletedProcess:
     """Headless Chromium on ``url`` with no background traffic; stdout holds the DOM with --dump-dom."""
-    cmd = [chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-           "--disable-sync", "--no-first-run", "--disable-default-apps", f"--user-data-dir={profile}", "--window-size=1280,800", *args, url]
+    cmd = [
+        chromium(),
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+        "--disable-default-apps",
+        f"--user-data-dir={profile}",
+        "--window-size=1280,800",
+        *args,
+        url,
+    ]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)
 
 
 def _summary(*, with_answer: bool) -> dict:
     stat = lambda m, sd=0.01: {"mean": m, "sd": sd}  # noqa: E731
     variants = {
-        "lstm": {"kind": "neural", "seeds": [1, 2], "n_seeds": 2, "test_accuracy": stat(0.80), "test_macro_f1": stat(0.79),
-                 "val_accuracy": stat(0.81), "params": 1000, "train_seconds": stat(1.0), "tokens_per_second": stat(5000.0),
-                 "latency_p50_ms": stat(0.5), "generalization_gap": stat(0.02), "delta_accuracy": None, "slices": {}},
-        EVIL: {"kind": "neural", "seeds": [1, 2], "n_seeds": 2, "test_accuracy": stat(0.82), "test_macro_f1": stat(0.81),
-               "val_accuracy": stat(0.83), "params": 2000, "train_seconds": stat(2.0), "tokens_per_second": stat(2500.0),
-               "latency_p50_ms": stat(0.9), "generalization_gap": stat(0.03),
-               "delta_accuracy": {"mean": 0.02, "ci_low": -0.01, "ci_high": 0.05, "p_value": 0.2, "p_adjusted": 0.2},
-               "slices": {"length": [{"lo": 1, "hi": 5, "n": 10, "accuracy": 0.9, "baseline_accuracy": 0.8}]},
-               "disagreements": {"wins": 1, "losses": 0, "examples": {"wins": [
-                   {"text": "<script>alert('x')</script> a fine film", "label": "pos", "variant": "pos", "baseline": "neg"}], "losses": []}}},
+        "lstm": {
+            "kind": "neural",
+            "seeds": [1, 2],
+            "n_seeds": 2,
+            "test_accuracy": stat(0.80),
+            "test_macro_f1": stat(0.79),
+            "val_accuracy": stat(0.81),
+            "params": 1000,
+            "train_seconds": stat(1.0),
+            "tokens_per_second": stat(5000.0),
+            "latency_p50_ms": stat(0.5),
+            "generalization_gap": stat(0.02),
+            "delta_accuracy": None,
+            "slices": {},
+        },
+        EVIL: {
+            "kind": "neural",
+            "seeds": [1, 2],
+            "n_seeds": 2,
+            "test_accuracy": stat(0.82),
+            "test_macro_f1": stat(0.81),
+            "val_accuracy": stat(0.83),
+            "params": 2000,
+            "train_seconds": stat(2.0),
+            "tokens_per_second": stat(2500.0),
+            "latency_p50_ms": stat(0.9),
+            "generalization_gap": stat(0.03),
+            "delta_accuracy": {"mean": 0.02, "ci_low": -0.01, "ci_high": 0.05, "p_value": 0.2, "p_adjusted": 0.2},
+            "slices": {"length": [{"lo": 1, "hi": 5, "n": 10, "accuracy": 0.9, "baseline_accuracy": 0.8}]},
+            "disagreements": {
+                "wins": 1,
+                "losses": 0,
+                "examples": {
+                    "wins": [
+                        {
+                            "text": "<script>alert('x')</script> a fine film",
+                            "label": "pos",
+                            "variant": "pos",
+                            "baseline": "neg",
+                        }
+                    ],
+                    "losses": [],
+                },
+            },
+        },
     }
-    s = {"pipeline": "demo", "parent_run_id": "abc123", "baseline": "lstm", "n_test": 20, "n_classes": 2, "label_names": ["neg", "pos"],
-         "alpha": 0.05, "variants": variants, "best_variant": EVIL, "best_variant_by": "highest mean val_accuracy over seeds",
-         "significance": "Paired t interval over examples and seeds.", "method": {"accuracy": "paired t"},
-         "data": {"sources": {"train": "data.csv"}, "fingerprints": {"train": "f00d", "test": "beef"}, "rows": {"train": 80, "test": 20},
-                  "labels": ["neg", "pos"]}}
+    s = {
+        "pipeline": "demo",
+        "parent_run_id": "abc123",
+        "baseline": "lstm",
+        "n_test": 20,
+        "n_classes": 2,
+        "label_names": ["neg", "pos"],
+        "alpha": 0.05,
+        "variants": variants,
+        "best_variant": EVIL,
+        "best_variant_by": "highest mean val_accuracy over seeds",
+        "significance": "Paired t interval over examples and seeds.",
+        "method": {"accuracy": "paired t"},
+        "data": {
+            "sources": {"train": "data.csv"},
+            "fingerprints": {"train": "f00d", "test": "beef"},
+            "rows": {"train": 80, "test": 20},
+            "labels": ["neg", "pos"],
+        },
+    }
     if with_answer:
         s["answer"] = [ANSWER, "The BiLSTM costs 2.0× the training time."]
-        s["contrasts"] = [{"name": "depth", "a": EVIL, "b": "lstm", "kind": "derived", "metric": "accuracy", "delta": 0.02,
-                           "ci_low": -0.01, "ci_high": 0.05, "p_value": 0.2, "p_adjusted": 0.2, "sesoi": 0.01, "verdict": "inconclusive",
-                           "mde": 0.06, "seeds_a": 2, "seeds_b": 2, "cost_ratio": {"train_seconds": 2.0, "params": 2.0, "latency_p50_ms": 1.8}}]
+        s["contrasts"] = [
+            {
+                "name": "depth",
+                "a": EVIL,
+                "b": "lstm",
+                "kind": "derived",
+                "metric": "accuracy",
+                "delta": 0.02,
+                "ci_low": -0.01,
+                "ci_high": 0.05,
+                "p_value": 0.2,
+                "p_adjusted": 0.2,
+                "sesoi": 0.01,
+                "verdict": "inconclusive",
+                "mde": 0.06,
+                "seeds_a": 2,
+                "seeds_b": 2,
+                "cost_ratio": {"train_seconds": 2.0, "params": 2.0, "latency_p50_ms": 1.8},
+            }
+        ]
         s["primary_metric"] = "accuracy"
     return s
 
@@ -80,8 +162,14 @@ def _figures(folder: Path) -> Path:
 
 def test_report_shows_the_answer_and_contrasts_when_the_comparison_made_them(tmp_path):
     figs = _figures(tmp_path / "comparison")
-    out = write_html(tmp_path / "r.html", _summary(with_answer=True), figs, title="t", configs={"lstm": {"encoder": {"layers": 1}}},
-                     environment={"torch": "2.13.0"})
+    out = write_html(
+        tmp_path / "r.html",
+        _summary(with_answer=True),
+        figs,
+        title="t",
+        configs={"lstm": {"encoder": {"layers": 1}}},
+        environment={"torch": "2.13.0"},
+    )
     text = out.read_text(encoding="utf-8")
     assert ANSWER in text
     assert "<h2>Contrasts</h2>" in text and "inconclusive" in text and "×2" in text  # cost ratio
@@ -102,7 +190,12 @@ def test_every_figure_is_inline_and_nothing_is_fetched(tmp_path):
     assert len(sources) == 2 and all(s.startswith("data:image/png;base64,") for s in sources)
     assert 'alt="some new figure"' in text  # a figure under a name the code does not list is embedded too
     # No script, no stylesheet link, no URL a browser would fetch.
-    assert "<script" not in text and "<link" not in text and not re.search(r'(src|href)="(https?:)?//', text) and "url(" not in text
+    assert (
+        "<script" not in text
+        and "<link" not in text
+        and not re.search(r'(src|href)="(https?:)?//', text)
+        and "url(" not in text
+    )
 
 
 def test_user_strings_are_escaped(tmp_path):
@@ -118,11 +211,13 @@ def html_escape(s: str) -> str:
 
 
 def test_configuration_shows_what_differs_then_what_is_shared():
-    configs = {"rnn": {"encoder": {"cell": "rnn", "layers": 1}, "train": {"epochs": 3}},
-               "lstm": {"encoder": {"cell": "lstm", "layers": 1}, "train": {"epochs": 3}}}
+    configs = {
+        "rnn": {"encoder": {"cell": "rnn", "layers": 1}, "train": {"epochs": 3}},
+        "lstm": {"encoder": {"cell": "lstm", "layers": 1}, "train": {"epochs": 3}},
+    }
     text = render_html(_summary(with_answer=False), title="t", configs=configs)
-    differ = text[text.index("What differs"): text.index("Shared by every variant")]
-    shared = text[text.index("Shared by every variant"):]
+    differ = text[text.index("What differs") : text.index("Shared by every variant")]
+    shared = text[text.index("Shared by every variant") :]
     assert "encoder.cell" in differ and "encoder.layers" not in differ
     assert "encoder.layers" in shared and "train.epochs" in shared
 
@@ -159,15 +254,24 @@ def test_report_renders_in_chromium_with_figures_and_no_console_errors(tmp_path)
     probed = tmp_path / "probed.html"
     probed.write_text(report.read_text().replace("</body>", PROBE + "</body>"))
     # Every host unresolvable: a request to any network would fail and log an error.
-    result = run_chromium(probed.as_uri(), tmp_path / "profile", "--enable-logging=stderr", "--v=0",
-                          "--host-resolver-rules=MAP * ~NOTFOUND", "--virtual-time-budget=5000", "--dump-dom")
+    result = run_chromium(
+        probed.as_uri(),
+        tmp_path / "profile",
+        "--enable-logging=stderr",
+        "--v=0",
+        "--host-resolver-rules=MAP * ~NOTFOUND",
+        "--virtual-time-budget=5000",
+        "--dump-dom",
+    )
     match = re.search(r'<pre id="probe">(.*?)</pre>', result.stdout, re.S)
     assert match, result.stderr[-2000:]
     import html
 
     probe = json.loads(html.unescape(match.group(1)))
     assert len(probe["imgs"]) == 2 and all(i["ok"] and i["nw"] > 0 and i["w"] > 0 and i["h"] > 0 for i in probe["imgs"])
-    assert ANSWER in probe["text"] and EVIL in probe["text"] and "lstm" in probe["text"]  # the name shown as text, not run
+    assert (
+        ANSWER in probe["text"] and EVIL in probe["text"] and "lstm" in probe["text"]
+    )  # the name shown as text, not run
     assert probe["fetched"] == []  # nothing but the file itself was loaded
     console = [line for line in result.stderr.splitlines() if "CONSOLE" in line or "Failed to load" in line]
     assert not console, console

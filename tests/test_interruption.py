@@ -28,8 +28,9 @@ from conftest import make_rows, write_csv
 
 # The whole launcher sits under the __main__ guard: `--jobs auto` trains in a spawned
 # process pool whose workers import this file again as __mp_main__, and must not re-run it.
-LAUNCHER = "if __name__ == '__main__':\n" + textwrap.indent(textwrap.dedent(
-    """
+LAUNCHER = "if __name__ == '__main__':\n" + textwrap.indent(
+    textwrap.dedent(
+        """
     import os, signal, sys
 
     # A shell starts background jobs with SIGINT ignored, and Python then never
@@ -64,11 +65,21 @@ LAUNCHER = "if __name__ == '__main__':\n" + textwrap.indent(textwrap.dedent(
     from textclf.cli.main import main
     sys.exit(main(sys.argv[1:]))
     """
-), "    ")
+    ),
+    "    ",
+)
 
 TINY = [
-    "--set", "embedding.dim=8", "--set", "encoder.hidden_size=8", "--set", "evaluate.latency_samples=2",
-    "--set", "train.num_threads=1", "--set", "train.patience=0",
+    "--set",
+    "embedding.dim=8",
+    "--set",
+    "encoder.hidden_size=8",
+    "--set",
+    "evaluate.latency_samples=2",
+    "--set",
+    "train.num_threads=1",
+    "--set",
+    "train.patience=0",
 ]
 TRAIN = ["train", "--set", "data.source=data.csv", "--set", "train.epochs=3", *TINY, "--metrics-out", "metrics.json"]
 PIPELINE = """\
@@ -97,13 +108,18 @@ def prepare(d: Path) -> None:
 def cli(d: Path, args: list[str], kill: tuple[str, str, int] | None = None) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if not k.startswith("KILL_")}
     env.update(
-        TEXTCLF_CACHE_DIR=str(d / ".textclf"), MLFLOW_TRACKING_URI=f"sqlite:///{d}/mlruns/mlflow.db",
-        HF_DATASETS_CACHE=str(d / "hf-datasets"), HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false",
+        TEXTCLF_CACHE_DIR=str(d / ".textclf"),
+        MLFLOW_TRACKING_URI=f"sqlite:///{d}/mlruns/mlflow.db",
+        HF_DATASETS_CACHE=str(d / "hf-datasets"),
+        HF_HUB_OFFLINE="1",
+        TOKENIZERS_PARALLELISM="false",
         PYTHONPATH=os.pathsep.join([str(Path(__file__).resolve().parents[1]), env.get("PYTHONPATH", "")]),
     )
     if kill:
         env.update(KILL_POINT=kill[0], KILL_SIGNAL=kill[1], KILL_AFTER=str(kill[2]))
-    return subprocess.run([sys.executable, str(d / "launch.py"), *args], cwd=d, env=env, capture_output=True, text=True, timeout=600)
+    return subprocess.run(
+        [sys.executable, str(d / "launch.py"), *args], cwd=d, env=env, capture_output=True, text=True, timeout=600
+    )
 
 
 def runs(d: Path) -> list[dict]:
@@ -119,7 +135,11 @@ def half_written(d: Path) -> list[str]:
     root = d / ".textclf"
     bad = [str(t) for t in root.glob("*/.tmp-*")]
     for stage in (s for s in root.iterdir() if s.is_dir() and not s.name.startswith(".") and s.name != "datasets"):
-        bad += [str(e) for e in stage.iterdir() if e.is_dir() and not e.name.startswith(".") and not (e / "_entry.json").is_file()]
+        bad += [
+            str(e)
+            for e in stage.iterdir()
+            if e.is_dir() and not e.name.startswith(".") and not (e / "_entry.json").is_file()
+        ]
     return bad
 
 
@@ -130,7 +150,10 @@ def final_train(d: Path) -> dict:
 
 def final_pipeline(d: Path) -> dict:
     s = json.loads((d / "summary.json").read_text())
-    return {name: {k: row[k] for k in ("seeds", "test_accuracy", "test_macro_f1", "delta_accuracy")} for name, row in s["variants"].items()}
+    return {
+        name: {k: row[k] for k in ("seeds", "test_accuracy", "test_macro_f1", "delta_accuracy")}
+        for name, row in s["variants"].items()
+    }
 
 
 @pytest.fixture(scope="module")
@@ -233,7 +256,10 @@ def test_pool_workers_exit_when_the_driver_is_killed(tmp_path):
     import time
 
     (tmp_path / "driver.py").write_text(POOL_DRIVER)
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parents[1]), os.environ.get("PYTHONPATH", "")])}
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parents[1]), os.environ.get("PYTHONPATH", "")]),
+    }
     driver = subprocess.Popen([sys.executable, str(tmp_path / "driver.py")], stdout=subprocess.PIPE, text=True, env=env)
     try:
         workers = [int(p) for p in driver.stdout.readline().split()]
@@ -277,11 +303,22 @@ def test_sigterm_stops_a_parallel_run_at_once(tmp_path):
     prepare(d)
     (d / "pipelines" / "long.yaml").write_text(LONG_PIPELINE)
     env = {k: v for k, v in os.environ.items() if not k.startswith("KILL_")}
-    env.update(TEXTCLF_CACHE_DIR=str(d / ".textclf"), MLFLOW_TRACKING_URI=f"sqlite:///{d}/mlruns/mlflow.db",
-               HF_DATASETS_CACHE=str(d / "hf-datasets"), HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false",
-               PYTHONPATH=os.pathsep.join([str(Path(__file__).resolve().parents[1]), env.get("PYTHONPATH", "")]))
-    driver = subprocess.Popen([sys.executable, str(d / "launch.py"), "run", "long", *TINY, "--jobs", "2"], cwd=d, env=env,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    env.update(
+        TEXTCLF_CACHE_DIR=str(d / ".textclf"),
+        MLFLOW_TRACKING_URI=f"sqlite:///{d}/mlruns/mlflow.db",
+        HF_DATASETS_CACHE=str(d / "hf-datasets"),
+        HF_HUB_OFFLINE="1",
+        TOKENIZERS_PARALLELISM="false",
+        PYTHONPATH=os.pathsep.join([str(Path(__file__).resolve().parents[1]), env.get("PYTHONPATH", "")]),
+    )
+    driver = subprocess.Popen(
+        [sys.executable, str(d / "launch.py"), "run", "long", *TINY, "--jobs", "2"],
+        cwd=d,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     workers: list[int] = []
     try:
         deadline = time.monotonic() + 120

@@ -59,9 +59,18 @@ def world(tmp_path_factory):
         _isolate(mp, root)
         data = write_corpus(root / "reviews.csv")
         spec = {
-            "name": "native", "description": DESCRIPTION, "data": {"source": str(data)}, "seeds": [1], "baseline": "tfidf",
-            "params": {"train": {"epochs": EPOCHS, "batch_size": 16, "num_threads": 1, "patience": 0}, "encoder": {"hidden_size": 8},
-                       "embedding": {"dim": 8}, "tokenizer": {"min_frequency": 1}, "evaluate": {"latency_samples": 2}},
+            "name": "native",
+            "description": DESCRIPTION,
+            "data": {"source": str(data)},
+            "seeds": [1],
+            "baseline": "tfidf",
+            "params": {
+                "train": {"epochs": EPOCHS, "batch_size": 16, "num_threads": 1, "patience": 0},
+                "encoder": {"hidden_size": 8},
+                "embedding": {"dim": 8},
+                "tokenizer": {"min_frequency": 1},
+                "evaluate": {"latency_samples": 2},
+            },
             "variants": {"lstm": {}, "tfidf": {"kind": "tfidf"}},
         }
         (root / "native.yaml").write_text(yaml.safe_dump(spec))
@@ -79,11 +88,31 @@ def world(tmp_path_factory):
             seen[epoch] = [m.value for m in MlflowClient().get_metric_history(self.run_id, "val_accuracy")]
 
         mp.setattr(runs.LiveMetrics, "__call__", spy)
-        assert cli("run", str(root / "native.yaml"), "-q", "--jobs", "1", "--tracking-uri", uri, "--summary-out", "s1.json") == 0
+        assert (
+            cli(
+                "run", str(root / "native.yaml"), "-q", "--jobs", "1", "--tracking-uri", uri, "--summary-out", "s1.json"
+            )
+            == 0
+        )
         handler = _Collect()
         logging.getLogger("mlflow").addHandler(handler)
         try:
-            assert cli("run", str(root / "native.yaml"), "-q", "--jobs", "1", "--tracking-uri", uri, "--register", "native", "--summary-out", "s2.json") == 0
+            assert (
+                cli(
+                    "run",
+                    str(root / "native.yaml"),
+                    "-q",
+                    "--jobs",
+                    "1",
+                    "--tracking-uri",
+                    uri,
+                    "--register",
+                    "native",
+                    "--summary-out",
+                    "s2.json",
+                )
+                == 0
+            )
         finally:
             logging.getLogger("mlflow").removeHandler(handler)
         first, second = (json.loads((cwd / f"s{i}.json").read_text()) for i in (1, 2))
@@ -121,7 +150,16 @@ def test_artifacts_live_beside_the_store_not_in_the_working_directory(store):
     assert exp.artifact_location == (w.root / "store" / "artifacts" / "native").as_uri()
     run = client.get_run(w.first["parent_run_id"])
     assert run.info.artifact_uri.startswith(exp.artifact_location)
-    assert (w.root / "store" / "artifacts" / "native" / w.first["parent_run_id"] / "artifacts" / "comparison" / "summary.json").is_file()
+    assert (
+        w.root
+        / "store"
+        / "artifacts"
+        / "native"
+        / w.first["parent_run_id"]
+        / "artifacts"
+        / "comparison"
+        / "summary.json"
+    ).is_file()
 
 
 def test_models_from_mlflow_are_materialised_under_the_cache_dir(store, tmp_path):
@@ -130,11 +168,27 @@ def test_models_from_mlflow_are_materialised_under_the_cache_dir(store, tmp_path
     w, _ = store
     ref = f"runs:/{w.first['variants']['lstm']['run_ids'][0]}"
     default = w.root / ".textclf" / "models"
-    assert cli("predict", "-q", "--model", ref, "--cache-dir", str(tmp_path / "c1"), "--output", str(tmp_path / "p.csv"), *TEXTS[:1]) == 0
+    assert (
+        cli(
+            "predict",
+            "-q",
+            "--model",
+            ref,
+            "--cache-dir",
+            str(tmp_path / "c1"),
+            "--output",
+            str(tmp_path / "p.csv"),
+            *TEXTS[:1],
+        )
+        == 0
+    )
     assert len(list((tmp_path / "c1" / "models").iterdir())) == 1
     clf = textclf.load_model(ref, cache_dir=tmp_path / "c2")
     assert clf.path.is_relative_to(tmp_path / "c2" / "models")
-    assert cli("export", "-q", "--model", ref, "--cache-dir", str(tmp_path / "c3"), "--output", str(tmp_path / "exported")) == 0
+    assert (
+        cli("export", "-q", "--model", ref, "--cache-dir", str(tmp_path / "c3"), "--output", str(tmp_path / "exported"))
+        == 0
+    )
     assert (tmp_path / "c3" / "models").is_dir()
     assert not default.exists()  # nothing landed in the default cache
 
@@ -167,8 +221,9 @@ def test_a_cached_child_replays_the_history_with_the_original_times(store):
     assert cached.data.tags["textclf.cached"] == "true"
     assert cached.info.start_time > source.info.end_time
     for key in ("val_accuracy", "train_loss"):
+
         def curve(run):
-            return sorted((m.step, m.value, m.timestamp) for m in client.get_metric_history(run.info.run_id, key))
+            return sorted((m.step, m.value, m.timestamp) for m in client.get_metric_history(run.info.run_id, key))  # noqa: B023
 
         a, b = curve(cached), curve(source)
         assert [x[:2] for x in a] == [x[:2] for x in b], key
@@ -187,7 +242,10 @@ def test_a_cached_child_links_the_source_logged_model_and_registers_cleanly(stor
     cached = client.get_run(w.second["variants"]["lstm"]["run_ids"][0])
     model_uri = source.data.tags["textclf.model_uri"]
     assert model_uri.startswith("models:/m-")
-    assert cached.data.tags["textclf.model_uri"] == model_uri and cached.data.tags["textclf.cached_from"] == source.info.run_id
+    assert (
+        cached.data.tags["textclf.model_uri"] == model_uri
+        and cached.data.tags["textclf.cached_from"] == source.info.run_id
+    )
     assert [o.model_id for o in cached.outputs.model_outputs] == [model_uri.removeprefix("models:/")]
     assert not [m for m in w.registry_warnings if "has no artifacts" in m], w.registry_warnings
     reg = w.second["registered"]
@@ -230,7 +288,7 @@ import mlflow, pandas
 model = mlflow.pyfunc.load_model(sys.argv[1])
 out = model.predict(pandas.DataFrame({"text": [%r, %r, %r]}))
 print(json.dumps({"textclf": sys.modules["textclf"].__file__, "rows": out.to_dict(orient="records")}))
-""" % tuple(TEXTS)
+""" % tuple(TEXTS)  # noqa: UP031 (braces in the script)
 
 
 @pytest.mark.parametrize("variant", ["lstm", "tfidf"])
@@ -240,7 +298,9 @@ def test_the_logged_model_loads_where_textclf_is_not_installed(store, tmp_path, 
     w, client = store
     uri = client.get_run(w.first["variants"][variant]["run_ids"][0]).data.tags["textclf.model_uri"]
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "TEXTCLF_CACHE_DIR")}
-    res = subprocess.run([sys.executable, "-I", "-c", _HIDDEN, uri], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    res = subprocess.run(
+        [sys.executable, "-I", "-c", _HIDDEN, uri], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120
+    )
     assert res.returncode == 0, res.stderr[-3000:]
     got = json.loads(res.stdout.strip().splitlines()[-1])
     # the copy the model carries is what ran, not an installed textclf
@@ -274,7 +334,18 @@ def test_records_are_tidy_tags_params_description_table(store):
     assert not [k for k in tfidf if k.startswith(("encoder.", "train.", "tokenizer.", "embedding."))]
     assert "tfidf.C" in tfidf and "encoder.cell" in neural
     assert neural["encoder.init_from"] == "null" and neural["encoder.bidirectional"] == "false"
-    table = json.loads((w.root / "store" / "artifacts" / "native" / parent.info.run_id / "artifacts" / "comparison" / "variants.json").read_text())
+    table = json.loads(
+        (
+            w.root
+            / "store"
+            / "artifacts"
+            / "native"
+            / parent.info.run_id
+            / "artifacts"
+            / "comparison"
+            / "variants.json"
+        ).read_text()
+    )
     assert table["columns"][0] == "variant" and sorted(row[0] for row in table["data"]) == ["lstm", "tfidf"]
 
 
@@ -282,9 +353,27 @@ def test_records_are_tidy_tags_params_description_table(store):
 
 
 def _train_args(data: Path, *extra: str) -> list[str]:
-    return ["train", "-q", "--set", f"data.source={data}", "--set", "train.epochs=2", "--set", "encoder.hidden_size=8",
-            "--set", "embedding.dim=8", "--set", "tokenizer.min_frequency=1", "--set", "train.num_threads=1",
-            "--set", "evaluate.latency_samples=2", "--metrics-out", "m.json", *extra]
+    return [
+        "train",
+        "-q",
+        "--set",
+        f"data.source={data}",
+        "--set",
+        "train.epochs=2",
+        "--set",
+        "encoder.hidden_size=8",
+        "--set",
+        "embedding.dim=8",
+        "--set",
+        "tokenizer.min_frequency=1",
+        "--set",
+        "train.num_threads=1",
+        "--set",
+        "evaluate.latency_samples=2",
+        "--metrics-out",
+        "m.json",
+        *extra,
+    ]
 
 
 def _all_runs():
@@ -311,12 +400,16 @@ def test_system_metrics_without_psutil_stop_before_any_run(tmp_path, monkeypatch
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "psutil" else real(name, *a))
     data = write_corpus(tmp_path / "reviews.csv", n=80)
-    (tmp_path / "p.yaml").write_text(yaml.safe_dump({"name": "p", "data": {"source": str(data)}, "variants": {"t": {"kind": "tfidf"}}}))
+    (tmp_path / "p.yaml").write_text(
+        yaml.safe_dump({"name": "p", "data": {"source": str(data)}, "variants": {"t": {"kind": "tfidf"}}})
+    )
     for args in (_train_args(data, "--system-metrics"), ["run", "p.yaml", "-q", "--system-metrics"]):
         assert cli(*args) == 2
         err = capsys.readouterr().err
         assert "textclf[system]" in err and "psutil" in err and "Traceback" not in err
-    assert not (tmp_path / "mlruns" / "mlflow.db").exists() or _all_runs() == []  # no run was started, let alone left RUNNING
+    assert (
+        not (tmp_path / "mlruns" / "mlflow.db").exists() or _all_runs() == []
+    )  # no run was started, let alone left RUNNING
 
 
 def test_a_crash_in_run_setup_ends_the_run_failed(tmp_path, monkeypatch):
@@ -329,7 +422,9 @@ def test_a_crash_in_run_setup_ends_the_run_failed(tmp_path, monkeypatch):
 
     monkeypatch.setattr(SystemMetricsMonitor, "start", boom)
     data = write_corpus(tmp_path / "reviews.csv", n=80)
-    (tmp_path / "p.yaml").write_text(yaml.safe_dump({"name": "p", "data": {"source": str(data)}, "variants": {"t": {"kind": "tfidf"}}}))
+    (tmp_path / "p.yaml").write_text(
+        yaml.safe_dump({"name": "p", "data": {"source": str(data)}, "variants": {"t": {"kind": "tfidf"}}})
+    )
     with pytest.raises(RuntimeError, match="monitor could not start"):
         cli("run", "p.yaml", "-q", "--system-metrics")
     statuses = [r.info.status for r in _all_runs()]

@@ -48,7 +48,10 @@ def write_pipeline(path: Path, data: Path, **params) -> Path:
         },
         "seeds": [1, 2],
         "baseline": "rnn",
-        "variants": {"rnn": {"encoder": {"cell": "rnn"}}, "bilstm": {"encoder": {"cell": "lstm", "bidirectional": True}}},
+        "variants": {
+            "rnn": {"encoder": {"cell": "rnn"}},
+            "bilstm": {"encoder": {"cell": "lstm", "bidirectional": True}},
+        },
     }
     path.write_text(yaml.safe_dump(spec))
     return path
@@ -101,7 +104,13 @@ def test_pipeline_records_parent_children_and_reuses_cache(project, capsys):
         history = client.get_metric_history(c.info.run_id, "val_loss")
         assert sorted(m.step for m in history) == [1, 2]  # step = epoch
         arts = {a.path for a in client.list_artifacts(c.info.run_id)}
-        assert {"config.yaml", "tokenizer.json", "confusion_matrix.png", "learning_curves.png", "classification_report.txt"} <= arts
+        assert {
+            "config.yaml",
+            "tokenizer.json",
+            "confusion_matrix.png",
+            "learning_curves.png",
+            "classification_report.txt",
+        } <= arts
         assert c.data.tags["textclf.model_uri"]
         assert len(c.inputs.dataset_inputs) == 3
     parent_arts = {a.path for a in client.list_artifacts(parent.info.run_id, "comparison")}
@@ -109,7 +118,7 @@ def test_pipeline_records_parent_children_and_reuses_cache(project, capsys):
 
     # summary.json content
     assert set(s1["variants"]) == {"rnn", "bilstm"}
-    for name, row in s1["variants"].items():
+    for row in s1["variants"].values():
         assert set(row["test_accuracy"]) >= {"mean", "sd"} and 0.0 <= row["test_accuracy"]["mean"] <= 1.0
         assert len(row["run_ids"]) == 2 and row["cached"] is False
         assert row["params"] > 0
@@ -188,14 +197,29 @@ def test_four_concurrent_runs_share_store_and_cache(project):
     only = [["--variant", "rnn"], ["--variant", "rnn"], [], []]
     procs = [
         subprocess.Popen(
-            [sys.executable, "-m", "textclf.cli", "run", str(pipe), "-q", *only[i], "--set", "train.num_threads=1",
-             "--summary-out", f"c{i}.json"],
-            cwd=tmp, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            [
+                sys.executable,
+                "-m",
+                "textclf.cli",
+                "run",
+                str(pipe),
+                "-q",
+                *only[i],
+                "--set",
+                "train.num_threads=1",
+                "--summary-out",
+                f"c{i}.json",
+            ],
+            cwd=tmp,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
         )
         for i in range(4)
     ]
     results = [p.communicate(timeout=600) for p in procs]
-    for p, (out, err) in zip(procs, results):
+    for p, (_out, err) in zip(procs, results):
         assert p.returncode == 0, err[-2000:]
         assert "database is locked" not in err.lower()
     summaries = [json.loads((tmp / f"c{i}.json").read_text()) for i in range(4)]
@@ -222,14 +246,47 @@ def test_four_concurrent_runs_share_store_and_cache(project):
 def test_train_cli_writes_model_folder_and_metrics(project):
     tmp, _ = project
     data = tmp / "reviews.csv"
-    args = ["train", "-q", "--set", f"data.source={data}", "--set", "train.epochs=8", "--set", "train.lr=0.02", "--set", "encoder.hidden_size=8",
-            "--set", "embedding.dim=8", "--set", "train.num_threads=1", "--set", "evaluate.latency_samples=2",
-            "--output", "model", "--metrics-out", "m.json"]
+    args = [
+        "train",
+        "-q",
+        "--set",
+        f"data.source={data}",
+        "--set",
+        "train.epochs=8",
+        "--set",
+        "train.lr=0.02",
+        "--set",
+        "encoder.hidden_size=8",
+        "--set",
+        "embedding.dim=8",
+        "--set",
+        "train.num_threads=1",
+        "--set",
+        "evaluate.latency_samples=2",
+        "--output",
+        "model",
+        "--metrics-out",
+        "m.json",
+    ]
     assert run_cli(*args) == 0
     m = json.loads(Path("m.json").read_text())
-    for key in ("val_accuracy", "test_accuracy", "test_macro_f1", "params", "train_seconds", "tokens_per_second", "model_dir", "run_id"):
+    for key in (
+        "val_accuracy",
+        "test_accuracy",
+        "test_macro_f1",
+        "params",
+        "train_seconds",
+        "tokens_per_second",
+        "model_dir",
+        "run_id",
+    ):
         assert m[key] is not None, key
-    assert sorted(p.name for p in Path("model").iterdir()) == ["config.json", "labels.json", "model.safetensors", "tokenizer.json"]
+    assert sorted(p.name for p in Path("model").iterdir()) == [
+        "config.json",
+        "labels.json",
+        "model.safetensors",
+        "tokenizer.json",
+    ]
     assert json.loads(Path("model/labels.json").read_text()) == ["neg", "pos"]
     from textclf.serving.classifier import Classifier
 
@@ -240,7 +297,9 @@ def test_train_cli_writes_model_folder_and_metrics(project):
     # the copied folder is the trained model: it labels unseen texts of the same task
     # well above chance (42/60 has a one-sided binomial p = 0.001). The exact share
     # depends on the seed's dropout masks: seeds 1-8 of this setting gave 0.70-0.92.
-    fresh = [line.rsplit(",", 1) for line in write_corpus(tmp / "fresh.csv", n=60, seed=99).read_text().splitlines()[1:]]
+    fresh = [
+        line.rsplit(",", 1) for line in write_corpus(tmp / "fresh.csv", n=60, seed=99).read_text().splitlines()[1:]
+    ]
     predicted = clf.predict([t for t, _ in fresh])
     assert predicted == [clf.labels[i] for i in clf.predict_proba([t for t, _ in fresh]).argmax(1)]
     assert sum(p == y for p, (_, y) in zip(predicted, fresh)) / len(fresh) >= 0.7
@@ -266,7 +325,9 @@ def test_multi_task_pipeline_compares_each_task_on_its_own(project):
     assert s["tasks"]["first"]["n_test"] != s["tasks"]["second"]["n_test"]
     _, _, children = runs_of(s["parent_run_id"])
     assert sorted((c.data.tags["textclf.task"], c.data.tags["variant"]) for c in children) == [
-        ("first", "bilstm"), ("first", "rnn"), ("second", "rnn")
+        ("first", "bilstm"),
+        ("first", "rnn"),
+        ("second", "rnn"),
     ]
 
 
@@ -288,7 +349,9 @@ def test_cached_rerun_reuses_rendered_comparison_plots(project, monkeypatch):
         files = {f.path for f in MlflowClient().list_artifacts(parent, "comparison")}
         assert {"comparison/learning_curves.png", "comparison/report.md"} <= files
     # A changed result is plotted afresh.
-    assert run_cli("run", str(pipe), "-q", "--variant", "rnn", "--set", "train.epochs=1", "--summary-out", "c.json") == 0
+    assert (
+        run_cli("run", str(pipe), "-q", "--variant", "rnn", "--set", "train.epochs=1", "--summary-out", "c.json") == 0
+    )
     assert len(calls) == 2
 
 
@@ -300,11 +363,15 @@ def test_a_cached_result_in_another_store_gets_its_own_model(project):
     store_b = f"sqlite:///{tmp}/other/mlflow.db"
     for _ in range(2):  # the second run looks up store A's source runs (cached children)
         assert run_cli("run", str(pipe), "-q", "--variant", "rnn", "--summary-out", "a.json") == 0
-    assert run_cli("run", str(pipe), "-q", "--variant", "rnn", "--tracking-uri", store_b, "--summary-out", "b.json") == 0
+    assert (
+        run_cli("run", str(pipe), "-q", "--variant", "rnn", "--tracking-uri", store_b, "--summary-out", "b.json") == 0
+    )
     b = json.loads(Path("b.json").read_text())
     client = MlflowClient(tracking_uri=store_b)
     parent = client.get_run(b["parent_run_id"])
-    children = client.search_runs([parent.info.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{parent.info.run_id}'")
+    children = client.search_runs(
+        [parent.info.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{parent.info.run_id}'"
+    )
     assert len(children) == 2
     for c in children:
         # The stage cache is shared, but store B never saw store A's runs: B logs the model itself.
@@ -321,9 +388,14 @@ def test_final_metrics_sit_beside_the_per_epoch_curves_not_on_them():
     store.setup(None)
     client = MlflowClient()
     run = client.create_run(store.experiment_id("t"))
-    history = [{"epoch": 1, "val_accuracy": 0.6, "val_loss": 0.7}, {"epoch": 2, "val_accuracy": 0.9, "val_loss": 0.5},
-               {"epoch": 3, "val_accuracy": 0.7, "val_loss": 0.6}]
-    metrics = runs.history_metrics(history, {1: 1000, 2: 2000}) + runs.final_metrics({"val_accuracy": 0.9, "test_accuracy": 0.8}, history)
+    history = [
+        {"epoch": 1, "val_accuracy": 0.6, "val_loss": 0.7},
+        {"epoch": 2, "val_accuracy": 0.9, "val_loss": 0.5},
+        {"epoch": 3, "val_accuracy": 0.7, "val_loss": 0.6},
+    ]
+    metrics = runs.history_metrics(history, {1: 1000, 2: 2000}) + runs.final_metrics(
+        {"val_accuracy": 0.9, "test_accuracy": 0.8}, history
+    )
     runs.log_batch(client, run.info.run_id, metrics=metrics)
     got = client.get_run(run.info.run_id).data.metrics
     assert got["final_val_accuracy"] == 0.9 and got["test_accuracy"] == 0.8 and got["val_loss"] == 0.6
@@ -331,4 +403,7 @@ def test_final_metrics_sit_beside_the_per_epoch_curves_not_on_them():
     for key, want in (("val_loss", [(1, 0.7), (2, 0.5), (3, 0.6)]), ("val_accuracy", [(1, 0.6), (2, 0.9), (3, 0.7)])):
         points = client.get_metric_history(run.info.run_id, key)
         assert sorted((m.step, m.value) for m in points) == want  # the curve is intact, one value per step
-    assert sorted(m.timestamp for m in client.get_metric_history(run.info.run_id, "val_loss"))[:2] == [1000, 2000]  # when the epochs ended
+    assert sorted(m.timestamp for m in client.get_metric_history(run.info.run_id, "val_loss"))[:2] == [
+        1000,
+        2000,
+    ]  # when the epochs ended

@@ -9,13 +9,29 @@ import sys
 
 from conftest import make_rows, write_csv
 
-ARGS = ["train", "--set", "data.source=d.csv", "--no-track", "--set", "train.epochs=2", "--set", "embedding.dim=8",
-        "--set", "encoder.hidden_size=8", "--set", "train.batch_size=4", "--set", "evaluate.latency_samples=2"]
+ARGS = [
+    "train",
+    "--set",
+    "data.source=d.csv",
+    "--no-track",
+    "--set",
+    "train.epochs=2",
+    "--set",
+    "embedding.dim=8",
+    "--set",
+    "encoder.hidden_size=8",
+    "--set",
+    "train.batch_size=4",
+    "--set",
+    "evaluate.latency_samples=2",
+]
 
 
 def _in_terminal(args, cwd) -> str:
     master, slave = pty.openpty()
-    proc = subprocess.Popen([sys.executable, "-m", "textclf.cli", *args], stdin=slave, stdout=slave, stderr=slave, cwd=cwd)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "textclf.cli", *args], stdin=slave, stdout=slave, stderr=slave, cwd=cwd
+    )
     os.close(slave)
     chunks = []
     while True:
@@ -36,9 +52,21 @@ def test_bars_on_a_terminal_lines_in_a_pipe(tmp_path):
     write_csv(tmp_path / "d.csv", make_rows(90))
     shown = _in_terminal(ARGS, tmp_path)
     assert "━" in shown and "ETA" in shown and "epoch 2/2" in shown  # a training bar with its epoch
-    piped = subprocess.run([sys.executable, "-m", "textclf.cli", *ARGS, "--force"], capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    piped = subprocess.run(
+        [sys.executable, "-m", "textclf.cli", *ARGS, "--force"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=300,
+    )
     assert piped.returncode == 0
     assert "━" not in piped.stderr and "ETA" not in piped.stderr
     assert "epoch 1/2 | train loss" in piped.stderr  # the plain per-epoch lines instead
-    quiet = subprocess.run([sys.executable, "-m", "textclf.cli", *ARGS, "--force", "-q"], capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    quiet = subprocess.run(
+        [sys.executable, "-m", "textclf.cli", *ARGS, "--force", "-q"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=300,
+    )
     assert "epoch 1/2" not in quiet.stderr

@@ -18,19 +18,31 @@ import pytest
 from conftest import make_rows, write_csv
 
 TINY = [
-    "--set", "train.epochs=1", "--set", "embedding.dim=8", "--set", "encoder.hidden_size=8",
-    "--set", "evaluate.latency_samples=2", "--set", "train.num_threads=1",
+    "--set",
+    "train.epochs=1",
+    "--set",
+    "embedding.dim=8",
+    "--set",
+    "encoder.hidden_size=8",
+    "--set",
+    "evaluate.latency_samples=2",
+    "--set",
+    "train.num_threads=1",
 ]
 
 
 def cli(*args: str, timeout: float = 240, **kw) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "textclf.cli", *args], capture_output=True, text=True, timeout=timeout, **kw)
+    return subprocess.run(
+        [sys.executable, "-m", "textclf.cli", *args], capture_output=True, text=True, timeout=timeout, **kw
+    )
 
 
 def _model_folder(path: Path, marker: str = "old") -> Path:
     """A minimal folder that textclf recognises as one of its model folders."""
     path.mkdir(parents=True)
-    (path / "config.json").write_text(json.dumps({"format_version": 1, "kind": "neural", "model": {}, "marker": marker}))
+    (path / "config.json").write_text(
+        json.dumps({"format_version": 1, "kind": "neural", "model": {}, "marker": marker})
+    )
     (path / "labels.json").write_text('["a", "b"]')
     (path / "model.safetensors").write_bytes(b"x" * 64)
     return path
@@ -64,7 +76,12 @@ def test_train_output_replaces_a_model_folder_only_when_asked(tmp_path):
     assert r.returncode == 0, r.stderr
     cfg = json.loads((out / "config.json").read_text())
     assert "marker" not in cfg and cfg["kind"] == "neural"
-    assert sorted(p.name for p in out.iterdir()) == ["config.json", "labels.json", "model.safetensors", "tokenizer.json"]
+    assert sorted(p.name for p in out.iterdir()) == [
+        "config.json",
+        "labels.json",
+        "model.safetensors",
+        "tokenizer.json",
+    ]
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".model.")]  # no temporary or old copy left
 
 
@@ -134,7 +151,9 @@ _HOLDER = textwrap.dedent(
 
 def test_prune_all_never_touches_what_a_live_process_uses(tmp_path):
     root = tmp_path / "cache"
-    holder = subprocess.Popen([sys.executable, "-c", _HOLDER, str(root)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", _HOLDER, str(root)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
     try:
         assert holder.stdout.readline().strip() == "ready"
         # an entry nobody uses, and a temporary of a dead writer
@@ -144,7 +163,9 @@ def test_prune_all_never_touches_what_a_live_process_uses(tmp_path):
         with other.write("prepare", "old") as tmp:
             (tmp / "x").write_text("x")
         other.close()
-        dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True).stdout.strip()
+        dead = subprocess.run(
+            [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+        ).stdout.strip()
         (root / "prepare" / f".tmp-zz-{dead}-abcdef").mkdir()
 
         r = cli("cache", "prune", "--all", "--cache-dir", str(root))

@@ -17,8 +17,16 @@ import pytest
 from conftest import make_rows, write_csv
 
 TINY = [
-    "--set", "train.epochs=1", "--set", "embedding.dim=8", "--set", "encoder.hidden_size=8",
-    "--set", "evaluate.latency_samples=2", "--set", "train.num_threads=1",
+    "--set",
+    "train.epochs=1",
+    "--set",
+    "embedding.dim=8",
+    "--set",
+    "encoder.hidden_size=8",
+    "--set",
+    "evaluate.latency_samples=2",
+    "--set",
+    "train.num_threads=1",
 ]
 
 
@@ -101,19 +109,62 @@ def _set(*path_and_value):
 
 CRAFTED = [
     # a normalizer that multiplies every character (the 3.2 GB case, smaller)
-    ("replace", _set("normalizer", {"type": "Sequence", "normalizers": [
-        {"type": "NFKC"}, {"type": "Replace", "pattern": {"String": "o"}, "content": "good " * 2000}]}), "'Replace'"),
+    (
+        "replace",
+        _set(
+            "normalizer",
+            {
+                "type": "Sequence",
+                "normalizers": [
+                    {"type": "NFKC"},
+                    {"type": "Replace", "pattern": {"String": "o"}, "content": "good " * 2000},
+                ],
+            },
+        ),
+        "'Replace'",
+    ),
     ("prepend", _set("normalizer", {"type": "Prepend", "prepend": "x" * 5000}), "'Prepend'"),
     # a catastrophic regex (Oniguruma panics on it) and a split on another regex
-    ("regex", _set("pre_tokenizer", {"type": "Split", "pattern": {"Regex": "(o|oo)+$"}, "behavior": "Isolated", "invert": False}),
-     "field pattern"),
-    ("seq-pre", _set("pre_tokenizer", {"type": "Sequence", "pretokenizers": [{"type": "Whitespace"}]}), "pre_tokenizer is 'Sequence'"),
+    (
+        "regex",
+        _set(
+            "pre_tokenizer",
+            {"type": "Split", "pattern": {"Regex": "(o|oo)+$"}, "behavior": "Isolated", "invert": False},
+        ),
+        "field pattern",
+    ),
+    (
+        "seq-pre",
+        _set("pre_tokenizer", {"type": "Sequence", "pretokenizers": [{"type": "Whitespace"}]}),
+        "pre_tokenizer is 'Sequence'",
+    ),
     # padding every text to a fixed length of 10^8 tokens
-    ("padding", _set("padding", {"strategy": {"Fixed": 10**8}, "direction": "Right", "pad_to_multiple_of": None,
-                                 "pad_id": 0, "pad_type_id": 0, "pad_token": "[PAD]"}), "field padding"),
-    ("post", _set("post_processor", {"type": "TemplateProcessing", "single": [], "pair": [], "special_tokens": {}}), "post_processor"),
+    (
+        "padding",
+        _set(
+            "padding",
+            {
+                "strategy": {"Fixed": 10**8},
+                "direction": "Right",
+                "pad_to_multiple_of": None,
+                "pad_id": 0,
+                "pad_type_id": 0,
+                "pad_token": "[PAD]",
+            },
+        ),
+        "field padding",
+    ),
+    (
+        "post",
+        _set("post_processor", {"type": "TemplateProcessing", "single": [], "pair": [], "special_tokens": {}}),
+        "post_processor",
+    ),
     ("dropout", _set("model", "dropout", 0.5), "'dropout'"),  # a word model has no such field
-    ("added", lambda doc: doc["added_tokens"].append({**doc["added_tokens"][1], "id": 2, "content": "good"}), "added_tokens"),
+    (
+        "added",
+        lambda doc: doc["added_tokens"].append({**doc["added_tokens"][1], "id": 2, "content": "good"}),
+        "added_tokens",
+    ),
     ("model-list", _set("model", ["WordLevel"]), "model is 'a list'"),
     ("vocab-str", _set("model", "vocab", {"good": "2"}), "integer ids"),
     ("top-level", _set("extra", 1), "'extra'"),
@@ -131,7 +182,10 @@ def test_crafted_tokenizer_components_are_refused_naming_the_component(tmp_path,
         with pytest.raises(ModelError) as info:
             read_folder(d)
         message = str(info.value)
-        assert "tokenizer.json: not a tokenizer textclf writes" in message and expect.lower() in message.lower(), (name, message)
+        assert "tokenizer.json: not a tokenizer textclf writes" in message and expect.lower() in message.lower(), (
+            name,
+            message,
+        )
         assert "Re-export the model" in message
     # WordPiece with a bound far above what textclf writes: quadratic work per word
     wp = _folder(tmp_path / "wp", "wordpiece")
@@ -207,7 +261,10 @@ def test_odd_tracking_uris_are_refused_naming_the_value_and_the_fix(tmp_path, ca
     cases = [
         (f"file://{tmp_path}/store", ["file store", f"sqlite:///{tmp_path}/store/mlflow.db"]),
         ("runs-here", ["file store", "sqlite:///", "runs-here/mlflow.db"]),
-        ("postgresql+psycopg2://me@db.invalid/mlflow", ["postgresql+psycopg2", "driver", "pip install psycopg2-binary"]),
+        (
+            "postgresql+psycopg2://me@db.invalid/mlflow",
+            ["postgresql+psycopg2", "driver", "pip install psycopg2-binary"],
+        ),
         ("mssql+pymssql://me@db.invalid/mlflow", ["pymssql", "pip install pymssql"]),
         ("nosuchscheme://host/x", ["nosuchscheme://host/x", "MLflow cannot use this store", "unset it"]),
         (f"sqlite:///{tmp_path}/folder", ["is a folder", f"sqlite:///{tmp_path}/folder/mlflow.db"]),
@@ -246,10 +303,20 @@ def _tune_pipeline(tmp_path: Path, space: dict, trials: int = 4) -> Path:
     import yaml
 
     write_csv(tmp_path / "d.csv", make_rows(60))
-    doc = {"name": "tp", "data": {"source": "d.csv"}, "seeds": [1], "variants": {"lstm": {"encoder": {"cell": "lstm"}}},
-           "params": {"train": {"epochs": 1, "batch_size": 16, "num_threads": 1}, "encoder": {"hidden_size": 8},
-                      "embedding": {"dim": 8}, "tokenizer": {"min_frequency": 1}, "evaluate": {"latency_samples": 2}},
-           "tune": {"trials": trials, "metric": "val_accuracy", "pruner": "none", "space": space}}
+    doc = {
+        "name": "tp",
+        "data": {"source": "d.csv"},
+        "seeds": [1],
+        "variants": {"lstm": {"encoder": {"cell": "lstm"}}},
+        "params": {
+            "train": {"epochs": 1, "batch_size": 16, "num_threads": 1},
+            "encoder": {"hidden_size": 8},
+            "embedding": {"dim": 8},
+            "tokenizer": {"min_frequency": 1},
+            "evaluate": {"latency_samples": 2},
+        },
+        "tune": {"trials": trials, "metric": "val_accuracy", "pruner": "none", "space": space},
+    }
     (tmp_path / "p.yaml").write_text(yaml.safe_dump(doc))
     return tmp_path / "p.yaml"
 
@@ -259,10 +326,13 @@ def _trial_runs(tmp_path: Path) -> list[tuple[str, str, str | None]]:
     import sqlite3
 
     with sqlite3.connect(tmp_path / "mlruns" / "mlflow.db") as con:
-        return list(con.execute(
-            "SELECT r.status, p.value, e.value FROM runs r JOIN tags t ON t.run_uuid = r.run_uuid AND t.key = 'textclf.role' "
-            "AND t.value = 'trial' LEFT JOIN params p ON p.run_uuid = r.run_uuid AND p.key = 'encoder.hidden_size' "
-            "LEFT JOIN tags e ON e.run_uuid = r.run_uuid AND e.key = 'textclf.error' ORDER BY r.start_time"))
+        return list(
+            con.execute(
+                "SELECT r.status, p.value, e.value FROM runs r JOIN tags t ON t.run_uuid = r.run_uuid AND t.key = 'textclf.role' "
+                "AND t.value = 'trial' LEFT JOIN params p ON p.run_uuid = r.run_uuid AND p.key = 'encoder.hidden_size' "
+                "LEFT JOIN tags e ON e.run_uuid = r.run_uuid AND e.key = 'textclf.error' ORDER BY r.start_time"
+            )
+        )
 
 
 def test_a_refused_trial_fails_alone_and_the_search_goes_on(tmp_path, capsys, monkeypatch):

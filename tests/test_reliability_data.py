@@ -113,14 +113,21 @@ def test_single_example_class_and_a_label_only_in_test(tmp_path):
 def test_small_evaluation_splits(tmp_path):
     write_csv(tmp_path / "d.csv", make_rows(300))
     found = codes(prepare(cfg(source="d.csv")))  # 30 validation and 30 test rows
-    assert "the validation split has 30 rows" in found["small_split"] or "the test split has 30 rows" in found["small_split"]
+    assert (
+        "the validation split has 30 rows" in found["small_split"]
+        or "the test split has 30 rows" in found["small_split"]
+    )
     msgs = [w.message for w in data_warnings(prepare(cfg(source="d.csv"))) if w.code == "small_split"]
     assert len(msgs) == 2 and "--set data.val_fraction=0.34" in msgs[0] and "--set data.test_fraction=0.34" in msgs[1]
     # a file of its own: grow the file
     write_csv(tmp_path / "tr.csv", make_rows(900))
     write_csv(tmp_path / "va.csv", make_rows(200))
     write_csv(tmp_path / "te.csv", make_rows(12))
-    msgs = [w.message for w in data_warnings(prepare(cfg(train="tr.csv", validation="va.csv", test="te.csv"))) if w.code == "small_split"]
+    msgs = [
+        w.message
+        for w in data_warnings(prepare(cfg(train="tr.csv", validation="va.csv", test="te.csv")))
+        if w.code == "small_split"
+    ]
     assert msgs == [msgs[0]] and "test split has 12 rows" in msgs[0] and "add rows to te.csv" in msgs[0]
 
 
@@ -152,7 +159,11 @@ def test_id_like_slice_column(tmp_path):
         r["id"] = f"r{i}"
         r["domain"] = ("film", "book")[i % 2]
     write_csv(tmp_path / "d.csv", rows, columns=("text", "label", "id", "domain"))
-    found = [w for w in data_warnings(prepare(cfg(source="d.csv", slice_columns=["id", "domain"]))) if w.code == "slice_column_values"]
+    found = [
+        w
+        for w in data_warnings(prepare(cfg(source="d.csv", slice_columns=["id", "domain"])))
+        if w.code == "slice_column_values"
+    ]
     assert len(found) == 1 and "'id' has 120 distinct values" in found[0].message and "identifier" in found[0].message
 
 
@@ -207,7 +218,10 @@ def test_training_warns_once_before_training_per_dataset(tmp_path, monkeypatch, 
         r["label"] = "neg"
     write_csv(tmp_path / "d.csv", rows)
     spec = {
-        "name": "imb", "data": {"source": "d.csv"}, "seeds": [1], "baseline": "a",
+        "name": "imb",
+        "data": {"source": "d.csv"},
+        "seeds": [1],
+        "baseline": "a",
         "params": {"kind": "tfidf"},
         "variants": {"a": {"tfidf": {"ngram_max": 1}}, "b": {"tfidf": {"ngram_max": 2}}},
     }
@@ -225,7 +239,9 @@ def test_training_warns_once_before_training_per_dataset(tmp_path, monkeypatch, 
     logger = logging.getLogger("textclf")
     logger.addHandler(heard)
     try:
-        assert main(["run", "p.yaml", "-q", "--jobs", "1", "--summary-out", "s.json"]) == 0  # in this process: each variant passes warn_data
+        assert (
+            main(["run", "p.yaml", "-q", "--jobs", "1", "--summary-out", "s.json"]) == 0
+        )  # in this process: each variant passes warn_data
         capsys.readouterr()
         assert main(["run", "p.yaml", "-q"]) == 0  # nothing changed: the recorded answer, and its warnings again
         again = capsys.readouterr().out

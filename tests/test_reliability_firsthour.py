@@ -40,12 +40,16 @@ def _tiny_folder(path: Path, max_length: int = 16) -> Path:
 
 def _pipeline_with_source(tmp_path: Path) -> Path:
     path = tmp_path / "withsource.yaml"
-    path.write_text(yaml.safe_dump({
-        "name": "withsource",
-        "data": {"source": "builtin:reviews", "options": {"size": 300}},
-        "seeds": [1],
-        "variants": {"rnn": {"encoder": {"cell": "rnn"}}, "gru": {"encoder": {"cell": "gru"}}},
-    }))
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "name": "withsource",
+                "data": {"source": "builtin:reviews", "options": {"size": 300}},
+                "seeds": [1],
+                "variants": {"rnn": {"encoder": {"cell": "rnn"}}, "gru": {"encoder": {"cell": "gru"}}},
+            }
+        )
+    )
     return path
 
 
@@ -83,7 +87,9 @@ def test_both_ways_in_one_layer_stay_an_error_that_says_the_fix(tmp_path, capsys
         load_config(overrides=["data.source=a.csv", "data.train=b.csv"])
     assert "'a.csv'" in str(exc.value) and "'b.csv'" in str(exc.value) and "--set data.source=null" in str(exc.value)
     both = tmp_path / "both.yaml"
-    both.write_text(yaml.safe_dump({"name": "both", "data": {"source": "a.csv", "train": "b.csv"}, "variants": {"rnn": {}}}))
+    both.write_text(
+        yaml.safe_dump({"name": "both", "data": {"source": "a.csv", "train": "b.csv"}, "variants": {"rnn": {}}})
+    )
     assert main(["config", "show", str(both)]) == 2
     err = capsys.readouterr().err
     assert "not both" in err and "Traceback" not in err
@@ -97,12 +103,23 @@ def test_run_and_report_print_each_variants_model_reference(tmp_path, capsys):
 
     write_csv(tmp_path / "train.csv", make_rows(60))
     pipe = tmp_path / "two.yaml"
-    pipe.write_text(yaml.safe_dump({
-        "name": "two", "seeds": [1], "baseline": "rnn",
-        "data": {"source": "train.csv"},
-        "params": {"train": {"epochs": 1}, "embedding": {"dim": 8}, "encoder": {"hidden_size": 8}, "evaluate": {"latency_samples": 0}},
-        "variants": {"rnn": {"encoder": {"cell": "rnn"}}, "tfidf": {"kind": "tfidf"}},
-    }))
+    pipe.write_text(
+        yaml.safe_dump(
+            {
+                "name": "two",
+                "seeds": [1],
+                "baseline": "rnn",
+                "data": {"source": "train.csv"},
+                "params": {
+                    "train": {"epochs": 1},
+                    "embedding": {"dim": 8},
+                    "encoder": {"hidden_size": 8},
+                    "evaluate": {"latency_samples": 0},
+                },
+                "variants": {"rnn": {"encoder": {"cell": "rnn"}}, "tfidf": {"kind": "tfidf"}},
+            }
+        )
+    )
     summary_path = tmp_path / "summary.json"
     assert main(["run", str(pipe), "--jobs", "1", "--summary-out", str(summary_path)]) == 0
     printed = capsys.readouterr().out
@@ -140,7 +157,9 @@ def test_predict_from_a_folder_imports_neither_mlflow_nor_torch_dynamo(tmp_path)
         "print(json.dumps(sorted(m for m in heavy if m in sys.modules)))\n"
     )
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
-    proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300, check=False)
+    proc = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300, check=False
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert json.loads(proc.stdout.strip().splitlines()[-1]) == []
 
@@ -168,8 +187,21 @@ def test_meta_model_validation_keeps_real_models_seeded_draws():
 
 def test_train_without_output_says_the_cache_may_delete_the_folder(tmp_path, capsys):
     write_csv(tmp_path / "d.csv", make_rows(60))
-    args = ["train", "--set", "data.source=d.csv", "--set", "train.epochs=1", "--set", "embedding.dim=8",
-            "--set", "encoder.hidden_size=8", "--set", "evaluate.latency_samples=0", "--metrics-out", "m.json"]
+    args = [
+        "train",
+        "--set",
+        "data.source=d.csv",
+        "--set",
+        "train.epochs=1",
+        "--set",
+        "embedding.dim=8",
+        "--set",
+        "encoder.hidden_size=8",
+        "--set",
+        "evaluate.latency_samples=0",
+        "--metrics-out",
+        "m.json",
+    ]
     assert main(args) == 0
     printed = " ".join(capsys.readouterr().out.split())
     run_id = json.loads((tmp_path / "m.json").read_text())["run_id"]
@@ -230,7 +262,9 @@ def test_rt_slices_pipeline_is_shipped_and_does_what_the_readme_says(tmp_path):
     assert list(pipe.variants) == ["lstm", "bilstm"] and pipe.spec.baseline == "lstm" and pipe.seeds == [1, 2, 3]
     data = pipe.variants["lstm"].config.data
     assert (data.source, data.train, data.validation) == (None, "rt_train.csv", "rt_val.csv")
-    assert pipe.variants["bilstm"].config.encoder.bidirectional and not pipe.variants["lstm"].config.encoder.bidirectional
+    assert (
+        pipe.variants["bilstm"].config.encoder.bidirectional and not pipe.variants["lstm"].config.encoder.bidirectional
+    )
     with pytest.raises(ConfigError, match="not found"):
         find_pipeline("sub/rt-slices.yaml")  # a path is a path: only a bare file name falls back to the shipped ones
 
@@ -250,4 +284,6 @@ def test_a_validation_file_beside_a_source_is_refused_not_ignored(tmp_path, caps
     code = main(["config", "show", "compare", "--set", "data.validation=val.csv"])
     err = " ".join(capsys.readouterr().err.split())
     assert code == 2 and "Traceback" not in err
-    assert "data.validation='val.csv'" in err and "data.source='builtin:reviews'" in err and "--set data.train=FILE" in err
+    assert (
+        "data.validation='val.csv'" in err and "data.source='builtin:reviews'" in err and "--set data.train=FILE" in err
+    )

@@ -25,9 +25,36 @@ from textclf.core.errors import ConfigError
 # Names a user can choose, beyond the examples of the report: grid values, paths, punctuation, emoji, control
 # characters, markup and TeX, long, and near-collisions.
 NASTY = [
-    "lr=0.001", "lr=1e-05", "dropout=0.5", "x/1", "../up", "a//b", "./a", "..", ".", "", " ", "a b", "a:b", "a?b#c%d",
-    "Sci/Tech", "😀", "naïve", "nul\x00x", "tab\tnew\nline", "[/]bold[", "$\\frac{x$", "x" * 300, "é" * 300,
-    "a_b", "a/b", "a?b", "a_b-" + "0" * 8, "-lead", "trail.", "C:\\\\dir",
+    "lr=0.001",
+    "lr=1e-05",
+    "dropout=0.5",
+    "x/1",
+    "../up",
+    "a//b",
+    "./a",
+    "..",
+    ".",
+    "",
+    " ",
+    "a b",
+    "a:b",
+    "a?b#c%d",
+    "Sci/Tech",
+    "😀",
+    "naïve",
+    "nul\x00x",
+    "tab\tnew\nline",
+    "[/]bold[",
+    "$\\frac{x$",
+    "x" * 300,
+    "é" * 300,
+    "a_b",
+    "a/b",
+    "a?b",
+    "a_b-" + "0" * 8,
+    "-lead",
+    "trail.",
+    "C:\\\\dir",
 ]
 
 
@@ -53,7 +80,9 @@ def tiny_params(**train):
 
 
 def write_pipeline(path: Path, **spec) -> Path:
-    path.write_text(yaml.safe_dump({"name": "names", "params": tiny_params(), "seeds": [1], **spec}, allow_unicode=True))
+    path.write_text(
+        yaml.safe_dump({"name": "names", "params": tiny_params(), "seeds": [1], **spec}, allow_unicode=True)
+    )
     return path
 
 
@@ -138,14 +167,32 @@ def test_plots_read_names_as_text_not_tex(tmp_path):
     """A label or variant named like TeX ("$x^$") used to fail the confusion matrix after the training."""
     from textclf.analysis.plots import plot_confusion_matrix
 
-    out = plot_confusion_matrix([[2, 1], [0, 3]], ["$\\frac{x$", "b$^$"], tmp_path / "cm.png", title="v$_$ seed=1: test")
+    out = plot_confusion_matrix(
+        [[2, 1], [0, 3]], ["$\\frac{x$", "b$^$"], tmp_path / "cm.png", title="v$_$ seed=1: test"
+    )
     assert out.is_file() and out.stat().st_size > 0
 
 
 # --------------------------------------------------------------------------- registry names
 
 
-REFUSED_REGISTRY = ["x/1", "../up", "a@b", "m:1", "q?x", "h#1", "p%20", "", "  ", " lead", "trail ", ".hidden", "-x", "n\x00ul", "r" * 251]
+REFUSED_REGISTRY = [
+    "x/1",
+    "../up",
+    "a@b",
+    "m:1",
+    "q?x",
+    "h#1",
+    "p%20",
+    "",
+    "  ",
+    " lead",
+    "trail ",
+    ".hidden",
+    "-x",
+    "n\x00ul",
+    "r" * 251,
+]
 
 
 @pytest.mark.parametrize("name", REFUSED_REGISTRY)
@@ -187,8 +234,13 @@ def test_library_register_checks_come_before_any_run(tmp_path, no_training):
     single = load_pipeline(write_pipeline(tmp_path / "p.yaml", data={"source": "d.csv"}, variants={"a": {}}))
     with pytest.raises(ConfigError, match="'x/1'"):
         run_pipeline(single, cache=StageCache(tmp_path / ".textclf"), register="x/1")
-    multi = load_pipeline(write_pipeline(tmp_path / "m.yaml", variants={"a": {}}, tasks={"t1": {"data": {"source": "d.csv"}},
-                                                                                         "t2": {"data": {"source": "d.csv"}}}))
+    multi = load_pipeline(
+        write_pipeline(
+            tmp_path / "m.yaml",
+            variants={"a": {}},
+            tasks={"t1": {"data": {"source": "d.csv"}}, "t2": {"data": {"source": "d.csv"}}},
+        )
+    )
     with pytest.raises(ConfigError, match="2 tasks"):
         run_pipeline(multi, cache=StageCache(tmp_path / ".textclf"), register="good-name")
     assert store_runs() == []
@@ -197,16 +249,21 @@ def test_library_register_checks_come_before_any_run(tmp_path, no_training):
 # --------------------------------------------------------------------------- one test set per comparison
 
 
-@pytest.mark.parametrize("differs", [
-    {"data": {"source": "other.csv"}},
-    {"data": {"test_fraction": 0.2}},
-    {"data": {"split_seed": 7}},
-    {"data": {"max_examples": 40}},
-])
+@pytest.mark.parametrize(
+    "differs",
+    [
+        {"data": {"source": "other.csv"}},
+        {"data": {"test_fraction": 0.2}},
+        {"data": {"split_seed": 7}},
+        {"data": {"max_examples": 40}},
+    ],
+)
 def test_variants_tested_on_different_data_are_refused_before_training(tmp_path, capsys, no_training, differs):
     write_csv(tmp_path / "d.csv", make_rows(60))
     write_csv(tmp_path / "other.csv", make_rows(90))
-    pipe = write_pipeline(tmp_path / "p.yaml", data={"source": "d.csv"}, baseline="a", variants={"a": {}, "b/odd": differs})
+    pipe = write_pipeline(
+        tmp_path / "p.yaml", data={"source": "d.csv"}, baseline="a", variants={"a": {}, "b/odd": differs}
+    )
     key = "data." + next(iter(differs["data"]))
     for verb in (["config", "show"], ["run"]):
         assert cli(*verb, str(pipe)) == 2
@@ -222,8 +279,13 @@ def test_each_task_may_have_its_own_data(tmp_path):
 
     write_csv(tmp_path / "d.csv", make_rows(60))
     write_csv(tmp_path / "other.csv", make_rows(90))
-    pipe = load_pipeline(write_pipeline(tmp_path / "m.yaml", variants={"a": {}, "b": {"data": {"slice_columns": []}}},
-                                        tasks={"one": {"data": {"source": "d.csv"}}, "two": {"data": {"source": "other.csv"}}}))
+    pipe = load_pipeline(
+        write_pipeline(
+            tmp_path / "m.yaml",
+            variants={"a": {}, "b": {"data": {"slice_columns": []}}},
+            tasks={"one": {"data": {"source": "d.csv"}}, "two": {"data": {"source": "other.csv"}}},
+        )
+    )
     assert sorted(pipe.variants) == ["one/a", "one/b", "two/a", "two/b"]
 
 
@@ -233,14 +295,26 @@ def test_each_task_may_have_its_own_data(tmp_path):
 def test_a_grid_past_the_limit_is_refused_before_it_is_expanded(tmp_path, capsys):
     write_csv(tmp_path / "d.csv", make_rows(60))
     values = [round(0.001 * (i + 1), 4) for i in range(40)]
-    over = write_pipeline(tmp_path / "over.yaml", data={"source": "d.csv"}, grid={"train.lr": values, "train.weight_decay": values})
+    over = write_pipeline(
+        tmp_path / "over.yaml", data={"source": "d.csv"}, grid={"train.lr": values, "train.weight_decay": values}
+    )
     assert cli("config", "show", str(over)) == 2  # 1,600 variants
     text = said(capsys)
-    assert "1,600 variants" in text and "train.lr (40)" in text and "train.weight_decay (40)" in text and "1,000" in text
+    assert (
+        "1,600 variants" in text and "train.lr (40)" in text and "train.weight_decay (40)" in text and "1,000" in text
+    )
     # the report's case: 5 keys × 40 values = 10^8 variants, refused at once (it used to end in a MemoryError)
-    huge = write_pipeline(tmp_path / "huge.yaml", data={"source": "d.csv"}, grid={
-        "train.lr": values, "train.weight_decay": values, "train.batch_size": list(range(1, 41)),
-        "encoder.hidden_size": list(range(1, 41)), "embedding.dim": list(range(1, 41))})
+    huge = write_pipeline(
+        tmp_path / "huge.yaml",
+        data={"source": "d.csv"},
+        grid={
+            "train.lr": values,
+            "train.weight_decay": values,
+            "train.batch_size": list(range(1, 41)),
+            "encoder.hidden_size": list(range(1, 41)),
+            "embedding.dim": list(range(1, 41)),
+        },
+    )
     assert cli("config", "show", str(huge)) == 2
     text = said(capsys)
     assert "102,400,000 variants" in text and "embedding.dim (40)" in text
@@ -260,8 +334,13 @@ def test_a_grid_over_lr_and_odd_names_run_to_a_comparison(tmp_path, capsys):
     long_label = "L" * 300
     write_csv(tmp_path / "d.csv", make_rows(60, labels=("neg", "$\\frac{x$", long_label)))
     odd = ["a/b[/]$x^$", "😀\x00nul"]
-    pipe = write_pipeline(tmp_path / "p.yaml", data={"source": "d.csv"}, grid={"train.lr": [0.001, 0.002]},
-                          variants={n: {} for n in odd}, baseline=odd[0])
+    pipe = write_pipeline(
+        tmp_path / "p.yaml",
+        data={"source": "d.csv"},
+        grid={"train.lr": [0.001, 0.002]},
+        variants={n: {} for n in odd},
+        baseline=odd[0],
+    )
     assert cli("run", str(pipe), "--jobs", "1", "--summary-out", "s.json") == 0
     s = json.loads(Path("s.json").read_text())
     assert set(s["variants"]) == {"lr=0.001", "lr=0.002", *odd}  # the comparison exists, under the user's names
@@ -271,8 +350,12 @@ def test_a_grid_over_lr_and_odd_names_run_to_a_comparison(tmp_path, capsys):
     client = MlflowClient()
     parent = client.get_run(s["parent_run_id"])
     assert parent.info.status == "FINISHED"
-    children = client.search_runs([parent.info.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{parent.info.run_id}'")
-    assert sorted(c.info.run_name for c in children) == sorted(["lr=0.001-s1", "lr=0.002-s1", "a/b[/]$x^$-s1", "😀_nul-s1"])
+    children = client.search_runs(
+        [parent.info.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{parent.info.run_id}'"
+    )
+    assert sorted(c.info.run_name for c in children) == sorted(
+        ["lr=0.001-s1", "lr=0.002-s1", "a/b[/]$x^$-s1", "😀_nul-s1"]
+    )
     assert all(c.info.status == "FINISHED" for c in children)
     # the dashboard view groups the children by their variant tag: every name, made displayable, is there
     assert {c.data.tags["variant"] for c in children} == {"lr=0.001", "lr=0.002", "a/b[/]$x^$", "😀_nul"}
@@ -287,8 +370,11 @@ def test_tasks_named_like_paths_keep_their_reports_inside_the_run(tmp_path):
     from mlflow.tracking import MlflowClient
 
     write_csv(tmp_path / "d.csv", make_rows(60))
-    pipe = write_pipeline(tmp_path / "m.yaml", variants={"rnn": {"encoder": {"cell": "rnn"}}},
-                          tasks={"../up": {"data": {"source": "d.csv"}}, "x/y": {"data": {"source": "d.csv"}}})
+    pipe = write_pipeline(
+        tmp_path / "m.yaml",
+        variants={"rnn": {"encoder": {"cell": "rnn"}}},
+        tasks={"../up": {"data": {"source": "d.csv"}}, "x/y": {"data": {"source": "d.csv"}}},
+    )
     assert cli("run", str(pipe), "--jobs", "1", "--summary-out", "s.json") == 0
     s = json.loads(Path("s.json").read_text())
     assert set(s["tasks"]) == {"../up", "x/y"}
@@ -296,9 +382,13 @@ def test_tasks_named_like_paths_keep_their_reports_inside_the_run(tmp_path):
     client = MlflowClient()
     arts = {a.path for a in client.list_artifacts(s["parent_run_id"], "comparison")}
     assert {f"comparison/{folders['../up']}", f"comparison/{folders['x/y']}"} <= arts
-    assert not (tmp_path / "up").exists() and not list(tmp_path.parent.glob("up"))  # nothing written beside the run's folder
+    assert not (tmp_path / "up").exists() and not list(
+        tmp_path.parent.glob("up")
+    )  # nothing written beside the run's folder
     for folder in folders.values():  # each task's report, under its mapped folder
-        assert f"comparison/{folder}/report.md" in {a.path for a in client.list_artifacts(s["parent_run_id"], f"comparison/{folder}")}
+        assert f"comparison/{folder}/report.md" in {
+            a.path for a in client.list_artifacts(s["parent_run_id"], f"comparison/{folder}")
+        }
 
 
 def test_train_refuses_an_experiment_name_mlflow_cannot_create_before_any_work(tmp_path, capsys, monkeypatch):
@@ -323,10 +413,21 @@ def test_tables_and_plots_of_a_finished_run_print_odd_names_literally(tmp_path):
     from textclf.analysis.tuning import render_table as tuning_table
 
     odd, other = "x[/]$^$", "[bold]y"
-    entry = {"metric": "val_accuracy", "trials": 2, "pruned": 0, "best_val": 0.5, "expected_max_val": [0.4, 0.5],
-             "train_seconds": 1.0, "unpruned_estimate_seconds": 1.0}
-    summary = {"variants": {odd: {"tuning": entry}, other: {"tuning": entry}},
-               "tuning": {"ranking": {"k1": [odd, other], "kN": [other, odd], "n": 2, "same": False, "flipped": [[odd, other]]}}}
+    entry = {
+        "metric": "val_accuracy",
+        "trials": 2,
+        "pruned": 0,
+        "best_val": 0.5,
+        "expected_max_val": [0.4, 0.5],
+        "train_seconds": 1.0,
+        "unpruned_estimate_seconds": 1.0,
+    }
+    summary = {
+        "variants": {odd: {"tuning": entry}, other: {"tuning": entry}},
+        "tuning": {
+            "ranking": {"k1": [odd, other], "kN": [other, odd], "n": 2, "same": False, "flipped": [[odd, other]]}
+        },
+    }
     buf = io.StringIO()
     Console(file=buf, width=200).print(tuning_table(summary))
     assert odd in buf.getvalue() and other in buf.getvalue()

@@ -72,8 +72,13 @@ def world(tmp_path_factory):
     with pytest.MonkeyPatch.context() as mp:
         _isolate(mp, root)
         data = write_corpus(root / "reviews.csv")
-        spec = {"name": "tiny", "data": {"source": str(data)}, "params": PARAMS, "seeds": [1, 2],
-                "variants": {"lstm": {}, "gru": {"encoder": {"cell": "gru"}}}}
+        spec = {
+            "name": "tiny",
+            "data": {"source": str(data)},
+            "params": PARAMS,
+            "seeds": [1, 2],
+            "variants": {"lstm": {}, "gru": {"encoder": {"cell": "gru"}}},
+        }
         (root / "tiny.yaml").write_text(yaml.safe_dump(spec))
         assert cli("run", str(root / "tiny.yaml"), "-q", "--summary-out", "s.json") == 0
         summary = json.loads((root / "s.json").read_text())
@@ -143,14 +148,18 @@ def test_colliding_columns_one_rule_for_every_format(store, tmp_path, capsys, ex
 
     # An input holding a column named like an output column keeps it as input_<name>, in every format.
     once = tmp_path / f"once{ext}"
-    write_table(pd.DataFrame({"text": ["a great cast", "dull plot"], "label": ["pos", "neg"], "proba_pos": ["x", "y"]}), once)
+    write_table(
+        pd.DataFrame({"text": ["a great cast", "dull plot"], "label": ["pos", "neg"], "proba_pos": ["x", "y"]}), once
+    )
     assert cli("predict", "-q", "-m", str(store.folder), "-i", str(once), "-o", str(tmp_path / f"p1{ext}")) == 0
     got, _ = read_texts(tmp_path / f"p1{ext}")
     assert list(got.columns) == ["text", "input_label", "input_proba_pos", "label", "proba_neg", "proba_pos"]
     assert got["input_label"].tolist() == ["pos", "neg"] and got["input_proba_pos"].tolist() == ["x", "y"]
 
     # Predicting on that output again would need input_label twice: refused, naming the columns, nothing written.
-    assert cli("predict", "-m", str(store.folder), "-i", str(tmp_path / f"p1{ext}"), "-o", str(tmp_path / f"p2{ext}")) == 2
+    assert (
+        cli("predict", "-m", str(store.folder), "-i", str(tmp_path / f"p1{ext}"), "-o", str(tmp_path / f"p2{ext}")) == 2
+    )
     err = capsys.readouterr().err
     assert "'input_label'" in err and "'label'" in err and "Drop or rename" in err and f"p1{ext}" in err
     assert not (tmp_path / f"p2{ext}").exists()
@@ -164,7 +173,10 @@ def test_embed_parquet_follows_the_same_rule(store, tmp_path, capsys):
     assert cli("embed", "-q", "-m", str(store.folder), "-i", str(src), "-o", str(tmp_path / "e1.parquet")) == 0
     t = pq.read_table(tmp_path / "e1.parquet")
     assert t.column_names == ["text", "input_embedding", "embedding"]
-    assert cli("embed", "-m", str(store.folder), "-i", str(tmp_path / "e1.parquet"), "-o", str(tmp_path / "e2.parquet")) == 2
+    assert (
+        cli("embed", "-m", str(store.folder), "-i", str(tmp_path / "e1.parquet"), "-o", str(tmp_path / "e2.parquet"))
+        == 2
+    )
     assert "'input_embedding'" in capsys.readouterr().err and not (tmp_path / "e2.parquet").exists()
     assert cli("embed", "-m", str(store.folder), "-i", str(src), "-o", str(src)) == 2  # its own input
     assert "--force" in capsys.readouterr().err
@@ -203,7 +215,9 @@ def test_models_of_failed_deleted_and_running_runs(store, capsys, caplog):
         client.update_run(rid, status="RUNNING")
         caplog.clear()
         assert cli("predict", "-m", ref, "a great cast") == 0
-        assert any(rid in r.getMessage() and "RUNNING" in r.getMessage() for r in caplog.records if r.levelname == "WARNING")
+        assert any(
+            rid in r.getMessage() and "RUNNING" in r.getMessage() for r in caplog.records if r.levelname == "WARNING"
+        )
     finally:
         if client.get_run(rid).info.lifecycle_stage == "deleted":
             client.restore_run(rid)
@@ -274,8 +288,10 @@ def test_served_model_refuses_non_string_texts_and_sends_no_traceback(store, mon
     assert status == 200 and len(json.loads(body)["predictions"]) == 2
     for bad, kind in ((5, "int"), (True, "bool"), ({"a": 1}, "dict"), (None, "null"), (2.5, "float")):
         # (the "inputs" / "instances" forms are cast to the signature's string type by MLflow before the model runs)
-        for payload in ({"dataframe_records": [{"text": "fine"}, {"text": bad}]},
-                        {"dataframe_split": {"columns": ["text"], "data": [["fine"], [bad]]}}):
+        for payload in (
+            {"dataframe_records": [{"text": "fine"}, {"text": bad}]},
+            {"dataframe_split": {"columns": ["text"], "data": [["fine"], [bad]]}},
+        ):
             status, body = call(payload)
             assert status == 400, (payload, body)
             message = json.loads(body)["message"]
@@ -284,7 +300,9 @@ def test_served_model_refuses_non_string_texts_and_sends_no_traceback(store, mon
 
     # A failure inside the model: a short 500, the details in the server's log only.
     clf = model.unwrap_python_model().clf
-    monkeypatch.setattr(clf, "predict_table", lambda texts: (_ for _ in ()).throw(RuntimeError(f"boom in {store.root}")))
+    monkeypatch.setattr(
+        clf, "predict_table", lambda texts: (_ for _ in ()).throw(RuntimeError(f"boom in {store.root}"))
+    )
     status, body = call({"inputs": ["a great cast"]})
     assert status == 500 and "stack_trace" not in json.loads(body)
     assert str(store.root) not in body and "Traceback" not in body
@@ -371,8 +389,10 @@ def test_multi_task_references_and_the_selection_metric(monkeypatch):
     from textclf.tracking import refs
 
     def run(rid, metrics=None, tags=None, status="FINISHED"):
-        return SimpleNamespace(info=SimpleNamespace(run_id=rid, status=status, lifecycle_stage="active"),
-                               data=SimpleNamespace(metrics=metrics or {}, tags=tags or {}))
+        return SimpleNamespace(
+            info=SimpleNamespace(run_id=rid, status=status, lifecycle_stage="active"),
+            data=SimpleNamespace(metrics=metrics or {}, tags=tags or {}),
+        )
 
     parent = "a" * 32
     runs = {
@@ -382,17 +402,30 @@ def test_multi_task_references_and_the_selection_metric(monkeypatch):
         "c2": run("c2", {"val_macro_f1": 0.7, "val_accuracy": 0.1, "test_accuracy": 0.10}),
         "c3": run("c3", {"val_macro_f1": 0.5}),
     }
-    summary = {"tasks": {
-        "depth": {"best_variant": "deep", "best_variant_metric": "val_macro_f1",
-                  "variants": {"flat": {"run_ids": ["c3"]}, "deep": {"run_ids": ["c1", "c2"]}}},
-        "ends": {"best_variant": None, "variants": {"lstm": {"run_ids": ["c3"]}}},
-    }}
+    summary = {
+        "tasks": {
+            "depth": {
+                "best_variant": "deep",
+                "best_variant_metric": "val_macro_f1",
+                "variants": {"flat": {"run_ids": ["c3"]}, "deep": {"run_ids": ["c1", "c2"]}},
+            },
+            "ends": {"best_variant": None, "variants": {"lstm": {"run_ids": ["c3"]}}},
+        }
+    }
     monkeypatch.setattr(refs, "_setup", lambda uri, ref: "sqlite:///fake.db")
     monkeypatch.setattr(mlflow.tracking, "MlflowClient", lambda: SimpleNamespace(get_run=lambda rid: runs[rid]))
     monkeypatch.setattr(refs, "_summary", lambda client, ref, p: summary)
-    monkeypatch.setattr(refs, "_resolve_mlflow", lambda ref, *a, **k: refs.ResolvedModel(ref=ref, path=Path("."), kind="run", run_id=ref[len("runs:/"):]))
+    monkeypatch.setattr(
+        refs,
+        "_resolve_mlflow",
+        lambda ref, *a, **k: refs.ResolvedModel(ref=ref, path=Path("."), kind="run", run_id=ref[len("runs:/") :]),
+    )
 
-    for ref, want, variant in ((f"{parent}:depth/deep", "c2", "deep"), (f"{parent}:depth/best", "c2", "deep"), (f"{parent}:depth/flat", "c3", "flat")):
+    for ref, want, variant in (
+        (f"{parent}:depth/deep", "c2", "deep"),
+        (f"{parent}:depth/best", "c2", "deep"),
+        (f"{parent}:depth/flat", "c3", "flat"),
+    ):
         got = refs.resolve(ref)
         assert (got.run_id, got.details["variant"], got.details["task"], got.ref) == (want, variant, "depth", ref)
     with pytest.raises(ModelError, match=r"multi-task.*TASK/VARIANT.*\['depth', 'ends'\]"):

@@ -26,14 +26,24 @@ import pytest
 from conftest import make_rows, write_csv
 
 TINY = [
-    "--set", "train.epochs=1", "--set", "embedding.dim=8", "--set", "encoder.hidden_size=8",
-    "--set", "evaluate.latency_samples=2", "--set", "train.num_threads=1",
+    "--set",
+    "train.epochs=1",
+    "--set",
+    "embedding.dim=8",
+    "--set",
+    "encoder.hidden_size=8",
+    "--set",
+    "evaluate.latency_samples=2",
+    "--set",
+    "train.num_threads=1",
 ]
 
 
 def cli(*args: str, timeout: float = 240) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if k != "TEXTCLF_MEMORY_LIMIT"}  # the machine's real memory
-    return subprocess.run([sys.executable, "-m", "textclf.cli", *args], capture_output=True, text=True, timeout=timeout, env=env)
+    return subprocess.run(
+        [sys.executable, "-m", "textclf.cli", *args], capture_output=True, text=True, timeout=timeout, env=env
+    )
 
 
 def _runs(tmp: Path) -> list[tuple[str, str]]:
@@ -61,18 +71,22 @@ def test_3_a_model_too_large_is_refused_before_anything_runs(tmp_path, monkeypat
     # train: hidden_size 10**6 is ~4·10**12 LSTM parameters; refused before any stage or MLflow run
     r = cli("train", "--set", "data.source=d.csv", *TINY, "--set", "encoder.hidden_size=1000000")
     _refused(r, "needs about", "is available", "encoder.hidden_size", "parameters")
-    assert not [p for p in (tmp_path / ".textclf").glob("*") if p.name != ".file-hashes"] and not _runs(tmp_path)  # no stage ran
+    assert not [p for p in (tmp_path / ".textclf").glob("*") if p.name != ".file-hashes"] and not _runs(
+        tmp_path
+    )  # no stage ran
 
     # run: every variant is checked before the first one trains
     (tmp_path / "pipelines").mkdir()
-    (tmp_path / "pipelines" / "p.yaml").write_text(textwrap.dedent("""
+    (tmp_path / "pipelines" / "p.yaml").write_text(
+        textwrap.dedent("""
         name: p
         data: {source: d.csv}
         params: {train: {epochs: 1, num_threads: 1}, embedding: {dim: 8}, evaluate: {latency_samples: 2}}
         variants:
           small: {encoder: {hidden_size: 8}}
           huge: {encoder: {hidden_size: 1000000, layers: 2}}
-    """))
+    """)
+    )
     out = _refused(cli("run", "p"), "'huge'", "encoder.hidden_size or encoder.layers")
     assert "'small'" not in out
     assert not (tmp_path / ".textclf" / "train").exists() and not _runs(tmp_path)
@@ -82,13 +96,24 @@ def test_3_a_model_too_large_is_refused_before_anything_runs(tmp_path, monkeypat
     from textclf.models.size import parameter_counts, training_estimate
 
     for cell, bi, layers in (("rnn", True, 2), ("gru", False, 3), ("lstm", True, 1), ("cnn", False, 1)):
-        hp = dict(vocab_size=50, embedding_dim=6, num_classes=3, cell=cell, hidden_size=5, layers=layers, bidirectional=bi, frozen_rows=7)
+        hp = dict(
+            vocab_size=50,
+            embedding_dim=6,
+            num_classes=3,
+            cell=cell,
+            hidden_size=5,
+            layers=layers,
+            bidirectional=bi,
+            frozen_rows=7,
+        )
         counts = parameter_counts(hp)
         real = TextClassifier(**hp)
         assert sum(counts["trainable"].values()) == sum(p.numel() for p in real.parameters())
         assert sum(counts["frozen"].values()) == real.embedding.frozen.numel() == 7 * 6
     # the probe's hidden_size=30000: ~3.6·10**9 parameters, estimated without allocating them
-    e = training_estimate(dict(vocab_size=20000, embedding_dim=100, num_classes=2, hidden_size=30000), batch_size=64, max_length=256)
+    e = training_estimate(
+        dict(vocab_size=20000, embedding_dim=100, num_classes=2, hidden_size=30000), batch_size=64, max_length=256
+    )
     assert e.parameters == 4 * 30000 * (100 + 30000 + 2) + 20000 * 100 + 2 * 30000 + 2 and e.total > 100 * 2**30
 
     # a model already in the cache builds nothing: its check is skipped (a cached re-run imports no torch),
@@ -109,7 +134,9 @@ def test_3_a_model_too_large_is_refused_before_anything_runs(tmp_path, monkeypat
     assert not is_trained(tfidf, cache)
     train_one(tfidf, cache=cache, tracking_uri=None, quiet=True)
     assert is_trained(tfidf, cache)
-    assert not is_trained(load_config(overrides=["data.source=d.csv", *TINY[1::2], "kind=tfidf", "tfidf.max_features=77"]), cache)
+    assert not is_trained(
+        load_config(overrides=["data.source=d.csv", *TINY[1::2], "kind=tfidf", "tfidf.max_features=77"]), cache
+    )
     monkeypatch.setenv("TEXTCLF_MEMORY_LIMIT", "1KB")
     assert train_one(cfg, cache=cache, tracking_uri=None, quiet=True)["cached"]
     with pytest.raises(ConfigError, match=r"needs about .* is available \(TEXTCLF_MEMORY_LIMIT=1KB\)"):
@@ -134,7 +161,9 @@ def test_5_class_count_is_checked_and_nothing_grows_with_classes_squared(tmp_pat
     # a label column with a label per row or so (an id column): refused after prepare, before training
     rows = [{"text": f"word{i % 7} text {i}", "label": f"id{i % 150}"} for i in range(200)]
     write_csv(tmp_path / "ids.csv", rows)
-    _refused(cli("train", "--set", "data.source=ids.csv", *TINY), "150 distinct labels", "data.label_column", "training rows")
+    _refused(
+        cli("train", "--set", "data.source=ids.csv", *TINY), "150 distinct labels", "data.label_column", "training rows"
+    )
     assert not (tmp_path / ".textclf" / "train").exists()
     assert all(status != "RUNNING" for _, status in _runs(tmp_path))
 
@@ -176,7 +205,9 @@ def test_5_class_count_is_checked_and_nothing_grows_with_classes_squared(tmp_pat
     (ev,) = (tmp_path / ".textclf" / "evaluate").glob("[!.]*")
     assert (ev / "pred_test.npy").is_file() and (ev / "top_test.npz").is_file() and not (ev / "proba_test.npy").exists()
     assert result["test_log_loss"] > 0 and "test_roc_auc" not in result
-    assert result["test_accuracy"] == pytest.approx(np.mean(np.load(ev / "pred_test.npy") == np.load(ev / "y_test.npy")))
+    assert result["test_accuracy"] == pytest.approx(
+        np.mean(np.load(ev / "pred_test.npy") == np.load(ev / "y_test.npy"))
+    )
 
 
 # --------------------------------------------------------------------------- 6. one huge text
@@ -221,8 +252,11 @@ def test_6_a_huge_text_is_cut_before_it_is_tokenized():
 
 def test_7_epochs_are_bounded_and_warm_up_does_not_grow_with_them(tmp_path):
     write_csv(tmp_path / "d.csv", make_rows(60))
-    _refused(cli("train", "--set", "data.source=d.csv", *TINY, "--set", "train.epochs=1e9", "--set", "train.patience=1"),
-             "train.epochs", "10000")
+    _refused(
+        cli("train", "--set", "data.source=d.csv", *TINY, "--set", "train.epochs=1e9", "--set", "train.patience=1"),
+        "train.epochs",
+        "10000",
+    )
     from textclf.training.config import TrainConfig
     from textclf.training.optim import warmup_steps
 
@@ -274,16 +308,39 @@ def test_12_crafted_model_folders_are_refused_at_load_naming_file_and_field(tmp_
 
     cases = [
         (crafted("list", "config.json", lambda doc: [doc]), r"config.json: expected a JSON object .* got a list"),
-        (crafted("str", "config.json", lambda doc: {**doc, "model": "lstm"}), r"config.json: field model must be an object"),
-        (crafted("classes", "config.json", model(num_classes=10**7)), r"labels.json: lists 2 classes but the model head has 10,000,000 outputs \(model.num_classes in config.json\)"),
-        (crafted("hidden", "config.json", model(hidden_size=10**6)), r"model.safetensors: .*config.json \(.*model.hidden_size=1000000"),
-        (crafted("dim", "config.json", model(embedding_dim=10**6)), r"model.safetensors: .*config.json \(.*model.embedding_dim=1000000"),
-        (crafted("negative", "config.json", model(hidden_size=-3)), r"config.json: invalid model hyper-parameters .*model.hidden_size must be an integer .* got -3"),
-        (crafted("cnn", "config.json", model(cell="cnn", layers=2)), r"config.json: .*model.layers must be 1 for model.cell='cnn'"),
+        (
+            crafted("str", "config.json", lambda doc: {**doc, "model": "lstm"}),
+            r"config.json: field model must be an object",
+        ),
+        (
+            crafted("classes", "config.json", model(num_classes=10**7)),
+            r"labels.json: lists 2 classes but the model head has 10,000,000 outputs \(model.num_classes in config.json\)",
+        ),
+        (
+            crafted("hidden", "config.json", model(hidden_size=10**6)),
+            r"model.safetensors: .*config.json \(.*model.hidden_size=1000000",
+        ),
+        (
+            crafted("dim", "config.json", model(embedding_dim=10**6)),
+            r"model.safetensors: .*config.json \(.*model.embedding_dim=1000000",
+        ),
+        (
+            crafted("negative", "config.json", model(hidden_size=-3)),
+            r"config.json: invalid model hyper-parameters .*model.hidden_size must be an integer .* got -3",
+        ),
+        (
+            crafted("cnn", "config.json", model(cell="cnn", layers=2)),
+            r"config.json: .*model.layers must be 1 for model.cell='cnn'",
+        ),
         (crafted("dup", "labels.json", lambda doc: ["neg", "neg"]), r"labels.json: class 'neg' is listed twice"),
-        (crafted("tokid", "tokenizer.json", tokenizer_id), rf"tokenizer.json: token 'fun' has id 99,999, beyond the {n_vocab} rows"),
-        (crafted("vocab", "config.json", model(vocab_size=n_vocab + 3)),
-         rf"tensors do not fit the architecture in config.json: embedding.weight has shape \({n_vocab}, 4\), .*makes it \({n_vocab + 3}, 4\)"),
+        (
+            crafted("tokid", "tokenizer.json", tokenizer_id),
+            rf"tokenizer.json: token 'fun' has id 99,999, beyond the {n_vocab} rows",
+        ),
+        (
+            crafted("vocab", "config.json", model(vocab_size=n_vocab + 3)),
+            rf"tensors do not fit the architecture in config.json: embedding.weight has shape \({n_vocab}, 4\), .*makes it \({n_vocab + 3}, 4\)",
+        ),
     ]
     for folder, message in cases:
         with pytest.raises(ModelError, match="(?s)" + message):
@@ -294,7 +351,10 @@ def test_12_crafted_model_folders_are_refused_at_load_naming_file_and_field(tmp_
         doc["model"]["vocab"]["zzz"] = n_vocab
         return doc
 
-    with pytest.raises(ModelError, match=rf"vocabulary of {n_vocab + 1} tokens .*config.json says model.vocab_size = {n_vocab}, and model.safetensors holds {n_vocab} embedding rows"):
+    with pytest.raises(
+        ModelError,
+        match=rf"vocabulary of {n_vocab + 1} tokens .*config.json says model.vocab_size = {n_vocab}, and model.safetensors holds {n_vocab} embedding rows",
+    ):
         read_folder(crafted("other-tok", "tokenizer.json", extra_word))
 
     # through the CLI: exit 2, the file named, no traceback

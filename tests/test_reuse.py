@@ -27,7 +27,13 @@ from test_pipeline import write_corpus  # noqa: E402  (the tiny two-class corpus
 
 pytestmark = pytest.mark.slow
 
-TEXTS = ["the film was great", "the plot was awful", "zzz unseen words", "", "a lovely a lovely cast really superb story"]
+TEXTS = [
+    "the film was great",
+    "the plot was awful",
+    "zzz unseen words",
+    "",
+    "a lovely a lovely cast really superb story",
+]
 COMMON = {
     "train": {"epochs": 2, "batch_size": 16, "num_threads": 1},
     "encoder": {"hidden_size": 8, "cell": "lstm"},
@@ -108,7 +114,16 @@ def world(tmp_path_factory):
         for v, rid in children.items():
             key = client.get_run(rid).data.tags["textclf.stage_key"]
             folders[v] = root / ".textclf" / "train" / key / "model"
-        yield World(root, os.environ["MLFLOW_TRACKING_URI"], data, children, cached, folders, s1["registered"], s1["parent_run_id"])
+        yield World(
+            root,
+            os.environ["MLFLOW_TRACKING_URI"],
+            data,
+            children,
+            cached,
+            folders,
+            s1["registered"],
+            s1["parent_run_id"],
+        )
 
 
 @pytest.fixture
@@ -237,14 +252,33 @@ def test_predict_cli_texts_files_and_outputs(store, tmp_path, capsys):
     (tmp_path / "in.jsonl").write_text("".join(json.dumps({"id": i, "body": t}) + "\n" for i, t in enumerate(TEXTS)))
     pd.DataFrame({"text": TEXTS, "label": ["x"] * len(TEXTS)}).to_csv(tmp_path / "in.csv", index=False)
     full = textclf.load_model(ref).predict_proba(TEXTS)
-    assert cli("predict", "-q", "--model", ref, "--input", str(tmp_path / "in.txt"), "--output", str(tmp_path / "a.csv")) == 0
-    assert cli("predict", "-q", "--model", ref, "--input", str(tmp_path / "in.jsonl"), "--text-column", "body", "-o", str(tmp_path / "b.jsonl")) == 0
+    assert (
+        cli("predict", "-q", "--model", ref, "--input", str(tmp_path / "in.txt"), "--output", str(tmp_path / "a.csv"))
+        == 0
+    )
+    assert (
+        cli(
+            "predict",
+            "-q",
+            "--model",
+            ref,
+            "--input",
+            str(tmp_path / "in.jsonl"),
+            "--text-column",
+            "body",
+            "-o",
+            str(tmp_path / "b.jsonl"),
+        )
+        == 0
+    )
     assert cli("predict", "-q", "--model", ref, "--input", str(tmp_path / "in.csv"), "-o", str(tmp_path / "c.csv")) == 0
     a = pd.read_csv(tmp_path / "a.csv", keep_default_na=False)
     b = pd.read_json(tmp_path / "b.jsonl", lines=True, precise_float=True)
     c = pd.read_csv(tmp_path / "c.csv", keep_default_na=False)
     assert list(a.columns) == ["text", "label", "proba_neg", "proba_pos"]
-    assert list(b.columns) == ["id", "body", "label", "proba_neg", "proba_pos"] and b["id"].tolist() == list(range(len(TEXTS)))
+    assert list(b.columns) == ["id", "body", "label", "proba_neg", "proba_pos"] and b["id"].tolist() == list(
+        range(len(TEXTS))
+    )
     assert list(c.columns) == ["text", "input_label", "label", "proba_neg", "proba_pos"]  # the input's label kept aside
     for df in (a, b, c):
         assert np.array_equal(df[["proba_neg", "proba_pos"]].to_numpy(np.float32), full)
@@ -267,8 +301,14 @@ def test_embed_and_export_cli(store, tmp_path, capsys):
 
     ref = f"runs:/{store.children['bilstm']}"
     (tmp_path / "in.txt").write_text("\n".join(TEXTS) + "\n")
-    assert cli("embed", "-q", "--model", ref, "--input", str(tmp_path / "in.txt"), "--output", str(tmp_path / "e.npy")) == 0
-    assert cli("embed", "-q", "--model", ref, "--input", str(tmp_path / "in.txt"), "--output", str(tmp_path / "e.parquet")) == 0
+    assert (
+        cli("embed", "-q", "--model", ref, "--input", str(tmp_path / "in.txt"), "--output", str(tmp_path / "e.npy"))
+        == 0
+    )
+    assert (
+        cli("embed", "-q", "--model", ref, "--input", str(tmp_path / "in.txt"), "--output", str(tmp_path / "e.parquet"))
+        == 0
+    )
     want = textclf.load_encoder(ref).embed(TEXTS)
     got = np.load(tmp_path / "e.npy", allow_pickle=False)
     assert got.shape == (len(TEXTS), 16) and np.array_equal(got, want)
@@ -279,12 +319,22 @@ def test_embed_and_export_cli(store, tmp_path, capsys):
 
     out = tmp_path / "exported"
     assert cli("export", "-q", "--model", "models:/tiny@champion", "--output", str(out)) == 0
-    assert sorted(p.name for p in out.iterdir()) == ["config.json", "labels.json", "model.safetensors", "tokenizer.json"]
+    assert sorted(p.name for p in out.iterdir()) == [
+        "config.json",
+        "labels.json",
+        "model.safetensors",
+        "tokenizer.json",
+    ]
     read_folder(out)
-    assert np.array_equal(textclf.load_model(str(out)).predict_proba(TEXTS), textclf.load_model("models:/tiny@champion").predict_proba(TEXTS))
+    assert np.array_equal(
+        textclf.load_model(str(out)).predict_proba(TEXTS),
+        textclf.load_model("models:/tiny@champion").predict_proba(TEXTS),
+    )
     assert cli("export", "--model", ref, "--output", str(out)) == 2  # exists: needs --force
     assert "--force" in capsys.readouterr().err
-    assert cli("export", "--model", str(store.root / "reviews.csv"), "--output", str(tmp_path / "x")) == 2  # not a folder
+    assert (
+        cli("export", "--model", str(store.root / "reviews.csv"), "--output", str(tmp_path / "x")) == 2
+    )  # not a folder
     try:
         import onnx  # noqa: F401
         import onnxruntime  # noqa: F401
@@ -319,7 +369,13 @@ def test_onnx_export_matches_torch(arch, tmp_path):
     tok = _tokenizer(["good bad film plot great awful story"])
     torch.manual_seed(0)
     model = TextClassifier(vocab_size=tok.get_vocab_size(), embedding_dim=6, num_classes=3, hidden_size=5, **arch)
-    artifacts.save_neural(tmp_path / "m", model=model.eval(), tokenizer=tok, label_names=["a", "b", "c"], config={"tokenizer": {"max_length": 32}})
+    artifacts.save_neural(
+        tmp_path / "m",
+        model=model.eval(),
+        tokenizer=tok,
+        label_names=["a", "b", "c"],
+        config={"tokenizer": {"max_length": 32}},
+    )
     folder = artifacts.read_folder(tmp_path / "m")
     from textclf.models.onnx import export_onnx
 
@@ -412,7 +468,10 @@ def test_tampered_folders_are_refused_with_clear_errors(folder_copy, tmp_path):
 
     # a pickle (plain and torch.save's zip) renamed to model.safetensors: refused, never unpickled
     marker = tmp_path / "pwned"
-    for dump in (lambda f: pickle.dump({"embedding.weight": _Boom(marker)}, f), lambda f: torch.save({"x": _Boom(marker)}, f)):
+    for dump in (
+        lambda f: pickle.dump({"embedding.weight": _Boom(marker)}, f),
+        lambda f: torch.save({"x": _Boom(marker)}, f),
+    ):
         with open(folder_copy / "model.safetensors", "wb") as fh:
             dump(fh)
         with pytest.raises(ModelError, match="not a valid safetensors file"):
@@ -440,7 +499,10 @@ def test_transfer_pipeline_scratch_frozen_finetuned(store, tmp_path):
     src_ref = f"runs:/{src_run}"
     data = write_csv(tmp_path / "three.csv", make_rows(150))
     pipe = write_pipeline(
-        tmp_path / "transfer.yaml", data, name="transfer", baseline="scratch",
+        tmp_path / "transfer.yaml",
+        data,
+        name="transfer",
+        baseline="scratch",
         variants={
             "scratch": {},
             "frozen": {"encoder": {"init_from": src_ref, "freeze": True}},
@@ -473,7 +535,9 @@ def test_transfer_pipeline_scratch_frozen_finetuned(store, tmp_path):
     assert not all(torch.equal(tuned[k], src_state[k]) for k in body)  # fine-tuned: moved
     # the head trained in both (compare with its seeded initial value)
     cfg = Config.model_validate(json.loads((models["frozen"].path / "config.json").read_text())["config"])
-    spec = TrainSpec(tokenizer=cfg.tokenizer, embedding=cfg.embedding, encoder=cfg.encoder, train=cfg.train, eval_batch_size=256)
+    spec = TrainSpec(
+        tokenizer=cfg.tokenizer, embedding=cfg.embedding, encoder=cfg.encoder, train=cfg.train, eval_batch_size=256
+    )
     start = build_model(spec, source.tokenizer.get_vocab_size(), 3, source=source_for(cfg)).state_dict()
     assert not torch.equal(frozen["head.weight"], start["head.weight"])
     assert runs["frozen"].data.metrics["params"] == 3 * 8 + 3  # only the head is trainable

@@ -30,14 +30,17 @@ def test_the_schedule_looks_at_min_then_every_step_up_to_max():
     assert s.next_count(3) == 6 and s.next_count(9) is None
 
 
-@pytest.mark.parametrize("value,fragment", [
-    ({"min": 1, "max": 5}, "seeds.min must be at least 2"),
-    ({"min": 4, "max": 3}, "seeds.max (3) must be at least seeds.min (4)"),
-    ({"min": 3}, "seeds.max is missing"),
-    ({"min": 3, "max": 9, "stride": 2}, "unknown key(s) ['stride']"),
-    ({"min": 2, "max": 90, "step": 1}, "raise seeds.step"),
-    ({"min": "3", "max": 9}, "seeds.min must be a whole number"),
-])
+@pytest.mark.parametrize(
+    "value,fragment",
+    [
+        ({"min": 1, "max": 5}, "seeds.min must be at least 2"),
+        ({"min": 4, "max": 3}, "seeds.max (3) must be at least seeds.min (4)"),
+        ({"min": 3}, "seeds.max is missing"),
+        ({"min": 3, "max": 9, "stride": 2}, "unknown key(s) ['stride']"),
+        ({"min": 2, "max": 90, "step": 1}, "raise seeds.step"),
+        ({"min": "3", "max": 9}, "seeds.min must be a whole number"),
+    ],
+)
 def test_a_bad_schedule_names_the_key_and_the_fix(value, fragment):
     with pytest.raises(ValueError) as exc:
         schedule_from(value)
@@ -46,8 +49,11 @@ def test_a_bad_schedule_names_the_key_and_the_fix(value, fragment):
 
 def test_only_the_variants_of_inconclusive_contrasts_get_more_seeds():
     s = SeedSchedule(min=3, max=9, step=3)
-    rows = [{"name": "depth", "verdict": "inconclusive"}, {"name": "direction", "verdict": "better"},
-            {"name": "cell", "verdict": "equivalent"}]
+    rows = [
+        {"name": "depth", "verdict": "inconclusive"},
+        {"name": "direction", "verdict": "better"},
+        {"name": "cell", "verdict": "equivalent"},
+    ]
     members = {"depth": ["lstm-x2", "lstm"], "direction": ["bilstm", "lstm"], "cell": ["lstm", "rnn"]}
     assert to_extend(rows, members, {"lstm-x2": 3, "lstm": 3, "bilstm": 3, "rnn": 3}, s) == {"lstm-x2": 6, "lstm": 6}
     # at max, nothing more: the design stops with the contrast inconclusive
@@ -55,6 +61,7 @@ def test_only_the_variants_of_inconclusive_contrasts_get_more_seeds():
 
 
 # --------------------------------------------------------------------------- calibration by simulation
+
 
 @pytest.mark.parametrize("seed_sd", [0.0, 0.02, 0.05])
 @pytest.mark.parametrize("truth", ["null", "at-the-margin"])
@@ -65,10 +72,14 @@ def test_the_adaptive_design_keeps_the_family_wise_rate_across_looks(seed_sd, tr
     true_acc = dict.fromkeys(VARIANTS, 0.75) if truth == "null" else dict(zip(VARIANTS, (0.71, 0.73, 0.75, 0.75, 0.77)))
     schedule = SeedSchedule(min=3, max=9, step=3)
     reps = 200
-    false = sum(any(_false_verdict(rows, true_acc) for rows in _adaptive_design(rng, true_acc, seed_sd, schedule))
-                for _ in range(reps))
+    false = sum(
+        any(_false_verdict(rows, true_acc) for rows in _adaptive_design(rng, true_acc, seed_sd, schedule))
+        for _ in range(reps)
+    )
     # alpha plus three binomial standard errors of a 200-run estimate
-    assert false / reps <= ALPHA + 3 * np.sqrt(ALPHA * (1 - ALPHA) / reps), f"{false}/{reps} designs made a false verdict"
+    assert false / reps <= ALPHA + 3 * np.sqrt(ALPHA * (1 - ALPHA) / reps), (
+        f"{false}/{reps} designs made a false verdict"
+    )
 
 
 def test_without_spending_alpha_over_the_looks_the_same_design_is_too_liberal():
@@ -77,8 +88,10 @@ def test_without_spending_alpha_over_the_looks_the_same_design_is_too_liberal():
     true_acc = dict.fromkeys(VARIANTS, 0.75)
     schedule = SeedSchedule(min=2, max=8, step=1)
     reps = 150
-    false = sum(any(_false_verdict(rows, true_acc) for rows in _adaptive_design(rng, true_acc, 0.02, schedule, alpha=ALPHA))
-                for _ in range(reps))
+    false = sum(
+        any(_false_verdict(rows, true_acc) for rows in _adaptive_design(rng, true_acc, 0.02, schedule, alpha=ALPHA))
+        for _ in range(reps)
+    )
     assert false / reps > ALPHA + 2 * np.sqrt(ALPHA * (1 - ALPHA) / reps)
 
 
@@ -90,8 +103,8 @@ def test_a_pipeline_adds_seeds_only_where_a_contrast_is_still_inconclusive(tmp_p
     import os
 
     from mlflow.tracking import MlflowClient
-
     from test_answer_pipeline import write_corpus, write_pipeline
+
     from textclf.cli.main import main
 
     pipe = write_pipeline(tmp_path / "p.yaml", write_corpus(tmp_path / "d.csv"), seeds={"min": 2, "max": 4, "step": 2})
@@ -109,19 +122,24 @@ def test_a_pipeline_adds_seeds_only_where_a_contrast_is_still_inconclusive(tmp_p
         if row["verdict"] == "inconclusive":  # the design stopped only because these reached max
             assert all(counts[v] == 4 for v in details[row["name"]]["variants"]), (row, counts)
     children = MlflowClient(os.environ["MLFLOW_TRACKING_URI"]).search_runs(
-        [s["experiment_id"]], f"tags.mlflow.parentRunId = '{s['parent_run_id']}'")
+        [s["experiment_id"]], f"tags.mlflow.parentRunId = '{s['parent_run_id']}'"
+    )
     assert len(children) == sum(counts.values())
     # Nothing changed: the same command answers from the recorded run, first look and later rounds alike
     assert main(["run", str(pipe), "-q", "--summary-out", "again.json"]) == 0
     assert json.loads((tmp_path / "again.json").read_text())["parent_run_id"] == s["parent_run_id"]
 
 
-@pytest.mark.parametrize("seeds,fragment", [
-    ({"min": 1, "max": 4}, "seeds.min must be at least 2"),
-    ({"min": 2, "max": 4, "every": 1}, "unknown key(s) ['every']"),
-])
+@pytest.mark.parametrize(
+    "seeds,fragment",
+    [
+        ({"min": 1, "max": 4}, "seeds.min must be at least 2"),
+        ({"min": 2, "max": 4, "every": 1}, "unknown key(s) ['every']"),
+    ],
+)
 def test_a_bad_seed_schedule_is_refused_before_anything_trains(tmp_path, capsys, seeds, fragment):
     from test_answer_pipeline import write_corpus, write_pipeline
+
     from textclf.cli.main import main
 
     pipe = write_pipeline(tmp_path / "p.yaml", write_corpus(tmp_path / "d.csv"), seeds=seeds)

@@ -39,7 +39,9 @@ def _free_port() -> int:
 
 def _post(port: int, payload: dict) -> dict:
     req = urllib.request.Request(
-        f"http://{HOST}:{port}/invocations", data=json.dumps(payload).encode(), headers={"Content-Type": "application/json"}
+        f"http://{HOST}:{port}/invocations",
+        data=json.dumps(payload).encode(),
+        headers={"Content-Type": "application/json"},
     )
     with urllib.request.urlopen(req, timeout=30) as resp:
         return json.loads(resp.read())
@@ -76,19 +78,51 @@ def test_mlflow_models_serve_answers_with_labels_and_probabilities(tmp_path):
     import textclf
 
     data = write_corpus(tmp_path / "reviews.csv")
-    args = ["train", "-q", "--set", f"data.source={data}", "--set", "train.epochs=2", "--set", "encoder.hidden_size=8",
-            "--set", "embedding.dim=8", "--set", "tokenizer.min_frequency=1", "--set", "train.num_threads=1",
-            "--set", "evaluate.latency_samples=2", "--metrics-out", "m.json"]
+    args = [
+        "train",
+        "-q",
+        "--set",
+        f"data.source={data}",
+        "--set",
+        "train.epochs=2",
+        "--set",
+        "encoder.hidden_size=8",
+        "--set",
+        "embedding.dim=8",
+        "--set",
+        "tokenizer.min_frequency=1",
+        "--set",
+        "train.num_threads=1",
+        "--set",
+        "evaluate.latency_samples=2",
+        "--metrics-out",
+        "m.json",
+    ]
     assert run_cli(*args) == 0
     ref = f"runs:/{json.loads(Path('m.json').read_text())['run_id']}/model"
     clf = textclf.load_model(ref)
     want = clf.predict_proba(TEXTS)
 
     venv_bin = Path(sys.executable).parent
-    env = {**os.environ, "PATH": f"{venv_bin}{os.pathsep}{os.environ.get('PATH', '')}"}  # mlflow starts `uvicorn` by name
+    env = {
+        **os.environ,
+        "PATH": f"{venv_bin}{os.pathsep}{os.environ.get('PATH', '')}",
+    }  # mlflow starts `uvicorn` by name
     port = _free_port()
     log = tmp_path / "serve.log"
-    cmd = [str(venv_bin / "mlflow"), "models", "serve", "-m", ref, "--env-manager", "local", "-h", HOST, "-p", str(port)]
+    cmd = [
+        str(venv_bin / "mlflow"),
+        "models",
+        "serve",
+        "-m",
+        ref,
+        "--env-manager",
+        "local",
+        "-h",
+        HOST,
+        "-p",
+        str(port),
+    ]
     with open(log, "w") as fh:
         proc = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=fh, stderr=subprocess.STDOUT, start_new_session=True)
     try:

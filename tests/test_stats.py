@@ -60,7 +60,7 @@ def shift_for(points: float) -> float:
     lo, hi = 0.0, 5.0
     for _ in range(60):
         mid = (lo + hi) / 2
-        if _expect(lambda z: _logistic(z + mid)) - MEAN_ACC < points / 100:
+        if _expect(lambda z: _logistic(z + mid)) - MEAN_ACC < points / 100:  # noqa: B023 (called at once)
             lo = mid
         else:
             hi = mid
@@ -192,8 +192,19 @@ def test_identical_predictions_give_zero_difference_without_warnings():
     assert (res["delta"], res["p_value"], res["var_examples"]) == (0.0, 1.0, 0.0)
     assert res["ci_low"] == -res["ci_high"] and np.isfinite(res["ci_low"])
     # Nothing varies at all: a point interval.
-    assert (same_seeds["delta"], same_seeds["p_value"], same_seeds["ci_low"], same_seeds["ci_high"]) == (0.0, 1.0, 0.0, 0.0)
-    assert (constant["delta"], constant["p_value"], constant["ci_low"], constant["ci_high"], constant["se"]) == (0.0, 1.0, 0.0, 0.0, 0.0)
+    assert (same_seeds["delta"], same_seeds["p_value"], same_seeds["ci_low"], same_seeds["ci_high"]) == (
+        0.0,
+        1.0,
+        0.0,
+        0.0,
+    )
+    assert (constant["delta"], constant["p_value"], constant["ci_low"], constant["ci_high"], constant["se"]) == (
+        0.0,
+        1.0,
+        0.0,
+        0.0,
+        0.0,
+    )
     # No variation anywhere and every example differs: the data cannot be explained by chance.
     assert (apart["delta"], apart["p_value"], apart["ci_low"], apart["ci_high"]) == (1.0, 0.0, 1.0, 1.0)
     for r in (res, same_seeds, constant, apart):
@@ -219,8 +230,19 @@ def test_output_keys_and_json():
     rng = np.random.default_rng(2)
     a, b = simulate(rng, 1, 3, 300, 1)
     res = paired_comparison(a[0], b[0], alpha=0.1)
-    for key in ("delta", "ci_low", "ci_high", "p_value", "se", "df", "method", "n_examples",
-                "n_seeds_variant", "n_seeds_baseline", "seed_variance"):
+    for key in (
+        "delta",
+        "ci_low",
+        "ci_high",
+        "p_value",
+        "se",
+        "df",
+        "method",
+        "n_examples",
+        "n_seeds_variant",
+        "n_seeds_baseline",
+        "seed_variance",
+    ):
         assert key in res
     assert res["n_examples"] == 300 and res["alpha"] == 0.1
     assert res["delta"] == pytest.approx(a[0].mean() - b[0].mean())
@@ -372,8 +394,12 @@ def test_metric_edge_cases():
     ],
 )
 def test_metric_bad_input_names_the_argument(change, names):
-    kwargs = {"pred_variant": np.zeros((2, 10), int), "pred_baseline": np.ones((2, 10), int),
-              "y_true": np.arange(10) % 3, "n_classes": 3}
+    kwargs = {
+        "pred_variant": np.zeros((2, 10), int),
+        "pred_baseline": np.ones((2, 10), int),
+        "y_true": np.arange(10) % 3,
+        "n_classes": 3,
+    }
     kwargs.update(change)
     with pytest.raises(ValueError, match=names):
         paired_comparison_metric(**kwargs)

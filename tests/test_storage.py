@@ -30,15 +30,25 @@ import pytest
 from conftest import make_rows, write_csv
 
 TINY = [
-    "--set", "train.epochs=1", "--set", "embedding.dim=8", "--set", "encoder.hidden_size=8",
-    "--set", "evaluate.latency_samples=2", "--set", "train.num_threads=1",
+    "--set",
+    "train.epochs=1",
+    "--set",
+    "embedding.dim=8",
+    "--set",
+    "encoder.hidden_size=8",
+    "--set",
+    "evaluate.latency_samples=2",
+    "--set",
+    "train.num_threads=1",
 ]
 NO_SPACE = "no space left on device"
 TOO_LARGE = "file too large"
 
 
 def cli(*args: str, timeout: float = 240, **kw) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "textclf.cli", *args], capture_output=True, text=True, timeout=timeout, **kw)
+    return subprocess.run(
+        [sys.executable, "-m", "textclf.cli", *args], capture_output=True, text=True, timeout=timeout, **kw
+    )
 
 
 def _statuses(db: Path) -> list[str]:
@@ -54,7 +64,11 @@ def _half_written(cache: Path) -> list[str]:
         return []
     bad = [str(t) for t in cache.glob("*/.tmp-*")] + [str(t) for t in cache.glob("*/.work/*/.*.tmp-*")]
     for stage in (d for d in cache.iterdir() if d.is_dir() and not d.name.startswith(".") and d.name != "datasets"):
-        bad += [str(e) for e in stage.iterdir() if e.is_dir() and not e.name.startswith(".") and not (e / "_entry.json").is_file()]
+        bad += [
+            str(e)
+            for e in stage.iterdir()
+            if e.is_dir() and not e.name.startswith(".") and not (e / "_entry.json").is_file()
+        ]
     return bad
 
 
@@ -102,7 +116,11 @@ def test_damaged_cache_entries_and_downloads_are_recomputed_with_a_warning(tmp_p
     text = _folded(r)
     assert r.returncode == 0, text
     assert "Traceback" not in text
-    for entry, file in ((ids.parent.parent, "train/ids.npy"), (arrow.parents[2], "splits/train/"), (weights.parents[1], "model/model.safetensors")):
+    for entry, file in (
+        (ids.parent.parent, "train/ids.npy"),
+        (arrow.parents[2], "splits/train/"),
+        (weights.parents[1], "model/model.safetensors"),
+    ):
         assert f"stage-cache entry {entry} is damaged ({file}" in text, text
     assert f"stage-cache entry {evaluate} cannot be loaded (JSONDecodeError" in text, text
     assert ids.read_bytes() == good_ids
@@ -130,7 +148,16 @@ def test_damaged_cache_entries_and_downloads_are_recomputed_with_a_warning(tmp_p
 def test_a_data_file_edited_with_size_and_mtime_restored_is_prepared_again(tmp_path):
     """The prepare stage identifies a file by its content: an edit that keeps size and mtime still counts; a touch does not."""
     data = write_csv(tmp_path / "d.csv", make_rows(60))
-    args = ["train", "--set", "data.source=d.csv", "--set", "kind=tfidf", "--set", "evaluate.latency_samples=2", "--no-track"]
+    args = [
+        "train",
+        "--set",
+        "data.source=d.csv",
+        "--set",
+        "kind=tfidf",
+        "--set",
+        "evaluate.latency_samples=2",
+        "--no-track",
+    ]
     assert cli(*args).returncode == 0
     prepared = tmp_path / ".textclf" / "prepare"
     assert len(list(prepared.iterdir())) == 1
@@ -162,7 +189,12 @@ def _can_mount() -> bool:
     probe = Path(f"/tmp/textclf-mount-probe-{os.getpid()}")
     probe.mkdir(exist_ok=True)
     try:
-        ok = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16k", "tmpfs", str(probe)], capture_output=True).returncode == 0
+        ok = (
+            subprocess.run(
+                ["mount", "-t", "tmpfs", "-o", "size=16k", "tmpfs", str(probe)], capture_output=True
+            ).returncode
+            == 0
+        )
         if ok:
             subprocess.run(["umount", str(probe)], capture_output=True)
         return ok
@@ -180,7 +212,9 @@ def small_disk():
 
     def mount(path: Path, kib: int) -> Path:
         path.mkdir(parents=True, exist_ok=True)
-        subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={kib}k", "tmpfs", str(path)], check=True, capture_output=True)
+        subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", f"size={kib}k", "tmpfs", str(path)], check=True, capture_output=True
+        )
         mounted.append(path)
         return path
 
@@ -240,8 +274,10 @@ def test_a_full_disk_is_one_message_and_leaves_nothing_half_written(where, tmp_p
                 preexec = _file_size_limit(8 * 1024)  # every file before the checkpoint is smaller
         else:
             if not TMPFS:
-                pytest.skip("needs a small filesystem (mount -t tmpfs, as root): a file-size limit cannot single out "
-                            "--output, whose files are smaller than the plots written before it")
+                pytest.skip(
+                    "needs a small filesystem (mount -t tmpfs, as root): a file-size limit cannot single out "
+                    "--output, whose files are smaller than the plots written before it"
+                )
             small_disk(tmp_path / "out", 4)
             args += ["--output", str(tmp_path / "out" / "model")]
             named = str(tmp_path / "out" / "model")
@@ -250,7 +286,9 @@ def test_a_full_disk_is_one_message_and_leaves_nothing_half_written(where, tmp_p
     text = _folded(r)
     assert r.returncode == 1, text
     assert "Traceback" not in text
-    assert named in text and (NO_SPACE in text.lower() if TMPFS else (NO_SPACE in text.lower() or TOO_LARGE in text.lower())), text
+    assert named in text and (
+        NO_SPACE in text.lower() if TMPFS else (NO_SPACE in text.lower() or TOO_LARGE in text.lower())
+    ), text
     if TMPFS:
         assert "free there" in text, text
     assert not _half_written(cache)
@@ -281,13 +319,17 @@ def test_a_store_locked_by_another_process_is_one_message_after_the_set_wait(tmp
     """BEGIN EXCLUSIVE held elsewhere: exit 1 naming the database, after TEXTCLF_STORE_TIMEOUT seconds, no run RUNNING."""
     write_csv(tmp_path / "d.csv", make_rows(60))
     db = _make_store(tmp_path)
-    holder = subprocess.Popen([sys.executable, "-c", _HOLD, str(db)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", _HOLD, str(db)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
     results = {}
     try:
         assert holder.stdout.readline().strip() == "locked"
         for wait in (1, 9):
             t0 = time.monotonic()
-            r = cli("train", "--set", "data.source=d.csv", *TINY, env={**os.environ, "TEXTCLF_STORE_TIMEOUT": str(wait)})
+            r = cli(
+                "train", "--set", "data.source=d.csv", *TINY, env={**os.environ, "TEXTCLF_STORE_TIMEOUT": str(wait)}
+            )
             results[wait] = (r, time.monotonic() - t0)
     finally:
         holder.communicate("", timeout=30)

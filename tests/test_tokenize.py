@@ -32,7 +32,11 @@ def prepared(train: list[str], validation: list[str], test: list[str]) -> Prepar
     )
 
 
-TRAIN = [f"the {w} movie was {v} and {w}" for w in ("good", "bad", "fine", "dull") for v in ("long", "short", "quiet", "loud")] * 2
+TRAIN = [
+    f"the {w} movie was {v} and {w}"
+    for w in ("good", "bad", "fine", "dull")
+    for v in ("long", "short", "quiet", "loud")
+] * 2
 VALID = ["the good movie was short", "the dull movie was loud and long"]
 TEST = ["the zyxwvut movie was good", "qqqq"]
 

@@ -20,7 +20,11 @@ from textclf.models.registry import build_encoder
 @pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
 def test_without_torch_vf_the_packed_path_falls_back_to_the_padded_one(cell, monkeypatch, caplog):
     torch.manual_seed(0)
-    enc = build_encoder(cell, input_size=4, hidden_size=5, layers=2, bidirectional=True, pooling="max", dropout=0.0).double().eval()
+    enc = (
+        build_encoder(cell, input_size=4, hidden_size=5, layers=2, bidirectional=True, pooling="max", dropout=0.0)
+        .double()
+        .eval()
+    )
     x, lengths = torch.randn(3, 6, 4, dtype=torch.float64), torch.tensor([6, 2, 4])
     padded = enc(x, lengths)
     enc.packed = True

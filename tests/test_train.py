@@ -221,9 +221,15 @@ def test_a_registered_metric_is_computed_every_epoch_and_can_stop_early(monkeypa
     """Adding a metric is one registry entry: it shows up in every epoch's validation metrics."""
     from textclf.core import metrics
 
-    monkeypatch.setitem(metrics.METRICS, "positives", metrics.Metric(lambda y, pred, proba, n: float((pred == 1).mean()), per_epoch=True))
+    monkeypatch.setitem(
+        metrics.METRICS,
+        "positives",
+        metrics.Metric(lambda y, pred, proba, n: float((pred == 1).mean()), per_epoch=True),
+    )
     calls = []
-    _, result = fit(cfg(epochs=1, early_stopping_metric="positives"), on_epoch=lambda e, m: calls.append((e, m)), log=calls.append)
+    _, result = fit(
+        cfg(epochs=1, early_stopping_metric="positives"), on_epoch=lambda e, m: calls.append((e, m)), log=calls.append
+    )
     assert "val_positives" in result.history[0] and result.metric == "val_positives"
     assert calls[0].startswith("epoch 1/1") and calls[1][0] == 1
 
@@ -231,7 +237,9 @@ def test_a_registered_metric_is_computed_every_epoch_and_can_stop_early(monkeypa
 def _scripted_validation(monkeypatch, accuracies):
     """Make every epoch's validation report the next of ``accuracies`` (the training itself still runs)."""
     scores = iter(accuracies)
-    monkeypatch.setattr(Trainer, "evaluate", lambda self, split: {"val_loss": 1.0, "val_accuracy": next(scores), "val_macro_f1": 0.0})
+    monkeypatch.setattr(
+        Trainer, "evaluate", lambda self, split: {"val_loss": 1.0, "val_accuracy": next(scores), "val_macro_f1": 0.0}
+    )
 
 
 def test_a_plateau_before_min_epochs_is_not_stopped(monkeypatch):

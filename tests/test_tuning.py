@@ -32,8 +32,9 @@ FILLER = ["the", "film", "was", "a", "plot", "and", "it", "story", "cast", "real
 
 # The whole launcher sits under the __main__ guard: `--jobs auto` trains in a spawned
 # process pool whose workers import this file again as __mp_main__, and must not re-run it.
-LAUNCHER = "if __name__ == '__main__':\n" + textwrap.indent(textwrap.dedent(
-    """
+LAUNCHER = "if __name__ == '__main__':\n" + textwrap.indent(
+    textwrap.dedent(
+        """
     import os, signal, sys
 
     if os.environ.get("NO_OPTUNA"):
@@ -54,19 +55,30 @@ LAUNCHER = "if __name__ == '__main__':\n" + textwrap.indent(textwrap.dedent(
     from textclf.cli.main import main
     sys.exit(main(sys.argv[1:]))
     """
-), "    ")
+    ),
+    "    ",
+)
 
 PIPELINE = {
     "name": "tp",
     "data": {"source": "d.csv"},
-    "params": {"train": {"epochs": 2, "batch_size": 16, "num_threads": 1}, "encoder": {"hidden_size": 8}, "embedding": {"dim": 8},
-               "tokenizer": {"min_frequency": 1}, "evaluate": {"latency_samples": 2}},
+    "params": {
+        "train": {"epochs": 2, "batch_size": 16, "num_threads": 1},
+        "encoder": {"hidden_size": 8},
+        "embedding": {"dim": 8},
+        "tokenizer": {"min_frequency": 1},
+        "evaluate": {"latency_samples": 2},
+    },
     "seeds": [1, 2],
     "baseline": "rnn",
     "variants": {"rnn": {"encoder": {"cell": "rnn"}}, "lstm": {"encoder": {"cell": "lstm"}}},
     # A learning rate that learns nothing in 2 epochs beside one that learns: the median pruner stops the first.
-    "tune": {"trials": 3, "metric": "val_accuracy", "pruner": "median",
-             "space": {"train.lr": {"choices": [0.000001, 0.02]}, "encoder.hidden_size": {"choices": [4, 8]}}},
+    "tune": {
+        "trials": 3,
+        "metric": "val_accuracy",
+        "pruner": "median",
+        "space": {"train.lr": {"choices": [0.000001, 0.02]}, "encoder.hidden_size": {"choices": [4, 8]}},
+    },
 }
 TRIALS, VARIANTS = 3, ("rnn", "lstm")
 
@@ -91,11 +103,17 @@ def prepare(d: Path, pipeline: dict | None = None) -> Path:
 def cli(d: Path, *args: str, env_extra: dict | None = None) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if k not in ("KILL_AFTER_TELL", "NO_OPTUNA")}
     env.update(
-        TEXTCLF_CACHE_DIR=str(d / ".textclf"), MLFLOW_TRACKING_URI=f"sqlite:///{d}/mlruns/mlflow.db", HF_DATASETS_CACHE=str(d / "hf"),
-        HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false", PYTHONPATH=os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")]),
+        TEXTCLF_CACHE_DIR=str(d / ".textclf"),
+        MLFLOW_TRACKING_URI=f"sqlite:///{d}/mlruns/mlflow.db",
+        HF_DATASETS_CACHE=str(d / "hf"),
+        HF_HUB_OFFLINE="1",
+        TOKENIZERS_PARALLELISM="false",
+        PYTHONPATH=os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")]),
         **(env_extra or {}),
     )
-    return subprocess.run([sys.executable, str(d / "launch.py"), *args], cwd=d, env=env, capture_output=True, text=True, timeout=600)
+    return subprocess.run(
+        [sys.executable, str(d / "launch.py"), *args], cwd=d, env=env, capture_output=True, text=True, timeout=600
+    )
 
 
 RUN = ("run", "tp.yaml", "--summary-out", "summary.json")
@@ -104,7 +122,10 @@ RUN = ("run", "tp.yaml", "--summary-out", "summary.json")
 def runs(d: Path) -> list[dict]:
     """Every MLflow run: id, status, tags, params, and each metric's (step, value) history."""
     with sqlite3.connect(d / "mlruns" / "mlflow.db") as con:
-        out = {r: {"id": r, "status": s, "tags": {}, "params": {}, "metrics": {}} for r, s in con.execute("SELECT run_uuid, status FROM runs")}
+        out = {
+            r: {"id": r, "status": s, "tags": {}, "params": {}, "metrics": {}}
+            for r, s in con.execute("SELECT run_uuid, status FROM runs")
+        }
         for r, k, v in con.execute("SELECT run_uuid, key, value FROM tags"):
             out[r]["tags"][k] = v
         for r, k, v in con.execute("SELECT run_uuid, key, value FROM params"):
@@ -152,7 +173,13 @@ def tuned(tmp_path_factory) -> dict:
     first = cli(d, *RUN)
     assert first.returncode == 0, first.stderr
     summary = json.loads((d / "summary.json").read_text())
-    state = {"d": d, "summary": summary, "tree": tree(d, summary["parent_run_id"]), "entries": train_entries(d), "studies": studies(d)}
+    state = {
+        "d": d,
+        "summary": summary,
+        "tree": tree(d, summary["parent_run_id"]),
+        "entries": train_entries(d),
+        "studies": studies(d),
+    }
     again = cli(d, *RUN)  # unchanged: nothing may train, no trial may be added
     assert again.returncode == 0, again.stderr
     state.update(again=again, again_summary=json.loads((d / "summary.json").read_text()))
@@ -179,7 +206,7 @@ def test_one_mlflow_run_per_trial_with_params_and_per_epoch_validation(tuned):
         trials = t[name]["trials"]
         assert sorted(trials) == list(range(TRIALS))
         assert t[name]["tuning"]["status"] == "FINISHED"
-        for n, run in trials.items():
+        for _n, run in trials.items():
             assert run["params"]["train.lr"] in ("1e-06", "0.02") and run["params"]["encoder.hidden_size"] in ("4", "8")
             steps = [s for s, _ in run["metrics"]["val_accuracy"]]
             epochs = int(float(run["metrics"]["epochs_trained"][-1][1]))
@@ -234,8 +261,14 @@ def test_rerun_is_fully_cached(tuned):
     t = tree(d, again["parent_run_id"])
     for name in VARIANTS:
         assert sorted(t[name]["trials"]) == list(range(TRIALS))
-        assert all(r["tags"]["textclf.cached"] == "true" and r["tags"].get("textclf.cached_from") for r in t[name]["trials"].values())
-        assert again["variants"][name]["tuning"]["best_params"] == tuned["summary"]["variants"][name]["tuning"]["best_params"]
+        assert all(
+            r["tags"]["textclf.cached"] == "true" and r["tags"].get("textclf.cached_from")
+            for r in t[name]["trials"].values()
+        )
+        assert (
+            again["variants"][name]["tuning"]["best_params"]
+            == tuned["summary"]["variants"][name]["tuning"]["best_params"]
+        )
         assert again["variants"][name]["test_accuracy"] == tuned["summary"]["variants"][name]["test_accuracy"]
 
 
@@ -259,6 +292,7 @@ def test_killed_search_resumes_without_running_a_trial_twice(tuned, tmp_path):
     for name in VARIANTS:
         assert sorted(t[name]["trials"]) == list(range(TRIALS))
         mine, ref = summary["variants"][name], tuned["summary"]["variants"][name]
+
         # The same search as without the kill: same trials, same best config, same final results.
         def trials(entry):
             return [(x["number"], x["state"], x["value"]) for x in entry["tuning"]["trial_values"]]
@@ -289,9 +323,11 @@ def test_bad_tune_settings_stop_before_training(tmp_path):
     r = cli(d, *RUN, "--set", "tune.pruner=hyperband")
     assert r.returncode == 2, r.stderr
     for message in (
-        "tune.trails: unknown key", "Did you mean 'tune.trials'?",
+        "tune.trails: unknown key",
+        "Did you mean 'tune.trials'?",
         "tune.trials: must be an integer >= 1",
-        "tune.metric: must be a validation metric", "Got 'test_accuracy'",
+        "tune.metric: must be a validation metric",
+        "Got 'test_accuracy'",
         "tune.space.train.lrr: not a key of the train section. Did you mean 'train.lr'?",
         "tune.space.data.source: only what a trial trains can be tuned",
         "tune.space.train.lr: inverted range",
@@ -302,7 +338,9 @@ def test_bad_tune_settings_stop_before_training(tmp_path):
     ):
         assert message in r.stderr, (message, r.stderr)
     assert "Traceback" not in r.stderr
-    assert not (d / ".textclf" / "train").exists() and not (d / "mlruns" / "mlflow.db").exists()  # before any stage or run
+    assert (
+        not (d / ".textclf" / "train").exists() and not (d / "mlruns" / "mlflow.db").exists()
+    )  # before any stage or run
 
 
 def test_without_optuna_the_message_names_the_extra(tmp_path):
@@ -311,7 +349,9 @@ def test_without_optuna_the_message_names_the_extra(tmp_path):
     assert r.returncode == 2, r.stderr
     assert "pip install 'textclf[tune]'" in r.stderr and "Traceback" not in r.stderr
     assert not (d / ".textclf").exists()  # nothing prepared, nothing trained
-    shown = cli(d, "config", "show", "tp.yaml", "--set", "tune.trials=5", env_extra={"NO_OPTUNA": "1"})  # looking needs no Optuna
+    shown = cli(
+        d, "config", "show", "tp.yaml", "--set", "tune.trials=5", env_extra={"NO_OPTUNA": "1"}
+    )  # looking needs no Optuna
     assert shown.returncode == 0, shown.stderr
     assert yaml.safe_load(shown.stdout)["tune"]["trials"] == 5
 
@@ -320,13 +360,24 @@ def test_set_reaches_the_tune_section(tmp_path):
     from textclf.pipeline.spec import load_pipeline
 
     path = prepare(tmp_path / "w") / "tp.yaml"
-    pipe = load_pipeline(path, overrides=["tune.trials=5", "tune.pruner=none", "tune.space.train.lr={low: 0.0001, high: 0.01, log: true}",
-                                          "train.epochs=3"])
+    pipe = load_pipeline(
+        path,
+        overrides=[
+            "tune.trials=5",
+            "tune.pruner=none",
+            "tune.space.train.lr={low: 0.0001, high: 0.01, log: true}",
+            "train.epochs=3",
+        ],
+    )
     assert (pipe.tune.trials, pipe.tune.pruner) == (5, "none")
     lr = pipe.tune.space["train.lr"]
     assert (lr.low, lr.high, lr.log) == (0.0001, 0.01, True) and "encoder.hidden_size" in pipe.tune.space
-    assert all(v.config.train.epochs == 3 for v in pipe.variants.values())  # the other --set items still reach the variants
+    assert all(
+        v.config.train.epochs == 3 for v in pipe.variants.values()
+    )  # the other --set items still reach the variants
     assert load_pipeline(path, overrides=["tune=null"]).tune is None
     default = load_pipeline(path, overrides=["tune.space=null"]).tune  # no space: the documented default
     assert default.default_space and "train.weight_decay" in default.space
-    assert "encoder.dropout" not in default.space_for(pipe.variants["lstm"].config)  # nothing between layers of a 1-layer encoder
+    assert "encoder.dropout" not in default.space_for(
+        pipe.variants["lstm"].config
+    )  # nothing between layers of a 1-layer encoder

@@ -34,13 +34,24 @@ def run(variant: str, seed: int, accuracy: float, solved_at: int | None = None) 
     rng = np.random.default_rng([sum(map(ord, variant)), seed])
     right = rng.random(N) < accuracy
     pred = np.where(right, Y, 1 - Y).astype(np.int64)
-    history = [{"epoch": e, "val_accuracy": 0.99 if solved_at is not None and e >= solved_at else 0.5} for e in range(1, 6)]
-    return RunRecord(variant=variant, seed=seed, kind="neural", y_true=Y, pred=pred, history=history,
-                     metrics={"val_accuracy": history[-1]["val_accuracy"]})
+    history = [
+        {"epoch": e, "val_accuracy": 0.99 if solved_at is not None and e >= solved_at else 0.5} for e in range(1, 6)
+    ]
+    return RunRecord(
+        variant=variant,
+        seed=seed,
+        kind="neural",
+        y_true=Y,
+        pred=pred,
+        history=history,
+        metrics={"val_accuracy": history[-1]["val_accuracy"]},
+    )
 
 
 def judged(records: list[RunRecord], claim: dict) -> dict:
-    return judge(compare(records, "rnn", label_names=LABELS, n_boot=200), records, {"text": "t", "threshold": 0.95, **claim})
+    return judge(
+        compare(records, "rnn", label_names=LABELS, n_boot=200), records, {"text": "t", "threshold": 0.95, **claim}
+    )
 
 
 def chance(variant: str = "rnn") -> list[RunRecord]:
@@ -62,7 +73,10 @@ def test_better_holds_when_a_variant_solves_the_task_every_seed():
 def test_better_fails_when_the_variant_is_a_copy_of_the_baseline():
     # A baseline that solves the task steadily: the copy's interval is narrow enough to rule out +2 points.
     base = [run("rnn", s, 0.99, solved_at=1) for s in (1, 2, 3)]
-    copy = [RunRecord(variant="lstm", seed=r.seed, kind="neural", y_true=Y, pred=r.pred.copy(), history=r.history) for r in base]
+    copy = [
+        RunRecord(variant="lstm", seed=r.seed, kind="neural", y_true=Y, pred=r.pred.copy(), history=r.history)
+        for r in base
+    ]
     s = judged(base + copy, {"better": ["lstm"], "min_effect": 0.02})
     assert s["verdict"] == FAILS, s["verdict_reason"]
 
@@ -76,8 +90,11 @@ def test_one_lucky_seed_is_inconclusive_not_a_win():
 
 def test_better_needs_as_many_successes_as_the_baseline():
     # The rule itself, on a stated summary: significantly more accurate on average but solving on fewer seeds is no hold.
-    summary = {"alpha": 0.05, "baseline": "rnn",
-               "variants": {"lstm": {"delta_accuracy": {"mean": 0.1, "ci_low": 0.05, "ci_high": 0.15, "p_value": 0.001}}}}
+    summary = {
+        "alpha": 0.05,
+        "baseline": "rnn",
+        "variants": {"lstm": {"delta_accuracy": {"mean": 0.1, "ci_low": 0.05, "ci_high": 0.15, "p_value": 0.001}}},
+    }
     fewer = {"lstm": {"successes": 1, "n_seeds": 3}, "rnn": {"successes": 2, "n_seeds": 3}}
     assert verdict(summary, fewer, {"better": ["lstm"]})[0] == INCONCLUSIVE
     as_many = {"lstm": {"successes": 2, "n_seeds": 3}, "rnn": {"successes": 2, "n_seeds": 3}}
@@ -89,9 +106,16 @@ def test_accuracy_claims_adjust_only_over_the_variants_they_name():
     # The comparison table's Holm over both doubles lstm-x2's p (0.03 -> 0.06), the smaller of the two; the claim's own
     # family is lstm-x2 alone.
     delta = {"mean": 0.03, "ci_low": 0.001, "ci_high": 0.059}
-    summary = {"alpha": 0.05, "baseline": "lstm-matched", "variants": {
-        "lstm-x2": {"delta_accuracy": {**delta, "p_value": 0.03, "p_adjusted": 0.06}},
-        "lstm": {"delta_accuracy": {"mean": -0.03, "ci_low": -0.09, "ci_high": 0.03, "p_value": 0.2, "p_adjusted": 0.2}}}}
+    summary = {
+        "alpha": 0.05,
+        "baseline": "lstm-matched",
+        "variants": {
+            "lstm-x2": {"delta_accuracy": {**delta, "p_value": 0.03, "p_adjusted": 0.06}},
+            "lstm": {
+                "delta_accuracy": {"mean": -0.03, "ci_low": -0.09, "ci_high": 0.03, "p_value": 0.2, "p_adjusted": 0.2}
+            },
+        },
+    }
     outcomes = {n: {"successes": 6, "n_seeds": 6} for n in ("lstm-x2", "lstm", "lstm-matched")}
     result, reason = verdict(summary, outcomes, {"better": ["lstm-x2"]})
     assert result == HOLDS and "adjusted p = 0.03;" in reason, reason
@@ -99,15 +123,32 @@ def test_accuracy_claims_adjust_only_over_the_variants_they_name():
     both = verdict(summary, outcomes, {"better": ["lstm-x2", "lstm"]})
     assert both[0] == INCONCLUSIVE and "lstm-x2: +3.0 points [+0.1, +5.9], adjusted p = 0.06;" in both[1], both[1]
     # A control is judged the same way: its named variant only.
-    control = {"alpha": 0.05, "baseline": "lstm", "variants": {
-        "lstm-reorder": {"delta_accuracy": {"mean": 0.02, "ci_low": 0.001, "ci_high": 0.04, "p_value": 0.04, "p_adjusted": 0.08}},
-        "rnn": {"delta_accuracy": {"mean": -0.01, "ci_low": -0.05, "ci_high": 0.03, "p_value": 0.5, "p_adjusted": 0.5}}}}
-    assert verdict(control, outcomes | {"lstm-reorder": outcomes["lstm"], "rnn": outcomes["lstm"]}, {"same": ["lstm-reorder"]})[0] == FAILS
+    control = {
+        "alpha": 0.05,
+        "baseline": "lstm",
+        "variants": {
+            "lstm-reorder": {
+                "delta_accuracy": {"mean": 0.02, "ci_low": 0.001, "ci_high": 0.04, "p_value": 0.04, "p_adjusted": 0.08}
+            },
+            "rnn": {
+                "delta_accuracy": {"mean": -0.01, "ci_low": -0.05, "ci_high": 0.03, "p_value": 0.5, "p_adjusted": 0.5}
+            },
+        },
+    }
+    assert (
+        verdict(
+            control, outcomes | {"lstm-reorder": outcomes["lstm"], "rnn": outcomes["lstm"]}, {"same": ["lstm-reorder"]}
+        )[0]
+        == FAILS
+    )
 
 
 def test_same_holds_for_a_copy_and_fails_for_a_real_difference():
     base = chance()
-    copy = [RunRecord(variant="gru", seed=r.seed, kind="neural", y_true=Y, pred=r.pred.copy(), history=r.history) for r in base]
+    copy = [
+        RunRecord(variant="gru", seed=r.seed, kind="neural", y_true=Y, pred=r.pred.copy(), history=r.history)
+        for r in base
+    ]
     assert judged(base + copy, {"same": ["gru"]})["verdict"] == HOLDS
     better = [run("gru", s, 0.9) for s in (1, 2, 3)]
     s = judged(base + better, {"same": ["gru"]})
@@ -125,7 +166,11 @@ def test_outcomes_accept_proba_only_records_and_reject_empty_ones():
 
 
 def test_epochs_to_threshold_is_the_first_validation_epoch_at_or_above_it():
-    history = [{"epoch": 1, "val_accuracy": 0.6}, {"epoch": 2, "val_accuracy": None}, {"epoch": 3, "val_accuracy": 0.95}]
+    history = [
+        {"epoch": 1, "val_accuracy": 0.6},
+        {"epoch": 2, "val_accuracy": None},
+        {"epoch": 3, "val_accuracy": 0.95},
+    ]
     assert epochs_to_threshold(history, 0.95) == 3
     assert epochs_to_threshold(history, 0.96) is None
 
@@ -162,7 +207,9 @@ def test_successes_control_fails_on_a_real_difference_and_says_nothing_when_noth
     diff = bimodal("rnn", [True] * 6) + bimodal("gru", [False] * 6)
     s = judged(diff, {"same": ["gru"], "measure": "successes"})
     assert s["verdict"] == FAILS and "6/6" in s["verdict_reason"], s["verdict_reason"]
-    agree = bimodal("rnn", [True, True, False, True, False, True]) + bimodal("gru", [True, False, True, True, True, False])
+    agree = bimodal("rnn", [True, True, False, True, False, True]) + bimodal(
+        "gru", [True, False, True, True, True, False]
+    )
     assert judged(agree, {"same": ["gru"], "measure": "successes"})["verdict"] == HOLDS
     nothing = bimodal("rnn", [False] * 3) + bimodal("gru", [False] * 3)
     s = judged(nothing, {"same": ["gru"], "measure": "successes"})
@@ -180,8 +227,10 @@ def test_success_test_false_positive_rate_is_at_most_alpha_for_every_success_pro
     # Calibration, computed exactly rather than simulated: under the null both sides succeed with the same probability,
     # so the false-positive rate is the binomial mass of every (k_a, k_b) the test rejects. It must stay <= alpha for
     # every probability (a nuisance parameter the test does not know), one-sided and two-sided.
-    p_values = {alt: np.array([[success_test(a, seeds, b, seeds, alt) for b in range(seeds + 1)] for a in range(seeds + 1)])
-                for alt in ("greater", "two-sided")}
+    p_values = {
+        alt: np.array([[success_test(a, seeds, b, seeds, alt) for b in range(seeds + 1)] for a in range(seeds + 1)])
+        for alt in ("greater", "two-sided")
+    }
     worst = {}
     for alt, pv in p_values.items():
         for prob in np.linspace(0.02, 0.98, 49):
@@ -204,7 +253,9 @@ def test_success_test_power_and_known_values():
     assert float((np.outer(_binomial(6, 0.9), _binomial(6, 0.2)) * (pv < 0.05)).sum()) > 0.75
 
 
-@pytest.mark.parametrize("args, names", [((4, 3, 0, 3), "variant"), ((0, 3, -1, 3), "baseline"), ((1, 0, 0, 3), "variant")])
+@pytest.mark.parametrize(
+    "args, names", [((4, 3, 0, 3), "variant"), ((0, 3, -1, 3), "baseline"), ((1, 0, 0, 3), "variant")]
+)
 def test_success_test_bad_input_names_the_side(args, names):
     with pytest.raises(ValueError, match=names):
         success_test(*args)

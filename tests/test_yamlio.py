@@ -77,7 +77,9 @@ def laughs(kind: str = "list", levels: int = 9, indent: str = "") -> str:
 BOMB_PLACES = {
     # free-form options under a known section, as a params file would have them
     "known-key": lambda body: "train:\n  options:\n" + "".join(f"    {line}\n" for line in body.splitlines()),
-    "unknown-key": lambda body: "encoder:\n  layers: 2\nbogus:\n" + "".join(f"  {line}\n" for line in body.splitlines()),
+    "unknown-key": lambda body: (
+        "encoder:\n  layers: 2\nbogus:\n" + "".join(f"  {line}\n" for line in body.splitlines())
+    ),
     "top-level": lambda body: body,
 }
 
@@ -107,8 +109,9 @@ def test_billion_laughs_file_is_refused_fast(tmp_path, loader, kind, place):
 
 @pytest.mark.parametrize("kind", ["list", "map"])
 def test_billion_laughs_text_is_refused_fast(loader, kind):
-    outcome, elapsed, peak = measured(load_yaml_text, "{" + laughs(kind).replace("\n", ", ").rstrip(", ") + "}",
-                                      "--set train.options")
+    outcome, elapsed, peak = measured(
+        load_yaml_text, "{" + laughs(kind).replace("\n", ", ").rstrip(", ") + "}", "--set train.options"
+    )
     assert_bomb_refused(outcome, elapsed, peak, source="--set train.options")
 
 
@@ -126,8 +129,11 @@ def test_long_string_aliased_many_times_is_refused(loader, monkeypatch):
     # Few nodes, but writing it out (serialising, hashing) costs far more than the file.
     monkeypatch.setattr(yamlio, "MAX_EXPANDED_CHARS", 100_000)
     assert len(load_yaml_text(long_string_aliased(10_000, 8))["use"]) == 8  # 90,000 characters
-    with pytest.raises(ConfigError, match=r"t: YAML aliases expand to more than 100,000 characters of text "
-                                          r"\(anchor &s at line 1, repeated in the value at line 2\)"):
+    with pytest.raises(
+        ConfigError,
+        match=r"t: YAML aliases expand to more than 100,000 characters of text "
+        r"\(anchor &s at line 1, repeated in the value at line 2\)",
+    ):
         load_yaml_text(long_string_aliased(10_000, 11), "t")
 
 
@@ -534,7 +540,7 @@ SHORT_REPR_CASES = {
     "self-referential": (self_referential, "[1, 2, [1, 2, [1, 2, [...]]]]"),
     "shared-alias": (python_laughs, "[[[[...], [...], "),
     "deep": (lambda: deeply_nested(100_000), "[[[[...]]]]"),
-    "huge-int": (lambda: 7 ** 200_000, "<int of about 169,020 digits>"),
+    "huge-int": (lambda: 7**200_000, "<int of about 169,020 digits>"),
     "unknown-type": (NoRepr, "<NoRepr object>"),
 }
 

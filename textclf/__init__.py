@@ -41,7 +41,7 @@ def load_model(
     device: str | None = None,
     cache_dir: str | Path | None = None,
     allow_failed: bool = False,
-) -> "Classifier":
+) -> Classifier:
     """A trained classifier from any model reference.
 
     ``ref``: a model folder, ``runs:/RUN_ID[/model]``, ``models:/NAME@ALIAS``,
@@ -70,14 +70,16 @@ def load_encoder(
     device: str | None = None,
     cache_dir: str | Path | None = None,
     allow_failed: bool = False,
-) -> "Encoder":
+) -> Encoder:
     """The trained embedding + encoder of a neural model, for ``embed(texts)``."""
     from textclf.serving.classifier import Encoder
 
-    return Encoder(load_model(ref, tracking_uri=tracking_uri, device=device, cache_dir=cache_dir, allow_failed=allow_failed))
+    return Encoder(
+        load_model(ref, tracking_uri=tracking_uri, device=device, cache_dir=cache_dir, allow_failed=allow_failed)
+    )
 
 
-def load_config(*args: Any, **kwargs: Any) -> "Config":
+def load_config(*args: Any, **kwargs: Any) -> Config:
     """Resolve a variant config: defaults ⊕ params.yaml ⊕ a YAML file ⊕ ``overrides`` (see :func:`textclf.pipeline.config.load_config`)."""
     from textclf.pipeline.config import load_config as _load_config
 
@@ -97,7 +99,7 @@ def run_pipeline(
     executor: str = "local",
     jobs: int | str = "auto",
     quiet: bool = True,
-) -> "PipelineResult":
+) -> PipelineResult:
     """Run a pipeline exactly as ``textclf run PIPELINE --set ... --variant ...`` does.
 
     ``pipeline``: a path or the name of a file in ``pipelines/`` (default:
@@ -111,5 +113,13 @@ def run_pipeline(
     from textclf.pipeline.spec import load_pipeline
 
     pipe = load_pipeline(pipeline, overrides=overrides, params_file=params_file, only=variants)
-    return _run(pipe, cache=StageCache(cache_dir), tracking_uri=tracking_uri, force=force, register=register,
-                executor=executor, jobs=jobs, quiet=quiet)
+    return _run(
+        pipe,
+        cache=StageCache(cache_dir),
+        tracking_uri=tracking_uri,
+        force=force,
+        register=register,
+        executor=executor,
+        jobs=jobs,
+        quiet=quiet,
+    )

@@ -21,8 +21,11 @@ _LABELS = {"test_accuracy": "test accuracy (%)", "test_macro_f1": "test macro-F1
 
 def pareto_front(points: dict[str, tuple[float, float]]) -> list[str]:
     """Names not dominated in (quality: higher is better, cost: lower is better), by cost."""
-    front = [n for n, (q, c) in points.items()
-             if not any((q2 >= q and c2 <= c) and (q2 > q or c2 < c) for m, (q2, c2) in points.items() if m != n)]
+    front = [
+        n
+        for n, (q, c) in points.items()
+        if not any((q2 >= q and c2 <= c) and (q2 > q or c2 < c) for m, (q2, c2) in points.items() if m != n)
+    ]
     return sorted(front, key=lambda n: points[n][1])
 
 
@@ -71,11 +74,20 @@ def plot_cost_quality(summary: dict[str, Any], path: str | Path) -> Path | None:
             if x is None or y is None:
                 continue
             points[name] = (100 * y, x)
-            ax.errorbar(x, 100 * y, yerr=100 * y_sd, xerr=x_sd or None, fmt=_marker(entry), color=colours[name], capsize=3)
+            ax.errorbar(
+                x, 100 * y, yerr=100 * y_sd, xerr=x_sd or None, fmt=_marker(entry), color=colours[name], capsize=3
+            )
             ax.annotate(name, (x, 100 * y), textcoords="offset points", xytext=(5, 5), fontsize=8)
         front = pareto_front(points)
         if len(front) > 1:
-            ax.plot([points[n][1] for n in front], [points[n][0] for n in front], "--", color="black", lw=0.8, label="Pareto front")
+            ax.plot(
+                [points[n][1] for n in front],
+                [points[n][0] for n in front],
+                "--",
+                color="black",
+                lw=0.8,
+                label="Pareto front",
+            )
             ax.legend(loc="lower right", fontsize=7)
         ax.set_xlabel(label)
         ax.set_ylabel(_LABELS.get(metric, metric))

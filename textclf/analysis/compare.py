@@ -105,20 +105,28 @@ def _test_set(records: Sequence[RunRecord], n_classes: int | None) -> tuple[np.n
         if rec.pred is not None:
             pred = np.asarray(rec.pred)
             if pred.shape != y.shape or not np.issubdtype(pred.dtype, np.integer):
-                raise ValueError(f"record {rec.variant}/seed {rec.seed}: pred has shape {pred.shape} ({pred.dtype}), expected ({y.size},) integers")
+                raise ValueError(
+                    f"record {rec.variant}/seed {rec.seed}: pred has shape {pred.shape} ({pred.dtype}), expected ({y.size},) integers"
+                )
             if n_classes is None:
-                raise ValueError(f"record {rec.variant}/seed {rec.seed}: pass label_names (or proba) so the number of classes is known")
+                raise ValueError(
+                    f"record {rec.variant}/seed {rec.seed}: pass label_names (or proba) so the number of classes is known"
+                )
             preds[i] = pred
             continue
         if rec.proba is None:
             raise ValueError(f"record {rec.variant}/seed {rec.seed}: has neither pred nor proba")
         proba = np.asarray(rec.proba, dtype=np.float64)
         if proba.ndim != 2 or proba.shape[0] != y.size:
-            raise ValueError(f"record {rec.variant}/seed {rec.seed}: proba has shape {proba.shape}, expected ({y.size}, C)")
+            raise ValueError(
+                f"record {rec.variant}/seed {rec.seed}: proba has shape {proba.shape}, expected ({y.size}, C)"
+            )
         if n_classes is None:
             n_classes = proba.shape[1]
         if proba.shape[1] != n_classes:
-            raise ValueError(f"record {rec.variant}/seed {rec.seed}: proba has {proba.shape[1]} columns, expected {n_classes}")
+            raise ValueError(
+                f"record {rec.variant}/seed {rec.seed}: proba has {proba.shape[1]} columns, expected {n_classes}"
+            )
         preds[i] = proba.argmax(axis=1)
     if y.min() < 0 or y.max() >= n_classes or preds.min() < 0 or preds.max() >= n_classes:
         raise ValueError(f"y_true or a prediction holds labels outside 0..{n_classes - 1}")
@@ -204,20 +212,25 @@ def length_bins(lengths: np.ndarray, n_bins: int = N_LENGTH_SLICES) -> list[np.n
     return [np.flatnonzero(which == b) for b in range(len(edges) + 1) if np.any(which == b)]
 
 
-def _slice_rows(correct: np.ndarray, base_correct: np.ndarray, parts: list[tuple[dict[str, Any], np.ndarray]]) -> list[dict[str, Any]]:
+def _slice_rows(
+    correct: np.ndarray, base_correct: np.ndarray, parts: list[tuple[dict[str, Any], np.ndarray]]
+) -> list[dict[str, Any]]:
     rows = []
     for info, idx in parts:
-        rows.append({
-            **info,
-            "n": int(idx.size),
-            "accuracy": float(correct[:, idx].mean()),
-            "baseline_accuracy": None if base_correct is None else float(base_correct[:, idx].mean()),
-        })
+        rows.append(
+            {
+                **info,
+                "n": int(idx.size),
+                "accuracy": float(correct[:, idx].mean()),
+                "baseline_accuracy": None if base_correct is None else float(base_correct[:, idx].mean()),
+            }
+        )
     return rows
 
 
-def _slices(correct: np.ndarray, base_correct: np.ndarray | None, lengths: np.ndarray | None,
-            columns: Mapping[str, np.ndarray]) -> dict[str, list[dict[str, Any]]]:
+def _slices(
+    correct: np.ndarray, base_correct: np.ndarray | None, lengths: np.ndarray | None, columns: Mapping[str, np.ndarray]
+) -> dict[str, list[dict[str, Any]]]:
     out: dict[str, list[dict[str, Any]]] = {}
     if lengths is not None:
         parts = [({"lo": int(lengths[idx].min()), "hi": int(lengths[idx].max())}, idx) for idx in length_bins(lengths)]
@@ -242,11 +255,19 @@ def _disagreements(y, preds, base_preds, label_names, texts) -> dict[str, Any]:
     """Texts the variant gets right and the baseline wrong ("wins"), and the reverse, by majority vote over seeds."""
     vote, base_vote = _majority(preds), _majority(base_preds)
     right, base_right = vote == y, base_vote == y
-    out: dict[str, Any] = {"wins": int(np.sum(right & ~base_right)), "losses": int(np.sum(~right & base_right)), "examples": {}}
+    out: dict[str, Any] = {
+        "wins": int(np.sum(right & ~base_right)),
+        "losses": int(np.sum(~right & base_right)),
+        "examples": {},
+    }
     for kind, mask in (("wins", right & ~base_right), ("losses", ~right & base_right)):
         out["examples"][kind] = [
-            {"text": None if texts is None else str(texts[i]), "label": label_names[y[i]],
-             "variant": label_names[vote[i]], "baseline": label_names[base_vote[i]]}
+            {
+                "text": None if texts is None else str(texts[i]),
+                "label": label_names[y[i]],
+                "variant": label_names[vote[i]],
+                "baseline": label_names[base_vote[i]],
+            }
             for i in np.flatnonzero(mask)[:MAX_EXAMPLES]
         ]
     return out
@@ -263,6 +284,7 @@ def primary_metric(select_by: str, n_classes: int) -> str:
 def dominated(variants: Mapping[str, Any], metric: str) -> dict[str, list[str]]:
     """{variant: the variants that dominate it}: at least as good on ``metric`` (seed mean), at most its training
     seconds and p50 latency, strictly better in one. Variants missing a figure are left out."""
+
     def point(v):
         vals = [(v.get(k) or {}).get("mean") for k in (metric, "train_seconds", "latency_p50_ms")]
         return None if any(x is None for x in vals) else (vals[0], -vals[1], -vals[2])
@@ -271,14 +293,34 @@ def dominated(variants: Mapping[str, Any], metric: str) -> dict[str, list[str]]:
     pts = {n: p for n, p in pts.items() if p is not None}
     out = {}
     for n, p in pts.items():
-        by = [m for m, q in pts.items() if m != n and all(x >= y for x, y in zip(q, p)) and any(x > y for x, y in zip(q, p))]
+        by = [
+            m
+            for m, q in pts.items()
+            if m != n and all(x >= y for x, y in zip(q, p)) and any(x > y for x, y in zip(q, p))
+        ]
         if by:
             out[n] = by
     return out
 
 
-def _answer(groups, variants, baseline, correct, preds, y, n_classes, *, select_by, alpha, sesoi, declared, config_rest,
-            n_boot, seed, test_is_validation) -> dict[str, Any]:
+def _answer(
+    groups,
+    variants,
+    baseline,
+    correct,
+    preds,
+    y,
+    n_classes,
+    *,
+    select_by,
+    alpha,
+    sesoi,
+    declared,
+    config_rest,
+    n_boot,
+    seed,
+    test_is_validation,
+) -> dict[str, Any]:
     """summary keys ``primary_metric``, ``sesoi``, ``contrasts``, ``secondary_contrasts``, ``contrast_details``, ``answer``."""
     from textclf.analysis import contrasts as C
 
@@ -290,16 +332,43 @@ def _answer(groups, variants, baseline, correct, preds, y, n_classes, *, select_
             raise ValueError(f"contrasts name variants {unknown} that were not run; variants: {', '.join(variants)}")
         family = C.declared_contrasts(declared)
     else:
-        info = {name: {**{k: v.get(k) for k in ("kind", "cell", "layers", "bidirectional")},
-                       "rest": None if config_rest is None else config_rest.get(name)} for name, v in variants.items()}
+        info = {
+            name: {
+                **{k: v.get(k) for k in ("kind", "cell", "layers", "bidirectional")},
+                "rest": None if config_rest is None else config_rest.get(name),
+            }
+            for name, v in variants.items()
+        }
         family = C.derive_contrasts(info, baseline)
-    secondary = [m for m in ("test_accuracy", "test_macro_f1") if m != primary and (m == "test_accuracy" or n_classes <= MAX_F1_CLASSES)]
-    rows, second, details = ([], [], {}) if not family else C.contrast_family(
-        family, variants=variants, correct={g.name: correct[g.rows] for g in groups},
-        preds={g.name: preds[g.rows] for g in groups}, y=y, n_classes=n_classes, primary=primary, alpha=alpha,
-        sesoi=sesoi, n_boot=n_boot, seed=seed, secondary=secondary,
-        known={(n, baseline, f"test_{m}"): {**v[f"delta_{m}"], "delta": v[f"delta_{m}"]["mean"]}
-               for n, v in variants.items() for m in ("accuracy", "macro_f1") if v.get(f"delta_{m}")})
+    secondary = [
+        m
+        for m in ("test_accuracy", "test_macro_f1")
+        if m != primary and (m == "test_accuracy" or n_classes <= MAX_F1_CLASSES)
+    ]
+    rows, second, details = (
+        ([], [], {})
+        if not family
+        else C.contrast_family(
+            family,
+            variants=variants,
+            correct={g.name: correct[g.rows] for g in groups},
+            preds={g.name: preds[g.rows] for g in groups},
+            y=y,
+            n_classes=n_classes,
+            primary=primary,
+            alpha=alpha,
+            sesoi=sesoi,
+            n_boot=n_boot,
+            seed=seed,
+            secondary=secondary,
+            known={
+                (n, baseline, f"test_{m}"): {**v[f"delta_{m}"], "delta": v[f"delta_{m}"]["mean"]}
+                for n, v in variants.items()
+                for m in ("accuracy", "macro_f1")
+                if v.get(f"delta_{m}")
+            },
+        )
+    )
     return {
         "primary_metric": primary,
         "dominated": dominated(variants, primary),
@@ -379,7 +448,11 @@ def compare(
     if baseline is not None and baseline not in names:
         raise ValueError(f"baseline {baseline!r} is not among the variants: {', '.join(names)}")
     y, preds, n_classes = _test_set(ordered, len(label_names) or None)
-    for what, seq in (("lengths", lengths), ("texts", texts), *((f"slice column {k!r}", v) for k, v in (slice_columns or {}).items())):
+    for what, seq in (
+        ("lengths", lengths),
+        ("texts", texts),
+        *((f"slice column {k!r}", v) for k, v in (slice_columns or {}).items()),
+    ):
         if seq is not None and len(seq) != y.size:
             raise ValueError(f"{what} has {len(seq)} entries, expected one per test example ({y.size})")
     lengths_arr = None if lengths is None else np.asarray(lengths, dtype=np.int64)
@@ -411,11 +484,18 @@ def compare(
             entry["delta_accuracy"] = _delta(paired_comparison(correct[g.rows], correct[base.rows], alpha=alpha))
             # The macro-F1 bootstrap scores confusion matrices (classes²): up to MAX_F1_CLASSES classes only.
             entry["delta_macro_f1"] = (
-                _delta(paired_comparison_metric(preds[g.rows], preds[base.rows], y, n_classes, alpha=alpha, n_boot=n_boot, seed=seed))
-                if n_classes <= MAX_F1_CLASSES else None
+                _delta(
+                    paired_comparison_metric(
+                        preds[g.rows], preds[base.rows], y, n_classes, alpha=alpha, n_boot=n_boot, seed=seed
+                    )
+                )
+                if n_classes <= MAX_F1_CLASSES
+                else None
             )
             entry["disagreements"] = _disagreements(y, preds[g.rows], preds[base.rows], label_names, texts)
-        entry["slices"] = _slices(correct[g.rows], None if base is None else correct[base.rows], lengths_arr, slice_columns or {})
+        entry["slices"] = _slices(
+            correct[g.rows], None if base is None else correct[base.rows], lengths_arr, slice_columns or {}
+        )
         entry["run_ids"] = [r.run_id for r in g.records]
         entry["cached"] = all(bool(r.cached) for r in g.records)
         variants[g.name] = entry
@@ -427,14 +507,30 @@ def compare(
             variants[n][metric]["p_adjusted"] = p
 
     def score(name: str) -> float:
-        value = variants[name].get(select_by, {}).get("mean") if isinstance(variants[name].get(select_by), dict) else None
+        value = (
+            variants[name].get(select_by, {}).get("mean") if isinstance(variants[name].get(select_by), dict) else None
+        )
         return -math.inf if value is None else value
 
     best = max(names, key=score)  # first of equals wins: the pipeline's order
     single_seed = [g.name for g in groups if len(g.records) == 1]
-    answer = _answer(groups, variants, baseline, correct, preds, y, n_classes, select_by=select_by, alpha=alpha,
-                     sesoi=sesoi, declared=contrasts, config_rest=config_rest, n_boot=n_boot, seed=seed,
-                     test_is_validation=test_is_validation)
+    answer = _answer(
+        groups,
+        variants,
+        baseline,
+        correct,
+        preds,
+        y,
+        n_classes,
+        select_by=select_by,
+        alpha=alpha,
+        sesoi=sesoi,
+        declared=contrasts,
+        config_rest=config_rest,
+        n_boot=n_boot,
+        seed=seed,
+        test_is_validation=test_is_validation,
+    )
     return {
         **answer,
         "baseline": baseline,

@@ -138,8 +138,9 @@ class Contrast:
 # --------------------------------------------------------------------------- the tests
 
 
-def contrast_batch(tables: Sequence[Any], weights: Sequence[float], alpha: float = 0.05, *,
-                   keep_truncated_df: bool = True) -> dict[str, np.ndarray]:
+def contrast_batch(
+    tables: Sequence[Any], weights: Sequence[float], alpha: float = 0.05, *, keep_truncated_df: bool = True
+) -> dict[str, np.ndarray]:
     """The accuracy contrast ``sum_v weights[v] * accuracy_v`` over leading axes of repetitions.
 
     ``tables[v]``: 0/1 outcomes of shape (..., S_v, n), every table with the
@@ -161,12 +162,16 @@ def contrast_batch(tables: Sequence[Any], weights: Sequence[float], alpha: float
     """
     alpha = _check_alpha(alpha)
     if len(tables) != len(weights) or not tables:
-        raise ValueError(f"contrast_batch needs one weight per table, got {len(tables)} tables and {len(weights)} weights")
+        raise ValueError(
+            f"contrast_batch needs one weight per table, got {len(tables)} tables and {len(weights)} weights"
+        )
     arrs = [np.asarray(t).astype(bool, copy=False) for t in tables]
     lead, n = arrs[0].shape[:-2], arrs[0].shape[-1]
     for i, t in enumerate(arrs):
         if t.ndim < 2 or t.shape[:-2] != lead or t.shape[-1] != n or t.shape[-2] < 1:
-            raise ValueError(f"tables[{i}] has shape {t.shape}; every table needs shape (..., seeds >= 1, {n}) with leading shape {lead}")
+            raise ValueError(
+                f"tables[{i}] has shape {t.shape}; every table needs shape (..., seeds >= 1, {n}) with leading shape {lead}"
+            )
     if n < 2:
         raise ValueError(f"a contrast needs at least 2 test examples, got {n}")
     d = np.zeros(lead + (n,))
@@ -193,12 +198,29 @@ def contrast_batch(tables: Sequence[Any], weights: Sequence[float], alpha: float
     var = var_examples + var_seeds
     df = _satterthwaite(terms, var, fallback=n - 1.0)
     se, p, low, high = _t_inference(delta, var, df, alpha)
-    return {"delta": delta, "ci_low": low, "ci_high": high, "p_value": p, "se": se, "df": df,
-            "var_examples": var_examples, "var_seeds": var_seeds}
+    return {
+        "delta": delta,
+        "ci_low": low,
+        "ci_high": high,
+        "p_value": p,
+        "se": se,
+        "df": df,
+        "var_examples": var_examples,
+        "var_seeds": var_seeds,
+    }
 
 
-def contrast_metric(preds: Sequence[Any], weights: Sequence[float], y_true: Any, n_classes: int, *,
-                    alpha: float = 0.05, n_boot: int = 1000, seed: int = 0, keep_truncated_df: bool = True) -> dict[str, float]:
+def contrast_metric(
+    preds: Sequence[Any],
+    weights: Sequence[float],
+    y_true: Any,
+    n_classes: int,
+    *,
+    alpha: float = 0.05,
+    n_boot: int = 1000,
+    seed: int = 0,
+    keep_truncated_df: bool = True,
+) -> dict[str, float]:
     """A contrast of a metric that is not a mean over examples (macro-F1), by the paired bootstrap.
 
     ``preds[v]`` (S_v x n) predicted class ids of each seed of variant v. The
@@ -219,14 +241,16 @@ def contrast_metric(preds: Sequence[Any], weights: Sequence[float], y_true: Any,
     observed_counts = np.zeros((total, c * c))
     np.add.at(observed_counts, (np.arange(total)[:, None], codes), 1.0)
     observed = macro_f1_from_counts(observed_counts.reshape(total, c, c))
-    boot = macro_f1_from_counts(_bootstrap_counts(np.random.default_rng(seed), codes, c * c, n_boot).reshape(n_boot, total, c, c)).T
+    boot = macro_f1_from_counts(
+        _bootstrap_counts(np.random.default_rng(seed), codes, c * c, n_boot).reshape(n_boot, total, c, c)
+    ).T
     delta, boot_delta, start = 0.0, np.zeros(n_boot), 0
     terms: list[tuple[float, float]] = []
     var_seeds = 0.0
     seed_terms = []
     for w, p in zip(weights, arrs):
         s = p.shape[0]
-        scores, draws = observed[start:start + s], boot[start:start + s]
+        scores, draws = observed[start : start + s], boot[start : start + s]
         start += s
         delta += w * scores.mean()
         boot_delta += w * draws.mean(axis=0)
@@ -246,10 +270,22 @@ def contrast_metric(preds: Sequence[Any], weights: Sequence[float], y_true: Any,
     if var <= tol * tol:
         var = var_examples = var_seeds = 0.0
     terms = [(var_examples, n - 1.0), *seed_terms]
-    df = _satterthwaite([(np.asarray(v, dtype=np.float64), d) for v, d in terms], np.asarray(var, dtype=np.float64), fallback=n - 1.0)
-    se, p_value, low, high = _t_inference(np.asarray(delta, dtype=np.float64), np.asarray(var, dtype=np.float64), df, alpha)
-    return {"delta": float(delta), "ci_low": float(low), "ci_high": float(high), "p_value": float(p_value),
-            "se": float(se), "df": float(df), "var_examples": var_examples, "var_seeds": var_seeds}
+    df = _satterthwaite(
+        [(np.asarray(v, dtype=np.float64), d) for v, d in terms], np.asarray(var, dtype=np.float64), fallback=n - 1.0
+    )
+    se, p_value, low, high = _t_inference(
+        np.asarray(delta, dtype=np.float64), np.asarray(var, dtype=np.float64), df, alpha
+    )
+    return {
+        "delta": float(delta),
+        "ci_low": float(low),
+        "ci_high": float(high),
+        "p_value": float(p_value),
+        "se": float(se),
+        "df": float(df),
+        "var_examples": var_examples,
+        "var_seeds": var_seeds,
+    }
 
 
 def tost_p(delta: Any, se: Any, df: Any, sesoi: float) -> np.ndarray:
@@ -272,8 +308,14 @@ def mde(se: Any, df: Any, alpha: float = 0.05, power: float = POWER) -> np.ndarr
     return (_sp_stats.t.ppf(1 - alpha / 2, df) + _sp_stats.t.ppf(power, df)) * np.asarray(se, dtype=np.float64)
 
 
-def seeds_needed(var_examples: float, seed_terms: Sequence[tuple[float, float, int]], n: int, sesoi: float,
-                 alpha: float = 0.05, power: float = POWER) -> int | None:
+def seeds_needed(
+    var_examples: float,
+    seed_terms: Sequence[tuple[float, float, int]],
+    n: int,
+    sesoi: float,
+    alpha: float = 0.05,
+    power: float = POWER,
+) -> int | None:
     """Seeds per variant that would bring the mde down to ``sesoi`` (None: no number of seeds would).
 
     ``seed_terms``: per variant of the contrast, (weight² · seed variance,
@@ -293,8 +335,9 @@ def seeds_needed(var_examples: float, seed_terms: Sequence[tuple[float, float, i
     return int(s[ok[0]]) if ok.size else None
 
 
-def verdicts(p_adjusted: Sequence[float | None], tost_adjusted: Sequence[float | None], deltas: Sequence[float],
-             alpha: float) -> list[str]:
+def verdicts(
+    p_adjusted: Sequence[float | None], tost_adjusted: Sequence[float | None], deltas: Sequence[float], alpha: float
+) -> list[str]:
     """better / worse (difference significant after Holm), else equivalent (TOST after Holm), else inconclusive."""
     out = []
     for p, q, d in zip(p_adjusted, tost_adjusted, deltas):
@@ -343,7 +386,7 @@ def derive_contrasts(variants: Mapping[str, Mapping[str, Any]], baseline: str | 
     out: list[Contrast] = []
     names = list(neural)
     for i, x in enumerate(names):
-        for y in names[i + 1:]:
+        for y in names[i + 1 :]:
             fx, fy = _factors(neural[x]), _factors(neural[y])
             if neural[x].get("rest") != neural[y].get("rest"):
                 continue
@@ -362,8 +405,18 @@ def derive_contrasts(variants: Mapping[str, Mapping[str, Any]], baseline: str | 
                 rank = {n: (_CELL_ORDER.get(str(neural[n]["cell"]), 99), order.index(n)) for n in (x, y)}
                 a, b = (x, y) if rank[x] > rank[y] else (y, x)
                 name = f"cell@{layers}-{'bi' if bi else 'uni'}"
-            out.append(Contrast(name=name, kind="pair", a=a, b=b, weights={a: 1.0, b: -1.0}, a_side=(a,), b_side=(b,),
-                                cell=None if factor == "cell" else str(cell)))
+            out.append(
+                Contrast(
+                    name=name,
+                    kind="pair",
+                    a=a,
+                    b=b,
+                    weights={a: 1.0, b: -1.0},
+                    a_side=(a,),
+                    b_side=(b,),
+                    cell=None if factor == "cell" else str(cell),
+                )
+            )
     # The 2x2 of layers x direction, per cell, where all four corners exist with the same rest.
     for cell in sorted(cells, key=lambda c: _CELL_ORDER.get(str(c), 99)):
         corners: dict[tuple[int, bool], str] = {}
@@ -380,24 +433,51 @@ def derive_contrasts(variants: Mapping[str, Mapping[str, Any]], baseline: str | 
             continue
         u1, b1, u2, b2 = (corners[k] for k in keys)
         out += [
-            Contrast("depth (main)", "main", f"{u2} + {b2}", f"{u1} + {b1}",
-                     {u2: 0.5, b2: 0.5, u1: -0.5, b1: -0.5}, (u2, b2), (u1, b1), str(cell)),
-            Contrast("direction (main)", "main", f"{b1} + {b2}", f"{u1} + {u2}",
-                     {b1: 0.5, b2: 0.5, u1: -0.5, u2: -0.5}, (b1, b2), (u1, u2), str(cell)),
-            Contrast("depth x direction", "interaction", f"({b2} − {u2})", f"({b1} − {u1})",
-                     {b2: 1.0, u2: -1.0, b1: -1.0, u1: 1.0}, cell=str(cell)),
+            Contrast(
+                "depth (main)",
+                "main",
+                f"{u2} + {b2}",
+                f"{u1} + {b1}",
+                {u2: 0.5, b2: 0.5, u1: -0.5, b1: -0.5},
+                (u2, b2),
+                (u1, b1),
+                str(cell),
+            ),
+            Contrast(
+                "direction (main)",
+                "main",
+                f"{b1} + {b2}",
+                f"{u1} + {u2}",
+                {b1: 0.5, b2: 0.5, u1: -0.5, u2: -0.5},
+                (b1, b2),
+                (u1, u2),
+                str(cell),
+            ),
+            Contrast(
+                "depth x direction",
+                "interaction",
+                f"({b2} − {u2})",
+                f"({b1} − {u1})",
+                {b2: 1.0, u2: -1.0, b1: -1.0, u1: 1.0},
+                cell=str(cell),
+            ),
         ]
     if baseline is not None and baseline in variants:
         seen = {frozenset((c.a, c.b)) for c in out if c.kind == "pair"}
         for n in order:
             if n != baseline and frozenset((n, baseline)) not in seen:
-                out.append(Contrast(f"{n} vs {baseline}", "pair", n, baseline, {n: 1.0, baseline: -1.0}, (n,), (baseline,)))
+                out.append(
+                    Contrast(f"{n} vs {baseline}", "pair", n, baseline, {n: 1.0, baseline: -1.0}, (n,), (baseline,))
+                )
     return _unique(out)
 
 
 def declared_contrasts(declared: Mapping[str, Mapping[str, str]]) -> list[Contrast]:
     """The pipeline's own ``contrasts:`` ({name: {a, b}}), as pairs."""
-    return [Contrast(name, "pair", d["a"], d["b"], {d["a"]: 1.0, d["b"]: -1.0}, (d["a"],), (d["b"],)) for name, d in declared.items()]
+    return [
+        Contrast(name, "pair", d["a"], d["b"], {d["a"]: 1.0, d["b"]: -1.0}, (d["a"],), (d["b"],))
+        for name, d in declared.items()
+    ]
 
 
 # --------------------------------------------------------------------------- the family
@@ -454,24 +534,50 @@ def contrast_family(
             seeds_b = min(correct[n].shape[0] for n in (c.b_side or [k for k, w in c.weights.items() if w < 0]))
             reuse = (known or {}).get((c.a, c.b, metric)) if metric != primary and c.kind == "pair" else None
             if reuse is not None and reuse.get("delta") is not None:
-                r = {"delta": reuse["delta"], "ci_low": reuse["ci_low"], "ci_high": reuse["ci_high"], "p_value": reuse.get("p_value"),
-                     "se": reuse.get("se") or 0.0, "df": reuse.get("df") or 1.0, "var_examples": 0.0, "var_seeds": 0.0}
+                r = {
+                    "delta": reuse["delta"],
+                    "ci_low": reuse["ci_low"],
+                    "ci_high": reuse["ci_high"],
+                    "p_value": reuse.get("p_value"),
+                    "se": reuse.get("se") or 0.0,
+                    "df": reuse.get("df") or 1.0,
+                    "var_examples": 0.0,
+                    "var_seeds": 0.0,
+                }
             elif metric == "test_accuracy":
                 r = contrast_batch([correct[n][None] for n in names], [c.weights[n] for n in names], alpha)
                 r = {k: float(v.item()) for k, v in r.items()}
             else:
-                r = contrast_metric([preds[n] for n in names], [c.weights[n] for n in names], y, n_classes,
-                                    alpha=alpha, n_boot=n_boot, seed=seed)
+                r = contrast_metric(
+                    [preds[n] for n in names],
+                    [c.weights[n] for n in names],
+                    y,
+                    n_classes,
+                    alpha=alpha,
+                    n_boot=n_boot,
+                    seed=seed,
+                )
             estimable = min(seeds) >= 2
             row = {
-                "name": c.name, "a": c.a, "b": c.b, "kind": c.kind, "metric": metric,
-                "delta": r["delta"], "ci_low": r["ci_low"], "ci_high": r["ci_high"],
-                "p_value": r["p_value"] if estimable else None, "p_adjusted": None,
-                "sesoi": sesoi, "verdict": None,
+                "name": c.name,
+                "a": c.a,
+                "b": c.b,
+                "kind": c.kind,
+                "metric": metric,
+                "delta": r["delta"],
+                "ci_low": r["ci_low"],
+                "ci_high": r["ci_high"],
+                "p_value": r["p_value"] if estimable else None,
+                "p_adjusted": None,
+                "sesoi": sesoi,
+                "verdict": None,
                 "mde": float(mde(r["se"], r["df"], alpha)) if estimable else None,
-                "seeds_a": int(seeds_a), "seeds_b": int(seeds_b),
-                "cost_ratio": {k: None if c.kind == "interaction" else _ratio(variants, c.a_side, c.b_side, k)
-                               for k in ("train_seconds", "params", "latency_p50_ms")},
+                "seeds_a": int(seeds_a),
+                "seeds_b": int(seeds_b),
+                "cost_ratio": {
+                    k: None if c.kind == "interaction" else _ratio(variants, c.a_side, c.b_side, k)
+                    for k in ("train_seconds", "params", "latency_p50_ms")
+                },
             }
             if metric == primary:
                 n = y.size
@@ -485,7 +591,10 @@ def contrast_family(
                 half = _sp_stats.t.ppf(1 - alpha, r["df"]) * r["se"]
                 details[c.name] = {
                     "variants": names,  # every variant the contrast weighs (which ones more seeds would go to)
-                    "se": r["se"], "df": r["df"], "var_examples": r["var_examples"], "var_seeds": r["var_seeds"],
+                    "se": r["se"],
+                    "df": r["df"],
+                    "var_examples": r["var_examples"],
+                    "var_seeds": r["var_seeds"],
                     "seed_variance": estimable,
                     "p_equivalence": float(tost_p(r["delta"], r["se"], r["df"], sesoi)) if estimable else None,
                     "equivalence_interval": [r["delta"] - half, r["delta"] + half],
@@ -525,8 +634,9 @@ def _subject(row: Mapping[str, Any]) -> str:
     return f"{name} ({row['a']} vs {row['b']})"
 
 
-def answer_sentences(rows: Sequence[Mapping[str, Any]], details: Mapping[str, Mapping[str, Any]], *,
-                     test_is_validation: bool = False) -> list[str]:
+def answer_sentences(
+    rows: Sequence[Mapping[str, Any]], details: Mapping[str, Mapping[str, Any]], *, test_is_validation: bool = False
+) -> list[str]:
     """One sentence per contrast: delta [interval] points, verdict, and what it costs or what it would need."""
     out = []
     for r in rows:
@@ -534,14 +644,19 @@ def answer_sentences(rows: Sequence[Mapping[str, Any]], details: Mapping[str, Ma
         d = details.get(r["name"], {})
         sesoi_pts = f"±{100 * r['sesoi']:g}"
         if r["verdict"] == EQUIVALENT:
-            text += f" within {sesoi_pts}" + (" (what one factor buys does not depend on the other)" if r["kind"] == "interaction"
-                                              else " (it buys nothing that matters)")
+            text += f" within {sesoi_pts}" + (
+                " (what one factor buys does not depend on the other)"
+                if r["kind"] == "interaction"
+                else " (it buys nothing that matters)"
+            )
         elif r["verdict"] == INCONCLUSIVE:
             if not d.get("seed_variance", True):
                 text += ": a side has a single seed, so seed-to-seed variation is unknown; run at least 2 seeds (3 or more to decide)"
             elif d.get("seeds_needed") is None and d.get("mde_test_set", 0.0) > r["sesoi"]:
-                text += (f": mde {100 * r['mde']:.1f} points, and no number of seeds would bring it to {sesoi_pts} on this test set "
-                         f"(its own limit is {100 * d['mde_test_set']:.1f}); use a larger test set")
+                text += (
+                    f": mde {100 * r['mde']:.1f} points, and no number of seeds would bring it to {sesoi_pts} on this test set "
+                    f"(its own limit is {100 * d['mde_test_set']:.1f}); use a larger test set"
+                )
             elif d.get("seeds_needed") is None:
                 text += f": mde {100 * r['mde']:.1f} points; would need more than {MAX_SEEDS} seeds per variant to detect {sesoi_pts}"
             elif r["mde"] is not None:
@@ -550,8 +665,11 @@ def answer_sentences(rows: Sequence[Mapping[str, Any]], details: Mapping[str, Ma
             text += f" (but by less than {sesoi_pts})"
         cost = r.get("cost_ratio") or {}
         if r["verdict"] in (BETTER, WORSE, EQUIVALENT) and r["kind"] != "interaction":
-            parts = [f"{_times(cost[k])} the {label}" for k, label in (("train_seconds", "training time"), ("latency_p50_ms", "latency"))
-                     if cost.get(k) is not None]
+            parts = [
+                f"{_times(cost[k])} the {label}"
+                for k, label in (("train_seconds", "training time"), ("latency_p50_ms", "latency"))
+                if cost.get(k) is not None
+            ]
             if parts:
                 text += ", at " + " and ".join(parts)
         if test_is_validation:

@@ -80,13 +80,20 @@ def _e(value: Any) -> str:
     return "—" if value is None else html.escape(str(value), quote=True)
 
 
-def _table(headers: Iterable[Any], rows: Iterable[Iterable[Any]], *, row_classes: Iterable[str] | None = None,
-           text_columns: tuple[int, ...] = ()) -> str:
+def _table(
+    headers: Iterable[Any],
+    rows: Iterable[Iterable[Any]],
+    *,
+    row_classes: Iterable[str] | None = None,
+    text_columns: tuple[int, ...] = (),
+) -> str:
     classes = list(row_classes or [])
     out = ['<div class="scroll"><table><thead><tr>', *(f"<th>{_e(h)}</th>" for h in headers), "</tr></thead><tbody>"]
     for i, row in enumerate(rows):
         cls = f' class="{classes[i]}"' if i < len(classes) and classes[i] else ""
-        cells = [f'<td class="text">{_e(c)}</td>' if j in text_columns else f"<td>{_e(c)}</td>" for j, c in enumerate(row)]
+        cells = [
+            f'<td class="text">{_e(c)}</td>' if j in text_columns else f"<td>{_e(c)}</td>" for j, c in enumerate(row)
+        ]
         out.append(f"<tr{cls}>{''.join(cells)}</tr>")
     out.append("</tbody></table></div>")
     return "".join(out)
@@ -109,8 +116,10 @@ def _answer(summary: Mapping[str, Any]) -> str:
         return '<div class="answer"><ul>' + "".join(f"<li>{_e(s)}</li>" for s in sentences) + "</ul></div>"
     lines = []
     if summary.get("best_variant"):
-        lines.append(f"Best variant: <strong>{_e(summary['best_variant'])}</strong> "
-                     f"({_e(summary.get('best_variant_by', 'chosen on validation data'))}).")
+        lines.append(
+            f"Best variant: <strong>{_e(summary['best_variant'])}</strong> "
+            f"({_e(summary.get('best_variant_by', 'chosen on validation data'))})."
+        )
     baseline = summary.get("baseline")
     for name, v in (summary.get("variants") or {}).items():
         if name != baseline and baseline is not None and v.get("delta_accuracy"):
@@ -123,22 +132,55 @@ def _answer(summary: Mapping[str, Any]) -> str:
 def _contrasts(summary: Mapping[str, Any]) -> str:
     rows, classes = [], []
     for c in summary.get("contrasts") or []:
-        interval = "—" if c.get("ci_low") is None or c.get("ci_high") is None else f"[{_points(c['ci_low'])}, {_points(c['ci_high'])}]"
+        interval = (
+            "—"
+            if c.get("ci_low") is None or c.get("ci_high") is None
+            else f"[{_points(c['ci_low'])}, {_points(c['ci_high'])}]"
+        )
         cost = c.get("cost_ratio") or {}
         ratio = ", ".join(f"{k} ×{v:.2g}" for k, v in cost.items() if isinstance(v, (int, float))) or "—"
-        rows.append([c.get("name", f"{c.get('a')} vs {c.get('b')}"), f"{c.get('a')} vs {c.get('b')}", c.get("metric"),
-                     _points(c.get("delta")), interval, _p(c.get("p_value")), _p(c.get("p_adjusted")),
-                     "—" if c.get("sesoi") is None else f"±{100 * c['sesoi']:.1f}", c.get("verdict"),
-                     "—" if c.get("mde") is None else f"{100 * c['mde']:.1f}", f"{c.get('seeds_a', '—')} / {c.get('seeds_b', '—')}", ratio])
+        rows.append(
+            [
+                c.get("name", f"{c.get('a')} vs {c.get('b')}"),
+                f"{c.get('a')} vs {c.get('b')}",
+                c.get("metric"),
+                _points(c.get("delta")),
+                interval,
+                _p(c.get("p_value")),
+                _p(c.get("p_adjusted")),
+                "—" if c.get("sesoi") is None else f"±{100 * c['sesoi']:.1f}",
+                c.get("verdict"),
+                "—" if c.get("mde") is None else f"{100 * c['mde']:.1f}",
+                f"{c.get('seeds_a', '—')} / {c.get('seeds_b', '—')}",
+                ratio,
+            ]
+        )
         classes.append(f"verdict-{str(c.get('verdict', '')).split()[0].lower()}" if c.get("verdict") else "")
     if not rows:
         return ""
-    head = ["contrast", "compares", "metric", "Δ (points)", "interval", "p", "p (Holm)", "SESOI", "verdict", "MDE (points)",
-            "seeds", "cost ratio"]
-    return "<h2>Contrasts</h2>" + _table(head, rows, row_classes=classes) + (
-        '<p class="caption">Δ and interval in percentage points (a − b); SESOI: the smallest difference that matters, '
-        "within which a difference counts as equivalent; MDE: the difference these seeds would detect with 80% power; "
-        "cost ratio a / b.</p>")
+    head = [
+        "contrast",
+        "compares",
+        "metric",
+        "Δ (points)",
+        "interval",
+        "p",
+        "p (Holm)",
+        "SESOI",
+        "verdict",
+        "MDE (points)",
+        "seeds",
+        "cost ratio",
+    ]
+    return (
+        "<h2>Contrasts</h2>"
+        + _table(head, rows, row_classes=classes)
+        + (
+            '<p class="caption">Δ and interval in percentage points (a − b); SESOI: the smallest difference that matters, '
+            "within which a difference counts as equivalent; MDE: the difference these seeds would detect with 80% power; "
+            "cost ratio a / b.</p>"
+        )
+    )
 
 
 def _comparison(summary: Mapping[str, Any]) -> str:
@@ -158,7 +200,9 @@ def _figures(paths: Iterable[Path]) -> str:
     for p in sorted(paths, key=_figure_rank):
         data = base64.b64encode(Path(p).read_bytes()).decode("ascii")
         label = p.stem.replace("_", " ")
-        items.append(f'<figure><img src="data:image/png;base64,{data}" alt="{_e(label)}"><figcaption>{_e(label)}</figcaption></figure>')
+        items.append(
+            f'<figure><img src="data:image/png;base64,{data}" alt="{_e(label)}"><figcaption>{_e(label)}</figcaption></figure>'
+        )
     return '<div class="figs">' + "".join(items) + "</div>" if items else ""
 
 
@@ -173,20 +217,44 @@ def _where(summary: Mapping[str, Any]) -> str:
         for slice_name, rows in (v.get("slices") or {}).items():
             if not rows:
                 continue
-            head = ["tokens" if slice_name == "length" else slice_name, "n", f"{name} acc %", f"{baseline or 'baseline'} acc %", "Δ"]
+            head = [
+                "tokens" if slice_name == "length" else slice_name,
+                "n",
+                f"{name} acc %",
+                f"{baseline or 'baseline'} acc %",
+                "Δ",
+            ]
             body = []
             for r in rows:
                 key = f"{r.get('lo')}–{r.get('hi')}" if slice_name == "length" else r.get("value")
                 base = r.get("baseline_accuracy")
-                body.append([key, r.get("n"), f"{100 * r['accuracy']:.1f}", "—" if base is None else f"{100 * base:.1f}",
-                             "" if base is None else f"{100 * (r['accuracy'] - base):+.1f}"])
+                body.append(
+                    [
+                        key,
+                        r.get("n"),
+                        f"{100 * r['accuracy']:.1f}",
+                        "—" if base is None else f"{100 * base:.1f}",
+                        "" if base is None else f"{100 * (r['accuracy'] - base):+.1f}",
+                    ]
+                )
             out.append(_table(head, body))
         d = v.get("disagreements")
         if d:
-            out.append(f"<p>Right where {_e(baseline)} is wrong: <strong>{_e(d.get('wins'))}</strong> texts; wrong where "
-                       f"{_e(baseline)} is right: <strong>{_e(d.get('losses'))}</strong> (majority vote over seeds).</p>")
-            body = [[direction, e.get("label"), _clip(e.get("text"), 300).replace("\\|", "|"), e.get("variant"), e.get("baseline")]
-                    for direction in ("wins", "losses") for e in (d.get("examples") or {}).get(direction) or []]
+            out.append(
+                f"<p>Right where {_e(baseline)} is wrong: <strong>{_e(d.get('wins'))}</strong> texts; wrong where "
+                f"{_e(baseline)} is right: <strong>{_e(d.get('losses'))}</strong> (majority vote over seeds).</p>"
+            )
+            body = [
+                [
+                    direction,
+                    e.get("label"),
+                    _clip(e.get("text"), 300).replace("\\|", "|"),
+                    e.get("variant"),
+                    e.get("baseline"),
+                ]
+                for direction in ("wins", "losses")
+                for e in (d.get("examples") or {}).get(direction) or []
+            ]
             if body:
                 out.append(_table(["", "label", "text", name, baseline or "baseline"], body, text_columns=(2,)))
     return "".join(out)
@@ -219,11 +287,17 @@ def _configuration(configs: Mapping[str, Mapping[str, Any]] | None) -> str:
     parts = []
     if differ:
         parts.append("<h3>What differs between variants</h3>")
-        parts.append(_table(["setting", *names], [[k, *(show(flats[n].get(k, missing)) for n in names)] for k in differ]))
+        parts.append(
+            _table(["setting", *names], [[k, *(show(flats[n].get(k, missing)) for n in names)] for k in differ])
+        )
     if shared:
         first = flats[names[0]]
         parts.append("<h3>Shared by every variant</h3>")
-        parts.append('<dl class="kv">' + "".join(f"<dt>{_e(k)}</dt><dd>{_e(show(first.get(k, missing)))}</dd>" for k in shared) + "</dl>")
+        parts.append(
+            '<dl class="kv">'
+            + "".join(f"<dt>{_e(k)}</dt><dd>{_e(show(first.get(k, missing)))}</dd>" for k in shared)
+            + "</dl>"
+        )
     return "".join(parts)
 
 
@@ -235,12 +309,18 @@ def _data(summary: Mapping[str, Any]) -> str:
     d = summary.get("data") or {}
     if not d:
         return "<p>Not recorded with this run.</p>"
-    splits = sorted(set(d.get("fingerprints") or {}) | set(d.get("rows") or {}) | set(d.get("sources") or {}),
-                    key=lambda s: ("train", "validation", "test").index(s) if s in ("train", "validation", "test") else 9)
-    rows = [[s, (d.get("rows") or {}).get(s), (d.get("sources") or {}).get(s), (d.get("fingerprints") or {}).get(s)] for s in splits]
+    splits = sorted(
+        set(d.get("fingerprints") or {}) | set(d.get("rows") or {}) | set(d.get("sources") or {}),
+        key=lambda s: ("train", "validation", "test").index(s) if s in ("train", "validation", "test") else 9,
+    )
+    rows = [
+        [s, (d.get("rows") or {}).get(s), (d.get("sources") or {}).get(s), (d.get("fingerprints") or {}).get(s)]
+        for s in splits
+    ]
     labels = d.get("labels") or summary.get("label_names") or []
     return _table(["split", "rows", "source", "fingerprint"], rows, text_columns=(2, 3)) + (
-        f'<p class="caption">labels: {_e(", ".join(map(str, labels)))}</p>' if labels else "")
+        f'<p class="caption">labels: {_e(", ".join(map(str, labels)))}</p>' if labels else ""
+    )
 
 
 def _method(summary: Mapping[str, Any]) -> str:
@@ -258,8 +338,13 @@ def _method(summary: Mapping[str, Any]) -> str:
 
 
 def _task_body(summary: Mapping[str, Any], figures: list[Path], h: str = "h2") -> str:
-    parts = [f"<{h}>Answer</{h}>", _answer(summary) or "<p>No baseline and no contrasts: see the table.</p>",
-             _contrasts(summary), f"<{h}>Comparison</{h}>", _comparison(summary)]
+    parts = [
+        f"<{h}>Answer</{h}>",
+        _answer(summary) or "<p>No baseline and no contrasts: see the table.</p>",
+        _contrasts(summary),
+        f"<{h}>Comparison</{h}>",
+        _comparison(summary),
+    ]
     if figures:
         parts += [f"<{h}>Figures</{h}>", _figures(figures)]
     where = _where(summary)
@@ -281,8 +366,13 @@ def render_html(
     figures = figures or {}
     tasks = summary.get("tasks")
     meta = []
-    for label, key in (("pipeline", "pipeline"), ("parent run", "parent_run_id"), ("experiment", "experiment_id"),
-                       ("tracking", "tracking_uri"), ("wall time (s)", "wall_seconds")):
+    for label, key in (
+        ("pipeline", "pipeline"),
+        ("parent run", "parent_run_id"),
+        ("experiment", "experiment_id"),
+        ("tracking", "tracking_uri"),
+        ("wall time (s)", "wall_seconds"),
+    ):
         if summary.get(key) is not None:
             meta.append(f"{label} <code>{_e(summary[key])}</code>")
     body = [f"<h1>{_e(title)}</h1>", f'<p class="meta">{" · ".join(meta)}</p>']
@@ -297,9 +387,16 @@ def render_html(
     else:
         body.append(_task_body(summary, figures.get(None, [])))
         first = summary
-    body += ["<h2>Configuration</h2>", _configuration(configs), "<h2>Data</h2>", _data(first),
-             "<h2>Environment</h2>", _kv(environment) if environment else "<p>Not recorded with this run.</p>",
-             "<h2>Method</h2>", _method(first)]
+    body += [
+        "<h2>Configuration</h2>",
+        _configuration(configs),
+        "<h2>Data</h2>",
+        _data(first),
+        "<h2>Environment</h2>",
+        _kv(environment) if environment else "<p>Not recorded with this run.</p>",
+        "<h2>Method</h2>",
+        _method(first),
+    ]
     return (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'

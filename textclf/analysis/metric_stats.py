@@ -47,7 +47,9 @@ def _check_n_classes(n_classes: Any) -> int:
 
 def _check_labels(name: str, arr: np.ndarray, n_classes: int) -> np.ndarray:
     if not np.issubdtype(arr.dtype, np.integer):
-        raise ValueError(f"{name} must hold integer class ids, got dtype {arr.dtype}; pass proba.argmax(-1) for predictions")
+        raise ValueError(
+            f"{name} must hold integer class ids, got dtype {arr.dtype}; pass proba.argmax(-1) for predictions"
+        )
     if arr.size and (arr.min() < 0 or arr.max() >= n_classes):
         raise ValueError(
             f"{name} holds class ids outside [0, {n_classes}) (min {arr.min()}, max {arr.max()}); "
@@ -107,7 +109,9 @@ def _check_predictions(name: str, value: Any, n_classes: int) -> np.ndarray:
     arr = np.asarray(value)
     if arr.ndim != 2:
         hint = "; for a single seed pass arr[None, :]" if arr.ndim == 1 else ""
-        raise ValueError(f"{name} must be a 2-D array (seeds x test examples) of class ids, got shape {arr.shape}{hint}")
+        raise ValueError(
+            f"{name} must be a 2-D array (seeds x test examples) of class ids, got shape {arr.shape}{hint}"
+        )
     if arr.shape[0] < 1 or arr.shape[1] < 2:
         raise ValueError(f"{name} needs at least 1 seed and 2 test examples, got shape {arr.shape}")
     return _check_labels(name, arr, n_classes)
@@ -154,7 +158,7 @@ def _bootstrap_counts(rng: np.random.Generator, codes: np.ndarray, n_cells: int,
         tally += np.arange(b, dtype=tally.dtype)[:, None] * n_patterns
         weights = np.bincount(tally.ravel(), minlength=b * n_patterns).reshape(b, n_patterns)
         for s, (order, starts, present) in enumerate(groups):
-            out[start:start + b, s, present] = np.add.reduceat(weights[:, order], starts, axis=1)
+            out[start : start + b, s, present] = np.add.reduceat(weights[:, order], starts, axis=1)
     return out
 
 
@@ -196,7 +200,9 @@ def paired_comparison_metric(
     c = _check_n_classes(n_classes)
     if isinstance(n_boot, bool) or not isinstance(n_boot, (int, np.integer)) or n_boot < 2:
         raise ValueError(f"n_boot must be an integer >= 2, got {n_boot!r}; 1000 or more gives a stable variance")
-    if not (isinstance(seed, np.random.Generator) or (isinstance(seed, (int, np.integer)) and not isinstance(seed, bool))):
+    if not (
+        isinstance(seed, np.random.Generator) or (isinstance(seed, (int, np.integer)) and not isinstance(seed, bool))
+    ):
         raise ValueError(f"seed must be an int or a numpy.random.Generator, got {seed!r}")
     if not callable(metric):
         raise ValueError(f"metric must be a function of confusion matrices (..., C, C) -> (...), got {metric!r}")
@@ -258,10 +264,18 @@ def paired_comparison_metric(
     df = _satterthwaite([(f(v), d) for v, d in terms], f(var), fallback=n - 1.0)
     se, p, low, high = _t_inference(f(delta), f(var), df, alpha)
     batch = {
-        "delta": f(delta), "ci_low": low, "ci_high": high, "p_value": p, "se": se, "df": df,
-        "var_examples": f(var_examples), "var_seeds": f(var_seeds),
-        "seed_var_variant": f(seed_vars[0]), "seed_var_baseline": f(seed_vars[1]),
-        "mean_variant": f(mean_a), "mean_baseline": f(mean_b),
+        "delta": f(delta),
+        "ci_low": low,
+        "ci_high": high,
+        "p_value": p,
+        "se": se,
+        "df": df,
+        "var_examples": f(var_examples),
+        "var_seeds": f(var_seeds),
+        "seed_var_variant": f(seed_vars[0]),
+        "seed_var_baseline": f(seed_vars[1]),
+        "mean_variant": f(mean_a),
+        "mean_baseline": f(mean_b),
     }
     out = _result(batch, alpha=alpha, method=METHOD_METRIC, n=n, s_a=s_a, s_b=s_b)
     out["n_boot"] = int(n_boot)

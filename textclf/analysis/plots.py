@@ -240,12 +240,21 @@ def plot_accuracy_vs_cost(
     baseline = summary.get("baseline")
     for (name, entry, x, x_sd, y, y_sd), colour in zip(points, _colours(len(points))):
         ax.errorbar(
-            x, y, yerr=y_sd, xerr=x_sd or None, fmt=_marker(entry), color=colour,
-            markersize=8 if name == baseline else 6, capsize=3,
+            x,
+            y,
+            yerr=y_sd,
+            xerr=x_sd or None,
+            fmt=_marker(entry),
+            color=colour,
+            markersize=8 if name == baseline else 6,
+            capsize=3,
         )
         ax.annotate(
             name + (" (baseline)" if name == baseline else ""),
-            (x, y), textcoords="offset points", xytext=(5, 5), fontsize=8,
+            (x, y),
+            textcoords="offset points",
+            xytext=(5, 5),
+            fontsize=8,
         )
     if points:
         xs = [p[2] for p in points]
@@ -335,8 +344,14 @@ def plot_accuracy_by_length(summary: dict[str, Any], path: str | Path, title: st
     ax = fig.add_subplot(1, 1, 1)
     baseline = summary.get("baseline")
     for (name, rows), colour in zip(series.items(), _colours(len(series))):
-        ax.plot(range(len(rows)), [100 * r["accuracy"] for r in rows], "--" if name == baseline else "-", marker="o",
-                color=colour, label=name + (" (baseline)" if name == baseline else ""))
+        ax.plot(
+            range(len(rows)),
+            [100 * r["accuracy"] for r in rows],
+            "--" if name == baseline else "-",
+            marker="o",
+            color=colour,
+            label=name + (" (baseline)" if name == baseline else ""),
+        )
     bins = next(iter(series.values()))
     ax.set_xticks(range(len(bins)))
     ax.set_xticklabels([f"{r['lo']}–{r['hi']}\n(n={r['n']})" for r in bins], fontsize=8)
@@ -397,7 +412,9 @@ def plot_mean_learning_curves(
         scale = 100.0 if "accuracy" in key else 1.0
         ax.plot(epochs, scale * means_arr, marker="o", markersize=3, color=colour, label=f"{name} (n={len(runs)})")
         if len(runs) > 1:
-            ax.fill_between(epochs, scale * (means_arr - sds_arr), scale * (means_arr + sds_arr), color=colour, alpha=0.15)
+            ax.fill_between(
+                epochs, scale * (means_arr - sds_arr), scale * (means_arr + sds_arr), color=colour, alpha=0.15
+            )
     if per_variant:
         ax.legend(fontsize=8)
         ax.grid(True, alpha=0.3)

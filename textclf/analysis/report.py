@@ -80,12 +80,19 @@ def _table_cells(summary: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
     for name, v in summary["variants"].items():
         label = name + (" (baseline)" if name == baseline else "")
         val = v.get("val_accuracy")
-        row = [label, str(v.get("n_seeds", "")), _MISSING if not val or val.get("mean") is None else f"{100 * val['mean']:.1f}",
-               _pct(v.get("test_accuracy"), v.get("n_seeds") == 1), _pct(v.get("test_macro_f1"), v.get("n_seeds") == 1)]
+        row = [
+            label,
+            str(v.get("n_seeds", "")),
+            _MISSING if not val or val.get("mean") is None else f"{100 * val['mean']:.1f}",
+            _pct(v.get("test_accuracy"), v.get("n_seeds") == 1),
+            _pct(v.get("test_macro_f1"), v.get("n_seeds") == 1),
+        ]
         if judged:
             e = v.get("epochs_to_threshold") or {}
-            row[2:2] = [f"{v.get('successes', 0)}/{v.get('n_seeds', '')}",
-                        _MISSING if e.get("mean") is None else f"{e['mean']:.1f} ({e['reached']}/{e['seeds']})"]
+            row[2:2] = [
+                f"{v.get('successes', 0)}/{v.get('n_seeds', '')}",
+                _MISSING if e.get("mean") is None else f"{e['mean']:.1f} ({e['reached']}/{e['seeds']})",
+            ]
         if baseline is not None:
             row.append("baseline" if name == baseline else _delta_cell(v.get(delta_key), alpha))
         row += [
@@ -104,12 +111,16 @@ def caption(summary: dict[str, Any]) -> str:
     text = f"test set: {summary.get('n_test')} examples; sd over seeds"
     if summary.get("baseline") is not None:
         metric = "macro-F1" if summary.get("primary_metric") == "test_macro_f1" else "accuracy"
-        text += (f"; * = Holm-adjusted p < {summary.get('alpha', _ALPHA):g} on {metric}, the primary (selection) metric "
-                 "(paired t with test-example and seed variance)")
+        text += (
+            f"; * = Holm-adjusted p < {summary.get('alpha', _ALPHA):g} on {metric}, the primary (selection) metric "
+            "(paired t with test-example and seed variance)"
+        )
         single = [n for n, v in summary.get("variants", {}).items() if v.get("n_seeds") == 1]
         if single:
-            text += (f"; no * and sd n/a where a side has one seed ({', '.join(single)}): "
-                     "seed-to-seed variance cannot be estimated from one seed")
+            text += (
+                f"; no * and sd n/a where a side has one seed ({', '.join(single)}): "
+                "seed-to-seed variance cannot be estimated from one seed"
+            )
     if summary.get("best_variant"):
         text += f"; bold = best by {summary.get('best_variant_by', 'validation')}"
     text += "; train s and tokens/s with each training's own threads, p50 ms timed one model at a time after training"
@@ -121,8 +132,10 @@ def answer_lines(summary: dict[str, Any]) -> list[str]:
     lines = list(summary.get("answer") or [])
     dominated = summary.get("dominated") or {}
     if dominated:
-        lines.append("Dominated (another variant is at least as good on the primary metric, cheaper to train and faster): "
-                     + "; ".join(f"{n} (by {', '.join(by)})" for n, by in dominated.items()))
+        lines.append(
+            "Dominated (another variant is at least as good on the primary metric, cheaper to train and faster): "
+            + "; ".join(f"{n} (by {', '.join(by)})" for n, by in dominated.items())
+        )
     return lines
 
 
@@ -147,11 +160,14 @@ def answer_markdown(summary: dict[str, Any]) -> list[str]:
     metric = "macro-F1" if summary.get("primary_metric") == "test_macro_f1" else "accuracy"
     sesoi = summary.get("sesoi")
     out = ["## Answer", ""] + [f"- {x}" for x in lines] + [""]
-    out += [f"*Test {metric} (the primary metric: the one variants were selected on), difference a − b in points with its "
-            f"{1 - summary.get('alpha', _ALPHA):.0%} interval. better / worse: Holm-adjusted p < {summary.get('alpha', _ALPHA):g} over "
-            "these contrasts; equivalent: the difference is shown to lie within "
-            + (f"±{100 * sesoi:g} points" if sesoi is not None else "the smallest effect of interest")
-            + " (two one-sided tests, Holm-adjusted); inconclusive: the data cannot tell.*", ""]
+    out += [
+        f"*Test {metric} (the primary metric: the one variants were selected on), difference a − b in points with its "
+        f"{1 - summary.get('alpha', _ALPHA):.0%} interval. better / worse: Holm-adjusted p < {summary.get('alpha', _ALPHA):g} over "
+        "these contrasts; equivalent: the difference is shown to lie within "
+        + (f"±{100 * sesoi:g} points" if sesoi is not None else "the smallest effect of interest")
+        + " (two one-sided tests, Holm-adjusted); inconclusive: the data cannot tell.*",
+        "",
+    ]
     return out
 
 
@@ -166,37 +182,50 @@ def contrast_markdown(summary: dict[str, Any]) -> list[str]:
         return []
     details = summary.get("contrast_details") or {}
     alpha = summary.get("alpha", _ALPHA)
-    out = ["## Contrasts", "",
-           "| contrast | a | b | Δ points [CI] | Holm p | verdict | mde | seeds a/b | seeds for mde ≤ sesoi | × train s | × params | × p50 ms |",
-           "|---|---|---|---:|---:|---|---:|---:|---:|---:|---:|---:|"]
+    out = [
+        "## Contrasts",
+        "",
+        "| contrast | a | b | Δ points [CI] | Holm p | verdict | mde | seeds a/b | seeds for mde ≤ sesoi | × train s | × params | × p50 ms |",
+        "|---|---|---|---:|---:|---|---:|---:|---:|---:|---:|---:|",
+    ]
     single = []
     for r in rows:
         d = details.get(r["name"], {})
         if not d.get("seed_variance", True):
             single.append(r["name"])
         cost = r.get("cost_ratio") or {}
-        ratio = {k: _MISSING if cost.get(k) is None else f"{cost[k]:.2f}" for k in ("train_seconds", "params", "latency_p50_ms")}
+        ratio = {
+            k: _MISSING if cost.get(k) is None else f"{cost[k]:.2f}"
+            for k in ("train_seconds", "params", "latency_p50_ms")
+        }
         need = d.get("seeds_needed")
         out.append(
             f"| {r['name']} | {r['a']} | {r['b']} | {100 * r['delta']:+.1f} [{100 * r['ci_low']:+.1f}, {100 * r['ci_high']:+.1f}] "
             f"| {_p_text(r.get('p_adjusted'))} | {r['verdict']} | {_MISSING if r.get('mde') is None else format(100 * r['mde'], '.1f')} "
-            f"| {r['seeds_a']}/{r['seeds_b']} | {_MISSING if need is None else need} | {ratio['train_seconds']} | {ratio['params']} | {ratio['latency_p50_ms']} |")
+            f"| {r['seeds_a']}/{r['seeds_b']} | {_MISSING if need is None else need} | {ratio['train_seconds']} | {ratio['params']} | {ratio['latency_p50_ms']} |"
+        )
     out.append("")
-    foot = (f"Primary metric: {summary.get('primary_metric')}. mde: the difference detected with 80% power at this variance "
-            f"and these seeds (alpha {alpha:g}); the seeds column says how many seeds per variant would bring it to "
-            f"±{100 * summary.get('sesoi', 0):g} points ({_MISSING}: no number of seeds would on this test set, or not estimable). "
-            "Cost columns: a's mean over seeds divided by b's.")
+    foot = (
+        f"Primary metric: {summary.get('primary_metric')}. mde: the difference detected with 80% power at this variance "
+        f"and these seeds (alpha {alpha:g}); the seeds column says how many seeds per variant would bring it to "
+        f"±{100 * summary.get('sesoi', 0):g} points ({_MISSING}: no number of seeds would on this test set, or not estimable). "
+        "Cost columns: a's mean over seeds divided by b's."
+    )
     if single:
-        foot += (f" {', '.join(single)}: a side has a single seed, so seed-to-seed variance cannot be estimated: no p-value, "
-                 "no verdict but inconclusive, sd n/a. Run at least 2 (better 3) seeds per variant.")
+        foot += (
+            f" {', '.join(single)}: a side has a single seed, so seed-to-seed variance cannot be estimated: no p-value, "
+            "no verdict but inconclusive, sd n/a. Run at least 2 (better 3) seeds per variant."
+        )
     if summary.get("test_is_validation"):
         foot += " WARNING: the test set is the validation set (opted in with compare.allow_test_is_validation), so every difference is optimistic."
     out += [f"*{foot}*", ""]
     second = summary.get("secondary_contrasts") or []
     if second:
         out += ["Secondary metrics (intervals only, no verdicts):", ""]
-        out += [f"- {r['name']} — {r['metric']}: {100 * r['delta']:+.1f} [{100 * r['ci_low']:+.1f}, {100 * r['ci_high']:+.1f}] points"
-                for r in second]
+        out += [
+            f"- {r['name']} — {r['metric']}: {100 * r['delta']:+.1f} [{100 * r['ci_low']:+.1f}, {100 * r['ci_high']:+.1f}] points"
+            for r in second
+        ]
         out.append("")
     return out
 
@@ -241,8 +270,10 @@ def _delta_note(delta: dict[str, Any] | None) -> str:
     if delta.get("ci_low") is not None:
         text += f" [{100 * delta['ci_low']:.1f}, {100 * delta['ci_high']:.1f}]"
         if delta.get("uninformative"):
-            text += (" (uninformative: the interval reaches the possible range or spans half of it, so it rules out "
-                     "almost nothing; run 3 or more seeds per variant, on a larger test set)")
+            text += (
+                " (uninformative: the interval reaches the possible range or spans half of it, so it rules out "
+                "almost nothing; run 3 or more seeds per variant, on a larger test set)"
+            )
     text += f", {_format_p(delta.get('p_value'))}"
     if delta.get("p_adjusted") is not None:
         text += f" (Holm-adjusted {_format_p(delta['p_adjusted'])[2:]})"
@@ -280,24 +311,38 @@ def _where_notes(summary: dict[str, Any]) -> list[str]:
             if not rows:
                 continue
             head = "tokens" if slice_name == "length" else slice_name
-            lines += [f"| {head} | n | {name} acc % | {baseline or 'baseline'} acc % | Δ |", "|---|---:|---:|---:|---:|"]
+            lines += [
+                f"| {head} | n | {name} acc % | {baseline or 'baseline'} acc % | Δ |",
+                "|---|---:|---:|---:|---:|",
+            ]
             for r in rows:
                 key = f"{r['lo']}–{r['hi']}" if slice_name == "length" else str(r["value"])
                 base = r.get("baseline_accuracy")
                 delta = "" if base is None else f"{100 * (r['accuracy'] - base):+.1f}"
-                lines.append(f"| {key} | {r['n']} | {100 * r['accuracy']:.1f} | {_MISSING if base is None else f'{100 * base:.1f}'} | {delta} |")
+                lines.append(
+                    f"| {key} | {r['n']} | {100 * r['accuracy']:.1f} | {_MISSING if base is None else f'{100 * base:.1f}'} | {delta} |"
+                )
             note = (summary.get("slices") or {}).get(slice_name) if slice_name != "length" else None
             if note:  # a capped column: say what was pooled
                 lines += ["", f"*{slice_name}: {note}.*"]
             lines.append("")
         d = v.get("disagreements")
         if d:
-            lines += [f"Right where {baseline} is wrong: **{d['wins']}** texts; wrong where {baseline} is right: **{d['losses']}** "
-                      "(majority vote over seeds).", ""]
-            for kind, title in (("wins", f"{name} right, {baseline} wrong"), ("losses", f"{name} wrong, {baseline} right")):
+            lines += [
+                f"Right where {baseline} is wrong: **{d['wins']}** texts; wrong where {baseline} is right: **{d['losses']}** "
+                "(majority vote over seeds).",
+                "",
+            ]
+            for kind, title in (
+                ("wins", f"{name} right, {baseline} wrong"),
+                ("losses", f"{name} wrong, {baseline} right"),
+            ):
                 if d["examples"].get(kind):
                     lines += [f"*{title}:*", ""]
-                    lines += [f"- [{e['label']}] {_clip(e['text'])} — {name}: {e['variant']}, {baseline}: {e['baseline']}" for e in d["examples"][kind]]
+                    lines += [
+                        f"- [{e['label']}] {_clip(e['text'])} — {name}: {e['variant']}, {baseline}: {e['baseline']}"
+                        for e in d["examples"][kind]
+                    ]
                     lines.append("")
     return lines
 
@@ -320,7 +365,9 @@ def _make_plots(summary: dict[str, Any], records: Sequence[RunRecord], out_dir: 
         cp.plot_accuracy_vs_cost(
             summary, "params", out_dir / "accuracy_vs_params.png", xlabel="parameters (log scale)", log_x=True
         ),
-        cp.plot_accuracy_vs_cost(summary, "train_seconds", out_dir / "accuracy_vs_train_time.png", xlabel="training time (s)"),
+        cp.plot_accuracy_vs_cost(
+            summary, "train_seconds", out_dir / "accuracy_vs_train_time.png", xlabel="training time (s)"
+        ),
         cp.plot_accuracy_by_depth(summary, out_dir / "accuracy_by_depth.png"),
         cp.plot_accuracy_by_length(summary, out_dir / "accuracy_by_length.png"),
         cp.plot_mean_learning_curves(records, out_dir / "learning_curves.png"),
@@ -341,12 +388,16 @@ def _cached_plots(summary: dict[str, Any], records: Sequence[RunRecord], out_dir
     from textclf.core.cache import stage_key
 
     stable = {
-        name: {k: v for k, v in row.items() if k not in ("run_ids", "cached")} for name, row in summary.get("variants", {}).items()
+        name: {k: v for k, v in row.items() if k not in ("run_ids", "cached")}
+        for name, row in summary.get("variants", {}).items()
     }
     curves = [[r.variant, r.seed, r.history] for r in records]
     answer = {k: summary.get(k) for k in ("contrasts", "sesoi", "primary_metric", "alpha")}
-    key = stage_key("compare_plots", {"variants": stable, "baseline": summary.get("baseline"), "curves": curves, "answer": answer},
-                    code=__name__)
+    key = stage_key(
+        "compare_plots",
+        {"variants": stable, "baseline": summary.get("baseline"), "curves": curves, "answer": answer},
+        code=__name__,
+    )
     with cache.lock("compare_plots", key):
         hit = cache.get("compare_plots", key)
         if hit is None:
@@ -384,7 +435,9 @@ def write_report(
     # allow_nan=False: a NaN that slipped through must fail here, not in a JSON reader later.
     summary_path.write_text(json.dumps(summary, indent=2, allow_nan=False) + "\n", encoding="utf-8")
 
-    plots = _cached_plots(summary, records, out_dir, cache) if cache is not None else _make_plots(summary, records, out_dir)
+    plots = (
+        _cached_plots(summary, records, out_dir, cache) if cache is not None else _make_plots(summary, records, out_dir)
+    )
 
     variants = summary["variants"]
     seeds = sorted({s for v in variants.values() for s in v.get("seeds", [])})
@@ -430,20 +483,41 @@ def write_report(
 
     lines += tuning_section(summary)
     if summary.get("verdict"):
-        lines += ["## Claim", "", f"> {summary['claim']}", "", f"**Verdict: {summary['verdict']}** — {summary['verdict_reason']}.", "",
-                  f"*Measure:* {summary.get('measure', 'accuracy')} (success: test accuracy ≥ {summary.get('threshold', 0.95):g}).", "",
-                  f"*Rule:* {summary['verdict_rule']}", ""]
+        lines += [
+            "## Claim",
+            "",
+            f"> {summary['claim']}",
+            "",
+            f"**Verdict: {summary['verdict']}** — {summary['verdict_reason']}.",
+            "",
+            f"*Measure:* {summary.get('measure', 'accuracy')} (success: test accuracy ≥ {summary.get('threshold', 0.95):g}).",
+            "",
+            f"*Rule:* {summary['verdict_rule']}",
+            "",
+        ]
         if summary.get("claims_fingerprint"):
             spec = summary.get("claim_spec") or {}
-            fixed = ", ".join(f"{k}={spec[k]}" for k in ("measure", "threshold", "min_effect", "seeds", "alpha", "alternative", "require")
-                              if k in spec)
+            fixed = ", ".join(
+                f"{k}={spec[k]}"
+                for k in ("measure", "threshold", "min_effect", "seeds", "alpha", "alternative", "require")
+                if k in spec
+            )
             lines += [f"*Fixed before the runs:* {fixed} (claims_fingerprint `{summary['claims_fingerprint']}`).", ""]
     for key, rows in summary.items():
         if key.startswith("per_") and rows:
             names = [n for n in summary["variants"] if any(n in r for r in rows)]
-            lines += [f"## Accuracy per {key[4:]}", "", f"| {key[4:]} | n | " + " | ".join(names) + " |",
-                      "|---|---:|" + "---:|" * len(names)]
-            lines += [f"| {r['value']} | {r['n']} | " + " | ".join(f"{100 * r[n]:.1f}" if n in r else _MISSING for n in names) + " |" for r in rows]
+            lines += [
+                f"## Accuracy per {key[4:]}",
+                "",
+                f"| {key[4:]} | n | " + " | ".join(names) + " |",
+                "|---|---:|" + "---:|" * len(names),
+            ]
+            lines += [
+                f"| {r['value']} | {r['n']} | "
+                + " | ".join(f"{100 * r[n]:.1f}" if n in r else _MISSING for n in names)
+                + " |"
+                for r in rows
+            ]
             lines.append("")
     notes = _variant_notes(summary)
     if notes:

@@ -85,7 +85,9 @@ def schedule_from(value: Mapping[str, Any]) -> SeedSchedule:
         out[key] = v
     lo, hi = out["min"], out["max"]
     if lo < 2:
-        raise ValueError(f"seeds.min must be at least 2 (a contrast needs 2 seeds a side to estimate seed variance), got {lo}")
+        raise ValueError(
+            f"seeds.min must be at least 2 (a contrast needs 2 seeds a side to estimate seed variance), got {lo}"
+        )
     if hi < lo:
         raise ValueError(f"seeds.max ({hi}) must be at least seeds.min ({lo})")
     step = out.get("step", lo)
@@ -102,8 +104,12 @@ def schedule_from(value: Mapping[str, Any]) -> SeedSchedule:
     return SeedSchedule(min=lo, max=hi, step=step, start=start)
 
 
-def to_extend(rows: Sequence[Mapping[str, Any]], members: Mapping[str, Iterable[str]], counts: Mapping[str, int],
-              schedule: SeedSchedule) -> dict[str, int]:
+def to_extend(
+    rows: Sequence[Mapping[str, Any]],
+    members: Mapping[str, Iterable[str]],
+    counts: Mapping[str, int],
+    schedule: SeedSchedule,
+) -> dict[str, int]:
     """Which variants get more seeds after a look, and how many each should have: {variant: new seed count}.
 
     ``rows``: the primary contrast rows of the look (``name``, ``verdict``);

@@ -33,8 +33,10 @@ def column_slices(values: Sequence[Any]) -> tuple[list[tuple[dict[str, Any], np.
     pooled = int(uniq.size - len(keep))
     rest = np.flatnonzero(~np.isin(values, keep))
     parts.append(({"value": f"other ({pooled} values)", "pooled_values": pooled}, rest))
-    note = (f"{uniq.size} distinct values in {values.size} test texts: the {len(keep)} largest with at least 2 texts are shown, "
-            f"the other {pooled} pooled ({rest.size} texts)")
+    note = (
+        f"{uniq.size} distinct values in {values.size} test texts: the {len(keep)} largest with at least 2 texts are shown, "
+        f"the other {pooled} pooled ({rest.size} texts)"
+    )
     if uniq.size > values.size / 2:
         note += "; nearly one value per text looks like an identifier, not a group to slice by"
     return parts, note

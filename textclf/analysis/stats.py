@@ -91,7 +91,9 @@ def _check_alpha(alpha: Any) -> float:
     try:
         value = float(alpha)
     except (TypeError, ValueError):
-        raise ValueError(f"alpha must be a number in (0, 1), got {alpha!r}; use e.g. alpha=0.05 for a 95% interval") from None
+        raise ValueError(
+            f"alpha must be a number in (0, 1), got {alpha!r}; use e.g. alpha=0.05 for a 95% interval"
+        ) from None
     if not 0.0 < value < 1.0:
         raise ValueError(f"alpha must be in (0, 1), got {alpha!r}; use e.g. alpha=0.05 for a 95% interval")
     return value

@@ -36,7 +36,9 @@ def expected_max(values: Sequence[float], *, maximize: bool = True) -> list[floa
     sign = 1.0 if maximize else -1.0
     v = sorted(sign * float(x) for x in values)
     n = len(v)
-    return [sign * sum(v[i - 1] * ((i / n) ** k - ((i - 1) / n) ** k) for i in range(1, n + 1)) for k in range(1, n + 1)]
+    return [
+        sign * sum(v[i - 1] * ((i / n) ** k - ((i - 1) / n) ** k) for i in range(1, n + 1)) for k in range(1, n + 1)
+    ]
 
 
 def tuning_entry(tuned) -> dict[str, Any]:
@@ -61,8 +63,16 @@ def tuning_entry(tuned) -> dict[str, Any]:
         "best_params": dict(tuned.best.params),
         "best_val": float(tuned.best.value),
         "expected_max_val": expected_max(values, maximize=maximize),
-        "trial_values": [{"number": r.number, "state": r.state, "value": v, "epochs": r.epochs, "train_seconds": round(r.train_seconds, 3)}
-                         for r, v in zip(trials, values)],
+        "trial_values": [
+            {
+                "number": r.number,
+                "state": r.state,
+                "value": v,
+                "epochs": r.epochs,
+                "train_seconds": round(r.train_seconds, 3),
+            }
+            for r, v in zip(trials, values)
+        ],
         "train_seconds": sum(r.train_seconds for r in trials),
         "epochs": sum(r.epochs for r in trials),
         "max_epochs": len(trials) * epochs,
@@ -81,8 +91,14 @@ def summarize(summary: dict[str, Any]) -> None:
     if r is None:
         return
     t = next(v["tuning"] for v in summary["variants"].values() if v.get("tuning"))
-    summary["tuning"] = {"trials": r["n"], "metric": t["metric"], "pruner": t["pruner"], "sampler": "optuna TPE (multivariate)",
-                         "seed": t["seed"], "ranking": r}
+    summary["tuning"] = {
+        "trials": r["n"],
+        "metric": t["metric"],
+        "pruner": t["pruner"],
+        "sampler": "optuna TPE (multivariate)",
+        "seed": t["seed"],
+        "ranking": r,
+    }
     summary["tuning"]["verdict"] = verdict(summary)
 
 
@@ -98,7 +114,7 @@ def ranking(summary: dict[str, Any]) -> dict[str, Any] | None:
         return sorted(names, key=lambda n: (-sign * tuned[n]["expected_max_val"][index], names.index(n)))
 
     first, last = order(0), order(-1)
-    flipped = [(a, b) for i, a in enumerate(first) for b in first[i + 1:] if last.index(a) > last.index(b)]
+    flipped = [(a, b) for i, a in enumerate(first) for b in first[i + 1 :] if last.index(a) > last.index(b)]
     n = min(len(t["expected_max_val"]) for t in tuned.values())
     return {"k1": first, "kN": last, "n": n, "same": first == last, "flipped": [list(p) for p in flipped]}
 
@@ -121,7 +137,10 @@ def verdict(summary: dict[str, Any]) -> str | None:
     if r["same"]:
         return text + "**The ranking holds under an equal tuning budget.**"
     curves = {n: v["tuning"]["expected_max_val"] for n, v in summary["variants"].items() if v.get("tuning")}
-    swaps = "; ".join(f"{b} overtakes {a} ({_fmt(metric, curves[b][-1])} vs {_fmt(metric, curves[a][-1])} at k = {r['n']})" for a, b in r["flipped"])
+    swaps = "; ".join(
+        f"{b} overtakes {a} ({_fmt(metric, curves[b][-1])} vs {_fmt(metric, curves[a][-1])} at k = {r['n']})"
+        for a, b in r["flipped"]
+    )
     return text + f"**Tuning changes the ranking**: {swaps}."
 
 
@@ -135,28 +154,37 @@ def markdown(summary: dict[str, Any]) -> list[str]:
     unit = "" if metric == "val_loss" else " %"
     half = max(1, math.ceil(n / 2))
     lines = [
-        "## Tuning: an equal budget per variant", "",
+        "## Tuning: an equal budget per variant",
+        "",
         f"Every tuned variant got **{n} trials** (Optuna TPE seeded by {any_t['seed']}, pruner {any_t['pruner']}), each chosen by "
         f"`{metric}` on validation data; the final runs above use each variant's best trial's configuration. "
-        "Training seconds count training steps only; *without pruning* estimates the trials at the mean time of a completed trial.", "",
+        "Training seconds count training steps only; *without pruning* estimates the trials at the mean time of a completed trial.",
+        "",
         f"| variant | trials | pruned | best {metric}{unit} | E[best] k=1 | k={half} | k={n} | train s | without pruning ≈ s | epochs (of max) | best params |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for name, t in tuned.items():
         curve = t["expected_max_val"]
         params = ", ".join(f"{k}={_short(v)}" for k, v in t["best_params"].items())
-        lines.append(f"| {name} | {t['trials']} | {t['pruned']} | {_fmt(metric, t['best_val'])} | {_fmt(metric, curve[0])} | "
-                     f"{_fmt(metric, curve[half - 1])} | {_fmt(metric, curve[-1])} | {t['train_seconds']:.1f} | "
-                     f"{t['unpruned_estimate_seconds']:.1f} | {t['epochs']} ({t['max_epochs']}) | {params} |")
+        lines.append(
+            f"| {name} | {t['trials']} | {t['pruned']} | {_fmt(metric, t['best_val'])} | {_fmt(metric, curve[0])} | "
+            f"{_fmt(metric, curve[half - 1])} | {_fmt(metric, curve[-1])} | {t['train_seconds']:.1f} | "
+            f"{t['unpruned_estimate_seconds']:.1f} | {t['epochs']} ({t['max_epochs']}) | {params} |"
+        )
     untuned = [name for name, v in summary["variants"].items() if not v.get("tuning")]
     if untuned:
         lines += ["", f"Not tuned: {', '.join(untuned)} (TF-IDF chooses its C on validation data)."]
     names = list(tuned)
-    lines += ["", f"**Expected best {metric}{unit} after k trials**, E[max of k] = Σ_i v_(i)·[(i/N)^k − ((i−1)/N)^k] over the trial values "
-              "sorted ascending (Dodge et al. 2019). k = 1 is the mean trial, about what an untuned configuration from the space gets. "
-              "Pruned trials enter with the best value they reached before they were stopped, failed ones with theirs (or the study's "
-              "worst); TPE's trials are not independent draws, and the curve reads them as if they were.", "",
-              "| k | " + " | ".join(names) + " |", "|---:|" + "---:|" * len(names)]
+    lines += [
+        "",
+        f"**Expected best {metric}{unit} after k trials**, E[max of k] = Σ_i v_(i)·[(i/N)^k − ((i−1)/N)^k] over the trial values "
+        "sorted ascending (Dodge et al. 2019). k = 1 is the mean trial, about what an untuned configuration from the space gets. "
+        "Pruned trials enter with the best value they reached before they were stopped, failed ones with theirs (or the study's "
+        "worst); TPE's trials are not independent draws, and the curve reads them as if they were.",
+        "",
+        "| k | " + " | ".join(names) + " |",
+        "|---:|" + "---:|" * len(names),
+    ]
     for k in range(1, n + 1):
         lines.append(f"| {k} | " + " | ".join(_fmt(metric, tuned[x]["expected_max_val"][k - 1]) for x in names) + " |")
     lines += ["", verdict(summary) or "", ""]
@@ -181,7 +209,9 @@ def plot_expected_max(summary: dict[str, Any], path: str | Path) -> Path | None:
     ax = fig.add_subplot(1, 1, 1)
     for (name, t), colour in zip(tuned.items(), _colours(len(tuned))):
         curve = t["expected_max_val"]
-        ax.plot(range(1, len(curve) + 1), [scale * v for v in curve], marker="o", markersize=3, color=colour, label=name)
+        ax.plot(
+            range(1, len(curve) + 1), [scale * v for v in curve], marker="o", markersize=3, color=colour, label=name
+        )
     from matplotlib.ticker import MaxNLocator
 
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # k counts trials
@@ -204,11 +234,33 @@ def render_table(summary: dict[str, Any]):
     if not tuned:
         return None
     metric = next(iter(tuned.values()))["metric"]
-    table = Table(title=f"Tuning: {next(iter(tuned.values()))['trials']} trials per variant", caption=Text((verdict(summary) or "").replace("**", "")))
-    for i, h in enumerate(("variant", "trials", "pruned", f"best {metric}", "E[best] k=1", "E[best] k=N", "train s", "without pruning ≈ s")):
+    table = Table(
+        title=f"Tuning: {next(iter(tuned.values()))['trials']} trials per variant",
+        caption=Text((verdict(summary) or "").replace("**", "")),
+    )
+    for i, h in enumerate(
+        (
+            "variant",
+            "trials",
+            "pruned",
+            f"best {metric}",
+            "E[best] k=1",
+            "E[best] k=N",
+            "train s",
+            "without pruning ≈ s",
+        )
+    ):
         table.add_column(escape(h), justify="left" if i == 0 else "right")
     for name, t in tuned.items():
         c = t["expected_max_val"]
-        table.add_row(Text(name), str(t["trials"]), str(t["pruned"]), _fmt(metric, t["best_val"]), _fmt(metric, c[0]), _fmt(metric, c[-1]),
-                      f"{t['train_seconds']:.1f}", f"{t['unpruned_estimate_seconds']:.1f}")
+        table.add_row(
+            Text(name),
+            str(t["trials"]),
+            str(t["pruned"]),
+            _fmt(metric, t["best_val"]),
+            _fmt(metric, c[0]),
+            _fmt(metric, c[-1]),
+            f"{t['train_seconds']:.1f}",
+            f"{t['unpruned_estimate_seconds']:.1f}",
+        )
     return table

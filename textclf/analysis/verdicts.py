@@ -116,12 +116,18 @@ def variant_outcomes(records: Sequence[Any], threshold: float) -> dict[str, dict
             "success_rate": sum(a >= threshold for a in accs) / len(accs),
             "successes": int(sum(a >= threshold for a in accs)),
             "n_seeds": len(recs),
-            "epochs_to_threshold": {"mean": float(np.mean(reached)) if reached else None, "reached": len(reached), "seeds": len(recs)},
+            "epochs_to_threshold": {
+                "mean": float(np.mean(reached)) if reached else None,
+                "reached": len(reached),
+                "seeds": len(recs),
+            },
         }
     return out
 
 
-def success_test(k_variant: int, n_variant: int, k_baseline: int, n_baseline: int, alternative: str = "greater") -> float:
+def success_test(
+    k_variant: int, n_variant: int, k_baseline: int, n_baseline: int, alternative: str = "greater"
+) -> float:
     """p-value of Boschloo's exact test that the variant's success probability is greater than
     (``"greater"``), less than (``"less"``) or different from (``"two-sided"``) the baseline's,
     from ``k`` solving seeds out of ``n`` on each side. Equal counts on a side that is all
@@ -133,18 +139,26 @@ def success_test(k_variant: int, n_variant: int, k_baseline: int, n_baseline: in
             raise ValueError(f"success_test: the {name} needs 0 <= successes <= seeds and seeds >= 1, got {k} of {n}")
     if alternative not in ("greater", "less", "two-sided"):
         raise ValueError(f"success_test: alternative must be greater, less or two-sided, got {alternative!r}")
-    if k_variant + k_baseline in (0, n_variant + n_baseline):  # a column of zeros: the test is undefined and nothing differs
+    if k_variant + k_baseline in (
+        0,
+        n_variant + n_baseline,
+    ):  # a column of zeros: the test is undefined and nothing differs
         return 1.0
     table = [[int(k_variant), int(k_baseline)], [int(n_variant - k_variant), int(n_baseline - k_baseline)]]
     return float(min(1.0, boschloo_exact(table, alternative=alternative).pvalue))
 
 
-def _success_p(outcomes: dict[str, dict[str, Any]], names: Sequence[str], baseline: str, alternative: str) -> dict[str, float]:
+def _success_p(
+    outcomes: dict[str, dict[str, Any]], names: Sequence[str], baseline: str, alternative: str
+) -> dict[str, float]:
     """Holm-adjusted success-count p-values of ``names`` against ``baseline``."""
     from textclf.analysis.stats import holm
 
     b = outcomes[baseline]
-    raw = [success_test(outcomes[n]["successes"], outcomes[n]["n_seeds"], b["successes"], b["n_seeds"], alternative) for n in names]
+    raw = [
+        success_test(outcomes[n]["successes"], outcomes[n]["n_seeds"], b["successes"], b["n_seeds"], alternative)
+        for n in names
+    ]
     return dict(zip(names, holm(raw)))
 
 
@@ -189,19 +203,26 @@ def verdict(summary: dict[str, Any], outcomes: dict[str, dict[str, Any]], claim:
         names = list(claim["same"])
         if measure == "successes":
             if all(outcomes[n]["successes"] == 0 for n in [baseline, *names]):
-                return INCONCLUSIVE, f"no variant reached the threshold on any seed, so agreeing says nothing ({_counts(outcomes, names[0], baseline)})"
+                return (
+                    INCONCLUSIVE,
+                    f"no variant reached the threshold on any seed, so agreeing says nothing ({_counts(outcomes, names[0], baseline)})",
+                )
             p = _success_p(outcomes, names, baseline, "two-sided")
             differing = [n for n in names if p[n] < alpha]
             if differing:
                 n = differing[0]
                 return FAILS, f"{n} differs from {baseline}: {_counts(outcomes, n, baseline)}, adjusted p = {p[n]:.3g}"
             return HOLDS, "no variant differs significantly from " + baseline + ": " + "; ".join(
-                f"{n} {_counts(outcomes, n, baseline)}, adjusted p = {p[n]:.3g}" for n in names)
+                f"{n} {_counts(outcomes, n, baseline)}, adjusted p = {p[n]:.3g}" for n in names
+            )
         p = _accuracy_p(variants, names)
         differing = [n for n in names if p[n] < alpha]
         if differing:
             d = variants[differing[0]]["delta_accuracy"]
-            return FAILS, f"{differing[0]} differs from {baseline} by {100 * d['mean']:+.1f} points (adjusted p = {p[differing[0]]:.3g})"
+            return (
+                FAILS,
+                f"{differing[0]} differs from {baseline} by {100 * d['mean']:+.1f} points (adjusted p = {p[differing[0]]:.3g})",
+            )
         return HOLDS, f"no variant differs significantly from {baseline}"
     min_effect = float(claim.get("min_effect", 0.02))
     names = list(claim["better"])
@@ -214,18 +235,27 @@ def verdict(summary: dict[str, Any], outcomes: dict[str, dict[str, Any]], claim:
         d = variants[name]["delta_accuracy"]
         if measure == "successes":
             if more[name] < one_sided and d["mean"] > 0:
-                return HOLDS, (f"{name} beats {baseline}: {_counts(outcomes, name, baseline)}, adjusted p = {more[name]:.3g} "
-                               f"(Boschloo); accuracy {_interval(d)}")
+                return HOLDS, (
+                    f"{name} beats {baseline}: {_counts(outcomes, name, baseline)}, adjusted p = {more[name]:.3g} "
+                    f"(Boschloo); accuracy {_interval(d)}"
+                )
             if d["ci_high"] < min_effect or fewer[name] < one_sided:
                 refuted += 1
-            reasons.append(f"{name}: {_counts(outcomes, name, baseline)}, adjusted p = {more[name]:.3g}; accuracy {_interval(d)}")
+            reasons.append(
+                f"{name}: {_counts(outcomes, name, baseline)}, adjusted p = {more[name]:.3g}; accuracy {_interval(d)}"
+            )
             continue
         wins = outcomes[name]["successes"] >= outcomes[baseline]["successes"]
         if d["mean"] > 0 and p[name] < 2 * one_sided and wins:
-            return HOLDS, f"{name} beats {baseline} by {_interval(d)}, adjusted p = {p[name]:.3g}; {_counts(outcomes, name, baseline)}"
+            return (
+                HOLDS,
+                f"{name} beats {baseline} by {_interval(d)}, adjusted p = {p[name]:.3g}; {_counts(outcomes, name, baseline)}",
+            )
         if d["ci_high"] < min_effect:
             refuted += 1
-            reasons.append(f"{name}: {100 * d['mean']:+.1f} points, interval up to {100 * d['ci_high']:+.1f} < {100 * min_effect:.0f}")
+            reasons.append(
+                f"{name}: {100 * d['mean']:+.1f} points, interval up to {100 * d['ci_high']:+.1f} < {100 * min_effect:.0f}"
+            )
         else:
             reasons.append(f"{name}: {_interval(d)}, adjusted p = {p[name]:.3g}")
     if refuted == len(names):
@@ -247,7 +277,9 @@ def _verdict_all(summary, outcomes, claim, alpha: float, one_sided: float) -> tu
             more = success_test(k["successes"], k["n_seeds"], b["successes"], b["n_seeds"], "greater")
             fewer = success_test(k["successes"], k["n_seeds"], b["successes"], b["n_seeds"], "less")
             ok, no = more < one_sided and d["mean"] > 0, d["ci_high"] < min_effect or fewer < one_sided
-            reasons.append(f"{name}: {_counts(outcomes, name, baseline)}, p = {more:.3g} (Boschloo, one-sided); accuracy {_interval(d)}")
+            reasons.append(
+                f"{name}: {_counts(outcomes, name, baseline)}, p = {more:.3g} (Boschloo, one-sided); accuracy {_interval(d)}"
+            )
         else:
             p = d.get("p_value")
             ok = p is not None and p < 2 * one_sided and d["mean"] > 0 and k["successes"] >= b["successes"]
@@ -276,9 +308,17 @@ def judge(summary: dict[str, Any], records: Sequence[Any], claim: dict[str, Any]
     planned = claim.get("seeds")
     if planned is not None and sorted(planned) != run_seeds:
         reason = f"exploratory: judged on seeds {run_seeds}, the claim fixed seeds {sorted(planned)}; {reason}"
-    summary.update(claim=claim["text"], verdict=result, verdict_reason=reason, verdict_rule=RULE, threshold=threshold,
-                   measure=claim.get("measure") or "accuracy", claim_spec=dict(claim),
-                   claims_fingerprint=claims_fingerprint(claim), claim_seeds_match=planned is None or sorted(planned) == run_seeds)
+    summary.update(
+        claim=claim["text"],
+        verdict=result,
+        verdict_reason=reason,
+        verdict_rule=RULE,
+        threshold=threshold,
+        measure=claim.get("measure") or "accuracy",
+        claim_spec=dict(claim),
+        claims_fingerprint=claims_fingerprint(claim),
+        claim_seeds_match=planned is None or sorted(planned) == run_seeds,
+    )
     return summary
 
 

@@ -27,7 +27,9 @@ def cache_ls(cache_dir: CacheOpt = None) -> None:
 
 def cache_prune(
     cache_dir: CacheOpt = None,
-    older_than: Annotated[Optional[float], typer.Option("--older-than", help="Remove entries older than this many days.")] = None,
+    older_than: Annotated[
+        Optional[float], typer.Option("--older-than", help="Remove entries older than this many days.")
+    ] = None,
     stage: Annotated[Optional[str], typer.Option("--stage", help="Only entries of this stage.")] = None,
     all_: Annotated[bool, typer.Option("--all", help="Remove every entry.")] = False,
 ) -> None:
@@ -38,6 +40,6 @@ def cache_prune(
     out.print(f"removed {res.removed} entries, freed {res.freed / 1e6:.1f} MB")
     if res.in_use:
         shown = ", ".join(res.in_use[:5]) + (", ..." if len(res.in_use) > 5 else "")
-        out.print(f"kept {len(res.in_use)} entries a running textclf process is using or writing ({shown}); prune again when it has finished")
-
-
+        out.print(
+            f"kept {len(res.in_use)} entries a running textclf process is using or writing ({shown}); prune again when it has finished"
+        )

@@ -12,7 +12,9 @@ from textclf.core.logs import setup_logging
 
 
 def config_show(
-    pipeline: Annotated[Optional[str], typer.Argument(help="Pipeline path or name; without it, params.yaml + --set.")] = None,
+    pipeline: Annotated[
+        Optional[str], typer.Argument(help="Pipeline path or name; without it, params.yaml + --set.")
+    ] = None,
     variant: Annotated[Optional[str], typer.Option("--variant", help="Show only this variant of the pipeline.")] = None,
     set_: SetOpt = None,
     params: ParamsOpt = None,
@@ -50,7 +52,10 @@ def _rounded(value, digits: int = 1):
 
 
 def data_inspect(
-    source: Annotated[Optional[str], typer.Argument(help="A file, hf:NAME\\[:CONFIG] or builtin:NAME (default: data.source of the config).")] = None,
+    source: Annotated[
+        Optional[str],
+        typer.Argument(help="A file, hf:NAME\\[:CONFIG] or builtin:NAME (default: data.source of the config)."),
+    ] = None,
     set_: SetOpt = None,
     params: ParamsOpt = None,
     cache_dir: CacheOpt = None,
@@ -82,7 +87,14 @@ def data_inspect(
         t.add_column(Text(str(col)), justify="right" if col != "split" else "left")
     for split in SPLITS:
         s = summary["splits"][split]
-        t.add_row(split, str(s["rows"]), *[str(s["labels"][n]) for n in data.label_names[:8]], str(s["words"].get("p50")), str(s["words"].get("p95")), str(s["words"].get("max")))
+        t.add_row(
+            split,
+            str(s["rows"]),
+            *[str(s["labels"][n]) for n in data.label_names[:8]],
+            str(s["words"].get("p50")),
+            str(s["words"].get("p95")),
+            str(s["words"].get("max")),
+        )
     out.print(t)
     if len(data.label_names) > 8:
         out.print(f"({len(data.label_names)} classes; first 8 shown)")
@@ -107,5 +119,3 @@ def _warnings(cfg, data, cache_root) -> list:
 
         found += vocabulary_warnings(vocabulary_stats(data, cfg.tokenizer, cache_root), cfg.tokenizer)
     return found
-
-

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Iterator
-from typing import Any, Callable
+from collections.abc import Callable, Iterator
+from typing import Any
 
 from textclf.cli.common import console, out
 from textclf.core.logs import PROGRESS
@@ -62,7 +62,9 @@ Printer = Callable[..., None]
 
 
 @contextlib.contextmanager
-def progress(enabled: bool, reporter: Callable[[Printer], Callable[[str, dict], None]] | None = None) -> Iterator[Callable[[str, dict], None] | None]:
+def progress(
+    enabled: bool, reporter: Callable[[Printer], Callable[[str, dict], None]] | None = None
+) -> Iterator[Callable[[str, dict], None] | None]:
     """Yield the ``on_event`` to pass to a pipeline run.
 
     ``reporter(print)`` makes the CLI's own event printer; it is given a print
@@ -81,8 +83,17 @@ def progress(enabled: bool, reporter: Callable[[Printer], Callable[[str, dict], 
         TimeRemainingColumn,
     )
 
-    with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  TextColumn("ETA"), TimeRemainingColumn(), console=console, transient=True) as bars:
+    with Progress(
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
+        console=console,
+        transient=True,
+    ) as bars:
         handler = _Bars(bars)
         root = logging.getLogger()
         saved = list(root.handlers), root.level

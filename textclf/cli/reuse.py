@@ -35,21 +35,36 @@ from textclf.core.errors import DataError, ModelError
 ModelOpt = Annotated[
     str,
     typer.Option(
-        "--model", "-m",
+        "--model",
+        "-m",
         help="Model: a folder, runs:/RUN_ID\\[/model], models:/NAME@ALIAS, models:/NAME/VERSION, "
         "PARENT_RUN_ID:VARIANT (that `textclf run`'s best seed of VARIANT), PARENT_RUN_ID:best, or best (the latest run's best).",
     ),
 ]
-TextColOpt = Annotated[str, typer.Option("--text-column", help="Column holding the text in .csv/.tsv/.jsonl/.parquet input.")]
+TextColOpt = Annotated[
+    str, typer.Option("--text-column", help="Column holding the text in .csv/.tsv/.jsonl/.parquet input.")
+]
 BatchOpt = Annotated[int, typer.Option("--batch-size", min=1, help="Texts per forward pass.")]
-TrackOpt = Annotated[Optional[str], typer.Option("--tracking-uri", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI or sqlite:///mlruns/mlflow.db).")]
+TrackOpt = Annotated[
+    Optional[str],
+    typer.Option(
+        "--tracking-uri", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI or sqlite:///mlruns/mlflow.db)."
+    ),
+]
 DeviceOpt = Annotated[Optional[str], typer.Option("--device", help="cpu (default), cuda, cuda:N or mps.")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="Print only results.")]
 AllowFailedOpt = Annotated[
-    bool, typer.Option("--allow-failed", help="Use the model of a FAILED or deleted MLflow run (refused otherwise: it may be half-trained).")
+    bool,
+    typer.Option(
+        "--allow-failed",
+        help="Use the model of a FAILED or deleted MLflow run (refused otherwise: it may be half-trained).",
+    ),
 ]
 CacheOpt = Annotated[
-    Optional[Path], typer.Option("--cache-dir", help="Where models from MLflow are downloaded (default: $TEXTCLF_CACHE_DIR or .textclf).")
+    Optional[Path],
+    typer.Option(
+        "--cache-dir", help="Where models from MLflow are downloaded (default: $TEXTCLF_CACHE_DIR or .textclf)."
+    ),
 ]
 
 INPUT_KINDS = (".txt", ".csv", ".tsv", ".jsonl", ".parquet")
@@ -103,7 +118,9 @@ def read_texts(path: Path | str, text_column: str = "text"):
         elif ext == ".parquet":
             table = pd.read_parquet(p)
         else:
-            raise DataError(f"{p}: unsupported input type {ext or '(no extension)'!r}. Use one of {', '.join(INPUT_KINDS)}.")
+            raise DataError(
+                f"{p}: unsupported input type {ext or '(no extension)'!r}. Use one of {', '.join(INPUT_KINDS)}."
+            )
     except UnicodeDecodeError as exc:
         raise DataError(f"{p}: not UTF-8 text (byte offset {exc.start}).") from None
     except (pd.errors.ParserError, pd.errors.EmptyDataError, OSError, ValueError) as exc:
@@ -118,7 +135,9 @@ def read_texts(path: Path | str, text_column: str = "text"):
     missing = [int(i) for i in col.index[col.isna()]]
     if missing:
         rows = ", ".join(str(i + 1) for i in missing[:10]) + (" ..." if len(missing) > 10 else "")
-        raise DataError(f"{p}: {len(missing)} row(s) have no text in column {text_column!r} (data rows {rows}). Fill or drop them.")
+        raise DataError(
+            f"{p}: {len(missing)} row(s) have no text in column {text_column!r} (data rows {rows}). Fill or drop them."
+        )
     return table, [str(t) for t in col.tolist()]
 
 
@@ -212,7 +231,9 @@ def write_table(df, path: Path) -> None:
     """.csv / .tsv / .jsonl / .parquet by extension (floats written at full precision), atomically."""
     ext = path.suffix.lower()
     if ext not in (".csv", ".tsv", ".jsonl", ".parquet"):
-        raise DataError(f"--output {path}: unsupported type {ext or '(no extension)'!r}. Use .csv, .tsv, .jsonl or .parquet.")
+        raise DataError(
+            f"--output {path}: unsupported type {ext or '(no extension)'!r}. Use .csv, .tsv, .jsonl or .parquet."
+        )
 
     def write(tmp: Path) -> None:
         if ext in (".csv", ".tsv"):
@@ -235,10 +256,18 @@ def _plain(v: Any) -> Any:
     return v.item() if hasattr(v, "item") and not isinstance(v, (list, dict, str)) else v
 
 
-def _load(model: str, tracking_uri: Optional[str], device: Optional[str], cache_dir: Optional[Path], allow_failed: bool = False):
+def _load(
+    model: str,
+    tracking_uri: Optional[str],
+    device: Optional[str],
+    cache_dir: Optional[Path],
+    allow_failed: bool = False,
+):
     import textclf
 
-    return textclf.load_model(model, tracking_uri=tracking_uri, device=device, cache_dir=cache_dir, allow_failed=allow_failed)
+    return textclf.load_model(
+        model, tracking_uri=tracking_uri, device=device, cache_dir=cache_dir, allow_failed=allow_failed
+    )
 
 
 # --------------------------------------------------------------------------- verbs
@@ -246,13 +275,33 @@ def _load(model: str, tracking_uri: Optional[str], device: Optional[str], cache_
 
 def predict(
     model: ModelOpt,
-    texts: Annotated[Optional[list[str]], typer.Argument(help="Texts to classify (or use --input).", show_default=False)] = None,
-    input: Annotated[Optional[Path], typer.Option("--input", "-i", help="Texts from a .txt (one per line; - for stdin), .csv, .tsv, .jsonl or .parquet file.")] = None,
-    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Write predictions to .csv, .tsv, .jsonl or .parquet (default: print them).")] = None,
+    texts: Annotated[
+        Optional[list[str]], typer.Argument(help="Texts to classify (or use --input).", show_default=False)
+    ] = None,
+    input: Annotated[
+        Optional[Path],
+        typer.Option(
+            "--input", "-i", help="Texts from a .txt (one per line; - for stdin), .csv, .tsv, .jsonl or .parquet file."
+        ),
+    ] = None,
+    output: Annotated[
+        Optional[Path],
+        typer.Option(
+            "--output", "-o", help="Write predictions to .csv, .tsv, .jsonl or .parquet (default: print them)."
+        ),
+    ] = None,
     text_column: TextColOpt = "text",
     batch_size: BatchOpt = 256,
-    format_: Annotated[str, typer.Option("--format", help="Printed output without --output: auto (a table on a terminal, else jsonl), table, jsonl or csv.")] = "auto",
-    force: Annotated[bool, typer.Option("--force", help="Allow --output to be the --input file (it is replaced by the predictions).")] = False,
+    format_: Annotated[
+        str,
+        typer.Option(
+            "--format",
+            help="Printed output without --output: auto (a table on a terminal, else jsonl), table, jsonl or csv.",
+        ),
+    ] = "auto",
+    force: Annotated[
+        bool, typer.Option("--force", help="Allow --output to be the --input file (it is replaced by the predictions).")
+    ] = False,
     allow_failed: AllowFailedOpt = False,
     tracking_uri: TrackOpt = None,
     cache_dir: CacheOpt = None,
@@ -264,7 +313,7 @@ def predict(
     if texts and input is not None:
         raise DataError("Give texts as arguments or --input FILE, not both.")
     if not texts and input is None:
-        raise DataError("Nothing to predict: pass texts (textclf predict --model REF \"some text\") or --input FILE.")
+        raise DataError('Nothing to predict: pass texts (textclf predict --model REF "some text") or --input FILE.')
     if format_ not in ("auto", "table", "jsonl", "csv"):
         raise DataError(f"--format must be auto, table, jsonl or csv. Got {format_!r} instead.")
     if output is not None:  # fail on a bad output type before the model loads
@@ -304,22 +353,38 @@ def _print_table(df, text_col: str, labels: list[str]) -> None:
     for name in labels:
         t.add_column(Text(f"proba_{name}"), justify="right")
     for _, row in df.iterrows():
-        t.add_row(Text(str(row.get(text_col, ""))), Text(str(row["label"])), *[f"{row[f'proba_{n}']:.4f}" for n in labels])
+        t.add_row(
+            Text(str(row.get(text_col, ""))), Text(str(row["label"])), *[f"{row[f'proba_{n}']:.4f}" for n in labels]
+        )
     Console().print(t)
 
 
 def _check_ext(path: Path, allowed: tuple[str, ...]) -> None:
     if path.suffix.lower() not in allowed:
-        raise DataError(f"--output {path}: unsupported type {path.suffix or '(no extension)'!r}. Use {', '.join(allowed)}.")
+        raise DataError(
+            f"--output {path}: unsupported type {path.suffix or '(no extension)'!r}. Use {', '.join(allowed)}."
+        )
 
 
 def embed(
     model: ModelOpt,
-    input: Annotated[Path, typer.Option("--input", "-i", help="Texts: .txt (one per line; - for stdin), .csv, .tsv, .jsonl or .parquet.")],
-    output: Annotated[Path, typer.Option("--output", "-o", help=".npy (float32 matrix, one row per text) or .parquet (input columns + an 'embedding' list column).")],
+    input: Annotated[
+        Path,
+        typer.Option("--input", "-i", help="Texts: .txt (one per line; - for stdin), .csv, .tsv, .jsonl or .parquet."),
+    ],
+    output: Annotated[
+        Path,
+        typer.Option(
+            "--output",
+            "-o",
+            help=".npy (float32 matrix, one row per text) or .parquet (input columns + an 'embedding' list column).",
+        ),
+    ],
     text_column: TextColOpt = "text",
     batch_size: BatchOpt = 256,
-    force: Annotated[bool, typer.Option("--force", help="Allow --output to be the --input file (it is replaced by the embeddings).")] = False,
+    force: Annotated[
+        bool, typer.Option("--force", help="Allow --output to be the --input file (it is replaced by the embeddings).")
+    ] = False,
     allow_failed: AllowFailedOpt = False,
     tracking_uri: TrackOpt = None,
     cache_dir: CacheOpt = None,
@@ -361,10 +426,23 @@ def embed(
 
 def export(
     model: ModelOpt,
-    output: Annotated[Path, typer.Option("--output", "-o", help="Folder to write (config.json, tokenizer.json, model.safetensors, labels.json).")],
-    onnx: Annotated[bool, typer.Option("--onnx", help="Also write model.onnx (tokens, lengths -> logits) and onnx.json describing it.")] = False,
+    output: Annotated[
+        Path,
+        typer.Option(
+            "--output", "-o", help="Folder to write (config.json, tokenizer.json, model.safetensors, labels.json)."
+        ),
+    ],
+    onnx: Annotated[
+        bool,
+        typer.Option("--onnx", help="Also write model.onnx (tokens, lengths -> logits) and onnx.json describing it."),
+    ] = False,
     opset: Annotated[int, typer.Option("--opset", min=9, help="ONNX opset for --onnx.")] = 17,
-    force: Annotated[bool, typer.Option("--force", help="Replace --output if it holds a textclf model (other folders are never replaced).")] = False,
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force", help="Replace --output if it holds a textclf model (other folders are never replaced)."
+        ),
+    ] = False,
     allow_failed: AllowFailedOpt = False,
     tracking_uri: TrackOpt = None,
     cache_dir: CacheOpt = None,
@@ -390,7 +468,11 @@ def export(
         target = artifacts.export_folder(folder, output, force=force, extra=extra)
     if info is not None and not quiet:
         v = info["verified"]
-        check = f"checked with {v['runtime']}: max |diff| {v['max_abs_diff']:.1e}" if v.get("checked") else f"not checked ({v['reason']})"
+        check = (
+            f"checked with {v['runtime']}: max |diff| {v['max_abs_diff']:.1e}"
+            if v.get("checked")
+            else f"not checked ({v['reason']})"
+        )
         _err(f"wrote {target / 'model.onnx'} ({check})")
     if not quiet:
         _err(f"exported {model} to {target}")

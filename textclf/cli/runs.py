@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Callable, Optional
+from typing import Annotated, Optional
 
 import typer
 
@@ -22,26 +23,53 @@ from textclf.core.logs import setup_logging
 from textclf.tracking.runs import require_system_metrics
 
 SystemOpt = Annotated[
-    bool, typer.Option("--system-metrics", help="Log CPU / memory / disk / network to MLflow while it runs (the 'system' extra: psutil).")
+    bool,
+    typer.Option(
+        "--system-metrics",
+        help="Log CPU / memory / disk / network to MLflow while it runs (the 'system' extra: psutil).",
+    ),
 ]
 
 
 def run(
-    pipeline: Annotated[Optional[str], typer.Argument(help="Pipeline path or name in pipelines/ (default: compare).")] = None,
+    pipeline: Annotated[
+        Optional[str], typer.Argument(help="Pipeline path or name in pipelines/ (default: compare).")
+    ] = None,
     set_: SetOpt = None,
     params: ParamsOpt = None,
     cache_dir: CacheOpt = None,
     tracking_uri: TrackOpt = None,
-    variant: Annotated[Optional[list[str]], typer.Option("--variant", help="Run only these variants (repeatable).")] = None,
-    seeds: Annotated[Optional[str], typer.Option("--seeds", help="Training seeds instead of the pipeline's, e.g. --seeds 4,5,6.")] = None,
+    variant: Annotated[
+        Optional[list[str]], typer.Option("--variant", help="Run only these variants (repeatable).")
+    ] = None,
+    seeds: Annotated[
+        Optional[str], typer.Option("--seeds", help="Training seeds instead of the pipeline's, e.g. --seeds 4,5,6.")
+    ] = None,
     force: Annotated[bool, typer.Option("--force", help="Recompute every stage, ignoring the cache.")] = False,
-    new_run: Annotated[bool, typer.Option("--new-run", help="Record a new parent run even when nothing changed since the last one (by default its results are shown).")] = False,
+    new_run: Annotated[
+        bool,
+        typer.Option(
+            "--new-run",
+            help="Record a new parent run even when nothing changed since the last one (by default its results are shown).",
+        ),
+    ] = False,
     summary_out: Annotated[Optional[Path], typer.Option("--summary-out", help="Also write summary.json here.")] = None,
-    register: Annotated[Optional[str], typer.Option("--register", help="Register the best variant's model under this name (alias 'champion').")] = None,
+    register: Annotated[
+        Optional[str],
+        typer.Option("--register", help="Register the best variant's model under this name (alias 'champion')."),
+    ] = None,
     system_metrics: SystemOpt = False,
     executor: Annotated[str, typer.Option("--executor", help="local (default) or ray.")] = "local",
-    jobs: Annotated[str, typer.Option("--jobs", help="Parallel local worker processes: a number, or auto (default) = one single-threaded worker per core.")] = "auto",
-    ray_address: Annotated[Optional[str], typer.Option("--ray-address", help="Ray cluster address (default: start a local instance).")] = None,
+    jobs: Annotated[
+        str,
+        typer.Option(
+            "--jobs",
+            help="Parallel local worker processes: a number, or auto (default) = one single-threaded worker per core.",
+        ),
+    ] = "auto",
+    ray_address: Annotated[
+        Optional[str], typer.Option("--ray-address", help="Ray cluster address (default: start a local instance).")
+    ] = None,
     cpus_per_task: Annotated[float, typer.Option("--cpus-per-task")] = 1.0,
     gpus_per_task: Annotated[float, typer.Option("--gpus-per-task")] = 0.0,
     quiet: QuietOpt = False,
@@ -93,7 +121,10 @@ def run(
         if s.get("verdict"):
             from rich.markup import escape
 
-            out.print(f"claim: {escape(s['claim'])}\n  [bold]{s['verdict']}[/]: {escape(s['verdict_reason'])}", highlight=False)
+            out.print(
+                f"claim: {escape(s['claim'])}\n  [bold]{s['verdict']}[/]: {escape(s['verdict_reason'])}",
+                highlight=False,
+            )
     if not quiet:
         out.print(f"report: MLflow parent run {result.parent_run_id} (artifacts/comparison); `textclf ui` to browse")
         _print_models(result.summary, result.parent_run_id)
@@ -103,20 +134,49 @@ def run(
 
 
 def train(
-    pipeline: Annotated[Optional[str], typer.Argument(help="Optional pipeline to take the config from (with --variant).")] = None,
-    variant: Annotated[Optional[str], typer.Option("--variant", help="Variant of PIPELINE to train (default: its first).")] = None,
+    pipeline: Annotated[
+        Optional[str], typer.Argument(help="Optional pipeline to take the config from (with --variant).")
+    ] = None,
+    variant: Annotated[
+        Optional[str], typer.Option("--variant", help="Variant of PIPELINE to train (default: its first).")
+    ] = None,
     set_: SetOpt = None,
     params: ParamsOpt = None,
     cache_dir: CacheOpt = None,
     tracking_uri: TrackOpt = None,
-    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Copy the trained model folder here (a new or empty folder; a textclf model folder only with --overwrite or --force).")] = None,
-    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace --output if it holds a textclf model (other folders are never replaced).")] = False,
-    metrics_out: Annotated[Optional[Path], typer.Option("--metrics-out", help="Write final metrics as JSON here.")] = None,
+    output: Annotated[
+        Optional[Path],
+        typer.Option(
+            "--output",
+            "-o",
+            help="Copy the trained model folder here (a new or empty folder; a textclf model folder only with --overwrite or --force).",
+        ),
+    ] = None,
+    overwrite: Annotated[
+        bool,
+        typer.Option(
+            "--overwrite", help="Replace --output if it holds a textclf model (other folders are never replaced)."
+        ),
+    ] = False,
+    metrics_out: Annotated[
+        Optional[Path], typer.Option("--metrics-out", help="Write final metrics as JSON here.")
+    ] = None,
     experiment: Annotated[str, typer.Option("--experiment", help="MLflow experiment of the run.")] = "train",
     no_track: Annotated[bool, typer.Option("--no-track", help="Do not log to MLflow.")] = False,
-    force: Annotated[bool, typer.Option("--force", help="Recompute every stage, ignoring the cache (implies --overwrite).")] = False,
-    ddp: Annotated[bool, typer.Option("--ddp", help="Train data-parallel (DDP). Under torchrun this is automatic; otherwise starts --nproc-per-node processes here.")] = False,
-    nproc_per_node: Annotated[Optional[int], typer.Option("--nproc-per-node", help="Processes for --ddp outside torchrun (default: visible GPUs, else 2).")] = None,
+    force: Annotated[
+        bool, typer.Option("--force", help="Recompute every stage, ignoring the cache (implies --overwrite).")
+    ] = False,
+    ddp: Annotated[
+        bool,
+        typer.Option(
+            "--ddp",
+            help="Train data-parallel (DDP). Under torchrun this is automatic; otherwise starts --nproc-per-node processes here.",
+        ),
+    ] = False,
+    nproc_per_node: Annotated[
+        Optional[int],
+        typer.Option("--nproc-per-node", help="Processes for --ddp outside torchrun (default: visible GPUs, else 2)."),
+    ] = None,
     system_metrics: SystemOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
@@ -149,8 +209,14 @@ def train(
     if output is not None:  # before any work, on every path (DDP included)
         artifacts.check_output(output, force=force or overwrite)
     kwargs = dict(
-        cache=open_cache(cache_dir), tracking_uri=None if no_track else (tracking_uri or ""), experiment=experiment,
-        output=output, force=force, overwrite=overwrite, quiet=quiet, system_metrics=system_metrics,
+        cache=open_cache(cache_dir),
+        tracking_uri=None if no_track else (tracking_uri or ""),
+        experiment=experiment,
+        output=output,
+        force=force,
+        overwrite=overwrite,
+        quiet=quiet,
+        system_metrics=system_metrics,
     )
     if ddp or under_torchrun():
         result = train_data_parallel(cfg, nproc_per_node=nproc_per_node, **kwargs)
@@ -168,10 +234,17 @@ def train(
 
 
 def report(
-    run_id: Annotated[Optional[str], typer.Argument(help="Parent run id of a `textclf run` (default: the latest).")] = None,
+    run_id: Annotated[
+        Optional[str], typer.Argument(help="Parent run id of a `textclf run` (default: the latest).")
+    ] = None,
     tracking_uri: TrackOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print summary.json instead of the table.")] = False,
-    html: Annotated[Optional[Path], typer.Option("--html", help="Write the report as one self-contained HTML file here (figures and styles inline).")] = None,
+    html: Annotated[
+        Optional[Path],
+        typer.Option(
+            "--html", help="Write the report as one self-contained HTML file here (figures and styles inline)."
+        ),
+    ] = None,
 ) -> None:
     """Re-print the comparison table of a past `textclf run` (or write its HTML report with --html)."""
     from textclf.analysis.report import answer_lines, render_answer, render_table
@@ -209,15 +282,26 @@ def _write_html_report(run_id: str | None, tracking_uri: str | None, html: Path)
     with tempfile.TemporaryDirectory() as tmp:
         past = download_comparison(run_id, tmp, tracking_uri)
         summary = past["summary"]
-        path = write_html(html, summary, Path(past["comparison_dir"]), title=f"textclf · {summary.get('pipeline', 'comparison')}",
-                          configs=past["configs"], environment=past["environment"])
+        path = write_html(
+            html,
+            summary,
+            Path(past["comparison_dir"]),
+            title=f"textclf · {summary.get('pipeline', 'comparison')}",
+            configs=past["configs"],
+            environment=past["environment"],
+        )
     out.print(f"report: {path} (parent run {summary.get('parent_run_id')}; one self-contained file)")
 
 
 def ui(
     port: Annotated[int, typer.Option("--port", help="Port on 127.0.0.1.")] = 5000,
     tracking_uri: TrackOpt = None,
-    browser: Annotated[bool, typer.Option("--browser/--no-browser", help="Open the latest run's view in a web browser, where one is available.")] = True,
+    browser: Annotated[
+        bool,
+        typer.Option(
+            "--browser/--no-browser", help="Open the latest run's view in a web browser, where one is available."
+        ),
+    ] = True,
 ) -> None:
     """Start the MLflow UI on the project's store, bound to 127.0.0.1, and print the latest run's view URL."""
     import subprocess
@@ -226,7 +310,7 @@ def ui(
 
     uri = store.resolve_uri(tracking_uri)
     if uri.startswith("sqlite:///"):
-        Path(uri[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
+        Path(uri[len("sqlite:///") :]).parent.mkdir(parents=True, exist_ok=True)
     base = f"http://127.0.0.1:{port}"
     cmd = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri, "--host", "127.0.0.1", "--port", str(port)]
     out.print(f"MLflow UI for {uri}: {base}  (Ctrl-C to stop)")
@@ -239,12 +323,12 @@ def ui(
             _open_when_up(url, port, proc)
         raise typer.Exit(proc.wait())
     except KeyboardInterrupt:
-        raise typer.Exit(0)
+        raise typer.Exit(0) from None
 
 
 def latest_view_url(uri: str, base: str) -> str | None:
     """The view URL of the latest finished `textclf run` in the store (None: no run, or its view was not stored)."""
-    if uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///"):]).is_file():
+    if uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///") :]).is_file():
         return None  # an empty store: no run to show (and no database to create just for asking)
     from mlflow.tracking import MlflowClient
 
@@ -291,8 +375,6 @@ def _open_when_up(url: str, port: int, proc, wait_s: float = 30.0) -> None:
         time.sleep(0.3)
 
 
-
-
 # --------------------------------------------------------------------------- printing
 
 
@@ -310,25 +392,43 @@ def _plain(text) -> str:
 def _print_event(kind: str, info: dict, print_: Callable[..., None] = out.print) -> None:
     info = {k: _plain(v) if k in ("pipeline", "variant") else v for k, v in info.items()}
     if kind == "start":
-        print_(f"[bold]{info['pipeline']}[/]: {info['variants']} variants × {info['seeds']} seeds → MLflow {info['uri']} (parent run {info['parent_run_id']})")
+        print_(
+            f"[bold]{info['pipeline']}[/]: {info['variants']} variants × {info['seeds']} seeds → MLflow {info['uri']} (parent run {info['parent_run_id']})"
+        )
     elif kind == "unchanged":
-        print_(f"[bold]{info['pipeline']}[/]: nothing changed since parent run {info['parent_run_id']} (MLflow {info['uri']}): "
-               "its results follow. --new-run records them again, --force retrains.")
+        print_(
+            f"[bold]{info['pipeline']}[/]: nothing changed since parent run {info['parent_run_id']} (MLflow {info['uri']}): "
+            "its results follow. --new-run records them again, --force retrains."
+        )
     elif kind == "trained":  # side-by-side trainings: accuracy follows once each model has been timed alone
-        print_(f"  {'[dim]cached[/]' if info['cached'] else '[green]trained[/]'} {info['variant']:<16} seed {info['seed']}")
+        print_(
+            f"  {'[dim]cached[/]' if info['cached'] else '[green]trained[/]'} {info['variant']:<16} seed {info['seed']}"
+        )
     elif kind == "tuning":
-        print_(f"tuning: {info['trials']} trials per variant × {info['variants']} variants, by {info['metric']} (pruner {info['pruner']})")
+        print_(
+            f"tuning: {info['trials']} trials per variant × {info['variants']} variants, by {info['metric']} (pruner {info['pruner']})"
+        )
     elif kind == "trial":
         value = f"{info['value']:.4f}" if isinstance(info.get("value"), (int, float)) else "n/a"
-        how = {"complete": "[green]trained[/]" if not info["cached"] else "[dim]cached[/]", "pruned": "[yellow]pruned[/]", "failed": "[red]failed[/]"}[info["state"]]
-        print_(f"  {how} {info['variant']:<16} trial {info['number']:>3}: {info['metric']} {value} ({info['epochs']} epochs)")
+        how = {
+            "complete": "[green]trained[/]" if not info["cached"] else "[dim]cached[/]",
+            "pruned": "[yellow]pruned[/]",
+            "failed": "[red]failed[/]",
+        }[info["state"]]
+        print_(
+            f"  {how} {info['variant']:<16} trial {info['number']:>3}: {info['metric']} {value} ({info['epochs']} epochs)"
+        )
     elif kind == "round":  # seeds: {min, max}
-        print_(f"look {info['look']} of {info['looks']}: contrasts of {', '.join(info['variants'])} still inconclusive, "
-               f"{info['trainings']} more seed trainings")
+        print_(
+            f"look {info['look']} of {info['looks']}: contrasts of {', '.join(info['variants'])} still inconclusive, "
+            f"{info['trainings']} more seed trainings"
+        )
     elif kind == "task":
         acc = info.get("test_accuracy")
         acc_text = f"{acc:.4f}" if isinstance(acc, (int, float)) else "n/a"
-        print_(f"  {'[dim]cached[/]' if info['cached'] else '[green]trained[/]'} {info['variant']:<16} seed {info['seed']}: test accuracy {acc_text}")
+        print_(
+            f"  {'[dim]cached[/]' if info['cached'] else '[green]trained[/]'} {info['variant']:<16} seed {info['seed']}: test accuracy {acc_text}"
+        )
 
 
 def _print_models(summary: dict, parent_run_id: str | None) -> None:
@@ -354,12 +454,16 @@ def _print_models(summary: dict, parent_run_id: str | None) -> None:
             lines.append(f"  [bold]{escape(task)}[/]")
         if best in models:
             ref = f"{parent_run_id}:best" if friendly else models[best]["model_uri"]
-            lines.append(f"  textclf predict --model {escape(ref)} --input FILE   [dim](best on validation: {escape(best)})[/]")
+            lines.append(
+                f"  textclf predict --model {escape(ref)} --input FILE   [dim](best on validation: {escape(best)})[/]"
+            )
         width = max(map(len, models))
         for name, m in models.items():
             label = f"{parent_run_id}:{name}  " if friendly else ""
             star = " *" if name == best else "  "
-            lines.append(f"  {escape(name):<{width}}{star} {escape(label)}{escape(m['model_uri'])}  [dim](run {m['run_id']})[/]")
+            lines.append(
+                f"  {escape(name):<{width}}{star} {escape(label)}{escape(m['model_uri'])}  [dim](run {m['run_id']})[/]"
+            )
     if lines:
         out.print("Use a model (predict / embed / export --model REF; * best on validation):", highlight=False)
         for line in lines:
@@ -380,25 +484,45 @@ def _print_metrics(result: dict, pretrained: str | None) -> None:
     t = Table(title="metrics", title_justify="left")
     t.add_column("metric")
     t.add_column("value", justify="right")
-    for k in ("val_accuracy", "test_accuracy", "test_macro_f1", "test_log_loss", "test_roc_auc", "test_ece", "params", "train_seconds",
-              "tokens_per_second", "latency_p50_ms", "texts_per_s_b256", "generalization_gap"):
+    for k in (
+        "val_accuracy",
+        "test_accuracy",
+        "test_macro_f1",
+        "test_log_loss",
+        "test_roc_auc",
+        "test_ece",
+        "params",
+        "train_seconds",
+        "tokens_per_second",
+        "latency_p50_ms",
+        "texts_per_s_b256",
+        "generalization_gap",
+    ):
         v = result.get(k)
         if v is not None:
             t.add_row(k, f"{v:,.4f}" if isinstance(v, float) and abs(v) < 1000 else f"{v:,.0f}")
     out.print(t)
-    coverage = {k[len("embedding_"):]: v for k, v in result.items() if k.startswith("embedding_")}
+    coverage = {k[len("embedding_") :]: v for k, v in result.items() if k.startswith("embedding_")}
     if coverage and pretrained:
         out.print(_coverage_line(pretrained, coverage))
     run_id = result.get("run_id")
     cached = "  (cached)" if result.get("cached") else ""
     if not result.get("model_in_cache"):
-        out.print(f"model: {result['model_dir']}" + (f"  ·  MLflow run {run_id}" if run_id else "") + cached, highlight=False)
+        out.print(
+            f"model: {result['model_dir']}" + (f"  ·  MLflow run {run_id}" if run_id else "") + cached, highlight=False
+        )
     elif run_id:  # the MLflow model outlives the cache: point there first
-        out.print(f"model: runs:/{run_id}  (MLflow run {run_id}){cached}\n  its files, {result['model_dir']}, are in the stage cache, "
-                  "which `textclf cache prune` may delete: use runs:/RUN_ID, or pass --output DIR to keep a copy", highlight=False)
+        out.print(
+            f"model: runs:/{run_id}  (MLflow run {run_id}){cached}\n  its files, {result['model_dir']}, are in the stage cache, "
+            "which `textclf cache prune` may delete: use runs:/RUN_ID, or pass --output DIR to keep a copy",
+            highlight=False,
+        )
     else:
-        out.print(f"model: {result['model_dir']}{cached}\n  in the stage cache, which `textclf cache prune` may delete: "
-                  "pass --output DIR to keep a copy", highlight=False)
+        out.print(
+            f"model: {result['model_dir']}{cached}\n  in the stage cache, which `textclf cache prune` may delete: "
+            "pass --output DIR to keep a copy",
+            highlight=False,
+        )
 
 
 def _coverage_line(pretrained: str, cov: dict) -> str:
@@ -429,5 +553,7 @@ def _seed_list(text: str | None) -> list[int] | None:
     if bad:
         from textclf.core.errors import ConfigError
 
-        raise ConfigError(f"--seeds {text}: seed {bad[0]} is out of range; seeds are integers in [0, {SEED_MAX}] (2**32 - 1), e.g. --seeds 1,2,3.")
+        raise ConfigError(
+            f"--seeds {text}: seed {bad[0]} is out of range; seeds are integers in [0, {SEED_MAX}] (2**32 - 1), e.g. --seeds 1,2,3."
+        )
     return seeds

@@ -104,17 +104,14 @@ def check_tree_size(
         count += 1
         if count > limit:
             raise ConfigError(
-                f"{where}: more than {limit:,} values once nested lists and mappings are counted; "
-                "pass a smaller value."
+                f"{where}: more than {limit:,} values once nested lists and mappings are counted; pass a smaller value."
             )
         if len(stack) > max_depth:
             raise ConfigError(f"{where}: nested more than {max_depth} levels deep; flatten the value.")
         if isinstance(item, (str, bytes, bytearray)):
             chars += len(item)
             if chars > max_chars:
-                raise ConfigError(
-                    f"{where}: more than {max_chars:,} characters of text in all; pass a smaller value."
-                )
+                raise ConfigError(f"{where}: more than {max_chars:,} characters of text in all; pass a smaller value.")
             continue
         if isinstance(item, dict):
             children: Any = itertools.chain.from_iterable(item.items())
@@ -128,8 +125,6 @@ def check_tree_size(
         open_ids.append(id(item))
         on_path.add(id(item))
     return count
-
-
 
 
 class _ShortRepr(reprlib.Repr):

@@ -66,7 +66,9 @@ def default_cache_dir() -> Path:
 
 # What a folder we cannot write answers: no permission, a read-only filesystem, a file
 # where a folder should be (ENOTDIR; EEXIST from mkdir), a name too long, a link loop.
-UNWRITABLE = frozenset({errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOTDIR, errno.EEXIST, errno.ENAMETOOLONG, errno.ELOOP})
+UNWRITABLE = frozenset(
+    {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOTDIR, errno.EEXIST, errno.ENAMETOOLONG, errno.ELOOP}
+)
 _ROOTS: set[Path] = set()  # every cache root this process opened: where an unwritable path is "the cache"
 
 
@@ -92,10 +94,16 @@ def unwritable_error(exc: BaseException) -> ConfigError | None:
     return None
 
 
-def stage_key(stage: str, params: dict[str, Any], upstream: list[str] | tuple[str, ...] = (), code: str | None = None) -> str:
+def stage_key(
+    stage: str, params: dict[str, Any], upstream: list[str] | tuple[str, ...] = (), code: str | None = None
+) -> str:
     """The key of ``stage`` on ``params`` after ``upstream``: the code part hashes module ``code``'s import closure
     (:func:`textclf.core.code.code_fingerprint`; the whole package when None)."""
-    blob = json.dumps({"stage": stage, "params": params, "upstream": list(upstream), "code": code_fingerprint(code)}, sort_keys=True, default=str)
+    blob = json.dumps(
+        {"stage": stage, "params": params, "upstream": list(upstream), "code": code_fingerprint(code)},
+        sort_keys=True,
+        default=str,
+    )
     return hashlib.sha256(blob.encode()).hexdigest()[:20]
 
 
@@ -279,7 +287,9 @@ class StageCache:
                     out.append(Entry(stage=stage_dir.name, key=d.name, path=d, meta=meta))
         return out
 
-    def prune(self, *, older_than_days: float | None = None, stage: str | None = None, everything: bool = False) -> PruneResult:
+    def prune(
+        self, *, older_than_days: float | None = None, stage: str | None = None, everything: bool = False
+    ) -> PruneResult:
         """Remove entries (and temporaries of dead processes); never what a live process uses or writes."""
         result = PruneResult()
         now = time.time()
@@ -305,7 +315,9 @@ class StageCache:
             for work in self.root.glob("*/.work/*"):  # training checkpoints, kept for resuming
                 if stage and work.parent.parent.name != stage:
                     continue
-                if everything or (older_than_days is not None and (now - work.stat().st_mtime) / 86400 > older_than_days):
+                if everything or (
+                    older_than_days is not None and (now - work.stat().st_mtime) / 86400 > older_than_days
+                ):
                     with self._exclusive(work.parent.parent.name, work.name, use=False) as free:
                         if free:
                             _remove(work)

@@ -91,7 +91,7 @@ def _graph() -> dict[str, tuple[set[str], set[str]]]:
     return {name: imports_of(src, modules) for name, src in modules.items()}
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def import_closure(module: str) -> frozenset[str]:
     """``module`` and every textclf module it can run, by name (see the module docstring)."""
     modules, graph = _modules(), _graph()
@@ -126,7 +126,12 @@ def behaviour_of(source: bytes) -> bytes:
     for node in ast.walk(tree):
         if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
             body = node.body
-            if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant) and isinstance(body[0].value.value, str):
+            if (
+                body
+                and isinstance(body[0], ast.Expr)
+                and isinstance(body[0].value, ast.Constant)
+                and isinstance(body[0].value.value, str)
+            ):
                 node.body = body[1:] or [ast.Pass()]
     return ast.dump(tree, annotate_fields=False).encode()
 
@@ -144,7 +149,7 @@ def remember_in(folder: str | Path) -> None:
     _memo[:] = [Path(folder)]
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _behaviour_hash(name: str) -> bytes:
     source = _modules()[name]
     memo = _memo[0] / hashlib.sha256(source).hexdigest() if _memo else None
@@ -167,7 +172,7 @@ def _behaviour_hash(name: str) -> bytes:
     return digest
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def code_fingerprint(module: str | None = None) -> str:
     """A hash of the behaviour of ``module``'s import closure (module name + :func:`behaviour_of`); of the whole package when None.
 

@@ -107,8 +107,15 @@ def human(n: int) -> str:
 
 
 def disk_full_error(
-    exc: BaseException, path: str | Path | None = None, *, root: str | Path | None = None,
-    what: str = "", needed: int | None = None, fix: str = "", atomic: bool = False, free: int | None = None,
+    exc: BaseException,
+    path: str | Path | None = None,
+    *,
+    root: str | Path | None = None,
+    what: str = "",
+    needed: int | None = None,
+    fix: str = "",
+    atomic: bool = False,
+    free: int | None = None,
 ) -> DiskFullError | None:
     """The :class:`DiskFullError` for ``exc`` when it is a full disk (None otherwise; a DiskFullError is returned as is).
 
@@ -151,7 +158,9 @@ def _inside(path: Path, root: Path) -> bool:
 
 
 @contextlib.contextmanager
-def reporting(path: str | Path, *, root: str | Path | None = None, what: str = "", needed: int | None = None, fix: str = "") -> Iterator[None]:
+def reporting(
+    path: str | Path, *, root: str | Path | None = None, what: str = "", needed: int | None = None, fix: str = ""
+) -> Iterator[None]:
     """Turn a full disk inside the block into a :class:`DiskFullError` naming ``path`` (see :func:`disk_full_error`).
 
     For writes that go to a temporary and are renamed into place: the message says nothing half-written was kept.

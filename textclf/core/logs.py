@@ -35,7 +35,12 @@ def setup_logging(quiet: bool = False) -> None:
     import warnings
 
     # MLflow's hints about integer columns and type hints concern its own inference, not the user.
-    for pattern in (r".*Add type hints to the .predict. method", r"Hint: Inferred schema contains integer", r".*noload.*", r"Operation with range is deprecated"):
+    for pattern in (
+        r".*Add type hints to the .predict. method",
+        r"Hint: Inferred schema contains integer",
+        r".*noload.*",
+        r"Operation with range is deprecated",
+    ):
         warnings.filterwarnings("ignore", message=pattern)
     # Quiet the datasets library without importing it (half a second a run that reads only the cache never needs):
     # it reads these at import; once imported, its own switches.
@@ -64,8 +69,15 @@ class ProgressLog:
         self._logger.info(self._prefix + line, extra={"textclf_label": self.label})
 
     def step(self, epoch: int, epochs: int, step: int, steps: int) -> None:
-        self._logger.debug("%s epoch %d/%d step %d/%d", self.label, epoch, epochs, step, steps,
-                           extra={"textclf_step": (self.label, epoch, epochs, step, steps)})
+        self._logger.debug(
+            "%s epoch %d/%d step %d/%d",
+            self.label,
+            epoch,
+            epochs,
+            step,
+            steps,
+            extra={"textclf_step": (self.label, epoch, epochs, step, steps)},
+        )
 
 
 def progress_logger(label: str | None = None) -> ProgressLog:

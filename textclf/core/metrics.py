@@ -44,7 +44,6 @@ CONFUSION_MAX_CLASSES = 1000
 PER_CLASS_METRICS_MAX = 200
 
 
-
 @dataclass(frozen=True)
 class Metric:
     """One registered metric.
@@ -84,28 +83,38 @@ class TopProba:
         return self.classes[:, 0]
 
     @classmethod
-    def ordered(cls, classes: np.ndarray, proba: np.ndarray, true: np.ndarray, n_classes: int) -> "TopProba":
+    def ordered(cls, classes: np.ndarray, proba: np.ndarray, true: np.ndarray, n_classes: int) -> TopProba:
         """Rows sorted by probability, ties by class index, so ``pred`` is what ``argmax`` of the full row gives."""
         order = np.lexsort((classes, -proba), axis=-1)
-        return cls(np.take_along_axis(classes, order, 1).astype(np.int64), np.take_along_axis(proba, order, 1).astype(np.float32),
-                   np.asarray(true, np.float32), int(n_classes))
+        return cls(
+            np.take_along_axis(classes, order, 1).astype(np.int64),
+            np.take_along_axis(proba, order, 1).astype(np.float32),
+            np.asarray(true, np.float32),
+            int(n_classes),
+        )
 
     @classmethod
-    def from_dense(cls, proba: np.ndarray, y: np.ndarray, k: int = 5) -> "TopProba":
+    def from_dense(cls, proba: np.ndarray, y: np.ndarray, k: int = 5) -> TopProba:
         p = np.asarray(proba)
         k = min(k, p.shape[1])
         top = np.argpartition(-p, k - 1, axis=1)[:, :k] if k < p.shape[1] else np.broadcast_to(np.arange(k), p.shape)
         return cls.ordered(top, np.take_along_axis(p, top, 1), p[np.arange(len(p)), np.asarray(y)], p.shape[1])
 
     @classmethod
-    def concat(cls, parts: Sequence["TopProba"]) -> "TopProba":
-        return cls(*(np.concatenate([getattr(t, f) for t in parts]) for f in ("classes", "proba", "true")), parts[0].n_classes)
+    def concat(cls, parts: Sequence[TopProba]) -> TopProba:
+        return cls(
+            *(np.concatenate([getattr(t, f) for t in parts]) for f in ("classes", "proba", "true")), parts[0].n_classes
+        )
 
 
 def _counts(y: np.ndarray, pred: np.ndarray, n_classes: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(true positives, support, predicted count) per class, float64: O(N + C), never a C × C matrix."""
     tp = np.bincount(y[pred == y], minlength=n_classes).astype(np.float64)
-    return tp, np.bincount(y, minlength=n_classes).astype(np.float64), np.bincount(pred, minlength=n_classes).astype(np.float64)
+    return (
+        tp,
+        np.bincount(y, minlength=n_classes).astype(np.float64),
+        np.bincount(pred, minlength=n_classes).astype(np.float64),
+    )
 
 
 def _confusion(y: np.ndarray, pred: np.ndarray, n_classes: int) -> np.ndarray:
@@ -141,16 +150,40 @@ def _mean_nll(p_true: np.ndarray) -> float:
 
 
 METRICS: dict[str, Metric] = {
-    "accuracy": Metric(lambda y, pred, proba, n: float(np.mean(pred == y)), per_epoch=True, description="share of texts classified correctly"),
-    "macro_f1": Metric(lambda y, pred, proba, n: macro_f1(y, pred, n), per_epoch=True, description="mean F1 over classes, each class counting equally"),
-    "micro_f1": Metric(lambda y, pred, proba, n: float(np.mean(pred == y)), description="F1 over all decisions (equals accuracy for single-label data)"),
+    "accuracy": Metric(
+        lambda y, pred, proba, n: float(np.mean(pred == y)),
+        per_epoch=True,
+        description="share of texts classified correctly",
+    ),
+    "macro_f1": Metric(
+        lambda y, pred, proba, n: macro_f1(y, pred, n),
+        per_epoch=True,
+        description="mean F1 over classes, each class counting equally",
+    ),
+    "micro_f1": Metric(
+        lambda y, pred, proba, n: float(np.mean(pred == y)),
+        description="F1 over all decisions (equals accuracy for single-label data)",
+    ),
     "weighted_f1": Metric(_weighted_f1, description="per-class F1 weighted by class frequency"),
-    "log_loss": Metric(_log_loss, higher_is_better=False, from_proba=True, description="mean negative log-probability of the true class",
-                       from_top=lambda y, top: _mean_nll(top.true)),
-    "roc_auc": Metric(lambda y, pred, proba, n: _roc_auc(y, proba), from_proba=True, description="binary: AUC of class 1; multi-class: macro one-vs-rest"),
-    "ece": Metric(lambda y, pred, proba, n: expected_calibration_error(y, proba), higher_is_better=False, from_proba=True,
-                  description="expected calibration error of the top-class confidence (15 bins)",
-                  from_top=lambda y, top: _ece(top.proba[:, 0].astype(np.float64), (top.pred == y).astype(np.float64))),
+    "log_loss": Metric(
+        _log_loss,
+        higher_is_better=False,
+        from_proba=True,
+        description="mean negative log-probability of the true class",
+        from_top=lambda y, top: _mean_nll(top.true),
+    ),
+    "roc_auc": Metric(
+        lambda y, pred, proba, n: _roc_auc(y, proba),
+        from_proba=True,
+        description="binary: AUC of class 1; multi-class: macro one-vs-rest",
+    ),
+    "ece": Metric(
+        lambda y, pred, proba, n: expected_calibration_error(y, proba),
+        higher_is_better=False,
+        from_proba=True,
+        description="expected calibration error of the top-class confidence (15 bins)",
+        from_top=lambda y, top: _ece(top.proba[:, 0].astype(np.float64), (top.pred == y).astype(np.float64)),
+    ),
 }
 
 
@@ -268,7 +301,11 @@ def classification_metrics(y_true: Any, proba: Any, label_names: Sequence[str]) 
         y = _check_top(y_true, proba, n_classes)
         y_pred = proba.pred.astype(np.int64)
         for name, metric in METRICS.items():
-            value = (metric.from_top(y, proba) if metric.from_top else None) if metric.from_proba else metric.fn(y, y_pred, None, n_classes)
+            value = (
+                (metric.from_top(y, proba) if metric.from_top else None)
+                if metric.from_proba
+                else metric.fn(y, y_pred, None, n_classes)
+            )
             out[name] = None if value is None else float(value)
     else:
         y, p = _check_inputs(y_true, proba, n_classes)
@@ -285,10 +322,17 @@ def classification_metrics(y_true: Any, proba: Any, label_names: Sequence[str]) 
     recall = np.divide(tp, support, out=np.zeros_like(tp), where=support > 0)
     f1, _ = _f1_per_class(y, y_pred, n_classes)
     out["per_class"] = {
-        name: {"precision": float(precision[i]), "recall": float(recall[i]), "f1": float(f1[i]), "support": int(support[i])}
+        name: {
+            "precision": float(precision[i]),
+            "recall": float(recall[i]),
+            "f1": float(f1[i]),
+            "support": int(support[i]),
+        }
         for i, name in enumerate(label_names)
     }
-    out["confusion_matrix"] = _confusion(y, y_pred, n_classes).astype(int).tolist() if n_classes <= CONFUSION_MAX_CLASSES else None
+    out["confusion_matrix"] = (
+        _confusion(y, y_pred, n_classes).astype(int).tolist() if n_classes <= CONFUSION_MAX_CLASSES else None
+    )
     return out
 
 
@@ -338,5 +382,3 @@ def classification_report_text(y_true: Any, y_pred: Any, label_names: Sequence[s
         digits=4,
         zero_division=0,
     )
-
-

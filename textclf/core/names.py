@@ -123,8 +123,10 @@ def check_experiment_name(name: str, *, option: str = "--experiment") -> str:
     if name and name.strip() and len(name) <= MAX_EXPERIMENT_NAME:
         return name
     got = "an empty name" if not name or not name.strip() else f"{len(name):,} characters"
-    raise ConfigError(f"{option} {name[:60]!r}{'...' if len(name) > 60 else ''}: an MLflow experiment's name holds 1 to "
-                      f"{MAX_EXPERIMENT_NAME} characters, got {got}. Choose a shorter name, e.g. {option} train.")
+    raise ConfigError(
+        f"{option} {name[:60]!r}{'...' if len(name) > 60 else ''}: an MLflow experiment's name holds 1 to "
+        f"{MAX_EXPERIMENT_NAME} characters, got {got}. Choose a shorter name, e.g. {option} train."
+    )
 
 
 _REGISTRY_OK = re.compile(r"[^\W_][\w\-. ]*", re.UNICODE)
@@ -147,8 +149,11 @@ def check_registry_name(name: str, *, option: str = "--register") -> str:
     elif not _REGISTRY_OK.fullmatch(name):
         bad = sorted({c for c in name if not (c.isalnum() or c in "_-. ")})
         if bad:
-            problem = "holds " + ", ".join(repr(c) for c in bad) + (
-                " ('/', ':' and '..' are refused by MLflow; '@', '?', '#' and '%' break models:/NAME@champion)")
+            problem = (
+                "holds "
+                + ", ".join(repr(c) for c in bad)
+                + (" ('/', ':' and '..' are refused by MLflow; '@', '?', '#' and '%' break models:/NAME@champion)")
+            )
         else:
             problem = "must start with a letter or digit"
     if problem is None:

@@ -33,7 +33,9 @@ SEED_MAX = 2**32 - 1
 def check_seed(value: int) -> int:
     """``value`` if it is a seed numpy, torch and scikit-learn all accept; else a ValueError saying the range."""
     if not 0 <= value <= SEED_MAX:
-        raise ValueError(f"a seed must be an integer in [0, {SEED_MAX}] (2**32 - 1, what numpy and scikit-learn accept)")
+        raise ValueError(
+            f"a seed must be an integer in [0, {SEED_MAX}] (2**32 - 1, what numpy and scikit-learn accept)"
+        )
     return value
 
 

@@ -380,5 +380,3 @@ class _Size:
         mine, theirs = self.heaviest_by_chars, child.heaviest_by_chars
         if theirs is not None and (mine is None or memo[theirs].chars > memo[mine].chars):
             self.heaviest_by_chars = theirs
-
-

@@ -53,8 +53,10 @@ def check_duplicate_keys(mappings: list[MappingNode], source: str) -> None:
                     f"{source}: duplicate merge key '<<' {lines}; a key may appear only once in a mapping, "
                     "so list the merged mappings in one: '<<: [*first, *second]'."
                 )
-            same = "" if first.value == key_node.value else (
-                f", written {short_repr(key_node.value, 60)} the second time, which YAML reads as the same key"
+            same = (
+                ""
+                if first.value == key_node.value
+                else (f", written {short_repr(key_node.value, 60)} the second time, which YAML reads as the same key")
             )
             raise ConfigError(
                 f"{source}: duplicate key {short_repr(first.value, 80)} {lines} "

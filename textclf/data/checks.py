@@ -85,11 +85,13 @@ def _label_spellings(names: list[str], train: np.ndarray) -> list[DataWarning]:
         if len(ids) < 2:
             continue
         spelled = " and ".join(f"{names[i]!r} ({_rows(train[i])})" for i in ids)
-        out.append(DataWarning(
-            "label_spelling",
-            f"labels {spelled} differ only in case or spacing, so they are {len(ids)} different classes. "
-            f"If they mean one class, write them one way in the data (e.g. all {names[max(ids, key=lambda i: train[i])]!r}).",
-        ))
+        out.append(
+            DataWarning(
+                "label_spelling",
+                f"labels {spelled} differ only in case or spacing, so they are {len(ids)} different classes. "
+                f"If they mean one class, write them one way in the data (e.g. all {names[max(ids, key=lambda i: train[i])]!r}).",
+            )
+        )
     return out
 
 
@@ -98,11 +100,13 @@ def _missing_markers(names: list[str], counts: dict[str, np.ndarray]) -> list[Da
     for i, name in enumerate(names):
         if _fold(name) in MISSING_MARKERS:
             rows = sum(int(c[i]) for c in counts.values())
-            out.append(DataWarning(
-                "missing_marker_label",
-                f"class {name!r} ({rows} rows) is a label that often marks a missing value; textclf trains it as a class. "
-                f"If those rows have no label, leave their label empty and drop them with --set data.on_invalid=drop.",
-            ))
+            out.append(
+                DataWarning(
+                    "missing_marker_label",
+                    f"class {name!r} ({rows} rows) is a label that often marks a missing value; textclf trains it as a class. "
+                    f"If those rows have no label, leave their label empty and drop them with --set data.on_invalid=drop.",
+                )
+            )
     return out
 
 
@@ -111,29 +115,35 @@ def _rare_classes(data: PreparedData, counts: dict[str, np.ndarray]) -> list[Dat
     out = []
     single = [names[i] for i in np.flatnonzero(train == 1)]
     if single:
-        out.append(DataWarning(
-            "single_example_class",
-            f"{_few(single)} {'has' if len(single) == 1 else 'have'} a single training example: nothing general can be "
-            "learned from one text, and its validation/test scores are noise. Add examples, or merge or remove the class.",
-        ))
+        out.append(
+            DataWarning(
+                "single_example_class",
+                f"{_few(single)} {'has' if len(single) == 1 else 'have'} a single training example: nothing general can be "
+                "learned from one text, and its validation/test scores are noise. Add examples, or merge or remove the class.",
+            )
+        )
     for split in ("validation", "test"):
         if split == "test" and data.report.get("test_is_validation"):
             continue
         lacking = [names[i] for i in np.flatnonzero((train == 0) & (counts[split] > 0))]
         if lacking:
-            out.append(DataWarning(
-                "label_missing_from_train",
-                f"{_few(lacking)} {'occurs' if len(lacking) == 1 else 'occur'} in the {split} split"
-                f"{' (' + data.sources[split] + ')' if split in data.sources else ''} but not in the training split: the model can never predict "
-                f"{'it' if len(lacking) == 1 else 'them'}, so every such {split} text counts as an error. Add training "
-                "examples of it, or remove those rows (a class this rare is best merged).",
-            ))
+            out.append(
+                DataWarning(
+                    "label_missing_from_train",
+                    f"{_few(lacking)} {'occurs' if len(lacking) == 1 else 'occur'} in the {split} split"
+                    f"{' (' + data.sources[split] + ')' if split in data.sources else ''} but not in the training split: the model can never predict "
+                    f"{'it' if len(lacking) == 1 else 'them'}, so every such {split} text counts as an error. Add training "
+                    "examples of it, or remove those rows (a class this rare is best merged).",
+                )
+            )
     return out
 
 
 def _small_splits(data: PreparedData) -> list[DataWarning]:
     out = []
-    total = sum(len(data.splits[s]) for s in SPLITS) - (len(data.splits["test"]) if data.report.get("test_is_validation") else 0)
+    total = sum(len(data.splits[s]) for s in SPLITS) - (
+        len(data.splits["test"]) if data.report.get("test_is_validation") else 0
+    )
     for split in ("validation", "test"):
         if split == "test" and data.report.get("test_is_validation"):
             continue
@@ -147,14 +157,19 @@ def _small_splits(data: PreparedData) -> list[DataWarning]:
         else:
             key = "data.val_fraction" if split == "validation" else "data.test_fraction"
             need = min(0.45, math.ceil(100 * MIN_EVAL_ROWS / max(total, 1)) / 100)
-            fix = (f"hold out more, e.g. --set {key}={need:g}" if total * need >= MIN_EVAL_ROWS
-                   else f"use more data (with {total} rows in all, no split reaches {MIN_EVAL_ROWS})")
-        out.append(DataWarning(
-            "small_split",
-            f"the {split} split has {n} rows: one text is {100 / max(n, 1):.1f} accuracy points and a 95% interval around "
-            f"an accuracy spans up to ±{half:.0f} points, so variants closer than that cannot be ranked on it. "
-            f"For a comparison, {fix}.",
-        ))
+            fix = (
+                f"hold out more, e.g. --set {key}={need:g}"
+                if total * need >= MIN_EVAL_ROWS
+                else f"use more data (with {total} rows in all, no split reaches {MIN_EVAL_ROWS})"
+            )
+        out.append(
+            DataWarning(
+                "small_split",
+                f"the {split} split has {n} rows: one text is {100 / max(n, 1):.1f} accuracy points and a 95% interval around "
+                f"an accuracy spans up to ±{half:.0f} points, so variants closer than that cannot be ranked on it. "
+                f"For a comparison, {fix}.",
+            )
+        )
     return out
 
 
@@ -167,18 +182,24 @@ def _imbalance(names: list[str], train: np.ndarray, metric: str, class_weights: 
     ratio = train[big] / train[small]
     fixes = []
     if metric != "macro_f1":
-        fixes.append("--set train.early_stopping_metric=macro_f1 (epochs, and the comparison's best variant, are then chosen on macro-F1)")
+        fixes.append(
+            "--set train.early_stopping_metric=macro_f1 (epochs, and the comparison's best variant, are then chosen on macro-F1)"
+        )
     if class_weights != "balanced":
         fixes.append("--set train.class_weights=balanced (errors on rare classes cost more in training)")
     if ratio < IMBALANCE_RATIO or not fixes:
         return []
     n = int(train.sum())
-    return [DataWarning(
-        "class_imbalance",
-        f"the classes are heavily imbalanced: {names[small]!r} has {int(train[small])} of {n} training rows "
-        f"({train[small] / n:.1%}), {ratio:.0f}x fewer than {names[big]!r} ({train[big] / n:.1%}); a model that always answers "
-        f"{names[big]!r} scores {train[big] / n:.1%} accuracy. Judge such data by macro-F1: " + "; ".join(fixes) + ".",
-    )]
+    return [
+        DataWarning(
+            "class_imbalance",
+            f"the classes are heavily imbalanced: {names[small]!r} has {int(train[small])} of {n} training rows "
+            f"({train[small] / n:.1%}), {ratio:.0f}x fewer than {names[big]!r} ({train[big] / n:.1%}); a model that always answers "
+            f"{names[big]!r} scores {train[big] / n:.1%} accuracy. Judge such data by macro-F1: "
+            + "; ".join(fixes)
+            + ".",
+        )
+    ]
 
 
 def _slice_columns(data: PreparedData) -> list[DataWarning]:
@@ -191,13 +212,19 @@ def _slice_columns(data: PreparedData) -> list[DataWarning]:
             continue
         name = col.removeprefix("slice:")
         n = len(values)
-        kind = "nearly one per text: it looks like an identifier, not a group" if distinct > n / 2 else "more than a report can show"
-        out.append(DataWarning(
-            "slice_column_values",
-            f"data.slice_columns {name!r} has {distinct} distinct values in the {n} test rows ({kind}). The report shows "
-            f"the largest {MAX_SLICE_VALUES - 1} values that have at least 2 test rows and pools the rest as 'other'. "
-            "Slice by a column that groups texts (a domain, a source, a length band), or drop it from data.slice_columns.",
-        ))
+        kind = (
+            "nearly one per text: it looks like an identifier, not a group"
+            if distinct > n / 2
+            else "more than a report can show"
+        )
+        out.append(
+            DataWarning(
+                "slice_column_values",
+                f"data.slice_columns {name!r} has {distinct} distinct values in the {n} test rows ({kind}). The report shows "
+                f"the largest {MAX_SLICE_VALUES - 1} values that have at least 2 test rows and pools the rest as 'other'. "
+                "Slice by a column that groups texts (a domain, a source, a length band), or drop it from data.slice_columns.",
+            )
+        )
     return out
 
 

@@ -116,7 +116,9 @@ def _select_columns(ds, cfg: DataConfig, where: str):
     """Keep the text and label columns as ``text`` (str) and ``label`` (str, label names)."""
     cols = ds.column_names
     if cfg.text_column == cfg.label_column:
-        raise DataError(f"{where}: data.text_column and data.label_column are both {cfg.text_column!r}; they must differ.")
+        raise DataError(
+            f"{where}: data.text_column and data.label_column are both {cfg.text_column!r}; they must differ."
+        )
     absent = [c for c in cfg.slice_columns if c not in cols]
     if absent:
         raise DataError(
@@ -148,7 +150,9 @@ def _select_columns(ds, cfg: DataConfig, where: str):
         try:
             text = text.cast(pa.string())
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-            raise DataError(f"{where}: the text column {cfg.text_column!r} has type {text.type}; expected strings.") from None
+            raise DataError(
+                f"{where}: the text column {cfg.text_column!r} has type {text.type}; expected strings."
+            ) from None
     label = _label_strings(table.column(cfg.label_column), ds.features[cfg.label_column], where)
     # Built by position, so a swap (text_column: label, label_column: text) renames correctly.
     extra = {}
@@ -283,7 +287,9 @@ def fingerprint(ds, label_names: list[str] | None = None) -> str:
 def _load_sources(cfg: DataConfig, cache_dir) -> tuple[dict[str, Any], dict[str, str]]:
     """{split: raw Dataset} and {split: where it came from}, through the source registry."""
     if not cfg.source and not cfg.train:
-        raise DataError("No data given. Set data.source (one file, hf:NAME or builtin:NAME) or data.train, e.g. --set data.source=reviews.csv.")
+        raise DataError(
+            "No data given. Set data.source (one file, hf:NAME or builtin:NAME) or data.train, e.g. --set data.source=reviews.csv."
+        )
     raw: dict[str, Any] = {}
     sources: dict[str, str] = {}
     if cfg.source:
@@ -291,7 +297,10 @@ def _load_sources(cfg: DataConfig, cache_dir) -> tuple[dict[str, Any], dict[str,
         for split, d in read.items():
             if split in SPLITS:
                 # a source with its own splits (the hub) says which one each came from
-                raw[split], sources[split] = d, cfg.source if len(read) == 1 and split == "train" else f"{cfg.source}[{split}]"
+                raw[split], sources[split] = (
+                    d,
+                    cfg.source if len(read) == 1 and split == "train" else f"{cfg.source}[{split}]",
+                )
     else:
         for split, path in (("train", cfg.train), ("validation", cfg.validation), ("test", cfg.test)):
             if path:
@@ -388,5 +397,3 @@ def _leakage(splits) -> dict[str, Any]:
             out[f"overlap_{split}"] = n
             log.warning("%d %s texts also occur in train: scores on %s will be optimistic (leakage).", n, split, split)
     return out
-
-

@@ -58,7 +58,7 @@ def check_utf8(path: Path, chunk_size: int = 1 << 20) -> None:
                 line += chunk[: exc.start].count(b"\n")
                 raise DataError(
                     f"{path}: not valid UTF-8 at byte offset {pos} (line {line}): byte "
-                    f"{chunk[exc.start:exc.start + 1]!r}. Re-save the file as UTF-8, e.g. "
+                    f"{chunk[exc.start : exc.start + 1]!r}. Re-save the file as UTF-8, e.g. "
                     f"`iconv -f latin1 -t utf-8 {path.name} > fixed.{path.suffix.lstrip('.')}`."
                 ) from None
             offset += len(chunk)
@@ -79,7 +79,9 @@ def read_file(path: str | Path, cache_dir: str | Path | None = None):
     if p.is_dir():
         raise DataError(f"{p} is a directory; data.source / data.train must name a file.")
     if not p.is_file():
-        raise DataError(f"{p} is {_file_kind(p)}, not a regular file; data.source / data.train must name a data file (copy the data into one).")
+        raise DataError(
+            f"{p} is {_file_kind(p)}, not a regular file; data.source / data.train must name a data file (copy the data into one)."
+        )
     if not os.access(p, os.R_OK):
         raise DataError(f"{p}: permission denied. Make the file readable (chmod +r).")
     fmt = FORMATS.get(p.suffix.lower())
@@ -108,7 +110,9 @@ def read_file(path: str | Path, cache_dir: str | Path | None = None):
             cause = cause.__cause__
         msg = str(cause)
         if "No columns to parse" in msg or isinstance(cause, pa.lib.ArrowInvalid) and "Empty" in msg:
-            raise DataError(f"{p}: no header or rows could be read. Expected a header line such as 'text,label'.") from None
+            raise DataError(
+                f"{p}: no header or rows could be read. Expected a header line such as 'text,label'."
+            ) from None
         if "corresponds to no data" in msg:  # the reader produced zero rows
             if fmt == "csv":
                 with open(p, encoding="utf-8", errors="replace") as fh:
@@ -158,7 +162,12 @@ def _is_connection_error(exc: BaseException) -> bool:
     while e is not None and id(e) not in seen:
         seen.add(id(e))
         name = type(e).__name__
-        if isinstance(e, ConnectionError) or name in ("OfflineModeIsEnabled", "LocalEntryNotFoundError", "ConnectError", "ConnectTimeout"):
+        if isinstance(e, ConnectionError) or name in (
+            "OfflineModeIsEnabled",
+            "LocalEntryNotFoundError",
+            "ConnectError",
+            "ConnectTimeout",
+        ):
             return True
         e = e.__cause__ or e.__context__
     return False
@@ -209,7 +218,11 @@ def read_builtin(name: str, seed: int, options: dict[str, Any], cache_dir: str |
 
     # The generators are code: an edited one must not reuse a corpus the old one wrote (they are in this module's imports).
     key = hashlib.sha256(
-        json.dumps({"name": name, "seed": seed, "options": options, "code": code_fingerprint(__name__)}, sort_keys=True, default=str).encode()
+        json.dumps(
+            {"name": name, "seed": seed, "options": options, "code": code_fingerprint(__name__)},
+            sort_keys=True,
+            default=str,
+        ).encode()
     ).hexdigest()[:16]
     target = Path(_cache_dir(cache_dir)) / "builtin" / f"{name}-{key}.parquet"
     if not target.exists():
@@ -255,7 +268,11 @@ def file_sha256(path: str | Path, cache_root: str | Path | None = None) -> str:
     memo = (str(p), st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
     if memo in _HASHES:
         return _HASHES[memo]
-    disk = Path(cache_root) / ".file-hashes" / (hashlib.sha256(str(p).encode()).hexdigest()[:24] + ".json") if cache_root else None
+    disk = (
+        Path(cache_root) / ".file-hashes" / (hashlib.sha256(str(p).encode()).hexdigest()[:24] + ".json")
+        if cache_root
+        else None
+    )
     if disk is not None and disk.is_file():
         try:
             saved = json.loads(disk.read_text())
@@ -327,16 +344,27 @@ class Source:
 
 SOURCES: dict[str, Source] = {
     "hf": Source(
-        "hf", lambda s: s.startswith("hf:"), lambda s, cfg, cache: read_hub(s[3:], cache),
-        lambda s, root: {"hf": s}, _hub_dataset_source,
+        "hf",
+        lambda s: s.startswith("hf:"),
+        lambda s, cfg, cache: read_hub(s[3:], cache),
+        lambda s, root: {"hf": s},
+        _hub_dataset_source,
     ),
     "builtin": Source(
-        "builtin", lambda s: s.startswith("builtin:"),
+        "builtin",
+        lambda s: s.startswith("builtin:"),
         lambda s, cfg, cache: {"train": read_builtin(s[8:], cfg.split_seed, dict(cfg.options), cache)},
-        lambda s, root: {"builtin": s}, _builtin_dataset_source,
+        lambda s, root: {"builtin": s},
+        _builtin_dataset_source,
     ),
     # Last: anything else is a path.
-    "file": Source("file", lambda s: True, lambda s, cfg, cache: {"train": read_file(s, cache)}, _file_identity, _file_dataset_source),
+    "file": Source(
+        "file",
+        lambda s: True,
+        lambda s, cfg, cache: {"train": read_file(s, cache)},
+        _file_identity,
+        _file_dataset_source,
+    ),
 }
 
 

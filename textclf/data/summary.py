@@ -16,7 +16,9 @@ def summarize(data: PreparedData) -> dict[str, Any]:
     for split in SPLITS:
         ds = data.splits[split]
         y = data.labels(split)
-        words = pc.list_value_length(pc.utf8_split_whitespace(ds.data.table.column("text"))).to_numpy(zero_copy_only=False)
+        words = pc.list_value_length(pc.utf8_split_whitespace(ds.data.table.column("text"))).to_numpy(
+            zero_copy_only=False
+        )
         out["splits"][split] = {
             "rows": len(ds),
             "labels": {data.label_names[i]: int(c) for i, c in enumerate(np.bincount(y, minlength=data.num_classes))},
@@ -34,4 +36,11 @@ def percentiles(x: np.ndarray) -> dict[str, float]:
     if len(x) == 0:
         return {}
     p = np.percentile(x, [50, 90, 95, 99])
-    return {"mean": round(float(x.mean()), 1), "p50": float(p[0]), "p90": float(p[1]), "p95": float(p[2]), "p99": float(p[3]), "max": int(x.max())}
+    return {
+        "mean": round(float(x.mean()), 1),
+        "p50": float(p[0]),
+        "p90": float(p[1]),
+        "p95": float(p[2]),
+        "p99": float(p[3]),
+        "max": int(x.max()),
+    }

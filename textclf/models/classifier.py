@@ -133,7 +133,9 @@ class TextClassifier(nn.Module):
         frozen_rows = check_int("model.frozen_rows", frozen_rows, 0)
         limit = vocab_size - 1 - (padding_idx or 0)  # the padding row (and at least one row) stays trainable
         if frozen_rows > limit:
-            raise ConfigError(f"model.frozen_rows must be in [0, {limit}] for vocab_size {vocab_size}. Got {frozen_rows!r} instead.")
+            raise ConfigError(
+                f"model.frozen_rows must be in [0, {limit}] for vocab_size {vocab_size}. Got {frozen_rows!r} instead."
+            )
 
         # padding_idx keeps the padding row at zero and never gives it a gradient
         self.embedding = TokenEmbedding(vocab_size, embedding_dim, padding_idx=padding_idx, frozen_rows=frozen_rows)
@@ -159,9 +161,7 @@ class TextClassifier(nn.Module):
         self.head = nn.Linear(self.encoder.output_size, num_classes)
         # A buffer so it follows .to(device); not persistent so a model trained with
         # weights loads strictly into one built without them (e.g. for inference).
-        self.register_buffer(
-            "class_weights", None if weights is None else torch.tensor(weights), persistent=False
-        )
+        self.register_buffer("class_weights", None if weights is None else torch.tensor(weights), persistent=False)
 
         enc = self.encoder
         self.hparams = {

@@ -109,9 +109,7 @@ class CNNEncoder(nn.Module):
         self.output_size = self.hidden_size * len(self.widths)
         # padding=w-1 records the wide convolution in the module's repr; forward calls
         # F.conv1d itself so that the bias can be added after pooling.
-        self.convs = nn.ModuleList(
-            nn.Conv1d(self.input_size, self.hidden_size, w, padding=w - 1) for w in self.widths
-        )
+        self.convs = nn.ModuleList(nn.Conv1d(self.input_size, self.hidden_size, w, padding=w - 1) for w in self.widths)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:

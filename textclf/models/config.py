@@ -11,7 +11,9 @@ from textclf.models.registry import ENCODERS
 
 
 class EncoderConfig(Section):
-    cell: str = Field("lstm", description="The encoder family: one of textclf.models.registry.ENCODERS (rnn, gru, lstm, ...).")
+    cell: str = Field(
+        "lstm", description="The encoder family: one of textclf.models.registry.ENCODERS (rnn, gru, lstm, ...)."
+    )
     layers: int = Field(1, ge=1, le=16)
     bidirectional: bool = False
     # 2**20: wider than any recurrent layer that fits in memory, and it keeps the size arithmetic exact.
@@ -23,7 +25,9 @@ class EncoderConfig(Section):
         description="standard: LSTM forget-gate bias 1; chrono: gate biases log U(1, T_max - 1) (Tallec & Ollivier 2018), "
         "for long-range memory (lstm, gru).",
     )
-    chrono_max_length: int | None = Field(None, ge=3, description="T_max of chrono initialisation (null: tokenizer.max_length).")
+    chrono_max_length: int | None = Field(
+        None, ge=3, description="T_max of chrono initialisation (null: tokenizer.max_length)."
+    )
     output_dropout: float = Field(0.5, ge=0.0, lt=1.0, description="Before the linear head.")
     match_params: str | None = Field(
         None,
@@ -42,10 +46,12 @@ class EncoderConfig(Section):
         return value
 
     @model_validator(mode="after")
-    def _fits_family(self) -> "EncoderConfig":
+    def _fits_family(self) -> EncoderConfig:
         problems = ENCODERS[self.cell].problems(self)
         if self.init == "chrono" and self.cell == "rnn":
-            problems.append(f"encoder.init=chrono sets gate biases; encoder.cell={self.cell!r} has no such gates. Use lstm or gru")
+            problems.append(
+                f"encoder.init=chrono sets gate biases; encoder.cell={self.cell!r} has no such gates. Use lstm or gru"
+            )
         if problems:
             raise ValueError("; ".join(problems))
         return self

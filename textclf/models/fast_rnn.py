@@ -101,8 +101,12 @@ class _FastMixin:
 
     def _layer_weights(self, layer: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         # getattr, not self._flat_weights: also right under parametrizations and functional_call
-        return (getattr(self, f"weight_ih_l{layer}"), getattr(self, f"weight_hh_l{layer}"),
-                getattr(self, f"bias_ih_l{layer}"), getattr(self, f"bias_hh_l{layer}"))
+        return (
+            getattr(self, f"weight_ih_l{layer}"),
+            getattr(self, f"weight_hh_l{layer}"),
+            getattr(self, f"bias_ih_l{layer}"),
+            getattr(self, f"bias_hh_l{layer}"),
+        )
 
     def _fast_plan(self, input, hx):
         """(per-layer weights, whether autograd records) when the hand-written path applies, else None.
@@ -117,7 +121,12 @@ class _FastMixin:
             return None  # CUDA (cuDNN) and every other dtype: torch's kernels
         if hx is not None and (not isinstance(hx, Tensor) or hx.device.type != "cpu" or hx.dtype != torch.float32):
             return None
-        if not self.bias or getattr(self, "nonlinearity", "tanh") != "tanh" or self.bidirectional or not self.batch_first:
+        if (
+            not self.bias
+            or getattr(self, "nonlinearity", "tanh") != "tanh"
+            or self.bidirectional
+            or not self.batch_first
+        ):
             return None
         if torch.jit.is_scripting() or torch.jit.is_tracing() or torch.compiler.is_compiling():
             return None  # exporters and compilers see torch's op
@@ -130,8 +139,10 @@ class _FastMixin:
         if any(w.device.type != "cpu" or w.dtype != torch.float32 for ws in weights for w in ws):
             return None
         grad = torch.is_grad_enabled() and (
-            input.requires_grad or (hx is not None and hx.requires_grad)
-            or any(w.requires_grad for ws in weights for w in ws))
+            input.requires_grad
+            or (hx is not None and hx.requires_grad)
+            or any(w.requires_grad for ws in weights for w in ws)
+        )
         if not grad and B < self.min_inference_batch:
             return None
         return weights, grad

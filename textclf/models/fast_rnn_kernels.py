@@ -68,8 +68,9 @@ def _rnn_tanh_forward(x: Tensor, h0: Tensor | None, w_ih: Tensor, w_hh: Tensor, 
     return us.mul_(2).sub_(1)  # h = 2u - 1, in place: (T, B, H)
 
 
-def _rnn_tanh_backward(grad_hs: Tensor, x: Tensor, h0: Tensor | None, w_ih: Tensor, w_hh: Tensor, hs: Tensor,
-                       needs: tuple[bool, ...]):
+def _rnn_tanh_backward(
+    grad_hs: Tensor, x: Tensor, h0: Tensor | None, w_ih: Tensor, w_hh: Tensor, hs: Tensor, needs: tuple[bool, ...]
+):
     """Gradients (x, h0, W_ih, W_hh, b_ih, b_hh) given dL/dhs (T, B, H); None where not needed."""
     T, B, I = x.shape
     H = hs.size(2)
@@ -177,7 +178,9 @@ def _gru_forward(x: Tensor, h0: Tensor | None, w_ih: Tensor, w_hh: Tensor, b_ih:
     us = torch.empty((T, B, H), dtype=x.dtype)
     w_rz_t, w_n_t, b_n = w_hh[: 2 * H].t(), w_hh[2 * H :].t(), b_hh_u[2 * H :]  # (H, 2H), (H, H), (H,)
     # Per-step views made once, so the loop does no slicing: (B, 2H), (B, H), ...
-    g_rz, g_r, g_z, g_n = (v.unbind(0) for v in (gates[..., : 2 * H], gates[..., :H], gates[..., H : 2 * H], gates[..., 2 * H :]))
+    g_rz, g_r, g_z, g_n = (
+        v.unbind(0) for v in (gates[..., : 2 * H], gates[..., :H], gates[..., H : 2 * H], gates[..., 2 * H :])
+    )
     ghn_steps, u_out = ghn.unbind(0), us.unbind(0)
     u = _initial_u(h0, B, H, x.dtype)
     for t in range(T):
@@ -191,8 +194,17 @@ def _gru_forward(x: Tensor, h0: Tensor | None, w_ih: Tensor, w_hh: Tensor, b_ih:
     return us.mul_(2).sub_(1), gates, (ghn if keep else None)  # h = 2u - 1: (T, B, H)
 
 
-def _gru_backward(grad_hs: Tensor, x: Tensor, h0: Tensor | None, w_ih: Tensor, w_hh: Tensor, hs: Tensor,
-                  gates: Tensor, ghn: Tensor, needs: tuple[bool, ...]):
+def _gru_backward(
+    grad_hs: Tensor,
+    x: Tensor,
+    h0: Tensor | None,
+    w_ih: Tensor,
+    w_hh: Tensor,
+    hs: Tensor,
+    gates: Tensor,
+    ghn: Tensor,
+    needs: tuple[bool, ...],
+):
     """Gradients (x, h0, W_ih, W_hh, b_ih, b_hh) given dL/dhs (T, B, H); None where not needed."""
     T, B, I = x.shape
     H = hs.size(2)

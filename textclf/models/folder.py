@@ -110,8 +110,11 @@ def is_model_folder(path: str | Path) -> bool:
         doc = json.loads((p / "config.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return False
-    return isinstance(doc, dict) and doc.get("kind") in ("neural", "tfidf") and "format_version" in doc and all(
-        child.name in MODEL_ENTRIES for child in p.iterdir()
+    return (
+        isinstance(doc, dict)
+        and doc.get("kind") in ("neural", "tfidf")
+        and "format_version" in doc
+        and all(child.name in MODEL_ENTRIES for child in p.iterdir())
     )
 
 
@@ -126,7 +129,9 @@ def check_output(target: str | Path, *, force: bool, option: str = "--output") -
     if not target.exists() and not target.is_symlink():
         return target
     if not target.is_dir() or target.is_symlink():
-        raise ModelError(f"{option} {target}: a file (or link) is in the way; textclf writes a model folder there. Choose another {option}.")
+        raise ModelError(
+            f"{option} {target}: a file (or link) is in the way; textclf writes a model folder there. Choose another {option}."
+        )
     if not any(target.iterdir()):
         return target
     if not is_model_folder(target):
@@ -136,7 +141,9 @@ def check_output(target: str | Path, *, force: bool, option: str = "--output") -
             f"textclf never replaces it. Choose another {option} (a new or empty folder)."
         )
     if not force:
-        raise ModelError(f"{option} {target} already holds a textclf model. Pass --force to replace it, or choose another {option}.")
+        raise ModelError(
+            f"{option} {target} already holds a textclf model. Pass --force to replace it, or choose another {option}."
+        )
     return target
 
 
@@ -151,8 +158,13 @@ def copy_model(src: str | Path, target: str | Path, *, force: bool, extra: dict[
     files = [c for c in src.iterdir() if c.name in MODEL_ENTRIES] + [Path(p) for p in (extra or {}).values()]
     needed = sum(f.stat().st_size for c in files for f in ([c] if c.is_file() else c.rglob("*")) if f.is_file())
     # The copy lands in a sibling of target: its temporaries and target itself are ours to name.
-    with disk.reporting(target, root=target.parent, what="the model folder", needed=needed,
-                        fix="The folder was left as it was. Free some space or choose another --output, then re-run."):
+    with disk.reporting(
+        target,
+        root=target.parent,
+        what="the model folder",
+        needed=needed,
+        fix="The folder was left as it was. Free some space or choose another --output, then re-run.",
+    ):
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = _atomic_dir(target)
         try:
@@ -176,7 +188,15 @@ def copy_model(src: str | Path, target: str | Path, *, force: bool, extra: dict[
             raise
 
 
-def save_neural(directory: str | Path, *, model, tokenizer, label_names: list[str], config: dict[str, Any], extra: dict | None = None) -> Path:
+def save_neural(
+    directory: str | Path,
+    *,
+    model,
+    tokenizer,
+    label_names: list[str],
+    config: dict[str, Any],
+    extra: dict | None = None,
+) -> Path:
     """Write the model folder atomically (temp dir + rename)."""
     from safetensors.torch import save_file
 
@@ -187,11 +207,20 @@ def save_neural(directory: str | Path, *, model, tokenizer, label_names: list[st
         from textclf._version import __version__
 
         state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-        save_file(state, str(tmp / "model.safetensors"), metadata={"format": "textclf", "format_version": str(FORMAT_VERSION)})
+        save_file(
+            state, str(tmp / "model.safetensors"), metadata={"format": "textclf", "format_version": str(FORMAT_VERSION)}
+        )
         _as_created(tmp / "model.safetensors")  # safetensors writes 0600; the folder's other files follow the umask
         tokenizer.save(str(tmp / "tokenizer.json"))
         (tmp / "labels.json").write_text(json.dumps(list(label_names), indent=1))
-        doc = {"format_version": FORMAT_VERSION, "textclf_version": __version__, "kind": "neural", "model": model.hparams, "config": config, **(extra or {})}
+        doc = {
+            "format_version": FORMAT_VERSION,
+            "textclf_version": __version__,
+            "kind": "neural",
+            "model": model.hparams,
+            "config": config,
+            **(extra or {}),
+        }
         (tmp / "config.json").write_text(json.dumps(doc, indent=1))
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -276,7 +305,9 @@ def read_folder(directory: str | Path) -> dict[str, Any]:
     try:
         state = load_file(str(weights))
     except (SafetensorError, OSError, ValueError) as exc:
-        raise ModelError(f"{weights}: not a valid safetensors file ({exc}). Only safetensors weights are loaded (never pickle).") from None
+        raise ModelError(
+            f"{weights}: not a valid safetensors file ({exc}). Only safetensors weights are loaded (never pickle)."
+        ) from None
     return {"kind": "neural", "config": config, "labels": labels, "tokenizer": tokenizer, "state": state, "dir": d}
 
 
@@ -288,12 +319,16 @@ def build_model(folder: dict[str, Any]):
     try:
         model = TextClassifier(**hp)
     except TypeError as exc:
-        raise ModelError(f"{folder['dir'] / 'config.json'}: model hyper-parameters do not fit this textclf version ({exc}).") from None
+        raise ModelError(
+            f"{folder['dir'] / 'config.json'}: model hyper-parameters do not fit this textclf version ({exc})."
+        ) from None
     try:
         model.load_state_dict(folder["state"], strict=True)
     except RuntimeError as exc:
         first = str(exc).splitlines()[0:3]
-        raise ModelError(f"{folder['dir'] / 'model.safetensors'}: tensors do not fit the architecture in config.json: {' '.join(first)}") from None
+        raise ModelError(
+            f"{folder['dir'] / 'model.safetensors'}: tensors do not fit the architecture in config.json: {' '.join(first)}"
+        ) from None
     model.eval()
     return model
 
@@ -302,6 +337,8 @@ def as_numpy(x) -> np.ndarray:
     return x.detach().cpu().numpy() if hasattr(x, "detach") else np.asarray(x)
 
 
-def export_folder(folder: dict[str, Any], target: str | Path, *, force: bool = False, extra: dict[str, Path] | None = None) -> Path:
+def export_folder(
+    folder: dict[str, Any], target: str | Path, *, force: bool = False, extra: dict[str, Path] | None = None
+) -> Path:
     """Copy a validated model folder (only the files that make up the model) to ``target``, atomically."""
     return copy_model(Path(folder["dir"]), target, force=force, extra=extra)

@@ -48,28 +48,40 @@ def _kind(value: Any) -> str:
 def check_config(path: Path, doc: Any) -> dict[str, Any]:
     """``config.json``: a mapping, a known kind and format, a ``config`` mapping (and ``model`` mapping for a neural model)."""
     if not isinstance(doc, dict):
-        raise ModelError(f"{path}: expected a JSON object with format_version, kind, model and config; got {_kind(doc)}. Re-export the model.")
+        raise ModelError(
+            f"{path}: expected a JSON object with format_version, kind, model and config; got {_kind(doc)}. Re-export the model."
+        )
     kind = doc.get("kind")
     if kind not in ("neural", "tfidf"):
-        raise ModelError(f"{path}: field kind must be 'neural' or 'tfidf'; got {kind!r}. Is this a textclf model folder?")
+        raise ModelError(
+            f"{path}: field kind must be 'neural' or 'tfidf'; got {kind!r}. Is this a textclf model folder?"
+        )
     version = doc.get("format_version")
     if isinstance(version, bool) or not isinstance(version, int) or not 1 <= version <= FORMAT_VERSION:
-        raise ModelError(f"{path}: field format_version must be an integer in [1, {FORMAT_VERSION}] (the formats this textclf reads); got {version!r}.")
+        raise ModelError(
+            f"{path}: field format_version must be an integer in [1, {FORMAT_VERSION}] (the formats this textclf reads); got {version!r}."
+        )
     config = doc.get("config", {})
     if not isinstance(config, dict) or not isinstance(config.get("tokenizer", {}), dict):
-        raise ModelError(f"{path}: field config must be an object of config sections (tokenizer: {{...}}, ...); got {_kind(config)}.")
+        raise ModelError(
+            f"{path}: field config must be an object of config sections (tokenizer: {{...}}, ...); got {_kind(config)}."
+        )
     max_length = config.get("tokenizer", {}).get("max_length", 256)
     if isinstance(max_length, bool) or not isinstance(max_length, int) or max_length < 1:
         raise ModelError(f"{path}: field config.tokenizer.max_length must be an integer >= 1; got {max_length!r}.")
     if kind == "neural" and not isinstance(doc.get("model"), dict):
-        raise ModelError(f"{path}: field model must be an object of the model's hyper-parameters (vocab_size, hidden_size, ...); got {_kind(doc.get('model'))}.")
+        raise ModelError(
+            f"{path}: field model must be an object of the model's hyper-parameters (vocab_size, hidden_size, ...); got {_kind(doc.get('model'))}."
+        )
     return doc
 
 
 def check_labels(path: Path, labels: Any) -> list[str]:
     """``labels.json``: a list of at least two distinct, non-empty class names."""
     if not isinstance(labels, list) or len(labels) < 2 or not all(isinstance(x, str) and x for x in labels):
-        raise ModelError(f"{path}: expected a JSON list of at least two class names (non-empty strings); got {_kind(labels)}.")
+        raise ModelError(
+            f"{path}: expected a JSON list of at least two class names (non-empty strings); got {_kind(labels)}."
+        )
     seen: dict[str, int] = {}
     for i, name in enumerate(labels):
         if name in seen:
@@ -100,7 +112,9 @@ def check_hparams(path: Path, model: dict[str, Any]) -> dict[str, Any]:
     from textclf.models.registry import ENCODERS
 
     allowed = [p for p in inspect.signature(TextClassifier.__init__).parameters if p != "self"]
-    problems = [f"model.{k} is not a model hyper-parameter (known: {', '.join(allowed)})" for k in model if k not in allowed]
+    problems = [
+        f"model.{k} is not a model hyper-parameter (known: {', '.join(allowed)})" for k in model if k not in allowed
+    ]
     problems += [f"model.{k} is missing" for k in ("vocab_size", "embedding_dim", "num_classes") if k not in model]
     hp = {k: v for k, v in model.items() if k in allowed}
     checks = {
@@ -111,21 +125,42 @@ def check_hparams(path: Path, model: dict[str, Any]) -> dict[str, Any]:
         "layers": lambda v: _int("model.layers", v, 1, 16),
         "frozen_rows": lambda v: _int("model.frozen_rows", v, 0, 2**31 - 1),
         "padding_idx": lambda v: None if v is None else _int("model.padding_idx", v, 0, 2**31 - 1),
-        "bidirectional": lambda v: None if isinstance(v, bool) else f"model.bidirectional must be true or false; got {v!r}",
-        "cell": lambda v: None if isinstance(v, str) and v in ENCODERS else f"model.cell must be one of {', '.join(ENCODERS)}; got {v!r}",
-        "pooling": lambda v: None if isinstance(v, str) and v in POOLINGS else f"model.pooling must be one of {', '.join(POOLINGS)}; got {v!r}",
+        "bidirectional": lambda v: (
+            None if isinstance(v, bool) else f"model.bidirectional must be true or false; got {v!r}"
+        ),
+        "cell": lambda v: (
+            None
+            if isinstance(v, str) and v in ENCODERS
+            else f"model.cell must be one of {', '.join(ENCODERS)}; got {v!r}"
+        ),
+        "pooling": lambda v: (
+            None
+            if isinstance(v, str) and v in POOLINGS
+            else f"model.pooling must be one of {', '.join(POOLINGS)}; got {v!r}"
+        ),
         "dropout": lambda v: _fraction("model.dropout", v),
         "embedding_dropout": lambda v: _fraction("model.embedding_dropout", v),
         "output_dropout": lambda v: _fraction("model.output_dropout", v),
-        "class_weights": lambda v: None if v is None or (isinstance(v, list) and all(
-            isinstance(w, numbers.Real) and not isinstance(w, bool) and math.isfinite(w) and w >= 0 for w in v))
-        else "model.class_weights must be null or a list of finite non-negative numbers",
+        "class_weights": lambda v: (
+            None
+            if v is None
+            or (
+                isinstance(v, list)
+                and all(
+                    isinstance(w, numbers.Real) and not isinstance(w, bool) and math.isfinite(w) and w >= 0 for w in v
+                )
+            )
+            else "model.class_weights must be null or a list of finite non-negative numbers"
+        ),
     }
     problems += [p for k, v in hp.items() if k in checks for p in [checks[k](v)] if p]
     family = ENCODERS.get(hp.get("cell", "lstm")) if isinstance(hp.get("cell", "lstm"), str) else None
     if family is not None and not problems:
-        problems += [f"model.{key} must be {value!r} for model.cell={hp.get('cell', 'lstm')!r}; got {hp[key]!r}"
-                     for key, value in family.fixed if key in hp and hp[key] != value]
+        problems += [
+            f"model.{key} must be {value!r} for model.cell={hp.get('cell', 'lstm')!r}; got {hp[key]!r}"
+            for key, value in family.fixed
+            if key in hp and hp[key] != value
+        ]
     if not problems:
         from textclf.models.size import meta_model
 
@@ -134,7 +169,9 @@ def check_hparams(path: Path, model: dict[str, Any]) -> dict[str, Any]:
         except (ConfigError, TypeError, ValueError, RuntimeError) as exc:
             problems.append(str(exc))
     if problems:
-        raise ModelError(f"{path}: invalid model hyper-parameters (field model):\n" + "\n".join(f"  - {p}" for p in problems))
+        raise ModelError(
+            f"{path}: invalid model hyper-parameters (field model):\n" + "\n".join(f"  - {p}" for p in problems)
+        )
     return hp
 
 
@@ -146,10 +183,14 @@ def weights_header(path: Path) -> dict[str, tuple[tuple[int, ...], str]]:
         with safe_open(str(path), framework="numpy") as f:
             return {k: (tuple(f.get_slice(k).get_shape()), f.get_slice(k).get_dtype()) for k in f.keys()}
     except (SafetensorError, OSError, ValueError, TypeError) as exc:
-        raise ModelError(f"{path}: not a valid safetensors file ({exc}). Only safetensors weights are loaded (never pickle).") from None
+        raise ModelError(
+            f"{path}: not a valid safetensors file ({exc}). Only safetensors weights are loaded (never pickle)."
+        ) from None
 
 
-def check_weights(path: Path, config_path: Path, hp: dict[str, Any], header: dict[str, tuple[tuple[int, ...], str]]) -> None:
+def check_weights(
+    path: Path, config_path: Path, hp: dict[str, Any], header: dict[str, tuple[tuple[int, ...], str]]
+) -> None:
     """The header holds exactly the tensors ``hp`` describes, float, of the same shapes."""
     from textclf.models.size import expected_state
 
@@ -158,15 +199,23 @@ def check_weights(path: Path, config_path: Path, hp: dict[str, Any], header: dic
     if missing or extra:
         raise ModelError(
             f"{path}: tensors do not fit the architecture in {config_path.name}: "
-            + "; ".join(x for x in (f"missing {missing[:5]}" if missing else "", f"unexpected {extra[:5]}" if extra else "") if x)
+            + "; ".join(
+                x
+                for x in (f"missing {missing[:5]}" if missing else "", f"unexpected {extra[:5]}" if extra else "")
+                if x
+            )
             + ". The weights and config.json come from different models."
         )
     for name, shape in expected.items():
         got, dtype = header[name]
         if dtype not in FLOAT_DTYPES:
-            raise ModelError(f"{path}: tensor {name} holds {dtype} numbers; model weights are floating point ({', '.join(sorted(FLOAT_DTYPES))}).")
+            raise ModelError(
+                f"{path}: tensor {name} holds {dtype} numbers; model weights are floating point ({', '.join(sorted(FLOAT_DTYPES))})."
+            )
         if got != shape:
-            fields = ", ".join(f"model.{k}={json.dumps(hp[k])}" for k in SHAPED_BY.get(name.split(".", 1)[0], ()) if k in hp)
+            fields = ", ".join(
+                f"model.{k}={json.dumps(hp[k])}" for k in SHAPED_BY.get(name.split(".", 1)[0], ()) if k in hp
+            )
             raise ModelError(
                 f"{path}: tensors do not fit the architecture in {config_path.name}: {name} has shape {got}, but "
                 f"{config_path.name} ({fields}) makes it {shape}. The weights and config.json come from different models."
@@ -180,12 +229,19 @@ def check_weights(path: Path, config_path: Path, hp: dict[str, Any], header: dic
 # in Oniguruma; padding to a fixed length of 10^9 allocates it for every text).
 # Fields a component may omit are those older `tokenizers` releases did not write.
 _SPECIALS = ("[PAD]", "[UNK]")  # textclf.text.tokenize.SPECIALS at ids 0 and 1
-_METASPACE = {"replacement": ("\u2581",), "prepend_scheme": ("always", "first"), "split": (True, False),
-              "add_prefix_space": (True, False), "str_rep": ("\u2581",)}
+_METASPACE = {
+    "replacement": ("\u2581",),
+    "prepend_scheme": ("always", "first"),
+    "split": (True, False),
+    "add_prefix_space": (True, False),
+    "str_rep": ("\u2581",),
+}
 _ALLOWED = {
     "normalizer": {"NFKC": {}, "Lowercase": {}},
     "pre_tokenizer": {
-        "Whitespace": {}, "BertPreTokenizer": {}, "Metaspace": _METASPACE,
+        "Whitespace": {},
+        "BertPreTokenizer": {},
+        "Metaspace": _METASPACE,
         # the char tokenizer's one regex: every character its own piece
         "Split": {"pattern": ({"Regex": "[\\s\\S]"},), "behavior": ("Isolated",), "invert": (False,)},
     },
@@ -193,16 +249,29 @@ _ALLOWED = {
 }
 _MODEL_FIELDS = {
     "WordLevel": {"vocab", "unk_token"},
-    "BPE": {"vocab", "merges", "unk_token", "dropout", "continuing_subword_prefix", "end_of_word_suffix",
-            "fuse_unk", "byte_fallback", "ignore_merges"},
+    "BPE": {
+        "vocab",
+        "merges",
+        "unk_token",
+        "dropout",
+        "continuing_subword_prefix",
+        "end_of_word_suffix",
+        "fuse_unk",
+        "byte_fallback",
+        "ignore_merges",
+    },
     "WordPiece": {"vocab", "unk_token", "continuing_subword_prefix", "max_input_chars_per_word"},
     "Unigram": {"vocab", "unk_id", "byte_fallback"},
 }
 # Model fields with the only values textclf writes: BPE dropout makes predictions random;
 # WordPiece's work per word grows with the square of max_input_chars_per_word.
 _MODEL_VALUES = {
-    "dropout": (None,), "continuing_subword_prefix": (None, "##"), "end_of_word_suffix": (None,),
-    "byte_fallback": (False,), "fuse_unk": (True, False), "ignore_merges": (True, False),
+    "dropout": (None,),
+    "continuing_subword_prefix": (None, "##"),
+    "end_of_word_suffix": (None,),
+    "byte_fallback": (False,),
+    "fuse_unk": (True, False),
+    "ignore_merges": (True, False),
     "max_input_chars_per_word": (100,),
 }
 
@@ -227,14 +296,24 @@ def _vocab_problem(model: dict[str, Any]) -> str | None:
     vocab = model.get("vocab")
     if model["type"] == "Unigram":
         ok = isinstance(vocab, list) and all(
-            isinstance(x, list) and len(x) == 2 and isinstance(x[0], str) and isinstance(x[1], (int, float)) and not isinstance(x[1], bool)
-            for x in vocab)
+            isinstance(x, list)
+            and len(x) == 2
+            and isinstance(x[0], str)
+            and isinstance(x[1], (int, float))
+            and not isinstance(x[1], bool)
+            for x in vocab
+        )
         return None if ok else "model.vocab must be a list of [piece, score] pairs"
     if not (isinstance(vocab, dict) and all(isinstance(v, int) and not isinstance(v, bool) for v in vocab.values())):
         return "model.vocab must map tokens to integer ids"
     merges = model.get("merges", [])
-    if model["type"] == "BPE" and not (isinstance(merges, list) and all(
-            isinstance(m, str) or (isinstance(m, list) and len(m) == 2 and all(isinstance(x, str) for x in m)) for m in merges)):
+    if model["type"] == "BPE" and not (
+        isinstance(merges, list)
+        and all(
+            isinstance(m, str) or (isinstance(m, list) and len(m) == 2 and all(isinstance(x, str) for x in m))
+            for m in merges
+        )
+    ):
         return "model.merges must be a list of token pairs"
     return None
 
@@ -249,21 +328,46 @@ def check_tokenizer_json(path: Path, doc: Any) -> None:
     fix = "Re-export the model with textclf, or retrain it; a tokenizer from elsewhere is not loaded."
     if not isinstance(doc, dict):
         raise ModelError(f"{path}: expected a JSON object (a Hugging Face tokenizer); got {_kind(doc)}. {fix}")
-    known = {"version", "truncation", "padding", "added_tokens", "normalizer", "pre_tokenizer", "post_processor", "decoder", "model"}
+    known = {
+        "version",
+        "truncation",
+        "padding",
+        "added_tokens",
+        "normalizer",
+        "pre_tokenizer",
+        "post_processor",
+        "decoder",
+        "model",
+    }
     problems = [f"field {k!r} is not part of a tokenizer textclf writes" for k in doc if k not in known]
     for key in ("truncation", "padding", "post_processor"):
         if doc.get(key) is not None:
-            problems.append(f"field {key} is {json.dumps(doc[key])[:80]}; textclf writes null (the model cuts and pads texts itself)")
+            problems.append(
+                f"field {key} is {json.dumps(doc[key])[:80]}; textclf writes null (the model cuts and pads texts itself)"
+            )
     added = doc.get("added_tokens", [])
-    contents = [(t.get("id"), t.get("content")) for t in added if isinstance(t, dict)] if isinstance(added, list) else None
+    contents = (
+        [(t.get("id"), t.get("content")) for t in added if isinstance(t, dict)] if isinstance(added, list) else None
+    )
     if contents != list(enumerate(_SPECIALS)):
-        problems.append(f"field added_tokens must be {_SPECIALS[0]} (id 0) and {_SPECIALS[1]} (id 1), as textclf writes; got {json.dumps(added)[:120]}")
+        problems.append(
+            f"field added_tokens must be {_SPECIALS[0]} (id 0) and {_SPECIALS[1]} (id 1), as textclf writes; got {json.dumps(added)[:120]}"
+        )
     norm = doc.get("normalizer")
     if norm is not None:
-        parts = norm.get("normalizers") if isinstance(norm, dict) and norm.get("type") == "Sequence" and set(norm) == {"type", "normalizers"} else [norm]
+        parts = (
+            norm.get("normalizers")
+            if isinstance(norm, dict) and norm.get("type") == "Sequence" and set(norm) == {"type", "normalizers"}
+            else [norm]
+        )
         if not isinstance(parts, list):
             parts = [parts]
-        problems += [p for i, part in enumerate(parts) for p in [_component(f"normalizer {i + 1}", part, _ALLOWED["normalizer"])] if p]
+        problems += [
+            p
+            for i, part in enumerate(parts)
+            for p in [_component(f"normalizer {i + 1}", part, _ALLOWED["normalizer"])]
+            if p
+        ]
     for key in ("pre_tokenizer", "decoder"):
         if doc.get(key) is not None or key == "pre_tokenizer":
             problem = _component(key, doc.get(key), _ALLOWED[key])
@@ -274,13 +378,22 @@ def check_tokenizer_json(path: Path, doc: Any) -> None:
         problems.append(f"model is {got!r}; textclf writes only {', '.join(_MODEL_FIELDS)}")
     else:
         fields = _MODEL_FIELDS[model["type"]]
-        problems += [f"model ({model['type']}) has field {k!r}, which textclf never writes" for k in model if k != "type" and k not in fields]
-        problems += [f"model ({model['type']}) field {k} is {model[k]!r}; textclf writes {' or '.join(repr(v) for v in _MODEL_VALUES[k])}"
-                     for k in model if k in fields and k in _MODEL_VALUES and model[k] not in _MODEL_VALUES[k]]
+        problems += [
+            f"model ({model['type']}) has field {k!r}, which textclf never writes"
+            for k in model
+            if k != "type" and k not in fields
+        ]
+        problems += [
+            f"model ({model['type']}) field {k} is {model[k]!r}; textclf writes {' or '.join(repr(v) for v in _MODEL_VALUES[k])}"
+            for k in model
+            if k in fields and k in _MODEL_VALUES and model[k] not in _MODEL_VALUES[k]
+        ]
         problem = _vocab_problem(model) if "vocab" in model else "model.vocab is missing"
         problems += [problem] if problem else []
     if problems:
-        raise ModelError(f"{path}: not a tokenizer textclf writes:\n" + "\n".join(f"  - {p}" for p in problems[:8]) + f"\n{fix}")
+        raise ModelError(
+            f"{path}: not a tokenizer textclf writes:\n" + "\n".join(f"  - {p}" for p in problems[:8]) + f"\n{fix}"
+        )
 
 
 def check_tokenizer(path: Path, tokenizer, hp: dict[str, Any], config_path: Path, weights: Path) -> None:
@@ -308,9 +421,18 @@ def check_memory(config_path: Path, hp: dict[str, Any], header: dict[str, tuple[
     available, source = size.available_memory()
     if available is None:
         return
-    keys = {"embedding": "model.vocab_size / model.embedding_dim", "encoder": "model.hidden_size / model.layers",
-            "head": "model.num_classes / model.hidden_size"}
-    message = size.refusal(f"Loading the model of {config_path}", size.weights_estimate(hp), available, source, keys,
-                           lead="Use a machine with more memory; its size comes from")
+    keys = {
+        "embedding": "model.vocab_size / model.embedding_dim",
+        "encoder": "model.hidden_size / model.layers",
+        "head": "model.num_classes / model.hidden_size",
+    }
+    message = size.refusal(
+        f"Loading the model of {config_path}",
+        size.weights_estimate(hp),
+        available,
+        source,
+        keys,
+        lead="Use a machine with more memory; its size comes from",
+    )
     if message:
         raise ModelError(message)

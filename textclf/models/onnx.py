@@ -65,17 +65,28 @@ def export_onnx(folder: dict[str, Any], path: str | Path, *, opset: int = 17, ve
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # deprecation / tracer / batch-size notices of the legacy exporter
             torch.onnx.export(
-                wrapped, example, str(path), input_names=["tokens", "lengths"], output_names=["logits"],
+                wrapped,
+                example,
+                str(path),
+                input_names=["tokens", "lengths"],
+                output_names=["logits"],
                 dynamic_axes={"tokens": {0: "batch", 1: "time"}, "lengths": {0: "batch"}, "logits": {0: "batch"}},
-                opset_version=opset, dynamo=False,
+                opset_version=opset,
+                dynamo=False,
             )
     except ImportError as exc:
-        raise ModelError(f"ONNX export needs extra packages ({exc}). Install them with: pip install 'textclf[onnx]'.") from None
+        raise ModelError(
+            f"ONNX export needs extra packages ({exc}). Install them with: pip install 'textclf[onnx]'."
+        ) from None
     except Exception as exc:  # an exporter failure is a limitation to report, not a crash
         path.unlink(missing_ok=True)
         if "not installed" in str(exc):  # torch reports a missing `onnx` package this way
-            raise ModelError(f"ONNX export needs the onnx package ({exc}). Install it with: pip install 'textclf[onnx]'.") from None
-        raise ModelError(f"ONNX export of {folder['dir']} failed: {exc.__class__.__name__}: {str(exc).splitlines()[0][:300]}") from None
+            raise ModelError(
+                f"ONNX export needs the onnx package ({exc}). Install it with: pip install 'textclf[onnx]'."
+            ) from None
+        raise ModelError(
+            f"ONNX export of {folder['dir']} failed: {exc.__class__.__name__}: {str(exc).splitlines()[0][:300]}"
+        ) from None
     from textclf.text.tokenize import char_limit
 
     max_length = int((folder["config"].get("config") or {}).get("tokenizer", {}).get("max_length", 256))
@@ -101,7 +112,9 @@ def export_onnx(folder: dict[str, Any], path: str | Path, *, opset: int = 17, ve
         },
         "labels": folder["labels"],
     }
-    info["verified"] = _verify_onnx(wrapped, path, hp["vocab_size"]) if verify else {"checked": False, "reason": "not requested"}
+    info["verified"] = (
+        _verify_onnx(wrapped, path, hp["vocab_size"]) if verify else {"checked": False, "reason": "not requested"}
+    )
     return info
 
 
@@ -122,5 +135,7 @@ def _verify_onnx(wrapped, path: Path, vocab_size: int, atol: float = 1e-4) -> di
         worst = max(worst, float(np.abs(got - want).max()))
     if not worst <= atol:
         path.unlink(missing_ok=True)
-        raise ModelError(f"ONNX export check failed: onnxruntime differs from torch by {worst:.2e} (> {atol}); {path.name} was removed.")
+        raise ModelError(
+            f"ONNX export check failed: onnxruntime differs from torch by {worst:.2e} (> {atol}); {path.name} was removed."
+        )
     return {"checked": True, "runtime": f"onnxruntime {ort.__version__}", "max_abs_diff": worst, "atol": atol}

@@ -29,7 +29,7 @@ def sorted_logits(model, split: EncodedSplit, batches: list[np.ndarray], device,
     model.eval()
     for idx in batches:
         tokens, lengths, labels = collate(split, idx, pad_id, device)
-        with (torch.autocast(device.type, dtype=amp_dtype) if amp_dtype is not None else contextlib.nullcontext()):
+        with torch.autocast(device.type, dtype=amp_dtype) if amp_dtype is not None else contextlib.nullcontext():
             logits, _ = model(tokens, lengths)
         yield idx, logits.float(), labels
 
@@ -115,7 +115,10 @@ def predict_top(
         model.train(was_training)
     if classes is None:
         return TopProba(np.zeros((0, 0), np.int64), np.zeros((0, 0), np.float32), np.zeros(0, np.float32), 0)
-    out = [np.empty((len(split), *t.shape[1:]), dtype=dt) for t, dt in ((classes, np.int64), (proba, np.float32), (true, np.float32))]
+    out = [
+        np.empty((len(split), *t.shape[1:]), dtype=dt)
+        for t, dt in ((classes, np.int64), (proba, np.float32), (true, np.float32))
+    ]
     for o, t in zip(out, (classes, proba, true)):
         o[order] = t.cpu().numpy()  # un-permute
     return TopProba.ordered(out[0], out[1], out[2], n_classes)

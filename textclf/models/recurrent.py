@@ -124,7 +124,9 @@ def _fused_call(cell: str):
     call = getattr(getattr(torch, "_VF", None), _FUSED[cell], None)
     if call is None and not _warned_fused:
         _warned_fused.append(True)
-        log.warning("this torch has no torch._VF.%s: the GPU packed path is off, the padded path runs instead", _FUSED[cell])
+        log.warning(
+            "this torch has no torch._VF.%s: the GPU packed path is off, the padded path runs instead", _FUSED[cell]
+        )
     return call
 
 
@@ -148,7 +150,9 @@ class RecurrentEncoder(nn.Module):
         self.init = check_choice("encoder.init", init, INITS)
         if self.init == "chrono":
             if self.cell == "rnn":
-                raise ConfigError("encoder.init=chrono sets gate biases; the tanh RNN has no gates. Use encoder.cell=lstm or gru, or encoder.init=standard.")
+                raise ConfigError(
+                    "encoder.init=chrono sets gate biases; the tanh RNN has no gates. Use encoder.cell=lstm or gru, or encoder.init=standard."
+                )
             chrono_max_length = check_int("encoder.chrono_max_length", chrono_max_length, 3)
         self.input_size = check_int("encoder.input_size", input_size, 1)
         self.hidden_size = check_int("encoder.hidden_size", hidden_size, 1)
@@ -163,8 +167,12 @@ class RecurrentEncoder(nn.Module):
             # Right padding never leaks into a forward pass, so one fused multi-layer
             # module is exact. torch applies `dropout` between its stacked layers (and
             # warns if asked to with one layer, where it has no effect anyway).
-            self.rnn = make(self.input_size, self.hidden_size, num_layers=self.layers,
-                            dropout=self.dropout if self.layers > 1 else 0.0)
+            self.rnn = make(
+                self.input_size,
+                self.hidden_size,
+                num_layers=self.layers,
+                dropout=self.dropout if self.layers > 1 else 0.0,
+            )
             _init_recurrent(self.rnn, self.cell, self.init, chrono_max_length)
         else:
             # Layer by layer: the reverse direction needs its own within-length reversal
@@ -206,9 +214,7 @@ class RecurrentEncoder(nn.Module):
 
     def _prepare(self, x: torch.Tensor, lengths: torch.Tensor):
         if x.dim() != 3 or lengths.dim() != 1 or lengths.size(0) != x.size(0):
-            raise ValueError(
-                f"expected x (B, T, I) and lengths (B,); got {tuple(x.shape)} and {tuple(lengths.shape)}"
-            )
+            raise ValueError(f"expected x (B, T, I) and lengths (B,); got {tuple(x.shape)} and {tuple(lengths.shape)}")
         if not tracing():
             # One host read per batch (free when lengths are on the CPU, one sync on a
             # GPU): a zero length would give NaN, a too-long one an out-of-range gather.
@@ -285,14 +291,26 @@ class RecurrentEncoder(nn.Module):
         hx = x.new_zeros(self.layers * directions, x.size(0), self.hidden_size)
         call = _fused_call(self.cell)
         dropout = self.dropout if self.layers > 1 else 0.0
-        result = call(packed.data, packed.batch_sizes, (hx, hx) if self.cell == "lstm" else hx, weights, True, self.layers,
-                      dropout, self.training, self.bidirectional)
+        result = call(
+            packed.data,
+            packed.batch_sizes,
+            (hx, hx) if self.cell == "lstm" else hx,
+            weights,
+            True,
+            self.layers,
+            dropout,
+            self.training,
+            self.bidirectional,
+        )
         out, h_n = result[0], result[1]  # h_n (layers * directions, B, H) in sorted order
         if self.pooling == "last":
             h_n = h_n.index_select(1, packed.unsorted_indices)
             return torch.cat([h_n[-2], h_n[-1]], dim=-1) if self.bidirectional else h_n[-1]  # (B, D)
-        states, _ = pad_packed_sequence(type(packed)(out, packed.batch_sizes, packed.sorted_indices, packed.unsorted_indices),
-                                        batch_first=True, total_length=x.size(1))  # (B, T', D), zeros at padding
+        states, _ = pad_packed_sequence(
+            type(packed)(out, packed.batch_sizes, packed.sorted_indices, packed.unsorted_indices),
+            batch_first=True,
+            total_length=x.size(1),
+        )  # (B, T', D), zeros at padding
         mask = torch.arange(x.size(1), device=x.device) < dev_lengths[:, None]
         return self._pool(states, mask, dev_lengths)
 

@@ -73,8 +73,11 @@ ENCODERS: dict[str, EncoderFamily] = {
     "gru": EncoderFamily("gated recurrent unit", _recurrent("gru"), activations=11.0),
     "lstm": EncoderFamily("long short-term memory", _recurrent("lstm"), activations=24.0),
     "cnn": EncoderFamily(
-        "Kim (2014) CNN: convolutions of widths 3/4/5 (hidden_size filters each), ReLU, max over time", _cnn,
-        recurrent=False, fixed=(("layers", 1), ("bidirectional", False), ("pooling", "max"), ("init", "standard")), activations=4.0,
+        "Kim (2014) CNN: convolutions of widths 3/4/5 (hidden_size filters each), ReLU, max over time",
+        _cnn,
+        recurrent=False,
+        fixed=(("layers", 1), ("bidirectional", False), ("pooling", "max"), ("init", "standard")),
+        activations=4.0,
     ),
 }
 
@@ -88,7 +91,9 @@ def build_encoder(cell: str, **kwargs: Any):
         raise ConfigError(f"encoder.cell must be one of {', '.join(ENCODERS)}. Got {cell!r} instead.")
     for key, value in family.fixed:
         if key in kwargs and kwargs[key] != value:
-            raise ConfigError(f"encoder.{key} must be {value!r} with encoder.cell={cell!r}. Got {kwargs[key]!r} instead.")
+            raise ConfigError(
+                f"encoder.{key} must be {value!r} with encoder.cell={cell!r}. Got {kwargs[key]!r} instead."
+            )
     return family.build(**kwargs)
 
 

@@ -66,7 +66,9 @@ def meta_model(hparams: dict[str, Any]):
     return model
 
 
-def parameter_counts(hparams: dict[str, Any], *, embedding_trainable: bool = True, encoder_frozen: bool = False) -> dict[str, dict[str, int]]:
+def parameter_counts(
+    hparams: dict[str, Any], *, embedding_trainable: bool = True, encoder_frozen: bool = False
+) -> dict[str, dict[str, int]]:
     """``{"trainable": {part: n}, "frozen": {part: n}}`` for parts embedding / encoder / head, exactly.
 
     Frozen: the embedding's frozen rows (``embedding.extend_vocab``), an
@@ -108,7 +110,10 @@ class Estimate:
     def part_bytes(self) -> dict[str, int]:
         """Bytes by what a user can change: embedding / encoder / head parameters, activations."""
         copies = 2 if self.best_copy else 1
-        out = {p: BYTES * copies * (self.trainable[p] + self.frozen[p]) + OPTIMIZER_BYTES * self.trainable[p] for p in PARTS}
+        out = {
+            p: BYTES * copies * (self.trainable[p] + self.frozen[p]) + OPTIMIZER_BYTES * self.trainable[p]
+            for p in PARTS
+        }
         out["activations"] = self.activations
         return out
 
@@ -119,7 +124,9 @@ class Estimate:
     def describe(self) -> str:
         n_train = sum(self.trainable.values())
         weights = BYTES * (2 if self.best_copy else 1) * self.parameters
-        parts = [f"{human(weights)} weights{f' ({self.copy_note})' if self.best_copy else ''} for {self.parameters:,} parameters"]
+        parts = [
+            f"{human(weights)} weights{f' ({self.copy_note})' if self.best_copy else ''} for {self.parameters:,} parameters"
+        ]
         if n_train:
             parts.append(f"{human(OPTIMIZER_BYTES * n_train)} gradients + AdamW state for {n_train:,} trainable ones")
         if self.activations:
@@ -128,8 +135,14 @@ class Estimate:
 
 
 def training_estimate(
-    hparams: dict[str, Any], *, batch_size: int, max_length: int, eval_batch_size: int = 0,
-    embedding_trainable: bool = True, encoder_frozen: bool = False, best_copy: bool = True,
+    hparams: dict[str, Any],
+    *,
+    batch_size: int,
+    max_length: int,
+    eval_batch_size: int = 0,
+    embedding_trainable: bool = True,
+    encoder_frozen: bool = False,
+    best_copy: bool = True,
 ) -> Estimate:
     """The memory training ``hparams`` needs (see the module docstring for the formula)."""
     from textclf.models.registry import ENCODERS
@@ -142,16 +155,24 @@ def training_estimate(
     train = batch_size * t * (hidden * dirs * family.activations * layers + 2 * dim) + 3 * batch_size * classes
     evaluate = eval_batch_size * t * (hidden * dirs * INFERENCE_FLOATS + 2 * dim) + 3 * eval_batch_size * classes
     return Estimate(
-        trainable=counts["trainable"], frozen=counts["frozen"], activations=int(BYTES * max(train, evaluate)),
-        batch=f"{batch_size:,} texts × {t:,} tokens", best_copy=best_copy,
+        trainable=counts["trainable"],
+        frozen=counts["frozen"],
+        activations=int(BYTES * max(train, evaluate)),
+        batch=f"{batch_size:,} texts × {t:,} tokens",
+        best_copy=best_copy,
     )
 
 
 def weights_estimate(hparams: dict[str, Any]) -> Estimate:
     """The memory loading a model folder needs: its weights, read once and copied into the model."""
     counts = parameter_counts(hparams)
-    return Estimate(trainable=dict.fromkeys(PARTS, 0), frozen={p: counts["trainable"][p] + counts["frozen"][p] for p in PARTS},
-                    activations=0, batch="", copy_note="read from the file, then copied into the model")
+    return Estimate(
+        trainable=dict.fromkeys(PARTS, 0),
+        frozen={p: counts["trainable"][p] + counts["frozen"][p] for p in PARTS},
+        activations=0,
+        batch="",
+        copy_note="read from the file, then copied into the model",
+    )
 
 
 # --------------------------------------------------------------------------- what is available
@@ -202,7 +223,12 @@ def _cgroup_available() -> int | None:
     root = Path("/sys/fs/cgroup")
     for limit_file, usage_file, stat_key, stat in (
         (root / "memory.max", root / "memory.current", "inactive_file", root / "memory.stat"),
-        (root / "memory" / "memory.limit_in_bytes", root / "memory" / "memory.usage_in_bytes", "total_inactive_file", root / "memory" / "memory.stat"),
+        (
+            root / "memory" / "memory.limit_in_bytes",
+            root / "memory" / "memory.usage_in_bytes",
+            "total_inactive_file",
+            root / "memory" / "memory.stat",
+        ),
     ):
         limit, usage = _read_int(limit_file), _read_int(usage_file)
         if limit is not None and usage is not None and limit < 2**60:  # "max" / a huge number: no limit
@@ -222,7 +248,10 @@ def host_available() -> tuple[int | None, str]:
         pass
     if avail is None:
         try:
-            avail, source = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"), "free physical memory (os.sysconf)"
+            avail, source = (
+                os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"),
+                "free physical memory (os.sysconf)",
+            )
         except (AttributeError, ValueError, OSError):
             return None, "unknown"
     group = _cgroup_available()
@@ -252,7 +281,9 @@ def available_memory(device: Any = None) -> tuple[int | None, str]:
     return host_available()
 
 
-def refusal(what: str, estimate: Estimate, available: int, source: str, keys: dict[str, str], lead: str = "Lower") -> str | None:
+def refusal(
+    what: str, estimate: Estimate, available: int, source: str, keys: dict[str, str], lead: str = "Lower"
+) -> str | None:
     """The message refusing ``what`` when ``estimate`` exceeds ``available``, else None.
 
     ``keys`` maps each part (embedding / encoder / head / activations) to the

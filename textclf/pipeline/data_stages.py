@@ -59,9 +59,17 @@ def prepare_stage(spec: PrepareSpec, cache: StageCache, *, force: bool = False) 
     def compute(tmp: Path) -> dict[str, Any]:
         data = prepare(spec.data, cache_dir=cache.root)
         data.splits.save_to_disk(str(tmp / "splits"))
-        (tmp / "data.json").write_text(json.dumps(
-            {"label_names": data.label_names, "fingerprints": data.fingerprints, "sources": data.sources, "report": data.report}, indent=1
-        ))
+        (tmp / "data.json").write_text(
+            json.dumps(
+                {
+                    "label_names": data.label_names,
+                    "fingerprints": data.fingerprints,
+                    "sources": data.sources,
+                    "report": data.report,
+                },
+                indent=1,
+            )
+        )
         return {"source": data.sources}
 
     def load(path: Path) -> PreparedData:
@@ -89,7 +97,14 @@ class TokenizeSpec(_Spec):
     source_tokenizer: str | None = None
 
 
-def tokenize_stage(spec: TokenizeSpec, prepared: StageResult[PreparedData], cache: StageCache, *, force: bool = False, source_tokenizer=None) -> StageResult:
+def tokenize_stage(
+    spec: TokenizeSpec,
+    prepared: StageResult[PreparedData],
+    cache: StageCache,
+    *,
+    force: bool = False,
+    source_tokenizer=None,
+) -> StageResult:
     """Train a tokenizer on the training split (or take the source model's) and encode every split."""
     from tokenizers import Tokenizer
 
@@ -102,7 +117,9 @@ def tokenize_stage(spec: TokenizeSpec, prepared: StageResult[PreparedData], cach
     def compute(tmp: Path) -> dict[str, Any] | None:
         if spec.source_tokenizer is not None:
             tok = source_tokenizer
-            splits, stats = encode_splits(prepared.value, tok, spec.tokenizer.max_length, cache.root / "datasets" / "encoded")
+            splits, stats = encode_splits(
+                prepared.value, tok, spec.tokenizer.max_length, cache.root / "datasets" / "encoded"
+            )
             stats["kind"] = "init_from"
         else:
             words = None
@@ -110,8 +127,13 @@ def tokenize_stage(spec: TokenizeSpec, prepared: StageResult[PreparedData], cach
                 from textclf.text.embedding import pretrained_words
 
                 words = pretrained_words(spec.extend.spec)
-            result = tokenize(prepared.value, spec.tokenizer, cache_dir=cache.root, extend_with=words,
-                              extend_limit=spec.extend.limit if spec.extend else 0)
+            result = tokenize(
+                prepared.value,
+                spec.tokenizer,
+                cache_dir=cache.root,
+                extend_with=words,
+                extend_limit=spec.extend.limit if spec.extend else 0,
+            )
             tok, splits, stats = result.tokenizer, result.splits, result.stats
         tok.save(str(tmp / "tokenizer.json"))
         for name, split in splits.items():
@@ -147,7 +169,9 @@ def _warn_truncation(stats: dict, max_length: int) -> None:
     if parts:
         log.warning(
             "texts longer than tokenizer.max_length=%d tokens were truncated: %s. Raise tokenizer.max_length "
-            "if their ends matter.", max_length, ", ".join(parts),
+            "if their ends matter.",
+            max_length,
+            ", ".join(parts),
         )
 
 
@@ -156,13 +180,19 @@ def _warn_truncation(stats: dict, max_length: int) -> None:
 _SAID: set[tuple[str, str]] = set()  # (stage key, message) said in this process
 
 
-def data_warning_messages(cfg, data: StageResult[PreparedData], tok: StageResult | None = None) -> list[tuple[str, str]]:
+def data_warning_messages(
+    cfg, data: StageResult[PreparedData], tok: StageResult | None = None
+) -> list[tuple[str, str]]:
     """(stage key, message) of every warning about the data of ``cfg`` (:mod:`textclf.data.checks`, the vocabulary with ``tok``)."""
     from textclf.data.checks import data_warnings
     from textclf.text.tokenize import vocabulary_warnings
 
-    found = [(data.key, w.message) for w in data_warnings(
-        data.value, selection_metric=cfg.train.early_stopping_metric, class_weights=cfg.train.class_weights)]
+    found = [
+        (data.key, w.message)
+        for w in data_warnings(
+            data.value, selection_metric=cfg.train.early_stopping_metric, class_weights=cfg.train.class_weights
+        )
+    ]
     if tok is not None:
         found += [(tok.key, w.message) for w in vocabulary_warnings(tok.value.stats, cfg.tokenizer)]
     return found
@@ -212,7 +242,11 @@ def embed_stage(spec: EmbedSpec, tok: StageResult, cache: StageCache, *, force: 
         vocab = tok.value.tokenizer
         counts = np.bincount(tok.value.splits["train"].ids, minlength=vocab.get_vocab_size())
         matrix, coverage = align(
-            vocab.get_vocab(), load_vectors(spec.spec), dim=spec.dim, seed=0, token_counts=counts,
+            vocab.get_vocab(),
+            load_vectors(spec.spec),
+            dim=spec.dim,
+            seed=0,
+            token_counts=counts,
             trained_size=tok.value.stats.get("trained_vocab_size"),
         )
         np.save(tmp / "matrix.npy", matrix)
@@ -220,6 +254,9 @@ def embed_stage(spec: EmbedSpec, tok: StageResult, cache: StageCache, *, force: 
         return coverage
 
     def load(path: Path) -> Embedding:
-        return Embedding(matrix=np.load(path / "matrix.npy", allow_pickle=False), coverage=json.loads((path / "coverage.json").read_text()))
+        return Embedding(
+            matrix=np.load(path / "matrix.npy", allow_pickle=False),
+            coverage=json.loads((path / "coverage.json").read_text()),
+        )
 
     return run_stage(cache, "embed", spec, [tok], compute=compute, load=load, force=force)

@@ -27,7 +27,9 @@ from textclf.pipeline.config import Config
 from textclf.training import ddp
 
 
-def train_data_parallel(cfg: Config, *, cache: StageCache, nproc_per_node: int | None = None, **kwargs: Any) -> dict[str, Any] | None:
+def train_data_parallel(
+    cfg: Config, *, cache: StageCache, nproc_per_node: int | None = None, **kwargs: Any
+) -> dict[str, Any] | None:
     """Train ``cfg`` data-parallel; rank 0 returns what ``train_one`` returns, other ranks None.
 
     Under torchrun this process is one rank. Otherwise ``nproc_per_node``
@@ -38,7 +40,9 @@ def train_data_parallel(cfg: Config, *, cache: StageCache, nproc_per_node: int |
     from textclf.pipeline.resources import check_configs
 
     if cfg.kind != "neural":
-        raise ConfigError("Data-parallel training is for neural variants; kind: tfidf trains in one process (drop --ddp).")
+        raise ConfigError(
+            "Data-parallel training is for neural variants; kind: tfidf trains in one process (drop --ddp)."
+        )
     check_configs([(None, cfg)])  # before any process starts (each rank holds a whole model)
     if ddp.under_torchrun():
         return _train_rank(cfg, cache=cache, **kwargs)
@@ -78,8 +82,12 @@ def _follow(cfg: Config, cache: StageCache) -> None:
     up = upstream(cfg, cache)  # cache hits: rank 0 computed them before the barrier
     spec = up.plan.train
     model = build_model(
-        spec, up.tok.value.tokenizer.get_vocab_size(), len(up.data.value.label_names), matrix=up.emb.value.matrix if up.emb else None,
-        source=up.source, frozen_rows=up.tok.value.stats.get("vocab_extension", 0),
+        spec,
+        up.tok.value.tokenizer.get_vocab_size(),
+        len(up.data.value.label_names),
+        matrix=up.emb.value.matrix if up.emb else None,
+        source=up.source,
+        frozen_rows=up.tok.value.stats.get("vocab_extension", 0),
     )
     try:
         Trainer(model, spec.train, eval_batch_size=spec.eval_batch_size, distributed=True).fit(
@@ -112,7 +120,12 @@ def _spawn_local(cfg: Config, *, cache: StageCache, nproc: int, kwargs: dict[str
     with tempfile.TemporaryDirectory(prefix="textclf-ddp-") as tmp:
         out = Path(tmp)
         try:
-            mp.spawn(_spawned_rank, args=(env, cfg, StageCache(cache.root.resolve()), kwargs, str(out)), nprocs=nproc, join=True)
+            mp.spawn(
+                _spawned_rank,
+                args=(env, cfg, StageCache(cache.root.resolve()), kwargs, str(out)),
+                nprocs=nproc,
+                join=True,
+            )
         except mp.ProcessExitedException:
             errors = sorted(out.glob("error-*.json"))
             if not errors:
@@ -121,11 +134,15 @@ def _spawn_local(cfg: Config, *, cache: StageCache, nproc: int, kwargs: dict[str
             import textclf.core.errors as E
 
             cls = getattr(E, err["type"], TextclfError)
-            raise (cls if isinstance(cls, type) and issubclass(cls, TextclfError) else TextclfError)(err["message"]) from None
+            raise (cls if isinstance(cls, type) and issubclass(cls, TextclfError) else TextclfError)(
+                err["message"]
+            ) from None
         return json.loads((out / "result.json").read_text())
 
 
-def _spawned_rank(index: int, env: dict[str, str], cfg: Config, cache: StageCache, kwargs: dict[str, Any], out: str) -> None:
+def _spawned_rank(
+    index: int, env: dict[str, str], cfg: Config, cache: StageCache, kwargs: dict[str, Any], out: str
+) -> None:
     """Entry point of one process started by :func:`_spawn_local`."""
     import sys
 

@@ -39,9 +39,9 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from textclf.core.cache import StageCache
 from textclf.core.errors import ConfigError, TextclfError, TrainingError
@@ -86,15 +86,28 @@ def compute_upstream(configs: Iterable[Config], cache: StageCache, *, force: boo
         if p.tokenize is None:
             warn_data(cfg, data)
             continue
-        tok = tokenize_stage(p.tokenize, data, cache, force=first("tokenize" + data.key, p.tokenize),
-                             source_tokenizer=source.tokenizer if source is not None else None)
+        tok = tokenize_stage(
+            p.tokenize,
+            data,
+            cache,
+            force=first("tokenize" + data.key, p.tokenize),
+            source_tokenizer=source.tokenizer if source is not None else None,
+        )
         warn_data(cfg, data, tok)
         if p.embed is not None:
             embed_stage(p.embed, tok, cache, force=first("embed" + tok.key, p.embed))
 
 
-def compute(variant, seed: int, cache_root: str, force: bool, quiet: bool, reuse_upstream: bool = False,
-            on_epoch: Callable | None = None, measure_cost: bool = True):
+def compute(
+    variant,
+    seed: int,
+    cache_root: str,
+    force: bool,
+    quiet: bool,
+    reuse_upstream: bool = False,
+    on_epoch: Callable | None = None,
+    measure_cost: bool = True,
+):
     """One (variant, seed): the task every executor runs (in this process or a worker).
 
     Workers that train side by side leave the cost (latency, throughput) out:
@@ -104,8 +117,15 @@ def compute(variant, seed: int, cache_root: str, force: bool, quiet: bool, reuse
     from textclf.pipeline.variant import run_variant
 
     log_fn = None if quiet else progress_logger(f"{variant.name} s{seed}")
-    return run_variant(variant.for_seed(seed), StageCache(cache_root), force=force, log_fn=log_fn, reuse_upstream=reuse_upstream,
-                       on_epoch=on_epoch, measure_cost=measure_cost)
+    return run_variant(
+        variant.for_seed(seed),
+        StageCache(cache_root),
+        force=force,
+        log_fn=log_fn,
+        reuse_upstream=reuse_upstream,
+        on_epoch=on_epoch,
+        measure_cost=measure_cost,
+    )
 
 
 def measures_cost_inline(executor: str, jobs: int) -> bool:
@@ -140,8 +160,18 @@ def check_executor(executor: str) -> None:
         _import_ray()
 
 
-def execute(tasks, cache: StageCache, *, force: bool, quiet: bool, executor: str = "local", jobs: int = 1,
-            ray_address: str | None = None, cpus_per_task: float = 1.0, gpus_per_task: float = 0.0) -> list[Callable[..., Any]]:
+def execute(
+    tasks,
+    cache: StageCache,
+    *,
+    force: bool,
+    quiet: bool,
+    executor: str = "local",
+    jobs: int = 1,
+    ray_address: str | None = None,
+    cpus_per_task: float = 1.0,
+    gpus_per_task: float = 0.0,
+) -> list[Callable[..., Any]]:
     """One getter per (variant, seed) task, in task order (see the module docstring).
 
     A getter takes an optional ``on_epoch`` callback, which hears each epoch as
@@ -157,19 +187,27 @@ def execute(tasks, cache: StageCache, *, force: bool, quiet: bool, executor: str
     if executor == "ray":
         return Getters(ray_getters(tasks, root, force, quiet, ray_address, cpus_per_task, gpus_per_task))
     if jobs <= 1:
-        return Getters(lambda on_epoch=None, v=v, s=s: compute(v, s, root, force, quiet, on_epoch=on_epoch) for v, s in tasks)
+        return Getters(
+            lambda on_epoch=None, v=v, s=s: compute(v, s, root, force, quiet, on_epoch=on_epoch) for v, s in tasks
+        )
     import multiprocessing as mp
     from concurrent.futures import ProcessPoolExecutor
 
     os.environ["TOKENIZERS_PARALLELISM"] = "false"
-    pool = ProcessPoolExecutor(max_workers=jobs, mp_context=mp.get_context("spawn"), initializer=_pool_worker,
-                               initargs=(worker_threads(jobs), quiet))
+    pool = ProcessPoolExecutor(
+        max_workers=jobs,
+        mp_context=mp.get_context("spawn"),
+        initializer=_pool_worker,
+        initargs=(worker_threads(jobs), quiet),
+    )
     # Longest first: the slowest trainings (a stacked BiLSTM takes ~9x an RNN's time) would otherwise come last and
     # run alone while the other workers idle. Each training's result does not depend on the order.
     first = sorted(range(len(tasks)), key=lambda i: -expected_work(tasks[i][0].config))
     submitted = {i: pool.submit(compute, *tasks[i], root, force, quiet, True, None, False) for i in first}
     futures = [submitted[i] for i in range(len(tasks))]
-    getters = Getters(lambda on_epoch=None, f=f: f.result() for f in futures)  # trained in a worker: nothing to hear live
+    getters = Getters(
+        lambda on_epoch=None, f=f: f.result() for f in futures
+    )  # trained in a worker: nothing to hear live
     getters.pool, getters.futures = pool, futures
     return getters
 
@@ -184,8 +222,16 @@ class Runner:
     :attr:`width` is how many calls run at once.
     """
 
-    def __init__(self, *, executor: str = "local", jobs: int = 1, ray_address: str | None = None, cpus_per_task: float = 1.0,
-                 gpus_per_task: float = 0.0, quiet: bool = False) -> None:
+    def __init__(
+        self,
+        *,
+        executor: str = "local",
+        jobs: int = 1,
+        ray_address: str | None = None,
+        cpus_per_task: float = 1.0,
+        gpus_per_task: float = 0.0,
+        quiet: bool = False,
+    ) -> None:
         check_executor(executor)
         self.executor, self.jobs, self.quiet = executor, max(1, jobs), quiet
         self._pool = self._ray = None
@@ -193,13 +239,20 @@ class Runner:
         if executor == "ray":
             self._ray = _import_ray()
             if cpus_per_task <= 0 or gpus_per_task < 0:
-                raise ConfigError(f"--cpus-per-task must be > 0 and --gpus-per-task >= 0. Got {cpus_per_task} and {gpus_per_task} instead.")
+                raise ConfigError(
+                    f"--cpus-per-task must be > 0 and --gpus-per-task >= 0. Got {cpus_per_task} and {gpus_per_task} instead."
+                )
             _ensure_ray(self._ray, ray_address, quiet)
             env = {"TOKENIZERS_PARALLELISM": "false"}
             if "mlflow" in sys.modules:
                 env["MLFLOW_TRACKING_URI"] = sys.modules["mlflow"].get_tracking_uri()
-            self._opts = dict(num_cpus=cpus_per_task, num_gpus=gpus_per_task, max_retries=MAX_RETRIES, retry_exceptions=False,
-                              runtime_env={"env_vars": env})
+            self._opts = dict(
+                num_cpus=cpus_per_task,
+                num_gpus=gpus_per_task,
+                max_retries=MAX_RETRIES,
+                retry_exceptions=False,
+                runtime_env={"env_vars": env},
+            )
             cpus = self._ray.cluster_resources().get("CPU", 1)
             self.width = max(1, int(cpus // cpus_per_task))
         else:
@@ -226,8 +279,12 @@ class Runner:
             from concurrent.futures import ProcessPoolExecutor
 
             os.environ["TOKENIZERS_PARALLELISM"] = "false"
-            self._pool = ProcessPoolExecutor(max_workers=self.jobs, mp_context=mp.get_context("spawn"), initializer=_pool_worker,
-                                             initargs=(worker_threads(self.jobs), self.quiet))
+            self._pool = ProcessPoolExecutor(
+                max_workers=self.jobs,
+                mp_context=mp.get_context("spawn"),
+                initializer=_pool_worker,
+                initargs=(worker_threads(self.jobs), self.quiet),
+            )
         futures = [self._pool.submit(fn, *args) for args in calls]
         return [f.result() for f in futures]
 
@@ -278,7 +335,9 @@ def ray_getters(
     """
     ray = _import_ray()
     if cpus_per_task <= 0 or gpus_per_task < 0:
-        raise ConfigError(f"--cpus-per-task must be > 0 and --gpus-per-task >= 0. Got {cpus_per_task} and {gpus_per_task} instead.")
+        raise ConfigError(
+            f"--cpus-per-task must be > 0 and --gpus-per-task >= 0. Got {cpus_per_task} and {gpus_per_task} instead."
+        )
     cache = StageCache(Path(cache_root).resolve())  # workers may start in another directory
     _ensure_ray(ray, ray_address, quiet)
 
@@ -292,8 +351,12 @@ def ray_getters(
         label = f"{variant.key}-s{seed}"
         # Ray sets OMP_NUM_THREADS to the task's CPUs; train.num_threads: null follows it.
         opts = remote.options(
-            name=f"textclf:{label}", num_cpus=cpus_per_task, num_gpus=gpus_per_task,
-            max_retries=MAX_RETRIES, retry_exceptions=False, runtime_env={"env_vars": env},
+            name=f"textclf:{label}",
+            num_cpus=cpus_per_task,
+            num_gpus=gpus_per_task,
+            max_retries=MAX_RETRIES,
+            retry_exceptions=False,
+            runtime_env={"env_vars": env},
         )
         refs.append(opts.remote(variant.for_seed(seed), label, str(cache.root), force, quiet, os.getcwd(), kill_dir))
 
@@ -326,7 +389,9 @@ def ray_getters(
     return [getter(ref, v, s) for ref, (v, s) in zip(refs, tasks)]
 
 
-def _ray_task(cfg: Config, label: str, cache_root: str, force: bool, quiet: bool, cwd: str, kill_dir: str | None) -> dict[str, Any]:
+def _ray_task(
+    cfg: Config, label: str, cache_root: str, force: bool, quiet: bool, cwd: str, kill_dir: str | None
+) -> dict[str, Any]:
     """One (variant, seed) in a Ray worker: train + evaluate into the cache; return where the result is."""
     from textclf.pipeline.variant import run_variant
 
@@ -337,7 +402,15 @@ def _ray_task(cfg: Config, label: str, cache_root: str, force: bool, quiet: bool
     setup_logging(quiet)
     log_fn = progress_logger(label)
     on_epoch = _killer(Path(kill_dir) / label) if kill_dir else None
-    out = run_variant(cfg, StageCache(cache_root), force=force, reuse_upstream=True, log_fn=log_fn, on_epoch=on_epoch, measure_cost=False)
+    out = run_variant(
+        cfg,
+        StageCache(cache_root),
+        force=force,
+        reuse_upstream=True,
+        log_fn=log_fn,
+        on_epoch=on_epoch,
+        measure_cost=False,
+    )
     return {"stage": "tfidf" if cfg.kind == "tfidf" else "train", "key": out.stage_key, "cached": out.cached}
 
 

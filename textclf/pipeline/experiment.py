@@ -18,9 +18,10 @@ import shlex
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from textclf.core import names
 from textclf.core.cache import StageCache
@@ -92,8 +93,10 @@ def run_pipeline(
     if register is not None:  # a name the registry refuses would otherwise fail after every training
         names.check_registry_name(register)
         if pipe.spec.tasks:
-            raise ConfigError(f"--register {register}: it registers the one best model of a comparison, and pipeline "
-                              f"{pipe.name!r} compares each of its {len(pipe.spec.tasks)} tasks on its own. Drop --register.")
+            raise ConfigError(
+                f"--register {register}: it registers the one best model of a comparison, and pipeline "
+                f"{pipe.name!r} compares each of its {len(pipe.spec.tasks)} tasks on its own. Drop --register."
+            )
     # Variant and task names as MLflow keys and artifact folders (textclf.core.names), fixed before any run exists.
     variant_keys = names.safe_keys(v.name for v in pipe.variants.values())
     task_keys = names.safe_keys(v.task for v in pipe.variants.values() if v.task)
@@ -138,35 +141,87 @@ def run_pipeline(
     exp_id = store.experiment_id(pipe.name)
     runs.mark_stale_runs(exp_id)
     client = MlflowClient()
-    command = "textclf " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv and "textclf" in sys.argv[0] else None
+    command = (
+        "textclf " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv and "textclf" in sys.argv[0] else None
+    )
 
     outputs: list[VariantOutput] = []
     records: dict[str | None, list] = {}  # task -> RunRecords (None: a single-task pipeline)
     first_out: dict[str | None, VariantOutput] = {}
     outputs_by_task: dict[str | None, list[VariantOutput]] = {}
     t_start = time.perf_counter()
-    with runs.start_run(
-        experiment_id=exp_id,
-        run_name=names.display(f"{pipe.name}-{time.strftime('%Y%m%d-%H%M%S')}"),
-        tags={**runs.base_tags(), "textclf.role": "parent", "textclf.pipeline": names.display(pipe.name), **runs.description_tag(pipe.spec.description)},
-        system_metrics=system_metrics,
-    ) as parent, contextlib.ExitStack() as stack:
+    with (
+        runs.start_run(
+            experiment_id=exp_id,
+            run_name=names.display(f"{pipe.name}-{time.strftime('%Y%m%d-%H%M%S')}"),
+            tags={
+                **runs.base_tags(),
+                "textclf.role": "parent",
+                "textclf.pipeline": names.display(pipe.name),
+                **runs.description_tag(pipe.spec.description),
+            },
+            system_metrics=system_metrics,
+        ) as parent,
+        contextlib.ExitStack() as stack,
+    ):
         parent_id = parent.info.run_id
         if pipe.path is not None:
             mlflow.log_artifact(str(pipe.path), "pipeline")
         mlflow.log_dict({n: v.config.to_dict() for n, v in pipe.variants.items()}, "pipeline/resolved_variants.json")
-        mlflow.log_params({"pipeline": names.display(pipe.name, 6000), "seeds": json.dumps(pipe.spec.seeds), "baseline": pipe.baseline or "", "variants": json.dumps(list(pipe.variants))[:6000]})
-        emit("start", {"pipeline": pipe.name, "variants": len(pipe.variants), "seeds": len(pipe.seeds), "tasks": len(tasks), "uri": uri, "parent_run_id": parent_id})
+        mlflow.log_params(
+            {
+                "pipeline": names.display(pipe.name, 6000),
+                "seeds": json.dumps(pipe.spec.seeds),
+                "baseline": pipe.baseline or "",
+                "variants": json.dumps(list(pipe.variants))[:6000],
+            }
+        )
+        emit(
+            "start",
+            {
+                "pipeline": pipe.name,
+                "variants": len(pipe.variants),
+                "seeds": len(pipe.seeds),
+                "tasks": len(tasks),
+                "uri": uri,
+                "parent_run_id": parent_id,
+            },
+        )
 
         tuned = {}
         if pipe.tune is not None:  # each variant's search first; its best config is what the children train
-            tuned = _tune(pipe, cache, client, exp_id, parent_id, force=force, quiet=quiet, emit=emit, runner_opts=dict(
-                executor=executor, jobs=jobs, ray_address=ray_address, cpus_per_task=cpus_per_task, gpus_per_task=gpus_per_task))
+            tuned = _tune(
+                pipe,
+                cache,
+                client,
+                exp_id,
+                parent_id,
+                force=force,
+                quiet=quiet,
+                emit=emit,
+                runner_opts=dict(
+                    executor=executor,
+                    jobs=jobs,
+                    ray_address=ray_address,
+                    cpus_per_task=cpus_per_task,
+                    gpus_per_task=gpus_per_task,
+                ),
+            )
             tasks = [(dataclasses.replace(v, config=tuned[v.key].config) if v.key in tuned else v, s) for v, s in tasks]
+
         def train_round(round_tasks: list) -> None:
             """Train (or read from the cache) ``round_tasks`` and record each as a child run."""
-            getters = execute(round_tasks, cache, force=force, quiet=quiet, executor=executor, jobs=jobs, ray_address=ray_address,
-                              cpus_per_task=cpus_per_task, gpus_per_task=gpus_per_task)
+            getters = execute(
+                round_tasks,
+                cache,
+                force=force,
+                quiet=quiet,
+                executor=executor,
+                jobs=jobs,
+                ray_address=ray_address,
+                cpus_per_task=cpus_per_task,
+                gpus_per_task=gpus_per_task,
+            )
             # Workers end with the run: at once when it is interrupted (Ctrl-C, SIGTERM, an error), not after every queued training.
             stack.push(lambda exc_type, exc, tb, batch=getters: batch.close(interrupted=exc_type is not None))
             if not measures_cost_inline(executor, jobs):
@@ -175,7 +230,10 @@ def run_pipeline(
                 done: list[Any] = [None] * len(round_tasks)
                 for i in getters.completed():  # as each ends (the longest were started first), not in task order
                     done[i] = getters[i]()
-                    emit("trained", {"variant": round_tasks[i][0].key, "seed": round_tasks[i][1], "cached": done[i].cached})
+                    emit(
+                        "trained",
+                        {"variant": round_tasks[i][0].key, "seed": round_tasks[i][1], "cached": done[i].cached},
+                    )
                 getters.close()  # every training is done: free the workers' memory before timing models alone
                 costed = [with_cost(out, cache, force=force and not out.cached) for out in done]
                 getters = [lambda on_epoch=None, out=out: out for out in costed]
@@ -185,30 +243,52 @@ def run_pipeline(
                     tags["textclf.task"] = names.display(variant.task, 8000)
                 if variant.key in tuned:
                     tags.update(best_tags(tuned[variant.key]))
-                with runs.start_run(experiment_id=exp_id, run_name=names.display(f"{variant.key}-s{seed}"), nested=True, tags=tags) as child:
+                with runs.start_run(
+                    experiment_id=exp_id, run_name=names.display(f"{variant.key}-s{seed}"), nested=True, tags=tags
+                ) as child:
                     live = runs.LiveMetrics(client, child.info.run_id)  # epochs trained in this process, as they end
                     out = get(on_epoch=live)
                     first_out.setdefault(variant.task, out)
                     examples = first_out[variant.task].data.value.splits["test"]["text"][:3]
-                    log_child(client, child.info.run_id, out, exp_id=exp_id, example_texts=examples, live_epochs=live.logged)
+                    log_child(
+                        client, child.info.run_id, out, exp_id=exp_id, example_texts=examples, live_epochs=live.logged
+                    )
                 outputs.append(out)
                 outputs_by_task.setdefault(variant.task, []).append(out)
                 records.setdefault(variant.task, []).append(run_record(variant, seed, out, child.info.run_id))
-                emit("task", {"variant": variant.key, "seed": seed, "cached": out.cached, "test_accuracy": out.metrics.get("test_accuracy")})
+                emit(
+                    "task",
+                    {
+                        "variant": variant.key,
+                        "seed": seed,
+                        "cached": out.cached,
+                        "test_accuracy": out.metrics.get("test_accuracy"),
+                    },
+                )
 
         train_round(tasks)
         first_look = list(tasks)  # what the unchanged-answer fingerprint names: later rounds follow from it
         schedule = pipe.schedule
         if schedule is not None:  # seeds: {min, max}: more seeds only where a contrast is still inconclusive
-            tasks += _more_seeds(pipe, schedule, records[None], first_out[None], outputs_by_task[None], train_round, emit)
+            tasks += _more_seeds(
+                pipe, schedule, records[None], first_out[None], outputs_by_task[None], train_round, emit
+            )
         summaries: dict[str | None, dict[str, Any]] = {}
         with tempfile.TemporaryDirectory() as tmp:
             for task, recs in records.items():
-                s = compare(recs, pipe.baseline_for(task), **comparison_inputs(first_out[task], outputs_by_task[task]),
-                            **contrast_inputs(pipe, task, first_out[task]))
+                s = compare(
+                    recs,
+                    pipe.baseline_for(task),
+                    **comparison_inputs(first_out[task], outputs_by_task[task]),
+                    **contrast_inputs(pipe, task, first_out[task]),
+                )
                 if schedule is not None:
-                    s["seed_schedule"] = {**schedule.to_dict(), "looks": schedule.looks, "alpha": pipe.spec.compare.alpha,
-                                          "alpha_per_look": schedule.alpha_per_look(pipe.spec.compare.alpha)}
+                    s["seed_schedule"] = {
+                        **schedule.to_dict(),
+                        "looks": schedule.looks,
+                        "alpha": pipe.spec.compare.alpha,
+                        "alpha_per_look": schedule.alpha_per_look(pipe.spec.compare.alpha),
+                    }
                 s["data"] = data_info(first_out[task])
                 label_keys = names.changed(names.safe_keys(first_out[task].label_names))  # as core.metrics maps them
                 if label_keys:
@@ -220,7 +300,14 @@ def run_pipeline(
                     judge_task(s, recs, pipe.spec.tasks[task], first_out[task])
                 folder = f"{task_keys[task]}/" if task else ""  # a task named "../up" stays inside comparison/
                 out_dir = Path(tmp) / folder
-                write_report(s, recs, out_dir, title=f"textclf · {pipe.name}" + (f" · {task}" if task else ""), command=command, cache=cache)
+                write_report(
+                    s,
+                    recs,
+                    out_dir,
+                    title=f"textclf · {pipe.name}" + (f" · {task}" if task else ""),
+                    command=command,
+                    cache=cache,
+                )
                 log_disagreements(s, f"comparison/{folder}disagreements.json")
                 mlflow.log_table(runs.comparison_table(s), artifact_file=f"comparison/{folder}variants.json")
                 summaries[task] = s
@@ -233,7 +320,10 @@ def run_pipeline(
 
                 summary["claims_fingerprint"] = claims_fingerprint(claims)
             summary.update(
-                pipeline=pipe.name, parent_run_id=parent_id, experiment_id=exp_id, tracking_uri=uri,
+                pipeline=pipe.name,
+                parent_run_id=parent_id,
+                experiment_id=exp_id,
+                tracking_uri=uri,
                 wall_seconds=round(time.perf_counter() - t_start, 2),
             )
             # Names MLflow could not take as they are, and the keys that stand for them (labels: per task, above).
@@ -251,8 +341,15 @@ def run_pipeline(
             (Path(tmp) / "summary.json").write_text(json.dumps(summary, indent=1, default=str))
             mlflow.log_artifacts(tmp, "comparison")
             with tempfile.TemporaryDirectory() as top:  # report.html at the top of the artifact tree: one click
-                html = write_html(Path(top) / "report.html", summary, Path(tmp), title=f"textclf · {pipe.name}", command=command,
-                                  configs={n: v.config.to_dict() for n, v in pipe.variants.items()}, environment=summary["environment"])
+                html = write_html(
+                    Path(top) / "report.html",
+                    summary,
+                    Path(tmp),
+                    title=f"textclf · {pipe.name}",
+                    command=command,
+                    configs={n: v.config.to_dict() for n, v in pipe.variants.items()},
+                    environment=summary["environment"],
+                )
                 mlflow.log_artifact(str(html))
             if pipe.tune is None:  # a later run of the same pipeline, data and code finds this answer
                 fp = fingerprint(pipe, [(v.task, v.name, s, o.stage_key) for (v, s), o in zip(first_look, outputs)])
@@ -288,8 +385,11 @@ def environment(pipe: Pipeline, *, executor: str, jobs: int) -> dict[str, Any]:
     share = int(worker_threads(jobs)) if executor == "local" and jobs > 1 else None
     threads = sorted({c.train.num_threads or share or thread_count(None) for c in neural})
     return {
-        "textclf": __version__, "torch": installed("torch"), "mlflow": installed("mlflow"),
-        "python": platform.python_version(), "platform": platform.platform(terse=True),
+        "textclf": __version__,
+        "torch": installed("torch"),
+        "mlflow": installed("mlflow"),
+        "python": platform.python_version(),
+        "platform": platform.platform(terse=True),
         "device": ", ".join(devices) or "cpu (no neural variant)",
         "threads per training": ", ".join(map(str, threads)) or "n/a",
         "executor": f"{executor}, {jobs} job(s)" if executor == "local" else executor,
@@ -302,12 +402,24 @@ def _store_view(client, exp_id: str, parent_id: str, name: str, summary: dict[st
 
     tasks = summary.get("tasks")
     primary = (next(iter(tasks.values())) if tasks else summary).get("primary_metric")
-    stored = view.store_view(client, exp_id, parent_id, name=f"{name} · run {parent_id[:8]}", primary_metric=primary,
-                             multi_task=bool(tasks))
+    stored = view.store_view(
+        client, exp_id, parent_id, name=f"{name} · run {parent_id[:8]}", primary_metric=primary, multi_task=bool(tasks)
+    )
     return view.view_url(exp_id, parent_id, view.ui_base(uri)) if stored else None
 
 
-def _tune(pipe: Pipeline, cache: StageCache, client, exp_id: str, parent_id: str, *, force: bool, quiet: bool, emit, runner_opts) -> dict:
+def _tune(
+    pipe: Pipeline,
+    cache: StageCache,
+    client,
+    exp_id: str,
+    parent_id: str,
+    *,
+    force: bool,
+    quiet: bool,
+    emit,
+    runner_opts,
+) -> dict:
     """Every variant's search (:mod:`textclf.pipeline.tune`), recorded under the parent; {variant key: Tuned}."""
     import mlflow
 
@@ -315,14 +427,37 @@ def _tune(pipe: Pipeline, cache: StageCache, client, exp_id: str, parent_id: str
     from textclf.pipeline.tune_record import TuneRecorder
 
     spec = pipe.tune
-    mlflow.log_params({"tune.trials": spec.trials, "tune.metric": spec.metric, "tune.pruner": spec.pruner,
-                       "tune.space": json.dumps({k: d.to_dict() for k, d in spec.space.items()})[:6000]})
-    emit("tuning", {"trials": spec.trials, "metric": spec.metric, "pruner": spec.pruner,
-                    "variants": sum(v.config.kind == "neural" for v in pipe.variants.values())})
-    return tune_pipeline(pipe, cache, TuneRecorder(client, exp_id, parent_id), force=force, quiet=quiet, runner_opts=runner_opts, emit=emit)
+    mlflow.log_params(
+        {
+            "tune.trials": spec.trials,
+            "tune.metric": spec.metric,
+            "tune.pruner": spec.pruner,
+            "tune.space": json.dumps({k: d.to_dict() for k, d in spec.space.items()})[:6000],
+        }
+    )
+    emit(
+        "tuning",
+        {
+            "trials": spec.trials,
+            "metric": spec.metric,
+            "pruner": spec.pruner,
+            "variants": sum(v.config.kind == "neural" for v in pipe.variants.values()),
+        },
+    )
+    return tune_pipeline(
+        pipe,
+        cache,
+        TuneRecorder(client, exp_id, parent_id),
+        force=force,
+        quiet=quiet,
+        runner_opts=runner_opts,
+        emit=emit,
+    )
 
 
-def _more_seeds(pipe: Pipeline, schedule, records: list, first: VariantOutput, outputs: list, train_round, emit) -> list:
+def _more_seeds(
+    pipe: Pipeline, schedule, records: list, first: VariantOutput, outputs: list, train_round, emit
+) -> list:
     """The rounds of ``seeds: {min, max}`` after the first: judge the contrasts, add seeds to the variants of those
     still inconclusive, until none is or they reach ``max`` (:mod:`textclf.analysis.sequential`). Returns the tasks added."""
     from textclf.analysis.compare import compare
@@ -331,15 +466,26 @@ def _more_seeds(pipe: Pipeline, schedule, records: list, first: VariantOutput, o
     added: list = []
     by_name = {v.name: v for v in pipe.variants.values()}
     while True:
-        look = compare(records, pipe.baseline, **comparison_inputs(first, outputs), **contrast_inputs(pipe, None, first))
+        look = compare(
+            records, pipe.baseline, **comparison_inputs(first, outputs), **contrast_inputs(pipe, None, first)
+        )
         counts = {name: row["n_seeds"] for name, row in look["variants"].items()}
         members = {name: d.get("variants", []) for name, d in (look.get("contrast_details") or {}).items()}
         more = to_extend(look.get("contrasts") or [], members, counts, schedule)
         if not more:
             return added
-        round_tasks = [(by_name[name], seed) for name, count in more.items() for seed in schedule.seeds(count)[counts[name]:]]
-        emit("round", {"look": schedule.looks.index(max(more.values())) + 1, "looks": len(schedule.looks),
-                       "variants": sorted(more), "trainings": len(round_tasks)})
+        round_tasks = [
+            (by_name[name], seed) for name, count in more.items() for seed in schedule.seeds(count)[counts[name] :]
+        ]
+        emit(
+            "round",
+            {
+                "look": schedule.looks.index(max(more.values())) + 1,
+                "looks": len(schedule.looks),
+                "variants": sorted(more),
+                "trainings": len(round_tasks),
+            },
+        )
         train_round(round_tasks)
         added += round_tasks
 
@@ -410,4 +556,11 @@ def register_champion(client, summary: dict[str, Any], name: str) -> dict[str, A
     client.set_registered_model_alias(name, "champion", mv.version)
     client.set_model_version_tag(name, mv.version, "variant", names.display(best, 8000))
     client.set_model_version_tag(name, mv.version, "chosen_by", f"mean {metric} over seeds (validation)")
-    return {"name": name, "version": mv.version, "alias": "champion", "variant": best, "chosen_by": metric, "model_uri": model_uri}
+    return {
+        "name": name,
+        "version": mv.version,
+        "alias": "champion",
+        "variant": best,
+        "chosen_by": metric,
+        "model_uri": model_uri,
+    }

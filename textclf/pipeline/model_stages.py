@@ -11,10 +11,11 @@ import json
 import logging
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict
@@ -72,7 +73,15 @@ def _epoch_clock(path: Path, on_epoch: Callable | None) -> Callable:
     return record
 
 
-def build_model(spec: TrainSpec, vocab_size: int, num_classes: int, *, matrix: np.ndarray | None = None, source=None, frozen_rows: int = 0):
+def build_model(
+    spec: TrainSpec,
+    vocab_size: int,
+    num_classes: int,
+    *,
+    matrix: np.ndarray | None = None,
+    source=None,
+    frozen_rows: int = 0,
+):
     """The classifier a train spec describes, its initial weights seeded by ``train.seed``."""
     import torch
 
@@ -82,8 +91,16 @@ def build_model(spec: TrainSpec, vocab_size: int, num_classes: int, *, matrix: n
 
     emb, enc = spec.embedding, spec.encoder
     seed_everything(spec.train.seed)  # the initial weights depend on the seed
-    model = TextClassifier(**model_hparams(emb, enc, vocab_size=vocab_size, num_classes=num_classes,
-                                           frozen_rows=frozen_rows_of(source, frozen_rows), max_length=spec.tokenizer.max_length))
+    model = TextClassifier(
+        **model_hparams(
+            emb,
+            enc,
+            vocab_size=vocab_size,
+            num_classes=num_classes,
+            frozen_rows=frozen_rows_of(source, frozen_rows),
+            max_length=spec.tokenizer.max_length,
+        )
+    )
     if matrix is not None:
         model.embedding.load_matrix(torch.from_numpy(matrix))
         model.pretrained_embedding = True  # not decayed toward zero (see training.optim.param_groups)
@@ -107,8 +124,16 @@ def describe(spec: TrainSpec) -> str:
 
 
 def train_stage(
-    spec: TrainSpec, tok: StageResult, emb: StageResult | None, label_names: list[str], cache: StageCache, *,
-    force: bool = False, on_epoch: Callable | None = None, log_fn: Callable | None = None, source=None,
+    spec: TrainSpec,
+    tok: StageResult,
+    emb: StageResult | None,
+    label_names: list[str],
+    cache: StageCache,
+    *,
+    force: bool = False,
+    on_epoch: Callable | None = None,
+    log_fn: Callable | None = None,
+    source=None,
 ) -> StageResult[Trained]:
     """Train (or resume, or reuse) the model; the entry holds the model folder and the history."""
 
@@ -123,22 +148,44 @@ def train_stage(
         vocab, frozen = tok.value.tokenizer.get_vocab_size(), tok.value.stats.get("vocab_extension", 0)
         lengths = tok.value.splits["train"].lengths
         # The real vocabulary, class count and longest text are known now: check again before building.
-        check_model(spec, vocab_size=vocab, num_classes=len(label_names), frozen_rows=frozen_rows_of(source, frozen),
-                    longest=int(lengths.max()) if len(lengths) else 1, what=f"Training {describe(spec)}",
-                    frozen_encoder=source is not None and spec.encoder.freeze)
-        model = build_model(spec, vocab, len(label_names), matrix=emb.value.matrix if emb else None, source=source, frozen_rows=frozen)
+        check_model(
+            spec,
+            vocab_size=vocab,
+            num_classes=len(label_names),
+            frozen_rows=frozen_rows_of(source, frozen),
+            longest=int(lengths.max()) if len(lengths) else 1,
+            what=f"Training {describe(spec)}",
+            frozen_encoder=source is not None and spec.encoder.freeze,
+        )
+        model = build_model(
+            spec, vocab, len(label_names), matrix=emb.value.matrix if emb else None, source=source, frozen_rows=frozen
+        )
         step = getattr(log_fn, "step", None)  # progress within an epoch, where the log function reports it
         clock = work / "epoch_times.json"
-        trainer = Trainer(model, spec.train, checkpoint_dir=work, on_epoch=_epoch_clock(clock, on_epoch), eval_batch_size=spec.eval_batch_size, log=log_fn,
-                          progress=(lambda e, s, n: step(e, spec.train.epochs, s, n)) if step else None)
+        trainer = Trainer(
+            model,
+            spec.train,
+            checkpoint_dir=work,
+            on_epoch=_epoch_clock(clock, on_epoch),
+            eval_batch_size=spec.eval_batch_size,
+            log=log_fn,
+            progress=(lambda e, s, n: step(e, spec.train.epochs, s, n)) if step else None,
+        )
         result = trainer.fit(tok.value.splits["train"], tok.value.splits["validation"])
         info = result.to_dict()
         info.pop("history", None)
         info["params"] = sum(p.numel() for p in model.parameters() if p.requires_grad)
         info["params_total"] = sum(p.numel() for p in model.parameters())
-        config = {"kind": "neural", **spec.model_dump(mode="json", include={"tokenizer", "embedding", "encoder", "train"})}
+        config = {
+            "kind": "neural",
+            **spec.model_dump(mode="json", include={"tokenizer", "embedding", "encoder", "train"}),
+        }
         folder.save_neural(
-            tmp / "model", model=model, tokenizer=tok.value.tokenizer, label_names=label_names, config=config,
+            tmp / "model",
+            model=model,
+            tokenizer=tok.value.tokenizer,
+            label_names=label_names,
+            config=config,
             extra={"init_from": source.describe()} if source is not None else None,
         )
         (tmp / "history.json").write_text(json.dumps(result.history, indent=1))
@@ -179,7 +226,9 @@ def test_predictions(directory: Path) -> tuple[np.ndarray, np.ndarray]:
     y = np.load(directory / "y_test.npy", allow_pickle=False)
     if (directory / "pred_test.npy").is_file():
         return y, np.load(directory / "pred_test.npy", allow_pickle=False)
-    return y, np.load(directory / "proba_test.npy", allow_pickle=False).argmax(1)  # an entry written before pred_test.npy
+    return y, np.load(directory / "proba_test.npy", allow_pickle=False).argmax(
+        1
+    )  # an entry written before pred_test.npy
 
 
 @dataclass
@@ -196,7 +245,15 @@ def _load_evaluation(path: Path) -> Evaluation:
     return Evaluation(metrics=json.loads((path / "metrics.json").read_text()), dir=path)
 
 
-def evaluate_stage(spec: EvaluateSpec, trained: StageResult[Trained], tok: StageResult, data: StageResult, cache: StageCache, *, force: bool = False) -> StageResult[Evaluation]:
+def evaluate_stage(
+    spec: EvaluateSpec,
+    trained: StageResult[Trained],
+    tok: StageResult,
+    data: StageResult,
+    cache: StageCache,
+    *,
+    force: bool = False,
+) -> StageResult[Evaluation]:
     """Metrics on validation, test and train, cost metrics, plots and the classification report."""
 
     def compute(out: Path) -> None:
@@ -216,13 +273,19 @@ def evaluate_stage(spec: EvaluateSpec, trained: StageResult[Trained], tok: Stage
         metrics = _score(probas, {s: splits[s].labels for s in probas}, names, out, title=title)
         plot_learning_curves(trained.value.history, out / "learning_curves.png", title=title)
         info = trained.value.info
-        metrics.update(params=float(info["params"]), train_seconds=float(info["train_seconds"]), tokens_per_second=float(info["tokens_per_second"]))
+        metrics.update(
+            params=float(info["params"]),
+            train_seconds=float(info["train_seconds"]),
+            tokens_per_second=float(info["tokens_per_second"]),
+        )
         (out / "metrics.json").write_text(json.dumps(metrics, indent=1))
 
     return run_stage(cache, "evaluate", spec, [trained], compute=compute, load=_load_evaluation, force=force)
 
 
-def _score(probas: dict[str, np.ndarray], labels: dict[str, np.ndarray], names: list[str], out: Path, *, title: str) -> dict[str, float]:
+def _score(
+    probas: dict[str, np.ndarray], labels: dict[str, np.ndarray], names: list[str], out: Path, *, title: str
+) -> dict[str, float]:
     """Registered metrics on validation and test (and train accuracy); test arrays, report and confusion matrix into ``out``."""
     from textclf.analysis.plots import plot_confusion_matrix
     from textclf.core.metrics import (
@@ -250,10 +313,15 @@ def _score(probas: dict[str, np.ndarray], labels: dict[str, np.ndarray], names: 
                 np.save(out / "proba_test.npy", p.astype(np.float32))
             (out / "classification_report.txt").write_text(classification_report_text(labels[split], pred(p), names))
             if m["confusion_matrix"] is not None:
-                plot_confusion_matrix(m["confusion_matrix"], names, out / "confusion_matrix.png", title=f"{title}: test".strip(": "))
+                plot_confusion_matrix(
+                    m["confusion_matrix"], names, out / "confusion_matrix.png", title=f"{title}: test".strip(": ")
+                )
     if len(names) > PER_CLASS_METRICS_MAX:
-        log.warning("%s classes: per-class metrics are not logged to MLflow (more than %d); classification_report.txt has them.",
-                    f"{len(names):,}", PER_CLASS_METRICS_MAX)
+        log.warning(
+            "%s classes: per-class metrics are not logged to MLflow (more than %d); classification_report.txt has them.",
+            f"{len(names):,}",
+            PER_CLASS_METRICS_MAX,
+        )
     if "train" in probas:
         metrics["train_accuracy"] = float(np.mean(pred(probas["train"]) == labels["train"]))
         metrics["generalization_gap"] = metrics["train_accuracy"] - metrics["val_accuracy"]
@@ -273,7 +341,9 @@ class Cost:
     metrics: dict[str, float]  # latency_p50_ms, latency_p95_ms, texts_per_s_b256
 
 
-def cost_stage(spec: CostSpec, model: StageResult, model_dir: Path, texts: list[str], cache: StageCache, *, force: bool = False) -> StageResult[Cost]:
+def cost_stage(
+    spec: CostSpec, model: StageResult, model_dir: Path, texts: list[str], cache: StageCache, *, force: bool = False
+) -> StageResult[Cost]:
     """Batch-1 latency and batch-256 throughput of a trained model on test texts.
 
     A stage of its own, so it can run apart from training: with several
@@ -294,14 +364,25 @@ def cost_stage(spec: CostSpec, model: StageResult, model_dir: Path, texts: list[
         try:
             clf = Classifier.from_folder(model_dir)
             sample = texts[: max(256, spec.latency_samples)]
-            metrics = measure_latency(clf.predict_proba, sample, n_single=spec.latency_samples, batch_size=256) if spec.latency_samples > 0 else {}
+            metrics = (
+                measure_latency(clf.predict_proba, sample, n_single=spec.latency_samples, batch_size=256)
+                if spec.latency_samples > 0
+                else {}
+            )
         finally:
             set_num_threads(before)
         metrics["cost_threads"] = float(spec.threads)
         (out / "cost.json").write_text(json.dumps(metrics, indent=1))
 
-    return run_stage(cache, "cost", spec, [model], compute=compute,
-                     load=lambda p: Cost(json.loads((p / "cost.json").read_text())), force=force)
+    return run_stage(
+        cache,
+        "cost",
+        spec,
+        [model],
+        compute=compute,
+        load=lambda p: Cost(json.loads((p / "cost.json").read_text())),
+        force=force,
+    )
 
 
 # --------------------------------------------------------------------------- the TF-IDF baseline
@@ -312,7 +393,9 @@ class TfidfSpec(_Spec):
     evaluate: EvaluateSettings
 
 
-def tfidf_stage(spec: TfidfSpec, data: StageResult, cache: StageCache, *, force: bool = False) -> StageResult[Evaluation]:
+def tfidf_stage(
+    spec: TfidfSpec, data: StageResult, cache: StageCache, *, force: bool = False
+) -> StageResult[Evaluation]:
     """Fit + evaluate TF-IDF + logistic regression (deterministic: no seed in the key); ``C`` is chosen on validation."""
 
     def compute(out: Path) -> dict[str, Any]:
@@ -325,18 +408,26 @@ def tfidf_stage(spec: TfidfSpec, data: StageResult, cache: StageCache, *, force:
         b = TfidfBaseline(ngram_max=t.ngram_max, C=t.C, max_features=t.max_features, min_df=t.min_df)
         b.fit(d.texts("train"), d.labels("train"), d.texts("validation"), d.labels("validation"))
         seconds = time.perf_counter() - t0
-        folder.save_tfidf(out / "model", baseline=b, label_names=d.label_names, config={"tfidf": t.model_dump(mode="json")})
+        folder.save_tfidf(
+            out / "model", baseline=b, label_names=d.label_names, config={"tfidf": t.model_dump(mode="json")}
+        )
         ev = out / "eval"
         ev.mkdir()
         labels = {s: d.labels(s) for s in ("validation", "test", "train")}
-        probas = {s: _tfidf_proba(b, d.texts(s), y, dense=s != "train" and len(y) * len(d.label_names) <= DENSE_PROBA_ELEMENTS)
-                  for s, y in labels.items()}
+        probas = {
+            s: _tfidf_proba(
+                b, d.texts(s), y, dense=s != "train" and len(y) * len(d.label_names) <= DENSE_PROBA_ELEMENTS
+            )
+            for s, y in labels.items()
+        }
         metrics = _score(probas, labels, d.label_names, ev, title="tfidf")
         metrics.update(params=float(b.num_parameters()), train_seconds=seconds, tfidf_C=float(b.C_))
         (ev / "metrics.json").write_text(json.dumps(metrics, indent=1))
         return {"variant": "tfidf"}
 
-    return run_stage(cache, "tfidf", spec, [data], compute=compute, load=lambda p: _load_evaluation(p / "eval"), force=force)
+    return run_stage(
+        cache, "tfidf", spec, [data], compute=compute, load=lambda p: _load_evaluation(p / "eval"), force=force
+    )
 
 
 def _tfidf_proba(baseline, texts: list[str], y: np.ndarray, *, dense: bool, rows: int = 4096):
@@ -345,6 +436,9 @@ def _tfidf_proba(baseline, texts: list[str], y: np.ndarray, *, dense: bool, rows
 
     if dense:
         return baseline.predict_proba(texts)
-    return TopProba.concat([
-        TopProba.from_dense(baseline.predict_proba(texts[i : i + rows]), y[i : i + rows], TOP_K) for i in range(0, len(texts), rows)
-    ])
+    return TopProba.concat(
+        [
+            TopProba.from_dense(baseline.predict_proba(texts[i : i + rows]), y[i : i + rows], TOP_K)
+            for i in range(0, len(texts), rows)
+        ]
+    )

@@ -34,9 +34,16 @@ from textclf.tracking.models import log_model
 def child_tags(variant: Variant, seed: int, out: VariantOutput | None = None) -> dict[str, str]:
     """The tags a child run starts with (bare names only where the MLflow UI groups by them: see tracking.runs)."""
     cfg = variant.config
-    tags = {"variant": names.display(variant.name, 8000), "seed": str(seed), "textclf.kind": cfg.kind, "textclf.role": "child"}
+    tags = {
+        "variant": names.display(variant.name, 8000),
+        "seed": str(seed),
+        "textclf.kind": cfg.kind,
+        "textclf.role": "child",
+    }
     if cfg.kind == "neural":
-        tags.update(cell=cfg.encoder.cell, layers=str(cfg.encoder.layers), bidirectional=str(cfg.encoder.bidirectional).lower())
+        tags.update(
+            cell=cfg.encoder.cell, layers=str(cfg.encoder.layers), bidirectional=str(cfg.encoder.bidirectional).lower()
+        )
         if cfg.encoder.init_from:
             tags["textclf.init_from"] = cfg.encoder.init_from
     return tags
@@ -70,16 +77,28 @@ def log_datasets(out: VariantOutput, run_id: str) -> None:
         key = (split, d.fingerprints[split], source)
         if key not in _DATASET_ENTITIES:
             ds = mlflow.data.from_huggingface(
-                d.splits[split], targets="label", name=split, digest=d.fingerprints[split], source=_dataset_source(source)
+                d.splits[split],
+                targets="label",
+                name=split,
+                digest=d.fingerprints[split],
+                source=_dataset_source(source),
             )
             _DATASET_ENTITIES[key] = ds._to_mlflow_entity()
-        inputs.append(DatasetInput(dataset=_DATASET_ENTITIES[key], tags=[InputTag(key=MLFLOW_DATASET_CONTEXT, value=context)]))
+        inputs.append(
+            DatasetInput(dataset=_DATASET_ENTITIES[key], tags=[InputTag(key=MLFLOW_DATASET_CONTEXT, value=context)])
+        )
     # One store transaction for the three splits.
     store.retry(MlflowClient().log_inputs, run_id, datasets=inputs)
 
 
 def log_child(
-    client, run_id: str, out: VariantOutput, *, exp_id: str, example_texts: list[str], live_epochs: set[int] | frozenset = frozenset()
+    client,
+    run_id: str,
+    out: VariantOutput,
+    *,
+    exp_id: str,
+    example_texts: list[str],
+    live_epochs: set[int] | frozenset = frozenset(),
 ) -> dict[str, str]:
     """Params, per-epoch and final metrics, artifacts and the model (logged, or linked when cached).
 
@@ -118,7 +137,9 @@ def log_child(
         tags["textclf.cached"] = "false" if not source else tags["textclf.cached"]
         model_id = info.model_id  # the Models tab compares logged models by these
     history = [row for row in out.history if int(row["epoch"]) not in live_epochs]
-    metrics = runs.history_metrics(history, out.extra.get("epoch_times")) + runs.final_metrics(final, out.history, model_id=model_id)
+    metrics = runs.history_metrics(history, out.extra.get("epoch_times")) + runs.final_metrics(
+        final, out.history, model_id=model_id
+    )
     runs.log_batch(client, run_id, params=runs.run_params(out.config.kind, out.config.flat()), metrics=metrics)
     mlflow.set_tags(tags)
     return tags
@@ -195,12 +216,20 @@ def log_disagreements(summary: dict[str, Any], artifact_file: str) -> None:
     """The texts each variant gets right and the baseline wrong (and the reverse), as an MLflow table on the parent run."""
     import mlflow
 
-    rows: dict[str, list] = {k: [] for k in ("variant", "direction", "text", "label", "variant_prediction", "baseline_prediction")}
+    rows: dict[str, list] = {
+        k: [] for k in ("variant", "direction", "text", "label", "variant_prediction", "baseline_prediction")
+    }
     for name, v in summary["variants"].items():
         for direction, examples in ((v.get("disagreements") or {}).get("examples") or {}).items():
             for e in examples:
-                for key, value in (("variant", name), ("direction", direction), ("text", e["text"]), ("label", e["label"]),
-                                   ("variant_prediction", e["variant"]), ("baseline_prediction", e["baseline"])):
+                for key, value in (
+                    ("variant", name),
+                    ("direction", direction),
+                    ("text", e["text"]),
+                    ("label", e["label"]),
+                    ("variant_prediction", e["variant"]),
+                    ("baseline_prediction", e["baseline"]),
+                ):
                     rows[key].append(value)
     if rows["variant"]:
         mlflow.log_table(data=rows, artifact_file=artifact_file)
@@ -217,7 +246,9 @@ def describe_parent(pipe, summaries: dict[str | None, dict[str, Any]], view_url:
     parts = [f"**{pipe.name}**" + (f": {pipe.spec.description}" if pipe.spec.description else ""), ""]
     links = ["the report with every figure: artifact `report.html`"]
     if view_url:
-        links.insert(0, f"[the variants side by side]({view_url}) (grouped by variant, with charts; served by `textclf ui`)")
+        links.insert(
+            0, f"[the variants side by side]({view_url}) (grouped by variant, with charts; served by `textclf ui`)"
+        )
     parts += ["Open " + " · ".join(links), ""]
     for task, s in summaries.items():
         if task:

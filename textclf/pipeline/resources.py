@@ -31,21 +31,43 @@ KEYS = {
 }
 
 
-def model_hparams(embedding, encoder, *, vocab_size: int, num_classes: int, frozen_rows: int = 0, max_length: int | None = None) -> dict[str, Any]:
+def model_hparams(
+    embedding, encoder, *, vocab_size: int, num_classes: int, frozen_rows: int = 0, max_length: int | None = None
+) -> dict[str, Any]:
     """The classifier's hyper-parameters for these ``embedding`` / ``encoder`` sections (what the train stage builds).
 
     ``max_length`` (``tokenizer.max_length``) is chrono initialisation's default T_max.
     """
     return dict(
-        vocab_size=vocab_size, embedding_dim=embedding.dim, num_classes=num_classes, padding_idx=0, cell=encoder.cell,
-        hidden_size=encoder.hidden_size, layers=encoder.layers, bidirectional=encoder.bidirectional,
-        dropout=encoder.dropout if encoder.layers > 1 else 0.0, embedding_dropout=embedding.dropout,
-        output_dropout=encoder.output_dropout, pooling=encoder.pooling, frozen_rows=frozen_rows, init=encoder.init,
+        vocab_size=vocab_size,
+        embedding_dim=embedding.dim,
+        num_classes=num_classes,
+        padding_idx=0,
+        cell=encoder.cell,
+        hidden_size=encoder.hidden_size,
+        layers=encoder.layers,
+        bidirectional=encoder.bidirectional,
+        dropout=encoder.dropout if encoder.layers > 1 else 0.0,
+        embedding_dropout=embedding.dropout,
+        output_dropout=encoder.output_dropout,
+        pooling=encoder.pooling,
+        frozen_rows=frozen_rows,
+        init=encoder.init,
         chrono_max_length=(encoder.chrono_max_length or max_length or 256) if encoder.init == "chrono" else None,
     )
 
 
-def _problem(what: str, sections, *, vocab_size: int, num_classes: int, frozen_rows: int, max_length: int, share: int = 1, frozen_encoder: bool = False) -> str | None:
+def _problem(
+    what: str,
+    sections,
+    *,
+    vocab_size: int,
+    num_classes: int,
+    frozen_rows: int,
+    max_length: int,
+    share: int = 1,
+    frozen_encoder: bool = False,
+) -> str | None:
     """The refusal for one model (``sections``: tokenizer, embedding, encoder, train, eval batch size), or None if it fits."""
     from textclf.models import size
     from textclf.training.device import resolve_device
@@ -57,10 +79,21 @@ def _problem(what: str, sections, *, vocab_size: int, num_classes: int, frozen_r
         return None
     if share > 1:
         available, source = available // share, f"{source}, shared by {share} parallel jobs (--jobs)"
-    hp = model_hparams(embedding, encoder, vocab_size=vocab_size, num_classes=num_classes, frozen_rows=frozen_rows, max_length=max_length)
+    hp = model_hparams(
+        embedding,
+        encoder,
+        vocab_size=vocab_size,
+        num_classes=num_classes,
+        frozen_rows=frozen_rows,
+        max_length=max_length,
+    )
     estimate = size.training_estimate(
-        hp, batch_size=train.batch_size, max_length=max_length, eval_batch_size=eval_batch,
-        embedding_trainable=embedding.trainable, encoder_frozen=frozen_encoder,
+        hp,
+        batch_size=train.batch_size,
+        max_length=max_length,
+        eval_batch_size=eval_batch,
+        embedding_trainable=embedding.trainable,
+        encoder_frozen=frozen_encoder,
         best_copy=device.type != "cuda",  # the trainer keeps the best epoch's weights on the host
     )
     return size.refusal(what, estimate, available, source, KEYS)
@@ -81,7 +114,9 @@ def check_configs(configs: list[tuple[str | None, Config]], *, jobs: int = 1) ->
     neural = [(name, cfg) for name, cfg in configs if cfg.kind == "neural"]
     share = max(1, min(jobs, len(neural)))
     for name, cfg in neural:
-        key = cfg.model_dump_json(include={"tokenizer", "embedding", "encoder", "train", "evaluate"}, exclude={"train": {"seed"}})
+        key = cfg.model_dump_json(
+            include={"tokenizer", "embedding", "encoder", "train", "evaluate"}, exclude={"train": {"seed"}}
+        )
         if key in seen:
             continue
         seen.add(key)
@@ -89,7 +124,15 @@ def check_configs(configs: list[tuple[str | None, Config]], *, jobs: int = 1) ->
         what = f"Training variant {name!r}" if name else "Training this model"
         what += f" (vocabulary up to {vocab:,} tokens, at least 2 classes)"
         sections = (cfg.tokenizer, cfg.embedding, cfg.encoder, cfg.train, cfg.evaluate.batch_size)
-        p = _problem(what, sections, vocab_size=vocab, num_classes=2, frozen_rows=frozen, max_length=cfg.tokenizer.max_length, share=share)
+        p = _problem(
+            what,
+            sections,
+            vocab_size=vocab,
+            num_classes=2,
+            frozen_rows=frozen,
+            max_length=cfg.tokenizer.max_length,
+            share=share,
+        )
         if p:
             problems.append(p)
     if len(problems) == 1:
@@ -98,13 +141,20 @@ def check_configs(configs: list[tuple[str | None, Config]], *, jobs: int = 1) ->
         raise ConfigError(f"{len(problems)} variants cannot fit in memory:\n" + "\n".join(f"  - {p}" for p in problems))
 
 
-def check_model(spec, *, vocab_size: int, num_classes: int, frozen_rows: int, longest: int, what: str, frozen_encoder: bool = False) -> None:
+def check_model(
+    spec, *, vocab_size: int, num_classes: int, frozen_rows: int, longest: int, what: str, frozen_encoder: bool = False
+) -> None:
     """Refuse a train spec whose model, at the real vocabulary and class count, cannot fit (before it is built)."""
     sections = (spec.tokenizer, spec.embedding, spec.encoder, spec.train, spec.eval_batch_size)
     max_length = max(1, min(spec.tokenizer.max_length, int(longest)))  # no batch is longer than the longest text
     p = _problem(
-        f"{what} ({vocab_size:,} tokens, {num_classes:,} classes)", sections, vocab_size=vocab_size, num_classes=num_classes,
-        frozen_rows=frozen_rows, max_length=max_length, frozen_encoder=frozen_encoder,
+        f"{what} ({vocab_size:,} tokens, {num_classes:,} classes)",
+        sections,
+        vocab_size=vocab_size,
+        num_classes=num_classes,
+        frozen_rows=frozen_rows,
+        max_length=max_length,
+        frozen_encoder=frozen_encoder,
     )
     if p:
         raise ConfigError(p)

@@ -48,7 +48,9 @@ DEFAULT_PIPELINE = "compare"
 class PipelineSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    name: str = Field(..., min_length=1, max_length=500)  # the MLflow experiment's name: MLflow takes at most 500 characters
+    name: str = Field(
+        ..., min_length=1, max_length=500
+    )  # the MLflow experiment's name: MLflow takes at most 500 characters
     description: str | None = None
     data: dict[str, Any] = Field(default_factory=dict)
     params: dict[str, Any] = Field(default_factory=dict)
@@ -56,10 +58,10 @@ class PipelineSpec(BaseModel):
     baseline: str | None = None
     variants: dict[str, dict[str, Any] | None] = Field(default_factory=dict)
     grid: dict[str, list[Any]] = Field(default_factory=dict)
-    tasks: dict[str, "TaskSpec"] = Field(default_factory=dict)
+    tasks: dict[str, TaskSpec] = Field(default_factory=dict)
     tune: Any = None  # checked by textclf.pipeline.tune_spec.parse, with every variant problem
-    contrasts: dict[str, "ContrastSpec"] | None = None  # None: derived from the variants (analysis/contrasts.py)
-    compare: "CompareSpec" = Field(default_factory=lambda: CompareSpec())
+    contrasts: dict[str, ContrastSpec] | None = None  # None: derived from the variants (analysis/contrasts.py)
+    compare: CompareSpec = Field(default_factory=lambda: CompareSpec())
 
     @field_validator("seeds")
     @classmethod
@@ -75,7 +77,9 @@ class PipelineSpec(BaseModel):
             raise ValueError(f"seeds must be unique, got {v}")
         bad = [s for s in v if not 0 <= s <= SEED_MAX]
         if bad:
-            raise ValueError(f"seed {short_repr(bad[0])} is out of range; every seed must be an integer in [0, {SEED_MAX}] (2**32 - 1, what numpy and scikit-learn accept)")
+            raise ValueError(
+                f"seed {short_repr(bad[0])} is out of range; every seed must be an integer in [0, {SEED_MAX}] (2**32 - 1, what numpy and scikit-learn accept)"
+            )
         return v
 
 
@@ -88,7 +92,7 @@ class ContrastSpec(BaseModel):
     b: str = Field(..., min_length=1)
 
     @model_validator(mode="after")
-    def _two(self) -> "ContrastSpec":
+    def _two(self) -> ContrastSpec:
         if self.a == self.b:
             raise ValueError(f"a contrast compares two different variants; a and b are both {self.a!r}")
         return self
@@ -136,12 +140,16 @@ class ClaimSpec(BaseModel):
     require: Literal["all"] | None = None  # better: every named variant must beat the baseline
 
     @model_validator(mode="after")
-    def _one_kind(self) -> "ClaimSpec":
+    def _one_kind(self) -> ClaimSpec:
         if bool(self.better) == bool(self.same):
-            raise ValueError("a claim lists either the variants expected to be better (better: [...]) or those expected not to differ (same: [...])")
+            raise ValueError(
+                "a claim lists either the variants expected to be better (better: [...]) or those expected not to differ (same: [...])"
+            )
         if self.better and len(self.better) > 1 and self.require != "all":
-            raise ValueError(f"a better claim names the one variant it is about, or requires every named variant; "
-                             f"it names {self.better}: keep one, or add require: all")
+            raise ValueError(
+                f"a better claim names the one variant it is about, or requires every named variant; "
+                f"it names {self.better}: keep one, or add require: all"
+            )
         return self
 
 
@@ -227,7 +235,11 @@ def expand_dotted(d: dict[str, Any] | None) -> dict[str, Any]:
             if not isinstance(node, dict):
                 section = ".".join(parts[: i + 1])
                 raise ConfigError(f"{key}: {section!r} is set to a value ({node!r}) and also used as a section.")
-        node[parts[-1]] = deep_merge(node.get(parts[-1], {}), value) if isinstance(value, dict) and isinstance(node.get(parts[-1]), dict) else value
+        node[parts[-1]] = (
+            deep_merge(node.get(parts[-1], {}), value)
+            if isinstance(value, dict) and isinstance(node.get(parts[-1]), dict)
+            else value
+        )
     return out
 
 
@@ -255,8 +267,10 @@ def check_grid_size(grid: dict[str, list[Any]], where) -> None:
     """Refuse an empty value list or a grid of more than :data:`MAX_GRID_VARIANTS` variants, before expanding it."""
     empty = [k for k, values in grid.items() if not values]
     if empty:
-        raise ConfigError(f"{where}: grid key(s) {', '.join(map(repr, empty))} list no values, so the grid yields no variant. "
-                          "Give each grid key at least one value, or remove it from 'grid'.")
+        raise ConfigError(
+            f"{where}: grid key(s) {', '.join(map(repr, empty))} list no values, so the grid yields no variant. "
+            "Give each grid key at least one value, or remove it from 'grid'."
+        )
     total = 1
     for values in grid.values():
         total *= len(values)
@@ -325,11 +339,22 @@ def _match_params(variants: dict[str, Variant], declared: dict[str, Any], resolv
         else:
             t, e = target.config.encoder, v.config.encoder
             common = {"input_size": v.config.embedding.dim, "dropout": 0.0}
-            want = encoder_parameters(t.cell, input_size=target.config.embedding.dim, hidden_size=t.hidden_size, layers=t.layers,
-                                      bidirectional=t.bidirectional, pooling=t.pooling, dropout=0.0)
-            size, got = matching_hidden_size(e.cell, want, layers=e.layers, bidirectional=e.bidirectional, pooling=e.pooling, **common)
+            want = encoder_parameters(
+                t.cell,
+                input_size=target.config.embedding.dim,
+                hidden_size=t.hidden_size,
+                layers=t.layers,
+                bidirectional=t.bidirectional,
+                pooling=t.pooling,
+                dropout=0.0,
+            )
+            size, got = matching_hidden_size(
+                e.cell, want, layers=e.layers, bidirectional=e.bidirectional, pooling=e.pooling, **common
+            )
             if abs(got - want) > MATCH_TOLERANCE * want:
-                problems.append(f"{where}: no hidden_size brings its {got:,} encoder parameters within 5% of {name}'s {want:,}.")
+                problems.append(
+                    f"{where}: no hidden_size brings its {got:,} encoder parameters within 5% of {name}'s {want:,}."
+                )
             else:
                 v.config.encoder.hidden_size = size
     return problems
@@ -342,9 +367,13 @@ def _contrast_problems(spec: PipelineSpec, all_declared: dict[str, Any], run: di
         for side in ("a", "b"):
             v = getattr(c, side)
             if v not in all_declared:
-                problems.append(f"contrasts.{name}.{side}: {v!r} is not a variant. Variants: {', '.join(all_declared)}.")
+                problems.append(
+                    f"contrasts.{name}.{side}: {v!r} is not a variant. Variants: {', '.join(all_declared)}."
+                )
             elif v not in run:
-                problems.append(f"contrasts.{name}.{side}: {v!r} is left out by --variant. Run it too, or drop the contrast.")
+                problems.append(
+                    f"contrasts.{name}.{side}: {v!r} is left out by --variant. Run it too, or drop the contrast."
+                )
     return problems
 
 
@@ -388,7 +417,9 @@ def find_pipeline(ref: str | Path | None) -> Path:
 
     close = difflib.get_close_matches(ref, known, n=1)
     hint = f" Did you mean '{close[0]}'?" if close else ""
-    raise ConfigError(f"Unknown pipeline {ref!r}.{hint} Known pipelines: {', '.join(known) or 'none'}; or pass a path to a YAML file.")
+    raise ConfigError(
+        f"Unknown pipeline {ref!r}.{hint} Known pipelines: {', '.join(known) or 'none'}; or pass a path to a YAML file."
+    )
 
 
 def load_pipeline(
@@ -417,7 +448,9 @@ def load_pipeline(
 
                 close = difflib.get_close_matches(key, list(PipelineSpec.model_fields), n=1)
                 hint = f" Did you mean '{close[0]}'?" if close else ""
-                lines.append(f"{key}: unknown pipeline key (given {short_repr(e.get('input'))}).{hint} Allowed: {', '.join(PipelineSpec.model_fields)}.")
+                lines.append(
+                    f"{key}: unknown pipeline key (given {short_repr(e.get('input'))}).{hint} Allowed: {', '.join(PipelineSpec.model_fields)}."
+                )
             else:
                 lines.append(f"{key}: {e['msg'].removeprefix('Value error, ')}. Got {short_repr(e.get('input'))}.")
         raise ConfigError(f"Invalid pipeline {path}:\n" + "\n".join(f"  - {x}" for x in lines)) from None
@@ -443,9 +476,13 @@ def _build(spec: PipelineSpec, where, *, path, overrides, params_file, only) -> 
             assignment = dict(zip(keys, values))
             name = grid_name(assignment)
             if name in spec.variants:
-                raise ConfigError(f"{where}: grid variant {name!r} clashes with a variant of the same name in 'variants'.")
+                raise ConfigError(
+                    f"{where}: grid variant {name!r} clashes with a variant of the same name in 'variants'."
+                )
             if name in declared:
-                raise ConfigError(f"{where}: the grid yields variant {name!r} twice; remove the repeated value from 'grid'.")
+                raise ConfigError(
+                    f"{where}: the grid yields variant {name!r} twice; remove the repeated value from 'grid'."
+                )
             declared[name] = expand_dotted(assignment)
     if not declared:
         declared = {"default": {}}
@@ -468,7 +505,9 @@ def _build(spec: PipelineSpec, where, *, path, overrides, params_file, only) -> 
             if t.variants is not None:
                 unknown = [v for v in t.variants if v not in declared and not only]
                 if unknown:
-                    task_problems.append(f"tasks.{task}.variants: {unknown} are not variants. Variants: {', '.join(declared)}.")
+                    task_problems.append(
+                        f"tasks.{task}.variants: {unknown} are not variants. Variants: {', '.join(declared)}."
+                    )
                 names = [v for v in t.variants if v in declared]
             b = t.baseline or spec.baseline
             if b and b not in names and not only:
@@ -476,10 +515,14 @@ def _build(spec: PipelineSpec, where, *, path, overrides, params_file, only) -> 
             if t.claim is not None and not only:
                 named = (t.claim.better or []) + (t.claim.same or [])
                 if not b:
-                    task_problems.append(f"tasks.{task}.claim: a claim is judged against the task's baseline; set tasks.{task}.baseline.")
+                    task_problems.append(
+                        f"tasks.{task}.claim: a claim is judged against the task's baseline; set tasks.{task}.baseline."
+                    )
                 stray = [n for n in named if n not in names or n == b]
                 if stray:
-                    task_problems.append(f"tasks.{task}.claim: {stray} must be variants of the task other than its baseline {b!r} (variants: {names}).")
+                    task_problems.append(
+                        f"tasks.{task}.claim: {stray} must be variants of the task other than its baseline {b!r} (variants: {names})."
+                    )
         jobs += [(task, name, layer, declared[name]) for name in names]
     variants: dict[str, Variant] = {}
     failed: dict[str, list[str]] = {}  # one problem line -> the variants that have it
@@ -495,16 +538,21 @@ def _build(spec: PipelineSpec, where, *, path, overrides, params_file, only) -> 
             continue
         v = Variant(name=name, overrides=ov, config=cfg, task=task)
         if v.key in variants:  # task "t" + variant "a/b" and task "t/a" + variant "b"
-            task_problems.append(f"task {task!r}, variant {name!r}: its key {v.key!r} is also another task's variant. Rename one of them.")
+            task_problems.append(
+                f"task {task!r}, variant {name!r}: its key {v.key!r} is also another task's variant. Rename one of them."
+            )
             continue
         variants[v.key] = v
+
     def resolve_other(name: str, task: str | None) -> Config:
         """A variant left out by --variant, resolved only to count the parameters another variant matches."""
         layer = {}
         if task is not None:
             t = spec.tasks[task]
             layer = deep_merge(expand_dotted(t.params), {"data": expand_dotted(t.data)} if t.data else {})
-        return resolve(deep_merge(base, layer), all_declared[name], params_file=params_file, overrides=overrides, source="config")
+        return resolve(
+            deep_merge(base, layer), all_declared[name], params_file=params_file, overrides=overrides, source="config"
+        )
 
     from textclf.pipeline import tune_spec
 
@@ -512,13 +560,18 @@ def _build(spec: PipelineSpec, where, *, path, overrides, params_file, only) -> 
     if isinstance(spec.seeds, dict) and (spec.tasks or spec.tune is not None):
         task_problems.append(
             "seeds: {min, max} adds seeds only where a contrast is still inconclusive, which a single comparison "
-            f"without tune: has; this pipeline has {'tasks' if spec.tasks else 'tune:'}. Give a list of seeds instead.")
+            f"without tune: has; this pipeline has {'tasks' if spec.tasks else 'tune:'}. Give a list of seeds instead."
+        )
     problems = list(task_problems) + tune_problems + _match_params(variants, all_declared, resolve_other)
     problems += check_shared_test_sets(list(variants.values()))
     if tune is not None and variants and not failed:
         problems += tune_spec.check_variants(tune, list(variants.values()))
     for line, names in failed.items():
-        who = "every variant" if len(names) == len(jobs) > 1 else ("variant " if len(names) == 1 else "variants ") + ", ".join(map(repr, names))
+        who = (
+            "every variant"
+            if len(names) == len(jobs) > 1
+            else ("variant " if len(names) == 1 else "variants ") + ", ".join(map(repr, names))
+        )
         problems.append(f"{who}: {line}")
     if spec.baseline and spec.baseline not in declared and not only and not spec.tasks:
         problems.append(f"baseline: {spec.baseline!r} is not a variant. Variants: {', '.join(declared)}.")

@@ -92,7 +92,9 @@ def run_stage(
     and replaces an existing entry.
     """
     if compute.__module__ not in import_closure(STAGE_CODE[stage]):  # its code would not be in its key
-        raise RuntimeError(f"stage {stage!r}: compute {compute.__module__}.{compute.__qualname__} is outside {STAGE_CODE[stage]}'s imports")
+        raise RuntimeError(
+            f"stage {stage!r}: compute {compute.__module__}.{compute.__qualname__} is outside {STAGE_CODE[stage]}'s imports"
+        )
     key = key_of(stage, spec, upstream)
     with cache.lock(stage, key):
         hit = None if force else cache.get(stage, key)
@@ -103,7 +105,12 @@ def run_stage(
                 raise
             except Exception as exc:  # damage the checksums could not see
                 first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
-                log.warning("stage-cache entry %s cannot be loaded (%s: %s); removed, it is computed again", hit, type(exc).__name__, first)
+                log.warning(
+                    "stage-cache entry %s cannot be loaded (%s: %s); removed, it is computed again",
+                    hit,
+                    type(exc).__name__,
+                    first,
+                )
         cache.remove(stage, key)  # a forced or damaged entry is replaced, not kept beside the new one
         full = disk.reporting(cache.path(stage, key), root=cache.root, what="this stage-cache entry", fix=_FIX)
         with full, cache.write(stage, key) as tmp:

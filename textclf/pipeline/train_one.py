@@ -73,7 +73,9 @@ def train_one(
         tags = {**runs.base_tags(), "textclf.role": "train", "textclf.kind": cfg.kind}
         if cfg.kind == "neural":
             e = cfg.encoder
-            tags.update(cell=e.cell, layers=str(e.layers), bidirectional=str(e.bidirectional).lower(), seed=str(cfg.train.seed))
+            tags.update(
+                cell=e.cell, layers=str(e.layers), bidirectional=str(e.bidirectional).lower(), seed=str(cfg.train.seed)
+            )
         client = MlflowClient()
         with runs.start_run(experiment_id=exp_id, tags=tags, system_metrics=system_metrics) as run:
             live = runs.LiveMetrics(client, run.info.run_id)
@@ -89,5 +91,11 @@ def train_one(
     coverage = out.extra.get("embedding_coverage") or {}
     result.update({f"embedding_{k}": v for k, v in coverage.items()})
     # Without --output the folder is a stage-cache entry: `textclf cache prune` may delete it.
-    result.update(model_dir=str(Path(model_dir).resolve()), model_in_cache=output is None, run_id=run_id, cached=out.cached, kind=cfg.kind)
+    result.update(
+        model_dir=str(Path(model_dir).resolve()),
+        model_in_cache=output is None,
+        run_id=run_id,
+        cached=out.cached,
+        kind=cfg.kind,
+    )
     return result

@@ -64,8 +64,12 @@ class Source:
         """What the new model records about where it came from (config.json ``init_from``)."""
         r = self.resolved
         return {
-            "ref": self.ref, **self.identity(), "path": str(Path(r.path).resolve()) if r.kind == "folder" else None,
-            "run_id": r.run_id, "model_uri": r.model_uri, "registered": r.registered,
+            "ref": self.ref,
+            **self.identity(),
+            "path": str(Path(r.path).resolve()) if r.kind == "folder" else None,
+            "run_id": r.run_id,
+            "model_uri": r.model_uri,
+            "registered": r.registered,
         }
 
     def lineage_tags(self) -> dict[str, str]:
@@ -167,7 +171,11 @@ def load_pretrained(model, source: Source, *, freeze: bool) -> list[str]:
     own = model.state_dict()
     wanted = [k for k in own if k.startswith(TRANSFERRED)]
     missing = [k for k in wanted if k not in state]
-    bad = [f"{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}" for k in wanted if k in state and state[k].shape != own[k].shape]
+    bad = [
+        f"{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}"
+        for k in wanted
+        if k in state and state[k].shape != own[k].shape
+    ]
     if missing or bad:
         raise ConfigError(
             f"encoder.init_from={source.ref!r}: its weights do not fit this architecture "

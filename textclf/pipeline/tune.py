@@ -41,8 +41,9 @@ import logging
 import math
 import os
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from textclf.core.cache import StageCache
 from textclf.core.errors import ConfigError, TrainingError
@@ -86,7 +87,10 @@ class TrialRecord:
     error: str | None = None
 
     def attrs(self) -> dict[str, Any]:
-        return {k: getattr(self, k) for k in ("state", "history", "train_seconds", "epochs", "train_key", "run_id", "error", "value")}
+        return {
+            k: getattr(self, k)
+            for k in ("state", "history", "train_seconds", "epochs", "train_key", "run_id", "error", "value")
+        }
 
 
 @dataclass
@@ -141,15 +145,24 @@ def make_sampler(seed: int, number: int, trials: int):
     import optuna
 
     trial_seed = int(np.random.SeedSequence([seed, number]).generate_state(1)[0])
-    return optuna.samplers.TPESampler(seed=trial_seed, n_startup_trials=min(10, max(2, trials // 3)), multivariate=True,
-                                          constant_liar=True)
+    return optuna.samplers.TPESampler(
+        seed=trial_seed, n_startup_trials=min(10, max(2, trials // 3)), multivariate=True, constant_liar=True
+    )
 
 
 # --------------------------------------------------------------------------- one trial (in a worker)
 
 
-def run_trial(cfg: Config, cache_root: str, study: dict[str, Any] | None, metric: str, force: bool, quiet: bool, cwd: str,
-              label: str) -> dict[str, Any]:
+def run_trial(
+    cfg: Config,
+    cache_root: str,
+    study: dict[str, Any] | None,
+    metric: str,
+    force: bool,
+    quiet: bool,
+    cwd: str,
+    label: str,
+) -> dict[str, Any]:
     """Train one trial's config through the cached stages, reporting each epoch to the study; say how it ended.
 
     ``study``: {url, name, trial_id, pruner, trials, epochs}, or None (no pruning). Returns
@@ -165,8 +178,11 @@ def run_trial(cfg: Config, cache_root: str, study: dict[str, Any] | None, metric
     optuna = require_optuna() if study else None
     trial, reported = None, set()
     if study:
-        s = optuna.load_study(study_name=study["name"], storage=_storage(study["url"]),
-                              pruner=make_pruner(study["pruner"], study["trials"], study["first"]))
+        s = optuna.load_study(
+            study_name=study["name"],
+            storage=_storage(study["url"]),
+            pruner=make_pruner(study["pruner"], study["trials"], study["first"]),
+        )
         trial = optuna.trial.Trial(s, study["trial_id"])
         reported = set(_frozen(s, trial.number).intermediate_values)  # a trial run again after a kill reported these
     seen: list[dict[str, Any]] = []
@@ -184,8 +200,17 @@ def run_trial(cfg: Config, cache_root: str, study: dict[str, Any] | None, metric
     up = upstream(cfg, cache)
     log_fn = None if quiet else progress_logger(label)
     try:
-        trained = train_stage(up.plan.train, up.tok, up.emb, up.data.value.label_names, cache, force=force, on_epoch=on_epoch,
-                              log_fn=log_fn, source=up.source)
+        trained = train_stage(
+            up.plan.train,
+            up.tok,
+            up.emb,
+            up.data.value.label_names,
+            cache,
+            force=force,
+            on_epoch=on_epoch,
+            log_fn=log_fn,
+            source=up.source,
+        )
     except Exception as exc:
         if optuna is not None and isinstance(exc, optuna.TrialPruned):
             # This configuration is not trained further: its checkpoint is not needed.
@@ -195,14 +220,22 @@ def run_trial(cfg: Config, cache_root: str, study: dict[str, Any] | None, metric
             return {"state": "pruned", "history": seen}
         if isinstance(exc, TrainingError):  # e.g. a diverged loss at a large learning rate: a bad configuration
             return {"state": "failed", "history": seen, "error": str(exc)}
-        if isinstance(exc, ConfigError):  # the sampled config refused (e.g. a model too large for the memory): this trial only
+        if isinstance(
+            exc, ConfigError
+        ):  # the sampled config refused (e.g. a model too large for the memory): this trial only
             return {"state": "failed", "history": seen, "error": str(exc)}
         raise
     if trained.cached and trial is not None:  # trained before: give the pruner its curve all the same
         for row in trained.value.history:
             if row["epoch"] not in reported:
                 trial.report(float(row[metric]), int(row["epoch"]))
-    return {"state": "complete", "history": trained.value.history, "info": trained.value.info, "key": trained.key, "cached": trained.cached}
+    return {
+        "state": "complete",
+        "history": trained.value.history,
+        "info": trained.value.info,
+        "key": trained.key,
+        "cached": trained.cached,
+    }
 
 
 # --------------------------------------------------------------------------- one variant's study (in the driver)
@@ -211,7 +244,16 @@ def run_trial(cfg: Config, cache_root: str, study: dict[str, Any] | None, metric
 class Search:
     """The driver's side of one variant's study: existing trials, asking, telling."""
 
-    def __init__(self, variant: Variant, spec: TuneSpec, cache: StageCache, seed: int, *, force: bool, stack: contextlib.ExitStack):
+    def __init__(
+        self,
+        variant: Variant,
+        spec: TuneSpec,
+        cache: StageCache,
+        seed: int,
+        *,
+        force: bool,
+        stack: contextlib.ExitStack,
+    ):
         from textclf.pipeline.variant import upstream
 
         optuna = require_optuna()
@@ -219,8 +261,15 @@ class Search:
         self.cfg = variant.for_seed(seed)
         self.space = spec.space_for(self.cfg)
         up = upstream(self.cfg, cache)  # cache hits: computed before the search
-        ident = {"config": self.cfg.to_dict(), "space": {k: d.to_dict() for k, d in self.space.items()}, "metric": spec.metric,
-                 "pruner": spec.pruner, "prune_from": self.cfg.train.stop_after, "sampler": "tpe-multivariate", "seed": seed}
+        ident = {
+            "config": self.cfg.to_dict(),
+            "space": {k: d.to_dict() for k, d in self.space.items()},
+            "metric": spec.metric,
+            "pruner": spec.pruner,
+            "prune_from": self.cfg.train.stop_after,
+            "sampler": "tpe-multivariate",
+            "seed": seed,
+        }
         self.key = key_of("tune", ident, [up.tok, up.emb])
         stack.enter_context(cache.lock("tune", self.key))  # one driver per study
         work = cache.scratch("tune", self.key)
@@ -228,8 +277,14 @@ class Search:
             (work / "study.db").unlink()
         self.url = f"sqlite:///{(work / 'study.db').resolve()}"
         self.pruner = make_pruner(spec.pruner, spec.trials, self.cfg.train.stop_after)
-        self.study = optuna.create_study(study_name=self.key, storage=_storage(self.url), direction=spec.direction,
-                                         load_if_exists=True, pruner=self.pruner, sampler=make_sampler(seed, 0, spec.trials))
+        self.study = optuna.create_study(
+            study_name=self.key,
+            storage=_storage(self.url),
+            direction=spec.direction,
+            load_if_exists=True,
+            pruner=self.pruner,
+            sampler=make_sampler(seed, 0, spec.trials),
+        )
         self.records: dict[int, TrialRecord] = {}
         self.stale = []  # trials a killed process left RUNNING: run again first
         for t in self.study.get_trials(deepcopy=False):
@@ -256,9 +311,24 @@ class Search:
 
     def task(self, trial, cfg: Config, cache: StageCache, force: bool, quiet: bool) -> tuple:
         """The arguments of :func:`run_trial` for ``trial``, whose config is ``cfg`` (:func:`trial_config`)."""
-        ref = {"url": self.url, "name": self.key, "trial_id": trial._trial_id, "pruner": self.spec.pruner, "trials": self.spec.trials,
-               "first": self.cfg.train.stop_after}
-        return (cfg, str(cache.root.resolve()), ref, self.spec.metric, force, quiet, os.getcwd(), f"{self.variant.key} t{trial.number}")
+        ref = {
+            "url": self.url,
+            "name": self.key,
+            "trial_id": trial._trial_id,
+            "pruner": self.spec.pruner,
+            "trials": self.spec.trials,
+            "first": self.cfg.train.stop_after,
+        }
+        return (
+            cfg,
+            str(cache.root.resolve()),
+            ref,
+            self.spec.metric,
+            force,
+            quiet,
+            os.getcwd(),
+            f"{self.variant.key} t{trial.number}",
+        )
 
     def finish(self, trial, result: dict[str, Any], record_run: Callable[[TrialRecord], str | None]) -> TrialRecord:
         """Record the trial (MLflow first, then the study's user attributes), then tell the study."""
@@ -275,11 +345,24 @@ class Search:
             reported = list(_frozen(self.study, trial.number).intermediate_values.values())
             value = better(reported) if reported else None
             seconds = float(sum(r.get("epoch_seconds", 0.0) for r in history))
-        rec = TrialRecord(number=trial.number, state=state, params=dict(trial.params), value=value, history=history,
-                          train_seconds=seconds, epochs=len(history), train_key=result.get("key"), error=result.get("error"))
+        rec = TrialRecord(
+            number=trial.number,
+            state=state,
+            params=dict(trial.params),
+            value=value,
+            history=history,
+            train_seconds=seconds,
+            epochs=len(history),
+            train_key=result.get("key"),
+            error=result.get("error"),
+        )
         rec.run_id = record_run(rec)
         trial.set_user_attr("textclf", rec.attrs())
-        states = {"complete": optuna.trial.TrialState.COMPLETE, "pruned": optuna.trial.TrialState.PRUNED, "failed": optuna.trial.TrialState.FAIL}
+        states = {
+            "complete": optuna.trial.TrialState.COMPLETE,
+            "pruned": optuna.trial.TrialState.PRUNED,
+            "failed": optuna.trial.TrialState.FAIL,
+        }
         tell(self.study, trial, value if state == "complete" else None, states[state])
         self.records[rec.number] = rec
         return rec
@@ -289,15 +372,29 @@ class Search:
         complete = [r for r in trials if r.state == "complete" and r.value is not None]
         if not complete and trials and all(r.state == "failed" and r.error for r in trials):
             first = trials[0].error
-            raise ConfigError(f"{self.variant.key}: all {len(trials)} of its trials failed, none trained to the end; the first: "
-                              f"{first} Narrow tune.space to configurations that can train (the trial runs in MLflow say why each failed).")
+            raise ConfigError(
+                f"{self.variant.key}: all {len(trials)} of its trials failed, none trained to the end; the first: "
+                f"{first} Narrow tune.space to configurations that can train (the trial runs in MLflow say why each failed)."
+            )
         if not complete:
-            raise TrainingError(f"{self.variant.key}: none of its {len(trials)} trials completed (all were pruned or failed); "
-                                "see the trial runs in MLflow. Widen or move tune.space, or use tune.pruner=none.")
+            raise TrainingError(
+                f"{self.variant.key}: none of its {len(trials)} trials completed (all were pruned or failed); "
+                "see the trial runs in MLflow. Widen or move tune.space, or use tune.pruner=none."
+            )
         sign = 1 if self.spec.direction == "maximize" else -1
         best = max(complete, key=lambda r: (sign * r.value, -r.number))  # ties: the earlier trial
-        return Tuned(variant=self.variant, spec=self.spec, study_key=self.key, storage=self.url, space=self.space, seed=self.seed,
-                     trials=trials, best=best, config=apply(self.variant.config, best.params), run_id=run_id)
+        return Tuned(
+            variant=self.variant,
+            spec=self.spec,
+            study_key=self.key,
+            storage=self.url,
+            space=self.space,
+            seed=self.seed,
+            trials=trials,
+            best=best,
+            config=apply(self.variant.config, best.params),
+            run_id=run_id,
+        )
 
 
 def trial_config(cfg: Config, params: dict[str, Any]) -> tuple[Config, str | None]:
@@ -324,16 +421,34 @@ def _from_frozen(t) -> TrialRecord:
     a = dict(t.user_attrs.get("textclf") or {})
     state = {"COMPLETE": "complete", "PRUNED": "pruned", "FAIL": "failed"}[t.state.name]
     value = a.get("value", t.value)
-    return TrialRecord(number=t.number, state=state, params=dict(t.params), value=value, history=a.get("history") or [],
-                       train_seconds=float(a.get("train_seconds") or 0.0), epochs=int(a.get("epochs") or 0), train_key=a.get("train_key"),
-                       run_id=a.get("run_id"), cached=True, error=a.get("error"))
+    return TrialRecord(
+        number=t.number,
+        state=state,
+        params=dict(t.params),
+        value=value,
+        history=a.get("history") or [],
+        train_seconds=float(a.get("train_seconds") or 0.0),
+        epochs=int(a.get("epochs") or 0),
+        train_key=a.get("train_key"),
+        run_id=a.get("run_id"),
+        cached=True,
+        error=a.get("error"),
+    )
 
 
 # --------------------------------------------------------------------------- every variant
 
 
-def tune_pipeline(pipe: Pipeline, cache: StageCache, recorder, *, force: bool, quiet: bool, runner_opts: dict[str, Any],
-                  emit: Callable[[str, dict[str, Any]], None]) -> dict[str, Tuned]:
+def tune_pipeline(
+    pipe: Pipeline,
+    cache: StageCache,
+    recorder,
+    *,
+    force: bool,
+    quiet: bool,
+    runner_opts: dict[str, Any],
+    emit: Callable[[str, dict[str, Any]], None],
+) -> dict[str, Tuned]:
     """Run every neural variant's study to ``tune.trials`` finished trials; {variant key: Tuned}.
 
     ``recorder`` (:class:`textclf.pipeline.tune_record.TuneRecorder`) writes the MLflow runs.
@@ -344,14 +459,28 @@ def tune_pipeline(pipe: Pipeline, cache: StageCache, recorder, *, force: bool, q
     seed = pipe.seeds[0]
     out: dict[str, Tuned] = {}
     with contextlib.ExitStack() as stack:
-        searches = [Search(v, spec, cache, seed, force=force, stack=stack) for v in pipe.variants.values() if v.config.kind == "neural"]
+        searches = [
+            Search(v, spec, cache, seed, force=force, stack=stack)
+            for v in pipe.variants.values()
+            if v.config.kind == "neural"
+        ]
         runs = {s.variant.key: recorder.start_tuning(s.variant, spec, s.space, s.key) for s in searches}
         stack.callback(recorder.close_open)  # an interruption ends the open tuning runs as KILLED
         for s in searches:  # trials an earlier process finished: recorded again, not run again
             for rec in sorted(s.records.values(), key=lambda r: r.number)[: spec.trials]:
                 recorder.trial_run(runs[s.variant.key], s.variant, rec, trial_config(s.cfg, rec.params)[0], spec.metric)
-                emit("trial", {"variant": s.variant.key, "number": rec.number, "state": rec.state, "value": rec.value,
-                               "metric": spec.metric, "epochs": rec.epochs, "cached": True})
+                emit(
+                    "trial",
+                    {
+                        "variant": s.variant.key,
+                        "number": rec.number,
+                        "state": rec.state,
+                        "value": rec.value,
+                        "metric": spec.metric,
+                        "epochs": rec.epochs,
+                        "cached": True,
+                    },
+                )
         runner = Runner(quiet=quiet, **runner_opts)
         stack.callback(runner.close)
         while True:
@@ -361,12 +490,30 @@ def tune_pipeline(pipe: Pipeline, cache: StageCache, recorder, *, force: bool, q
             per = max(1, math.ceil(runner.width / len(active)))
             batch = [(s, t, *trial_config(s.cfg, dict(t.params))) for s in active for t in s.ask(per)]
             # A combination the schema refuses fails at once, without a training; the others run.
-            results = iter(runner.map(run_trial, [s.task(t, cfg, cache, force, quiet) for s, t, cfg, refused in batch if refused is None]))
+            results = iter(
+                runner.map(
+                    run_trial, [s.task(t, cfg, cache, force, quiet) for s, t, cfg, refused in batch if refused is None]
+                )
+            )
             for s, t, cfg, refused in batch:
                 res = {"state": "failed", "history": [], "error": refused} if refused is not None else next(results)
-                rec = s.finish(t, res, lambda r, s=s, cfg=cfg: recorder.trial_run(runs[s.variant.key], s.variant, r, cfg, spec.metric))
-                emit("trial", {"variant": s.variant.key, "number": rec.number, "state": rec.state, "value": rec.value,
-                               "metric": spec.metric, "epochs": rec.epochs, "cached": bool(res.get("cached"))})
+                rec = s.finish(
+                    t,
+                    res,
+                    lambda r, s=s, cfg=cfg: recorder.trial_run(runs[s.variant.key], s.variant, r, cfg, spec.metric),
+                )
+                emit(
+                    "trial",
+                    {
+                        "variant": s.variant.key,
+                        "number": rec.number,
+                        "state": rec.state,
+                        "value": rec.value,
+                        "metric": spec.metric,
+                        "epochs": rec.epochs,
+                        "cached": bool(res.get("cached")),
+                    },
+                )
         for s in searches:
             tuned = s.result(runs[s.variant.key])
             recorder.finish_tuning(tuned)

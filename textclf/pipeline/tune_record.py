@@ -37,7 +37,9 @@ class TuneRecorder:
         self.open: set[str] = set()
 
     def _create(self, name: str, parent: str, tags: dict[str, str]) -> str:
-        run = self.client.create_run(self.exp_id, run_name=name, tags={**runs.base_tags(), "mlflow.parentRunId": parent, **tags})
+        run = self.client.create_run(
+            self.exp_id, run_name=name, tags={**runs.base_tags(), "mlflow.parentRunId": parent, **tags}
+        )
         return run.info.run_id
 
     def start_tuning(self, variant: Variant, spec, space: dict[str, Any], study_key: str) -> str:
@@ -47,16 +49,26 @@ class TuneRecorder:
             tags["textclf.task"] = names.display(variant.task, 8000)
         run_id = self._create(names.display(f"{variant.key}-tune"), self.parent_id, tags)
         self.open.add(run_id)
-        params = {"tune.trials": spec.trials, "tune.metric": spec.metric, "tune.pruner": spec.pruner,
-                  "tune.space": json.dumps({k: d.to_dict() for k, d in space.items()})[:6000]}
+        params = {
+            "tune.trials": spec.trials,
+            "tune.metric": spec.metric,
+            "tune.pruner": spec.pruner,
+            "tune.space": json.dumps({k: d.to_dict() for k, d in space.items()})[:6000],
+        }
         runs.log_batch(self.client, run_id, params=params)
         return run_id
 
     def trial_run(self, tuning_id: str, variant: Variant, rec, config, metric: str) -> str:
         """One trial: params, per-epoch metrics (step = epoch), its value; ended FINISHED, KILLED (pruned) or FAILED."""
-        tags = {"textclf.role": "trial", "variant": names.display(variant.name, 8000), "textclf.trial": str(rec.number), "textclf.optuna_state": rec.state.upper(),
-                "textclf.pruned": str(rec.state == "pruned").lower(), "textclf.cached": str(rec.cached).lower(),
-                "textclf.tune_params": json.dumps(rec.params, sort_keys=True)[:5000]}
+        tags = {
+            "textclf.role": "trial",
+            "variant": names.display(variant.name, 8000),
+            "textclf.trial": str(rec.number),
+            "textclf.optuna_state": rec.state.upper(),
+            "textclf.pruned": str(rec.state == "pruned").lower(),
+            "textclf.cached": str(rec.cached).lower(),
+            "textclf.tune_params": json.dumps(rec.params, sort_keys=True)[:5000],
+        }
         if variant.task:
             tags["textclf.task"] = names.display(variant.task, 8000)
         if rec.cached and rec.run_id:
@@ -67,7 +79,9 @@ class TuneRecorder:
             tags["textclf.error"] = rec.error[:5000]
         run_id = self._create(names.display(f"{variant.key}-trial-{rec.number}"), tuning_id, tags)
         final = {"train_seconds": rec.train_seconds, "epochs_trained": float(rec.epochs)}
-        if rec.value is not None:  # the trial's value shows as the run's metric (a pruned trial's best before it stopped)
+        if (
+            rec.value is not None
+        ):  # the trial's value shows as the run's metric (a pruned trial's best before it stopped)
             final[metric] = rec.value
         # The curve keeps one value per epoch; the trial's value goes in as final_<metric> (see runs.final_metrics).
         metrics = runs.history_metrics(rec.history) + runs.final_metrics(final, rec.history)
@@ -85,11 +99,19 @@ class TuneRecorder:
         from textclf.analysis.tuning import tuning_entry
 
         entry = tuning_entry(tuned)
-        metrics = [Metric(key="expected_max_val", value=v, timestamp=0, step=k) for k, v in enumerate(entry["expected_max_val"], start=1)]
-        metrics += [Metric(key=k, value=float(entry[k]), timestamp=0, step=0) for k in ("best_val", "pruned", "train_seconds", "epochs")]
+        metrics = [
+            Metric(key="expected_max_val", value=v, timestamp=0, step=k)
+            for k, v in enumerate(entry["expected_max_val"], start=1)
+        ]
+        metrics += [
+            Metric(key=k, value=float(entry[k]), timestamp=0, step=0)
+            for k in ("best_val", "pruned", "train_seconds", "epochs")
+        ]
         runs.log_batch(self.client, tuned.run_id, metrics=metrics)
         self.client.set_tag(tuned.run_id, "textclf.best_trial", str(tuned.best.number))
-        self.client.set_tag(tuned.run_id, "textclf.tune_best_params", json.dumps(tuned.best.params, sort_keys=True)[:5000])
+        self.client.set_tag(
+            tuned.run_id, "textclf.tune_best_params", json.dumps(tuned.best.params, sort_keys=True)[:5000]
+        )
         self.client.set_terminated(tuned.run_id, status="FINISHED")
         self.open.discard(tuned.run_id)
 
@@ -105,8 +127,12 @@ class TuneRecorder:
 
 def best_tags(tuned) -> dict[str, str]:
     """Tags of a final (variant, seed) child whose config is the tuned one."""
-    tags = {"textclf.tuned": "true", "textclf.tune_best_params": json.dumps(tuned.best.params, sort_keys=True)[:5000],
-            "textclf.tune_best_trial": str(tuned.best.number), "textclf.tune_study_key": tuned.study_key}
+    tags = {
+        "textclf.tuned": "true",
+        "textclf.tune_best_params": json.dumps(tuned.best.params, sort_keys=True)[:5000],
+        "textclf.tune_best_trial": str(tuned.best.number),
+        "textclf.tune_study_key": tuned.study_key,
+    }
     if tuned.run_id:
         tags["textclf.tune_run"] = tuned.run_id
     return tags

@@ -115,13 +115,20 @@ class TuneSpec:
         """
         # Dropout between layers does nothing in a 1-layer encoder: a dimension with no effect only adds noise to the search.
         skip = {"encoder.dropout"} if cfg.encoder.layers == 1 else set()
-        if self.default_space and cfg.encoder.match_params:  # its hidden_size is chosen to match another variant's parameters
+        if (
+            self.default_space and cfg.encoder.match_params
+        ):  # its hidden_size is chosen to match another variant's parameters
             skip.add("encoder.hidden_size")
         return {k: d for k, d in self.space.items() if k not in skip}
 
     def to_dict(self) -> dict[str, Any]:
-        return {"trials": self.trials, "metric": self.metric, "pruner": self.pruner,
-                "space": {k: d.to_dict() for k, d in self.space.items()}, "default_space": self.default_space}
+        return {
+            "trials": self.trials,
+            "metric": self.metric,
+            "pruner": self.pruner,
+            "space": {k: d.to_dict() for k, d in self.space.items()},
+            "default_space": self.default_space,
+        }
 
 
 def allowed_metrics() -> list[str]:
@@ -169,11 +176,11 @@ def take_overrides(raw: dict[str, Any], overrides: list[str] | None) -> tuple[di
             continue
         section = raw.get("tune")
         section = dict(section) if isinstance(section, dict) else {}
-        name = key[len("tune."):]
+        name = key[len("tune.") :]
         if name.startswith("space."):
             space = section.get("space")
             space = dict(space) if isinstance(space, dict) else {}
-            space[name[len("space."):]] = value
+            space[name[len("space.") :]] = value
             section["space"] = space
         else:
             section[name] = value
@@ -196,16 +203,26 @@ def parse(raw: Any) -> tuple[TuneSpec | None, list[str]]:
         if key not in KEYS:
             close = difflib.get_close_matches(str(key), KEYS, n=1)
             hint = f" Did you mean 'tune.{close[0]}'?" if close else ""
-            problems.append(f"tune.{key}: unknown key (given {short_repr(raw[key])}).{hint} Allowed keys here: {', '.join(KEYS)}.")
+            problems.append(
+                f"tune.{key}: unknown key (given {short_repr(raw[key])}).{hint} Allowed keys here: {', '.join(KEYS)}."
+            )
     trials = raw.get("trials", DEFAULT_TRIALS)
     if isinstance(trials, bool) or not isinstance(trials, int) or trials < 1:
-        problems.append(f"tune.trials: must be an integer >= 1 (the trials each variant gets). Got {short_repr(trials)} instead.")
+        problems.append(
+            f"tune.trials: must be an integer >= 1 (the trials each variant gets). Got {short_repr(trials)} instead."
+        )
     else:
         spec.trials = trials
     metric = raw.get("metric", spec.metric)
     if metric not in allowed_metrics():
-        why = " Tuning chooses on validation data only; test data is scored once, at the end." if str(metric).startswith("test_") else ""
-        problems.append(f"tune.metric: must be a validation metric, one of {', '.join(allowed_metrics())}. Got {short_repr(metric)} instead.{why}")
+        why = (
+            " Tuning chooses on validation data only; test data is scored once, at the end."
+            if str(metric).startswith("test_")
+            else ""
+        )
+        problems.append(
+            f"tune.metric: must be a validation metric, one of {', '.join(allowed_metrics())}. Got {short_repr(metric)} instead.{why}"
+        )
     else:
         spec.metric = metric
     pruner = raw.get("pruner", spec.pruner)
@@ -219,8 +236,10 @@ def parse(raw: Any) -> tuple[TuneSpec | None, list[str]]:
     if space is None:
         space, spec.default_space = DEFAULT_SPACE, True
     elif not isinstance(space, dict) or not space:
-        problems.append(f"tune.space: expected a mapping of dotted config keys to ranges or choices "
-                        f"(e.g. train.lr: {{low: 0.0003, high: 0.01, log: true}}). Got {short_repr(space)} instead.")
+        problems.append(
+            f"tune.space: expected a mapping of dotted config keys to ranges or choices "
+            f"(e.g. train.lr: {{low: 0.0003, high: 0.01, log: true}}). Got {short_repr(space)} instead."
+        )
         space = {}
     else:
         spec.default_space = False
@@ -245,7 +264,10 @@ def _field(key: str) -> tuple[Any, str | None]:
         hint = f" Did you mean '{parts[0]}.{close[0]}'?" if close else ""
         return None, f"not a key of the {parts[0]} section.{hint} Keys there: {', '.join(fields)}"
     if parts[0] not in TUNABLE_SECTIONS:
-        return None, f"only what a trial trains can be tuned ({', '.join(s + '.*' for s in TUNABLE_SECTIONS)}); the data and the test set stay fixed"
+        return (
+            None,
+            f"only what a trial trains can be tuned ({', '.join(s + '.*' for s in TUNABLE_SECTIONS)}); the data and the test set stay fixed",
+        )
     if key in NOT_TUNABLE:
         return None, f"cannot be tuned: {NOT_TUNABLE[key]}"
     return fields[parts[1]], None
@@ -266,11 +288,15 @@ def _dimension(key: str, value: Any) -> tuple[Dimension | None, list[str]]:
     if why:
         return None, [f"{where}: {why}."]
     if not isinstance(value, dict):
-        return None, [f"{where}: expected {{low: .., high: ..}} (log: true, step: ..) or {{choices: [..]}}. Got {short_repr(value)} instead."]
+        return None, [
+            f"{where}: expected {{low: .., high: ..}} (log: true, step: ..) or {{choices: [..]}}. Got {short_repr(value)} instead."
+        ]
     allowed = ("choices",) if "choices" in value else ("low", "high", "log", "step")
     unknown = [k for k in value if k not in allowed]
     if unknown:
-        return None, [f"{where}: unknown key(s) {unknown}; a range takes low, high, log, step and a list takes choices, not both."]
+        return None, [
+            f"{where}: unknown key(s) {unknown}; a range takes low, high, log, step and a list takes choices, not both."
+        ]
     if "choices" in value:
         choices = value["choices"]
         if not isinstance(choices, list) or not choices:
@@ -279,7 +305,11 @@ def _dimension(key: str, value: Any) -> tuple[Dimension | None, list[str]]:
             return None, [f"{where}.choices: each choice must be a single value (number, string, true/false, null)."]
         return Dimension(key, choices=list(choices)), []
     low, high, log, step = value.get("low"), value.get("high"), value.get("log", False), value.get("step")
-    problems = [f"{where}.{name}: expected a number. Got {short_repr(v)} instead." for name, v in (("low", low), ("high", high)) if not _number(v)]
+    problems = [
+        f"{where}.{name}: expected a number. Got {short_repr(v)} instead."
+        for name, v in (("low", low), ("high", high))
+        if not _number(v)
+    ]
     if not isinstance(log, bool):
         problems.append(f"{where}.log: expected true or false. Got {short_repr(log)} instead.")
     if step is not None and (not _number(step) or step <= 0):
@@ -288,11 +318,15 @@ def _dimension(key: str, value: Any) -> tuple[Dimension | None, list[str]]:
         return None, problems
     integer = _is_int_field(f)
     if integer and not all(isinstance(v, int) for v in (low, high, step or 1)):
-        return None, [f"{where}: {key} is an integer; low, high (and step) must be integers. Got low={low}, high={high}."]
+        return None, [
+            f"{where}: {key} is an integer; low, high (and step) must be integers. Got low={low}, high={high}."
+        ]
     if low > high:
         return None, [f"{where}: inverted range: low ({low}) > high ({high}). Swap them."]
     if low == high:
-        return None, [f"{where}: empty range: low == high ({low}). To fix a value, set it in params: instead of tuning it."]
+        return None, [
+            f"{where}: empty range: low == high ({low}). To fix a value, set it in params: instead of tuning it."
+        ]
     if log and low <= 0:
         return None, [f"{where}: a log-scaled range needs low > 0. Got low={low}."]
     if log and step is not None:
@@ -309,8 +343,10 @@ def apply(cfg: Config, params: dict[str, Any]) -> Config:
     """
     new, problems = _with(cfg, params)
     if problems:
-        raise ConfigError(f"tune.space: the sampled combination {params} is not a valid config: {'; '.join(problems)}. "
-                          "Narrow tune.space so that every combination is allowed.")
+        raise ConfigError(
+            f"tune.space: the sampled combination {params} is not a valid config: {'; '.join(problems)}. "
+            "Narrow tune.space so that every combination is allowed."
+        )
     return new
 
 
@@ -337,12 +373,16 @@ def check_variants(spec: TuneSpec, variants) -> list[str]:
     for v in neural:
         for key, dim in spec.space_for(v.config).items():
             if key == "encoder.hidden_size" and v.config.encoder.match_params:
-                problems.append(f"variant {v.key!r}: tune.space.encoder.hidden_size clashes with encoder.match_params "
-                                f"(which sets hidden_size). Drop one of them.")
+                problems.append(
+                    f"variant {v.key!r}: tune.space.encoder.hidden_size clashes with encoder.match_params "
+                    f"(which sets hidden_size). Drop one of them."
+                )
                 continue
             values = dim.choices if dim.choices is not None else [dim.low, dim.high]
             for value in values:
                 _, why = _with(v.config, {key: value})
                 if why:
-                    problems.append(f"tune.space.{key}: {short_repr(value)} is not allowed for variant {v.key!r}: {'; '.join(why)}")
+                    problems.append(
+                        f"tune.space.{key}: {short_repr(value)} is not allowed for variant {v.key!r}: {'; '.join(why)}"
+                    )
     return list(dict.fromkeys(problems))  # a problem every variant shares, once

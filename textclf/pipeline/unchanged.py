@@ -53,7 +53,9 @@ def fingerprint(pipe: Pipeline, keyed: list[tuple[str | None, str, int, str]]) -
     return hashlib.sha256(blob.encode()).hexdigest()[:24]
 
 
-ANSWERS = ".answers"  # <cache>/.answers/<fingerprint>.json: the last answer each fingerprint got (hidden from cache ls/prune)
+ANSWERS = (
+    ".answers"  # <cache>/.answers/<fingerprint>.json: the last answer each fingerprint got (hidden from cache ls/prune)
+)
 
 
 def remember(cache: StageCache, fp: str, uri: str, parent_run_id: str, summary: dict[str, Any]) -> None:
@@ -62,7 +64,12 @@ def remember(cache: StageCache, fp: str, uri: str, parent_run_id: str, summary: 
     import tempfile
 
     folder = cache.root / ANSWERS
-    record = {"tracking_uri": uri, "db": str(store.sqlite_db(uri) or ""), "parent_run_id": parent_run_id, "summary": summary}
+    record = {
+        "tracking_uri": uri,
+        "db": str(store.sqlite_db(uri) or ""),
+        "parent_run_id": parent_run_id,
+        "summary": summary,
+    }
     tmp = None
     try:
         folder.mkdir(parents=True, exist_ok=True)
@@ -76,7 +83,9 @@ def remember(cache: StageCache, fp: str, uri: str, parent_run_id: str, summary: 
             Path(tmp).unlink(missing_ok=True)
 
 
-def find_answer(cache: StageCache, experiment: str, fp: str, tracking_uri: str | None) -> tuple[str, dict[str, Any], str] | None:
+def find_answer(
+    cache: StageCache, experiment: str, fp: str, tracking_uri: str | None
+) -> tuple[str, dict[str, Any], str] | None:
     """(parent run id, summary, tracking URI) of a FINISHED parent run of ``experiment`` with fingerprint ``fp``; None if none.
 
     Fast path: the answer this cache remembers (:func:`remember`), when its
@@ -93,7 +102,10 @@ def find_answer(cache: StageCache, experiment: str, fp: str, tracking_uri: str |
     if db is not None and kept.is_file():
         try:
             record = json.loads(kept.read_text(encoding="utf-8"))
-            if record.get("db") == str(db) and store.sqlite_run_state(db, record["parent_run_id"]) == ("FINISHED", "active"):
+            if record.get("db") == str(db) and store.sqlite_run_state(db, record["parent_run_id"]) == (
+                "FINISHED",
+                "active",
+            ):
                 return record["parent_run_id"], record["summary"], uri
         except (OSError, ValueError, KeyError, TypeError):
             pass  # unreadable: ask MLflow
@@ -123,6 +135,10 @@ def _ask_mlflow(experiment: str, fp: str, tracking_uri: str | None) -> tuple[str
         with open(path, encoding="utf-8") as f:
             summary = json.load(f)
     except Exception as exc:  # deleted or unreadable artifacts: not an answer, run again
-        log.warning("run %s matches this pipeline but its comparison/summary.json cannot be read (%s): running it again", run_id, exc)
+        log.warning(
+            "run %s matches this pipeline but its comparison/summary.json cannot be read (%s): running it again",
+            run_id,
+            exc,
+        )
         return None
     return run_id, summary, uri

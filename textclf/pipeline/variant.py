@@ -16,9 +16,10 @@ nothing: callers record and report.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -78,13 +79,26 @@ def plan(cfg: Config, cache: StageCache, *, source=None) -> Plan:
     if source is not None:
         tokenize = TokenizeSpec(tokenizer=cfg.tokenizer, source_tokenizer=source.tokenizer_sha256)
     else:
-        extend = VocabExtension(vectors=vectors, spec=cfg.embedding.pretrained, limit=cfg.embedding.extend_vocab) if extends_vocabulary(cfg) else None
+        extend = (
+            VocabExtension(vectors=vectors, spec=cfg.embedding.pretrained, limit=cfg.embedding.extend_vocab)
+            if extends_vocabulary(cfg)
+            else None
+        )
         tokenize = TokenizeSpec(tokenizer=cfg.tokenizer, extend=extend)
-    embed = EmbedSpec(vectors=vectors, spec=cfg.embedding.pretrained, dim=cfg.embedding.dim) if vectors is not None else None
+    embed = (
+        EmbedSpec(vectors=vectors, spec=cfg.embedding.pretrained, dim=cfg.embedding.dim)
+        if vectors is not None
+        else None
+    )
     world = world_size()
     train = TrainSpec(
-        tokenizer=cfg.tokenizer, embedding=cfg.embedding, encoder=cfg.encoder, train=cfg.train, eval_batch_size=cfg.evaluate.batch_size,
-        init_from=source.identity() if source is not None else None, data_parallel=world if world > 1 else None,
+        tokenizer=cfg.tokenizer,
+        embedding=cfg.embedding,
+        encoder=cfg.encoder,
+        train=cfg.train,
+        eval_batch_size=cfg.evaluate.batch_size,
+        init_from=source.identity() if source is not None else None,
+        data_parallel=world if world > 1 else None,
     )
     return Plan(prepare=prepare, tokenize=tokenize, embed=embed, train=train, evaluate=EvaluateSpec(evaluate=settings))
 
@@ -167,14 +181,22 @@ def upstream(cfg: Config, cache: StageCache, *, force: bool = False, source=None
         source = source_for(cfg, cache_dir=cache.root)
     p = plan(cfg, cache, source=source)
     data = prepare_stage(p.prepare, cache, force=force)
-    tok = tokenize_stage(p.tokenize, data, cache, force=force, source_tokenizer=source.tokenizer if source is not None else None)
+    tok = tokenize_stage(
+        p.tokenize, data, cache, force=force, source_tokenizer=source.tokenizer if source is not None else None
+    )
     emb = embed_stage(p.embed, tok, cache, force=force) if p.embed is not None else None
     return Upstream(plan=p, data=data, tok=tok, emb=emb, source=source)
 
 
 def run_variant(
-    cfg: Config, cache: StageCache, *, force: bool = False, on_epoch: Callable | None = None, log_fn: Callable | None = None,
-    reuse_upstream: bool = False, measure_cost: bool = True,
+    cfg: Config,
+    cache: StageCache,
+    *,
+    force: bool = False,
+    on_epoch: Callable | None = None,
+    log_fn: Callable | None = None,
+    reuse_upstream: bool = False,
+    measure_cost: bool = True,
 ) -> VariantOutput:
     """One resolved config end to end, reusing every cached stage.
 
@@ -196,24 +218,54 @@ def run_variant(
             warn_data(cfg, data)
         res = tfidf_stage(p.tfidf, data, cache, force=force)
         out = VariantOutput(
-            config=cfg, kind="tfidf", metrics=res.value.metrics, history=[], model_dir=res.path / "model", eval_dir=res.value.dir,
-            stage_key=res.key, cached=res.cached, data=data,
+            config=cfg,
+            kind="tfidf",
+            metrics=res.value.metrics,
+            history=[],
+            model_dir=res.path / "model",
+            eval_dir=res.value.dir,
+            stage_key=res.key,
+            cached=res.cached,
+            data=data,
         )
         return with_cost(out, cache, force=force) if measure_cost else out
     up = upstream(cfg, cache, force=upstream_force, source=source)
     if not reuse_upstream:
         warn_data(cfg, up.data, up.tok)
-    trained = train_stage(up.plan.train, up.tok, up.emb, up.data.value.label_names, cache, force=force, on_epoch=on_epoch, log_fn=log_fn, source=source)
+    trained = train_stage(
+        up.plan.train,
+        up.tok,
+        up.emb,
+        up.data.value.label_names,
+        cache,
+        force=force,
+        on_epoch=on_epoch,
+        log_fn=log_fn,
+        source=source,
+    )
     ev = evaluate_stage(up.plan.evaluate, trained, up.tok, up.data, cache, force=force and not trained.cached)
-    extra: dict[str, Any] = {"token_stats": up.tok.value.stats, "train_info": trained.value.info, "epoch_times": trained.value.epoch_times}
+    extra: dict[str, Any] = {
+        "token_stats": up.tok.value.stats,
+        "train_info": trained.value.info,
+        "epoch_times": trained.value.epoch_times,
+    }
     if source is not None:
         extra["init_from"] = source.describe()
         extra["lineage_tags"] = source.lineage_tags()
     if up.emb is not None:
         extra["embedding_coverage"] = up.emb.value.coverage
     out = VariantOutput(
-        config=cfg, kind="neural", metrics=ev.value.metrics, history=trained.value.history, model_dir=trained.value.model_dir,
-        eval_dir=ev.value.dir, stage_key=trained.key, cached=trained.cached, data=up.data, tokenized=up.tok, extra=extra,
+        config=cfg,
+        kind="neural",
+        metrics=ev.value.metrics,
+        history=trained.value.history,
+        model_dir=trained.value.model_dir,
+        eval_dir=ev.value.dir,
+        stage_key=trained.key,
+        cached=trained.cached,
+        data=up.data,
+        tokenized=up.tok,
+        extra=extra,
     )
     return with_cost(out, cache, force=force and not trained.cached) if measure_cost else out
 
@@ -225,7 +277,9 @@ def with_cost(out: VariantOutput, cache: StageCache, *, force: bool = False) -> 
     from textclf.core.machine import thread_count
 
     # Timed with the threads this process may use (all cores in the driver's quiet pass).
-    spec = CostSpec(latency_samples=out.config.evaluate.latency_samples, threads=thread_count(out.config.train.num_threads))
+    spec = CostSpec(
+        latency_samples=out.config.evaluate.latency_samples, threads=thread_count(out.config.train.num_threads)
+    )
     model = SimpleNamespace(key=out.stage_key)  # the cost of a model: keyed by the stage that trained it
     res = cost_stage(spec, model, out.model_dir, out.data.value.texts("test"), cache, force=force)
     out.metrics = {**out.metrics, **res.value.metrics}

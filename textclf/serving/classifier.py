@@ -8,8 +8,9 @@ fixed-size text embeddings. Both come from :func:`textclf.load_model` /
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -61,7 +62,7 @@ class Classifier:
             self.max_length = int(self.config.get("tokenizer", {}).get("max_length", 256))
 
     @classmethod
-    def from_folder(cls, directory: str | Path, device: str | None = None) -> "Classifier":
+    def from_folder(cls, directory: str | Path, device: str | None = None) -> Classifier:
         from textclf.models.folder import read_folder
 
         return cls(read_folder(directory), device=device)

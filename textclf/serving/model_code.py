@@ -57,7 +57,7 @@ def _texts(model_input) -> list[str]:
             got = "null" if value is None or (isinstance(value, float) and value != value) else type(value).__name__
             raise MlflowException.invalid_parameter_value(
                 f"text of row {i} is {got}, not a string ({len(values)} rows); every text must be a string "
-                "(send an empty text as \"\")"
+                '(send an empty text as "")'
             )
     return values
 

@@ -24,9 +24,10 @@ import json
 import os
 import shutil
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -68,7 +69,7 @@ class EncodedSplit:
     # ------------------------------------------------------------------ building
 
     @classmethod
-    def from_sequences(cls, sequences: Sequence[Sequence[int]], labels: Sequence[int]) -> "EncodedSplit":
+    def from_sequences(cls, sequences: Sequence[Sequence[int]], labels: Sequence[int]) -> EncodedSplit:
         """Build from lists of token ids (convenient for small data and tests)."""
         lengths = np.fromiter((len(s) for s in sequences), dtype=np.int64, count=len(sequences))
         offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
@@ -95,7 +96,7 @@ class EncodedSplit:
         """Token ids of example ``i`` (a view)."""
         return self.ids[self.offsets[i] : self.offsets[i + 1]]
 
-    def subset(self, indices: np.ndarray | Sequence[int]) -> "EncodedSplit":
+    def subset(self, indices: np.ndarray | Sequence[int]) -> EncodedSplit:
         """A new split holding ``indices`` in that order (copies, vectorised)."""
         idx = np.asarray(indices, dtype=np.int64)
         lengths = self.lengths[idx]
@@ -139,18 +140,22 @@ class EncodedSplit:
         return path
 
     @classmethod
-    def load(cls, path_dir: str | Path, *, mmap: bool = False) -> "EncodedSplit":
+    def load(cls, path_dir: str | Path, *, mmap: bool = False) -> EncodedSplit:
         """Load a split written by :meth:`save` (never unpickles; ``mmap`` maps ids read-only)."""
         path = Path(path_dir)
         arrays = {}
         for name in _FILES:
             file = path / f"{name}.npy"
             if not file.is_file():
-                raise DataError(f"Encoded split {path} is incomplete: {file.name} is missing. Re-run the tokenize stage.")
+                raise DataError(
+                    f"Encoded split {path} is incomplete: {file.name} is missing. Re-run the tokenize stage."
+                )
             try:
                 arrays[name] = np.load(file, allow_pickle=False, mmap_mode="r" if mmap and name == "ids" else None)
             except (ValueError, OSError, EOFError) as exc:
-                raise DataError(f"Encoded split file {file} is unreadable ({exc}). Re-run the tokenize stage.") from None
+                raise DataError(
+                    f"Encoded split file {file} is unreadable ({exc}). Re-run the tokenize stage."
+                ) from None
         return cls(**arrays)
 
 
@@ -192,7 +197,9 @@ def bucket_batches(
     return [batches[i] for i in rng.permutation(len(batches))]
 
 
-def inference_batches(lengths: np.ndarray, max_rows: int, *, waste: float = 1.25, min_rows: int = 16) -> list[np.ndarray]:
+def inference_batches(
+    lengths: np.ndarray, max_rows: int, *, waste: float = 1.25, min_rows: int = 16
+) -> list[np.ndarray]:
     """Length-sorted batches for prediction, cut where padding would cost more than ``waste``.
 
     A padded recurrent pass costs rows × longest, so 256 texts of 5–50 tokens
@@ -253,11 +260,13 @@ def collate(
     # exactly the order of the concatenated slices.
     mask = np.arange(T) < lengths[:, None]  # (B, T)
     tokens[mask] = split.ids[_token_positions(split.offsets[idx], lengths)]
-    tokens_t, lengths_t, labels_t = torch.from_numpy(tokens), torch.from_numpy(lengths), torch.from_numpy(split.labels[idx])
+    tokens_t, lengths_t, labels_t = (
+        torch.from_numpy(tokens),
+        torch.from_numpy(lengths),
+        torch.from_numpy(split.labels[idx]),
+    )
     if device is None or torch.device(device).type == "cpu":
         return tokens_t, lengths_t, labels_t
     if torch.device(device).type == "cuda":
         tokens_t, lengths_t, labels_t = tokens_t.pin_memory(), lengths_t.pin_memory(), labels_t.pin_memory()
     return tokens_t.to(device, non_blocking=True), lengths_t, labels_t.to(device, non_blocking=True)
-
-

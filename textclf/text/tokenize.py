@@ -85,7 +85,11 @@ def tokenizer_failures(what: str, fix: str) -> Iterator[None]:
         raise ModelError(f"{what} ({reason}). {fix}") from None
 
 
-def encode_batch(tok: Tokenizer, texts: list[str], fix: str = "The tokenizer is corrupt or was not written by textclf; retrain or re-export the model."):
+def encode_batch(
+    tok: Tokenizer,
+    texts: list[str],
+    fix: str = "The tokenizer is corrupt or was not written by textclf; retrain or re-export the model.",
+):
     """``tok.encode_batch_fast(texts)``; a tokenizer failure is a ModelError naming the first text it fails on."""
     try:
         with tokenizer_failures("the tokenizer failed", fix):
@@ -158,7 +162,9 @@ def extend_vocabulary(tok: Tokenizer, words, limit: int) -> tuple[Tokenizer, int
     vocab = tok.get_vocab()
     data = json.loads(tok.to_str())
     if data["model"]["type"] != "WordLevel":
-        raise ConfigError(f"embedding.extend_vocab needs tokenizer.kind=word, not a {data['model']['type']} tokenizer; set embedding.extend_vocab=0.")
+        raise ConfigError(
+            f"embedding.extend_vocab needs tokenizer.kind=word, not a {data['model']['type']} tokenizer; set embedding.extend_vocab=0."
+        )
     norm, pre = tok.normalizer, tok.pre_tokenizer
     added: dict[str, int] = {}
     next_id = len(vocab)
@@ -267,7 +273,12 @@ def _trained_tokenizer(data, cfg: TokenizerConfig, store: Path) -> Tokenizer:
 
     key = hashlib.sha256(
         json.dumps(
-            {"train": data.fingerprints["train"], "tokenizer": cfg.model_dump(mode="json"), "code": code_fingerprint(__name__)}, sort_keys=True
+            {
+                "train": data.fingerprints["train"],
+                "tokenizer": cfg.model_dump(mode="json"),
+                "code": code_fingerprint(__name__),
+            },
+            sort_keys=True,
         ).encode()
     ).hexdigest()[:16]
     path = store / f"{cfg.kind}-{key}.json"
@@ -284,7 +295,9 @@ def _trained_tokenizer(data, cfg: TokenizerConfig, store: Path) -> Tokenizer:
     return tok
 
 
-def encode_splits(data, tok: Tokenizer, max_length: int, cache_dir: Path) -> tuple[dict[str, EncodedSplit], dict[str, Any]]:
+def encode_splits(
+    data, tok: Tokenizer, max_length: int, cache_dir: Path
+) -> tuple[dict[str, EncodedSplit], dict[str, Any]]:
     """Encode train / validation / test with ``tok`` (map-cached per split fingerprint) and report their stats."""
     from textclf.core.code import code_fingerprint
 
@@ -293,7 +306,9 @@ def encode_splits(data, tok: Tokenizer, max_length: int, cache_dir: Path) -> tup
     splits, stats = {}, {"vocab_size": tok.get_vocab_size(), "splits": {}}
     for name in ("train", "validation", "test"):
         # The code is part of the name: an edited encoder must not read what the old one wrote.
-        cache_file = str(cache_dir / f"{name}-{data.fingerprints[name]}-{th}-{max_length}-{code_fingerprint(__name__)}.arrow")
+        cache_file = str(
+            cache_dir / f"{name}-{data.fingerprints[name]}-{th}-{max_length}-{code_fingerprint(__name__)}.arrow"
+        )
         enc = encode_dataset(data.splits[name], tok, max_length, cache_file, desc=f"tokenize {name}")
         split = to_encoded_split(enc)
         full = enc.data.table.column("full_length").to_numpy()
@@ -312,8 +327,12 @@ def encode_splits(data, tok: Tokenizer, max_length: int, cache_dir: Path) -> tup
 
 
 def tokenize(
-    data, cfg: TokenizerConfig, cache_dir: str | Path | None = None, quiet: bool = True,
-    extend_with=None, extend_limit: int = 0,
+    data,
+    cfg: TokenizerConfig,
+    cache_dir: str | Path | None = None,
+    quiet: bool = True,
+    extend_with=None,
+    extend_limit: int = 0,
 ) -> Tokenized:
     """Train the tokenizer on ``data.splits['train']`` and encode all splits.
 
@@ -354,18 +373,24 @@ def vocabulary_warnings(stats: dict[str, Any], cfg: TokenizerConfig) -> list[Dat
     if size + len(SPECIALS) >= cfg.vocab_size:
         fix = f"raise tokenizer.vocab_size (now {cfg.vocab_size}), e.g. --set tokenizer.vocab_size={cfg.vocab_size * 4}"
     elif cfg.min_frequency > 1 and cfg.kind != "unigram":
-        fix = (f"lower tokenizer.min_frequency (now {cfg.min_frequency}: a token must occur that often in training), "
-               f"e.g. --set tokenizer.min_frequency={max(1, min(2, cfg.min_frequency - 1))}")
+        fix = (
+            f"lower tokenizer.min_frequency (now {cfg.min_frequency}: a token must occur that often in training), "
+            f"e.g. --set tokenizer.min_frequency={max(1, min(2, cfg.min_frequency - 1))}"
+        )
     else:
         fix = "the training split repeats too few words: add data, or try --set tokenizer.kind=bpe (sub-words)"
-    return [DataWarning(
-        "vocabulary_collapsed",
-        f"the {cfg.kind} vocabulary has only {size:,} tokens besides [PAD]/[UNK], and {unk:.0%} of the training tokens "
-        f"are [UNK]: the model sees little of the text. {fix[0].upper() + fix[1:]}.",
-    )]
+    return [
+        DataWarning(
+            "vocabulary_collapsed",
+            f"the {cfg.kind} vocabulary has only {size:,} tokens besides [PAD]/[UNK], and {unk:.0%} of the training tokens "
+            f"are [UNK]: the model sees little of the text. {fix[0].upper() + fix[1:]}.",
+        )
+    ]
 
 
-def vocabulary_stats(data, cfg: TokenizerConfig, cache_dir: str | Path | None = None, sample: int = 5000) -> dict[str, Any]:
+def vocabulary_stats(
+    data, cfg: TokenizerConfig, cache_dir: str | Path | None = None, sample: int = 5000
+) -> dict[str, Any]:
     """The vocabulary :func:`tokenize` would train, and the [UNK] rate of up to ``sample`` training texts (``data inspect``).
 
     The tokenizer is trained (or read back) exactly as the tokenize stage does, so a
@@ -375,10 +400,20 @@ def vocabulary_stats(data, cfg: TokenizerConfig, cache_dir: str | Path | None = 
     root = Path(cache_dir or os.environ.get("TEXTCLF_CACHE_DIR", ".textclf")) / "datasets"
     tok = _trained_tokenizer(data, cfg, root / "tokenizers")
     train = data.splits["train"]
-    rows = np.linspace(0, len(train) - 1, num=min(sample, len(train)), dtype=np.int64) if len(train) else np.array([], np.int64)
+    rows = (
+        np.linspace(0, len(train) - 1, num=min(sample, len(train)), dtype=np.int64)
+        if len(train)
+        else np.array([], np.int64)
+    )
     texts, _ = cut_texts(train.select(np.unique(rows))["text"], cfg.max_length)
-    ids = [(e.ids or [UNK_ID])[: cfg.max_length] for e in tok.encode_batch(texts)]  # what the model reads, as encode_splits counts
+    ids = [
+        (e.ids or [UNK_ID])[: cfg.max_length] for e in tok.encode_batch(texts)
+    ]  # what the model reads, as encode_splits counts
     n = sum(len(x) for x in ids)
     unk = sum(x.count(UNK_ID) for x in ids)
-    return {"kind": cfg.kind, "vocab_size": tok.get_vocab_size(), "trained_vocab_size": tok.get_vocab_size(),
-            "splits": {"train": {"unk_rate": round(unk / max(n, 1), 5), "sampled_texts": len(ids)}}}
+    return {
+        "kind": cfg.kind,
+        "vocab_size": tok.get_vocab_size(),
+        "trained_vocab_size": tok.get_vocab_size(),
+        "splits": {"train": {"unk_rate": round(unk / max(n, 1), 5), "sampled_texts": len(ids)}},
+    }

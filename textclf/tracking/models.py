@@ -19,7 +19,18 @@ from pathlib import Path
 # Distributions serving imports: model_code.py (mlflow, pandas) and what
 # textclf.serving.classifier reaches (torch, tokenizers, safetensors, numpy;
 # the TF-IDF baseline: scikit-learn, scipy; the model folder's config: pydantic, pyyaml).
-SERVING_DISTRIBUTIONS = ("mlflow", "torch", "tokenizers", "safetensors", "numpy", "pandas", "scikit-learn", "scipy", "pydantic", "pyyaml")
+SERVING_DISTRIBUTIONS = (
+    "mlflow",
+    "torch",
+    "tokenizers",
+    "safetensors",
+    "numpy",
+    "pandas",
+    "scikit-learn",
+    "scipy",
+    "pydantic",
+    "pyyaml",
+)
 
 
 def pinned_requirements() -> list[str]:

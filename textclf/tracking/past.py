@@ -16,9 +16,20 @@ def latest_parent_run(tracking_uri: str | None = None) -> str:
     tracking.setup(tracking_uri)
     client = MlflowClient()
     exps = [e.experiment_id for e in client.search_experiments()]
-    runs = client.search_runs(exps, filter_string="tags.`textclf.role` = 'parent' and attributes.status = 'FINISHED'", order_by=["attributes.start_time DESC"], max_results=1) if exps else []
+    runs = (
+        client.search_runs(
+            exps,
+            filter_string="tags.`textclf.role` = 'parent' and attributes.status = 'FINISHED'",
+            order_by=["attributes.start_time DESC"],
+            max_results=1,
+        )
+        if exps
+        else []
+    )
     if not runs:
-        raise TextclfError(f"No finished `textclf run` in {tracking.resolve_uri(tracking_uri)}. Run `textclf run` first, or pass --tracking-uri.")
+        raise TextclfError(
+            f"No finished `textclf run` in {tracking.resolve_uri(tracking_uri)}. Run `textclf run` first, or pass --tracking-uri."
+        )
     return runs[0].info.run_id
 
 
@@ -33,7 +44,9 @@ def load_summary(run_id: str | None = None, tracking_uri: str | None = None) -> 
     try:
         path = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="comparison/summary.json")
     except MlflowException as exc:
-        raise TextclfError(f"Run {run_id}: no comparison/summary.json ({str(exc).splitlines()[0]}). Is it the parent run of a finished `textclf run`?") from None
+        raise TextclfError(
+            f"Run {run_id}: no comparison/summary.json ({str(exc).splitlines()[0]}). Is it the parent run of a finished `textclf run`?"
+        ) from None
     with open(path, encoding="utf-8") as fh:
         return json.load(fh)
 
@@ -88,15 +101,26 @@ def download_comparison(run_id: str | None, dst: str, tracking_uri: str | None =
     summary = load_summary(run_id, tracking_uri)
     comparison = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="comparison", dst_path=dst)
     try:
-        with open(mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="pipeline/resolved_variants.json", dst_path=dst),
-                  encoding="utf-8") as fh:
+        with open(
+            mlflow.artifacts.download_artifacts(
+                run_id=run_id, artifact_path="pipeline/resolved_variants.json", dst_path=dst
+            ),
+            encoding="utf-8",
+        ) as fh:
             configs = json.load(fh)
     except (MlflowException, OSError, ValueError):
         configs = None
     env = summary.get("environment")
     if not env:
         tags = MlflowClient().get_run(run_id).data.tags
-        env = {k: tags[t] for k, t in (("textclf", "textclf.version"), ("host", "textclf.host"), ("git commit", "mlflow.source.git.commit"))
-               if tags.get(t)}
+        env = {
+            k: tags[t]
+            for k, t in (
+                ("textclf", "textclf.version"),
+                ("host", "textclf.host"),
+                ("git commit", "mlflow.source.git.commit"),
+            )
+            if tags.get(t)
+        }
         env["note"] = "torch, MLflow, device and threads were not recorded by this older run"
     return {"summary": summary, "comparison_dir": comparison, "configs": configs, "environment": env}

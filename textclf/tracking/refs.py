@@ -137,7 +137,9 @@ def _resolve_path(ref: str) -> ResolvedModel:
             f"(e.g. the --output folder of `textclf train`, or runs:/<run id> from the MLflow UI)."
         )
     if not p.is_dir():
-        raise ModelError(f"Model reference {ref!r} is a file; pass the model folder that holds it (config.json, model.safetensors, ...).")
+        raise ModelError(
+            f"Model reference {ref!r} is a file; pass the model folder that holds it (config.json, model.safetensors, ...)."
+        )
     if (p / "config.json").is_file():
         return ResolvedModel(ref=ref, path=p, kind="folder")
     if (p / "MLmodel").is_file():
@@ -249,7 +251,9 @@ def _resolve_mlflow(
             raise ModelError(f"Model reference {ref!r}: missing run id. Use runs:/RUN_ID or runs:/RUN_ID/model.")
         run = _mlflow_call(ref, client.get_run, run_id)
         check_run_state(ref, run, allow_failed)
-        tag = run.data.tags.get("textclf.model_uri") or run.data.tags.get("model_uri")  # the latter: runs logged before the namespace
+        tag = run.data.tags.get("textclf.model_uri") or run.data.tags.get(
+            "model_uri"
+        )  # the latter: runs logged before the namespace
         if sub in ("", "model") and tag and tag != ref and _depth < 3:
             # The run's own logged model, or (a cached child) the run that trained it.
             inner = _resolve_mlflow(tag, tracking_uri, cache_dir, _depth + 1, allow_failed=allow_failed)
@@ -271,7 +275,9 @@ def _resolve_mlflow(
         _check_logged_model(ref, logged, allow_failed)
         base = logged.artifact_location
         path = _download(ref, base, identity=f"{uri}|{base}", cache_dir=cache_dir)
-        return ResolvedModel(ref=ref, path=path, kind="logged", run_id=logged.source_run_id, model_uri=f"models:/{rest}")
+        return ResolvedModel(
+            ref=ref, path=path, kind="logged", run_id=logged.source_run_id, model_uri=f"models:/{rest}"
+        )
     alias = None
     if "@" in rest:
         name, _, alias = rest.rpartition("@")
@@ -288,10 +294,17 @@ def _resolve_mlflow(
         mv = _mlflow_call(ref, client.get_model_version, name, version)
     base = f"models:/{mv.name}/{mv.version}"
     # The version's source and run make the identity immutable even if a version number is reused.
-    path = _download(ref, base, identity=f"{uri}|{base}|{mv.source}|{mv.run_id}|{mv.creation_timestamp}", cache_dir=cache_dir)
+    path = _download(
+        ref, base, identity=f"{uri}|{base}|{mv.source}|{mv.run_id}|{mv.creation_timestamp}", cache_dir=cache_dir
+    )
     return ResolvedModel(
-        ref=ref, path=path, kind="registered", run_id=mv.run_id, model_uri=base,
-        registered={"name": mv.name, "version": str(mv.version), "alias": alias}, details={"source": mv.source},
+        ref=ref,
+        path=path,
+        kind="registered",
+        run_id=mv.run_id,
+        model_uri=base,
+        registered={"name": mv.name, "version": str(mv.version), "alias": alias},
+        details={"source": mv.source},
     )
 
 
@@ -315,7 +328,11 @@ def check_run_state(ref: str, run, allow_failed: bool) -> None:
             f"Use a FINISHED run (`textclf report` lists them), or {_ALLOW}."
         )
     if status == "RUNNING":
-        log.warning("model reference %s: run %s is still RUNNING (or its process died without ending it); its model may not be final", ref, rid)
+        log.warning(
+            "model reference %s: run %s is still RUNNING (or its process died without ending it); its model may not be final",
+            ref,
+            rid,
+        )
     elif status == "KILLED":
         log.warning("model reference %s: run %s was KILLED (interrupted); its model may not be the final one", ref, rid)
 
@@ -328,13 +345,19 @@ def _check_logged_model(ref: str, logged, allow_failed: bool) -> None:
             f"incomplete. Use another model, or {_ALLOW}."
         )
     if status == "PENDING":
-        log.warning("model reference %s: MLflow model %s is still PENDING (being logged, or its process was killed)", ref, logged.model_id)
+        log.warning(
+            "model reference %s: MLflow model %s is still PENDING (being logged, or its process was killed)",
+            ref,
+            logged.model_id,
+        )
 
 
 # --------------------------------------------------------------------------- PARENT_RUN_ID:VARIANT, best
 
 
-def _resolve_friendly(ref: str, tracking_uri: str | None, cache_dir: str | Path | None, allow_failed: bool) -> ResolvedModel:
+def _resolve_friendly(
+    ref: str, tracking_uri: str | None, cache_dir: str | Path | None, allow_failed: bool
+) -> ResolvedModel:
     """``PARENT:VARIANT``, ``PARENT:best``, ``PARENT:TASK/VARIANT`` or ``best``: the champion seed's model of that variant."""
     from mlflow.tracking import MlflowClient
 
@@ -347,8 +370,13 @@ def _resolve_friendly(ref: str, tracking_uri: str | None, cache_dir: str | Path 
     else:
         m = _FRIENDLY.match(ref)
         parent_id, rest = m["parent"], m["rest"]
-    parent = _mlflow_call(ref, client.get_run, parent_id, hint=f"no folder of that name, and no run {parent_id} in the store {uri}. "
-                          "Check the path, or the id (the parent run id `textclf run` prints) and --tracking-uri / MLFLOW_TRACKING_URI.")
+    parent = _mlflow_call(
+        ref,
+        client.get_run,
+        parent_id,
+        hint=f"no folder of that name, and no run {parent_id} in the store {uri}. "
+        "Check the path, or the id (the parent run id `textclf run` prints) and --tracking-uri / MLFLOW_TRACKING_URI.",
+    )
     if parent.data.tags.get("textclf.role") != "parent":
         raise ModelError(
             f"Model reference {ref!r}: run {parent_id} is not the parent run of a `textclf run`; "
@@ -371,7 +399,9 @@ def _resolve_friendly(ref: str, tracking_uri: str | None, cache_dir: str | Path 
     if variant == "best":
         variant = summary.get("best_variant")
         if variant is None:
-            raise ModelError(f"Model reference {ref!r}: no variant of run {parent_id} has a validation score to be best by; name one: {names}.")
+            raise ModelError(
+                f"Model reference {ref!r}: no variant of run {parent_id} has a validation score to be best by; name one: {names}."
+            )
     elif variant not in summary.get("variants", {}):
         raise ModelError(
             f"Model reference {ref!r}: run {parent_id} has no variant {variant!r}; its variants are {names} "
@@ -382,7 +412,14 @@ def _resolve_friendly(ref: str, tracking_uri: str | None, cache_dir: str | Path 
         raise ModelError(f"Model reference {ref!r}: variant {variant!r} of run {parent_id} recorded no run.")
     metric = champion.selection_metric(summary)
     chosen = _mlflow_call(ref, champion.best_seed_run, client, run_ids, metric)
-    log.info("model reference %s: variant %s, run %s (best %s of %d seed(s))", ref, variant, chosen.info.run_id, metric, len(run_ids))
+    log.info(
+        "model reference %s: variant %s, run %s (best %s of %d seed(s))",
+        ref,
+        variant,
+        chosen.info.run_id,
+        metric,
+        len(run_ids),
+    )
     resolved = _resolve_mlflow(f"runs:/{chosen.info.run_id}", tracking_uri, cache_dir, allow_failed=allow_failed)
     resolved.ref = ref
     resolved.details.update(parent_run_id=parent_id, variant=variant, task=task, chosen_by=metric)
@@ -393,10 +430,16 @@ def _latest_parent(client, uri: str) -> str:
     from mlflow.entities import ViewType
 
     exps = [e.experiment_id for e in client.search_experiments(view_type=ViewType.ACTIVE_ONLY, max_results=1000)]
-    found = client.search_runs(
-        exps, filter_string="tags.`textclf.role` = 'parent' and attributes.status = 'FINISHED'",
-        max_results=1, order_by=["attributes.start_time DESC"],
-    ) if exps else []
+    found = (
+        client.search_runs(
+            exps,
+            filter_string="tags.`textclf.role` = 'parent' and attributes.status = 'FINISHED'",
+            max_results=1,
+            order_by=["attributes.start_time DESC"],
+        )
+        if exps
+        else []
+    )
     if not found:
         raise ModelError(
             f"Model reference 'best': no finished `textclf run` in the store {uri}. Run a pipeline first "
@@ -417,11 +460,20 @@ def _summary(client, ref: str, parent) -> dict[str, Any]:
         f"Use a finished `textclf run`, or the runs:/CHILD_RUN_ID of one of its child runs."
     )
     with tempfile.TemporaryDirectory() as tmp:
-        path = _mlflow_call(ref, mlflow.artifacts.download_artifacts, run_id=rid, artifact_path="comparison/summary.json", dst_path=tmp, hint=hint)
+        path = _mlflow_call(
+            ref,
+            mlflow.artifacts.download_artifacts,
+            run_id=rid,
+            artifact_path="comparison/summary.json",
+            dst_path=tmp,
+            hint=hint,
+        )
         try:
             summary = json.loads(Path(path).read_text(encoding="utf-8"))
         except (OSError, ValueError) as exc:
-            raise ModelError(f"Model reference {ref!r}: run {rid}'s comparison/summary.json cannot be read ({exc}).") from None
+            raise ModelError(
+                f"Model reference {ref!r}: run {rid}'s comparison/summary.json cannot be read ({exc})."
+            ) from None
     if not isinstance(summary, dict):
         raise ModelError(f"Model reference {ref!r}: run {rid}'s comparison/summary.json is not a summary.")
     return summary
@@ -445,7 +497,13 @@ def _download(ref: str, base: str, *, identity: str, cache_dir: str | Path | Non
         problem = _damage(final)
         if problem is None:
             return final / "model"
-        log.log(logging.INFO if problem == _LEGACY else logging.WARNING, "downloaded model %s (%s) %s; downloading it again", final, ref, problem)
+        log.log(
+            logging.INFO if problem == _LEGACY else logging.WARNING,
+            "downloaded model %s (%s) %s; downloading it again",
+            final,
+            ref,
+            problem,
+        )
         _discard(final)
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     tmp = final.parent / f".tmp-{final.name}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
@@ -480,8 +538,13 @@ def _download_to_temp(ref: str, base: str, root: Path, exc: OSError, hint: str |
     import atexit
     import tempfile
 
-    log.warning("the stage cache %s cannot be written (%s); model %s is downloaded to a temporary folder for this process "
-                "only. Point --cache-dir / TEXTCLF_CACHE_DIR at a writable folder to keep it.", root, exc.strerror, ref)
+    log.warning(
+        "the stage cache %s cannot be written (%s); model %s is downloaded to a temporary folder for this process "
+        "only. Point --cache-dir / TEXTCLF_CACHE_DIR at a writable folder to keep it.",
+        root,
+        exc.strerror,
+        ref,
+    )
     tmp = Path(tempfile.mkdtemp(prefix="textclf-model-"))
     atexit.register(shutil.rmtree, tmp, ignore_errors=True)
     return _fetch(ref, base, tmp, hint)
@@ -491,9 +554,19 @@ def _fetch(ref: str, base: str, tmp: Path, hint: str | None) -> Path:
     """Download MLmodel and the model_dir artifact it names under ``tmp``; the model folder's path."""
     import mlflow
 
-    got = Path(_mlflow_call(ref, mlflow.artifacts.download_artifacts, artifact_uri=f"{base}/MLmodel", dst_path=str(tmp / "meta"), hint=hint))
+    got = Path(
+        _mlflow_call(
+            ref,
+            mlflow.artifacts.download_artifacts,
+            artifact_uri=f"{base}/MLmodel",
+            dst_path=str(tmp / "meta"),
+            hint=hint,
+        )
+    )
     rel = _model_dir_path(got, ref)
-    folder = Path(_mlflow_call(ref, mlflow.artifacts.download_artifacts, artifact_uri=f"{base}/{rel}", dst_path=str(tmp / "dl")))
+    folder = Path(
+        _mlflow_call(ref, mlflow.artifacts.download_artifacts, artifact_uri=f"{base}/{rel}", dst_path=str(tmp / "dl"))
+    )
     if not folder.is_dir() or not folder.resolve().is_relative_to((tmp / "dl").resolve()):
         raise ModelError(f"Model reference {ref!r}: artifact {rel!r} did not download as a folder.")
     return folder

@@ -113,7 +113,12 @@ def _end(run_id: str, status: str) -> None:
         except Exception as exc:
             error = exc
     first = str(error).strip().splitlines()[0][:200] if str(error).strip() else type(error).__name__
-    log.warning("could not mark MLflow run %s %s (%s); the next textclf run or train in its experiment marks it KILLED", run_id, status, first)
+    log.warning(
+        "could not mark MLflow run %s %s (%s); the next textclf run or train in its experiment marks it KILLED",
+        run_id,
+        status,
+        first,
+    )
 
 
 def base_tags() -> dict[str, str]:
@@ -178,7 +183,10 @@ def mark_stale_models(exp_id: str) -> int:
         while True:
             # The SQL store keeps the status as its number: the filter takes that.
             page = client.search_logged_models(
-                [exp_id], filter_string=f"status = {LoggedModelStatus.PENDING.to_int()}", max_results=100, page_token=token
+                [exp_id],
+                filter_string=f"status = {LoggedModelStatus.PENDING.to_int()}",
+                max_results=100,
+                page_token=token,
             )
             pending += [m for m in page if str(m.status) == "PENDING"]
             token = page.token
@@ -221,7 +229,9 @@ def find_source_run(exp_id: str, stage_key: str) -> str | None:
     memo = (mlflow.get_tracking_uri(), exp_id)  # experiment ids repeat across stores
     if memo not in _SOURCES:
         found: dict[str, str] = {}
-        for run in client.search_runs([exp_id], filter_string=finished, max_results=5000, order_by=["attributes.start_time DESC"]):
+        for run in client.search_runs(
+            [exp_id], filter_string=finished, max_results=5000, order_by=["attributes.start_time DESC"]
+        ):
             key = run.data.tags.get("textclf.stage_key")
             if key:
                 found[key] = run.info.run_id  # ascending overwrite order: the earliest wins
@@ -229,7 +239,10 @@ def find_source_run(exp_id: str, stage_key: str) -> str | None:
     if stage_key in _SOURCES[memo]:
         return _SOURCES[memo][stage_key]
     runs = client.search_runs(
-        [exp_id], filter_string=f"tags.`textclf.stage_key` = '{stage_key}' and {finished}", max_results=1, order_by=["attributes.start_time ASC"]
+        [exp_id],
+        filter_string=f"tags.`textclf.stage_key` = '{stage_key}' and {finished}",
+        max_results=1,
+        order_by=["attributes.start_time ASC"],
     )
     return runs[0].info.run_id if runs else None
 

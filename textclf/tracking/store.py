@@ -87,8 +87,16 @@ def _source(uri: str, explicit: str | None) -> str:
 
 
 # The Python package that provides each SQLAlchemy driver module MLflow may need.
-_DRIVER_PACKAGES = {"psycopg2": "psycopg2-binary", "psycopg": "psycopg[binary]", "MySQLdb": "mysqlclient", "pymysql": "pymysql",
-                    "pyodbc": "pyodbc", "pymssql": "pymssql", "cx_Oracle": "cx_Oracle", "oracledb": "oracledb"}
+_DRIVER_PACKAGES = {
+    "psycopg2": "psycopg2-binary",
+    "psycopg": "psycopg[binary]",
+    "MySQLdb": "mysqlclient",
+    "pymysql": "pymysql",
+    "pyodbc": "pyodbc",
+    "pymssql": "pymssql",
+    "cx_Oracle": "cx_Oracle",
+    "oracledb": "oracledb",
+}
 _DB_SCHEMES = ("postgresql", "postgres", "mysql", "mssql", "oracle")
 SQLITE_MAGIC = b"SQLite format 3\x00"
 
@@ -118,7 +126,7 @@ def check_uri(uri: str, explicit: str | None = None) -> None:
             f"textclf's models. Use a SQLite database in that folder: sqlite:///{folder.absolute() / 'mlflow.db'} (or {fix})."
         )
     if scheme == "sqlite":
-        path = uri[len("sqlite:///"):].split("?", 1)[0] if uri.startswith("sqlite:///") else ""
+        path = uri[len("sqlite:///") :].split("?", 1)[0] if uri.startswith("sqlite:///") else ""
         if path in ("", ":memory:") or "mode=memory" in uri:
             raise ConfigError(
                 f"{where}: an in-memory store is gone when textclf exits, with every run id it printed, and its artifacts "
@@ -128,10 +136,14 @@ def check_uri(uri: str, explicit: str | None = None) -> None:
         too_long = [part for part in db.parts if len(os.fsencode(part)) > 255]
         if too_long or len(os.fsencode(str(db))) > 4095:
             name = too_long[0] if too_long else str(db)
-            raise ConfigError(f"{where}: the name {name[:40]}... ({len(name)} characters) is longer than the filesystem allows "
-                              f"(255 a name, 4095 a path). Use a shorter path, e.g. {DEFAULT_TRACKING_URI}.")
+            raise ConfigError(
+                f"{where}: the name {name[:40]}... ({len(name)} characters) is longer than the filesystem allows "
+                f"(255 a name, 4095 a path). Use a shorter path, e.g. {DEFAULT_TRACKING_URI}."
+            )
         if db.is_dir():
-            raise ConfigError(f"{where}: {db} is a folder; the URI names the database file. Use sqlite:///{db / 'mlflow.db'} (or {fix}).")
+            raise ConfigError(
+                f"{where}: {db} is a folder; the URI names the database file. Use sqlite:///{db / 'mlflow.db'} (or {fix})."
+            )
         if db.is_file():
             try:
                 with open(db, "rb") as fh:
@@ -139,13 +151,17 @@ def check_uri(uri: str, explicit: str | None = None) -> None:
             except OSError as exc:
                 raise ConfigError(f"{where}: cannot read {db} ({exc.strerror}). Make it readable, or {fix}.") from None
             if head and head != SQLITE_MAGIC:
-                raise ConfigError(f"{where}: {db} is not a SQLite database (it begins {head[:8]!r}); textclf never writes "
-                                  f"over another file. Name a new or existing MLflow database, e.g. sqlite:///{db.parent / 'mlflow.db'} (or {fix}).")
+                raise ConfigError(
+                    f"{where}: {db} is not a SQLite database (it begins {head[:8]!r}); textclf never writes "
+                    f"over another file. Name a new or existing MLflow database, e.g. sqlite:///{db.parent / 'mlflow.db'} (or {fix})."
+                )
         parent = db.parent
         while not parent.exists() and parent != parent.parent:
             parent = parent.parent
         if not parent.is_dir():
-            raise ConfigError(f"{where}: {parent} is a file, so the folder for {db} cannot be created. Choose another path (or {fix}).")
+            raise ConfigError(
+                f"{where}: {parent} is a file, so the folder for {db} cannot be created. Choose another path (or {fix})."
+            )
         return
     if scheme.split("+")[0] in _DB_SCHEMES:
         try:
@@ -155,10 +171,14 @@ def check_uri(uri: str, explicit: str | None = None) -> None:
         except ImportError as exc:
             module = (getattr(exc, "name", None) or str(exc)).split(".")[0]
             package = _DRIVER_PACKAGES.get(module, module)
-            raise ConfigError(f"{where}: a {scheme} store needs the Python driver {module!r}, which is not installed. "
-                              f"Install it (pip install {package}), or {fix}.") from None
+            raise ConfigError(
+                f"{where}: a {scheme} store needs the Python driver {module!r}, which is not installed. "
+                f"Install it (pip install {package}), or {fix}."
+            ) from None
         except Exception as exc:  # noqa: BLE001 - sqlalchemy's errors for an unknown dialect or a malformed URL
-            raise ConfigError(f"{where}: not a database URL SQLAlchemy can use ({str(exc).splitlines()[0]}); {fix}.") from None
+            raise ConfigError(
+                f"{where}: not a database URL SQLAlchemy can use ({str(exc).splitlines()[0]}); {fix}."
+            ) from None
 
 
 def setup(explicit: str | None = None) -> str:
@@ -192,8 +212,10 @@ def _check_client(uri: str, explicit: str | None) -> None:
         MlflowClient(tracking_uri=uri)
     except Exception as exc:  # noqa: BLE001 - MLflow's own errors for an unknown scheme or missing credentials
         first = " ".join(str(exc).split())[:300]
-        raise ConfigError(f"{_source(uri, explicit)}: MLflow cannot use this store ({first}). Fix it, or unset it to use the "
-                          f"local store {DEFAULT_TRACKING_URI}.") from None
+        raise ConfigError(
+            f"{_source(uri, explicit)}: MLflow cannot use this store ({first}). Fix it, or unset it to use the "
+            f"local store {DEFAULT_TRACKING_URI}."
+        ) from None
 
 
 def sqlite_path() -> Path | None:
@@ -311,7 +333,9 @@ def explain(exc: BaseException) -> TextclfError | None:
     db = sqlite_path()
     texts = [str(e).lower() for e in disk.chain(exc)]
     if any("database is locked" in t for t in texts):
-        store, who = (f"{db}: the MLflow store", f" (`fuser {db}` shows it)") if db is not None else ("The MLflow store", "")
+        store, who = (
+            (f"{db}: the MLflow store", f" (`fuser {db}` shows it)") if db is not None else ("The MLflow store", "")
+        )
         return StoreLockedError(
             f"{store} is locked by another process; textclf waited {store_timeout():g} s for it ({TIMEOUT_ENV}, "
             f"default {DEFAULT_TIMEOUT:g}). Let the other process finish{who} and re-run, raise {TIMEOUT_ENV}, "
@@ -334,7 +358,9 @@ def explain(exc: BaseException) -> TextclfError | None:
     if found is None or (found[1] is not None and not Path(found[1]).absolute().is_relative_to(db.parent.absolute())):
         return None  # not the store's disk (its database, or artifacts kept beside it)
     if found[1] is None:  # the database
-        return disk.disk_full_error(exc, db, what="the MLflow store", fix="SQLite rolled that write back. " + fix, free=free)
+        return disk.disk_full_error(
+            exc, db, what="the MLflow store", fix="SQLite rolled that write back. " + fix, free=free
+        )
     return disk.disk_full_error(exc, found[1], what="an artifact of the MLflow run", fix=fix, free=free)
 
 
@@ -389,7 +415,7 @@ def retry(fn, *args, attempts: int = 6, **kwargs):
             race = any(s in text for s in ("UNIQUE constraint", "IntegrityError"))
             locked = "database is locked" in text and time.monotonic() + delay < deadline
             if attempt == attempts - 1 or not (race or locked):
-                raise explain(exc) or exc
+                raise (explain(exc) or exc) from exc
             time.sleep(delay)
             delay *= 2
 
@@ -420,5 +446,3 @@ def experiment_id(name: str) -> str:
         if exp is None:
             raise
         return exp.experiment_id
-
-

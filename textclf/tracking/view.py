@@ -68,9 +68,23 @@ def view_state(parent_run_id: str, *, primary_metric: str | None = None, multi_t
     section = "textclf-comparison"
 
     def chart(uuid: str, kind: str, metric: str, **extra: Any) -> dict[str, Any]:
-        return {"uuid": uuid, "type": kind, "metricKey": metric, "metricSectionId": section, "deleted": False, "isGenerated": False, **extra}
+        return {
+            "uuid": uuid,
+            "type": kind,
+            "metricKey": metric,
+            "metricSectionId": section,
+            "deleted": False,
+            "isGenerated": False,
+            **extra,
+        }
 
-    line = {"xAxisKey": "step", "scaleType": "linear", "lineSmoothness": 0, "displayPoints": True, "selectedXAxisMetricKey": ""}
+    line = {
+        "xAxisKey": "step",
+        "scaleType": "linear",
+        "lineSmoothness": 0,
+        "displayPoints": True,
+        "selectedXAxisMetricKey": "",
+    }
     return {
         # UI state (ExperimentPageUIState): every field, since an older reader replaces the whole state.
         # The comparison's columns first (the default puts source, models and datasets before any metric).
@@ -115,7 +129,9 @@ def encode_state(state: dict[str, Any], *, name: str, now_ms: int | None = None)
     zlib-wrapped deflate, as the browser's ``CompressionStream('deflate')``
     writes it; raw deflate is rejected by the UI as an invalid key.
     """
-    packed = "deflate;" + base64.b64encode(zlib.compress(json.dumps(state, separators=(",", ":")).encode("utf-8"), 9)).decode("ascii")
+    packed = "deflate;" + base64.b64encode(
+        zlib.compress(json.dumps(state, separators=(",", ":")).encode("utf-8"), 9)
+    ).decode("ascii")
     ts = int(time.time() * 1000) if now_ms is None else now_ms
     return json.dumps({"name": name, "createdAt": ts, "updatedAt": ts, "state": packed}, separators=(",", ":"))
 
@@ -146,8 +162,15 @@ def view_url(experiment_id: str, parent_run_id: str, base: str = DEFAULT_UI) -> 
     return f"{base.rstrip('/')}/#/experiments/{experiment_id}/runs?viewStateShareKey={key}&compareRunsMode=CHART"
 
 
-def store_view(client, experiment_id: str, parent_run_id: str, *, name: str, primary_metric: str | None = None,
-               multi_task: bool = False) -> str | None:
+def store_view(
+    client,
+    experiment_id: str,
+    parent_run_id: str,
+    *,
+    name: str,
+    primary_metric: str | None = None,
+    multi_task: bool = False,
+) -> str | None:
     """Write the parent run's view on its experiment; the tag key, or None (with one warning line) when it could not be stored.
 
     A store that refuses the tag (an older server, a size limit, a permission)
@@ -156,14 +179,22 @@ def store_view(client, experiment_id: str, parent_run_id: str, *, name: str, pri
     value = encode_state(view_state(parent_run_id, primary_metric=primary_metric, multi_task=multi_task), name=name)
     key = TAG_PREFIX + view_key(parent_run_id)
     if len(value) > MAX_TAG_CHARS:
-        log.warning("MLflow view of run %s not stored: %d characters, more than the %d an older MLflow server accepts",
-                    parent_run_id, len(value), MAX_TAG_CHARS)
+        log.warning(
+            "MLflow view of run %s not stored: %d characters, more than the %d an older MLflow server accepts",
+            parent_run_id,
+            len(value),
+            MAX_TAG_CHARS,
+        )
         return None
     try:
         client.set_experiment_tag(experiment_id, key, value)
     except Exception as exc:  # noqa: BLE001 - any refusal costs the view, never the run
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
-        log.warning("MLflow view of run %s not stored (%s); the run, its description and report.html are complete", parent_run_id, first)
+        log.warning(
+            "MLflow view of run %s not stored (%s); the run, its description and report.html are complete",
+            parent_run_id,
+            first,
+        )
         return None
     return key
 

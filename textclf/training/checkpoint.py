@@ -74,7 +74,18 @@ def rng_state(numpy_rng: np.random.Generator) -> dict[str, Any]:
     }
 
 
-def save_checkpoint(path: Path, *, identity: dict[str, Any], config: dict[str, Any], state: Progress, model, optimizer, scheduler, scaler, rng: dict[str, Any]) -> None:
+def save_checkpoint(
+    path: Path,
+    *,
+    identity: dict[str, Any],
+    config: dict[str, Any],
+    state: Progress,
+    model,
+    optimizer,
+    scheduler,
+    scaler,
+    rng: dict[str, Any],
+) -> None:
     _atomic_save(
         {
             "format": CHECKPOINT_FORMAT,
@@ -119,7 +130,18 @@ def check_identity(path: Path, ckpt: dict[str, Any], identity: dict[str, Any]) -
         )
 
 
-def restore(path: Path, ckpt: dict[str, Any], *, model, optimizer, scheduler, scaler, numpy_rng: np.random.Generator, rank: int = 0, world_size: int = 1) -> Progress:
+def restore(
+    path: Path,
+    ckpt: dict[str, Any],
+    *,
+    model,
+    optimizer,
+    scheduler,
+    scaler,
+    numpy_rng: np.random.Generator,
+    rank: int = 0,
+    world_size: int = 1,
+) -> Progress:
     """Load a (matching) checkpoint into the training objects; returns the progress to continue from."""
     try:
         model.load_state_dict(ckpt["model"])
@@ -160,7 +182,9 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     except Exception as exc:  # truncated file, foreign pickle refused by weights_only, ...
         import pickle
 
-        if isinstance(exc, pickle.UnpicklingError):  # torch's own text is about changing weights_only: not advice to give
+        if isinstance(
+            exc, pickle.UnpicklingError
+        ):  # torch's own text is about changing weights_only: not advice to give
             why = "it holds Python objects whose loading would run code; textclf only loads tensors (weights_only=True)"
         else:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
@@ -170,7 +194,9 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
             f"It was not loaded. Delete it to start fresh (rm {path})."
         ) from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
-        raise TrainingError(f"{path} is not a textclf training checkpoint. Delete it or use another checkpoint directory.")
+        raise TrainingError(
+            f"{path} is not a textclf training checkpoint. Delete it or use another checkpoint directory."
+        )
     if ckpt.get("version") != CHECKPOINT_VERSION:
         raise TrainingError(
             f"Checkpoint {path} has format version {ckpt.get('version')}, this textclf writes {CHECKPOINT_VERSION}. "

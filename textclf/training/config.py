@@ -17,18 +17,30 @@ class TrainConfig(Section):
     epochs: int = Field(10, ge=1, le=10000)
     batch_size: int = Field(64, ge=1)
     lr: float = Field(2e-3, gt=0.0)
-    weight_decay: float = Field(0.1, ge=0.0, description="AdamW decoupled weight decay (pretrained embeddings are not decayed).")
+    weight_decay: float = Field(
+        0.1, ge=0.0, description="AdamW decoupled weight decay (pretrained embeddings are not decayed)."
+    )
     schedule: Literal["constant", "linear", "cosine"] = "linear"
     warmup_ratio: float = Field(
-        0.05, ge=0.0, lt=1.0,
+        0.05,
+        ge=0.0,
+        lt=1.0,
         description="Share of all training steps spent warming up, capped at 2 epochs' worth so that a long "
         "train.epochs does not stretch it (textclf.training.optim.warmup_steps).",
     )
     grad_clip: float = Field(1.0, ge=0.0, description="Max gradient norm; 0 disables clipping.")
-    early_stopping_metric: str = Field("accuracy", description="loss, or any metric of textclf.core.metrics.METRICS computed every epoch (accuracy, macro_f1, ...).")
-    patience: int = Field(3, ge=0, description="Epochs without improvement (counted after min_epochs) before stopping; 0 disables early stopping.")
+    early_stopping_metric: str = Field(
+        "accuracy",
+        description="loss, or any metric of textclf.core.metrics.METRICS computed every epoch (accuracy, macro_f1, ...).",
+    )
+    patience: int = Field(
+        3,
+        ge=0,
+        description="Epochs without improvement (counted after min_epochs) before stopping; 0 disables early stopping.",
+    )
     min_epochs: int | None = Field(
-        None, ge=0,
+        None,
+        ge=0,
         description="Epochs always trained before early stopping may stop a run (null: half of train.epochs), so a "
         "validation plateau of a few epochs that later breaks is not cut off.",
     )

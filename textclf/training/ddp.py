@@ -111,7 +111,9 @@ def wrap(model, device):
 
     # No buffer changes in training (the frozen embedding rows, class weights), so
     # re-broadcasting them every step would only cost time.
-    return DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None, broadcast_buffers=False)
+    return DistributedDataParallel(
+        model, device_ids=[device.index] if device.type == "cuda" else None, broadcast_buffers=False
+    )
 
 
 def from_rank0(obj: Any) -> Any:

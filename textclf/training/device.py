@@ -38,7 +38,9 @@ def resolve_device(spec: str = "auto") -> torch.device:
         return device
     if spec == "mps":
         if not mps_ok:
-            raise ConfigError("train.device is 'mps' but MPS is not available on this machine. Set train.device=auto or cpu.")
+            raise ConfigError(
+                "train.device is 'mps' but MPS is not available on this machine. Set train.device=auto or cpu."
+            )
         return torch.device("mps")
     raise ConfigError(f"train.device: must be auto, cpu, cuda, cuda:N or mps. Got {spec!r} instead.")
 

@@ -17,7 +17,9 @@ def weights_finite(model: nn.Module) -> bool:
 def num_classes(train: EncodedSplit, val: EncodedSplit, model: nn.Module) -> int:
     """Classes the model predicts: its head's size when it says, else one past the largest label seen."""
     hp = getattr(model, "hparams", None) or {}
-    return max(int(train.labels.max()) + 1, int(val.labels.max()) + 1, int(hp.get("num_classes") or hp.get("n_classes") or 0))
+    return max(
+        int(train.labels.max()) + 1, int(val.labels.max()) + 1, int(hp.get("num_classes") or hp.get("n_classes") or 0)
+    )
 
 
 def balanced_weights(train: EncodedSplit, val: EncodedSplit, model: nn.Module, device) -> torch.Tensor:

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import math
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import torch
 from torch import nn
@@ -52,7 +53,9 @@ def warmup_steps(cfg: TrainConfig, steps_per_epoch: int) -> int:
     The defaults (10 epochs, ratio 0.05) give half an epoch, as before the cap.
     """
     total = cfg.epochs * steps_per_epoch
-    return min(round(cfg.warmup_ratio * total), WARMUP_MAX_EPOCHS * steps_per_epoch)  # the same product as before the cap
+    return min(
+        round(cfg.warmup_ratio * total), WARMUP_MAX_EPOCHS * steps_per_epoch
+    )  # the same product as before the cap
 
 
 def lr_lambda(schedule: str, total_steps: int, warmup_steps: int) -> Callable[[int], float]:

@@ -48,9 +48,10 @@ import copy
 import math
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -139,7 +140,9 @@ class Trainer:
                 )
             self.rank, self.world_size = ddp.rank(), ddp.world_size()
             if self.device.type == "cuda" and self.device.index is None:  # one GPU per local rank
-                self.device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", self.rank % torch.cuda.device_count())))
+                self.device = torch.device(
+                    "cuda", int(os.environ.get("LOCAL_RANK", self.rank % torch.cuda.device_count()))
+                )
             if self.rank != 0:  # rank 0 reports for the group
                 self.log = self.on_epoch = self.progress = None
                 self.checkpoint_dir = None
@@ -147,7 +150,9 @@ class Trainer:
         # Evaluation runs as the model is served: float32 on the CPU even with train.cpu_bf16.
         self.eval_amp_dtype = self.amp_dtype if self.device.type == "cuda" else None
         self.metric = f"val_{cfg.early_stopping_metric}"
-        self.higher_is_better = cfg.early_stopping_metric != "loss" and METRICS[cfg.early_stopping_metric].higher_is_better
+        self.higher_is_better = (
+            cfg.early_stopping_metric != "loss" and METRICS[cfg.early_stopping_metric].higher_is_better
+        )
 
     @property
     def checkpoint_path(self) -> Path | None:
@@ -158,7 +163,9 @@ class Trainer:
     def fit(self, train: EncodedSplit, val: EncodedSplit) -> TrainResult:
         cfg, device = self.cfg, self.device
         if len(train) == 0 or len(val) == 0:
-            raise TrainingError(f"Cannot train on an empty split (train: {len(train)} examples, validation: {len(val)}).")
+            raise TrainingError(
+                f"Cannot train on an empty split (train: {len(train)} examples, validation: {len(val)})."
+            )
         set_num_threads(cfg.num_threads)
         model = self.model.to(device)
         torch.manual_seed(cfg.seed + self.rank)  # dropout stream (its own per rank)
@@ -167,7 +174,9 @@ class Trainer:
         steps_per_epoch = math.ceil(len(train) / cfg.batch_size)  # bucket_batches always gives this many
         total_steps = cfg.epochs * steps_per_epoch
         self.optimizer = make_optimizer(model, cfg)
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lr_lambda(cfg.schedule, total_steps, warmup_steps(cfg, steps_per_epoch)))
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, lr_lambda(cfg.schedule, total_steps, warmup_steps(cfg, steps_per_epoch))
+        )
         # Loss scaling is only needed for fp16; a disabled scaler is a pass-through.
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
         self.class_weight = balanced_weights(train, val, model, device) if cfg.class_weights == "balanced" else None
@@ -175,7 +184,8 @@ class Trainer:
         # Hashing the data costs a pass over it, so only when checkpoints are kept.
         self._identity = (
             ckpt_io.run_identity(cfg.model_dump(mode="json"), getattr(model, "hparams", None), train, val)
-            if self.checkpoint_path is not None else None
+            if self.checkpoint_path is not None
+            else None
         )
 
         state, resumed_from = ckpt_io.Progress(), None
@@ -185,8 +195,15 @@ class Trainer:
         self._net = ddp.wrap(model, device) if self.ddp else model
         if ckpt is not None:
             state = ckpt_io.restore(
-                self.checkpoint_path or Path("checkpoint"), ckpt, model=model, optimizer=self.optimizer, scheduler=self.scheduler,
-                scaler=self.scaler, numpy_rng=self.rng, rank=self.rank, world_size=self.world_size,
+                self.checkpoint_path or Path("checkpoint"),
+                ckpt,
+                model=model,
+                optimizer=self.optimizer,
+                scheduler=self.scheduler,
+                scaler=self.scaler,
+                numpy_rng=self.rng,
+                rank=self.rank,
+                world_size=self.world_size,
             )
             resumed_from = state.epoch
             if self.log:
@@ -202,11 +219,15 @@ class Trainer:
                 )
             # ---- validate (data-parallel: rank 0 evaluates, every rank gets its numbers)
             metrics = {"epoch": epoch, "train_loss": train_loss, "train_accuracy": train_accuracy}
-            metrics.update(ddp.from_rank0(self.evaluate(val) if self.rank == 0 else None) if self.ddp else self.evaluate(val))
+            metrics.update(
+                ddp.from_rank0(self.evaluate(val) if self.rank == 0 else None) if self.ddp else self.evaluate(val)
+            )
             metrics.update(lr=lr, epoch_seconds=seconds, tokens_per_second=train.num_tokens / max(seconds, 1e-9))
             # ---- early-stopping bookkeeping
             score = metrics[self.metric]
-            improved = state.best_metric is None or (score > state.best_metric if self.higher_is_better else score < state.best_metric)
+            improved = state.best_metric is None or (
+                score > state.best_metric if self.higher_is_better else score < state.best_metric
+            )
             if improved:
                 state.best_metric, state.best_epoch = score, epoch
                 state.best_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
@@ -225,8 +246,10 @@ class Trainer:
                 self._save_checkpoint(state)
             if state.stopped_early:
                 if self.log:
-                    self.log(f"early stopping: no {self.metric} improvement for {cfg.patience} epoch(s) after epoch "
-                             f"{cfg.stop_after}; best was epoch {state.best_epoch}")
+                    self.log(
+                        f"early stopping: no {self.metric} improvement for {cfg.patience} epoch(s) after epoch "
+                        f"{cfg.stop_after}; best was epoch {state.best_epoch}"
+                    )
                 break
 
         self._net = None  # drop the DDP wrapper (and its gradient hooks' reducer)
@@ -256,9 +279,13 @@ class Trainer:
         opt, sched, scaler = self.optimizer, self.scheduler, self.scaler
         model.train()
         t0 = time.perf_counter()
-        batches = bucket_batches(train.lengths, cfg.batch_size, shuffle=True, rng=self.rng, chunk_batches=cfg.bucket_chunk)
+        batches = bucket_batches(
+            train.lengths, cfg.batch_size, shuffle=True, rng=self.rng, chunk_batches=cfg.bucket_chunk
+        )
         if self.ddp:  # this rank's share of every global batch, and its loss scale
-            parts, scales, sizes = ddp.rank_parts(batches, train.labels, loss_weights(self.class_weight, model), self.rank, self.world_size)
+            parts, scales, sizes = ddp.rank_parts(
+                batches, train.labels, loss_weights(self.class_weight, model), self.rank, self.world_size
+            )
         else:
             parts, scales, sizes = batches, None, [len(b) for b in batches]
         n = len(parts)
@@ -291,7 +318,11 @@ class Trainer:
         seconds = time.perf_counter() - t0
         # Batch-size-weighted means over the epoch; float64 on the host. Data-parallel:
         # a rank's mean loss weighs its share of the global batch (exact with class weights too).
-        weights = [len(b) for b in batches] if scales is None else [sc * len(b) / self.world_size for sc, b in zip(scales, batches)]
+        weights = (
+            [len(b) for b in batches]
+            if scales is None
+            else [sc * len(b) / self.world_size for sc, b in zip(scales, batches)]
+        )
         loss_sum = (step_loss.to("cpu", torch.float64) * torch.tensor(weights, dtype=torch.float64)).sum().item()
         real = torch.tensor(sizes, dtype=torch.float64) > 0  # a filler step counts no hits
         hits = (step_hits.to("cpu", torch.float64) * real).sum().item()
@@ -332,7 +363,9 @@ class Trainer:
         preds_sorted = torch.empty(len(split), dtype=torch.long, device=self.device)
         pos = 0
         with torch.inference_mode():
-            for b, (idx, logits, labels) in enumerate(sorted_logits(self.model, split, batches, self.device, self.pad_id, self.eval_amp_dtype)):
+            for b, (idx, logits, labels) in enumerate(
+                sorted_logits(self.model, split, batches, self.device, self.pad_id, self.eval_amp_dtype)
+            ):
                 batch_loss[b] = F.cross_entropy(logits, labels, reduction="sum")
                 preds_sorted[pos : pos + len(idx)] = logits.argmax(-1)
                 pos += len(idx)
@@ -382,8 +415,15 @@ class Trainer:
         if rng_by_rank is not None:
             rng["torch_by_rank"] = rng_by_rank  # every rank's dropout stream, so a resume continues each one
         ckpt_io.save_checkpoint(
-            self.checkpoint_path, identity=self._identity, config=self.cfg.model_dump(mode="json"), state=state,
-            model=self.model, optimizer=self.optimizer, scheduler=self.scheduler, scaler=self.scaler, rng=rng,
+            self.checkpoint_path,
+            identity=self._identity,
+            config=self.cfg.model_dump(mode="json"),
+            state=state,
+            model=self.model,
+            optimizer=self.optimizer,
+            scheduler=self.scheduler,
+            scaler=self.scaler,
+            rng=rng,
         )
 
 

@@ -31,9 +31,7 @@ def balanced_labels(classes: Sequence[str], size: int, rng: random.Random) -> li
     return labels
 
 
-def flip_labels(
-    labels: Sequence[str], classes: Sequence[str], noise: float, rng: random.Random
-) -> list[str]:
+def flip_labels(labels: Sequence[str], classes: Sequence[str], noise: float, rng: random.Random) -> list[str]:
     """Replace a ``noise`` fraction of labels by another class, keeping balance.
 
     The same number of rows is taken from every class, and class ``c`` sends

@@ -43,15 +43,13 @@ def context_label(text: str | Sequence[str], window: int = 3) -> str:
         raise ValueError(f"expected an odd number of cue words, found {len(cues)}")
     votes = 0
     for i in cues:
-        near = tokens[max(0, i - window):i] + tokens[i + 1:i + 1 + window]
+        near = tokens[max(0, i - window) : i] + tokens[i + 1 : i + 1 + window]
         flipped = near.count(FLIP_MARKER) % 2 == 1
         votes += 1 if (tokens[i] in POSITIVE_CUES) != flipped else -1
     return "positive" if votes > 0 else "negative"
 
 
-def context(
-    *, seed: int, size: int = 3000, length: int = 60, cues: int = 5, window: int = 3
-) -> dict[str, list]:
+def context(*, seed: int, size: int = 3000, length: int = 60, cues: int = 5, window: int = 3) -> dict[str, list]:
     """Cue words whose polarity is flipped by a marker on either side.
 
     Text: ``length`` tokens of filler holding ``cues`` cue words (positive
@@ -135,7 +133,7 @@ def order_label(text: str | Sequence[str]) -> str:
     if len(cues) != 1:
         raise ValueError(f"expected exactly one cue word, found {len(cues)}")
     cue = cues[0]
-    flips = tokens[cue + 1:].count(FLIP_MARKER)
+    flips = tokens[cue + 1 :].count(FLIP_MARKER)
     return "positive" if (tokens[cue] in POSITIVE_CUES) != (flips % 2 == 1) else "negative"
 
 

@@ -39,10 +39,10 @@ FILLER = tuple(a + b for a in _SYLLABLES for b in _SYLLABLES)[::16]  # 100 words
 
 # Informative words: consonant, "e", consonant, "o" ("feho", "jeso", ...).
 _MARKED = tuple(a + "e" + b + "o" for a in "fhjsvwz" for b in "fhjsvwz" if a != b)  # 42 words
-SIGNALS = _MARKED[0:10]          # long-range
-FIRST_TOKENS = _MARKED[10:20]    # ends: the token at the start
-LAST_TOKENS = _MARKED[20:30]     # ends: the token at the end
-POSITIVE_CUES = _MARKED[30:33]   # context / order
+SIGNALS = _MARKED[0:10]  # long-range
+FIRST_TOKENS = _MARKED[10:20]  # ends: the token at the start
+LAST_TOKENS = _MARKED[20:30]  # ends: the token at the end
+POSITIVE_CUES = _MARKED[30:33]  # context / order
 NEGATIVE_CUES = _MARKED[33:36]
 FLIP_MARKER = _MARKED[36]
 
@@ -115,16 +115,15 @@ def ends_label(text: str | Sequence[str], classes: int = 4, rule: str = "pair") 
     """
     tokens = tokens_of(text)
     if len(tokens) < 2 or tokens[0] not in FIRST_TOKENS[:classes] or tokens[-1] not in LAST_TOKENS[:classes]:
-        raise ValueError(f"an ends text starts with one of {FIRST_TOKENS[:classes]} and ends with one of "
-                         f"{LAST_TOKENS[:classes]}")
+        raise ValueError(
+            f"an ends text starts with one of {FIRST_TOKENS[:classes]} and ends with one of {LAST_TOKENS[:classes]}"
+        )
     if rule not in ENDS_RULES:
         raise ValueError(f"unknown rule {rule!r}; one of {ENDS_RULES}")
     return _ends_class(FIRST_TOKENS.index(tokens[0]), LAST_TOKENS.index(tokens[-1]), classes, rule)
 
 
-def ends(
-    *, seed: int, size: int = 4000, length: int = 100, classes: int = 4, rule: str = "pair"
-) -> dict[str, list]:
+def ends(*, seed: int, size: int = 4000, length: int = 100, classes: int = 4, rule: str = "pair") -> dict[str, list]:
     """Combine the first and the last token of a long text.
 
     Text: a start token ``FIRST_TOKENS[a]``, exactly ``length`` filler

@@ -87,8 +87,12 @@ NEG_NP = _split(
 # --- evaluative verbs --------------------------------------------------------
 # (past form, base form). Used as "I loved the ending" / "I did not love it".
 POS_VERBS = (
-    ("loved", "love"), ("enjoyed", "enjoy"), ("adored", "adore"),
-    ("liked", "like"), ("admired", "admire"), ("savored", "savor"),
+    ("loved", "love"),
+    ("enjoyed", "enjoy"),
+    ("adored", "adore"),
+    ("liked", "like"),
+    ("admired", "admire"),
+    ("savored", "savor"),
 )
 NEG_VERBS = (("hated", "hate"), ("disliked", "dislike"), ("resented", "resent"))
 # Passive experiencer frames: "I was moved by the score".
@@ -126,7 +130,9 @@ SIGN_OFFS = _split(
 ITEMS = {
     "film": _split("the film|the movie|this picture|this thriller|this drama|this comedy|the sequel|this western"),
     "book": _split("the book|the novel|this memoir|this thriller|the sequel|this collection|this biography|the debut"),
-    "restaurant": _split("the restaurant|this place|the bistro|this diner|the cafe|this tavern|the brasserie|this trattoria"),
+    "restaurant": _split(
+        "the restaurant|this place|the bistro|this diner|the cafe|this tavern|the brasserie|this trattoria"
+    ),
     "product": _split(
         "this blender|the kettle|this vacuum|the toaster|this drill|the lamp|this router|the speaker|"
         "this backpack|the keyboard|this camera|the tablet|this heater|the mattress"
@@ -330,9 +336,7 @@ USES = _split(
     "making soup|morning coffee|small repairs|video calls|reading in bed|weekend trips|"
     "the home office|baking bread|the garden shed|long commutes|the guest room|school projects"
 )
-OLD_THINGS = _split(
-    "kettle|blender|lamp|radio|drill|toaster|backpack|router|speaker|keyboard|camera|heater"
-)
+OLD_THINGS = _split("kettle|blender|lamp|radio|drill|toaster|backpack|router|speaker|keyboard|camera|heater")
 STORES = _split(
     "a shop in town|a market stall|a website|a department store|a hardware store|"
     "an outlet near the station|a garage sale"

@@ -76,8 +76,7 @@ def _shortest(depth: int) -> int:
     return 3 * depth + 1
 
 
-def _draw(rng: random.Random, depth: int, op: str, value: int, max_args: int, tokens: list[str],
-          room: int) -> None:
+def _draw(rng: random.Random, depth: int, op: str, value: int, max_args: int, tokens: list[str], room: int) -> None:
     """Append an expression of exactly ``depth`` levels, value ``value`` and at
     most ``room`` tokens (``room >= _shortest(depth)``).
 

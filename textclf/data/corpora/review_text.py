@@ -46,8 +46,7 @@ def _adjective(rng: random.Random, clause: Clause, domain: str) -> tuple[str, in
     if rng.random() < 0.25:
         return _pick(rng, lx.DOMAIN_ADJ[domain][0 if positive else 1]), 2
     table = lx.POS_ADJ if positive else lx.NEG_ADJ
-    allowed = [(s, w) for s, w in _STRENGTH_WEIGHTS
-               if not (s == 3 and clause.degree == "hedge")]
+    allowed = [(s, w) for s, w in _STRENGTH_WEIGHTS if not (s == 3 and clause.degree == "hedge")]
     strength = rng.choices([s for s, _ in allowed], [w for _, w in allowed])[0]
     return _pick(rng, table[strength]), strength
 
@@ -84,8 +83,21 @@ def _adjective_clause(rng: random.Random, clause: Clause, subj: str, domain: str
         )
         return _pick(rng, forms)
     nd = _pick(rng, lx.NEGATED_DEGREE) + " " if rng.random() < 0.3 else ""
-    short_neg = _pick(rng, ("never", "hardly", "far from", "by no means", "anything but",
-                            "in no way", "not remotely", "not exactly", "not at all", "never once"))
+    short_neg = _pick(
+        rng,
+        (
+            "never",
+            "hardly",
+            "far from",
+            "by no means",
+            "anything but",
+            "in no way",
+            "not remotely",
+            "not exactly",
+            "not at all",
+            "never once",
+        ),
+    )
     forms = (
         f"{subj} {cop}n't {nd}{adj}",
         f"{subj} {cop} not {nd}{adj}",
@@ -115,12 +127,19 @@ def _noun_clause(rng: random.Random, clause: Clause, subj: str) -> str:
             np = _pick(rng, (f"truly {np}", f"nothing short of {np}", f"{_article(mod)} {mod} {_bare(np)}"))
         elif clause.degree == "hedge":
             np = _pick(rng, (f"something of {np}", f"a bit of {np}", f"more or less {np}", f"in some ways {np}"))
-        return _pick(rng, (f"{subj} {cop} {np}", f"{subj} {cop} {np}, plain and simple", f"{subj} turned out to be {np}"))
+        return _pick(
+            rng, (f"{subj} {cop} {np}", f"{subj} {cop} {np}, plain and simple", f"{subj} turned out to be {np}")
+        )
     forms = [
-        f"{subj} {cop} not {np}", f"{subj} {cop}n't {np}", f"{subj} {cop} hardly {np}",
-        f"{subj} {cop} far from {np}", f"{subj} {cop} no {_bare(np)}",
-        f"{subj} {cop} anything but {np}", f"{subj} {cop} by no means {np}",
-        f"I would not call {subj} {np}", f"no one would call {subj} {np}",
+        f"{subj} {cop} not {np}",
+        f"{subj} {cop}n't {np}",
+        f"{subj} {cop} hardly {np}",
+        f"{subj} {cop} far from {np}",
+        f"{subj} {cop} no {_bare(np)}",
+        f"{subj} {cop} anything but {np}",
+        f"{subj} {cop} by no means {np}",
+        f"I would not call {subj} {np}",
+        f"no one would call {subj} {np}",
         f"{subj} {cop} not what I would call {np}",
     ]
     if positive:
@@ -133,8 +152,15 @@ def _verb_clause(rng: random.Random, clause: Clause, subj: str) -> str:
     if rng.random() < 0.4:  # experiencer frame: "I was moved by the score"
         frame = _pick(rng, lx.POS_PASSIVE if positive else lx.NEG_PASSIVE)
         if clause.negated:
-            return _pick(rng, (f"I was not {frame} {subj}", f"I was never {frame} {subj}",
-                               f"at no point was I {frame} {subj}", f"I wasn't {frame} {subj}"))
+            return _pick(
+                rng,
+                (
+                    f"I was not {frame} {subj}",
+                    f"I was never {frame} {subj}",
+                    f"at no point was I {frame} {subj}",
+                    f"I wasn't {frame} {subj}",
+                ),
+            )
         d = _degree_word(rng, clause.degree, 2)
         return f"I was {d}{frame} {subj}"
     if not positive and not clause.negated and rng.random() < 0.25:
@@ -142,11 +168,22 @@ def _verb_clause(rng: random.Random, clause: Clause, subj: str) -> str:
     past, base = _pick(rng, lx.POS_VERBS if positive else lx.NEG_VERBS)
     # Both verb forms occur negated and unnegated, so neither gives the label away.
     if clause.negated:
-        return _pick(rng, (f"I did not {base} {subj}", f"I don't {base} {subj}", f"I do not really {base} {subj}",
-                           f"I never {past} {subj}", f"I can't say I {past} {subj}", f"I never really {past} {subj}"))
+        return _pick(
+            rng,
+            (
+                f"I did not {base} {subj}",
+                f"I don't {base} {subj}",
+                f"I do not really {base} {subj}",
+                f"I never {past} {subj}",
+                f"I can't say I {past} {subj}",
+                f"I never really {past} {subj}",
+            ),
+        )
     d = _degree_word(rng, clause.degree, 2)
-    return _pick(rng, (f"I {d}{past} {subj}", f"we {d}{past} {subj}", f"I {d}{base} {subj}",
-                       f"I {d}{past} {subj} from start to end"))
+    return _pick(
+        rng,
+        (f"I {d}{past} {subj}", f"we {d}{past} {subj}", f"I {d}{base} {subj}", f"I {d}{past} {subj} from start to end"),
+    )
 
 
 def write_clause(rng: random.Random, clause: Clause, subj: str, domain: str) -> str:
@@ -193,12 +230,25 @@ def _contrast_sentence(rng: random.Random, contrast: Contrast, domain: str, item
         return _cap(f"{m}, despite {phrase}.")
     c = write_clause(rng, conc, c_subj, domain)
     forms = (
-        f"{c}, but {m}.", f"{c}, but {m}.", f"{c}, yet {m}.", f"sure, {c}, but {m}.",
-        f"{c}. However, {m}.", f"{c}. But {m}.", f"{c}. Still, {m}.", f"{c}. Even so, {m}.",
-        f"{c}. That said, {m}.", f"{c}. Nevertheless, {m}.", f"{c}. In the end, though, {m}.",
-        f"although {c}, {m}.", f"though {c}, {m}.", f"even though {c}, {m}.",
-        f"while {c}, {m}.", f"even if {c}, {m}.",
-        f"{m}, although {c}.", f"{m}, even though {c}.", f"{m}, despite the fact that {c}.",
+        f"{c}, but {m}.",
+        f"{c}, but {m}.",
+        f"{c}, yet {m}.",
+        f"sure, {c}, but {m}.",
+        f"{c}. However, {m}.",
+        f"{c}. But {m}.",
+        f"{c}. Still, {m}.",
+        f"{c}. Even so, {m}.",
+        f"{c}. That said, {m}.",
+        f"{c}. Nevertheless, {m}.",
+        f"{c}. In the end, though, {m}.",
+        f"although {c}, {m}.",
+        f"though {c}, {m}.",
+        f"even though {c}, {m}.",
+        f"while {c}, {m}.",
+        f"even if {c}, {m}.",
+        f"{m}, although {c}.",
+        f"{m}, even though {c}.",
+        f"{m}, despite the fact that {c}.",
         f"{m}, even if {c}.",
     )
     text = _pick(rng, forms)
@@ -218,8 +268,7 @@ def write_opinions(rng: random.Random, opinions: Sequence[Opinion], domain: str,
         return [_cap(a + joiner + b) + "."]
     subjects = _subjects(rng, domain, item, len(opinions))
     return [
-        _contrast_sentence(rng, o, domain, item) if isinstance(o, Contrast)
-        else _clause_sentence(rng, o, subj, domain)
+        _contrast_sentence(rng, o, domain, item) if isinstance(o, Contrast) else _clause_sentence(rng, o, subj, domain)
         for o, subj in zip(opinions, subjects)
     ]
 
@@ -236,8 +285,11 @@ def _event(rng: random.Random, cast: Mapping[str, str], actor: str = "name") -> 
     """A plot event done by ``cast[actor]``; any second character is the other one."""
     other = cast["name2"] if actor == "name" else cast["name"]
     return _pick(rng, lx.PLOT_EVENTS).format(
-        place=_pick(rng, lx.PLACES), relative=_pick(rng, lx.RELATIVES), name2=other,
-        object=_pick(rng, lx.OBJECTS), spot=_pick(rng, lx.SPOTS),
+        place=_pick(rng, lx.PLACES),
+        relative=_pick(rng, lx.RELATIVES),
+        name2=other,
+        object=_pick(rng, lx.OBJECTS),
+        spot=_pick(rng, lx.SPOTS),
     )
 
 
@@ -258,8 +310,9 @@ def _neutral_forms(domain: str) -> list:
         lambda r, c: f"This is my {p(r, ('first', 'second', 'third', 'fifth'))} review on this site.",
     ]
     story = [
-        lambda r, c: f"The story follows {c['name']}, {p(r, lx.OCCUPATIONS)} from {p(r, lx.PLACES)}, "
-                     f"who {_event(r, c)}.",
+        lambda r, c: (
+            f"The story follows {c['name']}, {p(r, lx.OCCUPATIONS)} from {p(r, lx.PLACES)}, who {_event(r, c)}."
+        ),
         lambda r, c: f"It is a {p(r, lx.GENRES)} set {p(r, lx.SETTINGS)}.",
         lambda r, c: f"{c['name']} {_event(r, c)}.",
         lambda r, c: _follow_up(r, c),
@@ -275,8 +328,9 @@ def _neutral_forms(domain: str) -> list:
         "book": [
             lambda r, c: f"I read it over {p(r, ('a long weekend', 'two weeks', 'a month', 'a few evenings'))}.",
             lambda r, c: f"It is about {r.randint(18, 70) * 10} pages long.",
-            lambda r, c: f"{c['name']} {c['surname']} wrote it after {r.randint(3, 30)} years as "
-                         f"{p(r, lx.OCCUPATIONS)}.",
+            lambda r, c: (
+                f"{c['name']} {c['surname']} wrote it after {r.randint(3, 30)} years as {p(r, lx.OCCUPATIONS)}."
+            ),
             lambda r, c: f"I picked up a copy from {p(r, lx.STORES)}.",
             lambda r, c: f"Much of it revolves around {p(r, lx.OBJECTS)} that {c['name']} keeps in {p(r, lx.PLACES)}.",
         ],
@@ -284,25 +338,34 @@ def _neutral_forms(domain: str) -> list:
             lambda r, c: f"We went on a {p(r, lx.WEEKDAYS)} evening with {p(r, lx.COMPANIONS)}.",
             lambda r, c: "We ordered {} and {}.".format(*r.sample(lx.DISHES, 2)),
             lambda r, c: "I had {0} and {2} had {1}.".format(*r.sample(lx.DISHES, 2), p(r, lx.COMPANIONS)),
-            lambda r, c: "It is on a side street near the "
-                         f"{p(r, ('station', 'harbor', 'old market', 'cathedral', 'university'))}.",
+            lambda r, c: (
+                "It is on a side street near the "
+                f"{p(r, ('station', 'harbor', 'old market', 'cathedral', 'university'))}."
+            ),
             lambda r, c: f"We booked a table for {r.randint(2, 8)} about a week ahead.",
             lambda r, c: f"The kitchen is run by {c['name']} {c['surname']}, who used to cook in {p(r, lx.PLACES)}.",
             lambda r, c: f"The menu changes every {p(r, ('season', 'month', 'week'))}.",
             lambda r, c: f"I drank {p(r, lx.DRINKS)} and {p(r, lx.COMPANIONS)} stuck to {p(r, lx.DRINKS)}.",
-            lambda r, c: f"We sat {p(r, ('outside', 'upstairs', 'at the counter', 'in the back room'))} "
-                         f"from {r.randint(6, 9)} until about {r.randint(10, 11)}.",
+            lambda r, c: (
+                f"We sat {p(r, ('outside', 'upstairs', 'at the counter', 'in the back room'))} "
+                f"from {r.randint(6, 9)} until about {r.randint(10, 11)}."
+            ),
             lambda r, c: f"Our table was by the {p(r, ('window', 'bar', 'kitchen door', 'fireplace', 'stairs'))}.",
-            lambda r, c: f"The bill came to about {r.randint(30, 200)} dollars for the "
-                         f"{p(r, ('two', 'three', 'four'))} of us.",
+            lambda r, c: (
+                f"The bill came to about {r.randint(30, 200)} dollars for the {p(r, ('two', 'three', 'four'))} of us."
+            ),
         ],
         "product": [
-            lambda r, c: f"I bought it {r.randint(2, 11)} {p(r, ('weeks', 'months'))} ago to replace my old "
-                         f"{p(r, lx.OLD_THINGS)}.",
+            lambda r, c: (
+                f"I bought it {r.randint(2, 11)} {p(r, ('weeks', 'months'))} ago to replace my old "
+                f"{p(r, lx.OLD_THINGS)}."
+            ),
             lambda r, c: "It comes in {} and {}.".format(*r.sample(lx.COLORS, 2)),
             lambda r, c: f"I mostly use it for {p(r, lx.USES)}.",
             lambda r, c: "The box included {} and {}.".format(*r.sample(lx.ACCESSORIES, 2)),
-            lambda r, c: f"It has {r.randint(2, 12)} settings and a {p(r, ('dial', 'touch panel', 'switch', 'timer'))}.",
+            lambda r, c: (
+                f"It has {r.randint(2, 12)} settings and a {p(r, ('dial', 'touch panel', 'switch', 'timer'))}."
+            ),
             lambda r, c: f"It weighs about {r.randint(3, 40) * 50} grams.",
             lambda r, c: f"I ordered it from {p(r, lx.STORES)} and it arrived on a {p(r, lx.WEEKDAYS)}.",
             lambda r, c: f"It cost about {r.randint(15, 400)} dollars.",
@@ -311,8 +374,10 @@ def _neutral_forms(domain: str) -> list:
         "game": [
             lambda r, c: f"You play as {c['name']}, {p(r, lx.OCCUPATIONS)} who {_event(r, c)}.",
             lambda r, c: f"I played it on {p(r, lx.PLATFORMS)} for about {r.randint(5, 90)} hours.",
-            lambda r, c: f"There are {r.randint(4, 30)} chapters and a separate "
-                         f"{p(r, ('co-op', 'arcade', 'survival', 'photo'))} mode.",
+            lambda r, c: (
+                f"There are {r.randint(4, 30)} chapters and a separate "
+                f"{p(r, ('co-op', 'arcade', 'survival', 'photo'))} mode."
+            ),
             lambda r, c: f"The studio behind it is based in {p(r, lx.PLACES)}.",
             lambda r, c: f"At one point you have to carry {p(r, lx.OBJECTS)} across {p(r, lx.PLACES)}.",
         ],
@@ -339,8 +404,10 @@ def _summary(rng: random.Random, domain: str, cast: Mapping[str, str], n: int) -
     """``n`` neutral sentences; for stories a plot summary that opens the plot."""
     if domain not in ("film", "book", "game"):
         return neutral_sentences(rng, domain, cast, n)
-    out = [f"The story follows {cast['name']}, {_pick(rng, lx.OCCUPATIONS)} from "
-           f"{_pick(rng, lx.PLACES)}, who {_event(rng, cast)}."]
+    out = [
+        f"The story follows {cast['name']}, {_pick(rng, lx.OCCUPATIONS)} from "
+        f"{_pick(rng, lx.PLACES)}, who {_event(rng, cast)}."
+    ]
     while len(out) < n:
         out.append(_follow_up(rng, cast))
     return out[:n]

@@ -109,8 +109,13 @@ def _check_domains(domains: object) -> tuple[str, ...]:
 
 
 def reviews_with_plans(
-    *, seed: int, size: int = 6000, classes: int = 2, min_sentences: int = 1,
-    max_sentences: int = 4, mix: Mapping[str, float] | None = None,
+    *,
+    seed: int,
+    size: int = 6000,
+    classes: int = 2,
+    min_sentences: int = 1,
+    max_sentences: int = 4,
+    mix: Mapping[str, float] | None = None,
     domains: Sequence[str] | str | None = None,
 ) -> tuple[list[str], list[str], list[ReviewPlan]]:
     """Noise-free texts, labels and the plans behind them (see ``reviews``)."""
@@ -131,9 +136,15 @@ def reviews_with_plans(
 
 
 def reviews(
-    *, seed: int, size: int = 6000, classes: int = 2, noise: float = 0.05,
-    min_sentences: int = 1, max_sentences: int = 4,
-    mix: Mapping[str, float] | None = None, domains: Sequence[str] | str | None = None,
+    *,
+    seed: int,
+    size: int = 6000,
+    classes: int = 2,
+    noise: float = 0.05,
+    min_sentences: int = 1,
+    max_sentences: int = 4,
+    mix: Mapping[str, float] | None = None,
+    domains: Sequence[str] | str | None = None,
 ) -> dict[str, list[str]]:
     """English-like reviews whose sentiment follows from sentence structure.
 
@@ -171,8 +182,13 @@ def reviews(
     """
     noise = check_float("noise", noise, 0.0, 1.0)
     texts, labels, _ = reviews_with_plans(
-        seed=seed, size=size, classes=classes, min_sentences=min_sentences,
-        max_sentences=max_sentences, mix=mix, domains=domains,
+        seed=seed,
+        size=size,
+        classes=classes,
+        min_sentences=min_sentences,
+        max_sentences=max_sentences,
+        mix=mix,
+        domains=domains,
     )
     if noise > 0:
         names = (POSITIVE, NEGATIVE, MIXED)[:classes]
