@@ -31,7 +31,7 @@ def config_show(
     pipe = load_pipeline(pipeline, overrides=set_, params_file=params, only=[variant] if variant else None)
     doc = {
         "pipeline": pipe.name,
-        "seeds": pipe.seeds,
+        "seeds": pipe.spec.seeds,  # a list, or a schedule {min, max, ...}
         "baseline": pipe.baseline,
         "variants": {name: v.config.to_dict() for name, v in pipe.variants.items()},
     }
