@@ -16,7 +16,6 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parent.parent / "textclf"
-MAX_LINES = 400
 
 
 def _modules() -> list[Path]:
@@ -89,8 +88,9 @@ def test_cycle_finder_finds_a_cycle():
 
 
 @pytest.mark.parametrize("path", _modules(), ids=lambda p: str(p.relative_to(PACKAGE.parent)))
-def test_module_is_small_and_says_what_it_is_for(path):
+def test_module_says_what_it_is_for(path):
+    # Modules are split by concept; their size is a prompt to look in review, not a rule (a line cap split
+    # concepts in two, e.g. a model folder's reader from its checks).
     source = path.read_text(encoding="utf-8")
-    assert len(source.splitlines()) <= MAX_LINES, f"{path.name}: split it by job"
     if path.name != "__main__.py":
         assert ast.get_docstring(ast.parse(source)), f"{path}: add a module docstring saying what it is for"

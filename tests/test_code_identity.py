@@ -130,20 +130,29 @@ def test_code_identity_ignores_comments_docstrings_and_layout_but_not_behaviour(
         assert behaviour_of(edited) != behaviour_of(base), edited
 
 
-def test_behaviour_hashes_remembered_by_one_process_are_those_another_computes(tmp_path, monkeypatch):
+def test_behaviour_hashes_remembered_by_one_process_are_those_another_computes(tmp_path):
+    import hashlib
+
     from textclf.core import code
 
-    name = "textclf.core.errors"
-    fresh = code.behaviour_of(code._modules()[name])
-    monkeypatch.setattr(code, "_memo", [tmp_path / ".code"])
-    code._behaviour_hash.cache_clear()
+    memo = tmp_path / ".code-behaviour.json"
+    expected = code.code_fingerprint.__wrapped__("textclf.core.errors")  # parsed, nothing remembered yet
     try:
-        first = code._behaviour_hash(name)
-        assert len(list((tmp_path / ".code").iterdir())) == 1  # remembered, named by the raw source's hash
         code._behaviour_hash.cache_clear()
-        assert code._behaviour_hash(name) == first == __import__("hashlib").sha256(fresh).digest()
+        code.remember_in(memo)
+        assert code.code_fingerprint.__wrapped__("textclf.core.errors") == expected
+        remembered = json.loads(memo.read_text())  # one file: raw source hash -> behaviour hash
+        source = code._modules()["textclf.core.errors"]
+        assert remembered[hashlib.sha256(source).hexdigest()] == hashlib.sha256(code.behaviour_of(source)).hexdigest()
+        # a later process reads it instead of parsing: a (deliberately) wrong entry would show through
+        code._behaviour_hash.cache_clear()
+        code.remember_in(tmp_path / "other.json")
+        memo.write_text(json.dumps({hashlib.sha256(source).hexdigest(): "0" * 64}))
+        code.remember_in(memo)
+        assert code.code_fingerprint.__wrapped__("textclf.core.errors") != expected
     finally:
         code._behaviour_hash.cache_clear()
+        code.remember_in(tmp_path / "unused.json")
 
 
 def _train(copy_root: Path, cache: Path, out: Path) -> dict:

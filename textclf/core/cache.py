@@ -129,7 +129,7 @@ class PruneResult:
 class StageCache:
     def __init__(self, root: str | Path | None = None):
         self.root = Path(root) if root else default_cache_dir()
-        remember_in(self.root / ".code")  # behaviour hashes of textclf's modules, read instead of parsed
+        remember_in(self.root / ".code-behaviour.json")  # behaviour hashes of textclf's modules, read instead of parsed
         self._held: dict[tuple[str, str], Any] = {}  # (stage, key) -> open use-lock file (shared lock)
         _ROOTS.add(self.root.absolute())
 
@@ -155,7 +155,7 @@ class StageCache:
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.root = state["root"]
-        remember_in(self.root / ".code")
+        remember_in(self.root / ".code-behaviour.json")
         self._held = {}
 
     def path(self, stage: str, key: str) -> Path:

@@ -37,6 +37,7 @@ from __future__ import annotations
 import ast
 import functools
 import hashlib
+import json
 import os
 import re
 from pathlib import Path
@@ -136,39 +137,60 @@ def behaviour_of(source: bytes) -> bytes:
     return ast.dump(tree, annotate_fields=False).encode()
 
 
-_memo: list[Path] = []  # where behaviour hashes are remembered between processes (see remember_in)
+_memo: dict = {"file": None, "known": None, "new": {}}  # behaviour hashes remembered between processes (remember_in)
 
 
-def remember_in(folder: str | Path) -> None:
-    """Keep each source version's behaviour hash in ``folder`` (the stage cache's ``.code/``).
+def remember_in(path: str | Path) -> None:
+    """Keep behaviour hashes in ``path`` (the stage cache's ``.code-behaviour.json``), one JSON file.
 
     Parsing the whole package costs a few tenths of a second, which every process
-    that computes a key would pay again; a file named by the raw source's hash
-    holds its behaviour hash, so an unchanged module is read, not parsed.
+    that computes a key would pay again; the file maps each module source's raw
+    hash to its behaviour hash, so an unchanged module is read, not parsed. One
+    small file, not one per module: a cache on a nearly full disk loses little.
     """
-    _memo[:] = [Path(folder)]
+    if _memo["file"] != Path(path):
+        _memo.update(file=Path(path), known=None, new={})
+
+
+def _remembered() -> dict[str, str]:
+    if _memo["known"] is None:
+        try:
+            known = json.loads(_memo["file"].read_text()) if _memo["file"] is not None else {}
+            _memo["known"] = known if isinstance(known, dict) else {}
+        except (OSError, ValueError):
+            _memo["known"] = {}
+    return _memo["known"]
+
+
+def _save_remembered() -> None:
+    """Write the hashes this process computed, merged with the file's (any writer's content is right)."""
+    path, new = _memo["file"], _memo["new"]
+    if path is None or not new:
+        return
+    _memo["known"] = None  # re-read: another process may have added entries
+    merged = {**_remembered(), **new}
+    try:  # a read-only or full cache only loses the shortcut
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(merged))
+        os.replace(tmp, path)
+        _memo["known"], _memo["new"] = merged, {}
+    except OSError:
+        try:
+            tmp.unlink()
+        except (OSError, UnboundLocalError):
+            pass
 
 
 @functools.cache
 def _behaviour_hash(name: str) -> bytes:
     source = _modules()[name]
-    memo = _memo[0] / hashlib.sha256(source).hexdigest() if _memo else None
-    if memo is not None:
-        try:
-            known = bytes.fromhex(memo.read_text())
-            if len(known) == 32:
-                return known
-        except (OSError, ValueError):
-            pass
+    raw = hashlib.sha256(source).hexdigest()
+    known = _remembered().get(raw)
+    if isinstance(known, str) and len(known) == 64:
+        return bytes.fromhex(known)
     digest = hashlib.sha256(behaviour_of(source)).digest()
-    if memo is not None:
-        try:  # a read-only or full cache only loses the shortcut
-            memo.parent.mkdir(parents=True, exist_ok=True)
-            tmp = memo.with_name(f"{memo.name}.{os.getpid()}.tmp")
-            tmp.write_text(digest.hex())
-            os.replace(tmp, memo)
-        except OSError:
-            pass
+    _memo["new"][raw] = digest.hex()
     return digest
 
 
@@ -184,4 +206,5 @@ def code_fingerprint(module: str | None = None) -> str:
     h = hashlib.sha256()
     for name in names:
         h.update(name.encode() + b"\0" + _behaviour_hash(name) + b"\0")
+    _save_remembered()
     return h.hexdigest()[:20]
