@@ -445,7 +445,8 @@ def _print_models(summary: dict, parent_run_id: str | None) -> None:
     tasks = summary.get("tasks") or {None: summary}
     lines = []
     for task, s in tasks.items():
-        models = variant_models(s)
+        # recorded by the run (an unchanged re-run then needs no MLflow import); else looked up
+        models = s.get("models") or variant_models(s)
         if not models:
             continue
         best = s.get("best_variant")

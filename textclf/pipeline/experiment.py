@@ -336,6 +336,10 @@ def run_pipeline(
                 else:
                     summary["registered"] = register_champion(client, summary, register)
             summary["environment"] = environment(pipe, executor=executor, jobs=jobs)
+            from textclf.tracking.past import variant_models
+
+            for s in summaries.values():  # each variant's model (best seed on validation), for "Use a model"
+                s["models"] = variant_models(s, client)
             if pipe.spec.description:
                 summary["description"] = pipe.spec.description
             (Path(tmp) / "summary.json").write_text(json.dumps(summary, indent=1, default=str))
