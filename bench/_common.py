@@ -24,6 +24,17 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 RT_TRAIN = REPO.parent / "shared" / "data" / "rt" / "rt_train.csv"
 RESULTS = REPO / "bench" / "results"
+# `textclf train` on a model that trains in seconds, for benchmarks that need any trained model
+TINY_TRAIN = [
+    "--set",
+    "data.source=builtin:reviews",
+    "--set",
+    "data.options={size: 300}",
+    "--set",
+    "train.epochs=1",
+    "--set",
+    "evaluate.latency_samples=0",
+]
 
 # FLOPs per token per layer-direction of the *forward* pass, as a multiple of H·(I+H):
 # every gate is an (I+H)->H matrix-vector product (2 FLOPs per multiply-add),

@@ -95,14 +95,7 @@ def measure(work: Path, threads: int) -> dict:
         uri,
         "--metrics-out",
         str(work / "m.json"),
-        "--set",
-        "data.source=builtin:reviews",
-        "--set",
-        "data.options={size: 300}",
-        "--set",
-        "train.epochs=1",
-        "--set",
-        "evaluate.latency_samples=0",
+        *C.TINY_TRAIN,
     ]
     train_s = _run(train, work / "train.log", env=env, cwd=work)
     run_id = json.loads((work / "m.json").read_text())["run_id"]

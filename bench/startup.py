@@ -105,14 +105,7 @@ def _train(work: Path, env: dict) -> tuple[Path, str]:
         str(folder),
         "--metrics-out",
         str(work / "m.json"),
-        "--set",
-        "data.source=builtin:reviews",
-        "--set",
-        "data.options={size: 300}",
-        "--set",
-        "train.epochs=1",
-        "--set",
-        "evaluate.latency_samples=0",
+        *C.TINY_TRAIN,
     ]
     _run(cmd, env, work)
     return folder, json.loads((work / "m.json").read_text())["run_id"]
