@@ -41,6 +41,7 @@ def load_model(
     device: str | None = None,
     cache_dir: str | Path | None = None,
     allow_failed: bool = False,
+    engine: str = "auto",
 ) -> Classifier:
     """A trained classifier from any model reference.
 
@@ -53,12 +54,16 @@ def load_model(
     from the artifact. Raises :class:`textclf.core.errors.ModelError` when the
     reference or the folder is wrong. A model from MLflow is downloaded once into
     ``<cache_dir>/models/`` (default: ``$TEXTCLF_CACHE_DIR``, else ``.textclf``).
+    ``engine`` (auto, torch, onnx): see :class:`textclf.serving.classifier.Classifier`;
+    auto runs a folder exported with ``--onnx`` without torch.
     """
     from textclf.serving.classifier import Classifier
     from textclf.tracking.refs import load_folder
 
-    folder, resolved = load_folder(ref, tracking_uri=tracking_uri, cache_dir=cache_dir, allow_failed=allow_failed)
-    clf = Classifier(folder, device=device)
+    folder, resolved = load_folder(
+        ref, tracking_uri=tracking_uri, cache_dir=cache_dir, allow_failed=allow_failed, weights=engine == "torch"
+    )
+    clf = Classifier(folder, device=device, engine=engine)
     clf.ref = resolved
     return clf
 
@@ -70,12 +75,15 @@ def load_encoder(
     device: str | None = None,
     cache_dir: str | Path | None = None,
     allow_failed: bool = False,
+    engine: str = "auto",
 ) -> Encoder:
-    """The trained embedding + encoder of a neural model, for ``embed(texts)``."""
+    """The trained embedding + encoder of a neural model, for ``embed(texts)`` (``engine`` as in :func:`load_model`)."""
     from textclf.serving.classifier import Encoder
 
     return Encoder(
-        load_model(ref, tracking_uri=tracking_uri, device=device, cache_dir=cache_dir, allow_failed=allow_failed)
+        load_model(
+            ref, tracking_uri=tracking_uri, device=device, cache_dir=cache_dir, allow_failed=allow_failed, engine=engine
+        )
     )
 
 

@@ -60,6 +60,14 @@ AllowFailedOpt = Annotated[
         help="Use the model of a FAILED or deleted MLflow run (refused otherwise: it may be half-trained).",
     ),
 ]
+EngineOpt = Annotated[
+    str,
+    typer.Option(
+        "--engine",
+        help="auto (default): a folder exported with --onnx runs on onnxruntime, without torch (CPU); "
+        "else torch. torch: always the weights. onnx: the ONNX graph or an error saying why not.",
+    ),
+]
 CacheOpt = Annotated[
     Optional[Path],
     typer.Option(
@@ -262,11 +270,12 @@ def _load(
     device: Optional[str],
     cache_dir: Optional[Path],
     allow_failed: bool = False,
+    engine: str = "auto",
 ):
     import textclf
 
     return textclf.load_model(
-        model, tracking_uri=tracking_uri, device=device, cache_dir=cache_dir, allow_failed=allow_failed
+        model, tracking_uri=tracking_uri, device=device, cache_dir=cache_dir, allow_failed=allow_failed, engine=engine
     )
 
 
@@ -306,6 +315,7 @@ def predict(
     tracking_uri: TrackOpt = None,
     cache_dir: CacheOpt = None,
     device: DeviceOpt = None,
+    engine: EngineOpt = "auto",
     quiet: QuietOpt = False,
 ) -> None:
     """Predict labels and class probabilities for texts with a trained model."""
@@ -322,7 +332,7 @@ def predict(
     import pandas as pd
 
     table, items = (pd.DataFrame({"text": list(texts)}), list(texts)) if texts else read_texts(input, text_column)
-    clf = _load(model, tracking_uri, device, cache_dir, allow_failed)
+    clf = _load(model, tracking_uri, device, cache_dir, allow_failed, engine)
     source = str(input) if input is not None and str(input) != "-" else "the input"
     renamed = _renames(table.columns, _output_columns(clf.labels), source)  # before predicting
     text_column = renamed.get(text_column, text_column)
@@ -389,6 +399,7 @@ def embed(
     tracking_uri: TrackOpt = None,
     cache_dir: CacheOpt = None,
     device: DeviceOpt = None,
+    engine: EngineOpt = "auto",
     quiet: QuietOpt = False,
 ) -> None:
     """Embed texts with a trained encoder (the pooled recurrent state: hidden size x directions)."""
@@ -403,7 +414,7 @@ def embed(
     parquet = output.suffix.lower() == ".parquet"
     source = str(input) if str(input) != "-" else "the input"
     renamed = _renames(table.columns, ["embedding"], source) if parquet else {}  # before the model loads
-    enc = Encoder(_load(model, tracking_uri, device, cache_dir, allow_failed))
+    enc = Encoder(_load(model, tracking_uri, device, cache_dir, allow_failed, engine))
     vectors = enc.embed(items, batch_size=batch_size)
 
     def write(tmp: Path) -> None:

@@ -261,11 +261,13 @@ def _read_json(path: Path, what: str) -> Any:
     return json.loads(_read_json_text(path, what))
 
 
-def read_folder(directory: str | Path) -> dict[str, Any]:
+def read_folder(directory: str | Path, *, weights: bool = True) -> dict[str, Any]:
     """Validate a model folder completely, then return its parsed pieces (weights as a state dict).
 
     Everything is checked before the weights are read (see
     :mod:`textclf.models.folder_check`): a bad folder costs no allocation.
+    ``weights=False`` checks the weights file but leaves ``state`` out (and torch
+    unimported): :func:`load_weights` reads it when needed.
     """
     from textclf.models import folder_check as check
 
@@ -277,18 +279,19 @@ def read_folder(directory: str | Path) -> dict[str, Any]:
     labels = check.check_labels(labels_path, _read_json(labels_path, "labels"))
     if config["kind"] == "tfidf":
         return {"kind": "tfidf", "config": config, "labels": labels, "dir": d}
-    hp = check.check_hparams(config_path, config["model"])
-    tok_path, weights = d / "tokenizer.json", d / "model.safetensors"
-    for path in (tok_path, weights):
+    hp = check.check_hparams(config_path, config["model"], build=weights)
+    tok_path, weights_path = d / "tokenizer.json", d / "model.safetensors"
+    for path in (tok_path, weights_path):
         if not path.is_file():
             raise ModelError(f"{path}: missing. A textclf model folder holds {', '.join(FILES)}.")
-    header = check.weights_header(weights)
+    header = check.weights_header(weights_path)
     if hp["num_classes"] != len(labels):
         raise ModelError(
             f"{labels_path}: lists {len(labels)} classes but the model head has {hp['num_classes']:,} outputs "
             f"(model.num_classes in {config_path.name}); the labels belong to another model."
         )
-    check.check_weights(weights, config_path, hp, header)
+    if weights:
+        check.check_weights(weights_path, config_path, hp, header)
     from tokenizers import Tokenizer
 
     from textclf.text.tokenize import tokenizer_failures
@@ -297,18 +300,37 @@ def read_folder(directory: str | Path) -> dict[str, Any]:
     check.check_tokenizer_json(tok_path, json.loads(tok_text))
     with tokenizer_failures(f"{tok_path}: cannot be read as a tokenizer", "Re-export the model."):
         tokenizer = Tokenizer.from_str(tok_text)
-    check.check_tokenizer(tok_path, tokenizer, hp, config_path, weights)
+    check.check_tokenizer(tok_path, tokenizer, hp, config_path, weights_path)
+    folder = {"kind": "neural", "config": config, "labels": labels, "tokenizer": tokenizer, "dir": d}
+    if weights:
+        check.check_memory(config_path, hp, header)
+        folder["state"] = _read_weights(weights_path)
+    return folder
+
+
+def load_weights(folder: dict[str, Any]) -> None:
+    """Read the weights of a folder read with ``weights=False``: the checks that need torch first, then the tensors."""
+    from textclf.models import folder_check as check
+
+    d = Path(folder["dir"])
+    config_path, path, hp = d / "config.json", d / "model.safetensors", folder["config"]["model"]
+    check.check_buildable(config_path, hp)
+    header = check.weights_header(path)
+    check.check_weights(path, config_path, hp, header)
     check.check_memory(config_path, hp, header)
+    folder["state"] = _read_weights(path)
+
+
+def _read_weights(path: Path) -> dict[str, Any]:
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
     try:
-        state = load_file(str(weights))
+        return load_file(str(path))
     except (SafetensorError, OSError, ValueError) as exc:
         raise ModelError(
-            f"{weights}: not a valid safetensors file ({exc}). Only safetensors weights are loaded (never pickle)."
+            f"{path}: not a valid safetensors file ({exc}). Only safetensors weights are loaded (never pickle)."
         ) from None
-    return {"kind": "neural", "config": config, "labels": labels, "tokenizer": tokenizer, "state": state, "dir": d}
 
 
 def build_model(folder: dict[str, Any]):
@@ -322,6 +344,8 @@ def build_model(folder: dict[str, Any]):
         raise ModelError(
             f"{folder['dir'] / 'config.json'}: model hyper-parameters do not fit this textclf version ({exc})."
         ) from None
+    if "state" not in folder:  # read with weights=False
+        load_weights(folder)
     try:
         model.load_state_dict(folder["state"], strict=True)
     except RuntimeError as exc:

@@ -22,7 +22,6 @@ far as a traceback, a huge allocation, or wrong answers with exit code 0.
 
 from __future__ import annotations
 
-import inspect
 import json
 import math
 import numbers
@@ -105,13 +104,15 @@ def _fraction(key: str, value: Any) -> str | None:
     return None
 
 
-def check_hparams(path: Path, model: dict[str, Any]) -> dict[str, Any]:
-    """``config.json``'s ``model`` section: every field typed and in range, valid for its encoder family."""
-    from textclf.models.classifier import TextClassifier
-    from textclf.models.recurrent import POOLINGS
-    from textclf.models.registry import ENCODERS
+def check_hparams(path: Path, model: dict[str, Any], *, build: bool = True) -> dict[str, Any]:
+    """``config.json``'s ``model`` section: every field typed and in range, valid for its encoder family.
 
-    allowed = [p for p in inspect.signature(TextClassifier.__init__).parameters if p != "self"]
+    ``build=False`` leaves out the one check that needs torch (building the model on the meta device);
+    :func:`check_buildable` runs it before the weights are read.
+    """
+    from textclf.models.registry import ENCODERS, HPARAMS, POOLINGS
+
+    allowed = list(HPARAMS)
     problems = [
         f"model.{k} is not a model hyper-parameter (known: {', '.join(allowed)})" for k in model if k not in allowed
     ]
@@ -161,18 +162,23 @@ def check_hparams(path: Path, model: dict[str, Any]) -> dict[str, Any]:
             for key, value in family.fixed
             if key in hp and hp[key] != value
         ]
-    if not problems:
-        from textclf.models.size import meta_model
-
-        try:  # the classifier's own checks (padding row, frozen rows, class weights) on the meta device: nothing allocated
-            meta_model(hp)
-        except (ConfigError, TypeError, ValueError, RuntimeError) as exc:
-            problems.append(str(exc))
     if problems:
         raise ModelError(
             f"{path}: invalid model hyper-parameters (field model):\n" + "\n".join(f"  - {p}" for p in problems)
         )
+    if build:
+        check_buildable(path, hp)
     return hp
+
+
+def check_buildable(path: Path, hp: dict[str, Any]) -> None:
+    """The classifier's own checks (padding row, frozen rows, class weights) on the meta device: nothing allocated."""
+    from textclf.models.size import meta_model
+
+    try:
+        meta_model(hp)
+    except (ConfigError, TypeError, ValueError, RuntimeError) as exc:
+        raise ModelError(f"{path}: invalid model hyper-parameters (field model):\n  - {exc}") from None
 
 
 def weights_header(path: Path) -> dict[str, tuple[tuple[int, ...], str]]:

@@ -1,7 +1,15 @@
-"""ONNX export of a neural model folder (``textclf export --onnx``), checked against torch with onnxruntime."""
+"""ONNX for a neural model folder: the export (``textclf export --onnx``), checked against torch with
+onnxruntime, and :func:`onnx_runner`, the torch-free way ``predict`` / ``embed`` run an exported folder.
+
+A folder exported with ``--onnx`` answers without importing torch (whose import alone takes most of
+a short ``textclf predict``): ``onnx.json`` records the SHA-256 of the weights and the tokenizer the
+graph was exported from, and the graph is used only while both still match.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import json
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +20,7 @@ from textclf.models.folder import build_model
 
 
 def _logits_module(model):
-    """(tokens, lengths) -> logits: the graph an ONNX runtime serves (no labels, no loss)."""
+    """(tokens, lengths) -> (logits, pooled encoder output): the graph an ONNX runtime serves (no labels, no loss)."""
     import torch
 
     class Logits(torch.nn.Module):
@@ -21,7 +29,8 @@ def _logits_module(model):
             self.inner = inner
 
         def forward(self, tokens, lengths):
-            return self.inner(tokens, lengths)[0]
+            pooled = self.inner.embed(tokens, lengths)  # what TextClassifier.forward feeds its head
+            return self.inner.head(self.inner.output_dropout(pooled)), pooled
 
     # eval() on the wrapper too: the exporter traces in the wrapper's mode, and dropout must be off.
     return Logits(model).eval()
@@ -40,7 +49,8 @@ def _sample_batch(vocab_size: int, batch: int, time: int, seed: int):
 
 def export_onnx(folder: dict[str, Any], path: str | Path, *, opset: int = 17, verify: bool = True) -> dict[str, Any]:
     """Write ``model.onnx``: inputs ``tokens`` int64 (batch, time) right-padded with 0 and
-    ``lengths`` int64 (batch,); output ``logits`` float32 (batch, classes).
+    ``lengths`` int64 (batch,); outputs ``logits`` float32 (batch, classes) and ``embedding``
+    float32 (batch, encoder output size), the vector ``textclf embed`` returns.
 
     Uses torch's TorchScript-based exporter, which maps nn.RNN / nn.GRU / nn.LSTM
     onto ONNX's own RNN / GRU / LSTM operators and keeps batch *and* time dynamic
@@ -69,8 +79,13 @@ def export_onnx(folder: dict[str, Any], path: str | Path, *, opset: int = 17, ve
                 example,
                 str(path),
                 input_names=["tokens", "lengths"],
-                output_names=["logits"],
-                dynamic_axes={"tokens": {0: "batch", 1: "time"}, "lengths": {0: "batch"}, "logits": {0: "batch"}},
+                output_names=["logits", "embedding"],
+                dynamic_axes={
+                    "tokens": {0: "batch", 1: "time"},
+                    "lengths": {0: "batch"},
+                    "logits": {0: "batch"},
+                    "embedding": {0: "batch"},
+                },
                 opset_version=opset,
                 dynamo=False,
             )
@@ -98,8 +113,15 @@ def export_onnx(folder: dict[str, Any], path: str | Path, *, opset: int = 17, ve
             "tokens": "int64 [batch, time]: ids from tokenizer.json, right-padded with 0 ([PAD]); empty text -> [1] ([UNK])",
             "lengths": "int64 [batch]: real tokens per row, 1 <= length <= time",
         },
-        "outputs": {"logits": "float32 [batch, classes]: softmax gives probabilities in labels.json order"},
+        "outputs": {
+            "logits": "float32 [batch, classes]: softmax gives probabilities in labels.json order",
+            "embedding": "float32 [batch, embedding_dim]: the pooled encoder output (textclf embed)",
+        },
+        "embedding_dim": int(model.encoder.output_size),
         "max_length": max_length,
+        # The files the graph was exported from: predict / embed use the graph only while both still match.
+        "weights_sha256": _sha256(Path(folder["dir"]) / "model.safetensors"),
+        "tokenizer_sha256": _sha256(Path(folder["dir"]) / "tokenizer.json"),
         # What textclf does to a text before the graph sees it: a runtime that skips the
         # cut tokenizes a long text whole and gets other ids (and other logits) than textclf.
         "preprocess": {
@@ -130,12 +152,72 @@ def _verify_onnx(wrapped, path: Path, vocab_size: int, atol: float = 1e-4) -> di
     for batch, time, seed in ((5, 11, 1), (1, 3, 2), (4, 17, 3)):
         tokens, lengths = _sample_batch(vocab_size, batch, time, seed)
         with torch.inference_mode():
-            want = wrapped(tokens, lengths).numpy()
-        got = sess.run(["logits"], {"tokens": tokens.numpy(), "lengths": lengths.numpy()})[0]
-        worst = max(worst, float(np.abs(got - want).max()))
+            want = [t.numpy() for t in wrapped(tokens, lengths)]
+        got = sess.run(["logits", "embedding"], {"tokens": tokens.numpy(), "lengths": lengths.numpy()})
+        worst = max(worst, *(float(np.abs(g - w).max()) for g, w in zip(got, want)))
     if not worst <= atol:
         path.unlink(missing_ok=True)
         raise ModelError(
             f"ONNX export check failed: onnxruntime differs from torch by {worst:.2e} (> {atol}); {path.name} was removed."
         )
     return {"checked": True, "runtime": f"onnxruntime {ort.__version__}", "max_abs_diff": worst, "atol": atol}
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+class OnnxRunner:
+    """A folder's ``model.onnx`` in onnxruntime (CPU): logits and the pooled embedding, no torch."""
+
+    def __init__(self, session: Any, info: dict[str, Any]):
+        self.session = session
+        self.info = info
+        self.outputs = {o.name for o in session.get_outputs()}
+
+    def run(self, split: Any, output: str, batch_size: int = 256) -> np.ndarray:
+        """``output`` ("logits" or "embedding") for every row of an EncodedSplit, float32, in its order."""
+        from textclf.text.batching import inference_batches, pad_batch
+
+        batches = inference_batches(split.lengths, batch_size)  # as the torch path: sorted, little padding
+        parts = []
+        for idx in batches:
+            tokens, lengths = pad_batch(split, idx)
+            parts.append(self.session.run([output], {"tokens": tokens, "lengths": lengths})[0])
+        out = np.empty((len(split), parts[0].shape[1]), dtype=np.float32)
+        out[np.concatenate(batches)] = np.concatenate(parts)  # un-permute
+        return out
+
+
+def onnx_runner(directory: str | Path) -> tuple[OnnxRunner | None, str]:
+    """``(runner, "")`` when ``directory``'s model.onnx stands for its weights, else ``(None, why not)``."""
+    d = Path(directory)
+    graph, info_path = d / "model.onnx", d / "onnx.json"
+    if not graph.is_file() or not info_path.is_file():
+        return None, f"{d} holds no model.onnx + onnx.json (textclf export --onnx writes them)"
+    try:
+        info = json.loads(info_path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        return None, f"{info_path} cannot be read ({exc})"
+    for key, name in (("weights_sha256", "model.safetensors"), ("tokenizer_sha256", "tokenizer.json")):
+        if not isinstance(info, dict) or not info.get(key):
+            return None, f"{info_path} does not record the {name} it was exported from (re-export with --onnx)"
+        if _sha256(d / name) != info[key]:
+            return None, f"{graph} was exported from another {name} than the folder's (re-export with --onnx)"
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        return None, "onnxruntime is not installed (pip install 'textclf[onnx]')"
+    options = ort.SessionOptions()
+    options.log_severity_level = 3  # errors only: the graph's shape-inference notices are not the user's business
+    try:
+        session = ort.InferenceSession(str(graph), options, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # noqa: BLE001 - any load failure means: use the weights instead
+        return None, f"{graph}: onnxruntime cannot load it ({str(exc).splitlines()[0][:200]})"
+    if "logits" not in {o.name for o in session.get_outputs()}:
+        return None, f"{graph} has no 'logits' output (re-export with --onnx)"
+    return OnnxRunner(session, info), ""

@@ -46,6 +46,7 @@ from textclf.models.checks import (
 )
 from textclf.models.dropout import Dropout
 from textclf.models.fast_rnn import FastGRU, FastRNN
+from textclf.models.registry import POOLINGS
 
 # The torch module behind each recurrent family of textclf.models.registry.ENCODERS:
 # CELLS[cell](input_size, hidden_size, num_layers=..., dropout=...), batch_first.
@@ -58,7 +59,6 @@ CELLS = {
     "gru": partial(FastGRU, batch_first=True),
     "lstm": partial(nn.LSTM, batch_first=True),
 }
-POOLINGS = ("last", "mean", "max", "attention")
 
 
 INITS = ("standard", "chrono")

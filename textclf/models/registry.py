@@ -18,6 +18,28 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+POOLINGS = ("last", "mean", "max", "attention")  # encoder.pooling: one vector per text from the sequence
+# TextClassifier's keyword arguments, as config.json's "model" section records them: here, torch-free,
+# so a model folder is checked without importing torch (tests/test_onnx_engine.py keeps the two equal).
+HPARAMS = (
+    "vocab_size",
+    "embedding_dim",
+    "num_classes",
+    "padding_idx",
+    "cell",
+    "hidden_size",
+    "layers",
+    "bidirectional",
+    "dropout",
+    "embedding_dropout",
+    "output_dropout",
+    "pooling",
+    "class_weights",
+    "frozen_rows",
+    "init",
+    "chrono_max_length",
+)
+
 
 @dataclass(frozen=True)
 class EncoderFamily:

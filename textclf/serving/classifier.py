@@ -34,48 +34,91 @@ def encode_texts(tokenizer, texts: Sequence[str], max_length: int):
     return EncodedSplit(ids=ids, offsets=offsets, labels=np.zeros(len(seqs), dtype=np.int64))
 
 
-class Classifier:
-    """A trained text classifier: ``predict`` / ``predict_proba`` on raw text."""
+ENGINES = ("auto", "torch", "onnx")
 
-    def __init__(self, folder: dict[str, Any], device: str | None = None):
+
+class Classifier:
+    """A trained text classifier: ``predict`` / ``predict_proba`` on raw text.
+
+    ``engine``: ``torch`` runs the weights; ``onnx`` the folder's ``model.onnx``
+    (written by ``textclf export --onnx``, used only while it matches the
+    folder's weights and tokenizer; CPU, no torch import); ``auto`` takes the
+    ONNX graph when the folder has a matching one, onnxruntime is installed and
+    no other device than the CPU is asked for, else torch. The two agree to
+    within the tolerance the export checked (1e-4 on the logits).
+    """
+
+    def __init__(self, folder: dict[str, Any], device: str | None = None, engine: str = "auto"):
+        if engine not in ENGINES:
+            raise ModelError(f"engine must be one of {', '.join(ENGINES)}. Got {engine!r} instead.")
         self.folder = folder
         self.kind = folder["kind"]
         self.labels: list[str] = list(folder["labels"])
         self.config: dict[str, Any] = folder["config"].get("config", {})
         self.path = Path(folder["dir"])
         self.ref = None  # the textclf.refs.ResolvedModel it was loaded from (set by textclf.load_model)
+        self.onnx = None
+        self._model = None
+        self._device = device
         if self.kind == "tfidf":
             from textclf.models.tfidf import TfidfBaseline
 
+            if engine == "onnx":
+                raise ModelError(f"{self.path}: a TF-IDF baseline has no ONNX graph; use engine torch or auto.")
             self.baseline = TfidfBaseline.load(self.path / "tfidf")
-            self.model = None
             self.tokenizer = None
-        else:
-            import torch
+            return
+        self.tokenizer = folder["tokenizer"]
+        self.max_length = int(self.config.get("tokenizer", {}).get("max_length", 256))
+        if engine != "torch" and (device is None or str(device) == "cpu"):
+            from textclf.models.onnx import onnx_runner
 
+            self.onnx, why = onnx_runner(self.path)
+            if self.onnx is None and engine == "onnx":
+                raise ModelError(f"engine onnx: {why}. Use engine torch (the weights) or auto.")
+        elif engine == "onnx":
+            raise ModelError(f"engine onnx runs on the CPU only; got device {device!r}. Use engine torch.")
+        if self.onnx is None:
+            self.model  # noqa: B018 - build now: a folder whose weights do not fit fails at load, not at first use
+
+    @property
+    def model(self):
+        """The torch module (built on first use when the ONNX graph answers predictions)."""
+        if self._model is None and self.kind == "neural":
             from textclf.models.folder import build_model
 
-            self.model = build_model(folder)
-            self.tokenizer = folder["tokenizer"]
-            self.device = torch.device(device) if device else torch.device("cpu")
-            self.model.to(self.device)
-            self.max_length = int(self.config.get("tokenizer", {}).get("max_length", 256))
+            self._model = build_model(self.folder).to(self.device)
+        return self._model
+
+    @property
+    def device(self):
+        import torch
+
+        return torch.device(self._device) if self._device else torch.device("cpu")
+
+    @property
+    def engine(self) -> str:
+        return "tfidf" if self.kind == "tfidf" else ("onnx" if self.onnx is not None else "torch")
 
     @classmethod
-    def from_folder(cls, directory: str | Path, device: str | None = None) -> Classifier:
+    def from_folder(cls, directory: str | Path, device: str | None = None, engine: str = "torch") -> Classifier:
         from textclf.models.folder import read_folder
 
-        return cls(read_folder(directory), device=device)
+        return cls(read_folder(directory, weights=engine == "torch"), device=device, engine=engine)
 
     def predict_proba(self, texts: Sequence[str], batch_size: int = 256) -> np.ndarray:
         """(n, num_classes) probabilities, columns in the order of :attr:`labels`."""
         if self.kind == "tfidf":
             return self.baseline.predict_proba(list(texts))
-        from textclf.models.predict import predict_proba
-
         split = encode_texts(self.tokenizer, texts, self.max_length)
         if len(split) == 0:
             return np.zeros((0, len(self.labels)), dtype=np.float32)
+        if self.onnx is not None:
+            logits = self.onnx.run(split, "logits", batch_size)
+            e = np.exp(logits - logits.max(axis=1, keepdims=True))
+            return (e / e.sum(axis=1, keepdims=True)).astype(np.float32)
+        from textclf.models.predict import predict_proba
+
         return predict_proba(self.model, split, batch_size=batch_size, device=self.device)
 
     def predict(self, texts: Sequence[str], batch_size: int = 256) -> list[str]:
@@ -103,23 +146,32 @@ class Encoder:
         if clf.kind != "neural":
             raise ModelError(f"{clf.path}: a TF-IDF baseline has no neural encoder to embed with.")
         self.classifier = clf
-        self.module = clf.model  # the underlying torch.nn.Module (embedding + encoder + head)
         self.tokenizer = clf.tokenizer
+        self._onnx = clf.onnx if clf.onnx is not None and "embedding" in clf.onnx.outputs else None
+
+    @property
+    def module(self):
+        """The underlying torch.nn.Module (embedding + encoder + head)."""
+        return self.classifier.model
 
     @property
     def dim(self) -> int:
+        if self._onnx is not None:
+            return int(self._onnx.info["embedding_dim"])
         return int(self.module.encoder.output_size)
 
     def embed(self, texts: Sequence[str], batch_size: int = 256) -> np.ndarray:
         """(n, dim) float32 pooled encoder outputs, in input order."""
+        split = encode_texts(self.tokenizer, texts, self.classifier.max_length)
+        if len(split) == 0:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        if self._onnx is not None:
+            return self._onnx.run(split, "embedding", batch_size)
         import torch
 
         from textclf.text.batching import bucket_batches, collate
 
-        split = encode_texts(self.tokenizer, texts, self.classifier.max_length)
         out = np.zeros((len(split), self.dim), dtype=np.float32)
-        if len(split) == 0:
-            return out
         self.module.eval()
         with torch.inference_mode():
             for idx in bucket_batches(split.lengths, batch_size, shuffle=False, rng=None):

@@ -235,6 +235,19 @@ def _token_positions(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
     return np.arange(int(ends[-1]) if len(ends) else 0, dtype=np.int64) + shift
 
 
+def pad_batch(split: EncodedSplit, indices: np.ndarray, pad_id: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Right-padded ``tokens (B, T)`` and ``lengths (B,)``, int64 numpy (``T`` >= 1): :func:`collate` without torch."""
+    idx = np.asarray(indices, dtype=np.int64)
+    lengths = split.lengths[idx]  # (B,)
+    T = max(int(lengths.max(initial=0)), 1)
+    tokens = np.full((len(idx), T), pad_id, dtype=np.int64)
+    # Row-major boolean assignment fills row 0's first len_0 cells, then row 1's...,
+    # exactly the order of the concatenated slices.
+    mask = np.arange(T) < lengths[:, None]  # (B, T)
+    tokens[mask] = split.ids[_token_positions(split.offsets[idx], lengths)]
+    return tokens, lengths.astype(np.int64, copy=False)
+
+
 def collate(
     split: EncodedSplit,
     indices: np.ndarray,
@@ -253,13 +266,7 @@ def collate(
     import torch
 
     idx = np.asarray(indices, dtype=np.int64)
-    lengths = split.lengths[idx]  # (B,)
-    T = max(int(lengths.max(initial=0)), 1)
-    tokens = np.full((len(idx), T), pad_id, dtype=np.int64)
-    # Row-major boolean assignment fills row 0's first len_0 cells, then row 1's...,
-    # exactly the order of the concatenated slices.
-    mask = np.arange(T) < lengths[:, None]  # (B, T)
-    tokens[mask] = split.ids[_token_positions(split.offsets[idx], lengths)]
+    tokens, lengths = pad_batch(split, idx, pad_id)
     tokens_t, lengths_t, labels_t = (
         torch.from_numpy(tokens),
         torch.from_numpy(lengths),

@@ -117,13 +117,18 @@ def resolve(
 
 
 def load_folder(
-    ref: str, *, tracking_uri: str | None = None, cache_dir: str | Path | None = None, allow_failed: bool = False
+    ref: str,
+    *,
+    tracking_uri: str | None = None,
+    cache_dir: str | Path | None = None,
+    allow_failed: bool = False,
+    weights: bool = True,
 ) -> tuple[dict[str, Any], ResolvedModel]:
     """Resolve and validate: ``(artifacts.read_folder(...), ResolvedModel)``."""
     from textclf.models.folder import read_folder
 
     resolved = resolve(ref, tracking_uri=tracking_uri, cache_dir=cache_dir, allow_failed=allow_failed)
-    return read_folder(resolved.path), resolved
+    return read_folder(resolved.path, weights=weights), resolved
 
 
 # --------------------------------------------------------------------------- local paths
