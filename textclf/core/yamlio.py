@@ -59,8 +59,6 @@ def load_yaml_file(path: str | os.PathLike[str], what: str = "config", *, max_by
 
 def load_yaml_text(text: str, source: str = "--set value", *, max_bytes: int = MAX_TEXT_BYTES) -> Any:
     """Parse YAML from a string (a ``--set`` value) with the same limits; ``source`` starts every message."""
-    if not isinstance(text, str):
-        raise TypeError(f"load_yaml_text needs a str, got {type(text).__name__}")
     # Characters are a lower bound on UTF-8 bytes: a huge string is refused without encoding a copy.
     exact = text.isascii() or len(text) <= max_bytes
     size = len(text) if text.isascii() or not exact else len(text.encode("utf-8", "surrogatepass"))
@@ -189,10 +187,7 @@ class _Limits(Composer):
             if not isinstance(key_node, ScalarNode):
                 continue  # the constructor refuses a non-scalar key as unhashable
             key = _MERGE_KEY if key_node.tag == _MERGE_TAG else self.construct_object(key_node, deep=True)
-            try:
-                first = seen.setdefault(key, key_node)
-            except TypeError:
-                continue
+            first = seen.setdefault(key, key_node)  # a scalar node's value is hashable (or refused when built)
             if first is key_node:
                 continue
             lines = f"at lines {_line(first)} and {_line(key_node)}"
@@ -209,7 +204,13 @@ class _Limits(Composer):
 
     def construct_object(self, node: Any, deep: bool = False) -> Any:
         self.constructed_objects.pop(node, None)  # built afresh for each alias use: no two uses share a list or dict
-        return super().construct_object(node, deep)  # type: ignore[misc]
+        try:
+            return super().construct_object(node, deep)  # type: ignore[misc]
+        except (ValueError, TypeError, KeyError, AttributeError):  # a value its type cannot take: 2024-13-45, !!bool x
+            value = short_repr(node.value, 60) if isinstance(node, ScalarNode) else "the value"
+            at = f"line {node.start_mark.line + 1}, column {node.start_mark.column + 1}"
+            tag = node.tag.replace("tag:yaml.org,2002:", "!!")
+            self._refuse(f"{value} at {at} is not a valid {tag}", "quote it to keep it as text, or correct it")
 
 
 class _PyLoader(_Limits, yaml.SafeLoader):
@@ -230,7 +231,6 @@ else:  # pragma: no cover - depends on how PyYAML was installed
 
 
 def _load(text: str, source: str, noun: str) -> Any:
-    loader = None
     try:
         loader = _Loader(text)  # constructing it already reads: a bad character fails here
         loader.source, loader.noun = source, noun
@@ -246,7 +246,8 @@ def _load(text: str, source: str, noun: str) -> Any:
         if exc.problem and exc.context:  # "while scanning a quoted scalar at line 3, found unexpected end of stream"
             opened = exc.context_mark and mark and exc.context_mark.line != mark.line
             problem = f"{exc.context}{f' at line {exc.context_mark.line + 1}' if opened else ''}, {exc.problem}"
-        tab = mark and text.split("\n", mark.line + 1)[mark.line][mark.column : mark.column + 1] == "\t"
+        row = text.split("\n", mark.line + 1)[mark.line : mark.line + 1] if mark else []  # none past the end
+        tab = bool(row) and row[0][mark.column : mark.column + 1] == "\t"
         fix = "Replace the tab with spaces" if tab else "Fix the syntax of that line"
         raise ConfigError(f"{source}: malformed YAML{where}: {_clip(problem)}. {fix}.") from None
     except yaml.reader.ReaderError as exc:
@@ -260,6 +261,3 @@ def _load(text: str, source: str, noun: str) -> Any:
         raise ConfigError(f"{source}: malformed YAML: {_clip(str(exc))}. Fix the syntax.") from None
     except UnicodeError:  # a str holding lone surrogates cannot be handed to libyaml
         raise ConfigError(f"{source}: not valid Unicode text; remove the unpaired surrogate characters.") from None
-    finally:
-        if loader is not None:
-            loader.dispose()
