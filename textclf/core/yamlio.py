@@ -103,6 +103,10 @@ def _line(node: Any) -> int:
     return node.start_mark.line + 1
 
 
+def _at(node: Any) -> str:
+    return f"line {node.start_mark.line + 1}, column {node.start_mark.column + 1}"
+
+
 def _clip(text: str, limit: int = 200) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
@@ -127,12 +131,11 @@ class _Limits(Composer):
 
     def compose_node(self, parent: Any, index: Any) -> Any:
         event = self.peek_event()
-        at = f"line {event.start_mark.line + 1}, column {event.start_mark.column + 1}"
         if self.check_event(AliasEvent):
             self._aliases += 1
             if self._aliases > MAX_ALIASES:
                 self._refuse(
-                    f"more than {MAX_ALIASES:,} YAML alias uses (*name), the last at {at}",
+                    f"more than {MAX_ALIASES:,} YAML alias uses (*name), the last at {_at(event)}",
                     "write the values out or use fewer aliases",
                 )
             node = super().compose_node(parent, index)
@@ -148,14 +151,14 @@ class _Limits(Composer):
             return node
         self._nodes += 1
         if self._nodes > MAX_NODES:
-            problem = f"more than {MAX_NODES:,} YAML values (the limit is reached at {at})"
+            problem = f"more than {MAX_NODES:,} YAML values (the limit is reached at {_at(event)})"
             self._refuse(
                 problem, f"a {self.noun} this large is almost certainly a mistake, split it or shorten its lists"
             )
         self._depth += 1
         if self._depth > MAX_DEPTH:
             self._refuse(
-                f"YAML nested more than {MAX_DEPTH} levels deep at {at.split(',')[0]}", "flatten the structure"
+                f"YAML nested more than {MAX_DEPTH} levels deep at line {_line(event)}", "flatten the structure"
             )
         node = super().compose_node(parent, index)
         self._depth -= 1
@@ -165,21 +168,24 @@ class _Limits(Composer):
         return node
 
     def _measure(self, node: Any, anchor: str | None) -> tuple[int, int, int, Any]:
-        children = [part for pair in node.value for part in pair] if isinstance(node, MappingNode) else node.value
-        sizes = [self._sizes[id(child)] for child in children] if not isinstance(node, ScalarNode) else []
-        nodes = 1 + sum(size[0] for size in sizes)
-        chars = (len(node.value) if isinstance(node, ScalarNode) else 0) + sum(size[1] for size in sizes)
-        heaviest = max((size[3] for size in sizes if size[3] is not None), default=None)
-        for count, limit, what in ((nodes, MAX_NODES, "nodes"), (chars, MAX_EXPANDED_CHARS, "characters of text")):
-            if count > limit:
-                where = f"the value at line {_line(node)}"
-                if heaviest is not None:
-                    where = f"anchor &{heaviest[1]} at line {heaviest[2]}, repeated in {where}"
-                problem = f"YAML aliases expand to more than {limit:,} {what} ({where})"
-                self._refuse(problem, "write the values out or remove the aliases")
+        nodes, chars, height, heaviest = 1, 0, 1, None
+        if isinstance(node, ScalarNode):  # most nodes: nothing to add up
+            chars = len(node.value)
+        else:
+            children = [part for pair in node.value for part in pair] if isinstance(node, MappingNode) else node.value
+            for n, c, h, heavy in [self._sizes[id(child)] for child in children]:
+                nodes, chars, height = nodes + n, chars + c, max(height, h + 1)
+                heaviest = heavy if heaviest is None or (heavy is not None and heavy > heaviest) else heaviest
+            for count, limit, what in ((nodes, MAX_NODES, "nodes"), (chars, MAX_EXPANDED_CHARS, "characters of text")):
+                if count > limit:
+                    where = f"the value at line {_line(node)}"
+                    if heaviest is not None:
+                        where = f"anchor &{heaviest[1]} at line {heaviest[2]}, repeated in {where}"
+                    problem = f"YAML aliases expand to more than {limit:,} {what} ({where})"
+                    self._refuse(problem, "write the values out or remove the aliases")
         if anchor is not None:  # an anchored node outweighs every anchor inside it
             heaviest = (nodes / MAX_NODES + chars / MAX_EXPANDED_CHARS, _clip(anchor, 40), _line(node))
-        return nodes, chars, 1 + max((size[2] for size in sizes), default=0), heaviest
+        return nodes, chars, height, heaviest
 
     def _refuse_duplicate_keys(self, node: MappingNode) -> None:
         seen: dict[Any, Any] = {}
@@ -208,9 +214,8 @@ class _Limits(Composer):
             return super().construct_object(node, deep)  # type: ignore[misc]
         except (ValueError, TypeError, KeyError, AttributeError):  # a value its type cannot take: 2024-13-45, !!bool x
             value = short_repr(node.value, 60) if isinstance(node, ScalarNode) else "the value"
-            at = f"line {node.start_mark.line + 1}, column {node.start_mark.column + 1}"
             tag = node.tag.replace("tag:yaml.org,2002:", "!!")
-            self._refuse(f"{value} at {at} is not a valid {tag}", "quote it to keep it as text, or correct it")
+            self._refuse(f"{value} at {_at(node)} is not a valid {tag}", "quote it to keep it as text, or correct it")
 
 
 class _PyLoader(_Limits, yaml.SafeLoader):
