@@ -35,15 +35,15 @@ from textclf.core.yamlio import (
 FAST_S = 2.0
 SMALL_BYTES = 50 * 1024 * 1024
 
-LOADERS = [pytest.param(yamlio._PyLoader, id="python")]
-if getattr(yamlio, "_CLoader", None) is not None:
-    LOADERS.append(pytest.param(yamlio._CLoader, id="libyaml"))
+LOADERS = [pytest.param(yaml.SafeLoader, id="python")]
+if yaml.__with_libyaml__:
+    LOADERS.append(pytest.param(yaml.CSafeLoader, id="libyaml"))
 
 
 @pytest.fixture(params=LOADERS)
 def loader(request, monkeypatch):
     """Run a test once per parser (libyaml and pure Python): results must not depend on it."""
-    monkeypatch.setattr(yamlio, "_Loader", request.param)
+    monkeypatch.setattr(yamlio, "_Loader", yamlio._limited(request.param))
     return request.param
 
 

@@ -3,19 +3,20 @@
 from __future__ import annotations
 
 import pytest
+import yaml
 
 from textclf.core import yamlio
 from textclf.core.errors import ConfigError
 from textclf.core.yamlio import load_yaml_file, load_yaml_text
 
-LOADERS = [pytest.param(yamlio._PyLoader, id="python")]
-if getattr(yamlio, "_CLoader", None) is not None:
-    LOADERS.append(pytest.param(yamlio._CLoader, id="libyaml"))
+LOADERS = [pytest.param(yaml.SafeLoader, id="python")]
+if yaml.__with_libyaml__:
+    LOADERS.append(pytest.param(yaml.CSafeLoader, id="libyaml"))
 
 
 @pytest.fixture(params=LOADERS, autouse=True)
 def loader(request, monkeypatch):
-    monkeypatch.setattr(yamlio, "_Loader", request.param)
+    monkeypatch.setattr(yamlio, "_Loader", yamlio._limited(request.param))
 
 
 @pytest.mark.parametrize(

@@ -218,21 +218,17 @@ class _Limits(Composer):
             self._refuse(f"{value} at {_at(node)} is not a valid {tag}", "quote it to keep it as text, or correct it")
 
 
-class _PyLoader(_Limits, yaml.SafeLoader):
-    """SafeLoader with the limits (pure Python parser)."""
+def _limited(parser_loader: type) -> type:
+    """``parser_loader`` (SafeLoader, or CSafeLoader with libyaml's fast parser) composing with the limits."""
 
-
-if yaml.__with_libyaml__:
-
-    class _CLoader(_Limits, yaml.CSafeLoader):  # type: ignore[misc,valid-type]
-        """libyaml's parser (fast) feeding the composer with the limits, which comes first in the MRO."""
-
+    class Loader(_Limits, parser_loader):  # type: ignore[misc,valid-type]
         def __init__(self, stream: str) -> None:
-            yaml.CSafeLoader.__init__(self, stream)  # not Composer's, which also comes first
+            parser_loader.__init__(self, stream)  # not Composer's, which comes first in the MRO
 
-    _Loader: type = _CLoader
-else:  # pragma: no cover - depends on how PyYAML was installed
-    _Loader = _PyLoader
+    return Loader
+
+
+_Loader = _limited(getattr(yaml, "CSafeLoader", yaml.SafeLoader))
 
 
 def _load(text: str, source: str, noun: str) -> Any:
