@@ -62,3 +62,14 @@ def test_other_syntax_errors_keep_the_general_fix(text):
         ConfigError, match=r"^t: malformed YAML at line \d+, column \d+: .*Fix the syntax of that line\.$"
     ):
         load_yaml_text(text, "t")
+
+
+def test_cli_reports_a_bad_value_in_params_as_exit_2(tmp_path, monkeypatch, capsys):
+    from textclf.cli.main import main
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "params.yaml").write_text("train:\n  epochs: 3\n  start: 2024-13-45\n")
+    assert main(["config", "show"]) == 2
+    err = capsys.readouterr().err
+    assert "params.yaml: '2024-13-45' at line 3, column 10 is not a valid !!timestamp; quote it" in err
+    assert "Traceback" not in err
