@@ -23,7 +23,7 @@ from pydantic import (
     field_validator,
 )
 
-from textclf.core.bounded import short_repr
+from textclf.core.errors import short_repr
 
 # numpy's and scikit-learn's seeds are unsigned 32-bit integers: a seed outside this range
 # passed validation and failed in the middle of a run (a FAILED run for a typo).

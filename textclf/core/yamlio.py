@@ -1,128 +1,65 @@
 """Reading YAML from files and ``--set`` values with limits: no bombs, no duplicate keys, always a tree.
 
-Config files and ``--set`` values are user input. Plain ``yaml.safe_load``
-trusts them in three ways this module does not:
-
-* **Size.** A few hundred bytes of anchors and aliases ("billion laughs")
-  describe a value with billions of nodes. ``safe_load`` builds it cheaply as
-  a graph of shared objects, and the cost arrives later, when something deep
-  copies, serialises, validates or ``repr``-s it. Here the composed node graph
-  is measured first, *as if every alias were written out*, with a memo per
-  node so a bomb is refused after touching each node once. File size, node
-  count, nesting depth and alias uses all have limits (below).
-* **Duplicate keys.** YAML keeps the last of two equal keys in a mapping and
-  drops the first without a word. Here that is an error naming both lines.
-* **Shape.** The result is a tree: a value reached through an alias is an
-  independent copy, so changing one use (as ``--set`` and variant overrides
-  do) never changes another.
-
-Merge keys (``<<: *base`` or ``<<: [*a, *b]``) keep YAML's merge-key meaning,
-exactly as PyYAML's SafeLoader applies them: keys written in the mapping
-override merged ones, and among several merged mappings the first listed
-wins. Duplicates are checked among the keys written in each mapping only, so
-overriding a merged key is not a duplicate; two ``<<`` keys in one mapping
-are (list the mappings in one ``<<`` instead). Merged values count towards
-the node limit like any alias.
-
-Typing is SafeLoader's (the C parser when PyYAML has it, for speed; the
-resolver and constructor are the same Python ones, so results are the same).
-
-The limits shared with values built in Python (nodes, depth, text) and the
-bounded quoting of values in messages live in :mod:`textclf.core.bounded`.
+Config files and ``--set`` values are user input; this subclass of PyYAML's
+safe loader refuses what ``yaml.safe_load`` would trust. *Size*: a few
+hundred bytes of anchors and aliases ("billion laughs") describe billions of
+nodes, so each node is measured as it is composed, as if every alias were
+written out, from its children's sizes: a bomb is refused after touching
+each node once. *Duplicate keys* (equal after typing: ``1`` and ``0x1``),
+which YAML drops silently, are an error naming both lines; overriding a key
+merged by ``<<: *base`` is not. *Shape*: each use of an alias is built
+afresh, so changing one use (as ``--set`` does) never changes another.
 """
 
 from __future__ import annotations
 
 import os
+import stat
 from pathlib import Path
 from typing import Any
 
 import yaml
 from yaml.composer import Composer
-from yaml.constructor import SafeConstructor
 from yaml.events import AliasEvent
-from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
-from yaml.parser import Parser
-from yaml.reader import Reader, ReaderError
-from yaml.resolver import Resolver
-from yaml.scanner import Scanner
+from yaml.nodes import MappingNode, ScalarNode
 
-from textclf.core.bounded import (
-    MAX_DEPTH,
-    MAX_EXPANDED_CHARS,
-    MAX_FILE_BYTES,
-    MAX_NODES,
-)
-from textclf.core.errors import ConfigError
-from textclf.core.files import read_regular_file
-from textclf.core.yamltree import as_tree, check_duplicate_keys
-from textclf.core.yamltree import line_of as _line
+from textclf.core.errors import ConfigError, short_repr
 
-try:  # libyaml's parser, when PyYAML was built with it
-    from yaml._yaml import CParser
-except ImportError:  # pragma: no cover - depends on how PyYAML was installed
-    CParser = None
-
-__all__ = [
-    "MAX_ALIASES",
-    "MAX_DEPTH",
-    "MAX_EXPANDED_CHARS",
-    "MAX_FILE_BYTES",
-    "MAX_NODES",
-    "MAX_TEXT_BYTES",
-    "load_yaml_file",
-    "load_yaml_text",
-]
-
-# --------------------------------------------------------------------------- limits
-
-
-#: Largest ``--set`` value, in bytes. A command-line value is a few words;
-#: 100 kB is already more than a shell comfortably passes.
+#: Largest YAML file read: configs are a few kB; a mistaken path to a data file or disk image is not parsed.
+MAX_FILE_BYTES = 10 * 1024 * 1024
+#: Largest ``--set`` value: more than a shell comfortably passes.
 MAX_TEXT_BYTES = 100 * 1024
-
-
-#: Most alias uses (``*name``, including merges) in one document. Anchors are
-#: for sharing a handful of settings between variants; a thousand uses means
-#: the file is generated or hostile, and the node limit would reject most
-#: such files anyway. The separate count names the real problem sooner.
+#: Most nodes (keys, values, items) with aliases written out: configs have thousands, a bomb ~4e8.
+MAX_NODES = 100_000
+#: Deepest nesting (top level 1) with aliases written out: configs nest 3-4; far from the recursion limit.
+MAX_DEPTH = 64
+#: Most characters of all scalars with aliases written out: one long string aliased 1000 times is refused.
+MAX_EXPANDED_CHARS = 2 * MAX_FILE_BYTES
+#: Most alias uses (``*name``, merges included): anchors share a few settings; 1000 means a hostile file.
 MAX_ALIASES = 1_000
 
-# Longest piece of YAML's own error text or of an anchor name put in a
-# message: both come from the file and could be megabytes long.
-_MAX_QUOTED = 200
-
-
-# --------------------------------------------------------------------------- public API
+_MERGE_TAG = "tag:yaml.org,2002:merge"
+_MERGE_KEY = object()  # "<<" among typed keys: equal to no real key
+_KINDS = dict(d="a directory", p="a named pipe (FIFO)", c="a character device", b="a block device", s="a socket")
 
 
 def load_yaml_file(path: str | os.PathLike[str], what: str = "config", *, max_bytes: int = MAX_FILE_BYTES) -> Any:
-    """Read a YAML file within the limits above and return plain Python data (a tree).
-
-    Returns ``None`` for an empty file (or one holding only comments): what
-    an empty file means is the caller's business. Every failure is a
-    :class:`ConfigError` naming the file and, where there is one, the line.
-    ``what`` names the kind of file in messages ("params", "pipeline", ...).
-    """
+    """The YAML file at ``path`` as plain data (``None`` if empty); ``what`` names the file in messages ("params")."""
     path = Path(path)
-    data = read_regular_file(path, what, max_bytes)
+    data = _read_regular_file(path, what, max_bytes)
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise ConfigError(f"{path}: not UTF-8 text (byte offset {exc.start}).") from None
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise ConfigError(
+            f"{path}: not UTF-8 text at line {line} (byte offset {exc.start}); save the file as UTF-8."
+        ) from None
     return _load(text, str(path), noun=f"{what} file")
 
 
 def load_yaml_text(text: str, source: str = "--set value", *, max_bytes: int = MAX_TEXT_BYTES) -> Any:
-    """Parse YAML from a string (a ``--set`` value) with the same limits as a file.
-
-    ``source`` starts every error message, so it should say where the text
-    came from (e.g. ``"--set encoder.layers"``). Empty text gives ``None``.
-    """
-    if not isinstance(text, str):
-        raise TypeError(f"load_yaml_text needs a str, got {type(text).__name__}")
-    # len() in characters is the UTF-8 size for ASCII and a lower bound
-    # otherwise, so a huge string is refused without encoding a copy of it.
+    """Parse YAML from a string (a ``--set`` value) with the same limits; ``source`` starts every message."""
+    # Characters are a lower bound on UTF-8 bytes: a huge string is refused without encoding a copy.
     exact = text.isascii() or len(text) <= max_bytes
     size = len(text) if text.isascii() or not exact else len(text.encode("utf-8", "surrogatepass"))
     if size > max_bytes:
@@ -133,250 +70,195 @@ def load_yaml_text(text: str, source: str = "--set value", *, max_bytes: int = M
     return _load(text, source, noun="value")
 
 
-# --------------------------------------------------------------------------- parsing with limits
+def _read_regular_file(path: Path, what: str, max_bytes: int) -> bytes:
+    def check(mode: int, size: int) -> None:
+        if not stat.S_ISREG(mode):
+            kind = _KINDS.get(stat.filemode(mode)[0], "not a regular file")
+            raise ConfigError(f"{path}: is {kind}, not a {what} file; give the path of a YAML file.")
+        if size > max_bytes:
+            raise ConfigError(
+                f"{path}: {what} file is {size:,} bytes, over the {max_bytes:,}-byte limit; "
+                f"a {what} file this large is almost certainly the wrong file, check the path."
+            )
+
+    try:
+        st = os.stat(path)
+        check(st.st_mode, st.st_size)  # before opening: opening a FIFO blocks, opening a device can act
+        # The path may be swapped after the stat: open without blocking, then check what was opened.
+        with os.fdopen(os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0)), "rb") as fh:
+            st = os.fstat(fh.fileno())
+            check(st.st_mode, st.st_size)
+            data = fh.read(max_bytes + 1)
+    except (FileNotFoundError, NotADirectoryError):
+        raise ConfigError(f"{what} file not found: {path}") from None
+    except OSError as exc:
+        raise ConfigError(
+            f"{path}: cannot read the {what} file ({exc.strerror or exc}); check its permissions."
+        ) from None
+    check(st.st_mode, len(data))  # it may have grown after the fstat
+    return data
 
 
-def _clip(text: str, limit: int = _MAX_QUOTED) -> str:
+def _line(node: Any) -> int:
+    return node.start_mark.line + 1
+
+
+def _at(node: Any) -> str:
+    return f"line {node.start_mark.line + 1}, column {node.start_mark.column + 1}"
+
+
+def _clip(text: str, limit: int = 200) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def _at(event: Any) -> str:
-    mark = event.start_mark
-    return f"line {mark.line + 1}, column {mark.column + 1}"
+class _Limits(Composer):
+    """PyYAML's composer, counting as it goes: ten million items are refused before they exist.
 
-
-class _LimitedComposer(Composer):
-    """PyYAML's composer, counting nodes, depth and alias uses as it goes.
-
-    Counting while composing (rather than afterwards) is what bounds memory:
-    a file with ten million list items is refused once the count passes the
-    limit, before ten million nodes exist. The depth check also keeps the
-    composer's recursion far from Python's recursion limit.
+    Each node's size with aliases written out is summed from its children's,
+    which are composed, so measured, before it.
     """
 
-    def _start_limits(self, source: str, noun: str) -> None:
-        self._source = source
-        self._noun = noun
-        self._node_count = 0
-        self._alias_count = 0
-        self._depth = 0
-        # id(node) -> (anchor name, node); the node is kept so the id stays its.
-        self._anchor_of: dict[int, tuple[str, Node]] = {}
+    source, noun = "YAML", "value"
 
-    def compose_node(self, parent: Node | None, index: Any) -> Node:
-        if self.check_event(AliasEvent):
-            event = self.peek_event()
-            self._alias_count += 1
-            if self._alias_count > MAX_ALIASES:
-                raise ConfigError(
-                    f"{self._source}: more than {MAX_ALIASES:,} YAML alias uses (*name), the last at "
-                    f"{_at(event)}; write the values out or use fewer aliases."
-                )
-            return super().compose_node(parent, index)
+    def compose_document(self) -> Any:
+        self.anchors: dict[str, Any] = {}  # as Composer.__init__ would: CSafeLoader's __init__ does not call it
+        self._nodes = self._aliases = self._depth = 0
+        self._sizes: dict[int, tuple[int, int, int, Any]] = {}  # id(node) -> nodes, chars, height, heaviest anchor
+        return super().compose_document()
+
+    def _refuse(self, problem: str, fix: str) -> None:
+        raise ConfigError(f"{self.source}: {problem}; {fix}.")
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
         event = self.peek_event()
-        self._node_count += 1
-        if self._node_count > MAX_NODES:
-            raise ConfigError(
-                f"{self._source}: more than {MAX_NODES:,} YAML values (the limit is reached at {_at(event)}); "
-                f"a {self._noun} this large is almost certainly a mistake, split it or shorten its lists."
+        if self.check_event(AliasEvent):
+            self._aliases += 1
+            if self._aliases > MAX_ALIASES:
+                self._refuse(
+                    f"more than {MAX_ALIASES:,} YAML alias uses (*name), the last at {_at(event)}",
+                    "write the values out or use fewer aliases",
+                )
+            node = super().compose_node(parent, index)
+            anchor = f"anchor &{_clip(event.anchor, 40)} at line {_line(node)}"
+            if id(node) not in self._sizes:  # the anchored node is still being composed
+                self._refuse(
+                    f"{anchor} contains an alias to itself, which would make an infinitely deep value",
+                    "remove that alias",
+                )
+            if self._depth + self._sizes[id(node)][2] > MAX_DEPTH:
+                problem = f"YAML nested more than {MAX_DEPTH} levels deep once aliases are written out ({anchor})"
+                self._refuse(problem, "write the values out or remove the aliases")
+            return node
+        self._nodes += 1
+        if self._nodes > MAX_NODES:
+            problem = f"more than {MAX_NODES:,} YAML values (the limit is reached at {_at(event)})"
+            self._refuse(
+                problem, f"a {self.noun} this large is almost certainly a mistake, split it or shorten its lists"
             )
         self._depth += 1
         if self._depth > MAX_DEPTH:
-            raise ConfigError(
-                f"{self._source}: YAML nested more than {MAX_DEPTH} levels deep at line {_line(event)}; "
-                "flatten the structure."
+            self._refuse(
+                f"YAML nested more than {MAX_DEPTH} levels deep at line {_line(event)}", "flatten the structure"
             )
         node = super().compose_node(parent, index)
         self._depth -= 1
-        if event.anchor is not None:
-            self._anchor_of[id(node)] = (event.anchor, node)
+        self._sizes[id(node)] = self._measure(node, event.anchor)
+        if isinstance(node, MappingNode):
+            self._refuse_duplicate_keys(node)
         return node
 
+    def _measure(self, node: Any, anchor: str | None) -> tuple[int, int, int, Any]:
+        nodes, chars, height, heaviest = 1, 0, 1, None
+        if isinstance(node, ScalarNode):  # most nodes: nothing to add up
+            chars = len(node.value)
+        else:
+            children = [part for pair in node.value for part in pair] if isinstance(node, MappingNode) else node.value
+            for n, c, h, heavy in [self._sizes[id(child)] for child in children]:
+                nodes, chars, height = nodes + n, chars + c, max(height, h + 1)
+                heaviest = heavy if heaviest is None or (heavy is not None and heavy > heaviest) else heaviest
+            for count, limit, what in ((nodes, MAX_NODES, "nodes"), (chars, MAX_EXPANDED_CHARS, "characters of text")):
+                if count > limit:
+                    where = f"the value at line {_line(node)}"
+                    if heaviest is not None:
+                        where = f"anchor &{heaviest[1]} at line {heaviest[2]}, repeated in {where}"
+                    problem = f"YAML aliases expand to more than {limit:,} {what} ({where})"
+                    self._refuse(problem, "write the values out or remove the aliases")
+        if anchor is not None:  # an anchored node outweighs every anchor inside it
+            heaviest = (nodes / MAX_NODES + chars / MAX_EXPANDED_CHARS, _clip(anchor, 40), _line(node))
+        return nodes, chars, height, heaviest
 
-class _PyLoader(_LimitedComposer, Reader, Scanner, Parser, SafeConstructor, Resolver):
-    """SafeLoader with the limited composer (pure Python)."""
+    def _refuse_duplicate_keys(self, node: MappingNode) -> None:
+        seen: dict[Any, Any] = {}
+        for key_node, _ in node.value:
+            if not isinstance(key_node, ScalarNode):
+                continue  # the constructor refuses a non-scalar key as unhashable
+            key = _MERGE_KEY if key_node.tag == _MERGE_TAG else self.construct_object(key_node, deep=True)
+            first = seen.setdefault(key, key_node)  # a scalar node's value is hashable (or refused when built)
+            if first is key_node:
+                continue
+            lines = f"at lines {_line(first)} and {_line(key_node)}"
+            if key is _MERGE_KEY:
+                fix = "a key may appear only once in a mapping, so list the merged mappings in one: '<<: [*first, *second]'"
+                self._refuse(f"duplicate merge key '<<' {lines}", fix)
+            same = ""
+            if first.value != key_node.value:
+                same = f", written {short_repr(key_node.value, 60)} the second time, which YAML reads as the same key"
+            self._refuse(
+                f"duplicate key {short_repr(first.value, 80)} {lines} (YAML keeps only the last{same})",
+                "merge the two into one",
+            )
 
-    def __init__(self, stream: str) -> None:
-        Reader.__init__(self, stream)
-        Scanner.__init__(self)
-        Parser.__init__(self)
-        _LimitedComposer.__init__(self)
-        SafeConstructor.__init__(self)
-        Resolver.__init__(self)
+    def construct_object(self, node: Any, deep: bool = False) -> Any:
+        self.constructed_objects.pop(node, None)  # built afresh for each alias use: no two uses share a list or dict
+        try:
+            return super().construct_object(node, deep)  # type: ignore[misc]
+        except (ValueError, TypeError, KeyError, AttributeError):  # a value its type cannot take: 2024-13-45, !!bool x
+            value = short_repr(node.value, 60) if isinstance(node, ScalarNode) else "the value"
+            tag = node.tag.replace("tag:yaml.org,2002:", "!!")
+            self._refuse(f"{value} at {_at(node)} is not a valid {tag}", "quote it to keep it as text, or correct it")
 
 
-if CParser is not None:
+def _limited(parser_loader: type) -> type:
+    """``parser_loader`` (SafeLoader, or CSafeLoader with libyaml's fast parser) composing with the limits."""
 
-    class _CLoader(_LimitedComposer, CParser, SafeConstructor, Resolver):  # type: ignore[misc,valid-type]
-        """CSafeLoader's parser (libyaml) feeding the limited composer.
-
-        The composer comes first in the MRO so its Python methods replace
-        CParser's C composer; CParser still supplies the events.
-        """
-
+    class Loader(_Limits, parser_loader):  # type: ignore[misc,valid-type]
         def __init__(self, stream: str) -> None:
-            CParser.__init__(self, stream)
-            _LimitedComposer.__init__(self)
-            SafeConstructor.__init__(self)
-            Resolver.__init__(self)
+            parser_loader.__init__(self, stream)  # not Composer's, which comes first in the MRO
 
-    _Loader: type = _CLoader
-else:  # pragma: no cover - depends on how PyYAML was installed
-    _Loader = _PyLoader
+    return Loader
+
+
+_Loader = _limited(getattr(yaml, "CSafeLoader", yaml.SafeLoader))
 
 
 def _load(text: str, source: str, noun: str) -> Any:
-    loader = None
     try:
-        # Constructing the loader already reads: the Python reader checks
-        # every character, libyaml's encodes the text.
-        loader = _Loader(text)
-        loader._start_limits(source, noun)
-        root = loader.get_single_node()
-        if root is None:
-            return None
-        mappings = _measure(root, loader._anchor_of, source)
-        check_duplicate_keys(mappings, source)
-        data = loader.construct_document(root)
+        loader = _Loader(text)  # constructing it already reads: a bad character fails here
+        loader.source, loader.noun = source, noun
+        return loader.get_single_data()
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
-        if "maximum nesting depth" in str(exc.problem):
-            # libyaml's own cap (1000 levels), met before the composer sees
-            # level 65 because its scanner reads ahead; same message as ours.
-            where = f" at line {mark.line + 1}" if mark else ""
-            raise ConfigError(
-                f"{source}: YAML nested more than {MAX_DEPTH} levels deep{where}; flatten the structure."
-            ) from None
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        if "maximum nesting depth" in str(exc.problem):  # libyaml's own cap, met first as its scanner reads ahead
+            raise ConfigError(
+                f"{source}: YAML nested more than {MAX_DEPTH} levels deep{where.split(',')[0]}; flatten the structure."
+            ) from None
         problem = exc.problem or exc.context or type(exc).__name__
-        if exc.problem and exc.context:
-            # "while scanning a quoted scalar at line 3, found unexpected end of stream"
-            context_mark = exc.context_mark
-            opened = ""
-            if context_mark and mark and context_mark.line != mark.line:
-                opened = f" at line {context_mark.line + 1}"
-            problem = f"{exc.context}{opened}, {exc.problem}"
-        raise ConfigError(f"{source}: malformed YAML{where}: {_clip(problem)}. Fix the syntax of that line.") from None
-    except ReaderError as exc:
-        where = ""
-        if isinstance(exc.position, int) and 0 <= exc.position <= len(text):
-            line = text.count("\n", 0, exc.position) + 1
-            column = exc.position - (text.rfind("\n", 0, exc.position) + 1) + 1
-            where = f" at line {line}, column {column}"
+        if exc.problem and exc.context:  # "while scanning a quoted scalar at line 3, found unexpected end of stream"
+            opened = exc.context_mark and mark and exc.context_mark.line != mark.line
+            problem = f"{exc.context}{f' at line {exc.context_mark.line + 1}' if opened else ''}, {exc.problem}"
+        row = text.split("\n", mark.line + 1)[mark.line : mark.line + 1] if mark else []  # none past the end
+        tab = bool(row) and row[0][mark.column : mark.column + 1] == "\t"
+        fix = "Replace the tab with spaces" if tab else "Fix the syntax of that line"
+        raise ConfigError(f"{source}: malformed YAML{where}: {_clip(problem)}. {fix}.") from None
+    except yaml.reader.ReaderError as exc:
+        pos = exc.position if isinstance(exc.position, int) else 0
+        where = f"line {text.count(chr(10), 0, pos) + 1}, column {pos - text.rfind(chr(10), 0, pos)}"
         char = f" (character #x{exc.character:04x})" if isinstance(exc.character, int) else ""
         raise ConfigError(
-            f"{source}: malformed YAML{where}: {_clip(str(exc.reason))}{char}. Fix that character."
+            f"{source}: malformed YAML at {where}: {_clip(str(exc.reason))}{char}. Fix that character."
         ) from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"{source}: malformed YAML: {_clip(str(exc))}. Fix the syntax.") from None
-    except UnicodeError:
-        # A str holding lone surrogates cannot be handed to libyaml.
-        raise ConfigError(f"{source}: not valid Unicode text.") from None
-    finally:
-        if loader is not None:
-            loader.dispose()
-    # The constructor shares one Python object between all uses of an
-    # anchor; copying makes each use independent. _measure bounded the size.
-    return as_tree(data)
-
-
-def _children(node: Node) -> list[Node]:
-    if isinstance(node, SequenceNode):
-        return node.value
-    if isinstance(node, MappingNode):
-        return [part for pair in node.value for part in pair]
-    return []
-
-
-def _measure(root: Node, anchor_of: dict[int, tuple[str, Node]], source: str) -> list[MappingNode]:
-    """Size, text and depth of the document with every alias written out, without writing them out.
-
-    Each node's expanded size is computed once (memo by node id), so the
-    work is proportional to the composed graph, which the composer already
-    bounded. Also refuses an anchor that contains an alias to itself
-    (infinite expansion). Returns the distinct mapping nodes, for the
-    duplicate-key check.
-    """
-    # id(node) -> _Size of the node with its aliases written out
-    memo: dict[int, _Size] = {}
-    in_progress: set[int] = set()
-    mappings: list[MappingNode] = []
-
-    def anchor_text(node_id: int) -> str:
-        name, node = anchor_of[node_id]
-        return f"anchor &{_clip(name, 40)} at line {_line(node)}"
-
-    def culprit(heavy: int | None, node: Node) -> str:
-        where = f"the value at line {_line(node)}"
-        return f"{anchor_text(heavy)}, repeated in {where}" if heavy is not None else where
-
-    def visit(node: Node, depth: int) -> _Size:
-        key = id(node)
-        if key in memo:
-            known = memo[key]
-            if depth + known.height - 1 > MAX_DEPTH:
-                raise ConfigError(
-                    f"{source}: YAML nested more than {MAX_DEPTH} levels deep once aliases are written out "
-                    f"({anchor_text(key) if key in anchor_of else f'line {_line(node)}'}); "
-                    "write the values out or remove the aliases."
-                )
-            return known
-        if key in in_progress:
-            raise ConfigError(
-                f"{source}: {anchor_text(key) if key in anchor_of else f'the value at line {_line(node)}'} "
-                "contains an alias to itself, which would make an infinitely deep value; remove that alias."
-            )
-        if depth > MAX_DEPTH:  # the composer checks this already; kept so this walk stands on its own
-            raise ConfigError(
-                f"{source}: YAML nested more than {MAX_DEPTH} levels deep at line {_line(node)}; flatten the structure."
-            )
-        total = _Size(nodes=1, chars=len(node.value) if isinstance(node, ScalarNode) else 0)
-        if not isinstance(node, ScalarNode):
-            in_progress.add(key)
-            if isinstance(node, MappingNode):
-                mappings.append(node)
-            for child in _children(node):
-                total.add(visit(child, depth + 1), memo)
-                if total.nodes > MAX_NODES:
-                    raise ConfigError(
-                        f"{source}: YAML aliases expand to more than {MAX_NODES:,} nodes "
-                        f"({culprit(total.heaviest_by_nodes, node)}); write the values out or remove the aliases."
-                    )
-                if total.chars > MAX_EXPANDED_CHARS:
-                    raise ConfigError(
-                        f"{source}: YAML aliases expand to more than {MAX_EXPANDED_CHARS:,} characters of text "
-                        f"({culprit(total.heaviest_by_chars, node)}); write the values out or remove the aliases."
-                    )
-            in_progress.discard(key)
-        if key in anchor_of:
-            # An anchored node outweighs every anchor inside it.
-            total.heaviest_by_nodes = total.heaviest_by_chars = key
-        memo[key] = total
-        return total
-
-    visit(root, 1)
-    return mappings
-
-
-class _Size:
-    """Expanded size of one node, and which anchor inside it weighs most (for messages)."""
-
-    __slots__ = ("chars", "heaviest_by_chars", "heaviest_by_nodes", "height", "nodes")
-
-    def __init__(self, nodes: int, chars: int) -> None:
-        self.nodes = nodes
-        self.chars = chars
-        self.height = 1
-        self.heaviest_by_nodes: int | None = None
-        self.heaviest_by_chars: int | None = None
-
-    def add(self, child: _Size, memo: dict[int, _Size]) -> None:
-        self.nodes += child.nodes
-        self.chars += child.chars
-        self.height = max(self.height, child.height + 1)
-        mine, theirs = self.heaviest_by_nodes, child.heaviest_by_nodes
-        if theirs is not None and (mine is None or memo[theirs].nodes > memo[mine].nodes):
-            self.heaviest_by_nodes = theirs
-        mine, theirs = self.heaviest_by_chars, child.heaviest_by_chars
-        if theirs is not None and (mine is None or memo[theirs].chars > memo[mine].chars):
-            self.heaviest_by_chars = theirs
+    except UnicodeError:  # a str holding lone surrogates cannot be handed to libyaml
+        raise ConfigError(f"{source}: not valid Unicode text; remove the unpaired surrogate characters.") from None
