@@ -32,10 +32,9 @@ class EncoderFamily:
 
     ``activations`` is what :mod:`textclf.models.size` charges for training
     memory: floats the backward pass keeps per (text, token, hidden unit,
-    layer, direction). The values below were measured with
-    ``torch.autograd.graph.saved_tensors_hooks`` on CPU (LSTM 16-23 with
-    oneDNN's workspace, GRU 8-11, tanh RNN 2-4, CNN 3-3.4 for its three
-    widths) and rounded up, so the estimate errs toward too much.
+    layer, direction). The values below are the counts of
+    ``torch.autograd.graph.saved_tensors_hooks`` on CPU, rounded up, so the
+    estimate errs toward too much (docs/benchmarks.md, "Training memory per cell").
     """
 
     description: str
