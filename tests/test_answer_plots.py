@@ -5,8 +5,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from textclf.analysis.answer_plots import pareto_front
 from textclf.analysis.compare import compare
+from textclf.analysis.plots import pareto_front
 from textclf.analysis.report import write_report
 
 sys.path.insert(0, str(Path(__file__).parent))

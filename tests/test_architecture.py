@@ -89,8 +89,8 @@ def test_cycle_finder_finds_a_cycle():
 
 @pytest.mark.parametrize("path", _modules(), ids=lambda p: str(p.relative_to(PACKAGE.parent)))
 def test_module_says_what_it_is_for(path):
-    # Modules are split by concept; their size is a prompt to look in review, not a rule (a line cap split
-    # concepts in two, e.g. a model folder's reader from its checks).
+    # Modules are split by concept; their size is a prompt to look in review, not a rule (a line cap once
+    # split one concept in two: a model folder's reader from its checks).
     source = path.read_text(encoding="utf-8")
     if path.name != "__main__.py":
         assert ast.get_docstring(ast.parse(source)), f"{path}: add a module docstring saying what it is for"

@@ -122,7 +122,7 @@ def test_a_folder_read_without_weights_still_checks_them_before_torch_runs(tmp_p
 
 
 def test_the_torch_free_hyper_parameter_list_is_the_classifiers():
+    from textclf.models.checks import HPARAMS
     from textclf.models.classifier import TextClassifier
-    from textclf.models.registry import HPARAMS
 
     assert HPARAMS == tuple(p for p in inspect.signature(TextClassifier.__init__).parameters if p != "self")

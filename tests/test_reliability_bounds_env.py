@@ -81,7 +81,7 @@ def test_a_word_tokenizer_extended_with_pretrained_words_passes(tmp_path):
     tok, added = extend_vocabulary(folder["tokenizer"], ["zebra", "yak"], 2)
     assert added == 2
     doc = json.loads(tok.to_str())
-    from textclf.models.folder_check import check_tokenizer_json
+    from textclf.models.folder import check_tokenizer_json
 
     check_tokenizer_json(d / "tokenizer.json", doc)  # no error
 

@@ -14,7 +14,7 @@ The library surface::
     cfg = textclf.load_config(overrides=["encoder.cell=gru"])   # a resolved, validated config
 
 Imports are lazy so ``import textclf`` (and the CLI's start-up) stays fast.
-The package is layered (see the README's Layout section): ``cli`` → ``pipeline``
+The package is layered (see docs/architecture.md): ``cli`` → ``pipeline``
 → ``tracking`` / ``analysis`` → ``serving`` → ``training`` → ``models`` →
 ``text`` → ``data`` → ``core``.
 """

@@ -389,7 +389,7 @@ def _significance_text(baseline: str | None, alpha: float, n_boot: int, single_s
         "combines the test-example variance of the per-example differences (the same examples for both variants) "
         "with each variant's seed-to-seed variance of accuracy (net of the prediction noise already counted), on "
         "Welch-Satterthwaite degrees of freedom; with three seeds it holds its nominal false-positive rate "
-        "(see the README's calibration table). Macro-F1 uses the same decomposition with a paired bootstrap over "
+        "(see the calibration table of textclf's docs, benchmarks page). Macro-F1 uses the same decomposition with a paired bootstrap over "
         f"examples ({n_boot} draws). p-values are Holm-adjusted across the variants compared with the baseline; "
         "* marks an adjusted p below "
         f"{alpha:g}."

@@ -156,9 +156,9 @@ def contrast_batch(
     seeds do not matter. Dropping it from the df, as the pairwise test does,
     keeps the rate at alpha = 0.05 but not far in the tail, where Holm's first
     steps test (alpha / 14 for the default family): there the pairwise test
-    rejects 1.3-2.6x as often as it should at seed sds of 1-3 points, and the
-    default family's family-wise rate reached 6.5-7.5%. Keeping the df holds
-    it at or below 5% (``tests/test_contrasts.py``).
+    rejects too often and the default family's family-wise rate passed
+    alpha. Keeping the df holds it at or below alpha (``tests/test_contrasts.py``;
+    the rates: docs/comparison.md, "Calibration").
     """
     alpha = _check_alpha(alpha)
     if len(tables) != len(weights) or not tables:

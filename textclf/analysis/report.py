@@ -355,13 +355,12 @@ def _clip(text: str | None, limit: int = 160) -> str:
 
 
 def _make_plots(summary: dict[str, Any], records: Sequence[RunRecord], out_dir: Path) -> list[Path]:
-    from textclf.analysis import answer_plots as ap
     from textclf.analysis import plots as cp
     from textclf.analysis.tuning import plot_expected_max
 
     plots = [
-        ap.plot_contrasts(summary, out_dir / "contrasts.png"),
-        ap.plot_cost_quality(summary, out_dir / "cost_quality.png"),
+        cp.plot_contrasts(summary, out_dir / "contrasts.png"),
+        cp.plot_cost_quality(summary, out_dir / "cost_quality.png"),
         cp.plot_accuracy_vs_cost(
             summary, "params", out_dir / "accuracy_vs_params.png", xlabel="parameters (log scale)", log_x=True
         ),
@@ -379,9 +378,9 @@ def _make_plots(summary: dict[str, Any], records: Sequence[RunRecord], out_dir: 
 def _cached_plots(summary: dict[str, Any], records: Sequence[RunRecord], out_dir: Path, cache) -> list[Path]:
     """The plots of ``_make_plots``, from the stage cache when the same results were plotted before.
 
-    Rendering is most of a fully cached re-run's time (~2–4 s of matplotlib);
-    the plots depend only on the per-variant figures and learning curves, so
-    those (without run ids) are the key.
+    Rendering is most of a fully cached re-run's time (docs/benchmarks.md,
+    "A cached re-run"); the plots depend only on the per-variant figures and
+    learning curves, so those (without run ids) are the key.
     """
     import shutil
 

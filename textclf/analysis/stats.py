@@ -54,17 +54,16 @@ leading axes of repetitions, which is what the calibration tests and
 For a metric that is not a mean over examples (macro-F1), see
 :mod:`textclf.analysis.metric_stats`.
 
-Calibration (``bench/calibration.py``; simulated test sets of 500-2,000
-examples with shared example difficulty, seed sds of 0-5 accuracy points,
-3 or 5 seeds per variant): the false-positive rate at alpha 0.05 stays
-between 2 % and 5 %. It is lowest, about 2 %, when seeds truly do not vary:
-three seeds cannot show that the seed term is zero, so it is sometimes
-estimated positive, on few degrees of freedom. Two limits of any test on
-three seeds remain: when one variant's seeds vary far more than the other's
-(5 points against none or one) the rate is 6-7.5 %, as for Welch's test
-itself (5 % with 5 seeds each); and with one seed on a side the seed term is
-missing, so seed-to-seed variation can push the rate far above alpha (about
-50 % with one seed each, a 3-point seed sd and 800 examples).
+Calibration (``bench/calibration.py``, simulated test sets with shared
+example difficulty; the measured rates are in docs/benchmarks.md, "The
+comparison's calibration", and ``tests/test_stats.py`` holds them near
+alpha): the false-positive rate stays at or below alpha. It is lowest when
+seeds truly do not vary: three seeds cannot show that the seed term is zero,
+so it is sometimes estimated positive, on few degrees of freedom. Two limits
+of any test on three seeds remain: when one variant's seeds vary far more
+than the other's the rate rises above alpha, as for Welch's test itself; and
+with one seed on a side the seed term is missing, so seed-to-seed variation
+can push the rate far above alpha.
 
 :func:`holm` adjusts the p-values of several variants compared against one
 baseline for multiplicity.

@@ -476,7 +476,7 @@ def export(
             info = export_onnx(folder, Path(tmp) / "model.onnx", opset=opset)
             (Path(tmp) / "onnx.json").write_text(json.dumps(info, indent=1))
             extra = {"model.onnx": Path(tmp) / "model.onnx", "onnx.json": Path(tmp) / "onnx.json"}
-        target = artifacts.export_folder(folder, output, force=force, extra=extra)
+        target = artifacts.copy_model(folder["dir"], output, force=force, extra=extra)
     if info is not None and not quiet:
         v = info["verified"]
         check = (

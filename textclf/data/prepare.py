@@ -79,9 +79,10 @@ def _dataset(table: pa.Table):
     """An in-memory ``datasets.Dataset`` over ``table`` without hashing its content.
 
     ``datasets`` otherwise fingerprints a new in-memory dataset by serialising
-    the whole table (a transient copy several times the data: +280 MiB at a
-    million rows). textclf keys its caches on its own content fingerprints,
-    so the library's fingerprint only has to be unique.
+    the whole table, a transient copy several times the data
+    (docs/benchmarks.md, "Building in-memory datasets"). textclf keys its
+    caches on its own content fingerprints, so the library's fingerprint only
+    has to be unique.
     """
     import uuid
 

@@ -1,4 +1,4 @@
-"""Argument checks shared by the encoders and the classifier (a ConfigError names the config key and the value), and when to skip host-side checks."""
+"""Argument checks shared by the encoders and the classifier (a ConfigError names the config key and the value), when to skip host-side checks, and the hyper-parameter names a model folder may hold (torch-free)."""
 
 from __future__ import annotations
 
@@ -42,3 +42,26 @@ def tracing() -> bool:
 
     exporting = getattr(torch.compiler, "is_exporting", lambda: False)
     return torch.jit.is_tracing() or torch.compiler.is_compiling() or exporting()
+
+
+POOLINGS = ("last", "mean", "max", "attention")  # encoder.pooling: one vector per text from the sequence
+# TextClassifier's keyword arguments, as config.json's "model" section records them: here, torch-free,
+# so a model folder is checked without importing torch (tests/test_onnx_engine.py keeps the two equal).
+HPARAMS = (
+    "vocab_size",
+    "embedding_dim",
+    "num_classes",
+    "padding_idx",
+    "cell",
+    "hidden_size",
+    "layers",
+    "bidirectional",
+    "dropout",
+    "embedding_dropout",
+    "output_dropout",
+    "pooling",
+    "class_weights",
+    "frozen_rows",
+    "init",
+    "chrono_max_length",
+)

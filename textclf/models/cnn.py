@@ -46,15 +46,12 @@ the bias and ReLU are applied to the pooled (B, H) vector, not to the (B, H, T)
 feature map.
 
 One ``F.conv1d`` per width on a channels-first copy of x was the fastest of the
-layouts measured on CPU at (B, T, I, H) = (64, 30, 64, 64), forward + backward,
-one thread, medians on a shared machine: ~9.5 ms, against ~10.5-14 ms for a
-single convolution with the widest kernel (narrower kernels zero-padded, 25%
-more multiply-adds), ~13-17 ms for im2col + one matmul, ~25-50 ms for
-recomputing only the max positions by gather, and ~4% more for feeding conv1d
-the channels-last (transposed) view directly. The convolutions are ~70% of the
-time and run near the core's peak; a 1-layer ``nn.LSTM(64, 64)`` takes ~6.3 ms
-there, since widths (3, 4, 5) cost 12·I·H multiply-adds per position against
-the LSTM's 4·H·(I + H) = 8·I·H.
+layouts measured on CPU (one convolution with the widest kernel and the
+narrower ones zero-padded, im2col + one matmul, recomputing only the max
+positions by gather, conv1d on the channels-last view; docs/benchmarks.md,
+"CNN encoder layout"). The convolutions run near the core's peak, and cost
+more than a 1-layer LSTM of the same width: widths (3, 4, 5) take 12·I·H
+multiply-adds per position against the LSTM's 4·H·(I + H) = 8·I·H.
 """
 
 from __future__ import annotations

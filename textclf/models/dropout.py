@@ -2,17 +2,14 @@
 
 Why this exists: on the CPU, torch's dropout draws its mask with ``bernoulli_``,
 one Mersenne-Twister draw and a float comparison per element. For this
-project's sizes that was 12% of a 2-layer BiLSTM's training epoch (embedding
-dimension 64, hidden 64, batch 64; `torch.profiler`), more than any op but the
-LSTM kernels themselves.
+project's sizes that was, in a profile, a larger share of a BiLSTM's training
+epoch than any op but the LSTM kernels themselves.
 
 `Dropout` draws 64 random bits at a time (``torch.randint`` over the whole
 int64 range) and reads them as four 16-bit integers, one per element, so it
 makes a quarter of the generator calls; a comparison with a threshold then
-gives the mask. Measured with one thread on a (64, 35, 128) float32 tensor:
-0.66 ms against 2.23 ms for ``F.dropout``. In a whole training epoch of the
-default comparison's variants (`Trainer.fit`, one A/B run each) that made one
-thread 4-9% faster (the tanh RNN 22%), two threads 1.05-1.5x faster.
+gives the mask. The profile and the speed-ups, of the mask alone and of whole
+training epochs, are in docs/benchmarks.md ("Dropout mask").
 
 What it computes: each element is kept independently with probability
 ``q = 1 - round(p · 65536) / 65536`` and scaled by ``1 / q``, so the expected

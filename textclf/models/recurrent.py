@@ -38,6 +38,7 @@ from torch import nn
 
 from textclf.core.errors import ConfigError
 from textclf.models.checks import (
+    POOLINGS,
     check_bool,
     check_choice,
     check_fraction,
@@ -46,7 +47,6 @@ from textclf.models.checks import (
 )
 from textclf.models.dropout import Dropout
 from textclf.models.fast_rnn import FastGRU, FastRNN
-from textclf.models.registry import POOLINGS
 
 # The torch module behind each recurrent family of textclf.models.registry.ENCODERS:
 # CELLS[cell](input_size, hidden_size, num_layers=..., dropout=...), batch_first.

@@ -18,28 +18,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-POOLINGS = ("last", "mean", "max", "attention")  # encoder.pooling: one vector per text from the sequence
-# TextClassifier's keyword arguments, as config.json's "model" section records them: here, torch-free,
-# so a model folder is checked without importing torch (tests/test_onnx_engine.py keeps the two equal).
-HPARAMS = (
-    "vocab_size",
-    "embedding_dim",
-    "num_classes",
-    "padding_idx",
-    "cell",
-    "hidden_size",
-    "layers",
-    "bidirectional",
-    "dropout",
-    "embedding_dropout",
-    "output_dropout",
-    "pooling",
-    "class_weights",
-    "frozen_rows",
-    "init",
-    "chrono_max_length",
-)
-
 
 @dataclass(frozen=True)
 class EncoderFamily:
@@ -54,10 +32,9 @@ class EncoderFamily:
 
     ``activations`` is what :mod:`textclf.models.size` charges for training
     memory: floats the backward pass keeps per (text, token, hidden unit,
-    layer, direction). The values below were measured with
-    ``torch.autograd.graph.saved_tensors_hooks`` on CPU (LSTM 16-23 with
-    oneDNN's workspace, GRU 8-11, tanh RNN 2-4, CNN 3-3.4 for its three
-    widths) and rounded up, so the estimate errs toward too much.
+    layer, direction). The values below are the counts of
+    ``torch.autograd.graph.saved_tensors_hooks`` on CPU, rounded up, so the
+    estimate errs toward too much (docs/benchmarks.md, "Training memory per cell").
     """
 
     description: str

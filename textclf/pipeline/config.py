@@ -224,7 +224,7 @@ def _merge_layer(merged: dict[str, Any], layer: dict[str, Any], what: str) -> di
     """``deep_merge``, except that a layer naming the data one way replaces a lower layer's other way.
 
     ``--set data.train=…`` over a pipeline with ``data.source`` means "my files
-    instead" (the README's own-data example), so the lower ``data.source`` and
+    instead" (the own-data example of docs/data.md), so the lower ``data.source`` and
     its builtin ``data.options`` are dropped; ``data.source`` over lower
     ``data.train`` / ``validation`` / ``test`` drops those. Both ways in one
     layer stay a conflict for :class:`~textclf.data.config.DataConfig` to refuse.

@@ -315,7 +315,7 @@ def run_pipeline(
             # the view below groups the children by variant, side by side with their spread over seeds.
             summary = summaries[None] if None in summaries else {"tasks": {t: summaries[t] for t in summaries}}
             claims = {t: c.claim.model_dump() for t, c in (pipe.spec.tasks or {}).items() if c.claim is not None}
-            if claims:  # every claim as fixed in the pipeline file, in one hash the README and reports can quote
+            if claims:  # every claim as fixed in the pipeline file, in one hash docs and reports can quote
                 from textclf.analysis.verdicts import claims_fingerprint
 
                 summary["claims_fingerprint"] = claims_fingerprint(claims)

@@ -21,7 +21,7 @@ def _pool_worker(threads: str, quiet: bool) -> None:
 
     # Set, not setdefault: an OMP_NUM_THREADS inherited from the driver is the whole run's budget, and
     # workers each keeping it oversubscribe the cores (2 workers x 2 spinning OpenMP threads on 2 cores
-    # made some epochs 20x slower).
+    # slowed some epochs by an order of magnitude: docs/benchmarks.md, "Pool workers and threads").
     os.environ["OMP_NUM_THREADS"] = threads
     setup_logging(quiet)
     _exit_with_parent()
@@ -63,8 +63,9 @@ def expected_work(cfg: Config) -> float:
     """A rough relative cost of training ``cfg``, to schedule the longest first: the recurrent multiply-adds per
     token (directions x gates x hidden x (input + hidden), summed over layers) times the epochs; TF-IDF ~0.
 
-    It orders the default comparison's variants as measured (rnn < gru < lstm < lstm-x2 ~ bilstm < bilstm-x2;
-    bench/README.md); other encoders count as an LSTM of their width.
+    It orders the default comparison's variants as their measured training times do (rnn < gru < lstm <
+    lstm-x2 ~ bilstm < bilstm-x2; docs/benchmarks.md, "The default comparison"); other encoders count as an
+    LSTM of their width.
     """
     if cfg.kind != "neural":
         return 0.0

@@ -58,7 +58,7 @@ def _dataset_source(source: str):
 
 
 # (split, fingerprint, source) -> MLflow dataset entity. MLflow infers a
-# dataset's schema by visiting every value (~0.1 s per split of 8,000 texts);
+# dataset's schema by visiting every value (docs/benchmarks.md, "A cached re-run");
 # the entity of a split is the same for every child that trained on it.
 _DATASET_ENTITIES: dict[tuple[str, str, str], Any] = {}
 

@@ -206,8 +206,8 @@ def inference_batches(
     in one batch spend ~2.5× the real work. Cutting the sorted order where
     ``rows × longest > waste × real tokens`` (never below ``min_rows`` rows,
     never above ``max_rows``) keeps padding under 25% while batches stay big
-    enough for efficient matrix products: 256-text calls on review-length
-    text ran 1.45× faster on CPU than with one 256-row batch.
+    enough for efficient matrix products (the A/B against one 256-row batch:
+    docs/benchmarks.md, "Summary", inference row).
     """
     lengths = np.asarray(lengths)
     if max_rows < 1:

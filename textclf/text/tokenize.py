@@ -54,8 +54,9 @@ from textclf.data.summary import percentiles
 from textclf.text.batching import EncodedSplit
 from textclf.text.config import TokenizerConfig
 
-# Texts are cut to max_length × this many characters before tokenizing: a 100 MB text
-# was tokenized whole (9.2 GB of memory) to keep its first 256 tokens. 64 characters a
+# Texts are cut to max_length × this many characters before tokenizing: a huge text
+# was otherwise tokenized whole, at many times its size in memory, to keep its first
+# max_length tokens (docs/benchmarks.md, "Work without bound from one input"). 64 characters a
 # token is generous (English words average ~5, a char tokenizer takes 1), so a cut
 # text still gives max_length tokens unless its tokens average over 64 characters
 # (e.g. long runs of characters without a separator); such a text ends at the cut.

@@ -3,7 +3,7 @@
 Runs a SIGKILLed process left RUNNING become KILLED, and the models it left
 PENDING become FAILED, the next time work starts in their experiment.
 
-Layout (see the README): one experiment per pipeline, one parent run per
+Layout (see docs/mlflow.md, "Experiments, runs and params"): one experiment per pipeline, one parent run per
 ``textclf run``, one nested child run per (variant, seed). Params are logged
 flattened with dotted names (``encoder.layers``) so MLflow's
 parallel-coordinates chart works as is.

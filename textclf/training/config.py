@@ -54,8 +54,8 @@ class TrainConfig(Section):
         False,
         description="bf16 autocast for the training steps on the CPU; weights, optimizer and every evaluation stay "
         "float32. Needs a CPU with native bf16 (avx512_bf16 or AMX); LSTM layers run oneDNN's bf16 kernel, tanh-RNN "
-        "and GRU layers stay float32 (their linear head still runs in bf16). Off by default: results differ from float32 training (within seed noise in "
-        "the README's measurement) and from machine to machine.",
+        "and GRU layers stay float32 (their linear head still runs in bf16). Off by default: results differ from float32 training "
+        "(within seed noise in docs/benchmarks.md, 'The default comparison') and from machine to machine.",
     )
 
     @property

@@ -31,8 +31,8 @@ def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
     """AdamW over :func:`param_groups`, fused where torch has the kernel (CPU, CUDA, MPS).
 
     The fused kernel updates each tensor in one pass instead of ~10 elementwise
-    ops; on CPU that took the optimizer from ~10% of a BiLSTM training step to a
-    few percent (bench/train_throughput.py). Devices without it use the default.
+    ops, which on CPU cut the optimizer's share of a BiLSTM training step
+    (docs/benchmarks.md, "Summary", training row). Devices without it use the default.
     """
     groups = param_groups(model, cfg.weight_decay)
     try:
