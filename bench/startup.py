@@ -9,8 +9,9 @@ almost all of it is Python start-up and imports. The benchmark
    ``textclf predict --model FOLDER`` on 3 texts, ``textclf predict --model
    runs:/RUN_ID`` on 3 texts (after one call that downloads the model into the
    cache, timed apart as ``runs_first_s``), ``textclf embed --model FOLDER``
-   on 2 texts, and ``python -c "import torch"`` (the floor: torch is
-   unavoidable);
+   on 2 texts, the same two on the folder exported with ``--onnx`` (which
+   answers on onnxruntime without importing torch), and ``python -c "import
+   torch"`` (the floor of every command that runs the weights);
 3. runs each command once under ``python -X importtime`` and records the
    slowest top-level imports (cumulative ms) and which heavy libraries were
    imported at all (mlflow, pandas, datasets, sklearn, matplotlib, scipy,
@@ -45,7 +46,7 @@ from pathlib import Path
 
 from bench import _common as C
 
-HEAVY = ("mlflow", "pandas", "datasets", "sklearn", "matplotlib", "scipy", "torch._dynamo", "pyarrow")
+HEAVY = ("torch", "mlflow", "pandas", "datasets", "sklearn", "matplotlib", "scipy", "torch._dynamo", "pyarrow")
 TEXTS = ["a lovely film", "not bad at all", "the plot was dull and the cast was weak"]
 _IMPORT_LINE = re.compile(r"import time:\s+(\d+) \|\s+(\d+) \|( *)(\S+)")
 
@@ -122,10 +123,24 @@ def measure(work: Path, threads: int, reps: int) -> dict:
     folder, run_id = _train(work, env)
     (work / "texts.txt").write_text("\n".join(TEXTS[:2]) + "\n")
     textclf = [sys.executable, "-m", "textclf"]
+    onnx = work / "onnx"
+    _run([*textclf, "export", "-q", "--model", str(folder), "--output", str(onnx), "--onnx"], env, work)
     commands = {
         "predict_folder": [*textclf, "predict", "--model", str(folder), *TEXTS],
         "predict_runs": [*textclf, "predict", "--model", f"runs:/{run_id}", *TEXTS],
         "embed_folder": [*textclf, "embed", "--model", str(folder), "--input", "texts.txt", "--output", "e.npy", "-q"],
+        "predict_onnx_folder": [*textclf, "predict", "--model", str(onnx), *TEXTS],
+        "embed_onnx_folder": [
+            *textclf,
+            "embed",
+            "--model",
+            str(onnx),
+            "--input",
+            "texts.txt",
+            "--output",
+            "e.npy",
+            "-q",
+        ],
         "import_torch": [sys.executable, "-c", "import torch"],
     }
     runs_first_s, _, _ = _run(commands["predict_runs"], env, work)  # downloads the model into the cache
