@@ -110,7 +110,8 @@ def test_a_metric_registered_from_outside_reaches_the_comparison(tmp_path, monke
     textclf.register_metric("balanced_accuracy", Metric(balanced_accuracy, compare=True, label="balanced acc"))
     monkeypatch.chdir(tmp_path)
     pipe = write_pipeline(tmp_path / "p.yaml", write_csv(tmp_path / "d.csv", make_rows(90)))
-    assert main(["run", str(pipe), "-q", "--summary-out", "s.json"]) == 0
+    # two workers: a registration call in this process reaches the spawned trainings (val_balanced_accuracy)
+    assert main(["run", str(pipe), "-q", "--jobs", "2", "--summary-out", "s.json"]) == 0
     s = json.loads(Path("s.json").read_text())
     assert s["compared_metrics"] == ["accuracy", "macro_f1", "balanced_accuracy"]
     for v in s["variants"].values():
@@ -121,6 +122,18 @@ def test_a_metric_registered_from_outside_reaches_the_comparison(tmp_path, monke
     assert s["method"]["balanced_accuracy"].startswith("paired t: seed variance + paired example bootstrap")
     assert any(r["metric"] == "test_balanced_accuracy" for r in s["secondary_contrasts"])
     assert "balanced acc % (±sd)" in markdown_table(s).splitlines()[0]
+
+
+def test_an_entry_workers_cannot_receive_is_refused_with_the_fix():
+    from textclf.core.errors import ConfigError
+    from textclf.core.metrics import Metric
+    from textclf.core.registry import registered
+
+    textclf.register_metric("balanced_accuracy", Metric(balanced_accuracy))
+    assert registered()[0][1:] == ("textclf.metrics", {"balanced_accuracy": Metric(balanced_accuracy)})
+    textclf.register_metric("local", Metric(lambda y, pred, proba, n: 0.5))
+    with pytest.raises(ConfigError, match="'local' cannot be sent to worker processes.*or run with --jobs 1"):
+        registered()
 
 
 def records(rng, n=200):
