@@ -248,3 +248,29 @@ def test_a_broken_entry_point_is_named_with_its_fix(tmp_path, monkeypatch, capsy
     assert main(["config", "show", "--set", "encoder.cell=lstm"]) == 2
     err = capsys.readouterr().err
     assert "ghost = textclf_plugin_demo:MISSING" in err and "textclf-plugin-demo" in err and "uninstall" in err
+
+
+def balanced_from_counts(confusion):
+    """balanced_accuracy of confusion matrices (..., C, C), rows = true class."""
+    conf = np.asarray(confusion, dtype=np.float64)
+    support = conf.sum(axis=-1)
+    recall = np.divide(np.diagonal(conf, axis1=-2, axis2=-1), support, out=np.zeros_like(support), where=support > 0)
+    return recall.sum(axis=-1) / (support > 0).sum(axis=-1)
+
+
+def test_a_metric_without_from_counts_gets_the_same_bootstrap():
+    """The generic route (each resample expanded back into labels) scores what a counts route scores, so a new
+    metric gets the bootstrap whose calibration tests/test_stats.py checks, with no function of counts to write."""
+    from textclf.analysis.contrasts import STAT_TESTS
+    from textclf.core.metrics import Metric
+
+    rng = np.random.default_rng(3)
+    y = rng.integers(0, 3, 80)
+    preds = [np.where(rng.random((2, 80)) < skill, y, rng.integers(0, 3, (2, 80))) for skill in (0.5, 0.7)]
+    run = STAT_TESTS["bootstrap"].fn
+    kwargs = {"alpha": 0.05, "n_boot": 50, "seed": 1, "keep_truncated_df": False}
+    generic = run(preds, [1.0, -1.0], y, 3, metric=Metric(balanced_accuracy, compare=True), **kwargs)
+    counts = run(preds, [1.0, -1.0], y, 3, metric=Metric(balanced_accuracy, from_counts=balanced_from_counts), **kwargs)
+    for key in ("delta", "ci_low", "ci_high", "p_value", "se", "df", "var_examples"):
+        assert generic[key] == pytest.approx(counts[key], rel=1e-12, abs=1e-15), key
+    assert generic["se"] > 0
