@@ -33,6 +33,7 @@ __all__ = [
     "METRICS",
     "Metric",
     "TopProba",
+    "accuracy_from_counts",
     "classification_metrics",
     "classification_report_text",
     "epoch_metrics",
