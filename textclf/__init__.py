@@ -13,6 +13,10 @@ The library surface::
 
     cfg = textclf.load_config(overrides=["encoder.cell=gru"])   # a resolved, validated config
 
+    textclf.register_encoder("bag", EncoderFamily(...))       # extension points (docs/extending.md)
+    textclf.register_metric("balanced_accuracy", Metric(..., compare=True))
+    textclf.register_stat_test("sign", StatTest(...))
+
 Imports are lazy so ``import textclf`` (and the CLI's start-up) stays fast.
 The package is layered (see docs/architecture.md): ``cli`` → ``pipeline``
 → ``tracking`` / ``analysis`` → ``serving`` → ``training`` → ``models`` →
@@ -27,11 +31,44 @@ from typing import TYPE_CHECKING, Any
 from textclf._version import __version__
 
 if TYPE_CHECKING:  # pragma: no cover
+    from textclf.analysis.contrasts import StatTest
+    from textclf.core.metrics import Metric
+    from textclf.models.registry import EncoderFamily
     from textclf.pipeline.config import Config
     from textclf.pipeline.experiment import PipelineResult
     from textclf.serving.classifier import Classifier, Encoder
 
-__all__ = ["__version__", "load_config", "load_encoder", "load_model", "run_pipeline"]
+__all__ = [
+    "__version__",
+    "load_config",
+    "load_encoder",
+    "load_model",
+    "register_encoder",
+    "register_metric",
+    "register_stat_test",
+    "run_pipeline",
+]
+
+
+def register_encoder(name: str, family: EncoderFamily) -> None:
+    """Add an encoder family (``encoder.cell: NAME``); see :class:`textclf.models.registry.EncoderFamily`."""
+    from textclf.models.registry import ENCODERS
+
+    ENCODERS.register(name, family)
+
+
+def register_metric(name: str, metric: Metric) -> None:
+    """Add a metric (``compare=True``: a column of the comparison); see :class:`textclf.core.metrics.Metric`."""
+    from textclf.core.metrics import METRICS
+
+    METRICS.register(name, metric)
+
+
+def register_stat_test(name: str, test: StatTest) -> None:
+    """Add a statistical test a metric can choose (``Metric(..., test=NAME)``); see :class:`textclf.analysis.contrasts.StatTest`."""
+    from textclf.analysis.contrasts import STAT_TESTS
+
+    STAT_TESTS.register(name, test)
 
 
 def load_model(

@@ -4,14 +4,18 @@ The pipeline trains each variant under several seeds and scores all of them
 on the same test set. :func:`compare` turns those runs into one
 JSON-serialisable summary:
 
-* per variant, mean ± seed sd of test accuracy and macro-F1 (recomputed here
-  from each run's stored test probabilities, exactly as
-  :mod:`textclf.core.metrics` does), of validation accuracy and of the cost
-  metrics, and the parameter count;
-* per variant, the difference from the baseline with an interval and p-value
-  that hold their nominal rate with few seeds (:mod:`textclf.analysis.stats`:
-  paired over test examples, with each variant's seed-to-seed variance), and
-  Holm-adjusted p-values across the variants compared with the one baseline;
+* per variant, mean ± seed sd of every comparison metric (``compare=True`` in
+  :data:`textclf.core.metrics.METRICS`: accuracy, macro-F1 and any registered
+  one; recomputed here from each run's test predictions with the registered
+  function), of their validation values and of the cost metrics, and the
+  parameter count;
+* per variant and metric, the difference from the baseline by the metric's
+  registered test (:data:`textclf.analysis.contrasts.STAT_TESTS`; accuracy:
+  :mod:`textclf.analysis.stats`, paired over test examples with each
+  variant's seed-to-seed variance; macro-F1: the bootstrap of
+  :mod:`textclf.analysis.metric_stats`), whose intervals and p-values hold
+  their nominal rate with few seeds, and Holm-adjusted p-values across the
+  variants compared with the one baseline;
 * *where* a variant differs: accuracy per text-length quintile (and per value
   of any ``data.slice_columns``) beside the baseline's, and the test texts it
   gets right and the baseline wrong, and the reverse (majority vote over seeds);
@@ -44,10 +48,9 @@ from textclf.analysis.slices import column_slices
 
 __all__ = ["RunRecord", "compare"]
 
-# Run metrics summarised as {"mean", "sd"} over seeds, taken from RunRecord.metrics.
+# Run metrics summarised as {"mean", "sd"} over seeds, taken from RunRecord.metrics (after val_<metric>
+# of every comparison metric).
 COST_METRICS = (
-    "val_accuracy",
-    "val_macro_f1",
     "train_seconds",
     "tokens_per_second",
     "latency_p50_ms",
@@ -56,7 +59,6 @@ COST_METRICS = (
     "generalization_gap",
 )
 MAX_EXAMPLES = 10  # disagreement examples kept per direction and variant
-MAX_F1_CLASSES = 50  # macro-F1 differences are tested up to this many classes
 N_LENGTH_SLICES = 5
 
 
@@ -276,9 +278,10 @@ def _disagreements(y, preds, base_preds, label_names, texts) -> dict[str, Any]:
 # --------------------------------------------------------------------------- the summary
 
 
-def primary_metric(select_by: str, n_classes: int) -> str:
-    """The test metric verdicts are on: the one the variants were selected (and early-stopped) on."""
-    return "test_macro_f1" if select_by == "val_macro_f1" and n_classes <= MAX_F1_CLASSES else "test_accuracy"
+def primary_metric(select_by: str, tested: Sequence[str]) -> str:
+    """The test metric verdicts are on: the one the variants were selected (and early-stopped) on, if it is tested."""
+    name = select_by.removeprefix("val_")
+    return f"test_{name}" if name in tested and name != select_by else "test_accuracy"
 
 
 def dominated(variants: Mapping[str, Any], metric: str) -> dict[str, list[str]]:
@@ -311,6 +314,7 @@ def _answer(
     preds,
     y,
     n_classes,
+    tested,
     *,
     select_by,
     alpha,
@@ -325,7 +329,7 @@ def _answer(
     from textclf.analysis import contrasts as C
 
     sesoi = C.DEFAULT_SESOI if sesoi is None else float(sesoi)
-    primary = primary_metric(select_by, n_classes)
+    primary = primary_metric(select_by, tested)
     if declared:
         unknown = sorted({v for d in declared.values() for v in (d["a"], d["b"])} - set(variants))
         if unknown:
@@ -340,11 +344,7 @@ def _answer(
             for name, v in variants.items()
         }
         family = C.derive_contrasts(info, baseline)
-    secondary = [
-        m
-        for m in ("test_accuracy", "test_macro_f1")
-        if m != primary and (m == "test_accuracy" or n_classes <= MAX_F1_CLASSES)
-    ]
+    secondary = [f"test_{m}" for m in tested if f"test_{m}" != primary]
     rows, second, details = (
         ([], [], {})
         if not family
@@ -364,7 +364,7 @@ def _answer(
             known={
                 (n, baseline, f"test_{m}"): {**v[f"delta_{m}"], "delta": v[f"delta_{m}"]["mean"]}
                 for n, v in variants.items()
-                for m in ("accuracy", "macro_f1")
+                for m in tested
                 if v.get(f"delta_{m}")
             },
         )
@@ -381,16 +381,21 @@ def _answer(
     }
 
 
-def _significance_text(baseline: str | None, alpha: float, n_boot: int, single_seed: list[str]) -> str:
+def _significance_text(baseline: str | None, alpha: float, n_boot: int, single_seed: list[str], method) -> str:
     if baseline is None:
         return "No baseline was given, so no differences were tested."
+    from textclf.core.metrics import METRICS
+
+    others = [m for m in method if m not in ("accuracy", "macro_f1", "multiplicity")]
     text = (
         f"Each difference from the baseline is tested with a paired t interval (level {1 - alpha:.0%}) whose variance "
         "combines the test-example variance of the per-example differences (the same examples for both variants) "
         "with each variant's seed-to-seed variance of accuracy (net of the prediction noise already counted), on "
         "Welch-Satterthwaite degrees of freedom; with three seeds it holds its nominal false-positive rate "
         "(see the calibration table of textclf's docs, benchmarks page). Macro-F1 uses the same decomposition with a paired bootstrap over "
-        f"examples ({n_boot} draws). p-values are Holm-adjusted across the variants compared with the baseline; "
+        f"examples ({n_boot} draws). "
+        + "".join(f"{METRICS[m].label or m if m in METRICS else m}: {method[m]}. " for m in others)
+        + "p-values are Holm-adjusted across the variants compared with the baseline; "
         "* marks an adjusted p below "
         f"{alpha:g}."
     )
@@ -436,9 +441,9 @@ def compare(
     one-factor pairs are derived; ``test_is_validation`` marks every verdict
     with a warning.
     """
-    from textclf.analysis.metric_stats import paired_comparison_metric
-    from textclf.analysis.stats import holm, paired_comparison
-    from textclf.core.metrics import macro_f1
+    from textclf.analysis.contrasts import STAT_TESTS, tested_metrics
+    from textclf.analysis.stats import holm
+    from textclf.core.metrics import METRICS
 
     if not records:
         raise ValueError("compare() needs at least one record")
@@ -457,8 +462,9 @@ def compare(
             raise ValueError(f"{what} has {len(seq)} entries, expected one per test example ({y.size})")
     lengths_arr = None if lengths is None else np.asarray(lengths, dtype=np.int64)
     correct = (preds == y[None, :]).astype(np.int8)  # (R, N)
-    accuracy = correct.mean(axis=1)
-    f1 = np.array([macro_f1(y, p, n_classes) for p in preds])
+    metrics = [m for m, metric in METRICS.items() if metric.compare]  # the comparison's columns
+    tested = tested_metrics(n_classes)  # those whose test runs at this many classes
+    scores = {m: np.array([_num(METRICS[m].fn(y, p, None, n_classes)) for p in preds], dtype=float) for m in metrics}
 
     base = next((g for g in groups if g.name == baseline), None)
     variants: dict[str, Any] = {}
@@ -471,28 +477,32 @@ def compare(
             "bidirectional": None if first.bidirectional is None else bool(first.bidirectional),
             "seeds": [int(r.seed) for r in g.records],
             "n_seeds": len(g.records),
-            "test_accuracy": _mean_sd(accuracy[g.rows]),
-            "test_macro_f1": _mean_sd(f1[g.rows]),
+            **{f"test_{m}": _mean_sd(scores[m][g.rows]) for m in metrics},
         }
         params = _mean_sd([r.metrics.get("params") for r in g.records])["mean"]
         entry["params"] = None if params is None else int(round(params))
-        for key in COST_METRICS:
+        for key in [f"val_{m}" for m in metrics] + list(COST_METRICS):
             entry[key] = _mean_sd([r.metrics.get(key) for r in g.records])
-        if base is None or g is base:
-            entry["delta_accuracy"] = entry["delta_macro_f1"] = entry["disagreements"] = None
-        else:
-            entry["delta_accuracy"] = _delta(paired_comparison(correct[g.rows], correct[base.rows], alpha=alpha))
-            # The macro-F1 bootstrap scores confusion matrices (classes²): up to MAX_F1_CLASSES classes only.
-            entry["delta_macro_f1"] = (
-                _delta(
-                    paired_comparison_metric(
-                        preds[g.rows], preds[base.rows], y, n_classes, alpha=alpha, n_boot=n_boot, seed=seed
-                    )
+        for m in metrics:
+            entry[f"delta_{m}"] = None
+            if base is not None and g is not base and m in tested:
+                r = STAT_TESTS[METRICS[m].test].fn(
+                    [preds[g.rows], preds[base.rows]],
+                    [1.0, -1.0],
+                    y,
+                    n_classes,
+                    metric=METRICS[m],
+                    alpha=alpha,
+                    n_boot=n_boot,
+                    seed=seed,
+                    keep_truncated_df=False,
                 )
-                if n_classes <= MAX_F1_CLASSES
-                else None
-            )
-            entry["disagreements"] = _disagreements(y, preds[g.rows], preds[base.rows], label_names, texts)
+                entry[f"delta_{m}"] = _delta({**r, "seed_variance": len(g.records) > 1 and len(base.records) > 1})
+        entry["disagreements"] = (
+            None
+            if base is None or g is base
+            else _disagreements(y, preds[g.rows], preds[base.rows], label_names, texts)
+        )
         entry["slices"] = _slices(
             correct[g.rows], None if base is None else correct[base.rows], lengths_arr, slice_columns or {}
         )
@@ -500,11 +510,10 @@ def compare(
         entry["cached"] = all(bool(r.cached) for r in g.records)
         variants[g.name] = entry
 
-    compared = [n for n in names if variants[n]["delta_accuracy"] is not None]
-    for metric in ("delta_accuracy", "delta_macro_f1"):
-        tested = [n for n in compared if variants[n][metric] is not None]
-        for n, p in zip(tested, holm([variants[n][metric]["p_value"] for n in tested])):
-            variants[n][metric]["p_adjusted"] = p
+    for m in metrics:
+        tested_here = [n for n in names if variants[n][f"delta_{m}"] is not None]
+        for n, p in zip(tested_here, holm([variants[n][f"delta_{m}"]["p_value"] for n in tested_here])):
+            variants[n][f"delta_{m}"]["p_adjusted"] = p
 
     def score(name: str) -> float:
         value = (
@@ -522,6 +531,7 @@ def compare(
         preds,
         y,
         n_classes,
+        tested,
         select_by=select_by,
         alpha=alpha,
         sesoi=sesoi,
@@ -531,6 +541,10 @@ def compare(
         seed=seed,
         test_is_validation=test_is_validation,
     )
+    method = {
+        **{m: STAT_TESTS[METRICS[m].test].method.format(n_boot=n_boot, seed=seed) for m in metrics},
+        "multiplicity": "Holm over the variants compared with the baseline",
+    }
     return {
         **answer,
         "baseline": baseline,
@@ -538,12 +552,9 @@ def compare(
         "n_classes": n_classes,
         "label_names": label_names,
         "alpha": alpha,
-        "method": {
-            "accuracy": "paired t: test-example + seed variance, Welch-Satterthwaite df",
-            "macro_f1": f"paired t: seed variance + paired example bootstrap ({n_boot} draws, seed {seed})",
-            "multiplicity": "Holm over the variants compared with the baseline",
-        },
-        "significance": _significance_text(baseline, alpha, n_boot, single_seed),
+        "compared_metrics": metrics,
+        "method": method,
+        "significance": _significance_text(baseline, alpha, n_boot, single_seed, method),
         "slices": {
             **({"length": "tokens of the shared tokenizer, quintiles of the test set"} if lengths is not None else {}),
             **{name: note for name, values in (slice_columns or {}).items() if (note := column_slices(values)[1])},

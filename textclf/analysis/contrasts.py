@@ -32,7 +32,9 @@ variance ``c_v^2 sigma2_seed_v / S_v`` (the ANOVA estimator, net of that
 noise); Welch-Satterthwaite degrees of freedom. For a pair this is exactly
 :func:`~textclf.analysis.stats.paired_comparison_batch` (a test checks
 that). Macro-F1 uses the bootstrap route of :mod:`textclf.analysis.metric_stats`
-with the same generalisation.
+with the same generalisation. Each comparison metric names its test in
+:data:`STAT_TESTS` (accuracy ``paired_t``, any other ``bootstrap`` unless it
+chooses another), and the comparison runs it for every pair and contrast.
 
 **Verdicts** (on the primary metric only: the metric the variants were
 early-stopped and selected on; other metrics get intervals, no verdict):
@@ -84,24 +86,29 @@ of the default comparison's derived family holds at seed sds of 0-5 points.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 from scipy import stats as _sp_stats
 
+from textclf.analysis.metric_stats import contrast_metric, counts_score
 from textclf.analysis.stats import (
     _check_alpha,
     _satterthwaite,
     _seed_table,
     _t_inference,
     holm,
+    paired_comparison_batch,
 )
+from textclf.core.registry import Registry
 
 __all__ = [
     "DEFAULT_SESOI",
+    "STAT_TESTS",
     "Contrast",
+    "StatTest",
     "answer_sentences",
     "contrast_batch",
     "contrast_family",
@@ -210,82 +217,98 @@ def contrast_batch(
     }
 
 
-def contrast_metric(
-    preds: Sequence[Any],
-    weights: Sequence[float],
-    y_true: Any,
-    n_classes: int,
-    *,
-    alpha: float = 0.05,
-    n_boot: int = 1000,
-    seed: int = 0,
-    keep_truncated_df: bool = True,
-) -> dict[str, float]:
-    """A contrast of a metric that is not a mean over examples (macro-F1), by the paired bootstrap.
+_KEYS = ("delta", "ci_low", "ci_high", "p_value", "se", "df", "var_examples", "var_seeds")
 
-    ``preds[v]`` (S_v x n) predicted class ids of each seed of variant v. The
-    route of :func:`~textclf.analysis.metric_stats.paired_comparison_metric`,
-    generalised to a weight vector: example variance is the variance of the
-    contrast under paired resamples (the same examples for every seed of every
-    variant), each seed's own test-set noise is its bootstrap spread.
+
+def _paired_t(preds, weights, y, n_classes, *, alpha, keep_truncated_df=True, **_):
+    tables = [np.asarray(p) == y for p in preds]
+    if not keep_truncated_df and len(tables) == 2 and list(weights) == [1.0, -1.0]:  # exactly the pairwise test
+        r = paired_comparison_batch(tables[0][None], tables[1][None], alpha)
+    else:
+        r = contrast_batch([t[None] for t in tables], weights, alpha, keep_truncated_df=keep_truncated_df)
+    return {k: float(r[k].item()) for k in _KEYS}
+
+
+def _bootstrap(preds, weights, y, n_classes, *, metric, **kwargs):
+    return contrast_metric(preds, weights, y, n_classes, counts_score(metric, n_classes), **kwargs)
+
+
+@dataclass(frozen=True)
+class StatTest:
+    """A test of a contrast ``sum_v weights[v] * score_v`` between variants: one entry of :data:`STAT_TESTS`.
+
+    ``fn(preds, weights, y, n_classes, *, metric, alpha, n_boot, seed,
+    keep_truncated_df)``: ``preds[v]`` (S_v x n) predicted class ids of each
+    seed of variant v on the same n test examples (``y`` their labels),
+    ``weights[v]`` its weight (a pair: 1, -1), ``metric`` the
+    :class:`~textclf.core.metrics.Metric` tested. Returns floats ``delta``,
+    ``ci_low``, ``ci_high`` (1 - alpha interval), ``p_value`` (two-sided),
+    ``se``, ``df`` (verdicts, equivalence and power use them),
+    ``var_examples`` and ``var_seeds`` (0.0 if not separated).
+    ``keep_truncated_df`` may be ignored. ``method`` is what the summary says
+    it did (``{n_boot}`` and ``{seed}`` are filled in); the test is not run
+    beyond ``max_classes`` classes, nor on a metric outside ``metrics``
+    (None: any).
     """
-    from textclf.analysis.metric_stats import _bootstrap_counts, macro_f1_from_counts
 
-    alpha = _check_alpha(alpha)
-    arrs = [np.asarray(p, dtype=np.int64) for p in preds]
-    y = np.asarray(y_true, dtype=np.int64)
-    n = y.size
-    c = int(n_classes)
-    codes = y[None, :] * c + np.concatenate(arrs)
-    total = codes.shape[0]
-    observed_counts = np.zeros((total, c * c))
-    np.add.at(observed_counts, (np.arange(total)[:, None], codes), 1.0)
-    observed = macro_f1_from_counts(observed_counts.reshape(total, c, c))
-    boot = macro_f1_from_counts(
-        _bootstrap_counts(np.random.default_rng(seed), codes, c * c, n_boot).reshape(n_boot, total, c, c)
-    ).T
-    delta, boot_delta, start = 0.0, np.zeros(n_boot), 0
-    terms: list[tuple[float, float]] = []
-    var_seeds = 0.0
-    seed_terms = []
-    for w, p in zip(weights, arrs):
-        s = p.shape[0]
-        scores, draws = observed[start : start + s], boot[start : start + s]
-        start += s
-        delta += w * scores.mean()
-        boot_delta += w * draws.mean(axis=0)
-        if s < 2 or w == 0:
-            continue
-        var_score = float(scores.var(ddof=1))
-        noise = float((draws - draws.mean(axis=0)).var(axis=1, ddof=1).sum() / (s - 1))
-        seed_var = max(var_score - noise, 0.0)
-        var_seeds += w * w * seed_var / s
-        if seed_var > 0 or keep_truncated_df:
-            seed_terms += [(w * w * var_score / s, s - 1.0), (w * w * noise / s, (s - 1.0) * (n - 1.0))]
-    var_examples = float(boot_delta.var(ddof=1))
-    tol = 64 * np.finfo(np.float64).eps
-    if abs(delta) <= tol:
-        delta = 0.0
-    var = var_examples + var_seeds
-    if var <= tol * tol:
-        var = var_examples = var_seeds = 0.0
-    terms = [(var_examples, n - 1.0), *seed_terms]
-    df = _satterthwaite(
-        [(np.asarray(v, dtype=np.float64), d) for v, d in terms], np.asarray(var, dtype=np.float64), fallback=n - 1.0
-    )
-    se, p_value, low, high = _t_inference(
-        np.asarray(delta, dtype=np.float64), np.asarray(var, dtype=np.float64), df, alpha
-    )
-    return {
-        "delta": float(delta),
-        "ci_low": float(low),
-        "ci_high": float(high),
-        "p_value": float(p_value),
-        "se": float(se),
-        "df": float(df),
-        "var_examples": var_examples,
-        "var_seeds": var_seeds,
-    }
+    fn: Callable[..., dict[str, float]]
+    method: str
+    max_classes: int | None = None
+    metrics: tuple[str, ...] | None = None
+
+
+STAT_TESTS: dict[str, StatTest] = Registry(
+    "textclf.stat_tests",
+    StatTest,
+    {
+        # accuracy is a mean of per-example 0/1 outcomes: exact moments of the two-way table (textclf.analysis.stats)
+        "paired_t": StatTest(
+            _paired_t, "paired t: test-example + seed variance, Welch-Satterthwaite df", metrics=("accuracy",)
+        ),
+        # any metric of predicted classes; it scores confusion matrices (C² cells), hence the class limit
+        "bootstrap": StatTest(
+            _bootstrap,
+            "paired t: seed variance + paired example bootstrap ({n_boot} draws, seed {seed})",
+            max_classes=50,
+        ),
+    },
+)
+
+
+def metric_test(name: str) -> tuple[StatTest | None, str | None]:
+    """(the test of comparison metric ``name``, None) or (None, what is wrong, naming the fix)."""
+    from textclf.core.metrics import METRICS
+
+    metric = METRICS.get(name)
+    test = STAT_TESTS.get(metric.test) if metric is not None else None
+    if metric is None or not metric.compare:
+        return None, f"{name!r} is not a comparison metric (registered with compare=True)"
+    if test is None:
+        return None, (
+            f"metric {name!r} asks for the statistical test {metric.test!r}, which is not registered; "
+            f"registered: {', '.join(STAT_TESTS)} (textclf.register_stat_test adds one)"
+        )
+    if test.metrics is not None and name not in test.metrics:
+        return (
+            None,
+            f"the test {metric.test!r} of metric {name!r} applies to {', '.join(test.metrics)} only; use bootstrap",
+        )
+    return test, None
+
+
+def tested_metrics(n_classes: int) -> list[str]:
+    """The comparison metrics whose test runs at ``n_classes`` classes (a bad test choice is a ValueError)."""
+    from textclf.core.metrics import METRICS
+
+    out = []
+    for name, metric in METRICS.items():
+        if metric.compare:
+            test, problem = metric_test(name)
+            if problem:
+                raise ValueError(problem)
+            if test.max_classes is None or n_classes <= test.max_classes:
+                out.append(name)
+    return out
 
 
 def tost_p(delta: Any, se: Any, df: Any, sesoi: float) -> np.ndarray:
@@ -517,12 +540,14 @@ def contrast_family(
     """Test every contrast; returns (primary rows, secondary rows, details by name).
 
     ``correct[v]`` (S_v x n) 0/1 and ``preds[v]`` (S_v x n) class ids of every
-    variant; ``primary`` and ``secondary`` are ``test_accuracy`` /
-    ``test_macro_f1``. Primary rows carry the verdict; secondary rows the
-    interval only (verdict None). ``known`` ({(a, b, metric): {delta, ci_low,
-    ci_high}}): secondary intervals already computed (the comparison's
-    variant-vs-baseline macro-F1 bootstrap), reused rather than redrawn.
+    variant; ``primary`` and ``secondary`` are ``test_<name>`` of comparison
+    metrics, each tested by its registered test. Primary rows carry the
+    verdict; secondary rows the interval only (verdict None). ``known``
+    ({(a, b, metric): {delta, ci_low, ci_high}}): secondary intervals already
+    computed (the comparison's variant-vs-baseline tests), reused rather than redrawn.
     """
+    from textclf.core.metrics import METRICS
+
     rows: dict[str, list[dict[str, Any]]] = {}
     details: dict[str, dict[str, Any]] = {}
     for metric in (primary, *secondary):
@@ -544,18 +569,18 @@ def contrast_family(
                     "var_examples": 0.0,
                     "var_seeds": 0.0,
                 }
-            elif metric == "test_accuracy":
-                r = contrast_batch([correct[n][None] for n in names], [c.weights[n] for n in names], alpha)
-                r = {k: float(v.item()) for k, v in r.items()}
             else:
-                r = contrast_metric(
+                name = metric.removeprefix("test_")
+                r = STAT_TESTS[METRICS[name].test].fn(
                     [preds[n] for n in names],
                     [c.weights[n] for n in names],
                     y,
                     n_classes,
+                    metric=METRICS[name],
                     alpha=alpha,
                     n_boot=n_boot,
                     seed=seed,
+                    keep_truncated_df=True,
                 )
             estimable = min(seeds) >= 2
             row = {

@@ -1,4 +1,4 @@
-"""Paired comparison for a metric that is not a mean over examples (macro-F1).
+"""Paired comparisons and contrasts of a metric that is not a mean over examples (macro-F1), by the bootstrap.
 
 For a metric that is not a mean over examples (macro-F1),
 :func:`paired_comparison_metric` uses the same decomposition with bootstrap
@@ -15,7 +15,7 @@ bootstrap draw is scored in one vectorised pass.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -27,8 +27,16 @@ from textclf.analysis.stats import (
     _satterthwaite,
     _t_inference,
 )
+from textclf.core.metrics import accuracy_from_counts, macro_f1_from_counts
 
-__all__ = ["accuracy_from_counts", "confusion_counts", "macro_f1", "macro_f1_from_counts", "paired_comparison_metric"]
+__all__ = [
+    "accuracy_from_counts",
+    "confusion_counts",
+    "contrast_metric",
+    "counts_score",
+    "macro_f1_from_counts",
+    "paired_comparison_metric",
+]
 
 
 METHOD_METRIC = "paired t, seed variance + paired example bootstrap, Satterthwaite df"
@@ -76,33 +84,29 @@ def confusion_counts(y_true: Any, y_pred: Any, n_classes: int) -> np.ndarray:
     return np.bincount(code.ravel(), minlength=rows * c * c).reshape(*lead, c, c)
 
 
-def accuracy_from_counts(confusion: Any) -> np.ndarray:
-    """Accuracy of (possibly resampling-weighted) confusion matrices (..., C, C): trace / total."""
-    conf = np.asarray(confusion, dtype=np.float64)
-    total = conf.sum(axis=(-2, -1))
-    correct = np.trace(conf, axis1=-2, axis2=-1)
-    return np.divide(correct, total, out=np.zeros_like(total), where=total > 0)
+def counts_score(metric: Any, n_classes: int) -> Callable[[np.ndarray], np.ndarray]:
+    """A :class:`~textclf.core.metrics.Metric` as a score of confusion matrices (..., C, C) -> (...).
 
-
-def macro_f1_from_counts(confusion: Any) -> np.ndarray:
-    """Macro-F1 of (possibly resampling-weighted) confusion matrices (..., C, C), rows = true class.
-
-    The unweighted mean over all C classes of 2·TP / (support + predicted),
-    with 0 for a class that is neither present nor predicted: sklearn's
-    ``f1_score(labels=range(C), average="macro", zero_division=0)``, as
-    :mod:`textclf.evaluate` reports it.
+    Its ``from_counts`` when it has one; else each matrix is expanded back into
+    (true, predicted) pairs for ``fn``: every metric of predicted classes is a
+    function of the matrix, so any such metric gets the bootstrap, one call
+    per seed and resample.
     """
-    conf = np.asarray(confusion, dtype=np.float64)
-    tp = np.diagonal(conf, axis1=-2, axis2=-1)
-    denom = conf.sum(axis=-1) + conf.sum(axis=-2)
-    f1 = np.divide(2.0 * tp, denom, out=np.zeros_like(denom), where=denom > 0)
-    return f1.mean(axis=-1)
+    if metric.from_counts is not None:
+        return metric.from_counts
+    c = int(n_classes)
+    cells = np.arange(c * c)
 
+    def score(confusion: np.ndarray) -> np.ndarray:
+        flat = np.asarray(confusion).reshape(-1, c * c).astype(np.int64)
+        out = np.empty(len(flat))
+        for i, row in enumerate(flat):
+            code = np.repeat(cells, row)
+            value = metric.fn(code // c, code % c, None, c)
+            out[i] = np.nan if value is None else value
+        return out.reshape(np.shape(confusion)[:-2])
 
-def macro_f1(y_true: Any, y_pred: Any, n_classes: int) -> np.ndarray | float:
-    """Macro-F1 over the last axis, vectorised over leading axes (a float for 1-D input); see :func:`macro_f1_from_counts`."""
-    out = macro_f1_from_counts(confusion_counts(y_true, y_pred, n_classes))
-    return out if out.ndim else float(out)
+    return score
 
 
 def _check_predictions(name: str, value: Any, n_classes: int) -> np.ndarray:
@@ -162,6 +166,90 @@ def _bootstrap_counts(rng: np.random.Generator, codes: np.ndarray, n_cells: int,
     return out
 
 
+def contrast_metric(
+    preds: Sequence[Any],
+    weights: Sequence[float],
+    y_true: Any,
+    n_classes: int,
+    metric: Callable[[np.ndarray], Any] = macro_f1_from_counts,
+    *,
+    alpha: float = 0.05,
+    n_boot: int = 1000,
+    seed: int | np.random.Generator = 0,
+    keep_truncated_df: bool = True,
+) -> dict[str, Any]:
+    """The contrast ``sum_v weights[v] * score_v`` of a metric that is not a mean over examples, by the paired bootstrap.
+
+    ``preds[v]`` (S_v x n) predicted class ids of each seed of variant v on
+    the same n examples; ``metric`` scores confusion matrices (..., C, C).
+    Example variance is the variance of the contrast under paired resamples
+    (the same examples for every seed of every variant), each seed's own
+    test-set noise its bootstrap spread (the module docstring).
+    ``keep_truncated_df``: a seed term estimated at zero still lowers the
+    degrees of freedom (see :func:`textclf.analysis.contrasts.contrast_batch`);
+    the pairwise test drops it. Returns ``delta``, ``ci_low``, ``ci_high``,
+    ``p_value``, ``se``, ``df``, ``var_examples``, ``var_seeds``, and per
+    variant ``means`` and ``seed_vars``.
+    """
+    alpha = _check_alpha(alpha)
+    c = int(n_classes)
+    arrs = [np.asarray(p, dtype=np.int64) for p in preds]
+    y = np.asarray(y_true, dtype=np.int64)
+    n = y.size
+    codes = y[None, :] * c + np.concatenate(arrs)  # (sum S_v, n): confusion cell of every prediction
+    total = codes.shape[0]
+    observed_counts = np.zeros((total, c * c))
+    np.add.at(observed_counts, (np.arange(total)[:, None], codes), 1.0)
+    observed = np.asarray(metric(observed_counts.reshape(total, c, c)), dtype=np.float64)
+    if observed.shape != (total,) or not np.all(np.isfinite(observed)):
+        raise ValueError(
+            f"metric must map confusion matrices of shape (..., {c}, {c}) to finite scores of shape (...); "
+            f"on shape {(total, c, c)} it returned shape {observed.shape}; see macro_f1_from_counts"
+        )
+    rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+    counts = _bootstrap_counts(rng, codes, c * c, n_boot)
+    boot = np.asarray(metric(counts.reshape(n_boot, total, c, c)), dtype=np.float64).T  # (sum S_v, n_boot)
+    delta, boot_delta, start = 0.0, np.zeros(n_boot), 0
+    var_seeds, seed_terms, means, seed_vars = 0.0, [], [], []
+    for w, p in zip(weights, arrs):
+        s = p.shape[0]
+        scores, draws = observed[start : start + s], boot[start : start + s]
+        start += s
+        means.append(float(scores.mean()))
+        delta += w * scores.mean()
+        boot_delta += w * draws.mean(axis=0)
+        seed_vars.append(0.0)
+        if s < 2 or w == 0:
+            continue
+        var_score = float(scores.var(ddof=1))
+        # A seed's own test-set noise: its bootstrap spread around the seed mean
+        # (for accuracy this is MS_res / n of the two-way table).
+        noise = float((draws - draws.mean(axis=0)).var(axis=1, ddof=1).sum() / (s - 1))
+        seed_vars[-1] = seed_var = max(var_score - noise, 0.0)
+        var_seeds += w * w * seed_var / s
+        if seed_var > 0 or keep_truncated_df:
+            seed_terms += [(w * w * var_score / s, s - 1.0), (w * w * noise / s, (s - 1.0) * (n - 1.0))]
+    var_examples = float(boot_delta.var(ddof=1))
+    # Seed means of equal scores can differ in the last bit; that is no difference.
+    tol = 64 * np.finfo(np.float64).eps * max(1.0, float(np.abs(observed).max()))
+    if abs(delta) <= tol:
+        delta = 0.0
+    var = var_examples + var_seeds
+    if var <= tol * tol:
+        var = var_examples = var_seeds = 0.0
+    f = lambda x: np.asarray(x, dtype=np.float64)  # noqa: E731
+    df = _satterthwaite([(f(v), d) for v, d in [(var_examples, n - 1.0), *seed_terms]], f(var), fallback=n - 1.0)
+    se, p_value, low, high = _t_inference(f(delta), f(var), df, alpha)
+    out = {"delta": delta, "ci_low": low, "ci_high": high, "p_value": p_value, "se": se, "df": df}
+    return {
+        **{k: float(v) for k, v in out.items()},
+        "var_examples": float(var_examples),
+        "var_seeds": float(var_seeds),
+        "means": means,
+        "seed_vars": seed_vars,
+    }
+
+
 def paired_comparison_metric(
     pred_variant: Any,
     pred_baseline: Any,
@@ -181,12 +269,10 @@ def paired_comparison_metric(
 
     ``metric`` maps confusion matrices of shape (..., C, C) (rows = true
     class; counts, fractional under resampling weights) to scores of shape
-    (...). Every score textclf compares (accuracy, macro-, micro- and
-    weighted-F1, balanced accuracy) is such a function, and taking counts
-    rather than (y_true, y_pred) lets all seeds and all bootstrap resamples be
-    scored with one matrix product. :func:`macro_f1_from_counts` (default) and
-    :func:`accuracy_from_counts` are provided; :func:`macro_f1` is the same
-    score from label arrays.
+    (...): taking counts rather than (y_true, y_pred) lets all seeds and all
+    bootstrap resamples be scored at once. :func:`macro_f1_from_counts`
+    (default) and :func:`accuracy_from_counts` are provided;
+    :func:`counts_score` makes one of any registered metric.
 
     Seed-level variance comes from the per-seed scores, example-level variance
     from ``n_boot`` paired bootstrap resamples of the test examples (the same
@@ -213,70 +299,16 @@ def paired_comparison_metric(
     if y.ndim != 1 or y.shape[0] != a.shape[1]:
         raise ValueError(f"y_true must be 1-D with one label per test example ({a.shape[1]}), got shape {y.shape}")
     y = _check_labels("y_true", y, c)
-
-    s_a, n = a.shape
-    s_b = b.shape[0]
-    codes = y[None, :] * c + np.concatenate([a, b])  # (S_a + S_b, n): confusion cell of every prediction
-    seeds = codes.shape[0]
-    observed_counts = np.zeros((seeds, c * c))
-    np.add.at(observed_counts, (np.arange(seeds)[:, None], codes), 1.0)
-    observed = np.asarray(metric(observed_counts.reshape(seeds, c, c)), dtype=np.float64)
-    if observed.shape != (seeds,) or not np.all(np.isfinite(observed)):
-        raise ValueError(
-            f"metric must map confusion matrices of shape (..., {c}, {c}) to finite scores of shape (...); "
-            f"on shape {(seeds, c, c)} it returned shape {observed.shape}; see macro_f1_from_counts"
-        )
-    rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
-    counts = _bootstrap_counts(rng, codes, c * c, n_boot)
-    boot = np.asarray(metric(counts.reshape(n_boot, seeds, c, c)), dtype=np.float64).T  # (seeds, n_boot)
-
-    mean_a, mean_b = observed[:s_a].mean(), observed[s_a:].mean()
-    delta = mean_a - mean_b
-    boot_a, boot_b = boot[:s_a], boot[s_a:]
-    var_examples = float((boot_a.mean(axis=0) - boot_b.mean(axis=0)).var(ddof=1))
-
-    terms: list[tuple[float, float]] = [(var_examples, n - 1.0)]
-    var_seeds = 0.0
-    seed_vars = []
-    for s, scores, draws in ((s_a, observed[:s_a], boot_a), (s_b, observed[s_a:], boot_b)):
-        if s < 2:
-            seed_vars.append(0.0)
-            continue
-        var_score = float(scores.var(ddof=1))
-        # A seed's own test-set noise: its bootstrap spread around the seed mean
-        # (for accuracy this is MS_res / n of the two-way table).
-        noise = float((draws - draws.mean(axis=0)).var(axis=1, ddof=1).sum() / (s - 1))
-        seed_var = max(var_score - noise, 0.0)
-        seed_vars.append(seed_var)
-        if seed_var > 0:
-            var_seeds += seed_var / s
-            terms.append((var_score / s, s - 1.0))
-            terms.append((noise / s, (s - 1.0) * (n - 1.0)))
-
-    # Seed means of equal scores can differ in the last bit; that is no difference.
-    tol = 64 * np.finfo(np.float64).eps * max(1.0, float(np.abs(observed).max()))
-    if abs(delta) <= tol:
-        delta = 0.0
-    var = var_examples + var_seeds
-    if var <= tol * tol:
-        var = var_examples = var_seeds = 0.0
-    f = lambda x: np.asarray(x, dtype=np.float64)  # noqa: E731
-    df = _satterthwaite([(f(v), d) for v, d in terms], f(var), fallback=n - 1.0)
-    se, p, low, high = _t_inference(f(delta), f(var), df, alpha)
-    batch = {
-        "delta": f(delta),
-        "ci_low": low,
-        "ci_high": high,
-        "p_value": p,
-        "se": se,
-        "df": df,
-        "var_examples": f(var_examples),
-        "var_seeds": f(var_seeds),
-        "seed_var_variant": f(seed_vars[0]),
-        "seed_var_baseline": f(seed_vars[1]),
-        "mean_variant": f(mean_a),
-        "mean_baseline": f(mean_b),
-    }
-    out = _result(batch, alpha=alpha, method=METHOD_METRIC, n=n, s_a=s_a, s_b=s_b)
+    r = contrast_metric(
+        [a, b], [1.0, -1.0], y, c, metric, alpha=alpha, n_boot=n_boot, seed=seed, keep_truncated_df=False
+    )
+    batch = {k: np.asarray(v) for k, v in r.items() if k not in ("means", "seed_vars")}
+    batch.update(
+        mean_variant=np.asarray(r["means"][0]),
+        mean_baseline=np.asarray(r["means"][1]),
+        seed_var_variant=np.asarray(r["seed_vars"][0]),
+        seed_var_baseline=np.asarray(r["seed_vars"][1]),
+    )
+    out = _result(batch, alpha=alpha, method=METHOD_METRIC, n=a.shape[1], s_a=a.shape[0], s_b=b.shape[0])
     out["n_boot"] = int(n_boot)
     return out

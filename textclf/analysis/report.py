@@ -27,11 +27,25 @@ def _pct(stat: dict[str, Any] | None, single: bool = False) -> str:
     return f"{100 * stat['mean']:.1f} ± " + ("n/a" if single else f"{100 * (stat.get('sd') or 0.0):.1f}")
 
 
+def _metrics(summary: dict[str, Any]) -> list[str]:
+    """The comparison metrics of the summary (accuracy and macro-F1 in one written before others could join)."""
+    return summary.get("compared_metrics") or ["accuracy", "macro_f1"]
+
+
+def _label(name: str, short: bool = False) -> str:
+    """A metric's name in tables: its registered ``label`` (abbreviated in headers for the two built-ins)."""
+    from textclf.core.metrics import METRICS
+
+    if short and name in ("accuracy", "macro_f1"):
+        return {"accuracy": "acc", "macro_f1": "F1"}[name]
+    metric = METRICS.get(name)
+    return (metric.label if metric is not None else "") or name
+
+
 def _primary(summary: dict[str, Any]) -> tuple[str, str]:
     """(delta key of the primary metric, its short label) — verdicts and * are on it only."""
-    if summary.get("primary_metric") == "test_macro_f1":
-        return "delta_macro_f1", "ΔF1"
-    return "delta_accuracy", "Δacc"
+    name = (summary.get("primary_metric") or "test_accuracy").removeprefix("test_")
+    return f"delta_{name}", f"Δ{_label(name, short=True)}"
 
 
 def _significant(delta: dict[str, Any] | None, alpha: float) -> bool:
@@ -69,7 +83,9 @@ def _table_cells(summary: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
     baseline = summary.get("baseline")
     alpha = summary.get("alpha", _ALPHA)
     delta_key, delta_label = _primary(summary)
-    headers = ["variant", "seeds", "val acc %", "acc % (±sd)", "macro-F1 % (±sd)"]
+    metrics = _metrics(summary)
+    headers = ["variant", "seeds", "val acc %"]
+    headers += [f"{'acc' if m == 'accuracy' else _label(m)} % (±sd)" for m in metrics]
     if baseline is not None:
         headers.append(f"{delta_label} vs {baseline} [{1 - alpha:.0%} CI]")
     headers += ["params", "train s", "tokens/s", "p50 ms", "gap"]
@@ -84,8 +100,7 @@ def _table_cells(summary: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
             label,
             str(v.get("n_seeds", "")),
             _MISSING if not val or val.get("mean") is None else f"{100 * val['mean']:.1f}",
-            _pct(v.get("test_accuracy"), v.get("n_seeds") == 1),
-            _pct(v.get("test_macro_f1"), v.get("n_seeds") == 1),
+            *(_pct(v.get(f"test_{m}"), v.get("n_seeds") == 1) for m in metrics),
         ]
         if judged:
             e = v.get("epochs_to_threshold") or {}
@@ -110,7 +125,7 @@ def caption(summary: dict[str, Any]) -> str:
     """The table's footer: what the numbers are, what * means, how the best variant was chosen."""
     text = f"test set: {summary.get('n_test')} examples; sd over seeds"
     if summary.get("baseline") is not None:
-        metric = "macro-F1" if summary.get("primary_metric") == "test_macro_f1" else "accuracy"
+        metric = _label(_primary(summary)[0].removeprefix("delta_"))
         text += (
             f"; * = Holm-adjusted p < {summary.get('alpha', _ALPHA):g} on {metric}, the primary (selection) metric "
             "(paired t with test-example and seed variance)"
@@ -157,7 +172,7 @@ def answer_markdown(summary: dict[str, Any]) -> list[str]:
     lines = answer_lines(summary)
     if not lines:
         return []
-    metric = "macro-F1" if summary.get("primary_metric") == "test_macro_f1" else "accuracy"
+    metric = _label(_primary(summary)[0].removeprefix("delta_"))
     sesoi = summary.get("sesoi")
     out = ["## Answer", ""] + [f"- {x}" for x in lines] + [""]
     out += [
@@ -289,10 +304,8 @@ def _variant_notes(summary: dict[str, Any]) -> list[str]:
     for name, v in summary["variants"].items():
         if name == baseline:
             continue
-        note = (
-            f"- **{name} vs {baseline}**: accuracy {_delta_note(v.get('delta_accuracy'))}; "
-            f"macro-F1 {_delta_note(v.get('delta_macro_f1'))} ({v['n_seeds']} vs {base_seeds} seeds)"
-        )
+        deltas = "; ".join(f"{_label(m)} {_delta_note(v.get(f'delta_{m}'))}" for m in _metrics(summary))
+        note = f"- **{name} vs {baseline}**: {deltas} ({v['n_seeds']} vs {base_seeds} seeds)"
         if v["n_seeds"] == 1 or base_seeds == 1:
             note += " — a single seed on one side: the interval covers test-example variance only, not seed-to-seed variance"
         notes.append(note)

@@ -3,10 +3,13 @@
 All classifiers (neural and baseline), the trainer's per-epoch validation and
 the comparison score predictions with the functions registered here, so a
 number means the same thing everywhere. Adding a metric is one entry in
-:data:`METRICS`: it is then logged as ``val_<name>`` / ``test_<name>`` for
+:data:`METRICS` (``textclf.register_metric``, or the ``textclf.metrics``
+entry-point group): it is then logged as ``val_<name>`` / ``test_<name>`` for
 every run; with ``per_epoch=True`` (it must then need only the predicted
 classes) it is also computed on validation after every epoch, logged as a
-curve, and accepted as ``train.early_stopping_metric``.
+curve, and accepted as ``train.early_stopping_metric``; with ``compare=True``
+it is a column of the comparison, tested against the baseline and in every
+contrast by its ``test`` (:data:`textclf.analysis.contrasts.STAT_TESTS`).
 
 :func:`classification_metrics` adds per-class precision / recall / F1 and the
 confusion matrix; :func:`flatten_metrics` turns that into MLflow scalars.
@@ -24,17 +27,20 @@ from typing import Any
 import numpy as np
 
 from textclf.core import names
+from textclf.core.registry import Registry
 
 __all__ = [
     "METRICS",
     "Metric",
     "TopProba",
+    "accuracy_from_counts",
     "classification_metrics",
     "classification_report_text",
     "epoch_metrics",
     "expected_calibration_error",
     "flatten_metrics",
     "macro_f1",
+    "macro_f1_from_counts",
 ]
 
 # Past this many classes a C × C confusion matrix (and its plot) is no use to anyone
@@ -52,6 +58,17 @@ class Metric:
     classes ``pred`` (N,) and, when ``from_proba``, row-normalised class
     probabilities ``proba`` (N, C) (else ``None``); it returns a float, or
     ``None`` when the metric is undefined on this data.
+
+    ``compare=True``: a column of the comparison (``test_<name>`` per
+    variant, ``delta_<name>`` against the baseline, a secondary contrast, or
+    the primary one when the variants are selected on ``val_<name>``). Such a
+    metric is a fraction in [0, 1], higher is better, from the predicted
+    classes only. ``test`` names its statistical test in
+    :data:`textclf.analysis.contrasts.STAT_TESTS` (default ``bootstrap``, which
+    fits any such metric); ``from_counts`` is the same score of confusion
+    matrices (..., C, C) -> (...), which lets the bootstrap score every
+    resample at once (without it, each resample is expanded back into labels);
+    ``label`` is its name in tables.
     """
 
     fn: Callable[[np.ndarray, np.ndarray, np.ndarray | None, int], float | None]
@@ -61,6 +78,17 @@ class Metric:
     description: str = ""
     # The same metric from a TopProba (too many classes for the full matrix); None: not computed then.
     from_top: Callable[[np.ndarray, TopProba], float | None] | None = None
+    compare: bool = False
+    test: str = "bootstrap"
+    from_counts: Callable[[np.ndarray], np.ndarray] | None = None
+    label: str = ""
+
+    def __post_init__(self) -> None:
+        if self.compare and (self.from_proba or not self.higher_is_better):
+            raise ValueError(
+                "a metric in the comparison (compare=True) must be scored from predicted classes (from_proba=False) "
+                "and higher-is-better, like accuracy"
+            )
 
 
 @dataclass(frozen=True)
@@ -122,17 +150,35 @@ def _confusion(y: np.ndarray, pred: np.ndarray, n_classes: int) -> np.ndarray:
     return np.bincount(y * n_classes + pred, minlength=n_classes * n_classes).reshape(n_classes, n_classes)
 
 
-def _f1_per_class(y: np.ndarray, pred: np.ndarray, n_classes: int) -> tuple[np.ndarray, np.ndarray]:
-    """(f1 per class, support per class); a class never true nor predicted scores 0 (sklearn's zero_division=0)."""
-    tp, support, predicted = _counts(y, pred, n_classes)
+def _f1(tp: np.ndarray, support: np.ndarray, predicted: np.ndarray) -> np.ndarray:
+    """F1 per class; a class never true nor predicted scores 0 (sklearn's zero_division=0)."""
     denom = support + predicted
-    return np.divide(2 * tp, denom, out=np.zeros_like(tp), where=denom > 0), support
+    return np.divide(2 * tp, denom, out=np.zeros_like(denom), where=denom > 0)
+
+
+def _f1_per_class(y: np.ndarray, pred: np.ndarray, n_classes: int) -> tuple[np.ndarray, np.ndarray]:
+    """(f1 per class, support per class) from labels: bincounts, never a C × C matrix."""
+    tp, support, predicted = _counts(y, pred, n_classes)
+    return _f1(tp, support, predicted), support
 
 
 def macro_f1(y: np.ndarray, pred: np.ndarray, n_classes: int) -> float:
     """Unweighted mean of per-class F1 over all ``n_classes`` (sklearn ``average="macro"``, ``zero_division=0``)."""
     f1, _ = _f1_per_class(np.asarray(y, np.int64), np.asarray(pred, np.int64), n_classes)
     return float(f1.mean())
+
+
+def macro_f1_from_counts(confusion: Any) -> np.ndarray:
+    """:func:`macro_f1` of (possibly resampling-weighted) confusion matrices (..., C, C), rows = true class."""
+    conf = np.asarray(confusion, dtype=np.float64)
+    return _f1(np.diagonal(conf, axis1=-2, axis2=-1), conf.sum(axis=-1), conf.sum(axis=-2)).mean(axis=-1)
+
+
+def accuracy_from_counts(confusion: Any) -> np.ndarray:
+    """Accuracy of (possibly resampling-weighted) confusion matrices (..., C, C): trace / total."""
+    conf = np.asarray(confusion, dtype=np.float64)
+    total = conf.sum(axis=(-2, -1))
+    return np.divide(np.trace(conf, axis1=-2, axis2=-1), total, out=np.zeros_like(total), where=total > 0)
 
 
 def _weighted_f1(y, pred, proba, n):
@@ -149,42 +195,53 @@ def _mean_nll(p_true: np.ndarray) -> float:
     return float(-np.mean(np.log(np.clip(np.asarray(p_true, np.float64), eps, 1.0))))
 
 
-METRICS: dict[str, Metric] = {
-    "accuracy": Metric(
-        lambda y, pred, proba, n: float(np.mean(pred == y)),
-        per_epoch=True,
-        description="share of texts classified correctly",
-    ),
-    "macro_f1": Metric(
-        lambda y, pred, proba, n: macro_f1(y, pred, n),
-        per_epoch=True,
-        description="mean F1 over classes, each class counting equally",
-    ),
-    "micro_f1": Metric(
-        lambda y, pred, proba, n: float(np.mean(pred == y)),
-        description="F1 over all decisions (equals accuracy for single-label data)",
-    ),
-    "weighted_f1": Metric(_weighted_f1, description="per-class F1 weighted by class frequency"),
-    "log_loss": Metric(
-        _log_loss,
-        higher_is_better=False,
-        from_proba=True,
-        description="mean negative log-probability of the true class",
-        from_top=lambda y, top: _mean_nll(top.true),
-    ),
-    "roc_auc": Metric(
-        lambda y, pred, proba, n: _roc_auc(y, proba),
-        from_proba=True,
-        description="binary: AUC of class 1; multi-class: macro one-vs-rest",
-    ),
-    "ece": Metric(
-        lambda y, pred, proba, n: expected_calibration_error(y, proba),
-        higher_is_better=False,
-        from_proba=True,
-        description="expected calibration error of the top-class confidence (15 bins)",
-        from_top=lambda y, top: _ece(top.proba[:, 0].astype(np.float64), (top.pred == y).astype(np.float64)),
-    ),
-}
+METRICS: dict[str, Metric] = Registry(
+    "textclf.metrics",
+    Metric,
+    {
+        "accuracy": Metric(
+            lambda y, pred, proba, n: float(np.mean(pred == y)),
+            per_epoch=True,
+            description="share of texts classified correctly",
+            compare=True,
+            test="paired_t",
+            from_counts=accuracy_from_counts,
+            label="accuracy",
+        ),
+        "macro_f1": Metric(
+            lambda y, pred, proba, n: macro_f1(y, pred, n),
+            per_epoch=True,
+            description="mean F1 over classes, each class counting equally",
+            compare=True,
+            from_counts=macro_f1_from_counts,
+            label="macro-F1",
+        ),
+        "micro_f1": Metric(
+            lambda y, pred, proba, n: float(np.mean(pred == y)),
+            description="F1 over all decisions (equals accuracy for single-label data)",
+        ),
+        "weighted_f1": Metric(_weighted_f1, description="per-class F1 weighted by class frequency"),
+        "log_loss": Metric(
+            _log_loss,
+            higher_is_better=False,
+            from_proba=True,
+            description="mean negative log-probability of the true class",
+            from_top=lambda y, top: _mean_nll(top.true),
+        ),
+        "roc_auc": Metric(
+            lambda y, pred, proba, n: _roc_auc(y, proba),
+            from_proba=True,
+            description="binary: AUC of class 1; multi-class: macro one-vs-rest",
+        ),
+        "ece": Metric(
+            lambda y, pred, proba, n: expected_calibration_error(y, proba),
+            higher_is_better=False,
+            from_proba=True,
+            description="expected calibration error of the top-class confidence (15 bins)",
+            from_top=lambda y, top: _ece(top.proba[:, 0].astype(np.float64), (top.pred == y).astype(np.float64)),
+        ),
+    },
+)
 
 
 def epoch_metric_names() -> list[str]:
@@ -320,7 +377,7 @@ def classification_metrics(y_true: Any, proba: Any, label_names: Sequence[str]) 
     tp, support, predicted = _counts(y, y_pred, n_classes)
     precision = np.divide(tp, predicted, out=np.zeros_like(tp), where=predicted > 0)
     recall = np.divide(tp, support, out=np.zeros_like(tp), where=support > 0)
-    f1, _ = _f1_per_class(y, y_pred, n_classes)
+    f1 = _f1(tp, support, predicted)
     out["per_class"] = {
         name: {
             "precision": float(precision[i]),

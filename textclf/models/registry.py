@@ -6,7 +6,8 @@ lengths (B,) -> one vector per text (B, output_size)``) and which of the
 this registry, the classifier builds its encoder through it, and the model
 folder records the family's name, so a family added here runs in ``textclf
 train``, pipelines, tuning and reuse (predict, embed, init_from) like the
-others. Adding a family is one entry (plus its tests).
+others. Adding a family is one entry: ``textclf.register_encoder(name, EncoderFamily(...))``
+or the ``textclf.encoders`` entry-point group of an installed package.
 
 Importing this module does not import torch: builders import their module
 when called, so validating a config stays cheap.
@@ -17,6 +18,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+
+from textclf.core.registry import Registry
 
 
 @dataclass(frozen=True)
@@ -67,18 +70,22 @@ def _cnn(input_size: int, hidden_size: int, **_: Any):
     return CNNEncoder(input_size, hidden_size)  # widths 3, 4, 5; hidden_size filters each
 
 
-ENCODERS: dict[str, EncoderFamily] = {
-    "rnn": EncoderFamily("Elman RNN (tanh)", _recurrent("rnn"), activations=5.0),
-    "gru": EncoderFamily("gated recurrent unit", _recurrent("gru"), activations=11.0),
-    "lstm": EncoderFamily("long short-term memory", _recurrent("lstm"), activations=24.0),
-    "cnn": EncoderFamily(
-        "Kim (2014) CNN: convolutions of widths 3/4/5 (hidden_size filters each), ReLU, max over time",
-        _cnn,
-        recurrent=False,
-        fixed=(("layers", 1), ("bidirectional", False), ("pooling", "max"), ("init", "standard")),
-        activations=4.0,
-    ),
-}
+ENCODERS: dict[str, EncoderFamily] = Registry(
+    "textclf.encoders",
+    EncoderFamily,
+    {
+        "rnn": EncoderFamily("Elman RNN (tanh)", _recurrent("rnn"), activations=5.0),
+        "gru": EncoderFamily("gated recurrent unit", _recurrent("gru"), activations=11.0),
+        "lstm": EncoderFamily("long short-term memory", _recurrent("lstm"), activations=24.0),
+        "cnn": EncoderFamily(
+            "Kim (2014) CNN: convolutions of widths 3/4/5 (hidden_size filters each), ReLU, max over time",
+            _cnn,
+            recurrent=False,
+            fixed=(("layers", 1), ("bidirectional", False), ("pooling", "max"), ("init", "standard")),
+            activations=4.0,
+        ),
+    },
+)
 
 
 def build_encoder(cell: str, **kwargs: Any):

@@ -45,6 +45,7 @@ from typing import Any
 
 from textclf.core.cache import StageCache
 from textclf.core.errors import ConfigError, TextclfError, TrainingError
+from textclf.core.registry import registered
 from textclf.pipeline.config import Config
 from textclf.pipeline.pool import Getters, _pool_worker, expected_work, stop_pool, worker_threads
 
@@ -198,7 +199,7 @@ def execute(
         max_workers=jobs,
         mp_context=mp.get_context("spawn"),
         initializer=_pool_worker,
-        initargs=(worker_threads(jobs), quiet),
+        initargs=(worker_threads(jobs), quiet, registered()),
     )
     # Longest first: the slowest trainings (a stacked BiLSTM takes several times an RNN's time) would otherwise come last and
     # run alone while the other workers idle. Each training's result does not depend on the order.
@@ -283,7 +284,7 @@ class Runner:
                 max_workers=self.jobs,
                 mp_context=mp.get_context("spawn"),
                 initializer=_pool_worker,
-                initargs=(worker_threads(self.jobs), self.quiet),
+                initargs=(worker_threads(self.jobs), self.quiet, registered()),
             )
         futures = [self._pool.submit(fn, *args) for args in calls]
         return [f.result() for f in futures]

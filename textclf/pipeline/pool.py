@@ -15,15 +15,18 @@ from typing import Any
 from textclf.pipeline.config import Config
 
 
-def _pool_worker(threads: str, quiet: bool) -> None:
-    """Pool initializer: torch threads per worker (train.num_threads: null follows OMP_NUM_THREADS), logging, exit with the driver."""
+def _pool_worker(threads: str, quiet: bool, registered: list | None = None) -> None:
+    """Pool initializer: torch threads per worker (train.num_threads: null follows OMP_NUM_THREADS), logging, exit with
+    the driver, and the encoders / metrics the driver registered (:func:`textclf.core.registry.registered`)."""
     from textclf.core.logs import setup_logging
+    from textclf.core.registry import register_again
 
     # Set, not setdefault: an OMP_NUM_THREADS inherited from the driver is the whole run's budget, and
     # workers each keeping it oversubscribe the cores (2 workers x 2 spinning OpenMP threads on 2 cores
     # slowed some epochs by an order of magnitude: docs/benchmarks.md, "Pool workers and threads").
     os.environ["OMP_NUM_THREADS"] = threads
     setup_logging(quiet)
+    register_again(registered or [])
     _exit_with_parent()
 
 

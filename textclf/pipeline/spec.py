@@ -394,6 +394,14 @@ def _test_is_validation(variants) -> list[str]:
     return []
 
 
+def _metric_test_problems() -> list[str]:
+    """A comparison metric whose statistical test is unknown or does not fit it, said before anything trains."""
+    from textclf.analysis.contrasts import metric_test
+    from textclf.core.metrics import METRICS
+
+    return [problem for name, m in METRICS.items() if m.compare and (problem := metric_test(name)[1])]
+
+
 def find_pipeline(ref: str | Path | None) -> Path:
     """A path, or the name of a file in ``./pipelines`` (then the repository's ``pipelines/``)."""
     ref = str(ref or DEFAULT_PIPELINE)
@@ -577,6 +585,7 @@ def _build(spec: PipelineSpec, where, *, path, overrides, params_file, only) -> 
     problems += _contrast_problems(spec, all_declared, declared)
     if not spec.compare.allow_test_is_validation:
         problems += _test_is_validation(variants.values())
+    problems += _metric_test_problems()
     if problems:
         n = len(problems)
         raise ConfigError(
