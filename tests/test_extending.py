@@ -8,6 +8,7 @@ Nothing here edits textclf's files: the tests use ``textclf.register_*`` and a `
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -274,3 +275,29 @@ def test_a_metric_without_from_counts_gets_the_same_bootstrap():
     for key in ("delta", "ci_low", "ci_high", "p_value", "se", "df", "var_examples"):
         assert generic[key] == pytest.approx(counts[key], rel=1e-12, abs=1e-15), key
     assert generic["se"] > 0
+
+
+def test_a_plugins_code_is_part_of_every_cache_key(tmp_path, monkeypatch):
+    """Editing a plug-in's behaviour recomputes what it ran; a comment does not; no plug-in, no change to the keys."""
+    from textclf.core.cache import stage_key
+    from textclf.core.code import plugin_fingerprint
+
+    assert plugin_fingerprint() == ""  # this install declares no extension: the keys are as before
+    base = stage_key("train", {"a": 1})
+    monkeypatch.delitem(sys.modules, "textclf_plugin_demo", raising=False)  # imported from another tmp_path before
+    install_plugin(tmp_path, monkeypatch, "[textclf.encoders]\nplugbag = textclf_plugin_demo:BAG\n")
+    with_plugin = stage_key("train", {"a": 1})
+    assert with_plugin != base
+    src = tmp_path / "textclf_plugin_demo.py"
+    src.write_text(src.read_text() + "\n# only a comment, and a blank line\n\n")
+    assert stage_key("train", {"a": 1}) == with_plugin
+    src.write_text(src.read_text().replace("lambda y, pred, proba, n: 0.5", "lambda y, pred, proba, n: 0.25"))
+    assert stage_key("train", {"a": 1}) != with_plugin
+
+
+def test_an_encoder_registered_by_a_call_is_part_of_the_cache_keys():
+    from textclf.core.cache import stage_key
+
+    base = stage_key("train", {"a": 1})
+    textclf.register_encoder("bag", bag_family())
+    assert stage_key("train", {"a": 1}) != base

@@ -50,7 +50,7 @@ from pathlib import Path
 from typing import Any
 
 from textclf.core import checksums
-from textclf.core.code import code_fingerprint, remember_in
+from textclf.core.code import code_fingerprint, plugin_fingerprint, remember_in
 from textclf.core.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -99,11 +99,11 @@ def stage_key(
 ) -> str:
     """The key of ``stage`` on ``params`` after ``upstream``: the code part hashes module ``code``'s import closure
     (:func:`textclf.core.code.code_fingerprint`; the whole package when None)."""
-    blob = json.dumps(
-        {"stage": stage, "params": params, "upstream": list(upstream), "code": code_fingerprint(code)},
-        sort_keys=True,
-        default=str,
-    )
+    key = {"stage": stage, "params": params, "upstream": list(upstream), "code": code_fingerprint(code)}
+    plugins = plugin_fingerprint()
+    if plugins:  # only then: the keys of an install without extensions stay as they were
+        key["plugins"] = plugins
+    blob = json.dumps(key, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:20]
 
 

@@ -12,9 +12,13 @@ top-level imports run on import; the lazy imports inside its functions run only
 when those are called, and a module that calls one imports that package itself).
 
 Why the closure is enough: the package has no dynamic imports (no
-``importlib.import_module``, no relative imports, no plug-in entry points),
-so a computation can only run textclf code it imports by name; and a stage's
-inputs are its spec and its upstream stages' keys, each hashing its own code.
+``importlib.import_module``, no relative imports), so a computation can only
+run textclf code it imports by name; and a stage's inputs are its spec and its
+upstream stages' keys, each hashing its own code. The one way in for other
+code is an extension (an encoder, metric or statistical test registered by a
+call or declared as a ``textclf.*`` entry point): :func:`plugin_fingerprint`
+hashes the behaviour of every package that defines one, and the cache keys
+include it whenever there is any, so editing a plug-in recomputes what it ran.
 The import-linter layers keep the closures small (a training stage never
 imports the report or the CLI). ``tests/test_code_identity.py`` checks the
 graph against Python's own parser and that an edit recomputes exactly the
@@ -40,7 +44,9 @@ import hashlib
 import json
 import os
 import re
+import sys
 from pathlib import Path
+from typing import Any
 
 PACKAGE = Path(__file__).resolve().parents[1]  # textclf/ (this is textclf/core/code.py)
 ROOT = PACKAGE.name
@@ -207,4 +213,64 @@ def code_fingerprint(module: str | None = None) -> str:
     for name in names:
         h.update(name.encode() + b"\0" + _behaviour_hash(name) + b"\0")
     _save_remembered()
+    return h.hexdigest()[:20]
+
+
+def _defining_modules(entry: Any) -> set[str]:
+    """Modules outside textclf whose code a registered entry runs: its class and the callables it holds."""
+    import dataclasses
+    import functools as ft
+
+    values = [entry] + (
+        [getattr(entry, f.name) for f in dataclasses.fields(entry)] if dataclasses.is_dataclass(entry) else []
+    )
+    found = set()
+    for value in values:
+        while isinstance(value, ft.partial):
+            value = value.func
+        module = getattr(value, "__module__", None) if callable(value) else type(value).__module__
+        if isinstance(module, str) and module.split(".")[0] not in (ROOT, "builtins"):
+            found.add(module)
+    return found
+
+
+def _package_files(module: str) -> list[Path]:
+    """The source files of ``module``'s top-level package (a helper module it imports changes what it does too)."""
+    import importlib.util
+
+    try:
+        spec = importlib.util.find_spec(module.split(".")[0])
+    except (ImportError, ValueError):
+        spec = None
+    if spec is None:
+        return []
+    if spec.submodule_search_locations:
+        return sorted(
+            p for d in spec.submodule_search_locations for p in Path(d).rglob("*.py") if "__pycache__" not in p.parts
+        )
+    return [Path(spec.origin)] if spec.origin and spec.origin.endswith(".py") else []
+
+
+def plugin_fingerprint() -> str:
+    """A hash of the behaviour of the code behind every extension from outside textclf; "" when there is none.
+
+    Entry points in the ``textclf.*`` groups are found without importing them (each names its module), and
+    what registration calls added in this process (sent on to pool workers) is traced to its modules.
+    """
+    from textclf.core.registry import Registry, _entry_points
+
+    eps = _entry_points(tuple(sys.path))
+    groups = [g for g in eps.groups if g.startswith(f"{ROOT}.")]
+    modules = {ep.value.split(":")[0].strip() for g in groups for ep in eps.select(group=g)}
+    for registry in Registry.by_group.values():
+        for entry in registry.added.values():
+            modules |= _defining_modules(entry)
+    if not modules:
+        return ""
+    h = hashlib.sha256()
+    for path in sorted({p for m in modules for p in _package_files(m)}):
+        try:
+            h.update(str(path).encode() + b"\0" + hashlib.sha256(behaviour_of(path.read_bytes())).digest())
+        except OSError:
+            h.update(str(path).encode() + b"\0unreadable")
     return h.hexdigest()[:20]

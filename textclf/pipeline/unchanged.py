@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from textclf.core.cache import StageCache
-from textclf.core.code import code_fingerprint
+from textclf.core.code import code_fingerprint, plugin_fingerprint
 from textclf.pipeline.spec import Pipeline
 from textclf.tracking import store
 
@@ -46,6 +46,7 @@ def fingerprint(pipe: Pipeline, keyed: list[tuple[str | None, str, int, str]]) -
             "variants": {n: v.config.to_dict() for n, v in pipe.variants.items()},
             "models": sorted([t or "", v, s, k] for t, v, s, k in keyed),
             "code": code_fingerprint(),  # all of it: the answer includes the report, not only the models
+            "plugins": plugin_fingerprint(),  # a changed statistical test changes the answer too
         },
         sort_keys=True,
         default=str,
