@@ -6,8 +6,9 @@ Plain functions with typer annotations, registered on the main app in
 ``PARENT_RUN_ID:best``, ``best``; see :mod:`textclf.tracking.refs`). The model
 of a FAILED or deleted run needs ``--allow-failed``.
 
-Input files: ``.txt`` (one text per line; ``-`` reads lines from stdin),
-``.csv``, ``.tsv``, ``.jsonl`` and ``.parquet`` (text in ``--text-column``).
+Input files: ``.txt`` (one text per line; ``-`` reads lines from stdin) or
+any table format training reads (``.csv``, ``.tsv``, ``.jsonl``, ``.parquet``
+and registered ones; text in ``--text-column``), through the same reader.
 The other columns of a table are kept in the output, so ids travel along; an
 input column that would collide with an output column (``label``,
 ``proba_<class>``, ``embedding``) is kept as ``input_<name>``, in every
@@ -67,8 +68,6 @@ CacheOpt = Annotated[
     ),
 ]
 
-INPUT_KINDS = (".txt", ".csv", ".tsv", ".jsonl", ".parquet")
-
 
 def _quiet_libs() -> None:
     import logging
@@ -77,6 +76,7 @@ def _quiet_libs() -> None:
 
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")  # read at import, as in core.logs
     for noisy in ("mlflow", "alembic", "urllib3", "httpx"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     warnings.filterwarnings("ignore", category=UserWarning, module=r"mlflow\..*")
@@ -95,38 +95,32 @@ def _err(msg: str) -> None:
 def read_texts(path: Path | str, text_column: str = "text"):
     """``(table, texts)``: the input rows as a DataFrame and the list of texts to use.
 
-    Raises DataError naming the file, the line / row and the fix.
+    ``.txt`` and ``-`` (stdin) hold one text per line; every table format is
+    read by the reader that training uses (:func:`textclf.data.sources.read_file`,
+    so a registered format works here too), each cell as written. Raises
+    DataError naming the file, the line / row and the fix.
     """
     import pandas as pd
+
+    from textclf.data.sources import FORMATS, read_file
 
     if str(path) == "-":
         lines = sys.stdin.read().splitlines()
         return pd.DataFrame({"text": lines}), lines
     p = Path(path)
-    if not p.is_file():
-        raise DataError(f"Input file not found: {p}.")
-    ext = p.suffix.lower()
-    try:
-        if ext == ".txt":
+    if p.suffix.lower() == ".txt":
+        try:
             lines = p.read_text(encoding="utf-8").splitlines()
-            return pd.DataFrame({"text": lines}), lines
-        if ext in (".csv", ".tsv"):
-            # dtype=str + no NA parsing: a text like "NA" or "null" stays a text.
-            table = pd.read_csv(p, sep="\t" if ext == ".tsv" else ",", dtype=str, keep_default_na=False)
-        elif ext == ".jsonl":
-            table = _read_jsonl(p, text_column)
-        elif ext == ".parquet":
-            table = pd.read_parquet(p)
-        else:
-            raise DataError(
-                f"{p}: unsupported input type {ext or '(no extension)'!r}. Use one of {', '.join(INPUT_KINDS)}."
-            )
-    except UnicodeDecodeError as exc:
-        raise DataError(f"{p}: not UTF-8 text (byte offset {exc.start}).") from None
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, OSError, ValueError) as exc:
-        if isinstance(exc, DataError):
-            raise
-        raise DataError(f"{p}: cannot be read as {ext[1:]} ({str(exc).splitlines()[0]}).") from None
+        except UnicodeDecodeError as exc:
+            raise DataError(f"{p}: not UTF-8 text (byte offset {exc.start}).") from None
+        except OSError as exc:
+            raise DataError(f"{p}: cannot be read ({exc.strerror}). Check the path.") from None
+        return pd.DataFrame({"text": lines}), lines
+    if p.suffix.lower() not in FORMATS:
+        kinds = ", ".join([".txt", *FORMATS])
+        raise DataError(f"{p}: unsupported input type {p.suffix or '(no extension)'!r}. Use one of {kinds}.")
+    with tempfile.TemporaryDirectory() as tmp:  # no copy of the input is kept in the cache
+        table = read_file(p, tmp, strings=True).to_pandas()
     if text_column not in table.columns:
         raise DataError(
             f"{p}: no column {text_column!r}; columns are {list(map(str, table.columns))}. Pass --text-column NAME."
@@ -139,26 +133,6 @@ def read_texts(path: Path | str, text_column: str = "text"):
             f"{p}: {len(missing)} row(s) have no text in column {text_column!r} (data rows {rows}). Fill or drop them."
         )
     return table, [str(t) for t in col.tolist()]
-
-
-def _read_jsonl(p: Path, text_column: str):
-    import pandas as pd
-
-    rows = []
-    with open(p, encoding="utf-8") as fh:
-        for n, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise DataError(f"{p}, line {n}: not valid JSON ({exc.msg}).") from None
-            if isinstance(row, str):  # a bare JSON string per line is a text
-                row = {text_column: row}
-            if not isinstance(row, dict):
-                raise DataError(f"{p}, line {n}: expected a JSON object with a {text_column!r} field.")
-            rows.append(row)
-    return pd.DataFrame(rows)
 
 
 def _merge(table, added, source: str = "the input"):
