@@ -371,12 +371,6 @@ def _hub_dataset_source(spec: str, split: str):
     return HuggingFaceDatasetSource(path=name, config_name=config or None, split=split or None)
 
 
-def _builtin_dataset_source(spec: str, split: str):
-    from mlflow.data.code_dataset_source import CodeDatasetSource
-
-    return CodeDatasetSource(tags={"textclf.builtin": spec})
-
-
 # --------------------------------------------------------------------------- the registry
 
 
@@ -415,7 +409,6 @@ SOURCES: dict[str, Source] = {
         lambda s: s.startswith("builtin:"),
         lambda s, cfg, cache: {"train": read_builtin(s[8:], cfg.split_seed, dict(cfg.options), cache)},
         lambda s, root: {"builtin": s},
-        _builtin_dataset_source,
     ),
     DEFAULT: Source(
         DEFAULT,
