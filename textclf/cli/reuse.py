@@ -69,6 +69,9 @@ CacheOpt = Annotated[
 ]
 
 
+TABLE_OUTPUTS = (".csv", ".tsv", ".jsonl", ".parquet")
+
+
 def _quiet_libs() -> None:
     import logging
     import os
@@ -203,11 +206,8 @@ def atomic_write(path: Path, write, what: str) -> None:
 
 def write_table(df, path: Path) -> None:
     """.csv / .tsv / .jsonl / .parquet by extension (floats written at full precision), atomically."""
+    _check_ext(path, TABLE_OUTPUTS)
     ext = path.suffix.lower()
-    if ext not in (".csv", ".tsv", ".jsonl", ".parquet"):
-        raise DataError(
-            f"--output {path}: unsupported type {ext or '(no extension)'!r}. Use .csv, .tsv, .jsonl or .parquet."
-        )
 
     def write(tmp: Path) -> None:
         if ext in (".csv", ".tsv"):
@@ -291,7 +291,7 @@ def predict(
     if format_ not in ("auto", "table", "jsonl", "csv"):
         raise DataError(f"--format must be auto, table, jsonl or csv. Got {format_!r} instead.")
     if output is not None:  # fail on a bad output type before the model loads
-        _check_ext(output, (".csv", ".tsv", ".jsonl", ".parquet"))
+        _check_ext(output, TABLE_OUTPUTS)
         check_not_input(output, input, force=force)
     import pandas as pd
 
