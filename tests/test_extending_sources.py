@@ -116,6 +116,10 @@ def test_predict_input_errors_name_the_file_the_rows_and_the_fix(tmp_path, capsy
     (tmp_path / "gaps.jsonl").write_text('{"text": "a"}\n{"text": null}\n{"text": "b"}\n', encoding="utf-8")
     assert main(["predict", "-m", "no-such-model", "-i", str(tmp_path / "gaps.jsonl")]) == 2
     assert "data rows 2" in capsys.readouterr().err
+    (tmp_path / "bare.jsonl").write_text('"a text"\n"another"\n', encoding="utf-8")
+    assert main(["predict", "-m", "no-such-model", "-i", str(tmp_path / "bare.jsonl")]) == 2
+    err = capsys.readouterr().err
+    assert "bare.jsonl" in err and "must be a JSON object" in err and ".txt" in err
 
 
 def _install_plugin(root: Path, entries: str) -> None:

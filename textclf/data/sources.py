@@ -175,6 +175,11 @@ def read_file(path: str | Path, cache_dir: str | Path | None = None, *, strings:
                 f" Rows have different numbers of fields: is the file {sep}-separated (as its extension says)? "
                 f"Fields that contain the delimiter must be quoted."
             )
+        if fmt.reader == "json" and "changed from object" in msg:
+            hint = (
+                ' Each line must be a JSON object such as {"text": "...", "label": "..."}'
+                " (texts alone, one a line, go in a .txt file for predict / embed)."
+            )
         what = fmt.reader.upper() if isinstance(fmt.reader, str) else f"{p.suffix} ({fmt.reader.__name__})"
         raise DataError(f"{p}: could not be parsed as {what}: {msg}.{hint}") from None
     if len(ds) == 0:
