@@ -122,8 +122,7 @@ def read_texts(path: Path | str, text_column: str = "text"):
     if p.suffix.lower() not in FORMATS:
         kinds = ", ".join([".txt", *FORMATS])
         raise DataError(f"{p}: unsupported input type {p.suffix or '(no extension)'!r}. Use one of {kinds}.")
-    with tempfile.TemporaryDirectory() as tmp:  # no copy of the input is kept in the cache
-        table = read_file(p, tmp, strings=True).to_pandas()
+    table = read_file(p, strings=True).to_pandas()
     if text_column not in table.columns:
         raise DataError(
             f"{p}: no column {text_column!r}; columns are {list(map(str, table.columns))}. Pass --text-column NAME."

@@ -44,9 +44,9 @@ log = logging.getLogger(__name__)
 class FileFormat:
     """How files of one extension are read.
 
-    ``reader`` is a ``datasets`` builder name (``csv``, ``json``, ``parquet``,
-    ...; ``options`` are its keyword arguments) or a function ``path ->
-    pyarrow.Table | list[dict]`` (read into memory).
+    ``reader`` is one of :data:`READERS` (``csv``, ``json``, ``parquet``;
+    ``options`` are its keyword arguments) or a function ``path ->
+    pyarrow.Table | list[dict]``.
     """
 
     reader: str | Callable[[Path], Any]
@@ -66,6 +66,8 @@ FORMATS: dict[str, FileFormat] = {
 
 def register_format(suffix: str, reader: str | Callable[[Path], Any], **options: Any) -> FileFormat:
     """Read files ending in ``suffix`` (``".psv"``) with ``reader`` (see :class:`FileFormat`), for every command."""
+    if isinstance(reader, str) and reader not in READERS:
+        raise ValueError(f"unknown reader {reader!r}: use one of {', '.join(READERS)} or a function path -> table.")
     fmt = FORMATS[suffix.lower()] = FileFormat(reader, options)
     return fmt
 
@@ -107,15 +109,81 @@ def check_utf8(path: Path, chunk_size: int = 1 << 20) -> None:
             raise DataError(f"{path}: file ends in the middle of a UTF-8 character (byte offset {offset}).") from None
 
 
-def read_file(path: str | Path, cache_dir: str | Path | None = None, *, strings: bool = False):
-    """Read one local file into a ``datasets.Dataset`` (file-backed for the builder formats).
+def _read_csv(p: Path, strings: bool = False, **options: Any) -> pa.Table:
+    import pandas as pd
 
-    ``strings`` reads every CSV cell as written (``007`` stays ``007``, an empty
-    cell is ``""``): ``predict`` / ``embed`` pass their input's columns through
-    unchanged, where training infers types and treats an empty cell as missing.
+    if strings:  # every cell as written: no type inference, an empty cell is ""
+        options.update(dtype=object, keep_default_na=False, na_values=None)
+    # As the ``datasets`` csv builder reads (pandas, then Arrow): the same types and messages as before.
+    return pa.Table.from_pandas(pd.read_csv(p, **options))
+
+
+def _read_json(p: Path, strings: bool = False) -> pa.Table:
+    """JSON Lines, or one JSON array of objects (or of texts: a ``text`` column), read by ``pyarrow.json``."""
+    import io
+
+    import pyarrow.json as paj
+
+    data = p.read_bytes().removeprefix(codecs.BOM_UTF8)
+    if data.lstrip().startswith(b"["):
+        items = json.loads(data)
+        items = [x if isinstance(x, dict) else {"text": x} for x in items]
+        data = "\n".join(json.dumps(x) for x in items).encode()
+    block = 1 << 20
+    while True:
+        try:
+            return paj.read_json(io.BytesIO(data), read_options=paj.ReadOptions(block_size=block))
+        except pa.ArrowInvalid as exc:
+            if "straddling" in str(exc) and block < len(data):
+                block *= 4  # a record longer than a block: read in larger blocks
+                continue
+            if ") changed from" not in str(exc) or "changed from object" in str(exc):
+                raise
+            try:
+                return _mixed_json_lines(data)
+            except ValueError:
+                raise exc from None
+
+
+def _mixed_json_lines(data: bytes) -> pa.Table:
+    """JSON Lines whose field holds values of several types (``1`` on one line, ``"pos"`` on the next).
+
+    Such a field is read as strings, as a CSV cell would be (``1`` -> ``"1"``),
+    so the label checks see the mix and name it.
     """
-    import datasets
+    rows = [json.loads(line) for line in data.splitlines() if line.strip()]
+    if not all(isinstance(r, dict) for r in rows):
+        raise ValueError("not every line is an object")
+    columns: dict[str, list] = {}
+    for r in rows:
+        for k in r:
+            columns.setdefault(k, [])
+    for k, values in columns.items():
+        values.extend(r.get(k) for r in rows)
+        if len({type(v) for v in values if v is not None}) > 1:
+            values[:] = [v if v is None or isinstance(v, str) else json.dumps(v) for v in values]
+    return pa.table(columns)
 
+
+def _read_parquet(p: Path, strings: bool = False) -> pa.Table:
+    import pyarrow.parquet as pq
+
+    return pq.read_table(p)
+
+
+READERS: dict[str, Callable[..., pa.Table]] = {"csv": _read_csv, "json": _read_json, "parquet": _read_parquet}
+
+
+def read_file(path: str | Path, *, strings: bool = False) -> pa.Table:
+    """Read one local file into a ``pyarrow.Table``, with pandas / pyarrow only.
+
+    Light on purpose: ``predict`` / ``embed`` read their inputs here and must
+    not pay for importing ``datasets``; training wraps the table with
+    :func:`as_dataset`. ``strings`` reads every CSV cell as written (``007``
+    stays ``007``, an empty cell is ``""``): ``predict`` / ``embed`` pass their
+    input's columns through unchanged, where training infers types and treats
+    an empty cell as missing.
+    """
     p = Path(path)
     if not p.exists():
         raise DataError(f"Data file not found: {p}. Check the path (relative paths are resolved from {Path.cwd()}).")
@@ -130,47 +198,25 @@ def read_file(path: str | Path, cache_dir: str | Path | None = None, *, strings:
         raise DataError(f"{p}: unsupported file type {p.suffix!r}. Use one of {', '.join(FORMATS)}.")
     if p.stat().st_size == 0:
         raise DataError(f"{p}: the file is empty. Expected a header and at least one row.")
-    if fmt.reader in ("csv", "json", "text"):
+    if fmt.reader in ("csv", "json"):
         check_utf8(p)
-    kwargs = dict(fmt.options)
-    if strings and fmt.reader == "csv":
-        import csv
-
-        with open(p, encoding="utf-8", newline="") as fh:
-            header = next(csv.reader(fh, delimiter=kwargs.get("delimiter", ",")), [])
-        kwargs.update(na_values=None, features=datasets.Features({c: datasets.Value("string") for c in header}))
     try:
         if callable(fmt.reader):
             rows = fmt.reader(p)
-            ds = datasets.Dataset(rows if isinstance(rows, pa.Table) else pa.Table.from_pylist(list(rows)))
+            table = rows if isinstance(rows, pa.Table) else pa.Table.from_pylist(list(rows))
         else:
-            # HF datasets keys its cache on a local file's path and mtime only: a file edited with its
-            # mtime restored would be read back from the old Arrow copy. A cache folder per content
-            # hash (memoised on stat, see file_sha256) makes its copy follow the content.
-            by_content = Path(_cache_dir(cache_dir)) / "files" / file_sha256(p, _cache_root(cache_dir))[:16]
-            ds = datasets.load_dataset(
-                fmt.reader, data_files={"data": str(p.resolve())}, split="data", cache_dir=str(by_content), **kwargs
-            )
+            table = READERS[fmt.reader](p, strings=strings, **fmt.options)
     except DataError:
         raise
-    except Exception as exc:  # the readers wrap parser errors; name the file and the cause
-        cause = exc
-        while cause.__cause__ is not None:
-            cause = cause.__cause__
-        msg = str(cause)
-        if "No columns to parse" in msg or isinstance(cause, pa.lib.ArrowInvalid) and "Empty" in msg:
+    except Exception as exc:  # name the file and the cause
+        msg = str(exc)
+        if "No columns to parse" in msg or isinstance(exc, pa.ArrowInvalid) and "Empty" in msg:
             raise DataError(
                 f"{p}: no header or rows could be read. Expected a header line such as 'text,label'."
             ) from None
-        if "corresponds to no data" in msg:  # the reader produced zero rows
-            if fmt.reader == "csv":
-                with open(p, encoding="utf-8", errors="replace") as fh:
-                    header = fh.readline().strip()
-                raise DataError(f"{p}: the file has a header ({header}) but no rows.") from None
-            raise DataError(f"{p}: the file holds no rows.") from None
         hint = ""
         if fmt.reader == "csv" and "Expected" in msg and "fields" in msg:
-            sep = {",": "comma", "\t": "tab"}.get(kwargs.get("delimiter", ","), repr(kwargs.get("delimiter")))
+            sep = {",": "comma", "\t": "tab"}.get(fmt.options.get("delimiter", ","), repr(fmt.options.get("delimiter")))
             hint = (
                 f" Rows have different numbers of fields: is the file {sep}-separated (as its extension says)? "
                 f"Fields that contain the delimiter must be quoted."
@@ -182,9 +228,31 @@ def read_file(path: str | Path, cache_dir: str | Path | None = None, *, strings:
             )
         what = fmt.reader.upper() if isinstance(fmt.reader, str) else f"{p.suffix} ({fmt.reader.__name__})"
         raise DataError(f"{p}: could not be parsed as {what}: {msg}.{hint}") from None
-    if len(ds) == 0:
-        raise DataError(f"{p}: the file has a header ({', '.join(ds.column_names)}) but no rows.")
-    return ds
+    if table.num_rows == 0:
+        if fmt.reader == "csv":  # the header line as written
+            with open(p, encoding="utf-8", errors="replace") as fh:
+                header = fh.readline().strip()
+            raise DataError(f"{p}: the file has a header ({header}) but no rows.")
+        if table.num_columns == 0:
+            raise DataError(f"{p}: the file holds no rows.")
+        raise DataError(f"{p}: the file has a header ({', '.join(table.column_names)}) but no rows.")
+    return table
+
+
+def as_dataset(table: pa.Table):
+    """An in-memory ``datasets.Dataset`` over ``table`` without hashing its content.
+
+    ``datasets`` otherwise fingerprints a new in-memory dataset by serialising
+    the whole table (a transient copy several times the data: +280 MiB at a
+    million rows). textclf keys its caches on its own content fingerprints,
+    so the library's fingerprint only has to be unique.
+    """
+    import uuid
+
+    import datasets
+    from datasets.table import InMemoryTable
+
+    return datasets.Dataset(InMemoryTable(table), fingerprint=uuid.uuid4().hex[:16])
 
 
 def _hub_offline() -> bool:
@@ -418,7 +486,7 @@ SOURCES: dict[str, Source] = {
     DEFAULT: Source(
         DEFAULT,
         lambda s: True,
-        lambda s, cfg, cache: {"train": read_file(s, cache)},
+        lambda s, cfg, cache: {"train": as_dataset(read_file(s))},
         _file_identity,
         _file_dataset_source,
     ),
