@@ -5,8 +5,8 @@ Each kind (``file``, ``hf``, ``builtin``, and any registered with
 one :class:`Source` entry:
 
 * how to recognise a spec (``reviews.csv``, ``hf:rotten_tomatoes``, ``builtin:reviews``);
-* how to read it into ``{split: datasets.Dataset}`` (Arrow-backed, so a large
-  file is memory-mapped rather than held in Python lists);
+* how to read it into ``{split: datasets.Dataset}`` (Arrow columns, never
+  Python lists of rows);
 * its *identity* for the prepare stage's cache key: a local file by the hash of
   its content (re-hashed only when its size, mtime, ctime or inode change), so
   a file edited in place is never served from the cache;
@@ -72,12 +72,8 @@ def register_format(suffix: str, reader: str | Callable[[Path], Any], **options:
     return fmt
 
 
-def _cache_root(cache_dir: str | Path | None) -> Path:
-    return Path(cache_dir or os.environ.get("TEXTCLF_CACHE_DIR", ".textclf"))
-
-
 def _cache_dir(cache_dir: str | Path | None) -> str:
-    return str(_cache_root(cache_dir) / "datasets")
+    return str(Path(cache_dir or os.environ.get("TEXTCLF_CACHE_DIR", ".textclf")) / "datasets")
 
 
 def check_utf8(path: Path, chunk_size: int = 1 << 20) -> None:
