@@ -279,9 +279,11 @@ def test_a_metric_without_from_counts_gets_the_same_bootstrap():
 
 def test_a_plugins_code_is_part_of_every_cache_key(tmp_path, monkeypatch):
     """Editing a plug-in's behaviour recomputes what it ran; a comment does not; no plug-in, no change to the keys."""
+    from textclf.core import code
     from textclf.core.cache import stage_key
     from textclf.core.code import plugin_fingerprint
 
+    monkeypatch.setattr(code, "_noted", set())  # data sources another test registered in this process
     assert plugin_fingerprint() == ""  # this install declares no extension: the keys are as before
     base = stage_key("train", {"a": 1})
     monkeypatch.delitem(sys.modules, "textclf_plugin_demo", raising=False)  # imported from another tmp_path before

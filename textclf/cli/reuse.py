@@ -6,8 +6,9 @@ Plain functions with typer annotations, registered on the main app in
 ``PARENT_RUN_ID:best``, ``best``; see :mod:`textclf.tracking.refs`). The model
 of a FAILED or deleted run needs ``--allow-failed``.
 
-Input files: ``.txt`` (one text per line; ``-`` reads lines from stdin),
-``.csv``, ``.tsv``, ``.jsonl`` and ``.parquet`` (text in ``--text-column``).
+Input files: ``.txt`` (one text per line; ``-`` reads lines from stdin) or
+any table format training reads (``.csv``, ``.tsv``, ``.jsonl``, ``.parquet``
+and registered ones; text in ``--text-column``), through the same reader.
 The other columns of a table are kept in the output, so ids travel along; an
 input column that would collide with an output column (``label``,
 ``proba_<class>``, ``embedding``) is kept as ``input_<name>``, in every
@@ -75,7 +76,8 @@ CacheOpt = Annotated[
     ),
 ]
 
-INPUT_KINDS = (".txt", ".csv", ".tsv", ".jsonl", ".parquet")
+
+TABLE_OUTPUTS = (".csv", ".tsv", ".jsonl", ".parquet")
 
 
 def _quiet_libs() -> None:
@@ -103,38 +105,31 @@ def _err(msg: str) -> None:
 def read_texts(path: Path | str, text_column: str = "text"):
     """``(table, texts)``: the input rows as a DataFrame and the list of texts to use.
 
-    Raises DataError naming the file, the line / row and the fix.
+    ``.txt`` and ``-`` (stdin) hold one text per line; every table format is
+    read by the reader that training uses (:func:`textclf.data.sources.read_file`,
+    so a registered format works here too), each cell as written. Raises
+    DataError naming the file, the line / row and the fix.
     """
     import pandas as pd
+
+    from textclf.data.sources import FORMATS, read_file
 
     if str(path) == "-":
         lines = sys.stdin.read().splitlines()
         return pd.DataFrame({"text": lines}), lines
     p = Path(path)
-    if not p.is_file():
-        raise DataError(f"Input file not found: {p}.")
-    ext = p.suffix.lower()
-    try:
-        if ext == ".txt":
+    if p.suffix.lower() == ".txt":
+        try:
             lines = p.read_text(encoding="utf-8").splitlines()
-            return pd.DataFrame({"text": lines}), lines
-        if ext in (".csv", ".tsv"):
-            # dtype=str + no NA parsing: a text like "NA" or "null" stays a text.
-            table = pd.read_csv(p, sep="\t" if ext == ".tsv" else ",", dtype=str, keep_default_na=False)
-        elif ext == ".jsonl":
-            table = _read_jsonl(p, text_column)
-        elif ext == ".parquet":
-            table = pd.read_parquet(p)
-        else:
-            raise DataError(
-                f"{p}: unsupported input type {ext or '(no extension)'!r}. Use one of {', '.join(INPUT_KINDS)}."
-            )
-    except UnicodeDecodeError as exc:
-        raise DataError(f"{p}: not UTF-8 text (byte offset {exc.start}).") from None
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, OSError, ValueError) as exc:
-        if isinstance(exc, DataError):
-            raise
-        raise DataError(f"{p}: cannot be read as {ext[1:]} ({str(exc).splitlines()[0]}).") from None
+        except UnicodeDecodeError as exc:
+            raise DataError(f"{p}: not UTF-8 text (byte offset {exc.start}).") from None
+        except OSError as exc:
+            raise DataError(f"{p}: cannot be read ({exc.strerror}). Check the path.") from None
+        return pd.DataFrame({"text": lines}), lines
+    if p.suffix.lower() not in FORMATS:
+        kinds = ", ".join([".txt", *FORMATS])
+        raise DataError(f"{p}: unsupported input type {p.suffix or '(no extension)'!r}. Use one of {kinds}.")
+    table = read_file(p, strings=True).to_pandas()
     if text_column not in table.columns:
         raise DataError(
             f"{p}: no column {text_column!r}; columns are {list(map(str, table.columns))}. Pass --text-column NAME."
@@ -147,26 +142,6 @@ def read_texts(path: Path | str, text_column: str = "text"):
             f"{p}: {len(missing)} row(s) have no text in column {text_column!r} (data rows {rows}). Fill or drop them."
         )
     return table, [str(t) for t in col.tolist()]
-
-
-def _read_jsonl(p: Path, text_column: str):
-    import pandas as pd
-
-    rows = []
-    with open(p, encoding="utf-8") as fh:
-        for n, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise DataError(f"{p}, line {n}: not valid JSON ({exc.msg}).") from None
-            if isinstance(row, str):  # a bare JSON string per line is a text
-                row = {text_column: row}
-            if not isinstance(row, dict):
-                raise DataError(f"{p}, line {n}: expected a JSON object with a {text_column!r} field.")
-            rows.append(row)
-    return pd.DataFrame(rows)
 
 
 def _merge(table, added, source: str = "the input"):
@@ -237,11 +212,8 @@ def atomic_write(path: Path, write, what: str) -> None:
 
 def write_table(df, path: Path) -> None:
     """.csv / .tsv / .jsonl / .parquet by extension (floats written at full precision), atomically."""
+    _check_ext(path, TABLE_OUTPUTS)
     ext = path.suffix.lower()
-    if ext not in (".csv", ".tsv", ".jsonl", ".parquet"):
-        raise DataError(
-            f"--output {path}: unsupported type {ext or '(no extension)'!r}. Use .csv, .tsv, .jsonl or .parquet."
-        )
 
     def write(tmp: Path) -> None:
         if ext in (".csv", ".tsv"):
@@ -327,7 +299,7 @@ def predict(
     if format_ not in ("auto", "table", "jsonl", "csv"):
         raise DataError(f"--format must be auto, table, jsonl or csv. Got {format_!r} instead.")
     if output is not None:  # fail on a bad output type before the model loads
-        _check_ext(output, (".csv", ".tsv", ".jsonl", ".parquet"))
+        _check_ext(output, TABLE_OUTPUTS)
         check_not_input(output, input, force=force)
     import pandas as pd
 

@@ -251,6 +251,14 @@ def _package_files(module: str) -> list[Path]:
     return [Path(spec.origin)] if spec.origin and spec.origin.endswith(".py") else []
 
 
+_noted: set[str] = set()  # modules of extensions registered outside a Registry (data sources, file formats)
+
+
+def note_extension(entry: Any) -> None:
+    """Count ``entry``'s code (a registered data source or file format) in :func:`plugin_fingerprint`."""
+    _noted.update(_defining_modules(entry))
+
+
 def plugin_fingerprint() -> str:
     """A hash of the behaviour of the code behind every extension from outside textclf; "" when there is none.
 
@@ -262,6 +270,7 @@ def plugin_fingerprint() -> str:
     eps = _entry_points(tuple(sys.path))
     groups = [g for g in eps.groups if g.startswith(f"{ROOT}.")]
     modules = {ep.value.split(":")[0].strip() for g in groups for ep in eps.select(group=g)}
+    modules |= _noted
     for registry in Registry.by_group.values():
         for entry in registry.added.values():
             modules |= _defining_modules(entry)

@@ -31,7 +31,7 @@ import pyarrow.compute as pc
 
 from textclf.core.errors import DataError
 from textclf.data.config import DataConfig
-from textclf.data.sources import source_of
+from textclf.data.sources import as_dataset, source_of
 
 log = logging.getLogger(__name__)
 
@@ -73,23 +73,6 @@ class PreparedData:
 def _table(ds) -> pa.Table:
     """The Arrow table behind ``ds`` with any index mapping applied."""
     return ds.with_format(None).data.table if ds._indices is None else ds.flatten_indices().data.table
-
-
-def _dataset(table: pa.Table):
-    """An in-memory ``datasets.Dataset`` over ``table`` without hashing its content.
-
-    ``datasets`` otherwise fingerprints a new in-memory dataset by serialising
-    the whole table, a transient copy several times the data
-    (docs/benchmarks.md, "Building in-memory datasets"). textclf keys its
-    caches on its own content fingerprints, so the library's fingerprint only
-    has to be unique.
-    """
-    import uuid
-
-    import datasets
-    from datasets.table import InMemoryTable
-
-    return datasets.Dataset(InMemoryTable(table), fingerprint=uuid.uuid4().hex[:16])
 
 
 def _label_strings(col: pa.ChunkedArray, feature, where: str) -> pa.Array:
@@ -160,7 +143,7 @@ def _select_columns(ds, cfg: DataConfig, where: str):
     for c in cfg.slice_columns:  # kept as text: a slice is a value to group by, whatever its type
         col = table.column(c)
         extra[f"slice:{c}"] = col if pa.types.is_string(col.type) else pc.cast(col, pa.string(), safe=False)
-    return _dataset(pa.table({"text": text.cast(pa.string()), "label": label, **extra}))
+    return as_dataset(pa.table({"text": text.cast(pa.string()), "label": label, **extra}))
 
 
 def invalid_rows(ds) -> dict[str, np.ndarray]:
@@ -347,7 +330,7 @@ def prepare(cfg: DataConfig, cache_dir: str | Path | None = None) -> PreparedDat
         y = idx.to_numpy(zero_copy_only=False).astype(np.int64)
         keep = [c for c in _table(ds).column_names if c == "text" or c.startswith("slice:")]
         table = _table(ds).select(keep).append_column("label", pa.array(y))
-        encoded[split] = (_dataset(table), y)
+        encoded[split] = (as_dataset(table), y)
 
     # Carve validation / test from train where they were not given.
     train_ds, y = encoded.pop("train")

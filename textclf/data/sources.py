@@ -1,16 +1,23 @@
-"""Where data comes from: one registry, :data:`SOURCES`, of the kinds of ``data.source``.
+"""Where data comes from: two registries, :data:`SOURCES` (the kinds of ``data.source``) and :data:`FORMATS` (file types).
 
-Each kind (``file``, ``hf``, ``builtin``) says, in one :class:`Source` entry:
+Each kind (``file``, ``hf``, ``builtin``, and any registered with
+:func:`register_source` or the ``textclf.sources`` entry-point group) says, in
+one :class:`Source` entry:
 
 * how to recognise a spec (``reviews.csv``, ``hf:rotten_tomatoes``, ``builtin:reviews``);
-* how to read it into ``{split: datasets.Dataset}`` (Arrow-backed, so a large
-  file is memory-mapped rather than held in Python lists);
+* how to read it into ``{split: datasets.Dataset}`` (Arrow columns, never
+  Python lists of rows);
 * its *identity* for the prepare stage's cache key: a local file by the hash of
   its content (re-hashed only when its size, mtime, ctime or inode change), so
   a file edited in place is never served from the cache;
 * the MLflow dataset source that records where a split came from.
 
-Adding a kind of source is one entry here (plus its tests).
+``file`` is the default: it is tried after every other kind, whatever the
+order of registration, so a new kind never has to be placed before it.
+
+:func:`read_file` is the one reader of local files: training, ``data inspect``
+and the inputs of ``predict`` / ``embed`` all read through it, so a format
+registered with :func:`register_format` works everywhere.
 """
 
 from __future__ import annotations
@@ -18,26 +25,57 @@ from __future__ import annotations
 import codecs
 import hashlib
 import json
+import logging
 import os
 import stat
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 
+from textclf.core.code import note_extension
 from textclf.core.errors import DataError
 
-FORMATS = {".csv": "csv", ".tsv": "csv", ".jsonl": "json", ".json": "json", ".parquet": "parquet"}
+log = logging.getLogger(__name__)
 
 
-def _cache_root(cache_dir: str | Path | None) -> Path:
-    return Path(cache_dir or os.environ.get("TEXTCLF_CACHE_DIR", ".textclf"))
+@dataclass(frozen=True)
+class FileFormat:
+    """How files of one extension are read.
+
+    ``reader`` is one of :data:`READERS` (``csv``, ``json``, ``parquet``;
+    ``options`` are its keyword arguments) or a function ``path ->
+    pyarrow.Table | list[dict]``.
+    """
+
+    reader: str | Callable[[Path], Any]
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+# An empty CSV cell is missing (a label or text to fix); "NA", "null" and friends stay strings.
+_CSV = {"keep_default_na": False, "na_values": [""]}
+FORMATS: dict[str, FileFormat] = {
+    ".csv": FileFormat("csv", {**_CSV, "delimiter": ","}),
+    ".tsv": FileFormat("csv", {**_CSV, "delimiter": "\t"}),
+    ".jsonl": FileFormat("json"),
+    ".json": FileFormat("json"),
+    ".parquet": FileFormat("parquet"),
+}
+
+
+def register_format(suffix: str, reader: str | Callable[[Path], Any], **options: Any) -> FileFormat:
+    """Read files ending in ``suffix`` (``".psv"``) with ``reader`` (see :class:`FileFormat`), for every command."""
+    if isinstance(reader, str) and reader not in READERS:
+        raise ValueError(f"unknown reader {reader!r}: use one of {', '.join(READERS)} or a function path -> table.")
+    fmt = FORMATS[suffix.lower()] = FileFormat(reader, options)
+    note_extension(fmt)  # its reader's code goes into the cache keys
+    return fmt
 
 
 def _cache_dir(cache_dir: str | Path | None) -> str:
-    return str(_cache_root(cache_dir) / "datasets")
+    return str(Path(cache_dir or os.environ.get("TEXTCLF_CACHE_DIR", ".textclf")) / "datasets")
 
 
 def check_utf8(path: Path, chunk_size: int = 1 << 20) -> None:
@@ -69,19 +107,88 @@ def check_utf8(path: Path, chunk_size: int = 1 << 20) -> None:
             raise DataError(f"{path}: file ends in the middle of a UTF-8 character (byte offset {offset}).") from None
 
 
-def read_file(path: str | Path, cache_dir: str | Path | None = None):
-    """Read one local file into a file-backed ``datasets.Dataset``."""
-    import datasets
+def _read_csv(p: Path, strings: bool = False, **options: Any) -> pa.Table:
+    import pandas as pd
 
+    if strings:  # every cell as written: no type inference, an empty cell is ""
+        options.update(dtype=object, keep_default_na=False, na_values=None)
+    # As the ``datasets`` csv builder reads (pandas, then Arrow): the same types and messages as before.
+    return pa.Table.from_pandas(pd.read_csv(p, **options))
+
+
+def _read_json(p: Path, strings: bool = False) -> pa.Table:
+    """JSON Lines, or one JSON array of objects (or of texts: a ``text`` column), read by ``pyarrow.json``."""
+    import io
+
+    import pyarrow.json as paj
+
+    data = p.read_bytes().removeprefix(codecs.BOM_UTF8)
+    if data.lstrip().startswith(b"["):
+        items = json.loads(data)
+        items = [x if isinstance(x, dict) else {"text": x} for x in items]
+        data = "\n".join(json.dumps(x) for x in items).encode()
+    block = 1 << 20
+    while True:
+        try:
+            return paj.read_json(io.BytesIO(data), read_options=paj.ReadOptions(block_size=block))
+        except pa.ArrowInvalid as exc:
+            if "straddling" in str(exc) and block < len(data):
+                block *= 4  # a record longer than a block: read in larger blocks
+                continue
+            if ") changed from" not in str(exc) or "changed from object" in str(exc):
+                raise
+            try:
+                return _mixed_json_lines(data)
+            except ValueError:
+                raise exc from None
+
+
+def _mixed_json_lines(data: bytes) -> pa.Table:
+    """JSON Lines whose field holds values of several types (``1`` on one line, ``"pos"`` on the next).
+
+    Such a field is read as strings, as a CSV cell would be (``1`` -> ``"1"``),
+    so the label checks see the mix and name it.
+    """
+    rows = [json.loads(line) for line in data.splitlines() if line.strip()]
+    if not all(isinstance(r, dict) for r in rows):
+        raise ValueError("not every line is an object")
+    columns: dict[str, list] = {}
+    for r in rows:
+        for k in r:
+            columns.setdefault(k, [])
+    for k, values in columns.items():
+        values.extend(r.get(k) for r in rows)
+        if len({type(v) for v in values if v is not None}) > 1:
+            values[:] = [v if v is None or isinstance(v, str) else json.dumps(v) for v in values]
+    return pa.table(columns)
+
+
+def _read_parquet(p: Path, strings: bool = False) -> pa.Table:
+    import pyarrow.parquet as pq
+
+    return pq.read_table(p)
+
+
+READERS: dict[str, Callable[..., pa.Table]] = {"csv": _read_csv, "json": _read_json, "parquet": _read_parquet}
+
+
+def read_file(path: str | Path, *, strings: bool = False) -> pa.Table:
+    """Read one local file into a ``pyarrow.Table``, with pandas / pyarrow only.
+
+    Light on purpose: ``predict`` / ``embed`` read their inputs here and must
+    not pay for importing ``datasets``; training wraps the table with
+    :func:`as_dataset`. ``strings`` reads every CSV cell as written (``007``
+    stays ``007``, an empty cell is ``""``): ``predict`` / ``embed`` pass their
+    input's columns through unchanged, where training infers types and treats
+    an empty cell as missing.
+    """
     p = Path(path)
     if not p.exists():
         raise DataError(f"Data file not found: {p}. Check the path (relative paths are resolved from {Path.cwd()}).")
     if p.is_dir():
-        raise DataError(f"{p} is a directory; data.source / data.train must name a file.")
+        raise DataError(f"{p} is a directory; name a data file.")
     if not p.is_file():
-        raise DataError(
-            f"{p} is {_file_kind(p)}, not a regular file; data.source / data.train must name a data file (copy the data into one)."
-        )
+        raise DataError(f"{p} is {_file_kind(p)}, not a regular file; name a data file (copy the data into one).")
     if not os.access(p, os.R_OK):
         raise DataError(f"{p}: permission denied. Make the file readable (chmod +r).")
     fmt = FORMATS.get(p.suffix.lower())
@@ -89,47 +196,62 @@ def read_file(path: str | Path, cache_dir: str | Path | None = None):
         raise DataError(f"{p}: unsupported file type {p.suffix!r}. Use one of {', '.join(FORMATS)}.")
     if p.stat().st_size == 0:
         raise DataError(f"{p}: the file is empty. Expected a header and at least one row.")
-    if fmt != "parquet":
+    if fmt.reader in ("csv", "json"):
         check_utf8(p)
-    kwargs: dict[str, Any] = {}
-    if fmt == "csv":
-        kwargs["delimiter"] = "\t" if p.suffix.lower() == ".tsv" else ","
-        kwargs["keep_default_na"] = False
-        kwargs["na_values"] = [""]
-    # HF datasets keys its cache on a local file's path and mtime only: a file edited with its
-    # mtime restored would be read back from the old Arrow copy. A cache folder per content
-    # hash (memoised on stat, see file_sha256) makes its copy follow the content.
-    by_content = Path(_cache_dir(cache_dir)) / "files" / file_sha256(p, _cache_root(cache_dir))[:16]
     try:
-        ds = datasets.load_dataset(
-            fmt, data_files={"data": str(p.resolve())}, split="data", cache_dir=str(by_content), **kwargs
-        )
-    except Exception as exc:  # the builders wrap parser errors; name the file and the cause
-        cause = exc
-        while cause.__cause__ is not None:
-            cause = cause.__cause__
-        msg = str(cause)
-        if "No columns to parse" in msg or isinstance(cause, pa.lib.ArrowInvalid) and "Empty" in msg:
+        if callable(fmt.reader):
+            rows = fmt.reader(p)
+            table = rows if isinstance(rows, pa.Table) else pa.Table.from_pylist(list(rows))
+        else:
+            table = READERS[fmt.reader](p, strings=strings, **fmt.options)
+    except DataError:
+        raise
+    except Exception as exc:  # name the file and the cause
+        msg = str(exc)
+        if "No columns to parse" in msg or isinstance(exc, pa.ArrowInvalid) and "Empty" in msg:
             raise DataError(
                 f"{p}: no header or rows could be read. Expected a header line such as 'text,label'."
             ) from None
-        if "corresponds to no data" in msg:  # the reader produced zero rows
-            if fmt == "csv":
-                with open(p, encoding="utf-8", errors="replace") as fh:
-                    header = fh.readline().strip()
-                raise DataError(f"{p}: the file has a header ({header}) but no rows.") from None
-            raise DataError(f"{p}: the file holds no rows.") from None
         hint = ""
-        if fmt == "csv" and "Expected" in msg and "fields" in msg:
-            sep = "tab" if kwargs["delimiter"] == "\t" else "comma"
+        if fmt.reader == "csv" and "Expected" in msg and "fields" in msg:
+            sep = {",": "comma", "\t": "tab"}.get(fmt.options.get("delimiter", ","), repr(fmt.options.get("delimiter")))
             hint = (
                 f" Rows have different numbers of fields: is the file {sep}-separated (as its extension says)? "
                 f"Fields that contain the delimiter must be quoted."
             )
-        raise DataError(f"{p}: could not be parsed as {fmt.upper()}: {msg}.{hint}") from None
-    if len(ds) == 0:
-        raise DataError(f"{p}: the file has a header ({', '.join(ds.column_names)}) but no rows.")
-    return ds
+        if fmt.reader == "json" and "changed from object" in msg:
+            hint = (
+                ' Each line must be a JSON object such as {"text": "...", "label": "..."}'
+                " (texts alone, one a line, go in a .txt file for predict / embed)."
+            )
+        what = fmt.reader.upper() if isinstance(fmt.reader, str) else f"{p.suffix} ({fmt.reader.__name__})"
+        raise DataError(f"{p}: could not be parsed as {what}: {msg}.{hint}") from None
+    if table.num_rows == 0:
+        if fmt.reader == "csv":  # the header line as written
+            with open(p, encoding="utf-8", errors="replace") as fh:
+                header = fh.readline().strip()
+            raise DataError(f"{p}: the file has a header ({header}) but no rows.")
+        if table.num_columns == 0:
+            raise DataError(f"{p}: the file holds no rows.")
+        raise DataError(f"{p}: the file has a header ({', '.join(table.column_names)}) but no rows.")
+    return table
+
+
+def as_dataset(table: pa.Table):
+    """An in-memory ``datasets.Dataset`` over ``table`` without hashing its content.
+
+    ``datasets`` otherwise fingerprints a new in-memory dataset by serialising
+    the whole table, a transient copy several times the data
+    (docs/benchmarks.md, "Building in-memory datasets"). textclf keys its
+    caches on its own content fingerprints, so the library's fingerprint only
+    has to be unique.
+    """
+    import uuid
+
+    import datasets
+    from datasets.table import InMemoryTable
+
+    return datasets.Dataset(InMemoryTable(table), fingerprint=uuid.uuid4().hex[:16])
 
 
 def _hub_offline() -> bool:
@@ -321,13 +443,13 @@ def _hub_dataset_source(spec: str, split: str):
     return HuggingFaceDatasetSource(path=name, config_name=config or None, split=split or None)
 
 
-def _builtin_dataset_source(spec: str, split: str):
+# --------------------------------------------------------------------------- the registry
+
+
+def _code_dataset_source(spec: str, split: str):
     from mlflow.data.code_dataset_source import CodeDatasetSource
 
-    return CodeDatasetSource(tags={"textclf.builtin": spec})
-
-
-# --------------------------------------------------------------------------- the registry
+    return CodeDatasetSource(tags={"textclf.source": spec})
 
 
 @dataclass(frozen=True)
@@ -338,9 +460,13 @@ class Source:
     matches: Callable[[str], bool]
     # (spec, data config, cache dir) -> {split: Dataset}; a source without a split structure returns {"train": ...}
     read: Callable[[str, Any, Any], dict[str, Any]]
-    identity: Callable[[str, Any], dict[str, Any]]  # (spec, cache root) -> what the prepare key holds
-    mlflow_source: Callable[[str, str], Any]  # (spec, split) -> mlflow DatasetSource
+    # (spec, cache root) -> what the prepare key holds. The default, the spec itself, suits a source whose
+    # data never changes under one spec; give the content's version or hash where it can.
+    identity: Callable[[str, Any], dict[str, Any]] = lambda spec, root: {"source": spec}
+    mlflow_source: Callable[[str, str], Any] = _code_dataset_source  # (spec, split) -> mlflow DatasetSource
 
+
+DEFAULT = "file"  # a spec no other kind matches is a path: tried last, whatever the order of registration
 
 SOURCES: dict[str, Source] = {
     "hf": Source(
@@ -355,19 +481,65 @@ SOURCES: dict[str, Source] = {
         lambda s: s.startswith("builtin:"),
         lambda s, cfg, cache: {"train": read_builtin(s[8:], cfg.split_seed, dict(cfg.options), cache)},
         lambda s, root: {"builtin": s},
-        _builtin_dataset_source,
     ),
-    # Last: anything else is a path.
-    "file": Source(
-        "file",
+    DEFAULT: Source(
+        DEFAULT,
         lambda s: True,
-        lambda s, cfg, cache: {"train": read_file(s, cache)},
+        lambda s, cfg, cache: {"train": as_dataset(read_file(s))},
         _file_identity,
         _file_dataset_source,
     ),
 }
 
 
+def register_source(
+    name: str, matches: str | Callable[[str], bool], read: Callable[[str, Any, Any], dict[str, Any]], **more: Any
+) -> Source:
+    """Add a kind of ``data.source``: ``matches`` is a prefix (``"myhub:"``) or a predicate on the spec.
+
+    ``read(spec, data_config, cache_dir)`` returns ``{split: datasets.Dataset}``;
+    ``identity`` and ``mlflow_source`` may be given too (see :class:`Source`).
+    A name registered again replaces the earlier entry.
+    """
+    test = (lambda s: s.startswith(matches)) if isinstance(matches, str) else matches
+    src = SOURCES[name] = Source(name, test, read, **more)
+    note_extension(src)  # its code goes into the cache keys
+    return src
+
+
+_entry_points_loaded = False
+
+
+def _load_entry_points() -> None:
+    """Register the kinds installed packages declare in the ``textclf.sources`` entry-point group, once a process.
+
+    Each entry point names a :class:`Source`. One that fails to load is skipped
+    with a warning naming it (the other kinds still work); a kind registered in
+    code keeps its name.
+    """
+    global _entry_points_loaded
+    if _entry_points_loaded:
+        return
+    _entry_points_loaded = True
+    from importlib.metadata import entry_points
+
+    for ep in entry_points(group="textclf.sources"):
+        try:
+            src = ep.load()
+            if not isinstance(src, Source):
+                raise TypeError(f"it is a {type(src).__name__}, not a textclf.data.sources.Source")
+        except Exception as exc:
+            log.warning(
+                "textclf.sources entry point %r (%s) was not loaded: %s. Fix or uninstall the package that declares it.",
+                ep.name,
+                ep.value,
+                exc,
+            )
+            continue
+        SOURCES.setdefault(src.name, src)
+
+
 def source_of(spec: str) -> Source:
-    """The registry entry that reads ``spec``."""
-    return next(src for src in SOURCES.values() if src.matches(spec))
+    """The registry entry that reads ``spec``: the first kind that matches it, else ``file``."""
+    _load_entry_points()
+    return next((s for n, s in SOURCES.items() if n != DEFAULT and s.matches(spec)), SOURCES[DEFAULT])
