@@ -38,12 +38,23 @@ def train_data_parallel(
     (``tracking_uri``, ``experiment``, ``output``, ``force``, ``overwrite``, ``quiet``).
     """
     from textclf.pipeline.resources import check_configs
+    from textclf.pipeline.train_one import check_train
 
     if cfg.kind != "neural":
         raise ConfigError(
             "Data-parallel training is for neural variants; kind: tfidf trains in one process (drop --ddp)."
         )
-    check_configs([(None, cfg)])  # before any process starts (each rank holds a whole model)
+    # Every check of textclf train once, before any process starts (each rank holds a whole model).
+    check_train(
+        cfg,
+        cache,
+        tracking_uri=kwargs.get("tracking_uri", ""),
+        experiment=kwargs.get("experiment", "train"),
+        output=kwargs.get("output"),
+        replace=bool(kwargs.get("force") or kwargs.get("overwrite")),
+        system_metrics=bool(kwargs.get("system_metrics")),
+    )
+    check_configs([(None, cfg)])
     if ddp.under_torchrun():
         return _train_rank(cfg, cache=cache, **kwargs)
     return _spawn_local(cfg, cache=cache, nproc=nproc_per_node or _default_nproc(cfg), kwargs=kwargs)
@@ -64,7 +75,7 @@ def _train_rank(cfg: Config, *, cache: StageCache, force: bool = False, **kwargs
         if ctx.rank != 0:
             _follow(cfg, cache)
             return None
-        result = train_one(cfg, cache=cache, force=force, reuse_upstream=True, **kwargs)
+        result = train_one(cfg, cache=cache, force=force, reuse_upstream=True, checked=True, **kwargs)
         if result.get("cached"):  # nothing was trained: release the ranks waiting for it
             ddp.skip_training()
         result["world_size"] = ctx.world_size

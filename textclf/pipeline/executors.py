@@ -34,7 +34,6 @@ SIGKILLs its own worker once, after its first epoch's checkpoint was written
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import os
 import signal
@@ -55,63 +54,27 @@ KILL_ENV = "TEXTCLF_TEST_KILL_WORKER_DIR"
 EXECUTORS = ("local", "ray")
 
 
-def compute_upstream(configs: Iterable[Config], cache: StageCache, *, force: bool = False) -> None:
-    """prepare → tokenize → embed for every config, each distinct entry once.
+def compute_upstream(planned: Iterable[tuple[Config, Any]], cache: StageCache, *, force: bool = False) -> None:
+    """prepare → tokenize → embed for every (config, (plan, source)), each distinct entry once, and what they found.
 
     Run before fanning out so parallel workers find these shared stages in the
     cache. With ``force`` each distinct entry is recomputed once (not once per
-    variant); workers then run with ``reuse_upstream=True``.
+    variant); tasks then run with ``reuse_upstream=True``.
     """
-    from textclf.pipeline.data_stages import (
-        embed_stage,
-        prepare_stage,
-        tokenize_stage,
-        warn_data,
-    )
-    from textclf.pipeline.transfer import source_for
-    from textclf.pipeline.variant import plan
+    from textclf.pipeline.data_stages import warn_data
+    from textclf.pipeline.variant import upstream
 
-    forced: set[str] = set()
-
-    def first(stage: str, spec) -> bool:
-        sig = stage + json.dumps(spec.model_dump(mode="json"), sort_keys=True, default=str)
-        seen = sig in forced
-        forced.add(sig)
-        return force and not seen
-
-    for cfg in configs:
-        source = source_for(cfg, cache_dir=cache.root) if cfg.kind == "neural" else None
-        p = plan(cfg, cache, source=source)
-        data = prepare_stage(p.prepare, cache, force=first("prepare", p.prepare))
-        if p.tokenize is None:
-            warn_data(cfg, data)
-            continue
-        tok = tokenize_stage(
-            p.tokenize,
-            data,
-            cache,
-            force=first("tokenize" + data.key, p.tokenize),
-            source_tokenizer=source.tokenizer if source is not None else None,
-        )
-        warn_data(cfg, data, tok)
-        if p.embed is not None:
-            embed_stage(p.embed, tok, cache, force=first("embed" + tok.key, p.embed))
+    forced: set = set()
+    for cfg, (p, source) in planned:
+        up = upstream(cfg, cache, force=force, p=p, source=source, forced=forced)
+        warn_data(cfg, up.data, up.tok)
 
 
-def compute(
-    variant,
-    seed: int,
-    cache_root: str,
-    force: bool,
-    quiet: bool,
-    reuse_upstream: bool = False,
-    on_epoch: Callable | None = None,
-    measure_cost: bool = True,
-):
-    """One (variant, seed): the task every executor runs (in this process or a worker).
+def compute(variant, seed: int, p, cache_root: str, force: bool, quiet: bool, on_epoch: Callable | None = None):
+    """One (variant, seed) with its plan ``p`` (None: planned here): the task every local executor runs.
 
-    Workers that train side by side leave the cost (latency, throughput) out:
-    the driver measures it afterwards, one model at a time.
+    The shared stages were computed (and forced) by :func:`compute_upstream`; the
+    driver measures the cost (:func:`~textclf.pipeline.variant.with_cost`).
     """
     from textclf.core.logs import progress_logger
     from textclf.pipeline.variant import run_variant
@@ -122,15 +85,10 @@ def compute(
         StageCache(cache_root),
         force=force,
         log_fn=log_fn,
-        reuse_upstream=reuse_upstream,
+        reuse_upstream=True,
         on_epoch=on_epoch,
-        measure_cost=measure_cost,
+        p=p,
     )
-
-
-def measures_cost_inline(executor: str, jobs: int) -> bool:
-    """Whether tasks time their own model (one at a time) or the driver must, after all of them."""
-    return executor == "local" and jobs <= 1
 
 
 def resolve_jobs(jobs: int | str, tasks: int) -> int:
@@ -152,18 +110,26 @@ def resolve_jobs(jobs: int | str, tasks: int) -> int:
     return n
 
 
-def check_executor(executor: str) -> None:
-    """A known executor whose extra is installed (``--executor ray`` without Ray stops here, before any work)."""
+def check_executor(executor: str, cpus_per_task: float = 1.0, gpus_per_task: float = 0.0) -> None:
+    """A known executor whose extra is installed, with sizes it can take: checked once, before any work.
+
+    (``--executor ray`` without Ray, or ``--cpus-per-task 0``, stops here rather than inside the parent run.)
+    """
     if executor not in EXECUTORS:
         raise ConfigError(f"--executor must be one of {', '.join(EXECUTORS)}. Got {executor!r} instead.")
     if executor == "ray":
         _import_ray()
+        if cpus_per_task <= 0 or gpus_per_task < 0:
+            raise ConfigError(
+                f"--cpus-per-task must be > 0 and --gpus-per-task >= 0. Got {cpus_per_task} and {gpus_per_task} instead."
+            )
 
 
 def execute(
     tasks,
     cache: StageCache,
     *,
+    plans: list | None = None,
     force: bool,
     quiet: bool,
     executor: str = "local",
@@ -175,20 +141,22 @@ def execute(
     """One getter per (variant, seed) task, in task order (see the module docstring).
 
     A getter takes an optional ``on_epoch`` callback, which hears each epoch as
-    it ends where training runs in this process (inline).
+    it ends where training runs in this process (inline). ``plans``: each task's
+    plan, planned once by the driver (None: each task plans itself).
 
-    The shared stages must be computed first (:func:`compute_upstream`, honouring
-    ``force``): tasks only train and evaluate (forced too, but never upstream).
-    ``jobs`` is resolved already (:func:`resolve_jobs`). Outputs of parallel
-    executors come without cost metrics: see :func:`measures_cost_inline`.
+    The executor was checked (:func:`check_executor`) and the shared stages computed
+    (:func:`compute_upstream`, honouring ``force``): tasks only train and evaluate
+    (forced too, but never upstream). ``jobs`` is resolved already (:func:`resolve_jobs`).
+    Outputs come without cost metrics: the driver adds them (:func:`~textclf.pipeline.variant.with_cost`).
     """
-    check_executor(executor)
     root = str(cache.root)
+    plans = plans or [None] * len(tasks)
     if executor == "ray":
-        return Getters(ray_getters(tasks, root, force, quiet, ray_address, cpus_per_task, gpus_per_task))
+        return Getters(ray_getters(tasks, plans, root, force, quiet, ray_address, cpus_per_task, gpus_per_task))
     if jobs <= 1:
         return Getters(
-            lambda on_epoch=None, v=v, s=s: compute(v, s, root, force, quiet, on_epoch=on_epoch) for v, s in tasks
+            lambda on_epoch=None, v=v, s=s, p=p: compute(v, s, p, root, force, quiet, on_epoch=on_epoch)
+            for (v, s), p in zip(tasks, plans)
         )
     import multiprocessing as mp
     from concurrent.futures import ProcessPoolExecutor
@@ -203,7 +171,7 @@ def execute(
     # Longest first: the slowest trainings (a stacked BiLSTM takes ~9x an RNN's time) would otherwise come last and
     # run alone while the other workers idle. Each training's result does not depend on the order.
     first = sorted(range(len(tasks)), key=lambda i: -expected_work(tasks[i][0].config))
-    submitted = {i: pool.submit(compute, *tasks[i], root, force, quiet, True, None, False) for i in first}
+    submitted = {i: pool.submit(compute, *tasks[i], plans[i], root, force, quiet) for i in first}
     futures = [submitted[i] for i in range(len(tasks))]
     getters = Getters(
         lambda on_epoch=None, f=f: f.result() for f in futures
@@ -232,16 +200,11 @@ class Runner:
         gpus_per_task: float = 0.0,
         quiet: bool = False,
     ) -> None:
-        check_executor(executor)
         self.executor, self.jobs, self.quiet = executor, max(1, jobs), quiet
         self._pool = self._ray = None
         self._opts: dict[str, Any] = {}
         if executor == "ray":
             self._ray = _import_ray()
-            if cpus_per_task <= 0 or gpus_per_task < 0:
-                raise ConfigError(
-                    f"--cpus-per-task must be > 0 and --gpus-per-task >= 0. Got {cpus_per_task} and {gpus_per_task} instead."
-                )
             _ensure_ray(self._ray, ray_address, quiet)
             env = {"TOKENIZERS_PARALLELISM": "false"}
             if "mlflow" in sys.modules:
@@ -321,6 +284,7 @@ def _ensure_ray(ray, address: str | None, quiet: bool) -> None:
 
 def ray_getters(
     tasks: list[tuple[Any, int]],
+    plans: list,
     cache_root: str,
     force: bool,
     quiet: bool,
@@ -334,10 +298,6 @@ def ray_getters(
     rebuilt in this process from the cache.
     """
     ray = _import_ray()
-    if cpus_per_task <= 0 or gpus_per_task < 0:
-        raise ConfigError(
-            f"--cpus-per-task must be > 0 and --gpus-per-task >= 0. Got {cpus_per_task} and {gpus_per_task} instead."
-        )
     cache = StageCache(Path(cache_root).resolve())  # workers may start in another directory
     _ensure_ray(ray, ray_address, quiet)
 
@@ -347,7 +307,7 @@ def ray_getters(
     kill_dir = os.environ.get(KILL_ENV)
     remote = ray.remote(_ray_task)
     refs = []
-    for variant, seed in tasks:
+    for (variant, seed), p in zip(tasks, plans):
         label = f"{variant.key}-s{seed}"
         # Ray sets OMP_NUM_THREADS to the task's CPUs; train.num_threads: null follows it.
         opts = remote.options(
@@ -358,9 +318,9 @@ def ray_getters(
             retry_exceptions=False,
             runtime_env={"env_vars": env},
         )
-        refs.append(opts.remote(variant.for_seed(seed), label, str(cache.root), force, quiet, os.getcwd(), kill_dir))
+        refs.append(opts.remote(variant.for_seed(seed), p, label, str(cache.root), force, quiet, os.getcwd(), kill_dir))
 
-    def getter(ref, variant, seed) -> Callable[[], Any]:
+    def getter(ref, variant, seed, p) -> Callable[[], Any]:
         def get(on_epoch=None):  # trained in a worker: nothing to hear live
             from textclf.pipeline.variant import run_variant
 
@@ -381,16 +341,16 @@ def ray_getters(
                     "but this machine cannot see it. Put the stage cache on a filesystem every node mounts at "
                     "the same path (--cache-dir or TEXTCLF_CACHE_DIR)."
                 )
-            out = run_variant(variant.for_seed(seed), cache, measure_cost=False)  # every stage a cache hit
+            out = run_variant(variant.for_seed(seed), cache, reuse_upstream=True, p=p)  # every stage a cache hit
             return dataclasses.replace(out, cached=info["cached"])
 
         return get
 
-    return [getter(ref, v, s) for ref, (v, s) in zip(refs, tasks)]
+    return [getter(ref, v, s, p) for ref, (v, s), p in zip(refs, tasks, plans)]
 
 
 def _ray_task(
-    cfg: Config, label: str, cache_root: str, force: bool, quiet: bool, cwd: str, kill_dir: str | None
+    cfg: Config, p, label: str, cache_root: str, force: bool, quiet: bool, cwd: str, kill_dir: str | None
 ) -> dict[str, Any]:
     """One (variant, seed) in a Ray worker: train + evaluate into the cache; return where the result is."""
     from textclf.pipeline.variant import run_variant
@@ -409,7 +369,7 @@ def _ray_task(
         reuse_upstream=True,
         log_fn=log_fn,
         on_epoch=on_epoch,
-        measure_cost=False,
+        p=p,
     )
     return {"stage": "tfidf" if cfg.kind == "tfidf" else "train", "key": out.stage_key, "cached": out.cached}
 
