@@ -28,6 +28,7 @@ from textclf.core.cache import StageCache
 from textclf.core.errors import ConfigError, TextclfError, TrainingError
 from textclf.pipeline.executors import check_executor, compute_upstream, execute, resolve_jobs
 from textclf.pipeline.record import (
+    best_tags,
     child_tags,
     comparison_inputs,
     data_info,
@@ -37,7 +38,6 @@ from textclf.pipeline.record import (
     run_record,
 )
 from textclf.pipeline.spec import Pipeline
-from textclf.pipeline.tune_record import best_tags
 from textclf.pipeline.variant import VariantOutput, with_cost
 from textclf.tracking import champion, runs, store
 
@@ -440,8 +440,8 @@ def _tune(
     """Every variant's search (:mod:`textclf.pipeline.tune`), recorded under the parent; {variant key: Tuned}."""
     import mlflow
 
+    from textclf.pipeline.record import TuneRecorder
     from textclf.pipeline.tune import tune_pipeline
-    from textclf.pipeline.tune_record import TuneRecorder
 
     spec = pipe.tune
     mlflow.log_params(
