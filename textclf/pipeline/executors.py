@@ -158,16 +158,7 @@ def execute(
             lambda on_epoch=None, v=v, s=s, p=p: compute(v, s, p, root, force, quiet, on_epoch=on_epoch)
             for (v, s), p in zip(tasks, plans)
         )
-    import multiprocessing as mp
-    from concurrent.futures import ProcessPoolExecutor
-
-    os.environ["TOKENIZERS_PARALLELISM"] = "false"
-    pool = ProcessPoolExecutor(
-        max_workers=jobs,
-        mp_context=mp.get_context("spawn"),
-        initializer=_pool_worker,
-        initargs=(worker_threads(jobs), quiet),
-    )
+    pool = _local_pool(jobs, quiet)
     # Longest first: the slowest trainings (a stacked BiLSTM takes ~9x an RNN's time) would otherwise come last and
     # run alone while the other workers idle. Each training's result does not depend on the order.
     first = sorted(range(len(tasks)), key=lambda i: -expected_work(tasks[i][0].config))
@@ -206,16 +197,7 @@ class Runner:
         if executor == "ray":
             self._ray = _import_ray()
             _ensure_ray(self._ray, ray_address, quiet)
-            env = {"TOKENIZERS_PARALLELISM": "false"}
-            if "mlflow" in sys.modules:
-                env["MLFLOW_TRACKING_URI"] = sys.modules["mlflow"].get_tracking_uri()
-            self._opts = dict(
-                num_cpus=cpus_per_task,
-                num_gpus=gpus_per_task,
-                max_retries=MAX_RETRIES,
-                retry_exceptions=False,
-                runtime_env={"env_vars": env},
-            )
+            self._opts = _ray_options(cpus_per_task, gpus_per_task)
             cpus = self._ray.cluster_resources().get("CPU", 1)
             self.width = max(1, int(cpus // cpus_per_task))
         else:
@@ -226,28 +208,11 @@ class Runner:
             ray = self._ray
             remote = ray.remote(fn)
             refs = [remote.options(**self._opts).remote(*args) for args in calls]
-            out = []
-            for ref in refs:
-                try:
-                    out.append(ray.get(ref))
-                except ray.exceptions.RayTaskError as exc:
-                    if isinstance(exc.cause, TextclfError):
-                        raise exc.cause from None
-                    raise
-            return out
+            return [_ray_get(ray, ref) for ref in refs]
         if self.jobs <= 1:
             return [fn(*args) for args in calls]
         if self._pool is None:
-            import multiprocessing as mp
-            from concurrent.futures import ProcessPoolExecutor
-
-            os.environ["TOKENIZERS_PARALLELISM"] = "false"
-            self._pool = ProcessPoolExecutor(
-                max_workers=self.jobs,
-                mp_context=mp.get_context("spawn"),
-                initializer=_pool_worker,
-                initargs=(worker_threads(self.jobs), self.quiet),
-            )
+            self._pool = _local_pool(self.jobs, self.quiet)
         futures = [self._pool.submit(fn, *args) for args in calls]
         return [f.result() for f in futures]
 
@@ -255,6 +220,20 @@ class Runner:
         if self._pool is not None:
             stop_pool(self._pool, interrupted=True)  # after an interruption: do not wait for running trials
             self._pool = None
+
+
+def _local_pool(jobs: int, quiet: bool):
+    """A spawn-based process pool of ``jobs`` workers, each with its share of the cores."""
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor
+
+    os.environ["TOKENIZERS_PARALLELISM"] = "false"  # tokenizers' own threads would fight the workers'
+    return ProcessPoolExecutor(
+        max_workers=jobs,
+        mp_context=mp.get_context("spawn"),
+        initializer=_pool_worker,
+        initargs=(worker_threads(jobs), quiet),
+    )
 
 
 # --------------------------------------------------------------------------- Ray
@@ -282,6 +261,31 @@ def _ensure_ray(ray, address: str | None, quiet: bool) -> None:
     ray.init(address=address, **opts)
 
 
+def _ray_options(cpus_per_task: float, gpus_per_task: float) -> dict[str, Any]:
+    """The options of every textclf Ray task: its size, retries when its worker dies, and its environment."""
+    env = {"TOKENIZERS_PARALLELISM": "false"}  # tokenizers' own threads would fight the worker's
+    if "mlflow" in sys.modules:  # encoder.init_from may name MLflow models: resolve them where the driver does
+        env["MLFLOW_TRACKING_URI"] = sys.modules["mlflow"].get_tracking_uri()
+    # Ray sets OMP_NUM_THREADS to the task's CPUs; train.num_threads: null follows it.
+    return dict(
+        num_cpus=cpus_per_task,
+        num_gpus=gpus_per_task,
+        max_retries=MAX_RETRIES,
+        retry_exceptions=False,
+        runtime_env={"env_vars": env},
+    )
+
+
+def _ray_get(ray, ref):
+    """A Ray task's result; an error textclf raised in the worker comes back as itself, without the remote traceback."""
+    try:
+        return ray.get(ref)
+    except ray.exceptions.RayTaskError as exc:
+        if isinstance(exc.cause, TextclfError):
+            raise exc.cause from None
+        raise
+
+
 def ray_getters(
     tasks: list[tuple[Any, int]],
     plans: list,
@@ -301,23 +305,13 @@ def ray_getters(
     cache = StageCache(Path(cache_root).resolve())  # workers may start in another directory
     _ensure_ray(ray, ray_address, quiet)
 
-    env = {"TOKENIZERS_PARALLELISM": "false"}  # tokenizers' own threads would fight the worker's
-    if "mlflow" in sys.modules:  # encoder.init_from may name MLflow models: resolve them where the driver does
-        env["MLFLOW_TRACKING_URI"] = sys.modules["mlflow"].get_tracking_uri()
     kill_dir = os.environ.get(KILL_ENV)
     remote = ray.remote(_ray_task)
+    options = _ray_options(cpus_per_task, gpus_per_task)
     refs = []
     for (variant, seed), p in zip(tasks, plans):
         label = f"{variant.key}-s{seed}"
-        # Ray sets OMP_NUM_THREADS to the task's CPUs; train.num_threads: null follows it.
-        opts = remote.options(
-            name=f"textclf:{label}",
-            num_cpus=cpus_per_task,
-            num_gpus=gpus_per_task,
-            max_retries=MAX_RETRIES,
-            retry_exceptions=False,
-            runtime_env={"env_vars": env},
-        )
+        opts = remote.options(name=f"textclf:{label}", **options)
         refs.append(opts.remote(variant.for_seed(seed), p, label, str(cache.root), force, quiet, os.getcwd(), kill_dir))
 
     def getter(ref, variant, seed, p) -> Callable[[], Any]:
@@ -325,12 +319,10 @@ def ray_getters(
             from textclf.pipeline.variant import run_variant
 
             try:
-                info = ray.get(ref)
-            except ray.exceptions.RayTaskError as exc:
-                if isinstance(exc.cause, TextclfError):
-                    raise exc.cause from None  # the worker's own message, no remote traceback
+                info = _ray_get(ray, ref)
+            except ray.exceptions.RayTaskError:  # an error of the task's own code: as it was raised
                 raise
-            except ray.exceptions.RayError as exc:
+            except ray.exceptions.RayError as exc:  # the worker died, each time
                 raise TrainingError(
                     f"{variant.key} seed {seed}: the Ray task failed {MAX_RETRIES + 1} times "
                     f"({type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''})."

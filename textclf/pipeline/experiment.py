@@ -212,6 +212,7 @@ def run_pipeline(
                 force=force,
                 quiet=quiet,
                 emit=emit,
+                plan_of=plan_of,
                 runner_opts=dict(
                     executor=executor,
                     jobs=jobs,
@@ -436,6 +437,7 @@ def _tune(
     quiet: bool,
     emit,
     runner_opts,
+    plan_of,
 ) -> dict:
     """Every variant's search (:mod:`textclf.pipeline.tune`), recorded under the parent; {variant key: Tuned}."""
     import mlflow
@@ -469,6 +471,7 @@ def _tune(
         quiet=quiet,
         runner_opts=runner_opts,
         emit=emit,
+        plan_of=plan_of,
     )
 
 

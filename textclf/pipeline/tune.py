@@ -635,6 +635,7 @@ class Search:
         *,
         force: bool,
         stack: contextlib.ExitStack,
+        planned: tuple | None = None,
     ):
         from textclf.pipeline.variant import upstream
 
@@ -642,7 +643,8 @@ class Search:
         self.variant, self.spec, self.seed = variant, spec, seed
         self.cfg = variant.for_seed(seed)
         self.space = spec.space_for(self.cfg)
-        up = upstream(self.cfg, cache)  # cache hits: computed before the search
+        p, source = planned or (None, None)  # the driver's plan of this (variant, seed), when it has one
+        up = upstream(self.cfg, cache, p=p, source=source)  # cache hits: computed before the search
         ident = {
             "config": self.cfg.to_dict(),
             "space": {k: d.to_dict() for k, d in self.space.items()},
@@ -830,6 +832,7 @@ def tune_pipeline(
     quiet: bool,
     runner_opts: dict[str, Any],
     emit: Callable[[str, dict[str, Any]], None],
+    plan_of: Callable | None = None,
 ) -> dict[str, Tuned]:
     """Run every neural variant's study to ``tune.trials`` finished trials; {variant key: Tuned}.
 
@@ -842,7 +845,7 @@ def tune_pipeline(
     out: dict[str, Tuned] = {}
     with contextlib.ExitStack() as stack:
         searches = [
-            Search(v, spec, cache, seed, force=force, stack=stack)
+            Search(v, spec, cache, seed, force=force, stack=stack, planned=plan_of(v, seed) if plan_of else None)
             for v in pipe.variants.values()
             if v.config.kind == "neural"
         ]

@@ -8,10 +8,13 @@ the config it reads::
     embed   ← embedding.pretrained / dim          train ← tokenizer, embedding, encoder, train (+ init_from)
     evaluate ← evaluate       tfidf ← tfidf, evaluate
 
-:func:`run_variant` chains them (``prepare → tokenize → embed → train →
-evaluate``, or ``prepare → tfidf``) and returns a :class:`VariantOutput`
-whose files live in the stage cache. It logs nothing to MLflow and prints
-nothing: callers record and report.
+:func:`upstream` is the one chain of the shared stages (``prepare → tokenize →
+embed``, or ``prepare`` alone for TF-IDF); :func:`run_variant` continues it
+(``→ train → evaluate``, or ``→ tfidf``) and returns a :class:`VariantOutput`
+whose files live in the stage cache. A pipeline plans each (variant, seed) once,
+in its driver (:func:`planned`), and hands the plan to every step down to the
+worker that trains it. Nothing here logs to MLflow or prints, and nothing
+measures cost: callers record, report and time (:func:`with_cost`).
 """
 
 from __future__ import annotations
