@@ -37,24 +37,13 @@ def train_data_parallel(
     and rank 0's result is returned here. ``kwargs`` go to ``train_one``
     (``tracking_uri``, ``experiment``, ``output``, ``force``, ``overwrite``, ``quiet``).
     """
-    from textclf.pipeline.resources import check_configs
     from textclf.pipeline.train_one import check_train
 
     if cfg.kind != "neural":
         raise ConfigError(
             "Data-parallel training is for neural variants; kind: tfidf trains in one process (drop --ddp)."
         )
-    # Every check of textclf train once, before any process starts (each rank holds a whole model).
-    check_train(
-        cfg,
-        cache,
-        tracking_uri=kwargs.get("tracking_uri", ""),
-        experiment=kwargs.get("experiment", "train"),
-        output=kwargs.get("output"),
-        replace=bool(kwargs.get("force") or kwargs.get("overwrite")),
-        system_metrics=bool(kwargs.get("system_metrics")),
-    )
-    check_configs([(None, cfg)])
+    check_train(cfg, cache, **kwargs)  # once, before any process starts (each rank holds a whole model)
     if ddp.under_torchrun():
         return _train_rank(cfg, cache=cache, **kwargs)
     return _spawn_local(cfg, cache=cache, nproc=nproc_per_node or _default_nproc(cfg), kwargs=kwargs)

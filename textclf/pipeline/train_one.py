@@ -22,11 +22,17 @@ def check_train(
     tracking_uri: str | None = "",
     experiment: str = "train",
     output: Path | None = None,
-    replace: bool = False,
+    force: bool = False,
+    overwrite: bool = False,
     system_metrics: bool = False,
-) -> None:
-    """What ``textclf train`` refuses before any stage or MLflow run (the memory check follows in :func:`train_one`)."""
+    **_: Any,  # train_one's other options
+):
+    """Everything ``textclf train`` refuses before any stage or MLflow run; returns ``cfg``'s plan (or None).
+
+    Called once: by :func:`train_one`, or by the DDP launcher before its ranks start.
+    """
     from textclf.models import folder as artifacts
+    from textclf.pipeline.resources import check_configs
 
     if tracking_uri is not None:
         from textclf.core.names import check_experiment_name
@@ -37,7 +43,17 @@ def check_train(
 
             require_system_metrics()
     if output is not None:
-        artifacts.check_output(output, force=replace)
+        artifacts.check_output(output, force=force or overwrite)
+    # Planned once for the cache look-up and the run. An init_from source resolves in the run, once the store is
+    # set up; a plan that cannot be made yet says why there.
+    p = None
+    if cfg.kind == "tfidf" or not cfg.encoder.init_from:
+        with contextlib.suppress(TextclfError):
+            p = plan(cfg, cache)
+    if force or trained_key(cfg, cache, p=p) is None:  # a model that cannot fit is refused now
+        check_configs([(None, cfg)])
+    cache.check_writable()  # even a cached model takes lock files there
+    return p
 
 
 def train_one(
@@ -63,33 +79,24 @@ def train_one(
     receives a copy of the model folder: checked before any work (a model
     folder there is replaced only with ``force`` or ``overwrite``; any other
     non-empty folder never) and written atomically, inside the MLflow run, so
-    a failed copy fails the run. ``checked``: :func:`check_train` and the memory check ran already (the DDP launcher's).
+    a failed copy fails the run. ``checked``: :func:`check_train` ran already.
     """
     from textclf.core.logs import progress_logger
     from textclf.models import folder as artifacts
-    from textclf.pipeline.resources import check_configs
 
     replace = force or overwrite
-    # Every check before any stage or MLflow run, each once (here, or in the DDP launcher before its ranks start).
+    p = None
     if not checked:
-        check_train(
+        p = check_train(
             cfg,
             cache,
             tracking_uri=tracking_uri,
             experiment=experiment,
             output=output,
-            replace=replace,
+            force=force,
+            overwrite=overwrite,
             system_metrics=system_metrics,
         )
-    # Planned once for both the cache look-up and the run (an init_from source resolves inside the run, once
-    # the store is set up; a plan that cannot be made yet says why in the run).
-    p = None
-    if cfg.kind == "tfidf" or not cfg.encoder.init_from:
-        with contextlib.suppress(TextclfError):
-            p = plan(cfg, cache)
-    if not checked and (force or trained_key(cfg, cache, p=p) is None):  # a model that cannot fit: refused now
-        check_configs([(None, cfg)])
-    cache.check_writable()  # before any stage or MLflow run: even a cached model takes lock files there
     log_fn = None if quiet else progress_logger()
     run_id = None
 
