@@ -218,7 +218,7 @@ def _table(
 
 
 def render() -> str:
-    from textclf.pipeline import tune as tuning
+    from textclf.pipeline import tune_spec
     from textclf.pipeline.config import SECTIONS, Config
     from textclf.pipeline.spec import ClaimSpec, CompareSpec, PipelineSpec, TaskSpec
 
@@ -279,9 +279,9 @@ def render() -> str:
     lines += ["### `tasks.<name>.claim`", "", _doc(ClaimSpec, whole=True), ""]
     lines += _table(leaf_rows_flat(ClaimSpec), {}, {}, {}) + [""]
 
-    spec = tuning.TuneSpec()
-    metrics = " \\| ".join(f"`{m}`" for m in tuning.allowed_metrics())
-    pruners = " \\| ".join(f"`{p}`" for p in tuning.PRUNERS)
+    spec = tune_spec.TuneSpec()
+    metrics = " \\| ".join(f"`{m}`" for m in tune_spec.allowed_metrics())
+    pruners = " \\| ".join(f"`{p}`" for p in tune_spec.PRUNERS)
     lines += [
         "### `tune`",
         "",
@@ -294,7 +294,7 @@ def render() -> str:
         f"| `tune.pruner` | {pruners} | `{spec.pruner}` |",
         (
             "| `tune.space` | dotted config keys of the sections "
-            f"{', '.join(f'`{s}`' for s in tuning.TUNABLE_SECTIONS)}, each `{{low, high}}` (with `log: true` "
+            f"{', '.join(f'`{s}`' for s in tune_spec.TUNABLE_SECTIONS)}, each `{{low, high}}` (with `log: true` "
             "or `step`) or `{choices: [...]}` | the default space below |"
         ),
         "",
@@ -303,9 +303,9 @@ def render() -> str:
         "| key | searched |",
         "|---|---|",
     ]
-    lines += [f"| `{k}` | `{_value(v)}` |" for k, v in tuning.DEFAULT_SPACE.items()]
+    lines += [f"| `{k}` | `{_value(v)}` |" for k, v in tune_spec.DEFAULT_SPACE.items()]
     lines += ["", "Never searched:", "", "| key | why |", "|---|---|"]
-    lines += [f"| `{k}` | {_cell(v)} |" for k, v in tuning.NOT_TUNABLE.items()]
+    lines += [f"| `{k}` | {_cell(v)} |" for k, v in tune_spec.NOT_TUNABLE.items()]
     return "\n".join(lines) + "\n"
 
 

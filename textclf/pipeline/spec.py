@@ -14,7 +14,7 @@ variant and the variants, as an explicit map and/or a grid over dotted keys::
     grid:                             # optional: every combination becomes a variant
       encoder.cell: [gru, lstm]
       encoder.layers: [1, 2]
-    tune: {trials: 12}                # optional: tune each variant, equal budget (tune.py)
+    tune: {trials: 12}                # optional: tune each variant, equal budget (tune_spec.py)
 
 Each variant's config is ``params.yaml ⊕ pipeline data/params ⊕ variant ⊕ --set``
 (see :func:`textclf.config.resolve`); every variant is validated before
@@ -37,8 +37,7 @@ from pydantic import (
     model_validator,
 )
 
-from textclf.core.bounded import short_repr
-from textclf.core.errors import ConfigError
+from textclf.core.errors import ConfigError, short_repr
 from textclf.core.schema import SEED_MAX
 from textclf.pipeline.config import Config, deep_merge, read_yaml, resolve
 
@@ -59,7 +58,7 @@ class PipelineSpec(BaseModel):
     variants: dict[str, dict[str, Any] | None] = Field(default_factory=dict)
     grid: dict[str, list[Any]] = Field(default_factory=dict)
     tasks: dict[str, TaskSpec] = Field(default_factory=dict)
-    tune: Any = None  # checked by textclf.pipeline.tune.parse, with every variant problem
+    tune: Any = None  # checked by textclf.pipeline.tune_spec.parse, with every variant problem
     contrasts: dict[str, ContrastSpec] | None = None  # None: derived from the variants (analysis/contrasts.py)
     compare: CompareSpec = Field(default_factory=lambda: CompareSpec())
 
@@ -194,7 +193,7 @@ class Pipeline:
     spec: PipelineSpec
     path: Path | None
     variants: dict[str, Variant]
-    tune: Any = None  # textclf.pipeline.tune.TuneSpec, or None: no tuning
+    tune: Any = None  # textclf.pipeline.tune_spec.TuneSpec, or None: no tuning
 
     @property
     def name(self) -> str:
@@ -431,7 +430,7 @@ def load_pipeline(
     seeds: list[int] | None = None,
 ) -> Pipeline:
     """Read, expand and validate a pipeline; every variant's config is resolved. ``seeds`` replaces the file's."""
-    from textclf.pipeline.tune import take_overrides
+    from textclf.pipeline.tune_spec import take_overrides
 
     path = find_pipeline(ref)
     raw, overrides = take_overrides(read_yaml(path, "pipeline"), overrides)
@@ -554,9 +553,9 @@ def _build(spec: PipelineSpec, where, *, path, overrides, params_file, only) -> 
             deep_merge(base, layer), all_declared[name], params_file=params_file, overrides=overrides, source="config"
         )
 
-    from textclf.pipeline import tune as tuning
+    from textclf.pipeline import tune_spec
 
-    tune, tune_problems = tuning.parse(spec.tune)
+    tune, tune_problems = tune_spec.parse(spec.tune)
     if isinstance(spec.seeds, dict) and (spec.tasks or spec.tune is not None):
         task_problems.append(
             "seeds: {min, max} adds seeds only where a contrast is still inconclusive, which a single comparison "
@@ -565,7 +564,7 @@ def _build(spec: PipelineSpec, where, *, path, overrides, params_file, only) -> 
     problems = list(task_problems) + tune_problems + _match_params(variants, all_declared, resolve_other)
     problems += check_shared_test_sets(list(variants.values()))
     if tune is not None and variants and not failed:
-        problems += tuning.check_variants(tune, list(variants.values()))
+        problems += tune_spec.check_variants(tune, list(variants.values()))
     for line, names in failed.items():
         who = (
             "every variant"
