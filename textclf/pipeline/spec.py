@@ -37,7 +37,8 @@ from pydantic import (
     model_validator,
 )
 
-from textclf.core.errors import ConfigError, short_repr
+from textclf.core.bounded import short_repr
+from textclf.core.errors import ConfigError
 from textclf.core.schema import SEED_MAX
 from textclf.pipeline.config import Config, deep_merge, read_yaml, resolve
 

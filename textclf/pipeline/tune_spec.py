@@ -31,7 +31,8 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from textclf.core.errors import ConfigError, short_repr
+from textclf.core.bounded import short_repr
+from textclf.core.errors import ConfigError
 from textclf.pipeline.config import Config, parse_value
 
 PRUNERS = ("none", "median", "successive_halving")
