@@ -94,8 +94,8 @@ def compute(variant, seed: int, p, cache_root: str, force: bool, quiet: bool, on
 def resolve_jobs(jobs: int | str, tasks: int) -> int:
     """``--jobs``: a number, or ``auto`` = one single-threaded worker per core (never more than the tasks).
 
-    Small recurrent batches use two cores poorly inside one training (measured:
-    bench/pipeline.py), while side-by-side one-thread trainings use them fully.
+    Small recurrent batches use two cores poorly inside one training, while
+    side-by-side one-thread trainings use them fully (docs/benchmarks.md, "The default comparison's work").
     """
     from textclf.core.machine import cores
 
@@ -159,7 +159,7 @@ def execute(
             for (v, s), p in zip(tasks, plans)
         )
     pool = _local_pool(jobs, quiet)
-    # Longest first: the slowest trainings (a stacked BiLSTM takes ~9x an RNN's time) would otherwise come last and
+    # Longest first: the slowest trainings (a stacked BiLSTM takes several times an RNN's time) would otherwise come last and
     # run alone while the other workers idle. Each training's result does not depend on the order.
     first = sorted(range(len(tasks)), key=lambda i: -expected_work(tasks[i][0].config))
     submitted = {i: pool.submit(compute, *tasks[i], plans[i], root, force, quiet) for i in first}
