@@ -106,13 +106,14 @@ def plan(cfg: Config, cache: StageCache, *, source=None) -> Plan:
     return Plan(prepare=prepare, tokenize=tokenize, embed=embed, train=train, evaluate=EvaluateSpec(evaluate=settings))
 
 
-def planned(cfg: Config, cache: StageCache) -> tuple[Plan, Any]:
-    """(``cfg``'s plan, its resolved ``encoder.init_from`` source or None): what a run needs before any stage."""
+def planned(cfg: Config, cache: StageCache, p: Plan | None = None) -> tuple[Plan, Any]:
+    """(``cfg``'s plan, or ``p`` when the caller planned it; its resolved ``encoder.init_from`` source or None)."""
     from textclf.pipeline.transfer import source_for
 
-    # Resolved and checked against this config before any work (a neural config without init_from checks freeze).
+    # Resolved and checked against this config before any work (a neural config without init_from checks freeze);
+    # a worker given the driver's plan still needs the source model's weights.
     source = source_for(cfg, cache_dir=cache.root) if cfg.kind == "neural" else None
-    return plan(cfg, cache, source=source), source
+    return p or plan(cfg, cache, source=source), source
 
 
 def is_trained(cfg: Config, cache: StageCache) -> bool:
@@ -244,14 +245,7 @@ def run_variant(
     workers may be reading. Latency and throughput are left out: the caller adds
     them with :func:`with_cost`, one model at a time.
     """
-    if p is None:
-        p, source = planned(cfg, cache)
-    elif cfg.kind == "neural":  # a worker given the driver's plan still needs the init_from model's weights
-        from textclf.pipeline.transfer import source_for
-
-        source = source_for(cfg, cache_dir=cache.root)
-    else:
-        source = None
+    p, source = planned(cfg, cache, p)
     up = upstream(cfg, cache, force=force and not reuse_upstream, p=p, source=source)
     if not reuse_upstream:
         warn_data(cfg, up.data, up.tok)
