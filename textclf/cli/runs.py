@@ -20,7 +20,6 @@ from textclf.cli.common import (
     out,
 )
 from textclf.core.logs import setup_logging
-from textclf.tracking.runs import require_system_metrics
 
 SystemOpt = Annotated[
     bool,
@@ -79,13 +78,7 @@ def run(
     from textclf.pipeline.experiment import run_pipeline
     from textclf.pipeline.spec import load_pipeline
 
-    setup_logging(quiet)
-    if system_metrics:
-        require_system_metrics()  # before the pipeline is even read
-    if register is not None:
-        from textclf.core.names import check_registry_name
-
-        check_registry_name(register)
+    setup_logging(quiet)  # the run's options are checked by run_pipeline, before any run or stage
     pipe = load_pipeline(pipeline, overrides=set_, params_file=params, only=variant, seeds=_seed_list(seeds))
     with progress(not quiet, None if quiet else _event_printer) as on_event:
         result = run_pipeline(
@@ -185,9 +178,7 @@ def train(
     from textclf.pipeline.spec import load_pipeline
     from textclf.pipeline.train_one import train_one
 
-    setup_logging(quiet)
-    if system_metrics and not no_track:
-        require_system_metrics()
+    setup_logging(quiet)  # the options are checked by train_one (or the DDP launcher), before any stage or run
     if pipeline:
         pipe = load_pipeline(pipeline, overrides=set_, params_file=params, only=[variant] if variant else None)
         cfg = next(iter(pipe.variants.values())).config
@@ -202,12 +193,9 @@ def train(
                 f"encoder.match_params={cfg.encoder.match_params!r} names another variant of a pipeline; a single training "
                 "has none to match. Use it in a pipeline (textclf train PIPELINE --variant NAME), or set encoder.hidden_size."
             )
-    from textclf.models import folder as artifacts
     from textclf.pipeline.ddp import train_data_parallel
     from textclf.training.ddp import under_torchrun
 
-    if output is not None:  # before any work, on every path (DDP included)
-        artifacts.check_output(output, force=force or overwrite)
     kwargs = dict(
         cache=open_cache(cache_dir),
         tracking_uri=None if no_track else (tracking_uri or ""),

@@ -37,13 +37,13 @@ def train_data_parallel(
     and rank 0's result is returned here. ``kwargs`` go to ``train_one``
     (``tracking_uri``, ``experiment``, ``output``, ``force``, ``overwrite``, ``quiet``).
     """
-    from textclf.pipeline.resources import check_configs
+    from textclf.pipeline.train_one import check_train
 
     if cfg.kind != "neural":
         raise ConfigError(
             "Data-parallel training is for neural variants; kind: tfidf trains in one process (drop --ddp)."
         )
-    check_configs([(None, cfg)])  # before any process starts (each rank holds a whole model)
+    check_train(cfg, cache, **kwargs)  # once, before any process starts (each rank holds a whole model)
     if ddp.under_torchrun():
         return _train_rank(cfg, cache=cache, **kwargs)
     return _spawn_local(cfg, cache=cache, nproc=nproc_per_node or _default_nproc(cfg), kwargs=kwargs)
@@ -64,7 +64,7 @@ def _train_rank(cfg: Config, *, cache: StageCache, force: bool = False, **kwargs
         if ctx.rank != 0:
             _follow(cfg, cache)
             return None
-        result = train_one(cfg, cache=cache, force=force, reuse_upstream=True, **kwargs)
+        result = train_one(cfg, cache=cache, force=force, reuse_upstream=True, checked=True, **kwargs)
         if result.get("cached"):  # nothing was trained: release the ranks waiting for it
             ddp.skip_training()
         result["world_size"] = ctx.world_size

@@ -34,7 +34,6 @@ SIGKILLs its own worker once, after its first epoch's checkpoint was written
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import os
 import signal
@@ -56,63 +55,27 @@ KILL_ENV = "TEXTCLF_TEST_KILL_WORKER_DIR"
 EXECUTORS = ("local", "ray")
 
 
-def compute_upstream(configs: Iterable[Config], cache: StageCache, *, force: bool = False) -> None:
-    """prepare → tokenize → embed for every config, each distinct entry once.
+def compute_upstream(planned: Iterable[tuple[Config, Any]], cache: StageCache, *, force: bool = False) -> None:
+    """prepare → tokenize → embed for every (config, (plan, source)), each distinct entry once, and what they found.
 
     Run before fanning out so parallel workers find these shared stages in the
     cache. With ``force`` each distinct entry is recomputed once (not once per
-    variant); workers then run with ``reuse_upstream=True``.
+    variant); tasks then run with ``reuse_upstream=True``.
     """
-    from textclf.pipeline.data_stages import (
-        embed_stage,
-        prepare_stage,
-        tokenize_stage,
-        warn_data,
-    )
-    from textclf.pipeline.transfer import source_for
-    from textclf.pipeline.variant import plan
+    from textclf.pipeline.data_stages import warn_data
+    from textclf.pipeline.variant import upstream
 
-    forced: set[str] = set()
-
-    def first(stage: str, spec) -> bool:
-        sig = stage + json.dumps(spec.model_dump(mode="json"), sort_keys=True, default=str)
-        seen = sig in forced
-        forced.add(sig)
-        return force and not seen
-
-    for cfg in configs:
-        source = source_for(cfg, cache_dir=cache.root) if cfg.kind == "neural" else None
-        p = plan(cfg, cache, source=source)
-        data = prepare_stage(p.prepare, cache, force=first("prepare", p.prepare))
-        if p.tokenize is None:
-            warn_data(cfg, data)
-            continue
-        tok = tokenize_stage(
-            p.tokenize,
-            data,
-            cache,
-            force=first("tokenize" + data.key, p.tokenize),
-            source_tokenizer=source.tokenizer if source is not None else None,
-        )
-        warn_data(cfg, data, tok)
-        if p.embed is not None:
-            embed_stage(p.embed, tok, cache, force=first("embed" + tok.key, p.embed))
+    forced: set = set()
+    for cfg, (p, source) in planned:
+        up = upstream(cfg, cache, force=force, p=p, source=source, forced=forced)
+        warn_data(cfg, up.data, up.tok)
 
 
-def compute(
-    variant,
-    seed: int,
-    cache_root: str,
-    force: bool,
-    quiet: bool,
-    reuse_upstream: bool = False,
-    on_epoch: Callable | None = None,
-    measure_cost: bool = True,
-):
-    """One (variant, seed): the task every executor runs (in this process or a worker).
+def compute(variant, seed: int, p, cache_root: str, force: bool, quiet: bool, on_epoch: Callable | None = None):
+    """One (variant, seed) with its plan ``p`` (None: planned here): the task every local executor runs.
 
-    Workers that train side by side leave the cost (latency, throughput) out:
-    the driver measures it afterwards, one model at a time.
+    The shared stages were computed (and forced) by :func:`compute_upstream`; the
+    driver measures the cost (:func:`~textclf.pipeline.variant.with_cost`).
     """
     from textclf.core.logs import progress_logger
     from textclf.pipeline.variant import run_variant
@@ -123,15 +86,10 @@ def compute(
         StageCache(cache_root),
         force=force,
         log_fn=log_fn,
-        reuse_upstream=reuse_upstream,
+        reuse_upstream=True,
         on_epoch=on_epoch,
-        measure_cost=measure_cost,
+        p=p,
     )
-
-
-def measures_cost_inline(executor: str, jobs: int) -> bool:
-    """Whether tasks time their own model (one at a time) or the driver must, after all of them."""
-    return executor == "local" and jobs <= 1
 
 
 def resolve_jobs(jobs: int | str, tasks: int) -> int:
@@ -153,18 +111,26 @@ def resolve_jobs(jobs: int | str, tasks: int) -> int:
     return n
 
 
-def check_executor(executor: str) -> None:
-    """A known executor whose extra is installed (``--executor ray`` without Ray stops here, before any work)."""
+def check_executor(executor: str, cpus_per_task: float = 1.0, gpus_per_task: float = 0.0) -> None:
+    """A known executor whose extra is installed, with sizes it can take: checked once, before any work.
+
+    (``--executor ray`` without Ray, or ``--cpus-per-task 0``, stops here rather than inside the parent run.)
+    """
     if executor not in EXECUTORS:
         raise ConfigError(f"--executor must be one of {', '.join(EXECUTORS)}. Got {executor!r} instead.")
     if executor == "ray":
         _import_ray()
+        if cpus_per_task <= 0 or gpus_per_task < 0:
+            raise ConfigError(
+                f"--cpus-per-task must be > 0 and --gpus-per-task >= 0. Got {cpus_per_task} and {gpus_per_task} instead."
+            )
 
 
 def execute(
     tasks,
     cache: StageCache,
     *,
+    plans: list | None = None,
     force: bool,
     quiet: bool,
     executor: str = "local",
@@ -176,35 +142,28 @@ def execute(
     """One getter per (variant, seed) task, in task order (see the module docstring).
 
     A getter takes an optional ``on_epoch`` callback, which hears each epoch as
-    it ends where training runs in this process (inline).
+    it ends where training runs in this process (inline). ``plans``: each task's
+    plan, planned once by the driver (None: each task plans itself).
 
-    The shared stages must be computed first (:func:`compute_upstream`, honouring
-    ``force``): tasks only train and evaluate (forced too, but never upstream).
-    ``jobs`` is resolved already (:func:`resolve_jobs`). Outputs of parallel
-    executors come without cost metrics: see :func:`measures_cost_inline`.
+    The executor was checked (:func:`check_executor`) and the shared stages computed
+    (:func:`compute_upstream`, honouring ``force``): tasks only train and evaluate
+    (forced too, but never upstream). ``jobs`` is resolved already (:func:`resolve_jobs`).
+    Outputs come without cost metrics: the driver adds them (:func:`~textclf.pipeline.variant.with_cost`).
     """
-    check_executor(executor)
     root = str(cache.root)
+    plans = plans or [None] * len(tasks)
     if executor == "ray":
-        return Getters(ray_getters(tasks, root, force, quiet, ray_address, cpus_per_task, gpus_per_task))
+        return Getters(ray_getters(tasks, plans, root, force, quiet, ray_address, cpus_per_task, gpus_per_task))
     if jobs <= 1:
         return Getters(
-            lambda on_epoch=None, v=v, s=s: compute(v, s, root, force, quiet, on_epoch=on_epoch) for v, s in tasks
+            lambda on_epoch=None, v=v, s=s, p=p: compute(v, s, p, root, force, quiet, on_epoch=on_epoch)
+            for (v, s), p in zip(tasks, plans)
         )
-    import multiprocessing as mp
-    from concurrent.futures import ProcessPoolExecutor
-
-    os.environ["TOKENIZERS_PARALLELISM"] = "false"
-    pool = ProcessPoolExecutor(
-        max_workers=jobs,
-        mp_context=mp.get_context("spawn"),
-        initializer=_pool_worker,
-        initargs=(worker_threads(jobs), quiet, registered()),
-    )
+    pool = _local_pool(jobs, quiet)
     # Longest first: the slowest trainings (a stacked BiLSTM takes several times an RNN's time) would otherwise come last and
     # run alone while the other workers idle. Each training's result does not depend on the order.
     first = sorted(range(len(tasks)), key=lambda i: -expected_work(tasks[i][0].config))
-    submitted = {i: pool.submit(compute, *tasks[i], root, force, quiet, True, None, False) for i in first}
+    submitted = {i: pool.submit(compute, *tasks[i], plans[i], root, force, quiet) for i in first}
     futures = [submitted[i] for i in range(len(tasks))]
     getters = Getters(
         lambda on_epoch=None, f=f: f.result() for f in futures
@@ -233,27 +192,13 @@ class Runner:
         gpus_per_task: float = 0.0,
         quiet: bool = False,
     ) -> None:
-        check_executor(executor)
         self.executor, self.jobs, self.quiet = executor, max(1, jobs), quiet
         self._pool = self._ray = None
         self._opts: dict[str, Any] = {}
         if executor == "ray":
             self._ray = _import_ray()
-            if cpus_per_task <= 0 or gpus_per_task < 0:
-                raise ConfigError(
-                    f"--cpus-per-task must be > 0 and --gpus-per-task >= 0. Got {cpus_per_task} and {gpus_per_task} instead."
-                )
             _ensure_ray(self._ray, ray_address, quiet)
-            env = {"TOKENIZERS_PARALLELISM": "false"}
-            if "mlflow" in sys.modules:
-                env["MLFLOW_TRACKING_URI"] = sys.modules["mlflow"].get_tracking_uri()
-            self._opts = dict(
-                num_cpus=cpus_per_task,
-                num_gpus=gpus_per_task,
-                max_retries=MAX_RETRIES,
-                retry_exceptions=False,
-                runtime_env={"env_vars": env},
-            )
+            self._opts = _ray_options(cpus_per_task, gpus_per_task)
             cpus = self._ray.cluster_resources().get("CPU", 1)
             self.width = max(1, int(cpus // cpus_per_task))
         else:
@@ -264,28 +209,11 @@ class Runner:
             ray = self._ray
             remote = ray.remote(fn)
             refs = [remote.options(**self._opts).remote(*args) for args in calls]
-            out = []
-            for ref in refs:
-                try:
-                    out.append(ray.get(ref))
-                except ray.exceptions.RayTaskError as exc:
-                    if isinstance(exc.cause, TextclfError):
-                        raise exc.cause from None
-                    raise
-            return out
+            return [_ray_get(ray, ref) for ref in refs]
         if self.jobs <= 1:
             return [fn(*args) for args in calls]
         if self._pool is None:
-            import multiprocessing as mp
-            from concurrent.futures import ProcessPoolExecutor
-
-            os.environ["TOKENIZERS_PARALLELISM"] = "false"
-            self._pool = ProcessPoolExecutor(
-                max_workers=self.jobs,
-                mp_context=mp.get_context("spawn"),
-                initializer=_pool_worker,
-                initargs=(worker_threads(self.jobs), self.quiet, registered()),
-            )
+            self._pool = _local_pool(self.jobs, self.quiet)
         futures = [self._pool.submit(fn, *args) for args in calls]
         return [f.result() for f in futures]
 
@@ -293,6 +221,20 @@ class Runner:
         if self._pool is not None:
             stop_pool(self._pool, interrupted=True)  # after an interruption: do not wait for running trials
             self._pool = None
+
+
+def _local_pool(jobs: int, quiet: bool):
+    """A spawn-based process pool of ``jobs`` workers, each with its share of the cores."""
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor
+
+    os.environ["TOKENIZERS_PARALLELISM"] = "false"  # tokenizers' own threads would fight the workers'
+    return ProcessPoolExecutor(
+        max_workers=jobs,
+        mp_context=mp.get_context("spawn"),
+        initializer=_pool_worker,
+        initargs=(worker_threads(jobs), quiet, registered()),  # what registration calls added reaches the workers
+    )
 
 
 # --------------------------------------------------------------------------- Ray
@@ -320,8 +262,34 @@ def _ensure_ray(ray, address: str | None, quiet: bool) -> None:
     ray.init(address=address, **opts)
 
 
+def _ray_options(cpus_per_task: float, gpus_per_task: float) -> dict[str, Any]:
+    """The options of every textclf Ray task: its size, retries when its worker dies, and its environment."""
+    env = {"TOKENIZERS_PARALLELISM": "false"}  # tokenizers' own threads would fight the worker's
+    if "mlflow" in sys.modules:  # encoder.init_from may name MLflow models: resolve them where the driver does
+        env["MLFLOW_TRACKING_URI"] = sys.modules["mlflow"].get_tracking_uri()
+    # Ray sets OMP_NUM_THREADS to the task's CPUs; train.num_threads: null follows it.
+    return dict(
+        num_cpus=cpus_per_task,
+        num_gpus=gpus_per_task,
+        max_retries=MAX_RETRIES,
+        retry_exceptions=False,
+        runtime_env={"env_vars": env},
+    )
+
+
+def _ray_get(ray, ref):
+    """A Ray task's result; an error textclf raised in the worker comes back as itself, without the remote traceback."""
+    try:
+        return ray.get(ref)
+    except ray.exceptions.RayTaskError as exc:
+        if isinstance(exc.cause, TextclfError):
+            raise exc.cause from None
+        raise
+
+
 def ray_getters(
     tasks: list[tuple[Any, int]],
+    plans: list,
     cache_root: str,
     force: bool,
     quiet: bool,
@@ -335,43 +303,27 @@ def ray_getters(
     rebuilt in this process from the cache.
     """
     ray = _import_ray()
-    if cpus_per_task <= 0 or gpus_per_task < 0:
-        raise ConfigError(
-            f"--cpus-per-task must be > 0 and --gpus-per-task >= 0. Got {cpus_per_task} and {gpus_per_task} instead."
-        )
     cache = StageCache(Path(cache_root).resolve())  # workers may start in another directory
     _ensure_ray(ray, ray_address, quiet)
 
-    env = {"TOKENIZERS_PARALLELISM": "false"}  # tokenizers' own threads would fight the worker's
-    if "mlflow" in sys.modules:  # encoder.init_from may name MLflow models: resolve them where the driver does
-        env["MLFLOW_TRACKING_URI"] = sys.modules["mlflow"].get_tracking_uri()
     kill_dir = os.environ.get(KILL_ENV)
     remote = ray.remote(_ray_task)
+    options = _ray_options(cpus_per_task, gpus_per_task)
     refs = []
-    for variant, seed in tasks:
+    for (variant, seed), p in zip(tasks, plans):
         label = f"{variant.key}-s{seed}"
-        # Ray sets OMP_NUM_THREADS to the task's CPUs; train.num_threads: null follows it.
-        opts = remote.options(
-            name=f"textclf:{label}",
-            num_cpus=cpus_per_task,
-            num_gpus=gpus_per_task,
-            max_retries=MAX_RETRIES,
-            retry_exceptions=False,
-            runtime_env={"env_vars": env},
-        )
-        refs.append(opts.remote(variant.for_seed(seed), label, str(cache.root), force, quiet, os.getcwd(), kill_dir))
+        opts = remote.options(name=f"textclf:{label}", **options)
+        refs.append(opts.remote(variant.for_seed(seed), p, label, str(cache.root), force, quiet, os.getcwd(), kill_dir))
 
-    def getter(ref, variant, seed) -> Callable[[], Any]:
+    def getter(ref, variant, seed, p) -> Callable[[], Any]:
         def get(on_epoch=None):  # trained in a worker: nothing to hear live
             from textclf.pipeline.variant import run_variant
 
             try:
-                info = ray.get(ref)
-            except ray.exceptions.RayTaskError as exc:
-                if isinstance(exc.cause, TextclfError):
-                    raise exc.cause from None  # the worker's own message, no remote traceback
+                info = _ray_get(ray, ref)
+            except ray.exceptions.RayTaskError:  # an error of the task's own code: as it was raised
                 raise
-            except ray.exceptions.RayError as exc:
+            except ray.exceptions.RayError as exc:  # the worker died, each time
                 raise TrainingError(
                     f"{variant.key} seed {seed}: the Ray task failed {MAX_RETRIES + 1} times "
                     f"({type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''})."
@@ -382,16 +334,16 @@ def ray_getters(
                     "but this machine cannot see it. Put the stage cache on a filesystem every node mounts at "
                     "the same path (--cache-dir or TEXTCLF_CACHE_DIR)."
                 )
-            out = run_variant(variant.for_seed(seed), cache, measure_cost=False)  # every stage a cache hit
+            out = run_variant(variant.for_seed(seed), cache, reuse_upstream=True, p=p)  # every stage a cache hit
             return dataclasses.replace(out, cached=info["cached"])
 
         return get
 
-    return [getter(ref, v, s) for ref, (v, s) in zip(refs, tasks)]
+    return [getter(ref, v, s, p) for ref, (v, s), p in zip(refs, tasks, plans)]
 
 
 def _ray_task(
-    cfg: Config, label: str, cache_root: str, force: bool, quiet: bool, cwd: str, kill_dir: str | None
+    cfg: Config, p, label: str, cache_root: str, force: bool, quiet: bool, cwd: str, kill_dir: str | None
 ) -> dict[str, Any]:
     """One (variant, seed) in a Ray worker: train + evaluate into the cache; return where the result is."""
     from textclf.pipeline.variant import run_variant
@@ -410,7 +362,7 @@ def _ray_task(
         reuse_upstream=True,
         log_fn=log_fn,
         on_epoch=on_epoch,
-        measure_cost=False,
+        p=p,
     )
     return {"stage": "tfidf" if cfg.kind == "tfidf" else "train", "key": out.stage_key, "cached": out.cached}
 

@@ -25,15 +25,10 @@ from typing import Any
 
 from textclf.core import names
 from textclf.core.cache import StageCache
-from textclf.core.errors import ConfigError, TrainingError
-from textclf.pipeline.executors import (
-    check_executor,
-    compute_upstream,
-    execute,
-    measures_cost_inline,
-    resolve_jobs,
-)
+from textclf.core.errors import ConfigError, TextclfError, TrainingError
+from textclf.pipeline.executors import check_executor, compute_upstream, execute, resolve_jobs
 from textclf.pipeline.record import (
+    best_tags,
     child_tags,
     comparison_inputs,
     data_info,
@@ -43,7 +38,6 @@ from textclf.pipeline.record import (
     run_record,
 )
 from textclf.pipeline.spec import Pipeline
-from textclf.pipeline.tune_record import best_tags
 from textclf.pipeline.variant import VariantOutput, with_cost
 from textclf.tracking import champion, runs, store
 
@@ -87,7 +81,7 @@ def run_pipeline(
     from textclf.analysis.report import write_report
     from textclf.pipeline.resources import check_configs
     from textclf.pipeline.unchanged import TAG, find_answer, fingerprint, remember
-    from textclf.pipeline.variant import trained_key
+    from textclf.pipeline.variant import planned, trained_key
 
     emit = on_event or (lambda kind, info: None)
     if register is not None:  # a name the registry refuses would otherwise fail after every training
@@ -100,16 +94,35 @@ def run_pipeline(
     # Variant and task names as MLflow keys and artifact folders (textclf.core.names), fixed before any run exists.
     variant_keys = names.safe_keys(v.name for v in pipe.variants.values())
     task_keys = names.safe_keys(v.task for v in pipe.variants.values() if v.task)
+    # The run's options, each checked once, here, before any run exists or any stage runs.
     if system_metrics:
-        runs.require_system_metrics()  # before any run exists
-    check_executor(executor)
+        runs.require_system_metrics()
+    check_executor(executor, cpus_per_task, gpus_per_task)
     if pipe.tune is not None:
         from textclf.pipeline.tune import require_optuna
 
-        require_optuna()  # a missing extra stops here, before any stage runs
+        require_optuna()
+    plans: dict[str, Any] = {}  # each (variant, seed) planned once, here: its (plan, source) for every step below
+
+    def plan_of(variant, seed: int):
+        cfg = variant.for_seed(seed)
+        key = cfg.model_dump_json()
+        if key not in plans:
+            plans[key] = planned(cfg, cache)
+        return plans[key]
+
+    def known_key(variant, seed: int) -> str | None:
+        if variant.config.kind == "neural" and variant.config.encoder.init_from:
+            return None  # its source resolves against the store, set up below
+        try:
+            p, _ = plan_of(variant, seed)
+        except TextclfError:  # said where the shared stages are computed, after the checks that come first
+            return None
+        return trained_key(variant.for_seed(seed), cache, p=p)
+
     tasks = [(v, s) for v in pipe.variants.values() for s in pipe.seeds]
     # Tuning decides the configs to train later: until then nothing counts as trained.
-    keys = [None if force or pipe.tune is not None else trained_key(v.for_seed(s), cache) for v, s in tasks]
+    keys = [None if force or pipe.tune is not None else known_key(v, s) for v, s in tasks]
     untrained = [task for task, key in zip(tasks, keys) if key is None]
     if not (untrained or new_run or register or system_metrics):
         # Nothing to train: if a finished run already answers this pipeline unchanged, that is the answer.
@@ -137,7 +150,7 @@ def run_pipeline(
     os.environ["MLFLOW_TRACKING_URI"] = uri
     # The shared stages of every task first: bad data (a missing file, column or
     # label) stops here, before any MLflow run exists and before any training.
-    compute_upstream({id(v): v.config for v, _ in tasks}.values(), cache, force=force)
+    compute_upstream({id(v): (v.config, plan_of(v, s)) for v, s in tasks}.values(), cache, force=force)
     exp_id = store.experiment_id(pipe.name)
     runs.mark_stale_runs(exp_id)
     client = MlflowClient()
@@ -199,6 +212,7 @@ def run_pipeline(
                 force=force,
                 quiet=quiet,
                 emit=emit,
+                plan_of=plan_of,
                 runner_opts=dict(
                     executor=executor,
                     jobs=jobs,
@@ -214,6 +228,7 @@ def run_pipeline(
             getters = execute(
                 round_tasks,
                 cache,
+                plans=[plan_of(v, s)[0] for v, s in round_tasks],
                 force=force,
                 quiet=quiet,
                 executor=executor,
@@ -224,8 +239,8 @@ def run_pipeline(
             )
             # Workers end with the run: at once when it is interrupted (Ctrl-C, SIGTERM, an error), not after every queued training.
             stack.push(lambda exc_type, exc, tb, batch=getters: batch.close(interrupted=exc_type is not None))
-            if not measures_cost_inline(executor, jobs):
-                # Trainings ran side by side: wait for all of them, then time each model alone,
+            if executor != "local" or jobs > 1:
+                # Trainings ran side by side: wait for all of them, then time each model alone (below),
                 # so latency and throughput are not those of a machine busy with other trainings.
                 done: list[Any] = [None] * len(round_tasks)
                 for i in getters.completed():  # as each ends (the longest were started first), not in task order
@@ -235,8 +250,7 @@ def run_pipeline(
                         {"variant": round_tasks[i][0].key, "seed": round_tasks[i][1], "cached": done[i].cached},
                     )
                 getters.close()  # every training is done: free the workers' memory before timing models alone
-                costed = [with_cost(out, cache, force=force and not out.cached) for out in done]
-                getters = [lambda on_epoch=None, out=out: out for out in costed]
+                getters = [lambda on_epoch=None, out=out: out for out in done]
             for (variant, seed), get in zip(round_tasks, getters):
                 tags = {**runs.base_tags(), **child_tags(variant, seed)}
                 if variant.task:
@@ -247,7 +261,7 @@ def run_pipeline(
                     experiment_id=exp_id, run_name=names.display(f"{variant.key}-s{seed}"), nested=True, tags=tags
                 ) as child:
                     live = runs.LiveMetrics(client, child.info.run_id)  # epochs trained in this process, as they end
-                    out = get(on_epoch=live)
+                    out = with_cost(get(on_epoch=live), cache, force=force)
                     first_out.setdefault(variant.task, out)
                     examples = first_out[variant.task].data.value.splits["test"]["text"][:3]
                     log_child(
@@ -423,12 +437,13 @@ def _tune(
     quiet: bool,
     emit,
     runner_opts,
+    plan_of,
 ) -> dict:
     """Every variant's search (:mod:`textclf.pipeline.tune`), recorded under the parent; {variant key: Tuned}."""
     import mlflow
 
+    from textclf.pipeline.record import TuneRecorder
     from textclf.pipeline.tune import tune_pipeline
-    from textclf.pipeline.tune_record import TuneRecorder
 
     spec = pipe.tune
     mlflow.log_params(
@@ -456,6 +471,7 @@ def _tune(
         quiet=quiet,
         runner_opts=runner_opts,
         emit=emit,
+        plan_of=plan_of,
     )
 
 

@@ -253,6 +253,7 @@ class Search:
         *,
         force: bool,
         stack: contextlib.ExitStack,
+        planned: tuple | None = None,
     ):
         from textclf.pipeline.variant import upstream
 
@@ -260,7 +261,8 @@ class Search:
         self.variant, self.spec, self.seed = variant, spec, seed
         self.cfg = variant.for_seed(seed)
         self.space = spec.space_for(self.cfg)
-        up = upstream(self.cfg, cache)  # cache hits: computed before the search
+        p, source = planned or (None, None)  # the driver's plan of this (variant, seed), when it has one
+        up = upstream(self.cfg, cache, p=p, source=source)  # cache hits: computed before the search
         ident = {
             "config": self.cfg.to_dict(),
             "space": {k: d.to_dict() for k, d in self.space.items()},
@@ -448,10 +450,11 @@ def tune_pipeline(
     quiet: bool,
     runner_opts: dict[str, Any],
     emit: Callable[[str, dict[str, Any]], None],
+    plan_of: Callable | None = None,
 ) -> dict[str, Tuned]:
     """Run every neural variant's study to ``tune.trials`` finished trials; {variant key: Tuned}.
 
-    ``recorder`` (:class:`textclf.pipeline.tune_record.TuneRecorder`) writes the MLflow runs.
+    ``recorder`` (:class:`textclf.pipeline.record.TuneRecorder`) writes the MLflow runs.
     """
     from textclf.pipeline.executors import Runner
 
@@ -460,7 +463,7 @@ def tune_pipeline(
     out: dict[str, Tuned] = {}
     with contextlib.ExitStack() as stack:
         searches = [
-            Search(v, spec, cache, seed, force=force, stack=stack)
+            Search(v, spec, cache, seed, force=force, stack=stack, planned=plan_of(v, seed) if plan_of else None)
             for v in pipe.variants.values()
             if v.config.kind == "neural"
         ]

@@ -8,10 +8,13 @@ the config it reads::
     embed   ← embedding.pretrained / dim          train ← tokenizer, embedding, encoder, train (+ init_from)
     evaluate ← evaluate       tfidf ← tfidf, evaluate
 
-:func:`run_variant` chains them (``prepare → tokenize → embed → train →
-evaluate``, or ``prepare → tfidf``) and returns a :class:`VariantOutput`
-whose files live in the stage cache. It logs nothing to MLflow and prints
-nothing: callers record and report.
+:func:`upstream` is the one chain of the shared stages (``prepare → tokenize →
+embed``, or ``prepare`` alone for TF-IDF); :func:`run_variant` continues it
+(``→ train → evaluate``, or ``→ tfidf``) and returns a :class:`VariantOutput`
+whose files live in the stage cache. A pipeline plans each (variant, seed) once,
+in its driver (:func:`planned`), and hands the plan to every step down to the
+worker that trains it. Nothing here logs to MLflow or prints, and nothing
+measures cost: callers record, report and time (:func:`with_cost`).
 """
 
 from __future__ import annotations
@@ -48,7 +51,7 @@ from textclf.pipeline.model_stages import (
     tfidf_stage,
     train_stage,
 )
-from textclf.pipeline.stage import StageResult
+from textclf.pipeline.stage import StageResult, key_of
 
 
 @dataclass(frozen=True)
@@ -103,6 +106,16 @@ def plan(cfg: Config, cache: StageCache, *, source=None) -> Plan:
     return Plan(prepare=prepare, tokenize=tokenize, embed=embed, train=train, evaluate=EvaluateSpec(evaluate=settings))
 
 
+def planned(cfg: Config, cache: StageCache, p: Plan | None = None) -> tuple[Plan, Any]:
+    """(``cfg``'s plan, or ``p`` when the caller planned it; its resolved ``encoder.init_from`` source or None)."""
+    from textclf.pipeline.transfer import source_for
+
+    # Resolved and checked against this config before any work (a neural config without init_from checks freeze);
+    # a worker given the driver's plan still needs the source model's weights.
+    source = source_for(cfg, cache_dir=cache.root) if cfg.kind == "neural" else None
+    return p or plan(cfg, cache, source=source), source
+
+
 def is_trained(cfg: Config, cache: StageCache) -> bool:
     """Whether ``cfg``'s model is in the cache already, told from the specs alone (nothing is loaded or computed).
 
@@ -112,21 +125,21 @@ def is_trained(cfg: Config, cache: StageCache) -> bool:
     return trained_key(cfg, cache) is not None
 
 
-def trained_key(cfg: Config, cache: StageCache) -> str | None:
+def trained_key(cfg: Config, cache: StageCache, *, p: Plan | None = None) -> str | None:
     """The cache key of ``cfg``'s trained model (train or tfidf stage) when it is in the cache, else None.
 
     The keys follow the chain :func:`run_variant` runs (prepare → tokenize →
     embed → train, or prepare → tfidf), so this is the ``stage_key`` the run
     would report; any doubt (init_from, a spec that cannot be made yet) answers None.
+    ``p``: ``cfg``'s plan when the caller has it.
     """
     from textclf.core.cache import META
     from textclf.core.errors import TextclfError
-    from textclf.pipeline.stage import key_of
 
     if cfg.kind == "neural" and cfg.encoder.init_from:
         return None
     try:
-        p = plan(cfg, cache)
+        p = p or plan(cfg, cache)
     except TextclfError:
         return None
     prepare = key_of("prepare", p.prepare)
@@ -164,27 +177,52 @@ class VariantOutput:
 
 @dataclass
 class Upstream:
-    """The shared stages of one neural config: what training starts from."""
+    """The shared stages of one config: what training starts from (tok and emb None for TF-IDF)."""
 
     plan: Plan
     data: StageResult
-    tok: StageResult
+    tok: StageResult | None
     emb: StageResult | None
     source: Any  # textclf.pipeline.transfer.Source or None
 
 
-def upstream(cfg: Config, cache: StageCache, *, force: bool = False, source=None) -> Upstream:
-    """prepare → tokenize → embed for a neural config (each a cache hit when computed before)."""
-    from textclf.pipeline.transfer import source_for
+def upstream(
+    cfg: Config,
+    cache: StageCache,
+    *,
+    force: bool = False,
+    p: Plan | None = None,
+    source=None,
+    forced: set | None = None,
+) -> Upstream:
+    """prepare → tokenize → embed for ``cfg`` (prepare only for TF-IDF), each a cache hit when computed before.
 
-    if source is None and cfg.encoder.init_from:
-        source = source_for(cfg, cache_dir=cache.root)
-    p = plan(cfg, cache, source=source)
-    data = prepare_stage(p.prepare, cache, force=force)
+    ``p`` and ``source``: from :func:`planned`, when the caller has them. ``forced``: the
+    (stage, key) pairs this run forced already, shared by the calls of one run, so that with
+    ``force`` each distinct entry is recomputed once, not once per variant.
+    """
+    if p is None:
+        p, source = planned(cfg, cache)
+
+    def again(stage: str, spec, ups) -> bool:
+        if not force or forced is None:
+            return force
+        key = (stage, key_of(stage, spec, ups))
+        first = key not in forced
+        forced.add(key)
+        return first
+
+    data = prepare_stage(p.prepare, cache, force=again("prepare", p.prepare, []))
+    if p.tokenize is None:
+        return Upstream(plan=p, data=data, tok=None, emb=None, source=source)
     tok = tokenize_stage(
-        p.tokenize, data, cache, force=force, source_tokenizer=source.tokenizer if source is not None else None
+        p.tokenize,
+        data,
+        cache,
+        force=again("tokenize", p.tokenize, [data]),
+        source_tokenizer=source.tokenizer if source is not None else None,
     )
-    emb = embed_stage(p.embed, tok, cache, force=force) if p.embed is not None else None
+    emb = embed_stage(p.embed, tok, cache, force=again("embed", p.embed, [tok])) if p.embed is not None else None
     return Upstream(plan=p, data=data, tok=tok, emb=emb, source=source)
 
 
@@ -196,28 +234,24 @@ def run_variant(
     on_epoch: Callable | None = None,
     log_fn: Callable | None = None,
     reuse_upstream: bool = False,
-    measure_cost: bool = True,
+    p: Plan | None = None,
 ) -> VariantOutput:
-    """One resolved config end to end, reusing every cached stage.
+    """One resolved config end to end, reusing every cached stage; ``p``: its plan, when the caller has it.
 
     ``reuse_upstream=True``: ``force`` recomputes only the model stages (train,
     evaluate, tfidf); the caller has already (re)computed prepare / tokenize /
-    embed. Parallel workers use it: a forced upstream stage replaces an entry
-    that other workers may be reading. ``measure_cost=False`` leaves latency
-    and throughput out (:func:`with_cost` adds them later, on a quiet machine).
+    embed and said what they found (:func:`~textclf.pipeline.data_stages.warn_data`).
+    Parallel workers use it: a forced upstream stage replaces an entry that other
+    workers may be reading. Latency and throughput are left out: the caller adds
+    them with :func:`with_cost`, one model at a time.
     """
-    from textclf.pipeline.transfer import source_for
-
-    # encoder.init_from: resolved and checked against this config before any work; None from scratch.
-    source = source_for(cfg, cache_dir=cache.root) if cfg.kind == "neural" else None
-    upstream_force = force and not reuse_upstream
+    p, source = planned(cfg, cache, p)
+    up = upstream(cfg, cache, force=force and not reuse_upstream, p=p, source=source)
+    if not reuse_upstream:
+        warn_data(cfg, up.data, up.tok)
     if cfg.kind == "tfidf":
-        p = plan(cfg, cache)
-        data = prepare_stage(p.prepare, cache, force=upstream_force)
-        if not reuse_upstream:  # else the caller ran the shared stages and said what they found
-            warn_data(cfg, data)
-        res = tfidf_stage(p.tfidf, data, cache, force=force)
-        out = VariantOutput(
+        res = tfidf_stage(up.plan.tfidf, up.data, cache, force=force)
+        return VariantOutput(
             config=cfg,
             kind="tfidf",
             metrics=res.value.metrics,
@@ -226,12 +260,8 @@ def run_variant(
             eval_dir=res.value.dir,
             stage_key=res.key,
             cached=res.cached,
-            data=data,
+            data=up.data,
         )
-        return with_cost(out, cache, force=force) if measure_cost else out
-    up = upstream(cfg, cache, force=upstream_force, source=source)
-    if not reuse_upstream:
-        warn_data(cfg, up.data, up.tok)
     trained = train_stage(
         up.plan.train,
         up.tok,
@@ -254,7 +284,7 @@ def run_variant(
         extra["lineage_tags"] = source.lineage_tags()
     if up.emb is not None:
         extra["embedding_coverage"] = up.emb.value.coverage
-    out = VariantOutput(
+    return VariantOutput(
         config=cfg,
         kind="neural",
         metrics=ev.value.metrics,
@@ -267,11 +297,15 @@ def run_variant(
         tokenized=up.tok,
         extra=extra,
     )
-    return with_cost(out, cache, force=force and not trained.cached) if measure_cost else out
 
 
 def with_cost(out: VariantOutput, cache: StageCache, *, force: bool = False) -> VariantOutput:
-    """``out`` with its latency and throughput metrics, measured now (one model at a time) or read from the cache."""
+    """``out`` with its latency and throughput metrics, measured now (one model at a time) or read from the cache.
+
+    The one place cost is measured: ``textclf train`` right after its training, a pipeline's driver
+    after each training (inline) or after all of them (trained side by side); ``force`` re-measures
+    only a model trained again (``force and not out.cached``).
+    """
     from types import SimpleNamespace
 
     from textclf.core.machine import thread_count
@@ -281,6 +315,6 @@ def with_cost(out: VariantOutput, cache: StageCache, *, force: bool = False) -> 
         latency_samples=out.config.evaluate.latency_samples, threads=thread_count(out.config.train.num_threads)
     )
     model = SimpleNamespace(key=out.stage_key)  # the cost of a model: keyed by the stage that trained it
-    res = cost_stage(spec, model, out.model_dir, out.data.value.texts("test"), cache, force=force)
+    res = cost_stage(spec, model, out.model_dir, out.data.value.texts("test"), cache, force=force and not out.cached)
     out.metrics = {**out.metrics, **res.value.metrics}
     return out

@@ -88,7 +88,6 @@ def start_run(*, system_metrics: bool = False, **kwargs):
 def _system_monitor(run_id: str):
     from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
 
-    require_system_metrics()
     monitor = SystemMetricsMonitor(run_id)
     monitor.start()
     return monitor
