@@ -85,6 +85,21 @@ def isolated(tmp_path, monkeypatch):
     return tmp_path
 
 
+@pytest.fixture(autouse=True)
+def root_logging_restored():
+    """Drop the root handlers a test's in-process ``main(...)`` call installed (``basicConfig(force=True)``).
+
+    Left behind, such a handler writes to that test's captured stderr, closed
+    by then: torch's exit hook logging through it prints "Logging error" at the
+    end of the session. pytest's own capture handlers are left to pytest.
+    """
+    root = logging.getLogger()
+    before, level = list(root.handlers), root.level
+    yield
+    root.handlers[:] = [h for h in root.handlers if h in before or type(h).__module__.startswith("_pytest")]
+    root.setLevel(level)
+
+
 @pytest.fixture
 def rows():
     return make_rows(60)
@@ -192,3 +207,18 @@ def run_cli(*argv: str) -> int:
 
     with process_state_restored():
         return main([str(a) for a in argv])
+
+
+def pytest_collection_modifyitems(config, items):
+    """Under ``pytest -n`` (``--dist loadgroup``), keep together the tests sharing a module-scoped fixture.
+
+    Such a fixture trains or builds something once per module; tests spread over
+    two workers would build it twice. Autouse ones only set a switch (torch's
+    threads), cheap to repeat. Every other test goes to whichever worker is free.
+    """
+    for item in items:
+        info = getattr(item, "_fixtureinfo", None)
+        defs = [d[-1] for d in info.name2fixturedefs.values() if d] if info is not None else []
+        # pytest keeps "autouse" on the definition only privately; were that to go, modules would just be grouped.
+        if any(d.scope in ("module", "class", "package") and not getattr(d, "_autouse", False) for d in defs):
+            item.add_marker(pytest.mark.xdist_group(item.module.__name__))
