@@ -157,6 +157,7 @@ def process_state_restored():
     handlers, level = list(root.handlers), root.level
     levels = {n: lg.level for n, lg in logging.root.manager.loggerDict.items() if isinstance(lg, logging.Logger)}
     environ, cwd, sigterm = dict(os.environ), os.getcwd(), signal.getsignal(signal.SIGTERM)
+    streams = (sys.stdout, sys.stderr)
     import torch  # imported before the call, so its thread count before the call is known
 
     threads = torch.get_num_threads()
@@ -164,9 +165,15 @@ def process_state_restored():
         yield
     finally:
         root.handlers[:], root.level = handlers, level
-        for name, lg in logging.root.manager.loggerDict.items():
-            if isinstance(lg, logging.Logger):
-                lg.setLevel(levels.get(name, logging.NOTSET))
+        loggers = [root, *(lg for lg in logging.root.manager.loggerDict.values() if isinstance(lg, logging.Logger))]
+        for lg in loggers:
+            if lg.name in levels:  # a library imported during the call keeps the level it gave itself
+                lg.setLevel(levels[lg.name])
+            # A handler made during the call (by a library imported then: torch, say) may hold the call's captured
+            # stream, closed after the test; point it at the process's own stream instead.
+            for h in lg.handlers:
+                if vars(h).get("stream") in streams:  # not a handler that looks the stream up as it writes
+                    h.setStream(sys.__stdout__ if h.stream is streams[0] else sys.__stderr__)
         os.environ.clear()
         os.environ.update(environ)
         os.chdir(cwd)

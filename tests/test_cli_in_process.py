@@ -25,6 +25,14 @@ def test_a_training_in_process_leaves_logging_env_threads_and_mlflow_as_they_wer
     assert torch.get_num_threads() == 2  # the verb set 1
     assert mlflow.active_run() is None
     assert mlflow.get_tracking_uri() == os.environ["MLFLOW_TRACKING_URI"]
+    # No handler anywhere keeps the call's captured streams (closed after this test: "Logging error" later) ...
+    import sys
+
+    loggers = [root, *(lg for lg in logging.root.manager.loggerDict.values() if isinstance(lg, logging.Logger))]
+    held = [lg.name for lg in loggers for h in lg.handlers if vars(h).get("stream") in (sys.stdout, sys.stderr)]
+    assert not held
+    # ... and a library imported during the call keeps the level it set itself (SQL statements stay unlogged).
+    assert logging.getLogger("sqlalchemy").level == logging.WARNING
 
 
 def test_a_run_left_active_is_reported_and_ended(tmp_path):
