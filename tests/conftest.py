@@ -7,8 +7,13 @@ offline mode, so no test reads or writes the repository or the network.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
+import os
+import signal
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -80,6 +85,21 @@ def isolated(tmp_path, monkeypatch):
     return tmp_path
 
 
+@pytest.fixture(autouse=True)
+def root_logging_restored():
+    """Drop the root handlers a test's in-process ``main(...)`` call installed (``basicConfig(force=True)``).
+
+    Left behind, such a handler writes to that test's captured stderr, closed
+    by then: torch's exit hook logging through it prints "Logging error" at the
+    end of the session. pytest's own capture handlers are left to pytest.
+    """
+    root = logging.getLogger()
+    before, level = list(root.handlers), root.level
+    yield
+    root.handlers[:] = [h for h in root.handlers if h in before or type(h).__module__.startswith("_pytest")]
+    root.setLevel(level)
+
+
 @pytest.fixture
 def rows():
     return make_rows(60)
@@ -103,3 +123,109 @@ def jsonl_file(tmp_path, rows):
 @pytest.fixture
 def parquet_file(tmp_path, rows):
     return write_parquet(tmp_path / "reviews.parquet", rows)
+
+
+@dataclass
+class CliResult:
+    """What one in-process ``textclf`` call left: its exit code and everything it printed."""
+
+    code: int
+    stdout: str
+    stderr: str
+
+    @property
+    def output(self) -> str:
+        return self.stdout + self.stderr
+
+    @property
+    def folded(self) -> str:
+        """The output lower-cased on one line: rich wraps long messages wherever the console width falls."""
+        return " ".join(self.output.lower().split())
+
+
+@contextlib.contextmanager
+def process_state_restored():
+    """Undo what one CLI call sets process-wide, so in-process calls cannot leak into later tests.
+
+    A verb configures logging (``basicConfig(force=True)`` replaces the root
+    handlers, pytest's included), sets environment variables and MLflow's
+    tracking URI, torch's thread count, and ``main`` installs a SIGTERM handler.
+    An MLflow run still active afterwards is a bug of the CLI, not state to
+    tidy: it is ended (so later tests start clean) and reported.
+    """
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    levels = {n: lg.level for n, lg in logging.root.manager.loggerDict.items() if isinstance(lg, logging.Logger)}
+    environ, cwd, sigterm = dict(os.environ), os.getcwd(), signal.getsignal(signal.SIGTERM)
+    streams = (sys.stdout, sys.stderr)
+    import torch  # imported before the call, so its thread count before the call is known
+
+    threads = torch.get_num_threads()
+    try:
+        yield
+    finally:
+        root.handlers[:], root.level = handlers, level
+        loggers = [root, *(lg for lg in logging.root.manager.loggerDict.values() if isinstance(lg, logging.Logger))]
+        for lg in loggers:
+            if lg.name in levels:  # a library imported during the call keeps the level it gave itself
+                lg.setLevel(levels[lg.name])
+            # A handler made during the call (by a library imported then: torch, say) may hold the call's captured
+            # stream, closed after the test; point it at the process's own stream instead.
+            for h in lg.handlers:
+                if vars(h).get("stream") in streams:  # not a handler that looks the stream up as it writes
+                    h.setStream(sys.__stdout__ if h.stream is streams[0] else sys.__stderr__)
+        os.environ.clear()
+        os.environ.update(environ)
+        os.chdir(cwd)
+        signal.signal(signal.SIGTERM, sigterm)
+        torch.set_num_threads(threads)
+        mlflow = sys.modules.get("mlflow")
+        leaked = mlflow.active_run() if mlflow is not None else None
+        if mlflow is not None:
+            while mlflow.active_run() is not None:
+                mlflow.end_run("KILLED")
+            if "MLFLOW_TRACKING_URI" in os.environ:
+                mlflow.set_tracking_uri(os.environ["MLFLOW_TRACKING_URI"])
+        assert leaked is None, f"the CLI left MLflow run {leaked.info.run_id} active in its process"
+
+
+@pytest.fixture
+def cli(capfd):
+    """``cli(*argv)``: the real ``textclf`` entry point, run in this process; returns a :class:`CliResult`.
+
+    The file descriptors are captured, so output written through a handler
+    bound to the original stderr (MLflow's, a library's warning) is seen too.
+    Seconds faster per call than a subprocess; keep subprocesses for what
+    only a process shows (exit by signal, the console script itself).
+    """
+
+    def run(*argv: str) -> CliResult:
+        capfd.readouterr()  # what the test's own setup printed is not the command's output
+        code = run_cli(*argv)
+        out = capfd.readouterr()
+        return CliResult(code, out.out, out.err)
+
+    return run
+
+
+def run_cli(*argv: str) -> int:
+    """The exit code of ``textclf ARGV`` run in this process, its process-wide settings undone afterwards."""
+    from textclf.cli.main import main
+
+    with process_state_restored():
+        return main([str(a) for a in argv])
+
+
+def pytest_collection_modifyitems(config, items):
+    """Under ``pytest -n`` (``--dist loadgroup``), keep together the tests sharing a module-scoped fixture.
+
+    Such a fixture trains or builds something once per module; tests spread over
+    two workers would build it twice. Autouse ones only set a switch (torch's
+    threads), cheap to repeat. Every other test goes to whichever worker is free.
+    """
+    for item in items:
+        info = getattr(item, "_fixtureinfo", None)
+        defs = [d[-1] for d in info.name2fixturedefs.values() if d] if info is not None else []
+        # pytest keeps "autouse" on the definition only privately; were that to go, modules would just be grouped.
+        if any(d.scope in ("module", "class", "package") and not getattr(d, "_autouse", False) for d in defs):
+            item.add_marker(pytest.mark.xdist_group(item.module.__name__))

@@ -1,7 +1,8 @@
-"""The adversarial bad-input matrix, through the real CLI (a subprocess).
+"""The adversarial bad-input matrix, through the real CLI.
 
-Every case builds its own bad input in the test's directory, runs
-``python -m textclf.cli ...`` and checks, beyond its own message:
+Every case builds its own bad input in the test's directory, runs the
+``textclf`` entry point (``textclf.cli.main.main``) in this process and checks,
+beyond its own message:
 
 * the exit code (2 for usage, config and data errors; 0 where the input is
   legitimate and textclf must cope, e.g. a 5 MB text or 1,000 classes);
@@ -9,7 +10,9 @@ Every case builds its own bad input in the test's directory, runs
 * nothing half-written: no MLflow run left RUNNING, no stage-cache directory
   without its ``_entry.json``, no abandoned temporary.
 
-A few cases are re-run with ``--debug`` to check the traceback does appear.
+A few cases are re-run with ``--debug`` to check the traceback does appear, and
+a few through ``python -m textclf.cli`` in a subprocess: the exit code must reach
+the shell as it leaves ``main``.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from conftest import make_rows, write_csv, write_jsonl
+from conftest import make_rows, process_state_restored, run_cli, write_csv, write_jsonl
 
 # Small enough that the cases which do train finish in seconds.
 TINY = [
@@ -41,7 +44,7 @@ TINY = [
 ]
 
 
-def cli(*args: str, timeout: float = 240) -> subprocess.CompletedProcess:
+def subprocess_cli(*args: str, timeout: float = 240) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "textclf.cli", *args], capture_output=True, text=True, timeout=timeout)
 
 
@@ -74,8 +77,10 @@ def nothing(p: Path) -> None:
 
 def empty_store(p: Path) -> None:
     """An MLflow store that exists but holds no runs or models."""
-    code = "from textclf.tracking import store; store.setup(None)"
-    subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, timeout=120)
+    from textclf.tracking import store
+
+    with process_state_restored():
+        store.setup(None)
 
 
 def write(name: str, content: bytes | str) -> Callable[[Path], None]:
@@ -142,8 +147,7 @@ class Evil:
 
 def _train_tiny(p: Path, *extra: str) -> None:
     good(p)
-    res = cli("train", "--set", "data.source=good.csv", *TINY, "--no-track", "--quiet", *extra)
-    assert res.returncode == 0, res.stderr
+    assert run_cli("train", "--set", "data.source=good.csv", *TINY, "--no-track", "--quiet", *extra) == 0
 
 
 def pickled_model(p: Path) -> None:
@@ -486,27 +490,49 @@ def _half_written(tmp: Path) -> list[str]:
     return bad
 
 
-@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
-def test_bad_input(case: Case, tmp_path):
-    case.setup(tmp_path)
-    res = cli(*case.args)
-    output = res.stdout + res.stderr
-    assert res.returncode == case.code, output
+def check(case: Case, code: int, output: str, tmp: Path) -> None:
+    assert code == case.code, output
     folded = " ".join(output.lower().split())
     for s in case.expect:
         assert s.lower() in folded, f"{s!r} not in output:\n{output}"
     assert "Traceback" not in output
     assert "Add type hints" not in output  # library noise the user can do nothing about
-    assert not _running_runs(tmp_path), "an MLflow run was left RUNNING"
-    assert not _half_written(tmp_path), "a stage-cache entry was left half-written"
-    assert not (tmp_path / "PWNED").exists(), "a crafted pickle was executed"
+    assert not _running_runs(tmp), "an MLflow run was left RUNNING"
+    assert not _half_written(tmp), "a stage-cache entry was left half-written"
+    assert not (tmp / "PWNED").exists(), "a crafted pickle was executed"
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
+def test_bad_input(case: Case, tmp_path, cli):
+    case.setup(tmp_path)
+    res = cli(*case.args)
+    check(case, res.code, res.output, tmp_path)
+
+
+# A usage error (click's), a configuration error and a data error (textclf's): their codes reach the shell.
+SMOKE = ("unknown-option", "unknown-key", "missing-file")
+
+
+@pytest.mark.parametrize("case", [c for c in CASES if c.id in SMOKE], ids=lambda c: c.id)
+def test_bad_input_through_the_real_process(case: Case, tmp_path):
+    case.setup(tmp_path)
+    res = subprocess_cli(*case.args)
+    check(case, res.returncode, res.stdout + res.stderr, tmp_path)
 
 
 @pytest.mark.parametrize(
     "case", [c for c in CASES if c.id in ("missing-file", "unknown-key", "wrong-delimiter")], ids=lambda c: c.id
 )
-def test_debug_shows_the_traceback(case: Case, tmp_path):
+def test_debug_raises_instead_of_the_message(case: Case, tmp_path):
+    from textclf.core.errors import TextclfError
+
     case.setup(tmp_path)
-    res = cli(*case.args, "--debug")
+    with pytest.raises(TextclfError):
+        run_cli(*case.args, "--debug")
+
+
+def test_debug_shows_the_traceback(tmp_path):
+    (case,) = [c for c in CASES if c.id == "missing-file"]
+    res = subprocess_cli(*case.args, "--debug")
     assert res.returncode != 0
     assert "Traceback" in res.stderr

@@ -328,9 +328,9 @@ def test_sigterm_stops_a_parallel_run_at_once(tmp_path):
         workers = _children(driver.pid)
         assert workers, "no pool workers under the driver"
         driver.send_signal(signal.SIGTERM)
-        start = time.monotonic()
-        driver.wait(timeout=60)
-        assert time.monotonic() - start < 30
+        # A hang guard, not a timing: a driver that joined its pool would run the queued trainings (3,000 epochs
+        # each) for many minutes; one that stops them ends its runs KILLED (checked below).
+        driver.wait(timeout=120)
         assert driver.returncode == 130, driver.stderr.read()
         deadline = time.monotonic() + 10
         while any(_alive(p) for p in workers) and time.monotonic() < deadline:

@@ -6,15 +6,14 @@ One test per failure a reliability probe met (numbered as in its report):
 6. one huge text (cut before it is tokenized);
 7. an absurd ``train.epochs`` (bounded; warm-up no longer stretches with it);
 12. crafted model folders (validated completely at load, naming file and field).
-Each drives the real CLI where the promise is about the CLI (exit code 2, the
-message, no traceback, nothing started), and the library where it is about a
-function.
+Each drives the real CLI (its entry point, in this process) where the promise is
+about the CLI (exit code 2, the message, no traceback, nothing started), and the
+library where it is about a function.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import sqlite3
 import subprocess
 import sys
@@ -23,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import make_rows, write_csv
+from conftest import CliResult, make_rows, write_csv
 
 TINY = [
     "--set",
@@ -39,11 +38,10 @@ TINY = [
 ]
 
 
-def cli(*args: str, timeout: float = 240) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if k != "TEXTCLF_MEMORY_LIMIT"}  # the machine's real memory
-    return subprocess.run(
-        [sys.executable, "-m", "textclf.cli", *args], capture_output=True, text=True, timeout=timeout, env=env
-    )
+@pytest.fixture(autouse=True)
+def real_memory(monkeypatch):
+    """The refusals are checked against the machine's real memory, not a limit from the environment."""
+    monkeypatch.delenv("TEXTCLF_MEMORY_LIMIT", raising=False)
 
 
 def _runs(tmp: Path) -> list[tuple[str, str]]:
@@ -54,9 +52,9 @@ def _runs(tmp: Path) -> list[tuple[str, str]]:
         return list(con.execute("SELECT run_uuid, status FROM runs"))
 
 
-def _refused(r: subprocess.CompletedProcess, *expect: str) -> str:
-    out = " ".join((r.stdout + r.stderr).split())
-    assert r.returncode == 2, out
+def _refused(r: CliResult, *expect: str) -> str:
+    out = " ".join(r.output.split())
+    assert r.code == 2, out
     assert "Traceback" not in out
     for s in expect:
         assert s.lower() in out.lower(), f"{s!r} not in: {out}"
@@ -66,7 +64,7 @@ def _refused(r: subprocess.CompletedProcess, *expect: str) -> str:
 # --------------------------------------------------------------------------- 3. model size
 
 
-def test_3_a_model_too_large_is_refused_before_anything_runs(tmp_path, monkeypatch):
+def test_3_a_model_too_large_is_refused_before_anything_runs(tmp_path, monkeypatch, cli):
     write_csv(tmp_path / "d.csv", make_rows(60))
     # train: hidden_size 10**6 is ~4·10**12 LSTM parameters; refused before any stage or MLflow run
     r = cli("train", "--set", "data.source=d.csv", *TINY, "--set", "encoder.hidden_size=1000000")
@@ -157,7 +155,7 @@ def test_3_a_model_too_large_is_refused_before_anything_runs(tmp_path, monkeypat
 # --------------------------------------------------------------------------- 5. classes
 
 
-def test_5_class_count_is_checked_and_nothing_grows_with_classes_squared(tmp_path, monkeypatch):
+def test_5_class_count_is_checked_and_nothing_grows_with_classes_squared(tmp_path, monkeypatch, cli):
     # a label column with a label per row or so (an id column): refused after prepare, before training
     rows = [{"text": f"word{i % 7} text {i}", "label": f"id{i % 150}"} for i in range(200)]
     write_csv(tmp_path / "ids.csv", rows)
@@ -250,7 +248,7 @@ def test_6_a_huge_text_is_cut_before_it_is_tokenized():
 # --------------------------------------------------------------------------- 7. epochs
 
 
-def test_7_epochs_are_bounded_and_warm_up_does_not_grow_with_them(tmp_path):
+def test_7_epochs_are_bounded_and_warm_up_does_not_grow_with_them(tmp_path, cli):
     write_csv(tmp_path / "d.csv", make_rows(60))
     _refused(
         cli("train", "--set", "data.source=d.csv", *TINY, "--set", "train.epochs=1e9", "--set", "train.patience=1"),
@@ -283,7 +281,7 @@ def _folder(path: Path) -> Path:
     return save_neural(path, model=model, tokenizer=tok, label_names=["neg", "pos"], config=config)
 
 
-def test_12_crafted_model_folders_are_refused_at_load_naming_file_and_field(tmp_path):
+def test_12_crafted_model_folders_are_refused_at_load_naming_file_and_field(tmp_path, cli):
     import shutil
 
     from textclf.core.errors import ModelError
