@@ -82,6 +82,9 @@ def isolated(tmp_path, monkeypatch):
     monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True)
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
     datasets.disable_progress_bars()
+    from textclf.core import code
+
+    monkeypatch.setattr(code, "_noted", set())  # data sources / formats another test registered count in no key here
     return tmp_path
 
 

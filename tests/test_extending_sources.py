@@ -167,9 +167,11 @@ def test_a_registered_source_kind_is_part_of_the_cache_keys(monkeypatch):
 
     monkeypatch.setattr(code, "_noted", set())  # as in a process that registered nothing yet
     monkeypatch.setattr(sources, "SOURCES", dict(sources.SOURCES))
-    base = stage_key("prepare", {"a": 1})
+    base, train = stage_key("prepare", {"a": 1}), stage_key("train", {"a": 1})
     sources.register_source("keyed", "keyed:", _read_for_key)
     assert stage_key("prepare", {"a": 1}) != base
+    # Not in the keys workers compute themselves (they never see the registration); it reaches them upstream.
+    assert stage_key("train", {"a": 1}) == train
 
 
 def _read_for_key(spec, data_config, cache_dir):

@@ -100,7 +100,9 @@ def stage_key(
     """The key of ``stage`` on ``params`` after ``upstream``: the code part hashes module ``code``'s import closure
     (:func:`textclf.core.code.code_fingerprint`; the whole package when None)."""
     key = {"stage": stage, "params": params, "upstream": list(upstream), "code": code_fingerprint(code)}
-    plugins = plugin_fingerprint()
+    # Registered data sources / formats run where the data is prepared (the driver; workers never see them)
+    # and reach every later stage through prepare's key.
+    plugins = plugin_fingerprint(data=stage == "prepare")
     if plugins:  # only then: the keys of an install without extensions stay as they were
         key["plugins"] = plugins
     blob = json.dumps(key, sort_keys=True, default=str)

@@ -259,18 +259,21 @@ def note_extension(entry: Any) -> None:
     _noted.update(_defining_modules(entry))
 
 
-def plugin_fingerprint() -> str:
+def plugin_fingerprint(*, data: bool = False) -> str:
     """A hash of the behaviour of the code behind every extension from outside textclf; "" when there is none.
 
     Entry points in the ``textclf.*`` groups are found without importing them (each names its module), and
-    what registration calls added in this process (sent on to pool workers) is traced to its modules.
+    what registration calls added to the registries in this process (sent on to pool workers) is traced to
+    its modules. ``data``: also the data sources and file formats registered by a call, which only the
+    process that prepares the data needs (their effect reaches later stages through that stage's key).
     """
     from textclf.core.registry import Registry, _entry_points
 
     eps = _entry_points(tuple(sys.path))
     groups = [g for g in eps.groups if g.startswith(f"{ROOT}.")]
     modules = {ep.value.split(":")[0].strip() for g in groups for ep in eps.select(group=g)}
-    modules |= _noted
+    if data:
+        modules |= _noted
     for registry in Registry.by_group.values():
         for entry in registry.added.values():
             modules |= _defining_modules(entry)
