@@ -90,6 +90,10 @@ class Classifier:
             self._model = build_model(self.folder).to(self.device)
         return self._model
 
+    @model.setter
+    def model(self, module) -> None:  # e.g. a compiled or quantized copy of the module to predict with
+        self._model = module
+
     @property
     def device(self):
         import torch
