@@ -271,3 +271,23 @@ def test_a_judged_summary_keeps_its_seed_lists_and_writes_its_report(tmp_path):
     write_report(s, records, tmp_path, title="t")
     report = (tmp_path / "report.md").read_text()
     assert f"**Verdict: {s['verdict']}**" in report and "*Measure:* successes (success: test accuracy ≥ 0.95)" in report
+
+
+def test_a_success_count_verdict_prints_only_textclf_lines(capfd):
+    # scipy's Boschloo test logs every optimiser bound through the root logger at INFO: dozens of
+    # "[[np.float64(0.0), np.float64(1.0)]]" lines per diagnostics task, until the CLI's handler kept
+    # other libraries' records below WARNING out. Its own INFO lines and every WARNING still show.
+    import logging
+
+    from textclf.analysis.verdicts import success_test
+    from textclf.core.logs import setup_logging
+
+    setup_logging()
+    capfd.readouterr()
+    assert success_test(8, 8, 6, 8) < 1
+    logging.getLogger("textclf.analysis").info("ours")
+    logging.getLogger("somelib").warning("theirs, a warning")
+    logging.info("theirs, through the root logger")
+    err = capfd.readouterr().err
+    assert "np.float64" not in err and "through the root logger" not in err
+    assert "INFO ours" in err and "WARNING theirs, a warning" in err

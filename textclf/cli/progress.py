@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from textclf.cli.common import console, out
-from textclf.core.logs import PROGRESS
+from textclf.core.logs import PROGRESS, ours_or_warning
 
 
 class _Bars(logging.Handler):
@@ -95,6 +95,7 @@ def progress(
         transient=True,
     ) as bars:
         handler = _Bars(bars)
+        handler.addFilter(ours_or_warning)
         root = logging.getLogger()
         saved = list(root.handlers), root.level
         root.handlers = [handler]

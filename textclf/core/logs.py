@@ -16,6 +16,16 @@ PROGRESS = "textclf.progress"
 _NOISY = ("datasets", "mlflow", "alembic", "urllib3", "filelock", "httpx", "matplotlib")
 
 
+def ours_or_warning(record: logging.LogRecord) -> bool:
+    """textclf's own records at any level; another library's only from WARNING up.
+
+    Levels on named loggers (``_NOISY``) cannot reach a library that logs
+    through the root logger itself: scipy's ``boschloo_exact`` logs every
+    optimiser bound with ``logging.info``, dozens of lines per comparison.
+    """
+    return record.levelno >= logging.WARNING or record.name == "textclf" or record.name.startswith("textclf.")
+
+
 class _Format(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         if record.name == PROGRESS:
@@ -27,6 +37,7 @@ def setup_logging(quiet: bool = False) -> None:
     """INFO (WARNING with ``quiet``) to stderr, progress lines unprefixed; third parties at WARNING."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(_Format())
+    handler.addFilter(ours_or_warning)
     logging.basicConfig(level=logging.WARNING if quiet else logging.INFO, handlers=[handler], force=True)
     for noisy in _NOISY:
         logging.getLogger(noisy).setLevel(logging.ERROR if quiet else logging.WARNING)
