@@ -12,7 +12,6 @@ import re
 import stat
 import sys
 import threading
-import time
 import tracemalloc
 
 import pytest
@@ -30,10 +29,10 @@ from textclf.core.yamlio import (
     load_yaml_text,
 )
 
-# Generous, so a loaded CI machine does not make these flaky: an unguarded
-# bomb needs minutes and gigabytes, a guarded one milliseconds and kilobytes.
-FAST_S = 2.0
+# Bounded work is checked by the memory it takes, not the clock: an unguarded
+# bomb needs gigabytes, a guarded one kilobytes, whatever else the machine runs.
 SMALL_BYTES = 50 * 1024 * 1024
+HANG_GUARD_S = 30.0  # only for a read that would block for ever (a FIFO with no writer)
 
 LOADERS = [pytest.param(yaml.SafeLoader, id="python")]
 if yaml.__with_libyaml__:
@@ -48,17 +47,15 @@ def loader(request, monkeypatch):
 
 
 def measured(fn, *args, **kwargs):
-    """Call ``fn``; return (exception or result, seconds, peak traced bytes)."""
+    """Call ``fn``; return (exception or result, peak traced bytes)."""
     tracemalloc.start()
-    start = time.perf_counter()
     try:
         outcome = fn(*args, **kwargs)
     except Exception as exc:  # noqa: BLE001 - the caller inspects it
         outcome = exc
-    elapsed = time.perf_counter() - start
     peak = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
-    return outcome, elapsed, peak
+    return outcome, peak
 
 
 def laughs(kind: str = "list", levels: int = 9, indent: str = "") -> str:
@@ -83,14 +80,13 @@ BOMB_PLACES = {
 }
 
 
-def assert_bomb_refused(outcome, elapsed, peak, source):
+def assert_bomb_refused(outcome, peak, source):
     assert isinstance(outcome, ConfigError), outcome
     msg = str(outcome)
     assert msg.startswith(f"{source}: YAML aliases expand to more than {MAX_NODES:,} nodes"), msg
     assert "(anchor &l" in msg and " at line " in msg, msg
     assert "remove the aliases" in msg
     assert len(msg) < 400, "the message must not quote the value"
-    assert elapsed < FAST_S, f"took {elapsed:.2f}s"
     assert peak < SMALL_BYTES, f"peak {peak / 1e6:.1f} MB"
 
 
@@ -108,10 +104,10 @@ def test_billion_laughs_file_is_refused_fast(tmp_path, loader, kind, place):
 
 @pytest.mark.parametrize("kind", ["list", "map"])
 def test_billion_laughs_text_is_refused_fast(loader, kind):
-    outcome, elapsed, peak = measured(
+    outcome, peak = measured(
         load_yaml_text, "{" + laughs(kind).replace("\n", ", ").rstrip(", ") + "}", "--set train.options"
     )
-    assert_bomb_refused(outcome, elapsed, peak, source="--set train.options")
+    assert_bomb_refused(outcome, peak, source="--set train.options")
 
 
 def test_bomb_message_names_the_anchor_and_its_line(loader):
@@ -138,10 +134,9 @@ def test_long_string_aliased_many_times_is_refused(loader, monkeypatch):
 
 def test_long_string_aliased_at_the_real_limit_is_refused_fast():
     text = long_string_aliased(1024 * 1024, 25)
-    outcome, elapsed, peak = measured(load_yaml_text, text, "big.yaml", max_bytes=len(text))
+    outcome, peak = measured(load_yaml_text, text, "big.yaml", max_bytes=len(text))
     assert isinstance(outcome, ConfigError), outcome
     assert f"more than {MAX_EXPANDED_CHARS:,} characters" in str(outcome)
-    assert elapsed < FAST_S
     assert peak < 2 * len(text) + SMALL_BYTES
 
 
@@ -332,10 +327,11 @@ def test_depth_limit_counts_aliases_written_out(loader):
 def test_very_deep_input_is_refused_without_recursion_error(loader):
     # libyaml stops at its own 1000-level cap (its scanner reads ahead), the
     # Python parser at our 64; either way the same message, promptly.
-    start = time.perf_counter()
-    with pytest.raises(ConfigError, match=f"t: YAML nested more than {MAX_DEPTH} levels deep at line 1; flatten"):
-        load_yaml_text(nested(200_000), "t", max_bytes=10**6)
-    assert time.perf_counter() - start < FAST_S
+    text = nested(200_000)
+    outcome, peak = measured(load_yaml_text, text, "t", max_bytes=10**6)
+    assert isinstance(outcome, ConfigError), outcome
+    assert str(outcome).startswith(f"t: YAML nested more than {MAX_DEPTH} levels deep at line 1; flatten"), outcome
+    assert peak < 2 * len(text) + SMALL_BYTES, f"peak {peak / 1e6:.1f} MB"
 
 
 def test_node_limit_without_aliases(loader, monkeypatch):
@@ -352,10 +348,9 @@ def test_node_limit_stops_reading_early(loader, monkeypatch):
     # under tracemalloc, so it is not timed here.)
     monkeypatch.setattr(yamlio, "MAX_NODES", 1_000)
     text = "[" + "1," * 5_000_000 + "1]"
-    outcome, elapsed, peak = measured(load_yaml_text, text, "t", max_bytes=len(text))
+    outcome, peak = measured(load_yaml_text, text, "t", max_bytes=len(text))
     assert isinstance(outcome, ConfigError) and "more than 1,000 YAML values" in str(outcome), outcome
     assert peak < 2 * len(text) + SMALL_BYTES, f"peak {peak / 1e6:.1f} MB"
-    assert elapsed < FAST_S
 
 
 def test_node_limit_at_its_real_value():
@@ -409,11 +404,11 @@ def test_fifo_is_refused_without_blocking(tmp_path):
 
     worker = threading.Thread(target=load, daemon=True)
     worker.start()
-    worker.join(FAST_S)
+    worker.join(HANG_GUARD_S)
     if worker.is_alive():  # opened the pipe and waits for a writer: give it one so the thread ends
         fd = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
         os.close(fd)
-        worker.join(FAST_S)
+        worker.join(HANG_GUARD_S)
         pytest.fail("reading a FIFO blocked")
     assert len(result) == 1 and isinstance(result[0], ConfigError), result
     assert str(result[0]) == f"{fifo}: is a named pipe (FIFO), not a params file; give the path of a YAML file."
@@ -422,10 +417,10 @@ def test_fifo_is_refused_without_blocking(tmp_path):
 @pytest.mark.skipif(not os.path.exists("/dev/zero"), reason="needs /dev/zero")
 def test_device_is_refused():
     assert stat.S_ISCHR(os.stat("/dev/zero").st_mode)
-    outcome, elapsed, _ = measured(load_yaml_file, "/dev/zero")
+    outcome, peak = measured(load_yaml_file, "/dev/zero")  # refused by stat: an endless read never starts
     assert isinstance(outcome, ConfigError), outcome
     assert str(outcome).startswith("/dev/zero: is a character device, not a config file")
-    assert elapsed < FAST_S
+    assert peak < SMALL_BYTES, f"peak {peak / 1e6:.1f} MB"
 
 
 def test_missing_file(tmp_path):
@@ -545,13 +540,12 @@ SHORT_REPR_CASES = {
 
 
 @pytest.mark.parametrize("name", sorted(SHORT_REPR_CASES))
-def test_short_repr_is_bounded_and_fast(name):
+def test_short_repr_is_bounded(name):
     make, starts = SHORT_REPR_CASES[name]
     value = make()
-    text, elapsed, peak = measured(short_repr, value)
+    text, peak = measured(short_repr, value)
     assert isinstance(text, str) and 0 < len(text) <= 200, text
     assert text.startswith(starts), text
-    assert elapsed < 0.5, f"took {elapsed:.2f}s"
     assert peak < 1024 * 1024, f"peak {peak / 1e6:.1f} MB: something scaled with the input"
     assert len(short_repr(value, limit=40)) <= 40
     assert not NoRepr.called
