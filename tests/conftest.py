@@ -11,6 +11,7 @@ import contextlib
 import json
 import logging
 import os
+import shutil
 import signal
 import sys
 from dataclasses import dataclass
@@ -58,6 +59,90 @@ def write_parquet(path: Path, rows: list[dict]) -> Path:
 
     pd.DataFrame(rows).to_parquet(path, index=False)
     return path
+
+
+def pytest_configure(config):
+    """Under ``pytest -n N``, each worker process runs on its own share of the cores.
+
+    A worker then sees the machine a user with that many cores sees:
+    ``--jobs auto`` and the training threads follow the affinity mask
+    (:func:`textclf.core.machine.cores`), so two workers on two cores train
+    in-process on one core each instead of starting two more processes each
+    and fighting over the cores. Tests of the process pool ask for it
+    (``--jobs 2``).
+    """
+    worker = getattr(config, "workerinput", {}).get("workerid", "")
+    count = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if not worker.startswith("gw") or count < 2 or not hasattr(os, "sched_setaffinity"):
+        return
+    cpus = sorted(os.sched_getaffinity(0))
+    index = int(worker[2:])
+    share = cpus[index::count] if count <= len(cpus) else [cpus[index % len(cpus)]]
+    os.sched_setaffinity(0, share)
+
+
+_STORE_TEMPLATE: list[Path] = []  # the migrated empty SQLite store, once built
+_MIGRATE: list = []  # MLflow's own _initialize_tables, kept by the session fixture below
+
+
+def _migrated_template(initialize) -> Path:
+    if not _STORE_TEMPLATE:
+        import tempfile
+
+        import sqlalchemy
+
+        path = Path(tempfile.mkdtemp(prefix="textclf-mlflow-template-")) / "mlflow.db"
+        engine = sqlalchemy.create_engine(f"sqlite:///{path}")
+        initialize(engine)
+        engine.dispose()
+        _STORE_TEMPLATE.append(path)
+    return _STORE_TEMPLATE[0]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def mlflow_schema_from_template():
+    """A new SQLite MLflow store gets its tables by copying a migrated empty one, not by migrating again.
+
+    MLflow creates the tables of a new database by replaying every schema
+    migration since its first release: 2-8 s per store, paid by every test
+    that opens its own store. The first store of the session is migrated the
+    real way and kept as the template; every later empty SQLite database is
+    given a copy of it (same schema, same alembic revision, no rows). Only
+    the moment the tables appear changes: a store is still created only when
+    the code under test opens one.
+    """
+    import mlflow.store.db.utils as db_utils
+    import mlflow.store.model_registry.sqlalchemy_store as registry_store
+
+    original = db_utils._initialize_tables
+    _MIGRATE.append(original)
+
+    def initialize(engine):
+        path = engine.url.database if engine.url.get_backend_name() == "sqlite" else None
+        if not path or path == ":memory:" or (os.path.exists(path) and os.path.getsize(path) > 0):
+            return original(engine)
+        template = _migrated_template(original)
+        engine.dispose()  # the empty file's pooled connections must not outlive the copy
+        shutil.copyfile(template, path)
+
+    patch = pytest.MonkeyPatch()
+    patch.setattr(db_utils, "_initialize_tables", initialize)
+    patch.setattr(registry_store, "_initialize_tables", initialize)
+    yield
+    patch.undo()
+    for path in _STORE_TEMPLATE:
+        shutil.rmtree(path.parent, ignore_errors=True)
+
+
+def seed_mlflow_store(db: Path) -> None:
+    """Give the SQLite store a subprocess is about to create its tables now (the template's copy).
+
+    The subprocess would otherwise migrate a new database itself, seconds per
+    command; what the tests check of its runs is unchanged.
+    """
+    if not db.exists():
+        db.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(_migrated_template(_MIGRATE[0]), db)
 
 
 @pytest.fixture(autouse=True)
@@ -217,18 +302,3 @@ def run_cli(*argv: str) -> int:
 
     with process_state_restored():
         return main([str(a) for a in argv])
-
-
-def pytest_collection_modifyitems(config, items):
-    """Under ``pytest -n`` (``--dist loadgroup``), keep together the tests sharing a module-scoped fixture.
-
-    Such a fixture trains or builds something once per module; tests spread over
-    two workers would build it twice. Autouse ones only set a switch (torch's
-    threads), cheap to repeat. Every other test goes to whichever worker is free.
-    """
-    for item in items:
-        info = getattr(item, "_fixtureinfo", None)
-        defs = [d[-1] for d in info.name2fixturedefs.values() if d] if info is not None else []
-        # pytest keeps "autouse" on the definition only privately; were that to go, modules would just be grouped.
-        if any(d.scope in ("module", "class", "package") and not getattr(d, "_autouse", False) for d in defs):
-            item.add_marker(pytest.mark.xdist_group(item.module.__name__))

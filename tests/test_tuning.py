@@ -24,6 +24,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import seed_mlflow_store
 
 from textclf.analysis.tuning import expected_max
 
@@ -170,6 +171,7 @@ def train_entries(d: Path) -> set[str]:
 @pytest.fixture(scope="module")
 def tuned(tmp_path_factory) -> dict:
     d = prepare(tmp_path_factory.mktemp("tuned"))
+    seed_mlflow_store(d / "mlruns" / "mlflow.db")  # the store's tables, without seconds of migrations per command
     first = cli(d, *RUN)
     assert first.returncode == 0, first.stderr
     summary = json.loads((d / "summary.json").read_text())
@@ -274,6 +276,7 @@ def test_rerun_is_fully_cached(tuned):
 
 def test_killed_search_resumes_without_running_a_trial_twice(tuned, tmp_path):
     d = prepare(tmp_path / "w")
+    seed_mlflow_store(d / "mlruns" / "mlflow.db")
     # Round 1 tells rnn t0 and lstm t0; round 2 is killed after telling rnn t1, with lstm t1 run but not told.
     killed = cli(d, *RUN, env_extra={"KILL_AFTER_TELL": "3"})
     assert killed.returncode == -signal.SIGKILL, killed.stderr
