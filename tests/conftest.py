@@ -156,8 +156,11 @@ def isolated(tmp_path, monkeypatch):
     # textclf.tracking.store creates the mlruns/ folder when it first opens the store.
     uri = f"sqlite:///{tmp_path}/mlruns/mlflow.db"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
-    if "mlflow" in sys.modules:  # an earlier test may have set mlflow's process-wide URI
+    if "mlflow" in sys.modules:  # an earlier test may have set mlflow's process-wide URI and experiment
         sys.modules["mlflow"].set_tracking_uri(uri)
+        monkeypatch.setattr(sys.modules["mlflow.tracking.fluent"], "_active_experiment_id", None)
+    monkeypatch.delenv("MLFLOW_EXPERIMENT_ID", raising=False)
+    monkeypatch.delenv("MLFLOW_EXPERIMENT_NAME", raising=False)
     monkeypatch.setenv("HF_DATASETS_CACHE", str(tmp_path / "hf-datasets"))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("TOKENIZERS_PARALLELISM", "false")
