@@ -305,3 +305,15 @@ def run_cli(*argv: str) -> int:
 
     with process_state_restored():
         return main([str(a) for a in argv])
+
+
+def pytest_collection_modifyitems(config, items):
+    """Files holding ``slow`` tests first, each file's tests in their own order.
+
+    ``--dist loadfile --no-loadscope-reorder`` hands whole files to the
+    workers in this order, so the longest files start first and the short ones
+    fill in around them. xdist's own order (most tests first) put the long
+    files, which hold few tests each, last, where one worker ran them alone.
+    """
+    slow = {item.path for item in items if item.get_closest_marker("slow")}
+    items.sort(key=lambda item: item.path not in slow)  # stable: files stay whole and in order

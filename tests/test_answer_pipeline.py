@@ -16,6 +16,8 @@ from textclf.analysis.compare import RunRecord, compare
 from textclf.analysis.report import markdown_table, write_report
 from textclf.cli.main import main
 
+pytestmark = pytest.mark.slow  # run first: test files are spread over workers longest first
+
 KEYS = {
     "name",
     "a",

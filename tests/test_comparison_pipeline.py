@@ -14,6 +14,8 @@ import yaml
 
 from textclf.cli.main import main
 
+pytestmark = pytest.mark.slow  # run first: test files are spread over workers longest first
+
 FILLER = ["the", "film", "was", "a", "plot", "and", "it", "story", "cast", "really"]
 
 

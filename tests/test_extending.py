@@ -19,6 +19,8 @@ from conftest import make_rows, write_csv
 import textclf
 from textclf.cli.main import main
 
+pytestmark = pytest.mark.slow  # run first: test files are spread over workers longest first
+
 TINY = ["--no-track", "-q", "--set", "train.epochs=1", "--set", "embedding.dim=8", "--set", "encoder.hidden_size=8"]
 TINY += ["--set", "evaluate.latency_samples=2", "--set", "train.num_threads=1"]
 

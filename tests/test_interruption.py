@@ -26,6 +26,8 @@ from pathlib import Path
 import pytest
 from conftest import make_rows, seed_mlflow_store, write_csv
 
+pytestmark = pytest.mark.slow  # run first: test files are spread over workers longest first
+
 # The whole launcher sits under the __main__ guard: `--jobs auto` trains in a spawned
 # process pool whose workers import this file again as __mp_main__, and must not re-run it.
 LAUNCHER = "if __name__ == '__main__':\n" + textwrap.indent(

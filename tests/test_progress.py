@@ -7,7 +7,10 @@ import pty
 import subprocess
 import sys
 
+import pytest
 from conftest import make_rows, write_csv
+
+pytestmark = pytest.mark.slow  # run first: test files are spread over workers longest first
 
 ARGS = [
     "train",

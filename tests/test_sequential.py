@@ -17,6 +17,8 @@ from bench.calibration import adaptive_design as _adaptive_design
 from bench.calibration import false_verdict as _false_verdict
 from textclf.analysis.sequential import SeedSchedule, schedule_from, to_extend
 
+pytestmark = pytest.mark.slow  # run first: test files are spread over workers longest first
+
 ALPHA = 0.05
 
 

@@ -28,6 +28,8 @@ from pathlib import Path
 import pytest
 from conftest import make_rows, write_csv
 
+pytestmark = pytest.mark.slow  # run first: test files are spread over workers longest first
+
 TINY = [
     "--set",
     "train.epochs=1",

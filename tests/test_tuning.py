@@ -28,6 +28,8 @@ from conftest import seed_mlflow_store
 
 from textclf.analysis.tuning import expected_max
 
+pytestmark = pytest.mark.slow  # run first: test files are spread over workers longest first
+
 REPO = Path(__file__).resolve().parents[1]
 FILLER = ["the", "film", "was", "a", "plot", "and", "it", "story", "cast", "really"]
 
