@@ -13,6 +13,7 @@ import logging
 import os
 import shutil
 import signal
+import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -297,6 +298,22 @@ def cli(capfd):
         return CliResult(code, out.out, out.err)
 
     return run
+
+
+def imported_after(statements: str, watched: tuple[str, ...], cwd: Path | None = None) -> tuple[list[str], str]:
+    """Which of ``watched`` a fresh interpreter has imported after ``statements``, and what it printed first.
+
+    Which modules a command imports is the state of one process, so each check
+    runs in its own. The statements must succeed (their traceback fails the test).
+    """
+    code = f"{statements}\nimport json, sys\nprint(json.dumps(sorted(m for m in {tuple(watched)!r} if m in sys.modules)))\n"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+    proc = subprocess.run(
+        [sys.executable, "-c", code], cwd=cwd, env=env, capture_output=True, text=True, timeout=300, check=False
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    *printed, last = proc.stdout.strip().splitlines()
+    return json.loads(last), "\n".join(printed)
 
 
 def run_cli(*argv: str) -> int:
