@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from textclf.cli.common import console, out
-from textclf.core.logs import PROGRESS, ours_or_warning
+from textclf.core.logs import NOISY, PROGRESS, ours_or_warning
 
 
 class _Bars(logging.Handler):
@@ -100,7 +100,7 @@ def progress(
         saved = list(root.handlers), root.level
         root.handlers = [handler]
         root.setLevel(logging.DEBUG)
-        for noisy in ("datasets", "mlflow", "alembic", "urllib3", "filelock", "httpx", "matplotlib", "git", "numba"):
+        for noisy in NOISY:
             logging.getLogger(noisy).setLevel(max(logging.getLogger(noisy).level, logging.WARNING))
 
         on_event = reporter(bars.console.print) if reporter else None

@@ -85,9 +85,11 @@ def _quiet_libs() -> None:
     import os
     import warnings
 
+    from textclf.core.logs import NOISY
+
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-    for noisy in ("mlflow", "alembic", "urllib3", "httpx"):
+    for noisy in NOISY:
         logging.getLogger(noisy).setLevel(logging.WARNING)
     warnings.filterwarnings("ignore", category=UserWarning, module=r"mlflow\..*")
     warnings.filterwarnings("ignore", category=FutureWarning, module=r"mlflow\..*")

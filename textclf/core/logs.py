@@ -13,13 +13,14 @@ import os
 import sys
 
 PROGRESS = "textclf.progress"
-_NOISY = ("datasets", "mlflow", "alembic", "urllib3", "filelock", "httpx", "matplotlib")
+# Libraries whose INFO lines are noise in textclf's output: their loggers are set to WARNING wherever textclf logs.
+NOISY = ("datasets", "mlflow", "alembic", "urllib3", "filelock", "httpx", "matplotlib", "git", "numba")
 
 
 def ours_or_warning(record: logging.LogRecord) -> bool:
     """textclf's own records at any level; another library's only from WARNING up.
 
-    Levels on named loggers (``_NOISY``) cannot reach a library that logs
+    Levels on named loggers (``NOISY``) cannot reach a library that logs
     through the root logger itself: scipy's ``boschloo_exact`` logs every
     optimiser bound with ``logging.info``, dozens of lines per comparison.
     """
@@ -39,7 +40,7 @@ def setup_logging(quiet: bool = False) -> None:
     handler.setFormatter(_Format())
     handler.addFilter(ours_or_warning)
     logging.basicConfig(level=logging.WARNING if quiet else logging.INFO, handlers=[handler], force=True)
-    for noisy in _NOISY:
+    for noisy in NOISY:
         logging.getLogger(noisy).setLevel(logging.ERROR if quiet else logging.WARNING)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
