@@ -1,4 +1,4 @@
-"""Run every benchmark: ``python -m bench [--smoke] [--threads N] [--only NAME ...] [--results DIR]``.
+"""Run every benchmark: ``python -m bench [--smoke] [--threads N] [--data SOURCE] [--only NAME ...] [--results DIR]``.
 
 Each benchmark writes ``<results>/<name>.json`` (default ``bench/results/``).
 Full runs start one fresh Python process per benchmark, so one benchmark's
@@ -30,6 +30,8 @@ BENCHMARKS = (
     "calibration",
     "startup",
 )
+# The benchmarks that read a dataset (default: the Rotten Tomatoes file beside the repository, else builtin:reviews)
+READ_DATA = ("train_throughput", "inference", "tokenize")
 
 
 def main(argv=None) -> int:
@@ -47,6 +49,11 @@ def main(argv=None) -> int:
     p.add_argument(
         "--results", type=Path, default=C.RESULTS, help="Directory of the JSON files (default: %(default)s)."
     )
+    p.add_argument(
+        "--data",
+        default=None,
+        help=f"Passed to the benchmarks that read a dataset ({', '.join(READ_DATA)}): a file or builtin:NAME.",
+    )
     args = p.parse_args(argv)
     args.threads = C.default_threads(args.threads, args.smoke)
 
@@ -55,6 +62,8 @@ def main(argv=None) -> int:
         argv_b = ["--threads", str(args.threads), "--json", str(args.results / f"{name}.json")] + (
             ["--smoke"] if args.smoke else []
         )
+        if args.data is not None and name in READ_DATA:
+            argv_b += ["--data", args.data]
         print(f"== {name} {' '.join(argv_b)}", file=sys.stderr, flush=True)
         t0 = time.perf_counter()
         if args.smoke:
