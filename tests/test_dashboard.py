@@ -306,6 +306,8 @@ def test_the_view_shows_the_children_grouped_by_variant_in_chromium(world, clien
             "127.0.0.1",
             "--port",
             str(port),
+            "--workers",  # one browser, one request at a time: MLflow's default of 4 starts 3 idle copies
+            "1",
         ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

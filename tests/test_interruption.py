@@ -24,7 +24,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from conftest import make_rows, seed_mlflow_store, write_csv
+from conftest import make_rows, process_state_restored, run_cli, seed_mlflow_store, write_csv
 
 pytestmark = pytest.mark.slow  # run first: test files are spread over workers longest first
 
@@ -108,16 +108,21 @@ def prepare(d: Path) -> None:
     seed_mlflow_store(d / "mlruns" / "mlflow.db")  # the store's tables, without seconds of migrations per command
 
 
-def cli(d: Path, args: list[str], kill: tuple[str, str, int] | None = None) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("KILL_")}
-    env.update(
+def environment(d: Path) -> dict[str, str]:
+    """The variables a command in work folder ``d`` runs with: its own cache and store, nothing from the hub."""
+    return dict(
         TEXTCLF_CACHE_DIR=str(d / ".textclf"),
         MLFLOW_TRACKING_URI=f"sqlite:///{d}/mlruns/mlflow.db",
         HF_DATASETS_CACHE=str(d / "hf-datasets"),
         HF_HUB_OFFLINE="1",
         TOKENIZERS_PARALLELISM="false",
-        PYTHONPATH=os.pathsep.join([str(Path(__file__).resolve().parents[1]), env.get("PYTHONPATH", "")]),
+        PYTHONPATH=os.pathsep.join([str(Path(__file__).resolve().parents[1]), os.environ.get("PYTHONPATH", "")]),
     )
+
+
+def cli(d: Path, args: list[str], kill: tuple[str, str, int] | None = None) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KILL_")}
+    env.update(environment(d))
     if kill:
         env.update(KILL_POINT=kill[0], KILL_SIGNAL=kill[1], KILL_AFTER=str(kill[2]))
     return subprocess.run(
@@ -161,11 +166,14 @@ def final_pipeline(d: Path) -> dict:
 
 @pytest.fixture(scope="module")
 def uninterrupted(tmp_path_factory) -> dict:
+    # The reference runs need no signal, so they run in this process: two fresh interpreters cost ~20 s more.
     d = tmp_path_factory.mktemp("uninterrupted")
     prepare(d)
-    for args in (TRAIN, RUN):
-        res = cli(d, args)
-        assert res.returncode == 0, res.stderr
+    with process_state_restored():
+        os.environ.update(environment(d))
+        os.chdir(d)
+        for args in (TRAIN, RUN):
+            assert run_cli(*args) == 0
     return {"train": final_train(d), "pipeline": final_pipeline(d)}
 
 
@@ -307,14 +315,7 @@ def test_sigterm_stops_a_parallel_run_at_once(tmp_path):
     prepare(d)
     (d / "pipelines" / "long.yaml").write_text(LONG_PIPELINE)
     env = {k: v for k, v in os.environ.items() if not k.startswith("KILL_")}
-    env.update(
-        TEXTCLF_CACHE_DIR=str(d / ".textclf"),
-        MLFLOW_TRACKING_URI=f"sqlite:///{d}/mlruns/mlflow.db",
-        HF_DATASETS_CACHE=str(d / "hf-datasets"),
-        HF_HUB_OFFLINE="1",
-        TOKENIZERS_PARALLELISM="false",
-        PYTHONPATH=os.pathsep.join([str(Path(__file__).resolve().parents[1]), env.get("PYTHONPATH", "")]),
-    )
+    env.update(environment(d))
     driver = subprocess.Popen(
         [sys.executable, str(d / "launch.py"), "run", "long", *TINY, "--jobs", "2"],
         cwd=d,
