@@ -8,7 +8,8 @@
 * a SQLite store another process keeps locked: one message, after the wait
   ``TEXTCLF_STORE_TIMEOUT`` sets.
 
-Every case drives the real CLI in a subprocess. A full disk is a real small
+The CLI runs in-process where nothing needs a process of its own, and in a
+subprocess for a file-size limit and a lock held by another process. A full disk is a real small
 filesystem (a tmpfs, which needs root); elsewhere a file-size limit
 (``RLIMIT_FSIZE``, so writes fail with EFBIG) stands in for it.
 """
@@ -46,7 +47,8 @@ NO_SPACE = "no space left on device"
 TOO_LARGE = "file too large"
 
 
-def cli(*args: str, timeout: float = 240, **kw) -> subprocess.CompletedProcess:
+def run(*args: str, timeout: float = 240, **kw) -> subprocess.CompletedProcess:
+    """``textclf ARGS`` in a subprocess (the ``cli`` fixture runs it in this process)."""
     return subprocess.run(
         [sys.executable, "-m", "textclf.cli", *args], capture_output=True, text=True, timeout=timeout, **kw
     )
@@ -73,7 +75,7 @@ def _half_written(cache: Path) -> list[str]:
     return bad
 
 
-def _folded(r: subprocess.CompletedProcess) -> str:
+def _folded(r) -> str:
     return " ".join((r.stdout + r.stderr).split())
 
 
@@ -87,12 +89,12 @@ def _tensors(blob: bytes) -> dict[str, bytes]:
     return {k: v.tobytes() for k, v in load(blob).items()}
 
 
-def test_damaged_cache_entries_and_downloads_are_recomputed_with_a_warning(tmp_path):
+def test_damaged_cache_entries_and_downloads_are_recomputed_with_a_warning(tmp_path, cli):
     """A flipped bit, a truncated Arrow file, a truncated model, an unreadable old entry: each recomputed, never used."""
     write_csv(tmp_path / "d.csv", make_rows(60))
     args = ["train", "--set", "data.source=d.csv", *TINY]
-    r = cli(*args, "--metrics-out", "m1.json")
-    assert r.returncode == 0, r.stderr
+    r = cli(*args, "--metrics-out", "m1.json")  # in-process: the damage is found by the next process
+    assert r.code == 0, r.output
     first = json.loads((tmp_path / "m1.json").read_text())
     cache = tmp_path / ".textclf"
 
@@ -113,7 +115,8 @@ def test_damaged_cache_entries_and_downloads_are_recomputed_with_a_warning(tmp_p
     (evaluate / "_entry.json").write_text(json.dumps(meta))
     (evaluate / "metrics.json").write_text('{"val_accuracy": 0.')
 
-    r = cli(*args, "--no-track", "--metrics-out", "m2.json")
+    # A new process: one that has checked an entry trusts it for the rest of its life (checked once per process).
+    r = run(*args, "--no-track", "--metrics-out", "m2.json")
     text = _folded(r)
     assert r.returncode == 0, text
     assert "Traceback" not in text
@@ -131,11 +134,11 @@ def test_damaged_cache_entries_and_downloads_are_recomputed_with_a_warning(tmp_p
 
     # A model downloaded from MLflow into <cache>/models/ is checked the same way.
     ref = f"runs:/{first['run_id']}"
-    r = cli("predict", "--model", ref, "good great superb")
+    r = run("predict", "--model", ref, "good great superb")
     assert r.returncode == 0, r.stderr
     downloaded = next(cache.glob("models/*/model/model.safetensors"))
     downloaded.write_bytes(downloaded.read_bytes()[:300])
-    r2 = cli("predict", "--model", ref, "good great superb")
+    r2 = run("predict", "--model", ref, "good great superb")
     assert r2.returncode == 0, r2.stderr
     text = _folded(r2)
     assert f"downloaded model {downloaded.parents[1]} (" in text and "is damaged: model/model.safetensors" in text, text
@@ -146,7 +149,7 @@ def test_damaged_cache_entries_and_downloads_are_recomputed_with_a_warning(tmp_p
 # --------------------------------------------------------------------------- 2. a data file edited in place
 
 
-def test_a_data_file_edited_with_size_and_mtime_restored_is_prepared_again(tmp_path):
+def test_a_data_file_edited_with_size_and_mtime_restored_is_prepared_again(tmp_path, cli):
     """The prepare stage identifies a file by its content: an edit that keeps size and mtime still counts; a touch does not."""
     data = write_csv(tmp_path / "d.csv", make_rows(60))
     args = [
@@ -159,7 +162,7 @@ def test_a_data_file_edited_with_size_and_mtime_restored_is_prepared_again(tmp_p
         "evaluate.latency_samples=2",
         "--no-track",
     ]
-    assert cli(*args).returncode == 0
+    assert cli(*args).code == 0
     prepared = tmp_path / ".textclf" / "prepare"
     assert len(list(prepared.iterdir())) == 1
 
@@ -169,7 +172,7 @@ def test_a_data_file_edited_with_size_and_mtime_restored_is_prepared_again(tmp_p
     os.utime(data, ns=(st.st_atime_ns, st.st_mtime_ns))
     assert (data.stat().st_size, data.stat().st_mtime_ns) == (st.st_size, st.st_mtime_ns)
     r = cli(*args)
-    assert r.returncode == 0, r.stderr
+    assert r.code == 0, r.output
     entries = list(prepared.iterdir())
     assert len(entries) == 2 and "(cached)" not in r.stdout
     edited = max(entries, key=lambda e: (e / "_entry.json").stat().st_mtime_ns)
@@ -177,7 +180,7 @@ def test_a_data_file_edited_with_size_and_mtime_restored_is_prepared_again(tmp_p
 
     os.utime(data)  # touched, unchanged
     r = cli(*args)
-    assert r.returncode == 0, r.stderr
+    assert r.code == 0, r.output
     assert len(list(prepared.iterdir())) == 2 and "(cached)" in r.stdout
 
 
@@ -283,7 +286,7 @@ def test_a_full_disk_is_one_message_and_leaves_nothing_half_written(where, tmp_p
             args += ["--output", str(tmp_path / "out" / "model")]
             named = str(tmp_path / "out" / "model")
 
-    r = cli(*args, preexec_fn=preexec)
+    r = run(*args, preexec_fn=preexec)
     text = _folded(r)
     assert r.returncode == 1, text
     assert "Traceback" not in text
@@ -325,7 +328,7 @@ def test_a_store_locked_by_another_process_is_one_message_after_the_set_wait(tmp
     )
     try:
         assert holder.stdout.readline().strip() == "locked"
-        r = cli("train", "--set", "data.source=d.csv", *TINY, env={**os.environ, "TEXTCLF_STORE_TIMEOUT": "1"})
+        r = run("train", "--set", "data.source=d.csv", *TINY, env={**os.environ, "TEXTCLF_STORE_TIMEOUT": "1"})
     finally:
         holder.communicate("", timeout=30)
     text = _folded(r)
