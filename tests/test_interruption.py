@@ -3,7 +3,8 @@
 Each case runs the real CLI in a subprocess through a small launcher that
 sends the signal to its own process at a chosen point (after the train split
 is tokenized, after epoch 1's checkpoint, after the second child run is
-logged). Then the same command runs again and must:
+logged). Then the same command runs again (in the test's process: only the
+interrupted run needs one of its own) and must:
 
 * complete with the same final metrics as an uninterrupted run;
 * leave no MLflow run RUNNING: the interrupted runs end KILLED (recorded by
@@ -151,6 +152,19 @@ def half_written(d: Path) -> list[str]:
     return bad
 
 
+@pytest.fixture
+def rerun(cli):
+    """``rerun(d, args)``: the command again, in this process, in work folder ``d``; a :class:`conftest.CliResult`."""
+
+    def run(d: Path, args: list[str]):
+        with process_state_restored():
+            os.environ.update(environment(d))
+            os.chdir(d)
+            return cli(*args)
+
+    return run
+
+
 def final_train(d: Path) -> dict:
     m = json.loads((d / "metrics.json").read_text())
     return {k: m.get(k) for k in FINAL}
@@ -182,7 +196,7 @@ EXPECTED_EXIT = {"SIGINT": 130, "SIGKILL": -signal.SIGKILL}
 
 @pytest.mark.parametrize("sig", ["SIGINT", "SIGKILL"])
 @pytest.mark.parametrize("point,after", [("tokenize", 1), ("train", 1)])
-def test_interrupted_train_resumes_to_the_same_metrics(point, after, sig, uninterrupted, tmp_path):
+def test_interrupted_train_resumes_to_the_same_metrics(point, after, sig, uninterrupted, rerun, tmp_path):
     d = tmp_path / "w"
     prepare(d)
     killed = cli(d, TRAIN, kill=(point, sig, after))
@@ -196,8 +210,8 @@ def test_interrupted_train_resumes_to_the_same_metrics(point, after, sig, uninte
     if point == "train":  # epoch 1's checkpoint is there to resume from
         assert list((d / ".textclf" / "train" / ".work").glob("*/checkpoint.pt"))
 
-    again = cli(d, TRAIN)
-    assert again.returncode == 0, again.stderr
+    again = rerun(d, TRAIN)
+    assert again.code == 0, again.output
     assert final_train(d) == uninterrupted["train"]
     if point == "train":
         assert "resuming from" in again.stderr and "after epoch 1" in again.stderr
@@ -209,7 +223,7 @@ def test_interrupted_train_resumes_to_the_same_metrics(point, after, sig, uninte
 
 # Ctrl-C with a process pool training (the default on a machine with several cores), SIGKILL in one process.
 @pytest.mark.parametrize("sig,jobs", [("SIGINT", "2"), ("SIGKILL", "1")])
-def test_interrupted_pipeline_resumes_without_duplicate_children(sig, jobs, uninterrupted, tmp_path):
+def test_interrupted_pipeline_resumes_without_duplicate_children(sig, jobs, uninterrupted, rerun, tmp_path):
     d = tmp_path / "w"
     prepare(d)
     killed = cli(d, [*RUN, "--jobs", jobs], kill=("children", sig, 2))  # after 2 of the 4 (variant, seed) children
@@ -217,8 +231,8 @@ def test_interrupted_pipeline_resumes_without_duplicate_children(sig, jobs, unin
     first = runs(d)
     assert len(first) == 3  # parent + two children (the second was being closed)
 
-    again = cli(d, RUN)
-    assert again.returncode == 0, again.stderr
+    again = rerun(d, RUN)
+    assert again.code == 0, again.output
     assert final_pipeline(d) == uninterrupted["pipeline"]
 
     after = runs(d)

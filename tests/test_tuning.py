@@ -12,6 +12,7 @@ anything trains; a missing Optuna names the extra.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import os
@@ -24,7 +25,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import seed_mlflow_store
+from conftest import process_state_restored, run_cli, seed_mlflow_store
 
 from textclf.analysis.tuning import expected_max
 
@@ -40,8 +41,6 @@ LAUNCHER = "if __name__ == '__main__':\n" + textwrap.indent(
         """
     import os, signal, sys
 
-    if os.environ.get("NO_OPTUNA"):
-        sys.modules["optuna"] = None  # `import optuna` raises ImportError, as without the extra
     after = int(os.environ.get("KILL_AFTER_TELL", "0"))
     if after:
         import textclf.pipeline.tune as m
@@ -103,23 +102,48 @@ def prepare(d: Path, pipeline: dict | None = None) -> Path:
     return d
 
 
-def cli(d: Path, *args: str, env_extra: dict | None = None) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if k not in ("KILL_AFTER_TELL", "NO_OPTUNA")}
-    env.update(
+def environment(d: Path) -> dict[str, str]:
+    """The variables a command in work folder ``d`` runs with: its own cache and store, nothing from the hub."""
+    return dict(
         TEXTCLF_CACHE_DIR=str(d / ".textclf"),
         MLFLOW_TRACKING_URI=f"sqlite:///{d}/mlruns/mlflow.db",
         HF_DATASETS_CACHE=str(d / "hf"),
         HF_HUB_OFFLINE="1",
         TOKENIZERS_PARALLELISM="false",
-        PYTHONPATH=os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")]),
-        **(env_extra or {}),
+        PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
     )
+
+
+def cli(d: Path, *args: str, env_extra: dict | None = None) -> subprocess.CompletedProcess:
+    """The command in a process of its own (one that is killed, or whose first output is checked)."""
+    env = {k: v for k, v in os.environ.items() if k != "KILL_AFTER_TELL"}
+    env.update(environment(d), **(env_extra or {}))
     return subprocess.run(
         [sys.executable, str(d / "launch.py"), *args], cwd=d, env=env, capture_output=True, text=True, timeout=600
     )
 
 
 RUN = ("run", "tp.yaml", "--summary-out", "summary.json")
+
+
+@contextlib.contextmanager
+def working_in(d: Path):
+    """Run in-process commands in work folder ``d`` with its variables; everything is restored after."""
+    with process_state_restored():
+        os.environ.update(environment(d))
+        os.chdir(d)
+        yield
+
+
+@pytest.fixture
+def here(cli):  # conftest's in-process `cli` fixture, not this module's subprocess helper
+    """``here(d, *args)``: the command run in this process in work folder ``d``; a :class:`conftest.CliResult`."""
+
+    def run(d: Path, *args: str):
+        with working_in(d):
+            return cli(*args)
+
+    return run
 
 
 def runs(d: Path) -> list[dict]:
@@ -174,8 +198,8 @@ def train_entries(d: Path) -> set[str]:
 def tuned(tmp_path_factory) -> dict:
     d = prepare(tmp_path_factory.mktemp("tuned"))
     seed_mlflow_store(d / "mlruns" / "mlflow.db")  # the store's tables, without seconds of migrations per command
-    first = cli(d, *RUN)
-    assert first.returncode == 0, first.stderr
+    with working_in(d):  # in-process; the unchanged rerun below runs in its own process, whose output is checked
+        assert run_cli(*RUN) == 0
     summary = json.loads((d / "summary.json").read_text())
     state = {
         "d": d,
@@ -276,7 +300,7 @@ def test_rerun_is_fully_cached(tuned):
         assert again["variants"][name]["test_accuracy"] == tuned["summary"]["variants"][name]["test_accuracy"]
 
 
-def test_killed_search_resumes_without_running_a_trial_twice(tuned, tmp_path):
+def test_killed_search_resumes_without_running_a_trial_twice(tuned, here, tmp_path):
     d = prepare(tmp_path / "w")
     seed_mlflow_store(d / "mlruns" / "mlflow.db")
     # Round 1 tells rnn t0 and lstm t0; round 2 is killed after telling rnn t1, with lstm t1 run but not told.
@@ -285,8 +309,8 @@ def test_killed_search_resumes_without_running_a_trial_twice(tuned, tmp_path):
     before = studies(d)
     assert sorted(len([t for t in s if t[1] != "RUNNING"]) for s in before) == [1, 2]
 
-    again = cli(d, *RUN)
-    assert again.returncode == 0, again.stderr
+    again = here(d, *RUN)
+    assert again.code == 0, again.output
     after = studies(d)
     assert [[n for n, _ in s] for s in after] == [list(range(TRIALS))] * 2  # numbers 0..2, none twice
     assert all(state in ("COMPLETE", "PRUNED") for s in after for _, state in s)
@@ -323,10 +347,10 @@ BAD = {
 }
 
 
-def test_bad_tune_settings_stop_before_training(tmp_path):
+def test_bad_tune_settings_stop_before_training(tmp_path, here):
     d = prepare(tmp_path / "w", {**PIPELINE, "tune": BAD})
-    r = cli(d, *RUN, "--set", "tune.pruner=hyperband")
-    assert r.returncode == 2, r.stderr
+    r = here(d, *RUN, "--set", "tune.pruner=hyperband")
+    assert r.code == 2, r.stderr
     for message in (
         "tune.trails: unknown key",
         "Did you mean 'tune.trials'?",
@@ -348,16 +372,15 @@ def test_bad_tune_settings_stop_before_training(tmp_path):
     )  # before any stage or run
 
 
-def test_without_optuna_the_message_names_the_extra(tmp_path):
+def test_without_optuna_the_message_names_the_extra(tmp_path, here, monkeypatch):
     d = prepare(tmp_path / "w")
-    r = cli(d, *RUN, env_extra={"NO_OPTUNA": "1"})
-    assert r.returncode == 2, r.stderr
+    monkeypatch.setitem(sys.modules, "optuna", None)  # `import optuna` raises ImportError, as without the extra
+    r = here(d, *RUN)
+    assert r.code == 2, r.stderr
     assert "pip install 'textclf[tune]'" in r.stderr and "Traceback" not in r.stderr
     assert not (d / ".textclf").exists()  # nothing prepared, nothing trained
-    shown = cli(
-        d, "config", "show", "tp.yaml", "--set", "tune.trials=5", env_extra={"NO_OPTUNA": "1"}
-    )  # looking needs no Optuna
-    assert shown.returncode == 0, shown.stderr
+    shown = here(d, "config", "show", "tp.yaml", "--set", "tune.trials=5")  # looking needs no Optuna
+    assert shown.code == 0, shown.stderr
     assert yaml.safe_load(shown.stdout)["tune"]["trials"] == 5
 
 
