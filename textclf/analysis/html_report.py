@@ -18,13 +18,12 @@ from __future__ import annotations
 import base64
 import html
 import json
-import os
-import tempfile
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 from textclf.analysis.report import _clip, _delta_note, _table_cells, caption
+from textclf.core.disk import write_atomically
 
 # Figures a reader wants first, by words in their file names; the others follow alphabetically.
 _FIGURE_ORDER = ("contrast", "delta", "cost", "quality", "learning", "length")
@@ -416,19 +415,7 @@ def write_html(out_path: Path, summary: Mapping[str, Any], comparison_dir: Path,
     """Render the report with the comparison's figures and write it whole (a temporary file renamed into place)."""
     out_path = Path(out_path)
     text = render_html(summary, figures=comparison_figures(comparison_dir, summary), **kwargs)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out_path.name}.", dir=out_path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp's file is private; the report is to be shared
-        os.replace(tmp, out_path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return out_path
+    return write_atomically(out_path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
 
 
 __all__ = ["CALIBRATION_NOTE", "comparison_figures", "render_html", "write_html"]

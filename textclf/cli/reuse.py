@@ -24,12 +24,12 @@ import json
 import os
 import sys
 import tempfile
-import uuid
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
 import typer
 
+from textclf import load_model
 from textclf.core.errors import DataError, ModelError
 
 # typer renders help text as rich markup: an unescaped "[/model]" reads as a closing tag and crashes --help.
@@ -200,16 +200,8 @@ def atomic_write(path: Path, write, what: str) -> None:
     """``write(tmp)`` to a temporary next to ``path``, then renamed over it: a failure leaves ``path`` as it was."""
     from textclf.core import disk
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.parent / f".{path.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-    fix = "Free space on that disk or choose another --output."
-    try:
-        with disk.reporting(path, root=path.parent, what=what, fix=fix):
-            write(tmp)
-            os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    with disk.reporting(path, root=path.parent, what=what, fix="Free space on that disk or choose another --output."):
+        disk.write_atomically(path, write)
 
 
 def write_table(df, path: Path) -> None:
@@ -236,21 +228,6 @@ def _write_jsonl(df, fh) -> None:
 
 def _plain(v: Any) -> Any:
     return v.item() if hasattr(v, "item") and not isinstance(v, (list, dict, str)) else v
-
-
-def _load(
-    model: str,
-    tracking_uri: Optional[str],
-    device: Optional[str],
-    cache_dir: Optional[Path],
-    allow_failed: bool = False,
-    engine: str = "auto",
-):
-    import textclf
-
-    return textclf.load_model(
-        model, tracking_uri=tracking_uri, device=device, cache_dir=cache_dir, allow_failed=allow_failed, engine=engine
-    )
 
 
 # --------------------------------------------------------------------------- verbs
@@ -306,7 +283,9 @@ def predict(
     import pandas as pd
 
     table, items = (pd.DataFrame({"text": list(texts)}), list(texts)) if texts else read_texts(input, text_column)
-    clf = _load(model, tracking_uri, device, cache_dir, allow_failed, engine)
+    clf = load_model(
+        model, tracking_uri=tracking_uri, device=device, cache_dir=cache_dir, allow_failed=allow_failed, engine=engine
+    )
     source = str(input) if input is not None and str(input) != "-" else "the input"
     renamed = _renames(table.columns, _output_columns(clf.labels), source)  # before predicting
     text_column = renamed.get(text_column, text_column)
@@ -388,7 +367,16 @@ def embed(
     parquet = output.suffix.lower() == ".parquet"
     source = str(input) if str(input) != "-" else "the input"
     renamed = _renames(table.columns, ["embedding"], source) if parquet else {}  # before the model loads
-    enc = Encoder(_load(model, tracking_uri, device, cache_dir, allow_failed, engine))
+    enc = Encoder(
+        load_model(
+            model,
+            tracking_uri=tracking_uri,
+            device=device,
+            cache_dir=cache_dir,
+            allow_failed=allow_failed,
+            engine=engine,
+        )
+    )
     vectors = enc.embed(items, batch_size=batch_size)
 
     def write(tmp: Path) -> None:

@@ -42,11 +42,12 @@ import ast
 import functools
 import hashlib
 import json
-import os
 import re
 import sys
 from pathlib import Path
 from typing import Any
+
+from textclf.core.disk import write_atomically
 
 PACKAGE = Path(__file__).resolve().parents[1]  # textclf/ (this is textclf/core/code.py)
 ROOT = PACKAGE.name
@@ -176,16 +177,10 @@ def _save_remembered() -> None:
     _memo["known"] = None  # re-read: another process may have added entries
     merged = {**_remembered(), **new}
     try:  # a read-only or full cache only loses the shortcut
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(merged))
-        os.replace(tmp, path)
+        write_atomically(path, lambda tmp: tmp.write_text(json.dumps(merged)))
         _memo["known"], _memo["new"] = merged, {}
     except OSError:
-        try:
-            tmp.unlink()
-        except (OSError, UnboundLocalError):
-            pass
+        pass
 
 
 @functools.cache

@@ -23,8 +23,10 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import os
 import shutil
-from collections.abc import Iterator
+import uuid
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from textclf.core.errors import DiskFullError
@@ -174,3 +176,21 @@ def reporting(
         if err is None:
             raise
         raise err from exc
+
+
+def write_atomically(path: str | Path, write: Callable[[Path], object]) -> Path:
+    """``write(tmp)`` into a temporary beside ``path``, then renamed over it.
+
+    A reader (another process) sees the old file or the new one, never half of
+    one; a failure removes the temporary and leaves ``path`` as it was. The
+    temporary is a plain new file, so the result gets the usual permissions.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path

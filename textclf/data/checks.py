@@ -23,7 +23,6 @@ from __future__ import annotations
 import math
 import unicodedata
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import pyarrow.compute as pc
@@ -236,8 +235,3 @@ def _few(names: list[str], limit: int = 5) -> str:
     shown = ", ".join(repr(n) for n in names[:limit])
     more = f" and {len(names) - limit} more" if len(names) > limit else ""
     return f"class{'es' if len(names) > 1 else ''} {shown}{more}"
-
-
-def as_report(warnings: list[DataWarning]) -> list[dict[str, Any]]:
-    """JSON-ready form (``data inspect --json``)."""
-    return [w.to_dict() for w in warnings]

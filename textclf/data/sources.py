@@ -35,7 +35,9 @@ from typing import Any
 
 import pyarrow as pa
 
+from textclf.core.checksums import file_digest
 from textclf.core.code import note_extension
+from textclf.core.disk import write_atomically
 from textclf.core.errors import DataError
 
 log = logging.getLogger(__name__)
@@ -349,12 +351,10 @@ def read_builtin(name: str, seed: int, options: dict[str, Any], cache_dir: str |
     target = Path(_cache_dir(cache_dir)) / "builtin" / f"{name}-{key}.parquet"
     if not target.exists():
         rows = corpora.generate(name, seed=seed, **options)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_suffix(f".tmp{os.getpid()}")
         import pyarrow.parquet as pq
 
-        pq.write_table(pa.table(rows), tmp)  # text, label and any extra columns (e.g. listops depth, for slices)
-        os.replace(tmp, target)  # atomic: a concurrent run never sees half a file
+        # text, label and any extra columns (e.g. listops depth, for slices); a concurrent run never sees half a file
+        write_atomically(target, lambda tmp: pq.write_table(pa.table(rows), tmp))
     return datasets.load_dataset(
         "parquet", data_files={"data": str(target)}, split="data", cache_dir=_cache_dir(cache_dir)
     )
@@ -403,18 +403,11 @@ def file_sha256(path: str | Path, cache_root: str | Path | None = None) -> str:
                 return saved["sha256"]
         except (OSError, ValueError, AttributeError):
             pass  # a damaged memo only costs a re-hash
-    h = hashlib.sha256()
-    with open(p, "rb") as fh:
-        while block := fh.read(1 << 20):
-            h.update(block)
-    digest = h.hexdigest()
+    digest = file_digest(p, hashlib.sha256)
     _HASHES[memo] = digest
     if disk is not None:
         try:
-            disk.parent.mkdir(parents=True, exist_ok=True)
-            tmp = disk.with_suffix(f".tmp{os.getpid()}")
-            tmp.write_text(json.dumps({"stat": list(memo), "sha256": digest}))
-            os.replace(tmp, disk)
+            write_atomically(disk, lambda tmp: tmp.write_text(json.dumps({"stat": list(memo), "sha256": digest})))
         except OSError:
             pass
     return digest

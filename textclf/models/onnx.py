@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from textclf.core.checksums import file_digest
 from textclf.core.errors import ModelError
 from textclf.models.folder import build_model
 
@@ -120,8 +121,8 @@ def export_onnx(folder: dict[str, Any], path: str | Path, *, opset: int = 17, ve
         "embedding_dim": int(model.encoder.output_size),
         "max_length": max_length,
         # The files the graph was exported from: predict / embed use the graph only while both still match.
-        "weights_sha256": _sha256(Path(folder["dir"]) / "model.safetensors"),
-        "tokenizer_sha256": _sha256(Path(folder["dir"]) / "tokenizer.json"),
+        "weights_sha256": file_digest(Path(folder["dir"]) / "model.safetensors", hashlib.sha256),
+        "tokenizer_sha256": file_digest(Path(folder["dir"]) / "tokenizer.json", hashlib.sha256),
         # What textclf does to a text before the graph sees it: a runtime that skips the
         # cut tokenizes a long text whole and gets other ids (and other logits) than textclf.
         "preprocess": {
@@ -163,14 +164,6 @@ def _verify_onnx(wrapped, path: Path, vocab_size: int, atol: float = 1e-4) -> di
     return {"checked": True, "runtime": f"onnxruntime {ort.__version__}", "max_abs_diff": worst, "atol": atol}
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 class OnnxRunner:
     """A folder's ``model.onnx`` in onnxruntime (CPU): logits and the pooled embedding, no torch."""
 
@@ -206,7 +199,7 @@ def onnx_runner(directory: str | Path) -> tuple[OnnxRunner | None, str]:
     for key, name in (("weights_sha256", "model.safetensors"), ("tokenizer_sha256", "tokenizer.json")):
         if not isinstance(info, dict) or not info.get(key):
             return None, f"{info_path} does not record the {name} it was exported from (re-export with --onnx)"
-        if _sha256(d / name) != info[key]:
+        if file_digest(d / name, hashlib.sha256) != info[key]:
             return None, f"{graph} was exported from another {name} than the folder's (re-export with --onnx)"
     try:
         import onnxruntime as ort

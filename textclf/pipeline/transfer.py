@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from textclf.core.checksums import file_digest
 from textclf.core.errors import ConfigError, ModelError
 from textclf.pipeline.config import Config
 
@@ -76,14 +77,6 @@ class Source:
         return {"init_from": self.ref, **self.resolved.lineage_tags(), "init_from_sha256": self.model_sha256}
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def source_for(cfg: Config, *, tracking_uri: str | None = None, cache_dir: str | Path | None = None) -> Source | None:
     """Resolve and check ``encoder.init_from``; None when the config trains from scratch.
 
@@ -113,8 +106,8 @@ def source_for(cfg: Config, *, tracking_uri: str | None = None, cache_dir: str |
         ref=enc.init_from,
         resolved=resolved,
         folder=folder,
-        model_sha256=_sha256(d / "model.safetensors"),
-        tokenizer_sha256=_sha256(d / "tokenizer.json"),
+        model_sha256=file_digest(d / "model.safetensors", hashlib.sha256),
+        tokenizer_sha256=file_digest(d / "tokenizer.json", hashlib.sha256),
     )
     check_compatible(cfg, source)
     return source

@@ -461,6 +461,11 @@ def tune_pipeline(
     spec: TuneSpec = pipe.tune
     seed = pipe.seeds[0]
     out: dict[str, Tuned] = {}
+
+    def told(s: Search, rec, cached: bool) -> None:
+        fields = {"number": rec.number, "state": rec.state, "value": rec.value, "epochs": rec.epochs}
+        emit("trial", {"variant": s.variant.key, **fields, "metric": spec.metric, "cached": cached})
+
     with contextlib.ExitStack() as stack:
         searches = [
             Search(v, spec, cache, seed, force=force, stack=stack, planned=plan_of(v, seed) if plan_of else None)
@@ -472,18 +477,7 @@ def tune_pipeline(
         for s in searches:  # trials an earlier process finished: recorded again, not run again
             for rec in sorted(s.records.values(), key=lambda r: r.number)[: spec.trials]:
                 recorder.trial_run(runs[s.variant.key], s.variant, rec, trial_config(s.cfg, rec.params)[0], spec.metric)
-                emit(
-                    "trial",
-                    {
-                        "variant": s.variant.key,
-                        "number": rec.number,
-                        "state": rec.state,
-                        "value": rec.value,
-                        "metric": spec.metric,
-                        "epochs": rec.epochs,
-                        "cached": True,
-                    },
-                )
+                told(s, rec, cached=True)
         runner = Runner(quiet=quiet, **runner_opts)
         stack.callback(runner.close)
         while True:
@@ -505,18 +499,7 @@ def tune_pipeline(
                     res,
                     lambda r, s=s, cfg=cfg: recorder.trial_run(runs[s.variant.key], s.variant, r, cfg, spec.metric),
                 )
-                emit(
-                    "trial",
-                    {
-                        "variant": s.variant.key,
-                        "number": rec.number,
-                        "state": rec.state,
-                        "value": rec.value,
-                        "metric": spec.metric,
-                        "epochs": rec.epochs,
-                        "cached": bool(res.get("cached")),
-                    },
-                )
+                told(s, rec, cached=bool(res.get("cached")))
         for s in searches:
             tuned = s.result(runs[s.variant.key])
             recorder.finish_tuning(tuned)

@@ -24,11 +24,11 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from pathlib import Path
 from typing import Any
 
 from textclf.core.cache import StageCache
 from textclf.core.code import code_fingerprint, plugin_fingerprint
+from textclf.core.disk import write_atomically
 from textclf.pipeline.spec import Pipeline
 from textclf.tracking import store
 
@@ -61,8 +61,6 @@ ANSWERS = (
 
 def remember(cache: StageCache, fp: str, uri: str, parent_run_id: str, summary: dict[str, Any]) -> None:
     """Keep the answer a run recorded, so that an unchanged re-run can show it without loading MLflow."""
-    import os
-    import tempfile
 
     folder = cache.root / ANSWERS
     record = {
@@ -71,17 +69,10 @@ def remember(cache: StageCache, fp: str, uri: str, parent_run_id: str, summary: 
         "parent_run_id": parent_run_id,
         "summary": summary,
     }
-    tmp = None
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".tmp-{os.getpid()}-")
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(record, f, default=str)
-        os.replace(tmp, folder / f"{fp}.json")  # atomic: a reader sees the old record or the new one
+    try:  # a reader sees the old record or the new one
+        write_atomically(folder / f"{fp}.json", lambda t: t.write_text(json.dumps(record, default=str), "utf-8"))
     except OSError as exc:  # only a shortcut: the run is recorded in MLflow, which answers next time
         log.warning("could not keep this run's answer in %s (%s); an unchanged re-run will ask MLflow", folder, exc)
-        if tmp is not None:
-            Path(tmp).unlink(missing_ok=True)
 
 
 def find_answer(

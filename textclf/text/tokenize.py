@@ -48,6 +48,7 @@ from tokenizers import (
     trainers,
 )
 
+from textclf.core.disk import write_atomically
 from textclf.core.errors import ConfigError, ModelError
 from textclf.data.checks import DataWarning
 from textclf.data.summary import percentiles
@@ -289,10 +290,7 @@ def _trained_tokenizer(data, cfg: TokenizerConfig, store: Path) -> Tokenizer:
     # Cut as for encoding: what lies past the cut is never read by the model, and counting its words costs memory.
     batches = (cut_texts(b["text"], cfg.max_length)[0] for b in train.select_columns(["text"]).iter(batch_size=2000))
     tok = train_tokenizer(cfg, batches, length=len(train))
-    store.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".tmp{os.getpid()}")
-    tok.save(str(tmp))
-    os.replace(tmp, path)  # atomic: a concurrent run never reads half a file
+    write_atomically(path, lambda tmp: tok.save(str(tmp)))  # a concurrent run never reads half a file
     return tok
 
 
