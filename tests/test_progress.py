@@ -1,4 +1,4 @@
-"""Progress bars on a terminal, plain lines elsewhere: the same `textclf train` in a pseudo-terminal and in a pipe."""
+"""Progress bars on a terminal, plain lines elsewhere: the same `textclf train` in a pseudo-terminal and with captured output."""
 
 from __future__ import annotations
 
@@ -51,25 +51,14 @@ def _in_terminal(args, cwd) -> str:
     return b"".join(chunks).decode("utf-8", "replace")
 
 
-def test_bars_on_a_terminal_lines_in_a_pipe(tmp_path):
+def test_bars_on_a_terminal_lines_in_a_pipe(tmp_path, cli):
     write_csv(tmp_path / "d.csv", make_rows(90))
     shown = _in_terminal(ARGS, tmp_path)
     assert "━" in shown and "ETA" in shown and "epoch 2/2" in shown  # a training bar with its epoch
-    piped = subprocess.run(
-        [sys.executable, "-m", "textclf.cli", *ARGS, "--force"],
-        capture_output=True,
-        text=True,
-        cwd=tmp_path,
-        timeout=300,
-    )
-    assert piped.returncode == 0
+    # Not a terminal (the captured output of an in-process run, as a pipe): plain lines.
+    piped = cli(*ARGS, "--force")
+    assert piped.code == 0, piped.output
     assert "━" not in piped.stderr and "ETA" not in piped.stderr
     assert "epoch 1/2 | train loss" in piped.stderr  # the plain per-epoch lines instead
-    quiet = subprocess.run(
-        [sys.executable, "-m", "textclf.cli", *ARGS, "--force", "-q"],
-        capture_output=True,
-        text=True,
-        cwd=tmp_path,
-        timeout=300,
-    )
-    assert "epoch 1/2" not in quiet.stderr
+    quiet = cli(*ARGS, "--force", "-q")
+    assert quiet.code == 0 and "epoch 1/2" not in quiet.stderr
