@@ -115,12 +115,6 @@ def test_summary_says_where_each_variant_differs(project):
     assert "comparison/accuracy_by_length.png" in files
 
 
-def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "textclf.cli", *args], capture_output=True, text=True, cwd=cwd, timeout=300
-    )
-
-
 @pytest.mark.parametrize(
     "case,change,message",
     [
@@ -137,16 +131,16 @@ def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
         ),
     ],
 )
-def test_bad_comparison_settings_stop_before_training(tmp_path, case, change, message):
+def test_bad_comparison_settings_stop_before_training(tmp_path, case, change, message, cli):
     data = write_corpus(tmp_path / "d.csv")
     pipe = write_pipeline(tmp_path / "p.yaml", data)
     spec = yaml.safe_load(pipe.read_text())
     for key, value in change.items():
         spec[key] = {**spec[key], **value} if key == "data" else value
     pipe.write_text(yaml.safe_dump(spec))
-    r = cli("run", str(pipe), "-q", cwd=tmp_path)
-    assert r.returncode == 2, r.stderr
-    assert message in r.stderr and "Traceback" not in r.stderr
+    r = cli("run", str(pipe), "-q")  # in-process, in tmp_path (conftest's isolated fixture)
+    assert r.code == 2, r.output
+    assert message in r.stderr and "Traceback" not in r.output
     assert not (tmp_path / ".textclf" / "train").exists()  # nothing trained
     import sqlite3
 

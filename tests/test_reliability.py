@@ -66,14 +66,14 @@ def test_train_output_never_deletes_a_users_folder(tmp_path):
     assert not (tmp_path / ".textclf" / "train").exists()  # refused before any training
 
 
-def test_train_output_replaces_a_model_folder_only_when_asked(tmp_path):
+def test_train_output_replaces_a_model_folder_only_when_asked(tmp_path, cli):  # in-process: conftest's `cli`
     write_csv(tmp_path / "d.csv", make_rows(60))
     out = _model_folder(tmp_path / "model")
     r = cli("train", "--set", "data.source=d.csv", *TINY, "--no-track", "--output", str(out))
-    assert r.returncode == 2 and "--force" in r.stderr
+    assert r.code == 2 and "--force" in r.stderr
     assert json.loads((out / "config.json").read_text())["marker"] == "old"
     r = cli("train", "--set", "data.source=d.csv", *TINY, "--no-track", "--output", str(out), "--overwrite")
-    assert r.returncode == 0, r.stderr
+    assert r.code == 0, r.output
     cfg = json.loads((out / "config.json").read_text())
     assert "marker" not in cfg and cfg["kind"] == "neural"
     assert sorted(p.name for p in out.iterdir()) == [
