@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -71,7 +69,7 @@ def run(*args: str) -> int:
     return code
 
 
-def test_summary_says_where_each_variant_differs(project):
+def test_summary_says_where_each_variant_differs(project, cli):
     from mlflow.tracking import MlflowClient
 
     tmp, pipe = project
@@ -80,14 +78,9 @@ def test_summary_says_where_each_variant_differs(project):
     v = s["variants"]["bilstm-matched"]
     # parameter-matched: the bidirectional encoder got a smaller hidden size
     assert s["variants"]["lstm"]["params"] > 0 and v["params"] > 0
-    cfg = yaml.safe_load(
-        subprocess.run(
-            [sys.executable, "-m", "textclf.cli", "config", "show", str(pipe)],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout
-    )
+    shown = cli("config", "show", str(pipe))
+    assert shown.code == 0, shown.output
+    cfg = yaml.safe_load(shown.stdout)
     assert cfg["variants"]["bilstm-matched"]["encoder"]["hidden_size"] < 8
     # calibrated deltas with Holm-adjusted p-values
     assert 0 <= v["delta_accuracy"]["p_value"] <= v["delta_accuracy"]["p_adjusted"] <= 1

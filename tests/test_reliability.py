@@ -51,7 +51,7 @@ def _model_folder(path: Path, marker: str = "old") -> Path:
 # --------------------------------------------------------------------------- 1. output folders
 
 
-def test_train_output_never_deletes_a_users_folder(tmp_path):
+def test_train_output_never_deletes_a_users_folder(tmp_path, cli):  # in-process: conftest's `cli`
     """`train --output DIR` on a folder holding other files: exit 2 before training, files untouched, even with --force."""
     write_csv(tmp_path / "d.csv", make_rows(60))
     mine = tmp_path / "thesis"
@@ -59,9 +59,9 @@ def test_train_output_never_deletes_a_users_folder(tmp_path):
     (mine / "chapter1.tex").write_text("precious")
     for extra in ([], ["--force"], ["--overwrite"]):
         r = cli("train", "--set", "data.source=d.csv", *TINY, "--no-track", "--output", str(mine), *extra)
-        assert r.returncode == 2, r.stderr
+        assert r.code == 2, r.output
         assert "not a textclf model" in r.stderr and "chapter1.tex" in r.stderr
-        assert "Traceback" not in r.stderr
+        assert "Traceback" not in r.output
         assert (mine / "chapter1.tex").read_text() == "precious"
     assert not (tmp_path / ".textclf" / "train").exists()  # refused before any training
 
