@@ -110,12 +110,35 @@ def check_utf8(path: Path, chunk_size: int = 1 << 20) -> None:
 
 
 def _read_csv(p: Path, strings: bool = False, **options: Any) -> pa.Table:
+    import warnings
+
     import pandas as pd
 
     if strings:  # every cell as written: no type inference, an empty cell is ""
         options.update(dtype=object, keep_default_na=False, na_values=None)
-    # As the ``datasets`` csv builder reads (pandas, then Arrow): the same types and messages as before.
-    return pa.Table.from_pandas(pd.read_csv(p, **options))
+    # As the ``datasets`` csv builder reads (pandas, then Arrow): the same types and messages as before. But a first
+    # row with more fields than the header (an unquoted comma in a text) would silently become pandas' index and
+    # shift every column; index_col=False makes pandas say so, and the line is named here.
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", "Length of header or names does not match", pd.errors.ParserWarning)
+        try:
+            frame = pd.read_csv(p, index_col=False, **options)
+        except pd.errors.ParserWarning:
+            raise ValueError(_longer_than_header(p, options.get("delimiter", ","))) from None
+    return pa.Table.from_pandas(frame)
+
+
+def _longer_than_header(p: Path, delimiter: str) -> str:
+    """Where a row of ``p`` first holds more fields than its header, in pandas' words for the other rows."""
+    import csv
+
+    with open(p, newline="", encoding="utf-8") as fh:
+        rows = csv.reader(fh, delimiter=delimiter)
+        header = next(rows, [])
+        for row in rows:
+            if len(row) > len(header):
+                return f"Expected {len(header)} fields in line {rows.line_num}, saw {len(row)}"
+    return f"Expected {len(header)} fields per line, as in the header; a line holds more"
 
 
 def _read_json(p: Path, strings: bool = False) -> pa.Table:
