@@ -34,3 +34,10 @@ def test_training_refuses_a_first_row_with_more_fields_than_the_header(tmp_path,
     assert r.code == 2, r.output
     assert "d.csv" in r.folded and "expected 2 fields in line 2, saw 3" in r.folded
     assert not (tmp_path / ".textclf" / "train").exists()
+
+
+def test_a_trailing_delimiter_on_every_line_reads_as_written(tmp_path):
+    from textclf.data.sources import read_file
+
+    (tmp_path / "d.csv").write_text("text,label\ngood film,pos,\nbad film,neg,\n")
+    assert read_file(tmp_path / "d.csv").to_pydict() == {"text": ["good film", "bad film"], "label": ["pos", "neg"]}
