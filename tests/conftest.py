@@ -316,6 +316,15 @@ def imported_after(statements: str, watched: tuple[str, ...], cwd: Path | None =
     return json.loads(last), "\n".join(printed)
 
 
+@contextlib.contextmanager
+def working_in(folder: Path, env: dict[str, str]):
+    """In-process commands run in ``folder`` with the variables ``env``; all of it is undone afterwards."""
+    with process_state_restored():
+        os.environ.update(env)
+        os.chdir(folder)
+        yield
+
+
 def run_cli(*argv: str) -> int:
     """The exit code of ``textclf ARGV`` run in this process, its process-wide settings undone afterwards."""
     from textclf.cli.main import main

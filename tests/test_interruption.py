@@ -25,7 +25,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from conftest import make_rows, process_state_restored, run_cli, seed_mlflow_store, write_csv
+from conftest import make_rows, run_cli, seed_mlflow_store, working_in, write_csv
 
 pytestmark = pytest.mark.slow  # run first: test files are spread over workers longest first
 
@@ -157,9 +157,7 @@ def rerun(cli):
     """``rerun(d, args)``: the command again, in this process, in work folder ``d``; a :class:`conftest.CliResult`."""
 
     def run(d: Path, args: list[str]):
-        with process_state_restored():
-            os.environ.update(environment(d))
-            os.chdir(d)
+        with working_in(d, environment(d)):
             return cli(*args)
 
     return run
@@ -183,9 +181,7 @@ def uninterrupted(tmp_path_factory) -> dict:
     # The reference runs need no signal, so they run in this process: two fresh interpreters cost ~20 s more.
     d = tmp_path_factory.mktemp("uninterrupted")
     prepare(d)
-    with process_state_restored():
-        os.environ.update(environment(d))
-        os.chdir(d)
+    with working_in(d, environment(d)):
         for args in (TRAIN, RUN):
             assert run_cli(*args) == 0
     return {"train": final_train(d), "pipeline": final_pipeline(d)}

@@ -12,7 +12,6 @@ anything trains; a missing Optuna names the extra.
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import json
 import os
@@ -25,7 +24,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import process_state_restored, run_cli, seed_mlflow_store
+from conftest import run_cli, seed_mlflow_store, working_in
 
 from textclf.analysis.tuning import expected_max
 
@@ -126,21 +125,12 @@ def cli(d: Path, *args: str, env_extra: dict | None = None) -> subprocess.Comple
 RUN = ("run", "tp.yaml", "--summary-out", "summary.json")
 
 
-@contextlib.contextmanager
-def working_in(d: Path):
-    """Run in-process commands in work folder ``d`` with its variables; everything is restored after."""
-    with process_state_restored():
-        os.environ.update(environment(d))
-        os.chdir(d)
-        yield
-
-
 @pytest.fixture
 def here(cli):  # conftest's in-process `cli` fixture, not this module's subprocess helper
     """``here(d, *args)``: the command run in this process in work folder ``d``; a :class:`conftest.CliResult`."""
 
     def run(d: Path, *args: str):
-        with working_in(d):
+        with working_in(d, environment(d)):
             return cli(*args)
 
     return run
@@ -198,7 +188,9 @@ def train_entries(d: Path) -> set[str]:
 def tuned(tmp_path_factory) -> dict:
     d = prepare(tmp_path_factory.mktemp("tuned"))
     seed_mlflow_store(d / "mlruns" / "mlflow.db")  # the store's tables, without seconds of migrations per command
-    with working_in(d):  # in-process; the unchanged rerun below runs in its own process, whose output is checked
+    with working_in(
+        d, environment(d)
+    ):  # in-process; the unchanged rerun below runs in its own process, whose output is checked
         assert run_cli(*RUN) == 0
     summary = json.loads((d / "summary.json").read_text())
     state = {
