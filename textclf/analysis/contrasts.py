@@ -91,7 +91,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from scipy import stats as _sp_stats
 
 from textclf.analysis.metric_stats import contrast_metric, counts_score
 from textclf.analysis.stats import (
@@ -101,6 +100,8 @@ from textclf.analysis.stats import (
     _t_inference,
     holm,
     paired_comparison_batch,
+    t_ppf,
+    t_sf,
 )
 from textclf.core.registry import Registry
 
@@ -321,14 +322,14 @@ def tost_p(delta: Any, se: Any, df: Any, sesoi: float) -> np.ndarray:
     delta, se, df = (np.asarray(x, dtype=np.float64) for x in (delta, se, df))
     positive = se > 0
     safe = np.where(positive, se, 1.0)
-    lower = _sp_stats.t.sf((delta + sesoi) / safe, df)
-    upper = _sp_stats.t.sf((sesoi - delta) / safe, df)
+    lower = t_sf((delta + sesoi) / safe, df)
+    upper = t_sf((sesoi - delta) / safe, df)
     return np.where(positive, np.maximum(lower, upper), np.where(np.abs(delta) < sesoi, 0.0, 1.0))
 
 
 def mde(se: Any, df: Any, alpha: float = 0.05, power: float = POWER) -> np.ndarray:
     """The true difference detected with ``power`` by the two-sided test at ``alpha``: (t_{1-a/2} + t_power) * se."""
-    return (_sp_stats.t.ppf(1 - alpha / 2, df) + _sp_stats.t.ppf(power, df)) * np.asarray(se, dtype=np.float64)
+    return (t_ppf(1 - alpha / 2, df) + t_ppf(power, df)) * np.asarray(se, dtype=np.float64)
 
 
 def seeds_needed(
@@ -613,7 +614,7 @@ def contrast_family(
                     if s >= 2:
                         _m, var_acc, noise = _seed_table(correct[v].sum(axis=1), correct[v].sum(axis=0), s, n)
                         seed_terms.append((w2 * max(float(var_acc) - float(noise), 0.0), w2 * float(noise), s))
-                half = _sp_stats.t.ppf(1 - alpha, r["df"]) * r["se"]
+                half = t_ppf(1 - alpha, r["df"]) * r["se"]
                 details[c.name] = {
                     "variants": names,  # every variant the contrast weighs (which ones more seeds would go to)
                     "se": r["se"],
