@@ -84,9 +84,10 @@ METHOD = "paired t, seed + example variance, Satterthwaite df"
 
 
 # Student's t upper tail and quantile as the bare ufuncs that scipy.stats.t's
-# sf/ppf end in (bit-identical results): the distribution object spends ~0.1 ms
-# per call checking and broadcasting its arguments, and the calibration
-# simulations and the sample-size search call these tens of thousands of times.
+# sf/ppf end in (bit-identical results): the distribution object checks and
+# broadcasts its arguments on every call, which cost more than the quantile
+# itself, and the calibration simulations and the sample-size search call these
+# tens of thousands of times.
 def t_sf(x: Any, df: Any) -> np.ndarray:
     """P(T > x) for Student's t with ``df`` degrees of freedom (``scipy.stats.t.sf(x, df)``)."""
     return _special.stdtr(df, -np.asarray(x, dtype=np.float64))
