@@ -143,6 +143,47 @@ def setup_threads(threads: int) -> int:
 # --------------------------------------------------------------------------- timing
 
 
+def textclf_command(args: list[str], env: dict[str, str], cwd: Path, *, fresh: bool = True) -> float:
+    """Wall seconds of ``textclf ARGS`` run with the variables ``env`` in ``cwd``; a failure stops the benchmark.
+
+    ``fresh``: in a new process, as a user runs it (its output goes to
+    ``cwd/textclf.log``). Otherwise in this process, for a model a smoke run
+    needs but does not time: a new process would import torch, MLflow and
+    scikit-learn all over again. Variables, folder and torch's thread count
+    are put back afterwards.
+    """
+    import subprocess
+
+    t0 = time.perf_counter()
+    if fresh:
+        log = cwd / "textclf.log"
+        with open(log, "w") as fh:
+            code = subprocess.run(
+                [sys.executable, "-m", "textclf", *args], env=env, cwd=cwd, stdout=fh, stderr=subprocess.STDOUT
+            ).returncode
+        tail = "\n".join(log.read_text(errors="replace").splitlines()[-30:])
+    else:
+        import torch
+
+        from textclf.cli.main import main
+
+        saved, here, threads = dict(os.environ), os.getcwd(), torch.get_num_threads()
+        os.environ.clear()
+        os.environ.update(env)
+        os.chdir(cwd)
+        try:
+            code = main(list(args))
+        finally:
+            os.environ.clear()
+            os.environ.update(saved)
+            os.chdir(here)
+            torch.set_num_threads(threads)
+        tail = "(its output is above)"
+    if code != 0:
+        raise SystemExit(f"textclf {' '.join(args)} failed with exit code {code}:\n{tail}")
+    return time.perf_counter() - t0
+
+
 def timed(fn: Callable[[], Any]) -> tuple[float, Any]:
     """(seconds, result) of one call."""
     t0 = time.perf_counter()

@@ -100,19 +100,8 @@ def measure(work: Path, threads: int, smoke: bool = False) -> dict:
         "TEXTCLF_CACHE_DIR": str(work / "cache"),
         "MLFLOW_TRACKING_URI": uri,
     }
-    train = [
-        sys.executable,
-        "-m",
-        "textclf",
-        "train",
-        "-q",
-        "--tracking-uri",
-        uri,
-        "--metrics-out",
-        str(work / "m.json"),
-        *C.TINY_TRAIN,
-    ]
-    train_s = _run(train, work / "train.log", env=env, cwd=work)
+    train = ["train", "-q", "--tracking-uri", uri, "--metrics-out", str(work / "m.json"), *C.TINY_TRAIN]
+    train_s = C.textclf_command(train, env, work, fresh=not smoke)  # in this process for a smoke run
     run_id = json.loads((work / "m.json").read_text())["run_id"]
     client = MlflowClient(tracking_uri=uri)
     model_uri = client.get_run(run_id).data.tags["textclf.model_uri"]

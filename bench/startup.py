@@ -94,21 +94,10 @@ def import_profile(stderr: str, top: int = 8) -> dict:
     }
 
 
-def _train(work: Path, env: dict) -> tuple[Path, str]:
+def _train(work: Path, env: dict, smoke: bool) -> tuple[Path, str]:
     folder = work / "model"
-    cmd = [
-        sys.executable,
-        "-m",
-        "textclf",
-        "train",
-        "-q",
-        "--output",
-        str(folder),
-        "--metrics-out",
-        str(work / "m.json"),
-        *C.TINY_TRAIN,
-    ]
-    _run(cmd, env, work)
+    args = ["train", "-q", "--output", str(folder), "--metrics-out", str(work / "m.json"), *C.TINY_TRAIN]
+    C.textclf_command(args, env, work, fresh=not smoke)  # the model is not what is timed
     return folder, json.loads((work / "m.json").read_text())["run_id"]
 
 
@@ -120,11 +109,13 @@ def measure(work: Path, threads: int, reps: int, smoke: bool = False) -> dict:
         "MLFLOW_TRACKING_URI": f"sqlite:///{work}/store/mlflow.db",
     }
     (work / "store").mkdir()
-    folder, run_id = _train(work, env)
+    folder, run_id = _train(work, env, smoke)
     (work / "texts.txt").write_text("\n".join(TEXTS[:2]) + "\n")
     textclf = [sys.executable, "-m", "textclf"]
     onnx = work / "onnx"
-    _run([*textclf, "export", "-q", "--model", str(folder), "--output", str(onnx), "--onnx"], env, work)
+    C.textclf_command(
+        ["export", "-q", "--model", str(folder), "--output", str(onnx), "--onnx"], env, work, fresh=not smoke
+    )
     commands = {
         "predict_folder": [*textclf, "predict", "--model", str(folder), *TEXTS],
         "predict_runs": [*textclf, "predict", "--model", f"runs:/{run_id}", *TEXTS],
