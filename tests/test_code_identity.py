@@ -218,14 +218,13 @@ def test_an_edit_recomputes_the_stages_whose_code_it_touches_and_no_other(tmp_pa
 
     first = _train(root, cache, tmp_path / "a.json")
     assert not first["cached"] and corpora() == 1
-    again = _train(root, cache, tmp_path / "b.json")
-    assert again["cached"] and again["model_dir"] == first["model_dir"]  # nothing edited: every stage a hit
-    edit("analysis/verdicts.py")  # the diagnostics verdicts: no stage runs them
-    report_fix = _train(root, cache, tmp_path / "c.json")
-    assert report_fix["cached"] and report_fix["model_dir"] == first["model_dir"] and corpora() == 1
-    reword("models/recurrent.py")  # documentation only: every trained model is kept
-    reworded = _train(root, cache, tmp_path / "c2.json")
-    assert reworded["cached"] and reworded["model_dir"] == first["model_dir"]
+    # Two edits that must both keep every stage a hit, in one run (a key can only change with an edit, so a
+    # hit after both is a hit after either, and after none): a change to a module no stage runs (the
+    # diagnostics verdicts), and documentation only in the encoder's module.
+    edit("analysis/verdicts.py")
+    reword("models/recurrent.py")
+    unchanged = _train(root, cache, tmp_path / "b.json")
+    assert unchanged["cached"] and unchanged["model_dir"] == first["model_dir"] and corpora() == 1
     edit("models/recurrent.py")
     model_fix = _train(root, cache, tmp_path / "d.json")
     assert not model_fix["cached"] and model_fix["model_dir"] != first["model_dir"]
