@@ -14,6 +14,7 @@ import json
 import os
 import platform
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -152,35 +153,37 @@ def textclf_command(args: list[str], env: dict[str, str], cwd: Path, *, fresh: b
     scikit-learn all over again. Variables, folder and torch's thread count
     are put back afterwards.
     """
-    import subprocess
+    if fresh:
+        return run_logged([sys.executable, "-m", "textclf", *args], cwd / "textclf.log", env=env, cwd=cwd)
+    import torch
+
+    from textclf.cli.main import main
 
     t0 = time.perf_counter()
-    if fresh:
-        log = cwd / "textclf.log"
-        with open(log, "w") as fh:
-            code = subprocess.run(
-                [sys.executable, "-m", "textclf", *args], env=env, cwd=cwd, stdout=fh, stderr=subprocess.STDOUT
-            ).returncode
-        tail = "\n".join(log.read_text(errors="replace").splitlines()[-30:])
-    else:
-        import torch
-
-        from textclf.cli.main import main
-
-        saved, here, threads = dict(os.environ), os.getcwd(), torch.get_num_threads()
+    saved, here, threads = dict(os.environ), os.getcwd(), torch.get_num_threads()
+    os.environ.clear()
+    os.environ.update(env)
+    os.chdir(cwd)
+    try:
+        code = main(list(args))
+    finally:
         os.environ.clear()
-        os.environ.update(env)
-        os.chdir(cwd)
-        try:
-            code = main(list(args))
-        finally:
-            os.environ.clear()
-            os.environ.update(saved)
-            os.chdir(here)
-            torch.set_num_threads(threads)
-        tail = "(its output is above)"
+        os.environ.update(saved)
+        os.chdir(here)
+        torch.set_num_threads(threads)
     if code != 0:
-        raise SystemExit(f"textclf {' '.join(args)} failed with exit code {code}:\n{tail}")
+        raise SystemExit(f"textclf {' '.join(args)} failed with exit code {code} (its output is above)")
+    return time.perf_counter() - t0
+
+
+def run_logged(cmd: list[str], log: Path, **kwargs: Any) -> float:
+    """Wall seconds of ``cmd`` (``subprocess.run`` keywords in ``kwargs``), its output in ``log``; a failure stops the benchmark with the log's tail."""
+    t0 = time.perf_counter()
+    with open(log, "w") as fh:
+        proc = subprocess.run(cmd, stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, **kwargs)
+    if proc.returncode != 0:
+        tail = "\n".join(log.read_text(errors="replace").splitlines()[-30:])
+        raise SystemExit(f"command failed with exit code {proc.returncode}: {' '.join(cmd)}\n{tail}")
     return time.perf_counter() - t0
 
 

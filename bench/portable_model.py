@@ -37,7 +37,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 import urllib.parse
 from pathlib import Path
 
@@ -63,16 +62,6 @@ def parse_args(argv=None):
     args = p.parse_args(argv)
     args.threads = C.default_threads(args.threads, args.smoke)
     return args
-
-
-def _run(cmd: list[str], log: Path, **kwargs) -> float:
-    t0 = time.perf_counter()
-    with open(log, "w") as fh:
-        proc = subprocess.run(cmd, stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, **kwargs)
-    if proc.returncode != 0:
-        tail = "\n".join(log.read_text(errors="replace").splitlines()[-30:])
-        raise SystemExit(f"command failed with exit code {proc.returncode}: {' '.join(cmd)}\n{tail}")
-    return time.perf_counter() - t0
 
 
 def _borrow_packages(venv: Path) -> None:
@@ -112,13 +101,13 @@ def measure(work: Path, threads: int, smoke: bool = False) -> dict:
     requirements = [x for x in (local / "requirements.txt").read_text().splitlines() if x.strip()]
 
     venv = work / "venv"
-    venv_s = _run([sys.executable, "-m", "venv", str(venv)], work / "venv.log")  # no --system-site-packages
+    venv_s = C.run_logged([sys.executable, "-m", "venv", str(venv)], work / "venv.log")  # no --system-site-packages
     clean = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV", "MLFLOW_TRACKING_URI")}
     if smoke:
         _borrow_packages(venv)
         install_s = 0.0
     else:
-        install_s = _run(
+        install_s = C.run_logged(
             [str(venv / "bin" / "pip"), "install", "-q", "-r", str(local / "requirements.txt")],
             work / "install.log",
             env=clean,
